@@ -1,0 +1,94 @@
+# pyjobd — build, run and test.
+#
+#   make run    install what is missing, build, start on 127.0.0.1:8080
+#   make test   install what is missing, build, run unit + integration tests
+#
+# Debian packages are installed with apt-get (through sudo when not root).
+
+CC      ?= cc
+PYTHON  := /usr/bin/python3
+BUILD   ?= build
+WERROR  ?= -Werror
+CFLAGS  ?= -O2 -g
+CWARN   := -std=gnu11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes $(WERROR)
+CPPFLAGS += -Iinclude -D_GNU_SOURCE
+SAN     ?=
+
+DEB_PACKAGES := libmicrohttpd-dev libjansson-dev libcmocka-dev libpython3-dev python3-cloudpickle \
+                pkg-config curl python3-pytest python3-jsonschema python3-yaml
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+SERVER_LIBS := $(shell pkg-config --libs libmicrohttpd jansson 2>/dev/null) -lpthread
+PY_CFLAGS   := $(shell pkg-config --cflags python3-embed 2>/dev/null)
+PY_LIBS     := $(shell pkg-config --libs python3-embed 2>/dev/null)
+
+LIB_SRCS    := $(wildcard api/*.c pool/*.c) $(filter-out server/main.c,$(wildcard server/*.c))
+LIB_OBJS    := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+WORKER_SRCS := $(wildcard pool/worker/*.c) pool/frame.c
+WORKER_OBJS := $(WORKER_SRCS:%.c=$(BUILD)/wobj/%.o)
+UNIT_SRCS   := $(wildcard tests/unit/test_*.c)
+UNIT_BINS   := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+
+PORT ?= 8080
+
+.PHONY: all deps run test unit integration clean format check-format
+all: $(BUILD)/pyjobd $(BUILD)/pyjobd-worker
+
+# Installs the Debian packages the build and the tests need, only when one is missing.
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CWARN) $(CFLAGS) $(SAN) -MMD -MP -c $< -o $@
+
+$(BUILD)/wobj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(PY_CFLAGS) $(CWARN) $(CFLAGS) $(SAN) -MMD -MP -c $< -o $@
+
+$(BUILD)/libpyjobd.a: $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/pyjobd: $(BUILD)/obj/server/main.o $(BUILD)/libpyjobd.a
+	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(SERVER_LIBS)
+
+$(BUILD)/pyjobd-worker: $(WORKER_OBJS)
+	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(PY_LIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libpyjobd.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CWARN) $(CFLAGS) $(SAN) -o $@ $< $(BUILD)/libpyjobd.a $(SERVER_LIBS) -lcmocka
+
+run: deps all
+	$(BUILD)/pyjobd --port $(PORT)
+
+unit: $(UNIT_BINS) $(BUILD)/pyjobd-worker
+	@failed=0; for t in $(UNIT_BINS); do \
+	  PYJOBD_WORKER=$(BUILD)/pyjobd-worker $$t || failed=1; \
+	done; exit $$failed
+
+integration: all
+	PYJOBD_BIN=$(BUILD)/pyjobd $(PYTHON) -m pytest -q tests/integration
+
+test: deps
+	$(MAKE) all
+	$(MAKE) unit
+	$(MAKE) integration
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+check-format:
+	clang-format --dry-run -Werror $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

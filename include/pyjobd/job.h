@@ -1,0 +1,95 @@
+/*
+ * job.h — what a job is, as the pool accepts it (job_spec) and as it reports it
+ * (job_view). Plain data shared by api/ and pool/.
+ */
+#ifndef PYJOBD_JOB_H
+#define PYJOBD_JOB_H
+
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "pyjobd/blob.h"
+
+/* Job ids are 128 random bits written as 32 lowercase hex digits. */
+#define JOB_ID_LEN 32
+
+enum job_status {
+    JOB_QUEUED,
+    JOB_RUNNING,
+    JOB_SUCCEEDED,
+    JOB_FAILED,
+    JOB_CANCELLED,
+};
+
+enum job_error_type {
+    JOB_ERR_NONE,
+    JOB_ERR_EXCEPTION,          /* the callable raised */
+    JOB_ERR_TIMEOUT,            /* the supervisor killed it at its deadline */
+    JOB_ERR_WORKER_CRASHED,     /* its worker died while running it */
+    JOB_ERR_INVALID_PAYLOAD,    /* callable/args/kwargs could not be unpickled */
+    JOB_ERR_UNPICKLABLE_RESULT, /* the return value could not be pickled */
+    JOB_ERR_CANCELLED,
+    JOB_ERR_INTERRUPTED, /* the server stopped while the job was queued or running */
+};
+
+/* What a client asks for. The blobs are references owned by the spec. */
+struct job_spec {
+    struct blob *callable; /* required */
+    struct blob *args;     /* optional (NULL: no positional arguments) */
+    struct blob *kwargs;   /* optional (NULL: no keyword arguments) */
+    double timeout;        /* seconds; 0 means "use the server's default" */
+};
+
+struct job_error {
+    enum job_error_type type;
+    char *message;          /* always set when type != JOB_ERR_NONE */
+    char *exc_type;         /* exception type name (exception, invalid_payload) */
+    struct blob *exception; /* pickled exception object (exception), may be NULL */
+    char *traceback;        /* remote traceback text, may be NULL */
+    int exit_code;          /* worker exit status (worker_crashed), -1 when none */
+    int signal;             /* signal that killed the worker, 0 when none */
+    long long max_rss_bytes; /* worker's peak RSS from wait4, -1 when unknown */
+};
+
+/* A snapshot of a job. Strings and blobs are owned by the view: job_view_release(). */
+struct job_view {
+    char id[JOB_ID_LEN + 1];
+    enum job_status status;
+    struct timespec created_at; /* CLOCK_REALTIME */
+    struct timespec started_at; /* {0,0}: not started */
+    struct timespec finished_at; /* {0,0}: not finished */
+    double timeout;             /* effective limit in seconds; 0 = none */
+    unsigned attempts;
+    pid_t worker_pid; /* 0 when none */
+    struct blob *result; /* pickled return value (succeeded) */
+    struct job_error error;
+};
+
+/* "queued", "running", ... */
+const char *job_status_name(enum job_status s);
+
+/* "exception", "timeout", ...; NULL for JOB_ERR_NONE. */
+const char *job_error_type_name(enum job_error_type t);
+
+static inline int job_status_is_terminal(enum job_status s)
+{
+    return s == JOB_SUCCEEDED || s == JOB_FAILED || s == JOB_CANCELLED;
+}
+
+/* Drops the spec's references and zeroes it. */
+void job_spec_release(struct job_spec *spec);
+
+/* Frees what a view owns and zeroes it. */
+void job_view_release(struct job_view *v);
+
+/* Frees what an error owns and resets it to "no error". */
+void job_error_release(struct job_error *e);
+
+/* Deep copy of src into *dst (strings duplicated, blobs referenced). 0 or -ENOMEM. */
+int job_view_copy(struct job_view *dst, const struct job_view *src);
+
+/* Returns 1 when s is a well-formed job id (32 lowercase hex digits). */
+int job_id_is_valid(const char *s);
+
+#endif
