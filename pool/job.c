@@ -1,0 +1,112 @@
+/*
+ * job.c — helpers over the plain job data of include/pyjobd/job.h: names of states
+ * and error types, and releasing/copying the memory a spec or a view owns.
+ */
+#include "pyjobd/job.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *job_status_name(enum job_status s)
+{
+    switch (s) {
+    case JOB_QUEUED:
+        return "queued";
+    case JOB_RUNNING:
+        return "running";
+    case JOB_SUCCEEDED:
+        return "succeeded";
+    case JOB_FAILED:
+        return "failed";
+    case JOB_CANCELLED:
+        return "cancelled";
+    }
+    return "unknown";
+}
+
+const char *job_error_type_name(enum job_error_type t)
+{
+    switch (t) {
+    case JOB_ERR_NONE:
+        return NULL;
+    case JOB_ERR_EXCEPTION:
+        return "exception";
+    case JOB_ERR_TIMEOUT:
+        return "timeout";
+    case JOB_ERR_WORKER_CRASHED:
+        return "worker_crashed";
+    case JOB_ERR_INVALID_PAYLOAD:
+        return "invalid_payload";
+    case JOB_ERR_UNPICKLABLE_RESULT:
+        return "unpicklable_result";
+    case JOB_ERR_CANCELLED:
+        return "cancelled";
+    case JOB_ERR_INTERRUPTED:
+        return "interrupted";
+    }
+    return NULL;
+}
+
+void job_spec_release(struct job_spec *spec)
+{
+    blob_unref(spec->callable);
+    blob_unref(spec->args);
+    blob_unref(spec->kwargs);
+    memset(spec, 0, sizeof(*spec));
+}
+
+void job_error_release(struct job_error *e)
+{
+    free(e->message);
+    free(e->exc_type);
+    blob_unref(e->exception);
+    free(e->traceback);
+    memset(e, 0, sizeof(*e));
+    e->exit_code = -1;
+    e->max_rss_bytes = -1;
+}
+
+void job_view_release(struct job_view *v)
+{
+    blob_unref(v->result);
+    job_error_release(&v->error);
+    memset(v, 0, sizeof(*v));
+    v->error.exit_code = -1;
+    v->error.max_rss_bytes = -1;
+}
+
+static int dup_str(char **dst, const char *src)
+{
+    *dst = NULL;
+    if (!src)
+        return 0;
+    *dst = strdup(src);
+    return *dst ? 0 : -ENOMEM;
+}
+
+int job_view_copy(struct job_view *dst, const struct job_view *src)
+{
+    *dst = *src;
+    dst->result = blob_ref(src->result);
+    dst->error.exception = blob_ref(src->error.exception);
+    dst->error.message = dst->error.exc_type = dst->error.traceback = NULL;
+    if (dup_str(&dst->error.message, src->error.message) ||
+        dup_str(&dst->error.exc_type, src->error.exc_type) ||
+        dup_str(&dst->error.traceback, src->error.traceback)) {
+        job_view_release(dst);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+int job_id_is_valid(const char *s)
+{
+    size_t i;
+    for (i = 0; s[i]; i++) {
+        char c = s[i];
+        if (i >= JOB_ID_LEN || !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return 0;
+    }
+    return i == JOB_ID_LEN;
+}
