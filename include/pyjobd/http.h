@@ -1,0 +1,32 @@
+/*
+ * http.h — the HTTP front end: libmicrohttpd on an epoll thread pool, feeding
+ * complete requests to api_handle() and holding long-poll connections suspended
+ * (no thread is held per waiter).
+ */
+#ifndef PYJOBD_HTTP_H
+#define PYJOBD_HTTP_H
+
+#include <stddef.h>
+
+struct api;
+struct http_server;
+
+struct http_config {
+    const char *listen; /* numeric IPv4 or IPv6 address */
+    unsigned port;      /* 0 = ephemeral */
+    unsigned threads;
+    size_t max_request_bytes;
+    struct api *api; /* borrowed; outlives the server */
+};
+
+/* Binds and starts serving. NULL on failure, with a message in err. */
+struct http_server *http_start(const struct http_config *cfg, char *err, size_t errlen);
+
+/* The bound port (useful with port 0). */
+unsigned http_port(const struct http_server *s);
+
+/* Waits up to drain_ms for open connections to finish, then stops and frees.
+ * Accepts NULL. */
+void http_stop(struct http_server *s, int drain_ms);
+
+#endif

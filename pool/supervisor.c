@@ -1,0 +1,591 @@
+/*
+ * supervisor.c — the pool's one thread: an epoll loop over the wake eventfd, each
+ * worker's socket and each worker's pidfd.
+ *
+ * It owns every job transition after submission: dispatch (FIFO to idle workers),
+ * results, per-job deadlines (enforced from outside the worker with SIGKILL), crash
+ * classification (the pidfd and wait4 are the single source of truth for a worker's
+ * end), respawn with backoff for workers that fail to boot, and waiter deadlines.
+ * Invariant: a job is running iff it is some worker's w->job; when a worker ends,
+ * its job (if any) is finished before the slot is reused, so no job is left behind.
+ */
+#include "internal.h"
+#include "pyjobd/frame.h"
+#include "pyjobd/log.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+enum { EV_WAKE = 0, EV_SOCK = 1, EV_PIDFD = 2 };
+
+#define READ_CHUNK (64 * 1024)
+#define STOP_GRACE_MS 3000
+#define BOOT_BACKOFF_MIN_MS 100
+#define BOOT_BACKOFF_MAX_MS 30000
+
+static uint64_t ev_key(unsigned kind, unsigned slot)
+{
+    return (uint64_t)slot << 8 | kind;
+}
+
+void pool__wake(struct pool *p)
+{
+    uint64_t one = 1;
+    ssize_t n = write(p->wakefd, &one, sizeof(one));
+    (void)n; /* EAGAIN means a wake-up is already pending, which is all we need */
+}
+
+static char *dup_field(const struct frame *f, uint32_t tag)
+{
+    struct frame_field fld;
+    if (frame_find_field(f, tag, &fld) != 1)
+        return NULL;
+    return strndup((const char *)fld.data, fld.len);
+}
+
+void pool__finish_job(struct pool *p, struct job *j, enum job_status status)
+{
+    if (j->v.status == JOB_RUNNING)
+        p->running--;
+    j->v.status = status;
+    clock_gettime(CLOCK_REALTIME, &j->v.finished_at);
+    j->worker = NULL;
+    j->deadline_ms = 0;
+    job_spec_release(&j->spec); /* the payload is no longer needed */
+    if (status == JOB_FAILED)
+        log_info("job %s failed: %s: %s", j->v.id, job_error_type_name(j->v.error.type),
+                 j->v.error.message ? j->v.error.message : "");
+    else
+        log_debug("job %s %s", j->v.id, job_status_name(status));
+    pool__waiters_fire_job(p, j);
+}
+
+static void fail_job(struct pool *p, struct job *j, enum job_error_type type, char *message)
+{
+    job_error_release(&j->v.error);
+    j->v.error.type = type;
+    j->v.error.message = message ? message : strdup(job_error_type_name(type));
+    pool__finish_job(p, j, JOB_FAILED);
+}
+
+static char *format(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *format(const char *fmt, ...)
+{
+    va_list ap;
+    char *s = NULL;
+    va_start(ap, fmt);
+    if (vasprintf(&s, fmt, ap) < 0)
+        s = NULL;
+    va_end(ap);
+    return s;
+}
+
+/* --- worker channel ------------------------------------------------------------ */
+
+/* The worker's socket is gone (EOF, error, or we killed it): stop watching it. The
+ * pidfd stays: the exit status will tell what happened. */
+static void close_channel(struct pool *p, struct worker *w)
+{
+    if (w->sock >= 0) {
+        epoll_ctl(p->epfd, EPOLL_CTL_DEL, w->sock, NULL);
+        close(w->sock);
+        w->sock = -1;
+    }
+    free(w->out);
+    w->out = NULL;
+    w->out_len = w->out_off = 0;
+    w->epollout = 0;
+    w->in_len = 0;
+    if (w->state == WORKER_IDLE || w->state == WORKER_BUSY)
+        p->workers_ready--;
+    w->state = WORKER_EXITING;
+}
+
+static void flush_output(struct pool *p, struct worker *w)
+{
+    while (w->out_off < w->out_len) {
+        ssize_t n = send(w->sock, w->out + w->out_off, w->out_len - w->out_off, MSG_NOSIGNAL);
+        if (n > 0) {
+            w->out_off += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT,
+                                     .data.u64 = ev_key(EV_SOCK, w->slot)};
+            if (!w->epollout)
+                epoll_ctl(p->epfd, EPOLL_CTL_MOD, w->sock, &ev);
+            w->epollout = 1;
+            return;
+        }
+        log_warn("worker %d: write failed: %s", (int)w->pid, strerror(errno));
+        close_channel(p, w);
+        return;
+    }
+    free(w->out);
+    w->out = NULL;
+    w->out_len = w->out_off = 0;
+    if (w->epollout) {
+        w->epollout = 0;
+        struct epoll_event ev = {.events = EPOLLIN, .data.u64 = ev_key(EV_SOCK, w->slot)};
+        epoll_ctl(p->epfd, EPOLL_CTL_MOD, w->sock, &ev);
+    }
+}
+
+static void handle_hello(struct pool *p, struct worker *w, const struct frame *f)
+{
+    if (w->state != WORKER_STARTING) {
+        log_warn("worker %d: unexpected hello; replacing it", (int)w->pid);
+        pool__kill_worker(w, SIGKILL);
+        close_channel(p, w);
+        return;
+    }
+    char *py = dup_field(f, FRAME_TAG_PYTHON_VERSION);
+    char *cp = dup_field(f, FRAME_TAG_CLOUDPICKLE_VERSION);
+    if (py && !p->python_version[0]) {
+        snprintf(p->python_version, sizeof(p->python_version), "%s", py);
+        snprintf(p->cloudpickle_version, sizeof(p->cloudpickle_version), "%s", cp ? cp : "");
+    }
+    log_info("worker %d ready in %lld ms (Python %s, cloudpickle %s)", (int)w->pid,
+             (long long)(pool_now_ms() - w->spawned_ms), py ? py : "?", cp ? cp : "?");
+    free(py);
+    free(cp);
+    w->state = WORKER_IDLE;
+    w->boot_failures = 0;
+    p->workers_ready++;
+}
+
+static void handle_outcome(struct pool *p, struct worker *w, const struct frame *f)
+{
+    struct job *j = w->job;
+    if (w->state != WORKER_BUSY || !j) {
+        log_warn("worker %d: result without a job; replacing it", (int)w->pid);
+        pool__kill_worker(w, SIGKILL);
+        close_channel(p, w);
+        return;
+    }
+    w->job = NULL;
+    w->state = WORKER_IDLE;
+    w->jobs_done++;
+    struct frame_field fld;
+    if (f->type == FRAME_RESULT) {
+        if (frame_find_field(f, FRAME_TAG_RESULT, &fld) == 1 &&
+            (j->v.result = blob_new_copy(fld.data, fld.len))) {
+            pool__finish_job(p, j, JOB_SUCCEEDED);
+        } else {
+            fail_job(p, j, JOB_ERR_UNPICKLABLE_RESULT,
+                     strdup("the worker sent no result bytes (or the server ran out of "
+                            "memory storing them)"));
+        }
+        return;
+    }
+    char *type = dup_field(f, FRAME_TAG_ERROR_TYPE);
+    enum job_error_type et = JOB_ERR_EXCEPTION;
+    if (type && strcmp(type, "invalid_payload") == 0)
+        et = JOB_ERR_INVALID_PAYLOAD;
+    else if (type && strcmp(type, "unpicklable_result") == 0)
+        et = JOB_ERR_UNPICKLABLE_RESULT;
+    free(type);
+    job_error_release(&j->v.error);
+    j->v.error.type = et;
+    j->v.error.exc_type = dup_field(f, FRAME_TAG_EXC_TYPE);
+    j->v.error.traceback = dup_field(f, FRAME_TAG_TRACEBACK);
+    if (frame_find_field(f, FRAME_TAG_EXCEPTION, &fld) == 1)
+        j->v.error.exception = blob_new_copy(fld.data, fld.len);
+    char *msg = dup_field(f, FRAME_TAG_MESSAGE);
+    fail_job(p, j, et, msg);
+}
+
+static void handle_frame(struct pool *p, struct worker *w, const struct frame *f)
+{
+    switch (f->type) {
+    case FRAME_HELLO:
+        handle_hello(p, w, f);
+        break;
+    case FRAME_RESULT:
+    case FRAME_ERROR:
+        handle_outcome(p, w, f);
+        break;
+    default:
+        log_warn("worker %d: unknown frame type %u; replacing it", (int)w->pid, f->type);
+        pool__kill_worker(w, SIGKILL);
+        close_channel(p, w);
+    }
+}
+
+static void read_channel(struct pool *p, struct worker *w)
+{
+    for (;;) {
+        if (w->in_cap - w->in_len < READ_CHUNK) {
+            size_t cap = w->in_cap ? w->in_cap * 2 : 2 * READ_CHUNK;
+            uint8_t *in = realloc(w->in, cap);
+            if (!in) {
+                log_error("worker %d: out of memory reading its reply", (int)w->pid);
+                pool__kill_worker(w, SIGKILL);
+                close_channel(p, w);
+                return;
+            }
+            w->in = in;
+            w->in_cap = cap;
+        }
+        ssize_t n = read(w->sock, w->in + w->in_len, w->in_cap - w->in_len);
+        if (n > 0) {
+            w->in_len += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        /* EOF or error: the worker is ending; its pidfd will say how. */
+        close_channel(p, w);
+        return;
+    }
+    size_t off = 0;
+    while (w->sock >= 0) {
+        struct frame f;
+        long used = frame_decode(w->in + off, w->in_len - off, p->cfg.max_frame_bytes, &f);
+        if (used == -EAGAIN)
+            break;
+        if (used < 0) {
+            log_warn("worker %d: malformed frame (%s); replacing it", (int)w->pid,
+                     strerror((int)-used));
+            pool__kill_worker(w, SIGKILL);
+            close_channel(p, w);
+            return;
+        }
+        handle_frame(p, w, &f);
+        off += (size_t)used;
+    }
+    if (w->sock >= 0 && off) {
+        memmove(w->in, w->in + off, w->in_len - off);
+        w->in_len -= off;
+    }
+    /* Don't keep a large buffer around after a large result. */
+    if (w->in_len == 0 && w->in_cap > 4 * READ_CHUNK) {
+        free(w->in);
+        w->in = NULL;
+        w->in_cap = 0;
+    }
+}
+
+/* --- worker processes ------------------------------------------------------------- */
+
+static void start_worker(struct pool *p, struct worker *w)
+{
+    int rc = pool__spawn_worker(p, w);
+    if (rc == 0) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.u64 = ev_key(EV_SOCK, w->slot)};
+        struct epoll_event evp = {.events = EPOLLIN, .data.u64 = ev_key(EV_PIDFD, w->slot)};
+        if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, w->sock, &ev) == 0 &&
+            epoll_ctl(p->epfd, EPOLL_CTL_ADD, w->pidfd, &evp) == 0) {
+            w->spawned_ms = pool_now_ms();
+            log_debug("worker %d spawned in slot %u", (int)w->pid, w->slot);
+            return;
+        }
+        rc = -errno;
+        pool__kill_worker(w, SIGKILL);
+        close_channel(p, w); /* the pidfd path reaps it */
+        return;
+    }
+    w->boot_failures++;
+    w->respawn_at_ms = pool_now_ms() + BOOT_BACKOFF_MAX_MS / 10;
+    log_error("cannot start worker %s: %s; retrying in %d ms", p->cfg.worker_path,
+              strerror(-rc), BOOT_BACKOFF_MAX_MS / 10);
+}
+
+static int64_t boot_backoff_ms(unsigned failures)
+{
+    int64_t d = BOOT_BACKOFF_MIN_MS;
+    for (unsigned i = 1; i < failures && d < BOOT_BACKOFF_MAX_MS; i++)
+        d *= 2;
+    return d < BOOT_BACKOFF_MAX_MS ? d : BOOT_BACKOFF_MAX_MS;
+}
+
+static void crash_job(struct pool *p, struct worker *w, int status, const struct rusage *ru)
+{
+    struct job *j = w->job;
+    char how[128];
+    pool__describe_exit(status, how, sizeof(how));
+    long long rss = (long long)ru->ru_maxrss * 1024;
+    job_error_release(&j->v.error);
+    j->v.error.type = JOB_ERR_WORKER_CRASHED;
+    j->v.error.max_rss_bytes = rss;
+    const char *why;
+    if (WIFSIGNALED(status)) {
+        j->v.error.signal = WTERMSIG(status);
+        why = WTERMSIG(status) == SIGKILL
+                  ? "Something outside the worker killed it (for example the kernel's "
+                    "out-of-memory killer or an operator)."
+                  : "This is usually a segmentation fault or an abort in a C extension "
+                    "called by the function, or the operating system killing the worker "
+                    "for using too much memory.";
+    } else {
+        j->v.error.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        why = "The function (or code it called) ended the process, e.g. with os._exit(), "
+              "before returning a result.";
+    }
+    j->v.error.message =
+        format("The worker process (pid %d) running this job %s (peak memory %.1f MiB). %s "
+               "The worker has been replaced; other jobs are not affected.",
+               (int)w->pid, how, (double)rss / (1024 * 1024), why);
+    w->job = NULL;
+    pool__finish_job(p, j, JOB_FAILED);
+}
+
+static void reap_worker(struct pool *p, struct worker *w)
+{
+    int status;
+    struct rusage ru;
+    pid_t r = wait4(w->pid, &status, WNOHANG, &ru);
+    if (r == 0)
+        return; /* not yet: the pidfd will fire again */
+    if (r < 0) {
+        log_error("worker %d: wait4 failed: %s", (int)w->pid, strerror(errno));
+        memset(&ru, 0, sizeof(ru));
+        status = 0;
+    }
+    enum worker_state was = w->state;
+    close_channel(p, w);
+    char how[128];
+    pool__describe_exit(status, how, sizeof(how));
+    if (w->job) {
+        log_warn("worker %d %s while running job %s", (int)w->pid, how, w->job->v.id);
+        crash_job(p, w, status, &ru);
+    } else if (was == WORKER_STARTING) {
+        w->boot_failures++;
+        int64_t delay = boot_backoff_ms(w->boot_failures);
+        log_error("worker %d failed to boot: it %s%s; retrying in %lld ms", (int)w->pid, how,
+                  WIFEXITED(status) && WEXITSTATUS(status) == 3
+                      ? " (Python or cloudpickle could not start; see its message above)"
+                      : "",
+                  (long long)delay);
+        w->respawn_at_ms = pool_now_ms() + delay;
+    } else if (!p->stopping) {
+        log_info("worker %d %s; replacing it", (int)w->pid, how);
+    }
+    epoll_ctl(p->epfd, EPOLL_CTL_DEL, w->pidfd, NULL);
+    close(w->pidfd);
+    w->pidfd = -1;
+    w->pid = 0;
+    w->state = WORKER_EMPTY;
+    if (was != WORKER_STARTING)
+        w->respawn_at_ms = pool_now_ms();
+}
+
+/* --- dispatch and deadlines ------------------------------------------------------- */
+
+static int send_job(struct pool *p, struct worker *w, struct job *j)
+{
+    struct frame_builder b;
+    frame_builder_init(&b, FRAME_JOB);
+    frame_builder_add(&b, FRAME_TAG_CALLABLE, blob_data(j->spec.callable),
+                      blob_len(j->spec.callable));
+    if (j->spec.args)
+        frame_builder_add(&b, FRAME_TAG_ARGS, blob_data(j->spec.args), blob_len(j->spec.args));
+    if (j->spec.kwargs)
+        frame_builder_add(&b, FRAME_TAG_KWARGS, blob_data(j->spec.kwargs),
+                          blob_len(j->spec.kwargs));
+    int rc = frame_builder_finish(&b, &w->out, &w->out_len);
+    if (rc != 0)
+        return rc;
+    w->out_off = 0;
+    w->job = j;
+    w->state = WORKER_BUSY;
+    j->worker = w;
+    j->v.status = JOB_RUNNING;
+    clock_gettime(CLOCK_REALTIME, &j->v.started_at);
+    j->v.attempts++;
+    j->v.worker_pid = w->pid;
+    j->deadline_ms = j->v.timeout > 0 ? pool_now_ms() + (int64_t)(j->v.timeout * 1000.0 + 0.5) : 0;
+    p->running++;
+    flush_output(p, w);
+    return 0;
+}
+
+static void dispatch(struct pool *p)
+{
+    for (unsigned i = 0; i < p->nworkers && p->queue_head; i++) {
+        struct worker *w = &p->workers[i];
+        if (w->state != WORKER_IDLE)
+            continue;
+        struct job *j = p->queue_head;
+        p->queue_head = j->next;
+        if (!p->queue_head)
+            p->queue_tail = NULL;
+        j->next = NULL;
+        p->queued--;
+        if (send_job(p, w, j) != 0)
+            fail_job(p, j, JOB_ERR_INVALID_PAYLOAD,
+                     strdup("the server ran out of memory preparing the job for a worker"));
+    }
+}
+
+static void enforce_deadlines(struct pool *p, int64_t now)
+{
+    for (unsigned i = 0; i < p->nworkers; i++) {
+        struct worker *w = &p->workers[i];
+        struct job *j = w->job;
+        if (w->state != WORKER_BUSY || !j || !j->deadline_ms || now < j->deadline_ms)
+            continue;
+        /* SIGKILL from outside: a job stuck in C code cannot ignore it. */
+        pool__kill_worker(w, SIGKILL);
+        log_warn("job %s exceeded its timeout of %g s; killing worker %d", j->v.id,
+                 j->v.timeout, (int)w->pid);
+        w->job = NULL;
+        close_channel(p, w);
+        job_error_release(&j->v.error);
+        j->v.error.type = JOB_ERR_TIMEOUT;
+        j->v.error.message = format(
+            "The job ran longer than its timeout of %g s and was stopped; the worker running "
+            "it was killed and replaced. Raise \"timeout\" in the request (or the server's "
+            "--default-timeout) if the job needs more time.",
+            j->v.timeout);
+        pool__finish_job(p, j, JOB_FAILED);
+    }
+}
+
+static void start_due_workers(struct pool *p, int64_t now)
+{
+    for (unsigned i = 0; i < p->nworkers; i++) {
+        struct worker *w = &p->workers[i];
+        if (w->state == WORKER_EMPTY && now >= w->respawn_at_ms)
+            start_worker(p, w);
+    }
+}
+
+/* Milliseconds until the next thing the loop must do by itself, or -1. */
+static int next_timeout(struct pool *p, int64_t now)
+{
+    int64_t next = INT64_MAX;
+    for (unsigned i = 0; i < p->nworkers; i++) {
+        struct worker *w = &p->workers[i];
+        if (w->state == WORKER_BUSY && w->job && w->job->deadline_ms)
+            next = w->job->deadline_ms < next ? w->job->deadline_ms : next;
+        if (w->state == WORKER_EMPTY && !p->stopping)
+            next = w->respawn_at_ms < next ? w->respawn_at_ms : next;
+    }
+    struct waiter *top = pool__waiter_heap_top(&p->waiters);
+    if (top && top->deadline_ms < next)
+        next = top->deadline_ms;
+    if (next == INT64_MAX)
+        return -1;
+    if (next <= now)
+        return 0;
+    return next - now > 60000 ? 60000 : (int)(next - now);
+}
+
+/* --- stopping ---------------------------------------------------------------------- */
+
+static void interrupt_all(struct pool *p)
+{
+    struct job *j;
+    while ((j = p->queue_head)) {
+        p->queue_head = j->next;
+        j->next = NULL;
+        p->queued--;
+        fail_job(p, j,  JOB_ERR_INTERRUPTED,
+                 strdup("The server stopped before this job ran. Submit it again."));
+    }
+    p->queue_tail = NULL;
+    for (unsigned i = 0; i < p->nworkers; i++) {
+        struct worker *w = &p->workers[i];
+        if (w->state == WORKER_EMPTY)
+            continue;
+        if ((j = w->job)) {
+            w->job = NULL;
+            fail_job(p, j, JOB_ERR_INTERRUPTED,
+                     strdup("The server stopped while this job was running; the job was "
+                            "killed. Submit it again."));
+            pool__kill_worker(w, SIGKILL);
+        }
+        /* Idle workers see EOF on their channel and exit by themselves. */
+        close_channel(p, w);
+    }
+    pool__waiters_fire_all(p);
+}
+
+static int all_workers_gone(const struct pool *p)
+{
+    for (unsigned i = 0; i < p->nworkers; i++)
+        if (p->workers[i].state != WORKER_EMPTY)
+            return 0;
+    return 1;
+}
+
+/* --- the loop ---------------------------------------------------------------------- */
+
+void *pool__supervisor_main(void *arg)
+{
+    struct pool *p = arg;
+    struct epoll_event evs[64];
+    int64_t stop_deadline = 0;
+    int killed_all = 0;
+
+    /* Signals are the main thread's business. */
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        int64_t now = pool_now_ms();
+        if (p->stopping) {
+            if (!stop_deadline) {
+                interrupt_all(p);
+                stop_deadline = now + STOP_GRACE_MS;
+            }
+            if (all_workers_gone(p))
+                break;
+            if (now >= stop_deadline && !killed_all) {
+                for (unsigned i = 0; i < p->nworkers; i++)
+                    pool__kill_worker(&p->workers[i], SIGKILL);
+                killed_all = 1;
+            }
+        } else {
+            enforce_deadlines(p, now);
+            pool__waiters_expire(p, now);
+            start_due_workers(p, now);
+            dispatch(p);
+        }
+        int timeout = p->stopping ? 100 : next_timeout(p, now);
+        pthread_mutex_unlock(&p->lock);
+        int n = epoll_wait(p->epfd, evs, 64, timeout);
+        pthread_mutex_lock(&p->lock);
+        if (n < 0 && errno != EINTR) {
+            log_error("supervisor: epoll_wait failed: %s", strerror(errno));
+            continue;
+        }
+        for (int i = 0; i < n; i++) {
+            unsigned kind = evs[i].data.u64 & 0xff;
+            unsigned slot = (unsigned)(evs[i].data.u64 >> 8);
+            if (kind == EV_WAKE) {
+                uint64_t v;
+                ssize_t r = read(p->wakefd, &v, sizeof(v));
+                (void)r;
+                continue;
+            }
+            struct worker *w = &p->workers[slot];
+            if (kind == EV_SOCK && w->sock >= 0) {
+                if (evs[i].events & EPOLLOUT)
+                    flush_output(p, w);
+                if (w->sock >= 0 && (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+                    read_channel(p, w);
+            } else if (kind == EV_PIDFD && w->pidfd >= 0) {
+                reap_worker(p, w);
+            }
+        }
+    }
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}

@@ -1,0 +1,104 @@
+/*
+ * main.c — wiring: settings, signals, the pool, the api and the HTTP server, and an
+ * orderly stop on SIGINT/SIGTERM.
+ *
+ * Signals are blocked in every thread (the mask is inherited by the threads started
+ * below) and taken synchronously here with sigwait, so no handler runs in an
+ * arbitrary thread and no async-signal-safety rules are stretched.
+ */
+#include "pyjobd/api.h"
+#include "pyjobd/config.h"
+#include "pyjobd/http.h"
+#include "pyjobd/log.h"
+#include "pyjobd/pool.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int main(int argc, char **argv)
+{
+    struct config cfg;
+    int rc = config_load(&cfg, argc, argv);
+    if (rc != 0)
+        return rc > 0 ? 0 : 2;
+    log_set_level(cfg.log_level);
+
+    if (access(cfg.worker_path, X_OK) != 0) {
+        log_error("cannot run the worker program %s: %s (build it with 'make', or point "
+                  "--worker / PYJOBD_WORKER at it)",
+                  cfg.worker_path, strerror(errno));
+        return 1;
+    }
+
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct pool_config pcfg = {
+        .worker_path = cfg.worker_path,
+        .workers = cfg.workers,
+        .default_timeout = cfg.default_timeout,
+        .max_frame_bytes = (size_t)1 << 31,
+    };
+    struct pool *pool = pool_new(&pcfg);
+    if (!pool) {
+        log_error("cannot start the worker pool: %s", strerror(errno));
+        return 1;
+    }
+    struct api_config acfg = {
+        .pool = pool,
+        .max_wait = 60.0,
+        .max_request_bytes = cfg.max_request_bytes,
+        .default_timeout = cfg.default_timeout,
+        .version = PYJOBD_VERSION,
+    };
+    struct api *api = api_new(&acfg);
+    if (!api) {
+        log_error("out of memory");
+        pool_free(pool);
+        return 1;
+    }
+    struct http_config hcfg = {
+        .listen = cfg.listen,
+        .port = cfg.port,
+        .threads = cfg.http_threads,
+        .max_request_bytes = cfg.max_request_bytes,
+        .api = api,
+    };
+    char err[256];
+    struct http_server *http = http_start(&hcfg, err, sizeof(err));
+    if (!http) {
+        log_error("%s", err);
+        api_free(api);
+        pool_free(pool);
+        return 1;
+    }
+    int v6 = strchr(cfg.listen, ':') != NULL;
+    log_info("pyjobd %s listening on http://%s%s%s:%u with %u workers (%s)", PYJOBD_VERSION,
+             v6 ? "[" : "", cfg.listen, v6 ? "]" : "", http_port(http), cfg.workers,
+             cfg.worker_path);
+    /* The one line on stdout: tests and scripts read the port from it. */
+    printf("listening on %s%s%s:%u\n", v6 ? "[" : "", cfg.listen, v6 ? "]" : "",
+           http_port(http));
+    fflush(stdout);
+
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    log_info("received %s; stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+
+    /* Pool first: it finishes every job and answers every waiter, then the HTTP side
+     * gets a moment to deliver those answers before it closes. */
+    pool_stop(pool);
+    http_stop(http, 1000);
+    api_free(api);
+    pool_free(pool);
+    log_info("stopped");
+    return 0;
+}

@@ -1,0 +1,357 @@
+/*
+ * test_pool.c — the pool with real pyjobd-worker processes: success, exception,
+ * timeout, crash, crash isolation, long-poll watches, shutdown.
+ *
+ * Payloads are made by Debian's /usr/bin/python3 + cloudpickle (the interpreter the
+ * worker embeds), and results are read back the same way. The worker binary comes
+ * from $PYJOBD_WORKER (the Makefile sets it).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "pyjobd/pool.h"
+
+#define PY "/usr/bin/python3"
+
+/* Runs python with the given program, feeding `in` on stdin; returns stdout as a blob. */
+static struct blob *run_python(const char *prog, const char *arg, const struct blob *in)
+{
+    int to[2], from[2];
+    assert_int_equal(pipe(to), 0);
+    assert_int_equal(pipe(from), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(to[0], 0);
+        dup2(from[1], 1);
+        close(to[1]);
+        close(from[0]);
+        execl(PY, PY, "-c", prog, arg, (char *)NULL);
+        _exit(127);
+    }
+    close(to[0]);
+    close(from[1]);
+    if (in) {
+        size_t off = 0;
+        while (off < blob_len(in)) {
+            ssize_t n = write(to[1], blob_data(in) + off, blob_len(in) - off);
+            assert_true(n > 0);
+            off += (size_t)n;
+        }
+    }
+    close(to[1]);
+    char buf[65536];
+    size_t len = 0;
+    ssize_t n;
+    while ((n = read(from[0], buf + len, sizeof(buf) - len)) > 0)
+        len += (size_t)n;
+    close(from[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    return blob_new_copy(buf, len);
+}
+
+/* cloudpickle.dumps(eval(expr)) */
+static struct blob *pickle(const char *expr)
+{
+    return run_python("import cloudpickle, sys, os, time, signal, functools\n"
+                      "sys.stdout.buffer.write(cloudpickle.dumps(eval(sys.argv[1])))",
+                      expr, NULL);
+}
+
+/* repr(pickle.loads(bytes)) as a NUL-terminated string the caller frees. */
+static char *unpickle_repr(const struct blob *b)
+{
+    struct blob *out = run_python("import pickle, sys\n"
+                                  "sys.stdout.write(repr(pickle.loads(sys.stdin.buffer.read())))",
+                                  "", b);
+    char *s = strndup((const char *)blob_data(out), blob_len(out));
+    blob_unref(out);
+    return s;
+}
+
+static struct pool *start_pool(unsigned workers)
+{
+    const char *worker = getenv("PYJOBD_WORKER");
+    struct pool_config cfg = {
+        .worker_path = worker ? worker : "build/pyjobd-worker",
+        .workers = workers,
+        .default_timeout = 0,
+        .max_frame_bytes = 1u << 30,
+    };
+    struct pool *p = pool_new(&cfg);
+    assert_non_null(p);
+    return p;
+}
+
+static void submit(struct pool *p, const char *fn, const char *args, double timeout, char *id)
+{
+    struct job_spec spec = {.callable = pickle(fn), .args = args ? pickle(args) : NULL,
+                            .timeout = timeout};
+    assert_int_equal(pool_submit(p, &spec, id), 0);
+    job_spec_release(&spec);
+}
+
+/* Polls until the job is terminal (at most 20 s) and returns its view. */
+static void wait_done(struct pool *p, const char *id, struct job_view *v)
+{
+    for (int i = 0; i < 2000; i++) {
+        assert_int_equal(pool_job_get(p, id, v), 0);
+        if (job_status_is_terminal(v->status))
+            return;
+        job_view_release(v);
+        usleep(10000);
+    }
+    fail_msg("job %s did not finish in 20 s", id);
+}
+
+static void pool__lambda__succeeds_with_result(void **state)
+{
+    (void)state;
+    struct pool *p = start_pool(1);
+    char id[JOB_ID_LEN + 1];
+    submit(p, "lambda x, y: x * y", "(6, 7)", 0, id);
+    struct job_view v;
+    wait_done(p, id, &v);
+    assert_int_equal(v.status, JOB_SUCCEEDED);
+    assert_int_equal(v.attempts, 1);
+    assert_true(v.worker_pid > 0);
+    assert_non_null(v.result);
+    char *r = unpickle_repr(v.result);
+    assert_string_equal(r, "42");
+    free(r);
+    job_view_release(&v);
+    pool_free(p);
+}
+
+static void pool__exception__fails_with_pickled_exception(void **state)
+{
+    (void)state;
+    struct pool *p = start_pool(1);
+    char id[JOB_ID_LEN + 1];
+    submit(p, "lambda: int('nope')", NULL, 0, id);
+    struct job_view v;
+    wait_done(p, id, &v);
+    assert_int_equal(v.status, JOB_FAILED);
+    assert_int_equal(v.error.type, JOB_ERR_EXCEPTION);
+    assert_string_equal(v.error.exc_type, "ValueError");
+    assert_non_null(strstr(v.error.message, "invalid literal"));
+    assert_non_null(v.error.traceback);
+    assert_non_null(strstr(v.error.traceback, "ValueError"));
+    assert_non_null(v.error.exception);
+    char *r = unpickle_repr(v.error.exception);
+    assert_non_null(strstr(r, "ValueError(\"invalid literal"));
+    free(r);
+    job_view_release(&v);
+    pool_free(p);
+}
+
+static void pool__timeout__killed_near_deadline_and_worker_replaced(void **state)
+{
+    (void)state;
+    struct pool *p = start_pool(1);
+    char id[JOB_ID_LEN + 1], id2[JOB_ID_LEN + 1];
+    /* A busy loop in C-level code that never returns to the eval loop for long. */
+    submit(p, "lambda: time.sleep(30)", NULL, 0.3, id);
+    struct job_view v;
+    wait_done(p, id, &v);
+    assert_int_equal(v.status, JOB_FAILED);
+    assert_int_equal(v.error.type, JOB_ERR_TIMEOUT);
+    assert_non_null(strstr(v.error.message, "0.3 s"));
+    double ran = (double)(v.finished_at.tv_sec - v.started_at.tv_sec) +
+                 (double)(v.finished_at.tv_nsec - v.started_at.tv_nsec) / 1e9;
+    assert_true(ran >= 0.3);
+    assert_true(ran < 0.4); /* the deadline is enforced within 100 ms */
+    pid_t old = v.worker_pid;
+    job_view_release(&v);
+    submit(p, "lambda: os.getpid()", NULL, 0, id2);
+    wait_done(p, id2, &v);
+    assert_int_equal(v.status, JOB_SUCCEEDED);
+    assert_true(v.worker_pid != old);
+    job_view_release(&v);
+    pool_free(p);
+}
+
+static void pool__segfault__worker_crashed_with_signal(void **state)
+{
+    (void)state;
+    struct pool *p = start_pool(1);
+    char id[JOB_ID_LEN + 1], id2[JOB_ID_LEN + 1];
+    submit(p, "lambda: os.kill(os.getpid(), signal.SIGSEGV)", NULL, 0, id);
+    submit(p, "lambda: 'after'", NULL, 0, id2);
+    struct job_view v;
+    wait_done(p, id, &v);
+    assert_int_equal(v.status, JOB_FAILED);
+    assert_int_equal(v.error.type, JOB_ERR_WORKER_CRASHED);
+    assert_int_equal(v.error.signal, SIGSEGV);
+    assert_true(v.error.max_rss_bytes > 1000000);
+    assert_non_null(strstr(v.error.message, "SIGSEGV"));
+    job_view_release(&v);
+    wait_done(p, id2, &v);
+    assert_int_equal(v.status, JOB_SUCCEEDED);
+    job_view_release(&v);
+    pool_free(p);
+}
+
+static void pool__exit__worker_crashed_with_code(void **state)
+{
+    (void)state;
+    struct pool *p = start_pool(1);
+    char id[JOB_ID_LEN + 1];
+    submit(p, "lambda: os._exit(3)", NULL, 0, id);
+    struct job_view v;
+    wait_done(p, id, &v);
+    assert_int_equal(v.error.type, JOB_ERR_WORKER_CRASHED);
+    assert_int_equal(v.error.exit_code, 3);
+    assert_int_equal(v.error.signal, 0);
+    job_view_release(&v);
+    pool_free(p);
+}
+
+static void pool__crash__other_jobs_in_flight_unaffected(void **state)
+{
+    (void)state;
+    struct pool *p = start_pool(2);
+    char slow[JOB_ID_LEN + 1], crash[JOB_ID_LEN + 1], more[4][JOB_ID_LEN + 1];
+    submit(p, "lambda: (time.sleep(1), 'slow')[1]", NULL, 0, slow);
+    submit(p, "lambda: os.kill(os.getpid(), signal.SIGKILL)", NULL, 0, crash);
+    for (int i = 0; i < 4; i++)
+        submit(p, "lambda x: x + 1", "(41,)", 0, more[i]);
+    struct job_view v;
+    wait_done(p, crash, &v);
+    assert_int_equal(v.error.type, JOB_ERR_WORKER_CRASHED);
+    assert_int_equal(v.error.signal, SIGKILL);
+    job_view_release(&v);
+    wait_done(p, slow, &v);
+    assert_int_equal(v.status, JOB_SUCCEEDED);
+    char *r = unpickle_repr(v.result);
+    assert_string_equal(r, "'slow'");
+    free(r);
+    job_view_release(&v);
+    for (int i = 0; i < 4; i++) {
+        wait_done(p, more[i], &v);
+        assert_int_equal(v.status, JOB_SUCCEEDED);
+        job_view_release(&v);
+    }
+    pool_free(p);
+}
+
+struct wake {
+    pthread_mutex_t m;
+    pthread_cond_t c;
+    int fired;
+};
+
+static void wake_cb(void *arg)
+{
+    struct wake *w = arg;
+    pthread_mutex_lock(&w->m);
+    w->fired++;
+    pthread_cond_signal(&w->c);
+    pthread_mutex_unlock(&w->m);
+}
+
+static int64_t wait_fired(struct wake *w)
+{
+    int64_t start = pool_now_ms();
+    pthread_mutex_lock(&w->m);
+    while (!w->fired)
+        pthread_cond_wait(&w->c, &w->m);
+    pthread_mutex_unlock(&w->m);
+    return pool_now_ms() - start;
+}
+
+static void pool__watch__fires_on_completion_and_on_deadline(void **state)
+{
+    (void)state;
+    struct pool *p = start_pool(1);
+    char id[JOB_ID_LEN + 1];
+    submit(p, "lambda: time.sleep(0.5)", NULL, 0, id);
+    struct wake early = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+    struct wake late = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+    assert_int_equal(pool_watch(p, id, pool_now_ms() + 100, wake_cb, &early), 0);
+    assert_int_equal(pool_watch(p, id, pool_now_ms() + 20000, wake_cb, &late), 0);
+    int64_t t1 = wait_fired(&early);
+    assert_true(t1 >= 90 && t1 < 300); /* the deadline, not the job's end */
+    struct job_view v;
+    assert_int_equal(pool_job_get(p, id, &v), 0);
+    assert_false(job_status_is_terminal(v.status));
+    job_view_release(&v);
+    wait_fired(&late); /* the job's end (well before 20 s) */
+    assert_int_equal(pool_job_get(p, id, &v), 0);
+    assert_int_equal(v.status, JOB_SUCCEEDED);
+    job_view_release(&v);
+    assert_int_equal(early.fired, 1);
+    assert_int_equal(late.fired, 1);
+    /* Finished job: fires at once, on this thread. */
+    struct wake now = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+    assert_int_equal(pool_watch(p, id, pool_now_ms() + 20000, wake_cb, &now), 0);
+    assert_int_equal(now.fired, 1);
+    assert_int_equal(pool_watch(p, "0123456789abcdef0123456789abcdef", pool_now_ms() + 10,
+                                wake_cb, &now),
+                     -ENOENT);
+    pool_free(p);
+}
+
+static void pool__stop__interrupts_queued_and_running_and_fires_waiters(void **state)
+{
+    (void)state;
+    struct pool *p = start_pool(1);
+    char running[JOB_ID_LEN + 1], queued[JOB_ID_LEN + 1];
+    submit(p, "lambda: time.sleep(30)", NULL, 0, running);
+    submit(p, "lambda: 1", NULL, 0, queued);
+    struct job_view v;
+    for (int i = 0; i < 500; i++) { /* until the first job is running */
+        assert_int_equal(pool_job_get(p, running, &v), 0);
+        enum job_status s = v.status;
+        job_view_release(&v);
+        if (s == JOB_RUNNING)
+            break;
+        usleep(10000);
+    }
+    struct wake w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+    assert_int_equal(pool_watch(p, queued, pool_now_ms() + 30000, wake_cb, &w), 0);
+    int64_t start = pool_now_ms();
+    pool_stop(p);
+    assert_true(pool_now_ms() - start < 3000);
+    assert_int_equal(w.fired, 1);
+    assert_int_equal(pool_job_get(p, running, &v), 0);
+    assert_int_equal(v.error.type, JOB_ERR_INTERRUPTED);
+    job_view_release(&v);
+    assert_int_equal(pool_job_get(p, queued, &v), 0);
+    assert_int_equal(v.error.type, JOB_ERR_INTERRUPTED);
+    job_view_release(&v);
+    struct job_spec spec = {.callable = pickle("lambda: 1")};
+    char id[JOB_ID_LEN + 1];
+    assert_int_equal(pool_submit(p, &spec, id), -ESHUTDOWN);
+    job_spec_release(&spec);
+    pool_free(p);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(pool__lambda__succeeds_with_result),
+        cmocka_unit_test(pool__exception__fails_with_pickled_exception),
+        cmocka_unit_test(pool__timeout__killed_near_deadline_and_worker_replaced),
+        cmocka_unit_test(pool__segfault__worker_crashed_with_signal),
+        cmocka_unit_test(pool__exit__worker_crashed_with_code),
+        cmocka_unit_test(pool__crash__other_jobs_in_flight_unaffected),
+        cmocka_unit_test(pool__watch__fires_on_completion_and_on_deadline),
+        cmocka_unit_test(pool__stop__interrupts_queued_and_running_and_fires_waiters),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
