@@ -202,8 +202,10 @@ static void handle_outcome(struct pool *p, struct worker *w, const struct frame 
     j->v.error.traceback = dup_field(f, FRAME_TAG_TRACEBACK);
     if (frame_find_field(f, FRAME_TAG_EXCEPTION, &fld) == 1)
         j->v.error.exception = blob_new_copy(fld.data, fld.len);
-    char *msg = dup_field(f, FRAME_TAG_MESSAGE);
-    fail_job(p, j, et, msg);
+    j->v.error.message = dup_field(f, FRAME_TAG_MESSAGE);
+    if (!j->v.error.message)
+        j->v.error.message = strdup(job_error_type_name(et));
+    pool__finish_job(p, j, JOB_FAILED);
 }
 
 static void handle_frame(struct pool *p, struct worker *w, const struct frame *f)

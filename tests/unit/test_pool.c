@@ -99,8 +99,8 @@ static struct pool *start_pool(unsigned workers)
 
 static void submit(struct pool *p, const char *fn, const char *args, double timeout, char *id)
 {
-    struct job_spec spec = {.callable = pickle(fn), .args = args ? pickle(args) : NULL,
-                            .timeout = timeout};
+    struct job_spec spec = {
+        .callable = pickle(fn), .args = args ? pickle(args) : NULL, .timeout = timeout};
     assert_int_equal(pool_submit(p, &spec, id), 0);
     job_spec_release(&spec);
 }
@@ -300,9 +300,9 @@ static void pool__watch__fires_on_completion_and_on_deadline(void **state)
     struct wake now = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
     assert_int_equal(pool_watch(p, id, pool_now_ms() + 20000, wake_cb, &now), 0);
     assert_int_equal(now.fired, 1);
-    assert_int_equal(pool_watch(p, "0123456789abcdef0123456789abcdef", pool_now_ms() + 10,
-                                wake_cb, &now),
-                     -ENOENT);
+    assert_int_equal(
+        pool_watch(p, "0123456789abcdef0123456789abcdef", pool_now_ms() + 10, wake_cb, &now),
+        -ENOENT);
     pool_free(p);
 }
 

@@ -1,0 +1,122 @@
+/*
+ * job_json.c — renders a job_view as the job object of the v1 wire contract.
+ *
+ * Shape (keys always present, in this order, unless noted):
+ *   id, status, created_at, started_at, finished_at (RFC 3339 UTC µs, or null),
+ *   timeout (seconds, null = no limit), attempts, worker_pid (null when none),
+ *   result (base64; only present when succeeded), error (null, or an object with
+ *   type, message, exc_type, exception (base64), traceback, exit_code, signal,
+ *   max_rss_bytes — each null when unknown).
+ */
+#include "job_json.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pyjobd/base64.h"
+
+int api__format_timestamp(const struct timespec *ts, char buf[API_TIMESTAMP_LEN])
+{
+    struct tm tm;
+    if ((ts->tv_sec == 0 && ts->tv_nsec == 0) || ts->tv_nsec < 0 || ts->tv_nsec >= 1000000000L ||
+        !gmtime_r(&ts->tv_sec, &tm) || tm.tm_year < -1900 || tm.tm_year > 9999 - 1900)
+        return -EINVAL;
+    /* The modulos are no-ops after the range check; they let the compiler see it. */
+    snprintf(buf, API_TIMESTAMP_LEN, "%04u-%02u-%02uT%02u:%02u:%02u.%06luZ",
+             (unsigned)(tm.tm_year + 1900) % 10000u, (unsigned)(tm.tm_mon + 1) % 100u,
+             (unsigned)tm.tm_mday % 100u, (unsigned)tm.tm_hour % 100u, (unsigned)tm.tm_min % 100u,
+             (unsigned)tm.tm_sec % 100u, (unsigned long)(ts->tv_nsec / 1000) % 1000000ul);
+    return 0;
+}
+
+const char *api__signal_name(int sig, char *buf, size_t len)
+{
+    const char *abbrev = sigabbrev_np(sig);
+    if (abbrev)
+        snprintf(buf, len, "SIG%s", abbrev);
+    else if (sig >= SIGRTMIN && sig <= SIGRTMAX)
+        snprintf(buf, len, "SIGRTMIN+%d", sig - SIGRTMIN);
+    else
+        snprintf(buf, len, "SIG%d", sig);
+    return buf;
+}
+
+static json_t *timestamp_or_null(const struct timespec *ts)
+{
+    char buf[API_TIMESTAMP_LEN];
+    if (api__format_timestamp(ts, buf) < 0)
+        return json_null();
+    return json_string(buf);
+}
+
+/* Base64 is ASCII: skip jansson's UTF-8 check. */
+static json_t *blob_base64(const struct blob *b)
+{
+    size_t len;
+    if (!b)
+        return json_null();
+    char *text = base64_encode_alloc(blob_data(b), blob_len(b), &len);
+    if (!text)
+        return NULL;
+    json_t *s = json_stringn_nocheck(text, len);
+    free(text);
+    return s;
+}
+
+static json_t *string_or_null(const char *s)
+{
+    if (!s)
+        return json_null();
+    json_t *j = json_string(s);
+    /* Python text should be UTF-8, but a crash report must never be lost to it. */
+    if (!j) {
+        char *copy = strdup(s);
+        if (!copy)
+            return NULL;
+        for (unsigned char *p = (unsigned char *)copy; *p; p++)
+            if (*p >= 0x80)
+                *p = '?';
+        j = json_string(copy);
+        free(copy);
+    }
+    return j;
+}
+
+static json_t *error_to_json(const struct job_error *e)
+{
+    char sig[32];
+    if (e->type == JOB_ERR_NONE)
+        return json_null();
+    return json_pack(
+        "{s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "type", job_error_type_name(e->type), "message",
+        string_or_null(e->message ? e->message : ""), "exc_type", string_or_null(e->exc_type),
+        "exception", blob_base64(e->exception), "traceback", string_or_null(e->traceback),
+        "exit_code", e->exit_code < 0 ? json_null() : json_integer(e->exit_code), "signal",
+        e->signal ? json_string(api__signal_name(e->signal, sig, sizeof(sig))) : json_null(),
+        "max_rss_bytes", e->max_rss_bytes < 0 ? json_null() : json_integer(e->max_rss_bytes));
+}
+
+json_t *api__job_to_json(const struct job_view *v)
+{
+    json_t *obj = json_pack(
+        "{s:s, s:s, s:o, s:o, s:o, s:o, s:I, s:o}", "id", v->id, "status",
+        job_status_name(v->status), "created_at", timestamp_or_null(&v->created_at), "started_at",
+        timestamp_or_null(&v->started_at), "finished_at", timestamp_or_null(&v->finished_at),
+        "timeout", v->timeout > 0 ? json_real(v->timeout) : json_null(), "attempts",
+        (json_int_t)v->attempts, "worker_pid",
+        v->worker_pid > 0 ? json_integer(v->worker_pid) : json_null());
+    if (!obj)
+        return NULL;
+    if (v->status == JOB_SUCCEEDED && v->result &&
+        json_object_set_new(obj, "result", blob_base64(v->result)) < 0)
+        goto fail;
+    if (json_object_set_new(obj, "error", error_to_json(&v->error)) < 0)
+        goto fail;
+    return obj;
+fail:
+    json_decref(obj);
+    return NULL;
+}

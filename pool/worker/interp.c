@@ -1,0 +1,172 @@
+/*
+ * interp.c — starts the embedded CPython once and imports what every job needs.
+ *
+ * The interpreter is the system one (Debian's python3) whatever the server's
+ * environment says: a pyenv or venv PYTHONPATH/PYTHONHOME would otherwise point
+ * it at a standard library of another version, or hide dist-packages where
+ * cloudpickle lives. It is never finalized: finalization would run the jobs'
+ * atexit hooks and join their non-daemon threads, which could hang a shutdown.
+ */
+#include <Python.h>
+
+#include "interp.h"
+#include "pyexc.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Prints "pyjobd-worker: <what>: <exception line><hint>" for the pending exception. */
+static void interp_report(const char *what, const char *hint)
+{
+    PyObject *exc = worker_exc_take();
+    PyObject *line = exc ? worker_exc_line(exc) : NULL;
+    const char *text = line ? PyUnicode_AsUTF8(line) : NULL;
+    PyErr_Clear();
+    fprintf(stderr, "pyjobd-worker: %s: %s%s\n", what, text ? text : "unknown error",
+            hint ? hint : "");
+    Py_XDECREF(line);
+    Py_XDECREF(exc);
+}
+
+/* Copies str(obj) into buf (truncating); returns -1 if it is not a str. */
+static int interp_copy_str(PyObject *obj, char *buf, size_t size)
+{
+    const char *s = obj && PyUnicode_Check(obj) ? PyUnicode_AsUTF8(obj) : NULL;
+    if (!s) {
+        PyErr_Clear();
+        return -1;
+    }
+    snprintf(buf, size, "%s", s);
+    return 0;
+}
+
+static int interp_boot_python(const char *argv0)
+{
+    PyPreConfig pre;
+    PyPreConfig_InitIsolatedConfig(&pre);
+    /* Text I/O must not depend on the server's locale: a job printing "é" under
+     * LANG=C would otherwise fail with UnicodeEncodeError. */
+    pre.utf8_mode = 1;
+    PyStatus status = Py_PreInitialize(&pre);
+    if (PyStatus_Exception(status)) {
+        fprintf(stderr, "pyjobd-worker: cannot pre-initialize Python: %s%s%s\n",
+                status.func ? status.func : "", status.func ? ": " : "",
+                status.err_msg ? status.err_msg : "unknown error");
+        return -1;
+    }
+
+    PyConfig config;
+    PyConfig_InitIsolatedConfig(&config);
+    /* Isolated mode leaves site on but say so: dist-packages comes from site. */
+    config.site_import = 1;
+    config.user_site_directory = 0;
+    /* Unbuffered so that a job's output survives the job being SIGKILLed on timeout. */
+    config.buffered_stdio = 0;
+    /* A crash in a C extension then leaves a Python stack on the server's stderr. */
+    config.faulthandler = 1;
+    config.install_signal_handlers = 1;
+    config.parse_argv = 0;
+    char *const argv[] = {(char *)argv0, NULL};
+    status = PyConfig_SetBytesArgv(&config, 1, argv);
+    if (!PyStatus_Exception(status))
+        status = Py_InitializeFromConfig(&config);
+    PyConfig_Clear(&config);
+    if (PyStatus_Exception(status)) {
+        fprintf(stderr, "pyjobd-worker: cannot start Python: %s%s%s\n",
+                status.func ? status.func : "", status.func ? ": " : "",
+                status.err_msg ? status.err_msg : "unknown error");
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * sys.executable would be pyjobd-worker itself, and code that starts a fresh
+ * interpreter from it (multiprocessing "spawn", loky, joblib) would launch a
+ * worker without fd 3. Point it at the interpreter this build embeds, if present.
+ */
+static void interp_fix_executable(void)
+{
+    PyObject *base = PySys_GetObject("base_exec_prefix"); /* borrowed */
+    PyObject *exe = NULL;
+    if (base && PyUnicode_Check(base))
+        exe = PyUnicode_FromFormat("%U/bin/python%d.%d", base, PY_MAJOR_VERSION, PY_MINOR_VERSION);
+    const char *path = exe ? PyUnicode_AsUTF8(exe) : NULL;
+    if (path && access(path, X_OK) == 0)
+        PySys_SetObject("executable", exe);
+    Py_XDECREF(exe);
+    PyErr_Clear();
+}
+
+static PyObject *interp_get(PyObject *module, const char *name, const char *what)
+{
+    PyObject *obj = PyObject_GetAttrString(module, name);
+    if (!obj)
+        interp_report(what, NULL);
+    return obj;
+}
+
+int worker_interp_start(struct worker_py *py, const char *argv0)
+{
+    memset(py, 0, sizeof(*py));
+    if (interp_boot_python(argv0) != 0)
+        return -1;
+    interp_fix_executable();
+
+    PyObject *cloudpickle = PyImport_ImportModule("cloudpickle");
+    if (!cloudpickle) {
+        interp_report("cannot import cloudpickle",
+                      " (install python3-cloudpickle for the system python3)");
+        return -1;
+    }
+    PyObject *traceback = PyImport_ImportModule("traceback");
+    PyObject *platform = traceback ? PyImport_ImportModule("platform") : NULL;
+    if (!platform) {
+        interp_report("cannot import the standard library", NULL);
+        Py_XDECREF(traceback);
+        Py_DECREF(cloudpickle);
+        return -1;
+    }
+    PyObject *version = interp_get(cloudpickle, "__version__", "cloudpickle has no __version__");
+    PyObject *pyversion = PyObject_CallMethod(platform, "python_version", NULL);
+    if (!pyversion)
+        interp_report("platform.python_version() failed", NULL);
+    py->loads = interp_get(cloudpickle, "loads", "cloudpickle has no loads");
+    py->dumps = interp_get(cloudpickle, "dumps", "cloudpickle has no dumps");
+    py->format_exception =
+        interp_get(traceback, "format_exception", "traceback has no format_exception");
+    int ok =
+        version && pyversion && py->loads && py->dumps && py->format_exception &&
+        interp_copy_str(version, py->cloudpickle_version, sizeof(py->cloudpickle_version)) == 0 &&
+        interp_copy_str(pyversion, py->python_version, sizeof(py->python_version)) == 0;
+    Py_XDECREF(version);
+    Py_XDECREF(pyversion);
+    Py_DECREF(platform);
+    Py_DECREF(traceback);
+    Py_DECREF(cloudpickle);
+    if (!ok) {
+        if (version && pyversion && py->loads && py->dumps && py->format_exception)
+            fprintf(stderr, "pyjobd-worker: cloudpickle.__version__ or the Python version "
+                            "is not a string\n");
+        Py_CLEAR(py->loads);
+        Py_CLEAR(py->dumps);
+        Py_CLEAR(py->format_exception);
+        return -1;
+    }
+    py->pid = getpid();
+    return 0;
+}
+
+void worker_interp_flush_stdio(void)
+{
+    static const char *const names[] = {"stdout", "stderr"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        PyObject *stream = PySys_GetObject(names[i]); /* borrowed */
+        if (stream && stream != Py_None) {
+            PyObject *r = PyObject_CallMethod(stream, "flush", NULL);
+            Py_XDECREF(r);
+        }
+        PyErr_Clear();
+    }
+}

@@ -1,0 +1,33 @@
+/*
+ * interp.h — the embedded CPython: started once per worker process, never finalized.
+ */
+#ifndef PYJOBD_WORKER_INTERP_H
+#define PYJOBD_WORKER_INTERP_H
+
+#include <Python.h>
+
+#include <sys/types.h>
+
+/* What a running worker needs from Python. All references are strong and live
+ * until the process exits. */
+struct worker_py {
+    PyObject *loads;            /* cloudpickle.loads */
+    PyObject *dumps;            /* cloudpickle.dumps */
+    PyObject *format_exception; /* traceback.format_exception */
+    char python_version[32];    /* platform.python_version() */
+    char cloudpickle_version[64];
+    pid_t pid; /* the worker's own pid, to recognise a child forked by a job */
+};
+
+/*
+ * Starts CPython isolated from the caller's environment (PYTHONPATH, PYTHONHOME
+ * and user site are ignored; the system site-packages are used) and imports
+ * cloudpickle. argv0 becomes sys.argv[0]. Returns 0 with *py filled and the GIL
+ * held, or -1 after writing one "pyjobd-worker: ..." line to stderr.
+ */
+int worker_interp_start(struct worker_py *py, const char *argv0);
+
+/* Flushes sys.stdout and sys.stderr, ignoring any error (needs the GIL). */
+void worker_interp_flush_stdio(void);
+
+#endif

@@ -1,0 +1,166 @@
+/*
+ * main.c — pyjobd-worker: process setup, then the loop that reads a job frame
+ * from fd 3, runs it and writes the reply. The contract with the supervisor
+ * (fd 3, frames, exit codes, signals) is in worker.h.
+ *
+ * The only state is on main()'s stack; the process exits with _exit() after
+ * flushing Python's stdio, without finalizing Python (see interp.c).
+ */
+#include <Python.h>
+
+#include "channel.h"
+#include "interp.h"
+#include "runner.h"
+#include "worker.h"
+#include "pyjobd/frame.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static _Noreturn void worker_boot_fail(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "pyjobd-worker: ");
+    fprintf(stderr, fmt, arg);
+    fputc('\n', stderr);
+    exit(WORKER_EXIT_BOOT_FAILED);
+}
+
+/* Ends the process after the job's last output is out. Needs the GIL. */
+static _Noreturn void worker_exit(int code)
+{
+    worker_interp_flush_stdio();
+    _exit(code);
+}
+
+/*
+ * Makes the process independent of how it was spawned: it dies with its parent,
+ * writes no core file, and starts with a clean signal state (posix_spawn keeps
+ * the parent's mask and ignored signals, and the server blocks or ignores some).
+ */
+static void worker_setup_process(void)
+{
+    pid_t parent = getppid();
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
+        worker_boot_fail("prctl(PR_SET_PDEATHSIG): %s", strerror(errno));
+    /* The parent may have died before PDEATHSIG was armed; nobody waits for us. */
+    if (getppid() != parent)
+        _exit(WORKER_EXIT_OK);
+
+    /* A crashing job must not fill the disk; the supervisor reports the signal. */
+    struct rlimit no_core = {0, 0};
+    setrlimit(RLIMIT_CORE, &no_core);
+
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    for (int sig = 1; sig < NSIG; sig++) {
+        if (sig != SIGKILL && sig != SIGSTOP)
+            signal(sig, SIG_DFL); /* fails harmlessly for signals libc reserves */
+    }
+    /* A gone server shows up as EPIPE on write, not as a signal. */
+    signal(SIGPIPE, SIG_IGN);
+
+    int fl = fcntl(WORKER_FD, F_GETFD);
+    int type = 0;
+    socklen_t tlen = sizeof(type);
+    if (fl < 0 || getsockopt(WORKER_FD, SOL_SOCKET, SO_TYPE, &type, &tlen) != 0 ||
+        type != SOCK_STREAM)
+        worker_boot_fail("%s", "fd 3 is not a stream socket; pyjobd-worker is started by the "
+                               "pyjobd server with its end of a socketpair on fd 3");
+    /* Programs a job execs must not inherit the channel and talk on it, or keep
+     * it open after the worker dies. */
+    fcntl(WORKER_FD, F_SETFD, fl | FD_CLOEXEC);
+}
+
+/* Sends a finished builder's frame; returns only on success. */
+static void worker_send(struct frame_builder *b)
+{
+    uint8_t *buf;
+    size_t len;
+    int rc = frame_builder_finish(b, &buf, &len);
+    if (rc != 0) {
+        fprintf(stderr, "pyjobd-worker: cannot build a reply frame: %s\n", strerror(-rc));
+        worker_exit(WORKER_EXIT_INTERNAL);
+    }
+    rc = worker_channel_write(WORKER_FD, buf, len);
+    free(buf);
+    if (rc == -EPIPE || rc == -ECONNRESET)
+        worker_exit(WORKER_EXIT_OK);
+    if (rc != 0) {
+        fprintf(stderr, "pyjobd-worker: write on fd 3: %s\n", strerror(-rc));
+        worker_exit(WORKER_EXIT_OK);
+    }
+}
+
+static void worker_send_hello(const struct worker_py *py)
+{
+    struct frame_builder b;
+    frame_builder_init(&b, FRAME_HELLO);
+    frame_builder_add_str(&b, FRAME_TAG_PYTHON_VERSION, py->python_version);
+    frame_builder_add_str(&b, FRAME_TAG_CLOUDPICKLE_VERSION, py->cloudpickle_version);
+    worker_send(&b);
+}
+
+/* Reads the next job; returns only with one in hand. */
+static PyObject *worker_next_job(struct frame *job)
+{
+    PyObject *owner = NULL;
+    int rc = worker_channel_read(WORKER_FD, WORKER_MAX_JOB_PAYLOAD, &owner, job);
+    if (rc == 1 && job->type == FRAME_JOB)
+        return owner;
+    if (rc == 1) {
+        fprintf(stderr, "pyjobd-worker: unexpected frame type %u from the server\n", job->type);
+        Py_DECREF(owner);
+        worker_exit(WORKER_EXIT_PROTOCOL);
+    }
+    switch (rc) {
+    case 0:
+    case -ECONNRESET:
+        worker_exit(WORKER_EXIT_OK);
+    case -EMSGSIZE:
+        fprintf(stderr, "pyjobd-worker: the server sent a frame larger than %zu bytes\n",
+                WORKER_MAX_JOB_PAYLOAD);
+        worker_exit(WORKER_EXIT_PROTOCOL);
+    case -EPROTO:
+        fprintf(stderr, "pyjobd-worker: the server closed fd 3 in the middle of a frame\n");
+        worker_exit(WORKER_EXIT_PROTOCOL);
+    case -ENOMEM:
+        fprintf(stderr, "pyjobd-worker: out of memory reading a job frame\n");
+        worker_exit(WORKER_EXIT_INTERNAL);
+    default:
+        fprintf(stderr, "pyjobd-worker: read on fd 3: %s\n", strerror(-rc));
+        worker_exit(WORKER_EXIT_OK);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    (void)argc; /* arguments are not used; unknown ones are ignored */
+    worker_setup_process();
+
+    struct worker_py py;
+    if (worker_interp_start(&py, argv[0] ? argv[0] : "pyjobd-worker") != 0)
+        exit(WORKER_EXIT_BOOT_FAILED);
+    worker_send_hello(&py);
+
+    for (;;) {
+        struct frame job;
+        PyObject *owner = worker_next_job(&job);
+        struct frame_builder reply;
+        int rc = worker_runner_run(&py, owner, &job, &reply);
+        Py_DECREF(owner);
+        if (rc != 0) {
+            fprintf(stderr, "pyjobd-worker: malformed fields in a job frame\n");
+            worker_exit(WORKER_EXIT_PROTOCOL);
+        }
+        worker_send(&reply);
+    }
+}

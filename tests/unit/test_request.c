@@ -1,0 +1,276 @@
+/*
+ * test_request.c — api/job_request.c: every way a POST /v1/jobs body can be wrong
+ * is a -EINVAL with a precise detail; valid bodies give the right blobs and timeout.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "../../api/job_request.h"
+
+static char detail[512];
+
+static int parse(const char *body, struct job_spec *spec)
+{
+    detail[0] = '\0';
+    return api__job_request_parse((const uint8_t *)body, strlen(body), spec, detail,
+                                  sizeof(detail));
+}
+
+/* Asserts body is rejected and the detail contains want. */
+static void assert_rejected(const char *body, const char *want)
+{
+    struct job_spec spec;
+    int rc = parse(body, &spec);
+    if (rc != -EINVAL)
+        fail_msg("accepted (rc %d): %s", rc, body);
+    assert_null(spec.callable);
+    assert_null(spec.args);
+    assert_null(spec.kwargs);
+    if (!strstr(detail, want))
+        fail_msg("detail '%s' lacks '%s'", detail, want);
+}
+
+static void request_parse__empty_body__rejected(void **state)
+{
+    (void)state;
+    assert_rejected("", "request body is empty");
+}
+
+static void request_parse__not_json__rejected(void **state)
+{
+    (void)state;
+    assert_rejected("callable=abc", "request body is not valid JSON: ");
+    assert_rejected("{\"callable\": \"Zm9v\",}", "at line 1 column");
+    assert_rejected("{\"callable\": \"Zm9v\"} trailing", "request body is not valid JSON");
+}
+
+static void request_parse__json_error__reports_line_and_column(void **state)
+{
+    (void)state;
+    assert_rejected("{\n  \"callable\": 'Zm9v'\n}", "at line 2 column");
+}
+
+static void request_parse__not_an_object__rejected(void **state)
+{
+    (void)state;
+    assert_rejected("[\"Zm9v\"]", "request body must be a JSON object, got array");
+    assert_rejected("\"Zm9v\"", "request body must be a JSON object, got string");
+    assert_rejected("42", "request body must be a JSON object, got number");
+    assert_rejected("null", "request body must be a JSON object, got null");
+}
+
+static void request_parse__duplicated_key__rejected(void **state)
+{
+    (void)state;
+    assert_rejected("{\"callable\": \"Zm9v\", \"callable\": \"YmFy\"}", "duplicate");
+}
+
+static void request_parse__missing_callable__rejected(void **state)
+{
+    (void)state;
+    assert_rejected("{}", "field 'callable' is required: the base64 of cloudpickle.dumps(fn)");
+    assert_rejected("{\"args\": \"Zm9v\"}", "field 'callable' is required");
+    assert_rejected("{\"callable\": null}", "field 'callable' is required");
+}
+
+static void request_parse__callable_not_a_string__rejected(void **state)
+{
+    (void)state;
+    assert_rejected("{\"callable\": 42}", "field 'callable' must be a string");
+    assert_rejected("{\"callable\": 42}", "got number");
+    assert_rejected("{\"callable\": [\"Zm9v\"]}", "got array");
+    assert_rejected("{\"callable\": true}", "got boolean");
+}
+
+static void request_parse__bad_base64__rejected_with_offset(void **state)
+{
+    (void)state;
+    assert_rejected("{\"callable\": \"Zm9vYmFyZm9vYmFyZ%\"}",
+                    "field 'callable' is not valid base64: unexpected character '%' at offset 17");
+    assert_rejected("{\"callable\": \"Zm9v\", \"args\": \"Zm9v-A\"}",
+                    "field 'args' is not valid base64: unexpected character '-' at offset 4");
+    assert_rejected("{\"callable\": \"Zm9v\", \"kwargs\": \"A===\"}",
+                    "field 'kwargs' is not valid base64: misplaced padding");
+}
+
+static void request_parse__empty_callable__rejected(void **state)
+{
+    (void)state;
+    assert_rejected("{\"callable\": \"\"}", "field 'callable' is empty");
+    assert_rejected("{\"callable\": \"\\n \"}", "field 'callable' is empty");
+    assert_rejected("{\"callable\": \"Zm9v\", \"args\": \"\"}", "field 'args' is empty");
+}
+
+static void request_parse__args_wrong_type__rejected(void **state)
+{
+    (void)state;
+    assert_rejected("{\"callable\": \"Zm9v\", \"args\": [1, 2]}",
+                    "field 'args' must be a string (the base64 of cloudpickle.dumps(tuple)), "
+                    "got array");
+    assert_rejected("{\"callable\": \"Zm9v\", \"kwargs\": {\"a\": 1}}",
+                    "field 'kwargs' must be a string (the base64 of cloudpickle.dumps(dict)), "
+                    "got object");
+}
+
+static void request_parse__bad_timeout__rejected(void **state)
+{
+    (void)state;
+    assert_rejected("{\"callable\": \"Zm9v\", \"timeout\": -1}",
+                    "field 'timeout' must be a number of seconds >= 0, got -1");
+    assert_rejected("{\"callable\": \"Zm9v\", \"timeout\": -0.5}", "got -0.5");
+    assert_rejected("{\"callable\": \"Zm9v\", \"timeout\": \"30\"}",
+                    "field 'timeout' must be a number of seconds >= 0, got string");
+    assert_rejected("{\"callable\": \"Zm9v\", \"timeout\": true}", "got boolean");
+    assert_rejected("{\"callable\": \"Zm9v\", \"timeout\": 1e300}",
+                    "field 'timeout' must be at most 2592000 seconds");
+    assert_rejected("{\"callable\": \"Zm9v\", \"timeout\": 2592001}", "at most");
+    /* Not representable: jansson refuses them, still a clean 400. */
+    assert_rejected("{\"callable\": \"Zm9v\", \"timeout\": 1e999}", "not valid JSON");
+    assert_rejected("{\"callable\": \"Zm9v\", \"timeout\": NaN}", "not valid JSON");
+    assert_rejected("{\"callable\": \"Zm9v\", \"timeout\": 99999999999999999999999}",
+                    "not valid JSON");
+}
+
+static void request_parse__unknown_field__rejected_with_suggestion(void **state)
+{
+    (void)state;
+    assert_rejected("{\"callable\": \"Zm9v\", \"timout\": 5}",
+                    "unknown field 'timout' (did you mean 'timeout'?); accepted fields: "
+                    "callable, args, kwargs, timeout, python");
+    assert_rejected("{\"callable\": \"Zm9v\", \"colour\": 5}", "unknown field 'colour'; accepted");
+    assert_rejected("{\"callable\": \"Zm9v\", \"json_args\": [1]}",
+                    "field 'json_args' is not supported by this server yet");
+}
+
+static void request_parse__long_unknown_field__truncated_on_utf8_boundary(void **state)
+{
+    (void)state;
+    char body[512];
+    char name[200] = "";
+    for (int i = 0; i < 60; i++)
+        strcat(name, "\xc3\xa9"); /* é */
+    snprintf(body, sizeof(body), "{\"callable\": \"Zm9v\", \"%s\": 1}", name);
+    assert_rejected(body, "...'");
+    /* 48 bytes is 24 whole characters. */
+    assert_non_null(strstr(detail, "'\xc3\xa9"));
+    char *end = strstr(detail, "...'");
+    assert_int_equal((end - strchr(detail, '\'') - 1) % 2, 0);
+}
+
+static void request_parse__deep_nesting__rejected_not_crash(void **state)
+{
+    (void)state;
+    size_t n = 100000;
+    char *body = malloc(2 * n + 1);
+    assert_non_null(body);
+    memset(body, '[', n);
+    memset(body + n, ']', n);
+    body[2 * n] = '\0';
+    assert_rejected(body, "not valid JSON");
+    /* The same inside a field. */
+    memcpy(body, "{\"callable\":", 12);
+    body[2 * n - 1] = '}';
+    assert_rejected(body, "not valid JSON");
+    free(body);
+}
+
+static void request_parse__python_wrong_type__rejected(void **state)
+{
+    (void)state;
+    assert_rejected("{\"callable\": \"Zm9v\", \"python\": 3.11}",
+                    "field 'python' must be a string");
+}
+
+static void request_parse__minimal__callable_only(void **state)
+{
+    (void)state;
+    struct job_spec spec;
+    assert_int_equal(parse("{\"callable\": \"Zm9vYmFy\"}", &spec), 0);
+    assert_non_null(spec.callable);
+    assert_int_equal(blob_len(spec.callable), 6);
+    assert_memory_equal(blob_data(spec.callable), "foobar", 6);
+    assert_null(spec.args);
+    assert_null(spec.kwargs);
+    assert_true(spec.timeout == 0);
+    job_spec_release(&spec);
+}
+
+static void request_parse__full__all_fields(void **state)
+{
+    (void)state;
+    struct job_spec spec;
+    assert_int_equal(parse("{\"callable\": \"Zm9v\\nYmFy\\n\", \"args\": \"YQ==\", "
+                           "\"kwargs\": \"YmM\", \"timeout\": 2.5, \"python\": \"3.11.2\"}",
+                           &spec),
+                     0);
+    assert_memory_equal(blob_data(spec.callable), "foobar", 6);
+    assert_int_equal(blob_len(spec.args), 1);
+    assert_memory_equal(blob_data(spec.args), "a", 1);
+    assert_int_equal(blob_len(spec.kwargs), 2);
+    assert_memory_equal(blob_data(spec.kwargs), "bc", 2);
+    assert_true(spec.timeout == 2.5);
+    job_spec_release(&spec);
+}
+
+static void request_parse__nulls_and_integer_timeout__accepted(void **state)
+{
+    (void)state;
+    struct job_spec spec;
+    assert_int_equal(parse("{\"callable\": \"Zm9v\", \"args\": null, \"kwargs\": null, "
+                           "\"timeout\": 30, \"python\": null}",
+                           &spec),
+                     0);
+    assert_null(spec.args);
+    assert_null(spec.kwargs);
+    assert_true(spec.timeout == 30);
+    job_spec_release(&spec);
+    assert_int_equal(parse("{\"callable\": \"Zm9v\", \"timeout\": 0}", &spec), 0);
+    assert_true(spec.timeout == 0);
+    job_spec_release(&spec);
+    assert_int_equal(parse("{\"callable\": \"Zm9v\", \"timeout\": 2592000}", &spec), 0);
+    job_spec_release(&spec);
+}
+
+static void request_parse__binary_body__rejected(void **state)
+{
+    (void)state;
+    struct job_spec spec;
+    static const uint8_t body[] = {'{', 0, 0xff, '}'};
+    assert_int_equal(api__job_request_parse(body, sizeof(body), &spec, detail, sizeof(detail)),
+                     -EINVAL);
+    assert_non_null(strstr(detail, "not valid JSON"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(request_parse__empty_body__rejected),
+        cmocka_unit_test(request_parse__not_json__rejected),
+        cmocka_unit_test(request_parse__json_error__reports_line_and_column),
+        cmocka_unit_test(request_parse__not_an_object__rejected),
+        cmocka_unit_test(request_parse__duplicated_key__rejected),
+        cmocka_unit_test(request_parse__missing_callable__rejected),
+        cmocka_unit_test(request_parse__callable_not_a_string__rejected),
+        cmocka_unit_test(request_parse__bad_base64__rejected_with_offset),
+        cmocka_unit_test(request_parse__empty_callable__rejected),
+        cmocka_unit_test(request_parse__args_wrong_type__rejected),
+        cmocka_unit_test(request_parse__bad_timeout__rejected),
+        cmocka_unit_test(request_parse__unknown_field__rejected_with_suggestion),
+        cmocka_unit_test(request_parse__long_unknown_field__truncated_on_utf8_boundary),
+        cmocka_unit_test(request_parse__deep_nesting__rejected_not_crash),
+        cmocka_unit_test(request_parse__python_wrong_type__rejected),
+        cmocka_unit_test(request_parse__minimal__callable_only),
+        cmocka_unit_test(request_parse__full__all_fields),
+        cmocka_unit_test(request_parse__nulls_and_integer_timeout__accepted),
+        cmocka_unit_test(request_parse__binary_body__rejected),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
