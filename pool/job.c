@@ -44,6 +44,8 @@ const char *job_error_type_name(enum job_error_type t)
         return "cancelled";
     case JOB_ERR_INTERRUPTED:
         return "interrupted";
+    case JOB_ERR_UNJSONABLE_RESULT:
+        return "unjsonable_result";
     }
     return NULL;
 }
@@ -53,6 +55,9 @@ void job_spec_release(struct job_spec *spec)
     blob_unref(spec->callable);
     blob_unref(spec->args);
     blob_unref(spec->kwargs);
+    blob_unref(spec->json_args);
+    blob_unref(spec->json_kwargs);
+    free(spec->metadata);
     memset(spec, 0, sizeof(*spec));
 }
 
@@ -70,6 +75,8 @@ void job_error_release(struct job_error *e)
 void job_view_release(struct job_view *v)
 {
     blob_unref(v->result);
+    blob_unref(v->result_json);
+    free(v->metadata);
     job_error_release(&v->error);
     memset(v, 0, sizeof(*v));
     v->error.exit_code = -1;
@@ -89,9 +96,12 @@ int job_view_copy(struct job_view *dst, const struct job_view *src)
 {
     *dst = *src;
     dst->result = blob_ref(src->result);
+    dst->result_json = blob_ref(src->result_json);
     dst->error.exception = blob_ref(src->error.exception);
     dst->error.message = dst->error.exc_type = dst->error.traceback = NULL;
-    if (dup_str(&dst->error.message, src->error.message) ||
+    dst->metadata = NULL;
+    if (dup_str(&dst->metadata, src->metadata) ||
+        dup_str(&dst->error.message, src->error.message) ||
         dup_str(&dst->error.exc_type, src->error.exc_type) ||
         dup_str(&dst->error.traceback, src->error.traceback)) {
         job_view_release(dst);

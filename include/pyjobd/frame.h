@@ -34,13 +34,18 @@ enum frame_tag {
     FRAME_TAG_CALLABLE = 1, /* cloudpickle of the callable */
     FRAME_TAG_ARGS = 2,     /* cloudpickle of a tuple (optional) */
     FRAME_TAG_KWARGS = 3,   /* cloudpickle of a dict (optional) */
+    FRAME_TAG_JSON_ARGS = 4,     /* JSON text of an array, instead of ARGS (optional) */
+    FRAME_TAG_JSON_KWARGS = 5,   /* JSON text of an object, instead of KWARGS (optional) */
+    FRAME_TAG_RESULT_FORMAT = 6, /* "json": reply with RESULT_JSON instead of RESULT */
     /* FRAME_HELLO */
     FRAME_TAG_PYTHON_VERSION = 10,      /* platform.python_version() */
     FRAME_TAG_CLOUDPICKLE_VERSION = 11, /* cloudpickle.__version__ */
     /* FRAME_RESULT */
-    FRAME_TAG_RESULT = 20, /* cloudpickle of the return value */
+    FRAME_TAG_RESULT = 20,      /* cloudpickle of the return value */
+    FRAME_TAG_RESULT_JSON = 21, /* json.dumps of the return value (RESULT_FORMAT "json") */
     /* FRAME_ERROR */
-    FRAME_TAG_ERROR_TYPE = 30, /* "exception" | "invalid_payload" | "unpicklable_result" */
+    /* "exception" | "invalid_payload" | "unpicklable_result" | "unjsonable_result" */
+    FRAME_TAG_ERROR_TYPE = 30,
     FRAME_TAG_MESSAGE = 31,    /* human-readable text */
     FRAME_TAG_EXC_TYPE = 32,   /* qualified name of the exception type, e.g. "ValueError" */
     FRAME_TAG_EXCEPTION = 33,  /* cloudpickle of the exception object (optional) */

@@ -31,14 +31,21 @@ enum job_error_type {
     JOB_ERR_UNPICKLABLE_RESULT, /* the return value could not be pickled */
     JOB_ERR_CANCELLED,
     JOB_ERR_INTERRUPTED, /* the server stopped while the job was queued or running */
+    JOB_ERR_UNJSONABLE_RESULT, /* result_format "json" and the value is not JSON-encodable */
 };
 
 /* What a client asks for. The blobs are references owned by the spec. */
 struct job_spec {
-    struct blob *callable; /* required */
-    struct blob *args;     /* optional (NULL: no positional arguments) */
-    struct blob *kwargs;   /* optional (NULL: no keyword arguments) */
-    double timeout;        /* seconds; 0 means "use the server's default" */
+    struct blob *callable;    /* required */
+    struct blob *args;        /* optional (NULL: no positional arguments) */
+    struct blob *kwargs;      /* optional (NULL: no keyword arguments) */
+    struct blob *json_args;   /* optional JSON text of an array (instead of args) */
+    struct blob *json_kwargs; /* optional JSON text of an object (instead of kwargs) */
+    int result_json;          /* 1: return the result as JSON (result_format "json") */
+    char *metadata;           /* optional JSON text of an object, echoed back (malloc'd) */
+    double timeout;           /* seconds; 0 means "use the server's default" */
+    unsigned max_retries;     /* re-runs after a worker crash (0 = none) */
+    int retry_on_timeout;     /* 1: a timeout also counts as retryable */
 };
 
 struct job_error {
@@ -62,7 +69,10 @@ struct job_view {
     double timeout;             /* effective limit in seconds; 0 = none */
     unsigned attempts;
     pid_t worker_pid; /* 0 when none */
-    struct blob *result; /* pickled return value (succeeded) */
+    unsigned max_retries;
+    struct blob *result;      /* pickled return value (succeeded, pickle format) */
+    struct blob *result_json; /* JSON text of the return value (succeeded, json format) */
+    char *metadata;           /* JSON text of the client's metadata object, or NULL */
     struct job_error error;
 };
 

@@ -23,6 +23,9 @@ struct pool_config {
     unsigned workers;        /* number of worker processes, >= 1 */
     double default_timeout;  /* seconds applied to jobs without one; 0 = none */
     size_t max_frame_bytes;  /* largest frame accepted from a worker */
+    size_t max_queue;        /* queued jobs accepted at once; 0 = unlimited */
+    size_t max_jobs;         /* job records kept (oldest finished evicted); 0 = unlimited */
+    double result_ttl;       /* seconds a finished job is kept; 0 = forever */
 };
 
 /* Runtime facts for /v1/info. Strings are copied into the struct. */
@@ -33,6 +36,8 @@ struct pool_info {
     char cloudpickle_version[32]; /* "" until a worker has said hello */
     size_t queued;
     size_t running;
+    int stopping;        /* 1 once shutdown began */
+    char boot_error[256]; /* why workers fail to boot, "" when they don't */
 };
 
 /* Creates the pool and starts its supervisor thread and workers.
@@ -52,13 +57,50 @@ void pool_free(struct pool *p);
 /*
  * Queues a job. Takes new references to the spec's blobs (the caller keeps its own).
  * On success writes the new id (JOB_ID_LEN + 1 bytes) and returns 0.
- * -ESHUTDOWN when the pool is stopping, -ENOMEM.
+ * -EAGAIN when the queue is full (--max-queue), -ESHUTDOWN when the pool is stopping,
+ * -ENOMEM.
  */
 int pool_submit(struct pool *p, const struct job_spec *spec, char *id_out);
 
+/*
+ * Queues n jobs at once, all or none, in order. Writes n ids into ids_out.
+ * 0; -EAGAIN when the queue has no room for all n (--max-queue; nothing was queued);
+ * -ESHUTDOWN; -ENOMEM. pool_submit() is the n = 1 case.
+ */
+int pool_submit_batch(struct pool *p, const struct job_spec *specs, size_t n,
+                      char (*ids_out)[JOB_ID_LEN + 1]);
+
 /* Copies the job's current state into *out (caller releases with job_view_release).
- * 0, or -ENOENT for an unknown id, -ENOMEM. */
+ * 0; -ENOENT for an id never seen (or deleted); -ESTALE for a job that finished and
+ * was removed by retention (--result-ttl / --max-jobs); -ENOMEM. */
 int pool_job_get(struct pool *p, const char *id, struct job_view *out);
+
+/*
+ * Cancels a job, like Future.cancel(), plus a forced variant for running jobs.
+ * 0: the job is now cancelled (a queued one is dequeued; with force a running one's
+ * worker is killed and replaced, and only that job is affected).
+ * -ENOENT / -ESTALE as pool_job_get; -EBUSY: running and !force;
+ * -EALREADY: already finished (succeeded, failed or cancelled).
+ */
+int pool_cancel(struct pool *p, const char *id, int force);
+
+/* Forgets a finished job. 0; -ENOENT / -ESTALE; -EBUSY when it is not finished. */
+int pool_delete(struct pool *p, const char *id);
+
+/* A page of jobs, newest first. */
+struct pool_list_query {
+    int status;      /* -1: any; else an enum job_status */
+    uint64_t cursor; /* 0: from the newest; else the `next` of the previous page */
+    size_t limit;    /* 1..1000 */
+};
+
+/*
+ * Lists jobs. *out is a malloc'd array of *n views (release each view, then free the
+ * array; NULL when *n is 0). *next is the cursor of the following page, 0 at the end.
+ * 0 or -ENOMEM.
+ */
+int pool_list(struct pool *p, const struct pool_list_query *q, struct job_view **out,
+              size_t *n, uint64_t *next);
 
 /*
  * Callback for pool_watch(): called exactly once, when the job has reached a terminal
@@ -78,6 +120,49 @@ int pool_watch(struct pool *p, const char *id, int64_t deadline_ms, pool_watch_c
 
 /* Fills *out with current facts. */
 void pool_get_info(struct pool *p, struct pool_info *out);
+
+/* One worker as GET /v1/pool shows it. */
+struct pool_worker_info {
+    pid_t pid;
+    const char *state;             /* "starting" | "idle" | "busy" | "exiting" (static) */
+    char job_id[JOB_ID_LEN + 1];   /* "" when idle */
+    unsigned jobs_done;
+    struct timespec started_at;    /* CLOCK_REALTIME */
+    long long rss_bytes;           /* from /proc; -1 when unknown */
+    int retiring;                  /* 1: will exit after its current job (shrink, recycle) */
+};
+
+/* Upper bounds (seconds) of the job-duration histogram buckets; the last is +Inf. */
+#define POOL_DURATION_BUCKETS 12
+extern const double pool_duration_bounds[POOL_DURATION_BUCKETS];
+
+struct pool_stats {
+    unsigned workers_target;           /* what --workers / PATCH asked for */
+    size_t nworkers;                   /* entries in workers[] (live processes) */
+    struct pool_worker_info *workers;  /* malloc'd; pool_stats_release() */
+    size_t queued, running;
+    uint64_t submitted;                /* jobs accepted since start */
+    uint64_t finished[JOB_CANCELLED + 1]; /* by terminal enum job_status */
+    uint64_t restarts_crash, restarts_timeout, restarts_recycle, restarts_cancel;
+    uint64_t boot_failures;
+    char boot_error[256];              /* last boot failure, "" when the last boot worked */
+    /* Job run time (started → finished), for jobs that ran on a worker. */
+    uint64_t duration_buckets[POOL_DURATION_BUCKETS]; /* non-cumulative counts */
+    double duration_sum;
+    uint64_t duration_count;
+    size_t jobs_retained;              /* records in the registry */
+};
+
+/* Fills *out. 0 or -ENOMEM. */
+int pool_get_stats(struct pool *p, struct pool_stats *out);
+void pool_stats_release(struct pool_stats *s);
+
+/*
+ * Sets the number of workers (1..1024). Growing starts workers at once; shrinking
+ * retires idle workers first and busy ones when their current job ends — it never
+ * kills a running job and never makes other jobs wait. 0, -EINVAL, -ESHUTDOWN.
+ */
+int pool_resize(struct pool *p, unsigned workers);
 
 /* CLOCK_MONOTONIC in milliseconds (the clock of pool_watch deadlines). */
 int64_t pool_now_ms(void);
