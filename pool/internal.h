@@ -2,8 +2,9 @@
  * internal.h — the pool's own structures, shared by the files of pool/ only.
  *
  * Locking: one mutex (pool->lock) guards everything below. HTTP threads take it in
- * the public functions of pool.c; the supervisor thread holds it while it handles a
- * batch of events. Nothing here blocks while holding it (sockets are non-blocking).
+ * the public functions (pool.c, pool_admin.c); the supervisor thread holds it while
+ * it handles a batch of events. Nothing blocks while holding it (sockets are
+ * non-blocking; spawning is posix_spawn, which returns once the child has exec'd).
  */
 #ifndef PYJOBD_POOL_INTERNAL_H
 #define PYJOBD_POOL_INTERNAL_H
@@ -18,12 +19,19 @@
 struct worker;
 struct waiter;
 
-/* A job as the pool keeps it. */
+/* A job as the pool keeps it. It sits on up to three lists at once:
+ * all jobs by creation (listing), the queue (while queued), finished jobs by end
+ * time (retention). */
 struct job {
     struct job_view v;    /* what clients see */
     struct job_spec spec; /* what to run (released when the job ends) */
+    uint64_t seq;         /* creation order, 1-based: the listing cursor */
     int64_t deadline_ms;  /* CLOCK_MONOTONIC deadline while running; 0 = none */
-    struct job *next;     /* FIFO queue link while queued */
+    int64_t finished_ms;  /* CLOCK_MONOTONIC time it finished (retention) */
+    struct job *all_prev, *all_next;
+    struct job *q_prev, *q_next;
+    struct job *done_prev, *done_next;
+    int queued; /* on the queue */
     struct waiter *waiters;
     struct worker *worker; /* while running */
 };
@@ -39,21 +47,27 @@ struct waiter {
 };
 
 enum worker_state {
-    WORKER_EMPTY,    /* no process; respawn at respawn_at_ms */
+    WORKER_EMPTY,    /* no process; respawn at respawn_at_ms if the slot is active */
     WORKER_STARTING, /* spawned, waiting for its hello */
     WORKER_IDLE,
     WORKER_BUSY,
     WORKER_EXITING, /* killed or lost its channel; waiting for the exit status */
 };
 
+/* Why a worker is being replaced (counted in the stats). */
+enum worker_end { END_NONE, END_CRASH, END_TIMEOUT, END_RECYCLE, END_CANCEL, END_RETIRE };
+
 struct worker {
     unsigned slot;
+    int active; /* the slot is part of the pool's target size */
     enum worker_state state;
+    enum worker_end ending; /* set when we decide to end the process */
     pid_t pid;
     int pidfd;
     int sock;
     struct job *job;
     int64_t spawned_ms;
+    struct timespec started_at;
     int64_t respawn_at_ms;
     unsigned jobs_done;
     unsigned boot_failures; /* consecutive exits before hello, for backoff */
@@ -71,6 +85,13 @@ struct waiter_heap {
     size_t len, cap;
 };
 
+/* Ids of jobs removed by retention, remembered (bounded) to answer "expired". */
+struct expired_ids {
+    struct registry *set;
+    char (*ring)[JOB_ID_LEN + 1];
+    size_t cap, head, len;
+};
+
 struct pool {
     struct pool_config cfg;
     pthread_mutex_t lock;
@@ -82,27 +103,44 @@ struct pool {
     int stopped;
 
     struct registry *jobs;
-    struct job *queue_head, *queue_tail;
+    uint64_t next_seq;
+    struct job *all_head, *all_tail;     /* by creation, oldest first */
+    struct job *queue_head, *queue_tail; /* FIFO */
+    struct job *done_head, *done_tail;   /* finished, oldest first */
     size_t queued, running;
+    struct expired_ids expired;
 
-    struct worker *workers;
-    unsigned nworkers;
+    struct worker **workers; /* slots; never shrinks, inactive slots are reused */
+    unsigned nslots;
+    unsigned target;
     unsigned workers_ready;
     struct waiter_heap waiters;
 
     char python_version[32];
     char cloudpickle_version[32];
+    char boot_error[256];
+
+    /* Counters for /v1/pool and /metrics. */
+    uint64_t submitted;
+    uint64_t finished[JOB_CANCELLED + 1];
+    uint64_t restarts[END_RETIRE + 1];
+    uint64_t boot_failures;
+    uint64_t duration_buckets[POOL_DURATION_BUCKETS];
+    double duration_sum;
+    uint64_t duration_count;
 };
 
 /* supervisor.c */
 void *pool__supervisor_main(void *arg);
 void pool__wake(struct pool *p);
 void pool__finish_job(struct pool *p, struct job *j, enum job_status status);
+void pool__end_worker(struct pool *p, struct worker *w, enum worker_end why);
 
 /* worker_proc.c */
 int pool__spawn_worker(struct pool *p, struct worker *w);
 void pool__kill_worker(struct worker *w, int sig);
 void pool__describe_exit(int status, char *buf, size_t len);
+long long pool__worker_rss(pid_t pid);
 
 /* waiters.c */
 int pool__waiter_heap_push(struct waiter_heap *h, struct waiter *w);
@@ -112,7 +150,22 @@ void pool__waiters_fire_job(struct pool *p, struct job *j);
 void pool__waiters_expire(struct pool *p, int64_t now);
 void pool__waiters_fire_all(struct pool *p);
 
-/* jobs */
+/* jobs.c: records and the lists they sit on */
+struct job *pool__job_new(struct pool *p, const struct job_spec *spec);
 void pool__job_free(struct job *j);
+void pool__queue_push(struct pool *p, struct job *j);
+void pool__queue_push_front(struct pool *p, struct job *j);
+struct job *pool__queue_pop(struct pool *p);
+void pool__queue_remove(struct pool *p, struct job *j);
+void pool__forget_job(struct pool *p, struct job *j, int expired);
+struct job *pool__lookup(struct pool *p, const char *id, int *err);
+
+/* retention.c */
+void pool__retention_add(struct pool *p, struct job *j);
+void pool__retention_enforce(struct pool *p, int64_t now);
+int64_t pool__retention_next_ms(const struct pool *p);
+int pool__expired_init(struct expired_ids *e, size_t cap);
+void pool__expired_free(struct expired_ids *e);
+int pool__expired_contains(const struct expired_ids *e, const char *id);
 
 #endif

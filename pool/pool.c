@@ -1,8 +1,8 @@
 /*
- * pool.c — the pool's public face (include/pyjobd/pool.h): construction and teardown,
- * and the calls HTTP threads make (submit, get, watch, info). Each takes the pool
- * lock briefly and pokes the supervisor thread (supervisor.c) through an eventfd;
- * none of them waits for a worker.
+ * pool.c — the pool's public face for job traffic (include/pyjobd/pool.h):
+ * construction and teardown, submit, get and watch. Each call takes the pool lock
+ * briefly and pokes the supervisor thread (supervisor.c) through an eventfd; none
+ * of them waits for a worker. Administrative calls are in pool_admin.c.
  */
 #include "internal.h"
 #include "pyjobd/log.h"
@@ -17,20 +17,17 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+/* Ids of expired jobs remembered at most (33 bytes each, touched only when used). */
+#define EXPIRED_IDS_MAX 100000
+
+const double pool_duration_bounds[POOL_DURATION_BUCKETS] = {
+    0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300, __builtin_inf()};
+
 int64_t pool_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-void pool__job_free(struct job *j)
-{
-    if (!j)
-        return;
-    job_spec_release(&j->spec);
-    job_view_release(&j->v);
-    free(j);
 }
 
 static void free_job_cb(void *rec, void *arg)
@@ -53,22 +50,29 @@ struct pool *pool_new(const struct pool_config *cfg)
     pthread_mutex_init(&p->lock, NULL);
     p->jobs = registry_new();
     p->workers = calloc(cfg->workers, sizeof(*p->workers));
-    p->nworkers = cfg->workers;
     p->epfd = epoll_create1(EPOLL_CLOEXEC);
     p->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (!p->jobs || !p->workers || p->epfd < 0 || p->wakefd < 0)
+    size_t expired_cap =
+        cfg->max_jobs && cfg->max_jobs < EXPIRED_IDS_MAX ? cfg->max_jobs : EXPIRED_IDS_MAX;
+    if (!p->jobs || !p->workers || p->epfd < 0 || p->wakefd < 0 ||
+        pool__expired_init(&p->expired, expired_cap) != 0)
         goto err;
+    for (unsigned i = 0; i < cfg->workers; i++) {
+        struct worker *w = calloc(1, sizeof(*w));
+        if (!w)
+            goto err;
+        w->slot = i;
+        w->active = 1;
+        w->state = WORKER_EMPTY;
+        w->pidfd = w->sock = -1;
+        w->respawn_at_ms = 0; /* the supervisor starts every slot on its first turn */
+        p->workers[i] = w;
+        p->nslots++;
+    }
+    p->target = cfg->workers;
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 0};
     if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, p->wakefd, &ev) != 0)
         goto err;
-    for (unsigned i = 0; i < p->nworkers; i++) {
-        struct worker *w = &p->workers[i];
-        w->slot = i;
-        w->state = WORKER_EMPTY;
-        w->pid = 0;
-        w->pidfd = w->sock = -1;
-        w->respawn_at_ms = 0; /* the supervisor starts every slot on its first turn */
-    }
     int rc = pthread_create(&p->thread, NULL, pool__supervisor_main, p);
     if (rc != 0) {
         errno = rc;
@@ -76,7 +80,7 @@ struct pool *pool_new(const struct pool_config *cfg)
     }
     p->thread_started = 1;
     return p;
-err: {
+err : {
     int saved = errno ? errno : ENOMEM;
     pool_free(p);
     errno = saved;
@@ -105,13 +109,13 @@ void pool_free(struct pool *p)
         registry_foreach(p->jobs, free_job_cb, NULL);
         registry_free(p->jobs);
     }
-    if (p->workers) {
-        for (unsigned i = 0; i < p->nworkers; i++) {
-            free(p->workers[i].in);
-            free(p->workers[i].out);
-        }
-        free(p->workers);
+    pool__expired_free(&p->expired);
+    for (unsigned i = 0; i < p->nslots; i++) {
+        free(p->workers[i]->in);
+        free(p->workers[i]->out);
+        free(p->workers[i]);
     }
+    free(p->workers);
     free(p->waiters.items);
     if (p->epfd >= 0)
         close(p->epfd);
@@ -140,65 +144,99 @@ static void new_job_id(char *out)
     out[JOB_ID_LEN] = 0;
 }
 
+int pool_submit_batch(struct pool *p, const struct job_spec *specs, size_t n,
+                      char (*ids_out)[JOB_ID_LEN + 1])
+{
+    if (n == 0)
+        return 0;
+    /* Build every record before taking the lock: allocation is the slow part. */
+    struct job **jobs = calloc(n, sizeof(*jobs));
+    if (!jobs)
+        return -ENOMEM;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        jobs[i] = pool__job_new(p, &specs[i]);
+        if (!jobs[i])
+            rc = -ENOMEM;
+        else
+            new_job_id(jobs[i]->v.id);
+    }
+    if (rc == 0) {
+        pthread_mutex_lock(&p->lock);
+        if (p->stopping)
+            rc = -ESHUTDOWN;
+        else if (p->cfg.max_queue && p->queued + n > p->cfg.max_queue)
+            rc = -EAGAIN;
+        size_t inserted = 0;
+        for (; rc == 0 && inserted < n; inserted++) {
+            struct job *j = jobs[inserted];
+            while ((rc = registry_insert(p->jobs, j->v.id, j)) == -EEXIST)
+                new_job_id(j->v.id);
+        }
+        if (rc != 0) {
+            /* All or none: take back what went in (only -ENOMEM gets here mid-way). */
+            for (size_t i = 0; i + 1 < inserted; i++)
+                registry_remove(p->jobs, jobs[i]->v.id);
+        } else {
+            for (size_t i = 0; i < n; i++) {
+                struct job *j = jobs[i];
+                j->seq = ++p->next_seq;
+                j->all_prev = p->all_tail;
+                if (p->all_tail)
+                    p->all_tail->all_next = j;
+                else
+                    p->all_head = j;
+                p->all_tail = j;
+                pool__queue_push(p, j);
+                memcpy(ids_out[i], j->v.id, JOB_ID_LEN + 1);
+            }
+            p->submitted += n;
+            pool__retention_enforce(p, pool_now_ms()); /* keeps --max-jobs a bound */
+        }
+        pthread_mutex_unlock(&p->lock);
+    }
+    if (rc != 0)
+        for (size_t i = 0; i < n; i++)
+            pool__job_free(jobs[i]);
+    free(jobs);
+    if (rc == 0)
+        pool__wake(p);
+    return rc;
+}
+
 int pool_submit(struct pool *p, const struct job_spec *spec, char *id_out)
 {
-    struct job *j = calloc(1, sizeof(*j));
-    if (!j)
-        return -ENOMEM;
-    j->v.status = JOB_QUEUED;
-    clock_gettime(CLOCK_REALTIME, &j->v.created_at);
-    j->v.timeout = spec->timeout > 0 ? spec->timeout : p->cfg.default_timeout;
-    j->v.error.exit_code = -1;
-    j->v.error.max_rss_bytes = -1;
-    j->spec.callable = blob_ref(spec->callable);
-    j->spec.args = blob_ref(spec->args);
-    j->spec.kwargs = blob_ref(spec->kwargs);
-    j->spec.timeout = j->v.timeout;
+    return pool_submit_batch(p, spec, 1, (char(*)[JOB_ID_LEN + 1]) id_out);
+}
 
-    pthread_mutex_lock(&p->lock);
-    if (p->stopping) {
-        pthread_mutex_unlock(&p->lock);
-        pool__job_free(j);
-        return -ESHUTDOWN;
-    }
-    int rc;
-    do {
-        new_job_id(j->v.id);
-        rc = registry_insert(p->jobs, j->v.id, j);
-    } while (rc == -EEXIST);
-    if (rc != 0) {
-        pthread_mutex_unlock(&p->lock);
-        pool__job_free(j);
-        return rc;
-    }
-    if (p->queue_tail)
-        p->queue_tail->next = j;
-    else
-        p->queue_head = j;
-    p->queue_tail = j;
-    p->queued++;
-    memcpy(id_out, j->v.id, JOB_ID_LEN + 1);
-    pthread_mutex_unlock(&p->lock);
-    pool__wake(p);
-    return 0;
+/* The job, or NULL with *err = -ENOENT or -ESTALE. Lock held. */
+struct job *pool__lookup(struct pool *p, const char *id, int *err)
+{
+    struct job *j = registry_find(p->jobs, id);
+    if (!j)
+        *err = pool__expired_contains(&p->expired, id) ? -ESTALE : -ENOENT;
+    return j;
 }
 
 int pool_job_get(struct pool *p, const char *id, struct job_view *out)
 {
+    int rc = 0;
     pthread_mutex_lock(&p->lock);
-    struct job *j = registry_find(p->jobs, id);
-    int rc = j ? job_view_copy(out, &j->v) : -ENOENT;
+    struct job *j = pool__lookup(p, id, &rc);
+    if (j)
+        rc = job_view_copy(out, &j->v);
     pthread_mutex_unlock(&p->lock);
     return rc;
 }
 
 int pool_watch(struct pool *p, const char *id, int64_t deadline_ms, pool_watch_cb cb, void *arg)
 {
+    int rc = 0;
     pthread_mutex_lock(&p->lock);
-    struct job *j = registry_find(p->jobs, id);
+    struct job *j = pool__lookup(p, id, &rc);
     if (!j) {
         pthread_mutex_unlock(&p->lock);
-        return -ENOENT;
+        return rc;
     }
     if (job_status_is_terminal(j->v.status) || p->stopping || deadline_ms <= pool_now_ms()) {
         pthread_mutex_unlock(&p->lock);
@@ -232,12 +270,14 @@ void pool_get_info(struct pool *p, struct pool_info *out)
 {
     memset(out, 0, sizeof(*out));
     pthread_mutex_lock(&p->lock);
-    out->workers = p->nworkers;
+    out->workers = p->target;
     out->workers_ready = p->workers_ready;
     snprintf(out->python_version, sizeof(out->python_version), "%s", p->python_version);
     snprintf(out->cloudpickle_version, sizeof(out->cloudpickle_version), "%s",
              p->cloudpickle_version);
+    snprintf(out->boot_error, sizeof(out->boot_error), "%s", p->boot_error);
     out->queued = p->queued;
     out->running = p->running;
+    out->stopping = p->stopping;
     pthread_mutex_unlock(&p->lock);
 }

@@ -52,15 +52,33 @@ static char *dup_field(const struct frame *f, uint32_t tag)
     return strndup((const char *)fld.data, fld.len);
 }
 
+static void count_duration(struct pool *p, const struct job *j)
+{
+    double d = (double)(j->v.finished_at.tv_sec - j->v.started_at.tv_sec) +
+               (double)(j->v.finished_at.tv_nsec - j->v.started_at.tv_nsec) / 1e9;
+    int b = 0;
+    while (b < POOL_DURATION_BUCKETS - 1 && d > pool_duration_bounds[b])
+        b++;
+    p->duration_buckets[b]++;
+    p->duration_sum += d;
+    p->duration_count++;
+}
+
 void pool__finish_job(struct pool *p, struct job *j, enum job_status status)
 {
-    if (j->v.status == JOB_RUNNING)
+    int ran = j->v.status == JOB_RUNNING;
+    if (ran)
         p->running--;
+    pool__queue_remove(p, j);
     j->v.status = status;
     clock_gettime(CLOCK_REALTIME, &j->v.finished_at);
+    if (ran)
+        count_duration(p, j);
+    p->finished[status]++;
     j->worker = NULL;
     j->deadline_ms = 0;
     job_spec_release(&j->spec); /* the payload is no longer needed */
+    pool__retention_add(p, j);
     if (status == JOB_FAILED)
         log_info("job %s failed: %s: %s", j->v.id, job_error_type_name(j->v.error.type),
                  j->v.error.message ? j->v.error.message : "");
@@ -110,6 +128,19 @@ static void close_channel(struct pool *p, struct worker *w)
     w->state = WORKER_EXITING;
 }
 
+void pool__end_worker(struct pool *p, struct worker *w, enum worker_end why)
+{
+    if (w->state == WORKER_EMPTY || w->state == WORKER_EXITING)
+        return;
+    w->ending = why;
+    p->restarts[why]++;
+    /* A busy worker is running someone's code: only SIGKILL is sure to stop it. An
+     * idle or starting one sees EOF on its channel and exits by itself. */
+    if (w->state == WORKER_BUSY || why == END_CRASH)
+        pool__kill_worker(w, SIGKILL);
+    close_channel(p, w);
+}
+
 static void flush_output(struct pool *p, struct worker *w)
 {
     while (w->out_off < w->out_len) {
@@ -146,8 +177,7 @@ static void handle_hello(struct pool *p, struct worker *w, const struct frame *f
 {
     if (w->state != WORKER_STARTING) {
         log_warn("worker %d: unexpected hello; replacing it", (int)w->pid);
-        pool__kill_worker(w, SIGKILL);
-        close_channel(p, w);
+        pool__end_worker(p, w, END_CRASH);
         return;
     }
     char *py = dup_field(f, FRAME_TAG_PYTHON_VERSION);
@@ -162,41 +192,42 @@ static void handle_hello(struct pool *p, struct worker *w, const struct frame *f
     free(cp);
     w->state = WORKER_IDLE;
     w->boot_failures = 0;
+    p->boot_error[0] = 0;
     p->workers_ready++;
 }
 
-static void handle_outcome(struct pool *p, struct worker *w, const struct frame *f)
+static enum job_error_type error_type_from_name(const char *name)
 {
-    struct job *j = w->job;
-    if (w->state != WORKER_BUSY || !j) {
-        log_warn("worker %d: result without a job; replacing it", (int)w->pid);
-        pool__kill_worker(w, SIGKILL);
-        close_channel(p, w);
-        return;
-    }
-    w->job = NULL;
-    w->state = WORKER_IDLE;
-    w->jobs_done++;
+    static const enum job_error_type types[] = {JOB_ERR_INVALID_PAYLOAD, JOB_ERR_UNPICKLABLE_RESULT,
+                                                JOB_ERR_UNJSONABLE_RESULT};
+    for (size_t i = 0; name && i < sizeof(types) / sizeof(types[0]); i++)
+        if (strcmp(name, job_error_type_name(types[i])) == 0)
+            return types[i];
+    return JOB_ERR_EXCEPTION;
+}
+
+static void record_outcome(struct pool *p, struct job *j, const struct frame *f)
+{
     struct frame_field fld;
+    job_error_release(&j->v.error);
     if (f->type == FRAME_RESULT) {
-        if (frame_find_field(f, FRAME_TAG_RESULT, &fld) == 1 &&
-            (j->v.result = blob_new_copy(fld.data, fld.len))) {
-            pool__finish_job(p, j, JOB_SUCCEEDED);
-        } else {
-            fail_job(p, j, JOB_ERR_UNPICKLABLE_RESULT,
-                     strdup("the worker sent no result bytes (or the server ran out of "
-                            "memory storing them)"));
+        int json = frame_find_field(f, FRAME_TAG_RESULT_JSON, &fld) == 1;
+        if ((json || frame_find_field(f, FRAME_TAG_RESULT, &fld) == 1)) {
+            struct blob *b = blob_new_copy(fld.data, fld.len);
+            if (b) {
+                *(json ? &j->v.result_json : &j->v.result) = b;
+                pool__finish_job(p, j, JOB_SUCCEEDED);
+                return;
+            }
         }
+        fail_job(p, j, JOB_ERR_UNPICKLABLE_RESULT,
+                 strdup("The worker sent no result bytes (or the server ran out of memory "
+                        "storing them)."));
         return;
     }
     char *type = dup_field(f, FRAME_TAG_ERROR_TYPE);
-    enum job_error_type et = JOB_ERR_EXCEPTION;
-    if (type && strcmp(type, "invalid_payload") == 0)
-        et = JOB_ERR_INVALID_PAYLOAD;
-    else if (type && strcmp(type, "unpicklable_result") == 0)
-        et = JOB_ERR_UNPICKLABLE_RESULT;
+    enum job_error_type et = error_type_from_name(type);
     free(type);
-    job_error_release(&j->v.error);
     j->v.error.type = et;
     j->v.error.exc_type = dup_field(f, FRAME_TAG_EXC_TYPE);
     j->v.error.traceback = dup_field(f, FRAME_TAG_TRACEBACK);
@@ -206,6 +237,23 @@ static void handle_outcome(struct pool *p, struct worker *w, const struct frame 
     if (!j->v.error.message)
         j->v.error.message = strdup(job_error_type_name(et));
     pool__finish_job(p, j, JOB_FAILED);
+}
+
+static void handle_outcome(struct pool *p, struct worker *w, const struct frame *f)
+{
+    struct job *j = w->job;
+    if (w->state != WORKER_BUSY || !j) {
+        log_warn("worker %d: result without a job; replacing it", (int)w->pid);
+        pool__end_worker(p, w, END_CRASH);
+        return;
+    }
+    w->job = NULL;
+    w->state = WORKER_IDLE;
+    w->jobs_done++;
+    record_outcome(p, j, f);
+    /* A worker retired by a shrink finishes its job first, then goes. */
+    if (!w->active)
+        pool__end_worker(p, w, END_RETIRE);
 }
 
 static void handle_frame(struct pool *p, struct worker *w, const struct frame *f)
@@ -220,8 +268,7 @@ static void handle_frame(struct pool *p, struct worker *w, const struct frame *f
         break;
     default:
         log_warn("worker %d: unknown frame type %u; replacing it", (int)w->pid, f->type);
-        pool__kill_worker(w, SIGKILL);
-        close_channel(p, w);
+        pool__end_worker(p, w, END_CRASH);
     }
 }
 
@@ -262,8 +309,7 @@ static void read_channel(struct pool *p, struct worker *w)
         if (used < 0) {
             log_warn("worker %d: malformed frame (%s); replacing it", (int)w->pid,
                      strerror((int)-used));
-            pool__kill_worker(w, SIGKILL);
-            close_channel(p, w);
+            pool__end_worker(p, w, END_CRASH);
             return;
         }
         handle_frame(p, w, &f);
@@ -292,6 +338,8 @@ static void start_worker(struct pool *p, struct worker *w)
         if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, w->sock, &ev) == 0 &&
             epoll_ctl(p->epfd, EPOLL_CTL_ADD, w->pidfd, &evp) == 0) {
             w->spawned_ms = pool_now_ms();
+            clock_gettime(CLOCK_REALTIME, &w->started_at);
+            w->ending = END_NONE;
             log_debug("worker %d spawned in slot %u", (int)w->pid, w->slot);
             return;
         }
@@ -302,8 +350,8 @@ static void start_worker(struct pool *p, struct worker *w)
     }
     w->boot_failures++;
     w->respawn_at_ms = pool_now_ms() + BOOT_BACKOFF_MAX_MS / 10;
-    log_error("cannot start worker %s: %s; retrying in %d ms", p->cfg.worker_path,
-              strerror(-rc), BOOT_BACKOFF_MAX_MS / 10);
+    log_error("cannot start worker %s: %s; retrying in %d ms", p->cfg.worker_path, strerror(-rc),
+              BOOT_BACKOFF_MAX_MS / 10);
 }
 
 static int64_t boot_backoff_ms(unsigned failures)
@@ -312,6 +360,22 @@ static int64_t boot_backoff_ms(unsigned failures)
     for (unsigned i = 1; i < failures && d < BOOT_BACKOFF_MAX_MS; i++)
         d *= 2;
     return d < BOOT_BACKOFF_MAX_MS ? d : BOOT_BACKOFF_MAX_MS;
+}
+
+/* Puts a job whose attempt ended badly back at the head of the queue when it has
+ * retries left (its error stays, showing what happened last). Returns 1 if so. */
+static int retry_job(struct pool *p, struct job *j)
+{
+    if (p->stopping || j->v.attempts > j->spec.max_retries)
+        return 0;
+    log_info("job %s: attempt %u failed (%s); retrying (%u retries allowed)", j->v.id,
+             j->v.attempts, job_error_type_name(j->v.error.type), j->spec.max_retries);
+    p->running--;
+    j->v.status = JOB_QUEUED;
+    j->worker = NULL;
+    j->deadline_ms = 0;
+    pool__queue_push_front(p, j);
+    return 1;
 }
 
 static void crash_job(struct pool *p, struct worker *w, int status, const struct rusage *ru)
@@ -342,7 +406,8 @@ static void crash_job(struct pool *p, struct worker *w, int status, const struct
                "The worker has been replaced; other jobs are not affected.",
                (int)w->pid, how, (double)rss / (1024 * 1024), why);
     w->job = NULL;
-    pool__finish_job(p, j, JOB_FAILED);
+    if (!retry_job(p, j))
+        pool__finish_job(p, j, JOB_FAILED);
 }
 
 static void reap_worker(struct pool *p, struct worker *w)
@@ -358,6 +423,8 @@ static void reap_worker(struct pool *p, struct worker *w)
         status = 0;
     }
     enum worker_state was = w->state;
+    if (w->ending == END_NONE && was != WORKER_STARTING && !p->stopping)
+        p->restarts[END_CRASH]++;
     close_channel(p, w);
     char how[128];
     pool__describe_exit(status, how, sizeof(how));
@@ -367,20 +434,25 @@ static void reap_worker(struct pool *p, struct worker *w)
     } else if (was == WORKER_STARTING) {
         w->boot_failures++;
         int64_t delay = boot_backoff_ms(w->boot_failures);
-        log_error("worker %d failed to boot: it %s%s; retrying in %lld ms", (int)w->pid, how,
-                  WIFEXITED(status) && WEXITSTATUS(status) == 3
-                      ? " (Python or cloudpickle could not start; see its message above)"
-                      : "",
-                  (long long)delay);
+        p->boot_failures++;
+        snprintf(p->boot_error, sizeof(p->boot_error), "worker %d %s before it was ready%s",
+                 (int)w->pid, how,
+                 WIFEXITED(status) && WEXITSTATUS(status) == 3
+                     ? " (Python or cloudpickle could not start; see the server log)"
+                     : "");
+        log_error("%s; retrying in %lld ms", p->boot_error, (long long)delay);
         w->respawn_at_ms = pool_now_ms() + delay;
-    } else if (!p->stopping) {
+    } else if (!p->stopping && w->ending != END_RETIRE) {
         log_info("worker %d %s; replacing it", (int)w->pid, how);
+    } else {
+        log_debug("worker %d %s", (int)w->pid, how);
     }
     epoll_ctl(p->epfd, EPOLL_CTL_DEL, w->pidfd, NULL);
     close(w->pidfd);
     w->pidfd = -1;
     w->pid = 0;
     w->state = WORKER_EMPTY;
+    w->ending = END_NONE;
     if (was != WORKER_STARTING)
         w->respawn_at_ms = pool_now_ms();
 }
@@ -398,6 +470,14 @@ static int send_job(struct pool *p, struct worker *w, struct job *j)
     if (j->spec.kwargs)
         frame_builder_add(&b, FRAME_TAG_KWARGS, blob_data(j->spec.kwargs),
                           blob_len(j->spec.kwargs));
+    if (j->spec.json_args)
+        frame_builder_add(&b, FRAME_TAG_JSON_ARGS, blob_data(j->spec.json_args),
+                          blob_len(j->spec.json_args));
+    if (j->spec.json_kwargs)
+        frame_builder_add(&b, FRAME_TAG_JSON_KWARGS, blob_data(j->spec.json_kwargs),
+                          blob_len(j->spec.json_kwargs));
+    if (j->spec.result_json)
+        frame_builder_add_str(&b, FRAME_TAG_RESULT_FORMAT, "json");
     int rc = frame_builder_finish(&b, &w->out, &w->out_len);
     if (rc != 0)
         return rc;
@@ -417,16 +497,11 @@ static int send_job(struct pool *p, struct worker *w, struct job *j)
 
 static void dispatch(struct pool *p)
 {
-    for (unsigned i = 0; i < p->nworkers && p->queue_head; i++) {
-        struct worker *w = &p->workers[i];
-        if (w->state != WORKER_IDLE)
+    for (unsigned i = 0; i < p->nslots && p->queue_head; i++) {
+        struct worker *w = p->workers[i];
+        if (w->state != WORKER_IDLE || !w->active)
             continue;
-        struct job *j = p->queue_head;
-        p->queue_head = j->next;
-        if (!p->queue_head)
-            p->queue_tail = NULL;
-        j->next = NULL;
-        p->queued--;
+        struct job *j = pool__queue_pop(p);
         if (send_job(p, w, j) != 0)
             fail_job(p, j, JOB_ERR_INVALID_PAYLOAD,
                      strdup("the server ran out of memory preparing the job for a worker"));
@@ -435,17 +510,16 @@ static void dispatch(struct pool *p)
 
 static void enforce_deadlines(struct pool *p, int64_t now)
 {
-    for (unsigned i = 0; i < p->nworkers; i++) {
-        struct worker *w = &p->workers[i];
+    for (unsigned i = 0; i < p->nslots; i++) {
+        struct worker *w = p->workers[i];
         struct job *j = w->job;
         if (w->state != WORKER_BUSY || !j || !j->deadline_ms || now < j->deadline_ms)
             continue;
         /* SIGKILL from outside: a job stuck in C code cannot ignore it. */
-        pool__kill_worker(w, SIGKILL);
-        log_warn("job %s exceeded its timeout of %g s; killing worker %d", j->v.id,
-                 j->v.timeout, (int)w->pid);
+        log_warn("job %s exceeded its timeout of %g s; killing worker %d", j->v.id, j->v.timeout,
+                 (int)w->pid);
         w->job = NULL;
-        close_channel(p, w);
+        pool__end_worker(p, w, END_TIMEOUT);
         job_error_release(&j->v.error);
         j->v.error.type = JOB_ERR_TIMEOUT;
         j->v.error.message = format(
@@ -453,15 +527,16 @@ static void enforce_deadlines(struct pool *p, int64_t now)
             "it was killed and replaced. Raise \"timeout\" in the request (or the server's "
             "--default-timeout) if the job needs more time.",
             j->v.timeout);
-        pool__finish_job(p, j, JOB_FAILED);
+        if (!j->spec.retry_on_timeout || !retry_job(p, j))
+            pool__finish_job(p, j, JOB_FAILED);
     }
 }
 
 static void start_due_workers(struct pool *p, int64_t now)
 {
-    for (unsigned i = 0; i < p->nworkers; i++) {
-        struct worker *w = &p->workers[i];
-        if (w->state == WORKER_EMPTY && now >= w->respawn_at_ms)
+    for (unsigned i = 0; i < p->nslots; i++) {
+        struct worker *w = p->workers[i];
+        if (w->active && w->state == WORKER_EMPTY && now >= w->respawn_at_ms)
             start_worker(p, w);
     }
 }
@@ -470,13 +545,15 @@ static void start_due_workers(struct pool *p, int64_t now)
 static int next_timeout(struct pool *p, int64_t now)
 {
     int64_t next = INT64_MAX;
-    for (unsigned i = 0; i < p->nworkers; i++) {
-        struct worker *w = &p->workers[i];
+    for (unsigned i = 0; i < p->nslots; i++) {
+        struct worker *w = p->workers[i];
         if (w->state == WORKER_BUSY && w->job && w->job->deadline_ms)
             next = w->job->deadline_ms < next ? w->job->deadline_ms : next;
-        if (w->state == WORKER_EMPTY && !p->stopping)
+        if (w->active && w->state == WORKER_EMPTY && !p->stopping)
             next = w->respawn_at_ms < next ? w->respawn_at_ms : next;
     }
+    int64_t expiry = pool__retention_next_ms(p);
+    next = expiry < next ? expiry : next;
     struct waiter *top = pool__waiter_heap_top(&p->waiters);
     if (top && top->deadline_ms < next)
         next = top->deadline_ms;
@@ -492,16 +569,12 @@ static int next_timeout(struct pool *p, int64_t now)
 static void interrupt_all(struct pool *p)
 {
     struct job *j;
-    while ((j = p->queue_head)) {
-        p->queue_head = j->next;
-        j->next = NULL;
-        p->queued--;
-        fail_job(p, j,  JOB_ERR_INTERRUPTED,
+    while ((j = pool__queue_pop(p))) {
+        fail_job(p, j, JOB_ERR_INTERRUPTED,
                  strdup("The server stopped before this job ran. Submit it again."));
     }
-    p->queue_tail = NULL;
-    for (unsigned i = 0; i < p->nworkers; i++) {
-        struct worker *w = &p->workers[i];
+    for (unsigned i = 0; i < p->nslots; i++) {
+        struct worker *w = p->workers[i];
         if (w->state == WORKER_EMPTY)
             continue;
         if ((j = w->job)) {
@@ -519,8 +592,8 @@ static void interrupt_all(struct pool *p)
 
 static int all_workers_gone(const struct pool *p)
 {
-    for (unsigned i = 0; i < p->nworkers; i++)
-        if (p->workers[i].state != WORKER_EMPTY)
+    for (unsigned i = 0; i < p->nslots; i++)
+        if (p->workers[i]->state != WORKER_EMPTY)
             return 0;
     return 1;
 }
@@ -550,13 +623,14 @@ void *pool__supervisor_main(void *arg)
             if (all_workers_gone(p))
                 break;
             if (now >= stop_deadline && !killed_all) {
-                for (unsigned i = 0; i < p->nworkers; i++)
-                    pool__kill_worker(&p->workers[i], SIGKILL);
+                for (unsigned i = 0; i < p->nslots; i++)
+                    pool__kill_worker(p->workers[i], SIGKILL);
                 killed_all = 1;
             }
         } else {
             enforce_deadlines(p, now);
             pool__waiters_expire(p, now);
+            pool__retention_enforce(p, now);
             start_due_workers(p, now);
             dispatch(p);
         }
@@ -577,7 +651,7 @@ void *pool__supervisor_main(void *arg)
                 (void)r;
                 continue;
             }
-            struct worker *w = &p->workers[slot];
+            struct worker *w = p->workers[slot];
             if (kind == EV_SOCK && w->sock >= 0) {
                 if (evs[i].events & EPOLLOUT)
                     flush_output(p, w);

@@ -52,8 +52,8 @@ int pool__spawn_worker(struct pool *p, struct worker *w)
     sigfillset(&all);
     posix_spawnattr_setsigmask(&attr, &none);
     posix_spawnattr_setsigdefault(&attr, &all);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
-                                        POSIX_SPAWN_SETSID);
+    posix_spawnattr_setflags(&attr,
+                             POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSID);
 
     char *argv[] = {(char *)p->cfg.worker_path, NULL};
     pid_t pid;
@@ -96,9 +96,22 @@ void pool__describe_exit(int status, char *buf, size_t len)
         snprintf(buf, len, "exited with code %d", WEXITSTATUS(status));
     } else if (WIFSIGNALED(status)) {
         const char *name = sigabbrev_np(WTERMSIG(status));
-        snprintf(buf, len, "was killed by signal SIG%s (%d)%s", name ? name : "?",
-                 WTERMSIG(status), WCOREDUMP(status) ? ", core dumped" : "");
+        snprintf(buf, len, "was killed by signal SIG%s (%d)%s", name ? name : "?", WTERMSIG(status),
+                 WCOREDUMP(status) ? ", core dumped" : "");
     } else {
         snprintf(buf, len, "ended with wait status 0x%x", status);
     }
+}
+
+long long pool__worker_rss(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/statm", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return -1;
+    long long size, resident;
+    int n = fscanf(f, "%lld %lld", &size, &resident);
+    fclose(f);
+    return n == 2 ? resident * sysconf(_SC_PAGESIZE) : -1;
 }

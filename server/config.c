@@ -121,8 +121,8 @@ static int apply(struct config *cfg, const struct setting *st, const char *value
     }
     case K_LOGLEVEL:
         if (log_parse_level(value, (enum log_level *)field) != 0) {
-            fprintf(stderr, "pyjobd: %s: expected debug, info, warn or error, got '%s'\n",
-                    source, value);
+            fprintf(stderr, "pyjobd: %s: expected debug, info, warn or error, got '%s'\n", source,
+                    value);
             return -EINVAL;
         }
         return 0;

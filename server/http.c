@@ -110,9 +110,8 @@ static int append_body(struct request *r, const char *data, size_t len)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **req_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **req_cls)
 {
     struct http_server *srv = cls;
     struct request *r = *req_cls;
@@ -206,8 +205,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     log_debug("http: %s", msg);
 }
 
-static int bind_listener(const struct http_config *cfg, unsigned *port, char *err,
-                         size_t errlen)
+static int bind_listener(const struct http_config *cfg, unsigned *port, char *err, size_t errlen)
 {
     struct sockaddr_storage ss;
     socklen_t sslen;
@@ -262,14 +260,13 @@ struct http_server *http_start(const struct http_config *cfg, char *err, size_t 
     }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG;
-    s->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, s, MHD_OPTION_LISTEN_SOCKET, s->listen_fd,
-        MHD_OPTION_THREAD_POOL_SIZE, cfg->threads, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
-        s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)120, MHD_OPTION_END);
+    s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_LISTEN_SOCKET,
+                                 s->listen_fd, MHD_OPTION_THREAD_POOL_SIZE, cfg->threads,
+                                 MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                                 MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_END);
     if (!s->daemon) {
-        snprintf(err, errlen, "libmicrohttpd failed to start on %s port %u", cfg->listen,
-                 s->port);
+        snprintf(err, errlen, "libmicrohttpd failed to start on %s port %u", cfg->listen, s->port);
         close(s->listen_fd);
         free(s);
         return NULL;

@@ -85,8 +85,7 @@ int main(int argc, char **argv)
              v6 ? "[" : "", cfg.listen, v6 ? "]" : "", http_port(http), cfg.workers,
              cfg.worker_path);
     /* The one line on stdout: tests and scripts read the port from it. */
-    printf("listening on %s%s%s:%u\n", v6 ? "[" : "", cfg.listen, v6 ? "]" : "",
-           http_port(http));
+    printf("listening on %s%s%s:%u\n", v6 ? "[" : "", cfg.listen, v6 ? "]" : "", http_port(http));
     fflush(stdout);
 
     int sig = 0;

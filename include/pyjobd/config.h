@@ -12,14 +12,14 @@
 #define PYJOBD_VERSION "0.1.0"
 
 struct config {
-    char listen[64];        /* --listen / PYJOBD_LISTEN, default 127.0.0.1 */
-    unsigned port;          /* --port / PYJOBD_PORT, default 8080; 0 = ephemeral */
-    unsigned workers;       /* --workers / PYJOBD_WORKERS, default: online cores */
-    double default_timeout; /* --default-timeout / PYJOBD_DEFAULT_TIMEOUT, 0 = none */
+    char listen[64];          /* --listen / PYJOBD_LISTEN, default 127.0.0.1 */
+    unsigned port;            /* --port / PYJOBD_PORT, default 8080; 0 = ephemeral */
+    unsigned workers;         /* --workers / PYJOBD_WORKERS, default: online cores */
+    double default_timeout;   /* --default-timeout / PYJOBD_DEFAULT_TIMEOUT, 0 = none */
     size_t max_request_bytes; /* --max-request-bytes / PYJOBD_MAX_REQUEST_BYTES, 64 MiB */
-    unsigned http_threads;  /* --http-threads / PYJOBD_HTTP_THREADS, default: cores */
+    unsigned http_threads;    /* --http-threads / PYJOBD_HTTP_THREADS, default: cores */
     enum log_level log_level; /* --log-level / PYJOBD_LOG_LEVEL, default info */
-    char worker_path[4096]; /* --worker / PYJOBD_WORKER, default: next to the server */
+    char worker_path[4096];   /* --worker / PYJOBD_WORKER, default: next to the server */
 };
 
 /*

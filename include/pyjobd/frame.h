@@ -31,9 +31,9 @@ enum frame_type {
 
 enum frame_tag {
     /* FRAME_JOB */
-    FRAME_TAG_CALLABLE = 1, /* cloudpickle of the callable */
-    FRAME_TAG_ARGS = 2,     /* cloudpickle of a tuple (optional) */
-    FRAME_TAG_KWARGS = 3,   /* cloudpickle of a dict (optional) */
+    FRAME_TAG_CALLABLE = 1,      /* cloudpickle of the callable */
+    FRAME_TAG_ARGS = 2,          /* cloudpickle of a tuple (optional) */
+    FRAME_TAG_KWARGS = 3,        /* cloudpickle of a dict (optional) */
     FRAME_TAG_JSON_ARGS = 4,     /* JSON text of an array, instead of ARGS (optional) */
     FRAME_TAG_JSON_KWARGS = 5,   /* JSON text of an object, instead of KWARGS (optional) */
     FRAME_TAG_RESULT_FORMAT = 6, /* "json": reply with RESULT_JSON instead of RESULT */
@@ -46,10 +46,10 @@ enum frame_tag {
     /* FRAME_ERROR */
     /* "exception" | "invalid_payload" | "unpicklable_result" | "unjsonable_result" */
     FRAME_TAG_ERROR_TYPE = 30,
-    FRAME_TAG_MESSAGE = 31,    /* human-readable text */
-    FRAME_TAG_EXC_TYPE = 32,   /* qualified name of the exception type, e.g. "ValueError" */
-    FRAME_TAG_EXCEPTION = 33,  /* cloudpickle of the exception object (optional) */
-    FRAME_TAG_TRACEBACK = 34,  /* formatted remote traceback */
+    FRAME_TAG_MESSAGE = 31,   /* human-readable text */
+    FRAME_TAG_EXC_TYPE = 32,  /* qualified name of the exception type, e.g. "ValueError" */
+    FRAME_TAG_EXCEPTION = 33, /* cloudpickle of the exception object (optional) */
+    FRAME_TAG_TRACEBACK = 34, /* formatted remote traceback */
 };
 
 /* A decoded frame. payload points into the caller's buffer (borrowed). */

@@ -30,7 +30,7 @@ enum job_error_type {
     JOB_ERR_INVALID_PAYLOAD,    /* callable/args/kwargs could not be unpickled */
     JOB_ERR_UNPICKLABLE_RESULT, /* the return value could not be pickled */
     JOB_ERR_CANCELLED,
-    JOB_ERR_INTERRUPTED, /* the server stopped while the job was queued or running */
+    JOB_ERR_INTERRUPTED,       /* the server stopped while the job was queued or running */
     JOB_ERR_UNJSONABLE_RESULT, /* result_format "json" and the value is not JSON-encodable */
 };
 
@@ -50,12 +50,12 @@ struct job_spec {
 
 struct job_error {
     enum job_error_type type;
-    char *message;          /* always set when type != JOB_ERR_NONE */
-    char *exc_type;         /* exception type name (exception, invalid_payload) */
-    struct blob *exception; /* pickled exception object (exception), may be NULL */
-    char *traceback;        /* remote traceback text, may be NULL */
-    int exit_code;          /* worker exit status (worker_crashed), -1 when none */
-    int signal;             /* signal that killed the worker, 0 when none */
+    char *message;           /* always set when type != JOB_ERR_NONE */
+    char *exc_type;          /* exception type name (exception, invalid_payload) */
+    struct blob *exception;  /* pickled exception object (exception), may be NULL */
+    char *traceback;         /* remote traceback text, may be NULL */
+    int exit_code;           /* worker exit status (worker_crashed), -1 when none */
+    int signal;              /* signal that killed the worker, 0 when none */
     long long max_rss_bytes; /* worker's peak RSS from wait4, -1 when unknown */
 };
 
@@ -63,10 +63,10 @@ struct job_error {
 struct job_view {
     char id[JOB_ID_LEN + 1];
     enum job_status status;
-    struct timespec created_at; /* CLOCK_REALTIME */
-    struct timespec started_at; /* {0,0}: not started */
+    struct timespec created_at;  /* CLOCK_REALTIME */
+    struct timespec started_at;  /* {0,0}: not started */
     struct timespec finished_at; /* {0,0}: not finished */
-    double timeout;             /* effective limit in seconds; 0 = none */
+    double timeout;              /* effective limit in seconds; 0 = none */
     unsigned attempts;
     pid_t worker_pid; /* 0 when none */
     unsigned max_retries;

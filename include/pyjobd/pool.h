@@ -36,7 +36,7 @@ struct pool_info {
     char cloudpickle_version[32]; /* "" until a worker has said hello */
     size_t queued;
     size_t running;
-    int stopping;        /* 1 once shutdown began */
+    int stopping;         /* 1 once shutdown began */
     char boot_error[256]; /* why workers fail to boot, "" when they don't */
 };
 
@@ -99,8 +99,8 @@ struct pool_list_query {
  * array; NULL when *n is 0). *next is the cursor of the following page, 0 at the end.
  * 0 or -ENOMEM.
  */
-int pool_list(struct pool *p, const struct pool_list_query *q, struct job_view **out,
-              size_t *n, uint64_t *next);
+int pool_list(struct pool *p, const struct pool_list_query *q, struct job_view **out, size_t *n,
+              uint64_t *next);
 
 /*
  * Callback for pool_watch(): called exactly once, when the job has reached a terminal
@@ -124,12 +124,12 @@ void pool_get_info(struct pool *p, struct pool_info *out);
 /* One worker as GET /v1/pool shows it. */
 struct pool_worker_info {
     pid_t pid;
-    const char *state;             /* "starting" | "idle" | "busy" | "exiting" (static) */
-    char job_id[JOB_ID_LEN + 1];   /* "" when idle */
+    const char *state;           /* "starting" | "idle" | "busy" | "exiting" (static) */
+    char job_id[JOB_ID_LEN + 1]; /* "" when idle */
     unsigned jobs_done;
-    struct timespec started_at;    /* CLOCK_REALTIME */
-    long long rss_bytes;           /* from /proc; -1 when unknown */
-    int retiring;                  /* 1: will exit after its current job (shrink, recycle) */
+    struct timespec started_at; /* CLOCK_REALTIME */
+    long long rss_bytes;        /* from /proc; -1 when unknown */
+    int retiring;               /* 1: will exit after its current job (shrink, recycle) */
 };
 
 /* Upper bounds (seconds) of the job-duration histogram buckets; the last is +Inf. */
@@ -137,20 +137,20 @@ struct pool_worker_info {
 extern const double pool_duration_bounds[POOL_DURATION_BUCKETS];
 
 struct pool_stats {
-    unsigned workers_target;           /* what --workers / PATCH asked for */
-    size_t nworkers;                   /* entries in workers[] (live processes) */
-    struct pool_worker_info *workers;  /* malloc'd; pool_stats_release() */
+    unsigned workers_target;          /* what --workers / PATCH asked for */
+    size_t nworkers;                  /* entries in workers[] (live processes) */
+    struct pool_worker_info *workers; /* malloc'd; pool_stats_release() */
     size_t queued, running;
-    uint64_t submitted;                /* jobs accepted since start */
+    uint64_t submitted;                   /* jobs accepted since start */
     uint64_t finished[JOB_CANCELLED + 1]; /* by terminal enum job_status */
     uint64_t restarts_crash, restarts_timeout, restarts_recycle, restarts_cancel;
     uint64_t boot_failures;
-    char boot_error[256];              /* last boot failure, "" when the last boot worked */
+    char boot_error[256]; /* last boot failure, "" when the last boot worked */
     /* Job run time (started → finished), for jobs that ran on a worker. */
     uint64_t duration_buckets[POOL_DURATION_BUCKETS]; /* non-cumulative counts */
     double duration_sum;
     uint64_t duration_count;
-    size_t jobs_retained;              /* records in the registry */
+    size_t jobs_retained; /* records in the registry */
 };
 
 /* Fills *out. 0 or -ENOMEM. */

@@ -107,6 +107,26 @@ static PyObject *interp_get(PyObject *module, const char *name, const char *what
     return obj;
 }
 
+/*
+ * json.JSONEncoder(allow_nan=False).encode: NaN and Infinity are not JSON, and
+ * the server's parser would reject the reply, so they fail in the worker instead.
+ */
+static PyObject *interp_json_encoder(PyObject *json)
+{
+    PyObject *cls = interp_get(json, "JSONEncoder", "json has no JSONEncoder");
+    PyObject *kwargs = cls ? Py_BuildValue("{s:O}", "allow_nan", Py_False) : NULL;
+    PyObject *empty = kwargs ? PyTuple_New(0) : NULL;
+    PyObject *encoder = empty ? PyObject_Call(cls, empty, kwargs) : NULL;
+    PyObject *encode = encoder ? PyObject_GetAttrString(encoder, "encode") : NULL;
+    if (cls && !encode)
+        interp_report("cannot create a json.JSONEncoder", NULL);
+    Py_XDECREF(encoder);
+    Py_XDECREF(empty);
+    Py_XDECREF(kwargs);
+    Py_XDECREF(cls);
+    return encode;
+}
+
 int worker_interp_start(struct worker_py *py, const char *argv0)
 {
     memset(py, 0, sizeof(*py));
@@ -122,8 +142,10 @@ int worker_interp_start(struct worker_py *py, const char *argv0)
     }
     PyObject *traceback = PyImport_ImportModule("traceback");
     PyObject *platform = traceback ? PyImport_ImportModule("platform") : NULL;
-    if (!platform) {
+    PyObject *json = platform ? PyImport_ImportModule("json") : NULL;
+    if (!json) {
         interp_report("cannot import the standard library", NULL);
+        Py_XDECREF(platform);
         Py_XDECREF(traceback);
         Py_DECREF(cloudpickle);
         return -1;
@@ -136,22 +158,29 @@ int worker_interp_start(struct worker_py *py, const char *argv0)
     py->dumps = interp_get(cloudpickle, "dumps", "cloudpickle has no dumps");
     py->format_exception =
         interp_get(traceback, "format_exception", "traceback has no format_exception");
+    py->json_loads = interp_get(json, "loads", "json has no loads");
+    py->json_encode = interp_json_encoder(json);
     int ok =
-        version && pyversion && py->loads && py->dumps && py->format_exception &&
+        version && pyversion && py->loads && py->dumps && py->format_exception && py->json_loads &&
+        py->json_encode &&
         interp_copy_str(version, py->cloudpickle_version, sizeof(py->cloudpickle_version)) == 0 &&
         interp_copy_str(pyversion, py->python_version, sizeof(py->python_version)) == 0;
     Py_XDECREF(version);
     Py_XDECREF(pyversion);
+    Py_DECREF(json);
     Py_DECREF(platform);
     Py_DECREF(traceback);
     Py_DECREF(cloudpickle);
     if (!ok) {
-        if (version && pyversion && py->loads && py->dumps && py->format_exception)
+        if (version && pyversion && py->loads && py->dumps && py->format_exception &&
+            py->json_loads && py->json_encode)
             fprintf(stderr, "pyjobd-worker: cloudpickle.__version__ or the Python version "
                             "is not a string\n");
         Py_CLEAR(py->loads);
         Py_CLEAR(py->dumps);
         Py_CLEAR(py->format_exception);
+        Py_CLEAR(py->json_loads);
+        Py_CLEAR(py->json_encode);
         return -1;
     }
     py->pid = getpid();

@@ -14,6 +14,8 @@ struct worker_py {
     PyObject *loads;            /* cloudpickle.loads */
     PyObject *dumps;            /* cloudpickle.dumps */
     PyObject *format_exception; /* traceback.format_exception */
+    PyObject *json_loads;       /* json.loads */
+    PyObject *json_encode;      /* json.JSONEncoder(allow_nan=False).encode */
     char python_version[32];    /* platform.python_version() */
     char cloudpickle_version[64];
     pid_t pid; /* the worker's own pid, to recognise a child forked by a job */

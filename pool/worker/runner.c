@@ -16,24 +16,29 @@
 
 #include <errno.h>
 #include <stdint.h>
+#include <string.h>
 #include <unistd.h>
 
 /* The unpickled call; each reference is owned, NULL until loaded. */
 struct runner_call {
-    PyObject *fn;
-    PyObject *args;
-    PyObject *kwargs;
+    PyObject *slot[3]; /* RUNNER_FN, RUNNER_ARGS, RUNNER_KWARGS */
+    size_t from[3];    /* index in runner_parts of the field that filled each slot */
 };
+enum { RUNNER_FN, RUNNER_ARGS, RUNNER_KWARGS };
 
-/* A job's pickled parts, in the order they are unpickled. */
+/* A job's input fields, in the order they are decoded. */
 static const struct {
     uint32_t tag;
-    const char *what; /* as named in messages */
+    const char *what; /* as named in messages (and in the REST request) */
+    int slot;
+    int json;         /* JSON text rather than a pickle */
     const char *kind; /* what was pickled by reference, for the ModuleNotFoundError hint */
 } runner_parts[] = {
-    {FRAME_TAG_CALLABLE, "callable", "function"},
-    {FRAME_TAG_ARGS, "args", "value"},
-    {FRAME_TAG_KWARGS, "kwargs", "value"},
+    {FRAME_TAG_CALLABLE, "callable", RUNNER_FN, 0, "function"},
+    {FRAME_TAG_ARGS, "args", RUNNER_ARGS, 0, "value"},
+    {FRAME_TAG_KWARGS, "kwargs", RUNNER_KWARGS, 0, "value"},
+    {FRAME_TAG_JSON_ARGS, "json_args", RUNNER_ARGS, 1, NULL},
+    {FRAME_TAG_JSON_KWARGS, "json_kwargs", RUNNER_KWARGS, 1, NULL},
 };
 #define RUNNER_NPARTS (sizeof(runner_parts) / sizeof(runner_parts[0]))
 
@@ -99,21 +104,24 @@ static void runner_reply_invalid(const struct worker_py *py, struct frame_builde
     Py_XDECREF(message);
 }
 
-/* invalid_payload for part i failing to unpickle with the pending exception. */
+/* invalid_payload for part i failing to decode with the pending exception. */
 static void runner_reply_unpickle_failed(const struct worker_py *py, struct frame_builder *b,
                                          size_t i)
 {
     PyObject *exc = worker_exc_take();
     PyObject *line = exc ? worker_exc_line(exc) : NULL;
     PyObject *msg = NULL;
-    if (line && PyErr_GivenExceptionMatches(exc, PyExc_ModuleNotFoundError))
+    if (line && !runner_parts[i].json &&
+        PyErr_GivenExceptionMatches(exc, PyExc_ModuleNotFoundError))
         msg = PyUnicode_FromFormat(
             "could not unpickle the %s: %U. The %s was pickled by reference to a module the "
             "worker cannot import; install the module on the server or pickle it by value "
             "(cloudpickle.register_pickle_by_value)",
             runner_parts[i].what, line, runner_parts[i].kind);
     else if (line)
-        msg = PyUnicode_FromFormat("could not unpickle the %s: %U", runner_parts[i].what, line);
+        msg = PyUnicode_FromFormat("could not %s the %s: %U",
+                                   runner_parts[i].json ? "decode" : "unpickle",
+                                   runner_parts[i].what, line);
     PyErr_Clear();
     runner_reply_error(py, b, "invalid_payload", msg, exc, NULL);
     Py_XDECREF(msg);
@@ -121,10 +129,17 @@ static void runner_reply_unpickle_failed(const struct worker_py *py, struct fram
     Py_XDECREF(exc);
 }
 
-/* Unpickles field f through a memoryview slice of owner: no copy of the bytes. */
+/* Decodes field f: a pickle through a memoryview slice of owner (no copy of the
+ * bytes), JSON through a str (json.loads takes no memoryview; JSON args are small). */
 static PyObject *runner_load(const struct worker_py *py, PyObject *owner,
-                             const struct frame_field *f)
+                             const struct frame_field *f, int json)
 {
+    if (json) {
+        PyObject *text = PyUnicode_DecodeUTF8((const char *)f->data, (Py_ssize_t)f->len, NULL);
+        PyObject *obj = text ? PyObject_CallOneArg(py->json_loads, text) : NULL;
+        Py_XDECREF(text);
+        return obj;
+    }
     PyObject *view = PyMemoryView_FromObject(owner);
     if (!view)
         return NULL;
@@ -157,52 +172,98 @@ static int runner_bad_kwargs_key(const struct worker_py *py, struct frame_builde
     return 0;
 }
 
+/* The JSON name of a decoded value's kind, for messages about json_args/json_kwargs. */
+static const char *runner_json_kind(PyObject *obj)
+{
+    if (PyDict_Check(obj))
+        return "an object";
+    if (PyList_Check(obj))
+        return "an array";
+    if (PyUnicode_Check(obj))
+        return "a string";
+    if (PyBool_Check(obj))
+        return "a boolean";
+    if (obj == Py_None)
+        return "null";
+    return "a number";
+}
+
+/* Starts invalid_payload when slot s holds the wrong type; returns 1 if it did. */
+static int runner_bad_type(const struct worker_py *py, struct frame_builder *b,
+                           const struct runner_call *c, int s)
+{
+    PyObject *obj = c->slot[s];
+    const char *what = runner_parts[c->from[s]].what;
+    if (runner_parts[c->from[s]].json) {
+        int is_args = s == RUNNER_ARGS;
+        if (is_args ? PyList_Check(obj) : PyDict_Check(obj))
+            return 0;
+        runner_reply_invalid(py, b,
+                             PyUnicode_FromFormat("%s must be a JSON %s, got %s", what,
+                                                  is_args ? "array" : "object",
+                                                  runner_json_kind(obj)));
+        return 1;
+    }
+    int is_args = s == RUNNER_ARGS;
+    if (is_args ? PyTuple_Check(obj) : PyDict_Check(obj))
+        return 0;
+    PyObject *name = worker_exc_type_name(Py_TYPE(obj));
+    runner_reply_invalid(py, b,
+                         name ? PyUnicode_FromFormat("%s must unpickle to %s, got %U", what,
+                                                     is_args ? "a tuple" : "a dict", name)
+                              : NULL);
+    Py_XDECREF(name);
+    return 1;
+}
+
 /*
- * Unpickles and checks the call. Returns 0 when c is ready, -1 after starting an
+ * Decodes and checks the call. Returns 0 when c is ready, -1 after starting an
  * invalid_payload reply. The caller releases c either way.
  */
 static int runner_prepare(const struct worker_py *py, PyObject *owner,
                           const struct frame_field *fields, const int *present,
                           struct runner_call *c, struct frame_builder *b)
 {
-    PyObject **slots[RUNNER_NPARTS] = {&c->fn, &c->args, &c->kwargs};
     if (!present[0]) {
         runner_reply_invalid(py, b, PyUnicode_FromString("the job has no callable"));
         return -1;
     }
     for (size_t i = 0; i < RUNNER_NPARTS; i++) {
+        int s = runner_parts[i].slot;
         if (!present[i])
             continue;
-        *slots[i] = runner_load(py, owner, &fields[i]);
-        if (!*slots[i]) {
+        if (c->slot[s]) {
+            runner_reply_invalid(py, b,
+                                 PyUnicode_FromFormat("%s and %s are mutually exclusive",
+                                                      runner_parts[c->from[s]].what,
+                                                      runner_parts[i].what));
+            return -1;
+        }
+        c->slot[s] = runner_load(py, owner, &fields[i], runner_parts[i].json);
+        c->from[s] = i;
+        if (!c->slot[s]) {
             runner_reply_unpickle_failed(py, b, i);
             return -1;
         }
     }
-    if (!c->args && !(c->args = PyTuple_New(0))) {
-        runner_reply_unpickle_failed(py, b, 1);
+    if (c->slot[RUNNER_ARGS] && runner_bad_type(py, b, c, RUNNER_ARGS))
         return -1;
-    }
-    const char *wrong = NULL, *expected = NULL;
-    PyObject *got = NULL;
-    if (!PyTuple_Check(c->args)) {
-        wrong = "args", expected = "a tuple", got = c->args;
-    } else if (c->kwargs && !PyDict_Check(c->kwargs)) {
-        wrong = "kwargs", expected = "a dict", got = c->kwargs;
-    }
-    if (wrong) {
-        PyObject *name = worker_exc_type_name(Py_TYPE(got));
-        runner_reply_invalid(
-            py, b,
-            name ? PyUnicode_FromFormat("%s must unpickle to %s, got %U", wrong, expected, name)
-                 : NULL);
-        Py_XDECREF(name);
+    if (c->slot[RUNNER_KWARGS] && runner_bad_type(py, b, c, RUNNER_KWARGS))
         return -1;
+    /* PyObject_Call wants a tuple: no args at all, or a JSON array, become one. */
+    if (!c->slot[RUNNER_ARGS] || PyList_Check(c->slot[RUNNER_ARGS])) {
+        PyObject *tuple =
+            c->slot[RUNNER_ARGS] ? PySequence_Tuple(c->slot[RUNNER_ARGS]) : PyTuple_New(0);
+        if (!tuple) {
+            runner_reply_unpickle_failed(py, b, c->from[RUNNER_ARGS]);
+            return -1;
+        }
+        Py_XSETREF(c->slot[RUNNER_ARGS], tuple);
     }
-    if (c->kwargs && runner_bad_kwargs_key(py, b, c->kwargs))
+    if (c->slot[RUNNER_KWARGS] && runner_bad_kwargs_key(py, b, c->slot[RUNNER_KWARGS]))
         return -1;
-    if (!PyCallable_Check(c->fn)) {
-        PyObject *name = worker_exc_type_name(Py_TYPE(c->fn));
+    if (!PyCallable_Check(c->slot[RUNNER_FN])) {
+        PyObject *name = worker_exc_type_name(Py_TYPE(c->slot[RUNNER_FN]));
         runner_reply_invalid(
             py, b,
             name ? PyUnicode_FromFormat("the callable unpickled to an object of type %U, "
@@ -270,34 +331,45 @@ static void runner_reply_exception(const struct worker_py *py, struct frame_buil
     Py_DECREF(exc);
 }
 
-/* The call returned: a FRAME_RESULT, or unpicklable_result. */
+/*
+ * The call returned: a FRAME_RESULT carrying RESULT (a pickle) or, when json is
+ * set, RESULT_JSON (ASCII JSON text); unpicklable_result or unjsonable_result
+ * when the value cannot be encoded.
+ */
 static void runner_reply_result(const struct worker_py *py, struct frame_builder *b,
-                                PyObject *result)
+                                PyObject *result, int json)
 {
-    PyObject *data = PyObject_CallOneArg(py->dumps, result);
+    PyObject *data;
+    if (json) {
+        PyObject *text = PyObject_CallOneArg(py->json_encode, result);
+        data = text ? PyUnicode_AsUTF8String(text) : NULL;
+        Py_XDECREF(text);
+    } else {
+        data = PyObject_CallOneArg(py->dumps, result);
+    }
     if (data && PyBytes_Check(data) &&
         (size_t)PyBytes_GET_SIZE(data) <= UINT32_MAX - FRAME_FIELD_HEADER_SIZE) {
         frame_builder_init(b, FRAME_RESULT);
-        frame_builder_add(b, FRAME_TAG_RESULT, PyBytes_AS_STRING(data),
-                          (size_t)PyBytes_GET_SIZE(data));
+        frame_builder_add(b, json ? FRAME_TAG_RESULT_JSON : FRAME_TAG_RESULT,
+                          PyBytes_AS_STRING(data), (size_t)PyBytes_GET_SIZE(data));
         Py_DECREF(data);
         return;
     }
+    const char *failed = json ? "is not JSON-encodable" : "could not be pickled";
     PyObject *exc = worker_exc_take();
     PyObject *line = exc ? worker_exc_line(exc) : NULL;
     PyObject *type = worker_exc_type_name(Py_TYPE(result));
     PyObject *msg = NULL;
     if (type && line)
-        msg = PyUnicode_FromFormat("the return value of type %U could not be pickled: %U", type,
-                                   line);
+        msg = PyUnicode_FromFormat("the return value of type %U %s: %U", type, failed, line);
     else if (type && data && PyBytes_Check(data))
-        msg = PyUnicode_FromFormat("the return value of type %U pickled to %zd bytes, more than "
+        msg = PyUnicode_FromFormat("the return value of type %U encoded to %zd bytes, more than "
                                    "a frame can carry (4 GiB)",
                                    type, PyBytes_GET_SIZE(data));
     else if (type)
-        msg = PyUnicode_FromFormat("the return value of type %U could not be pickled", type);
+        msg = PyUnicode_FromFormat("the return value of type %U %s", type, failed);
     PyErr_Clear();
-    runner_reply_error(py, b, "unpicklable_result", msg, exc, NULL);
+    runner_reply_error(py, b, json ? "unjsonable_result" : "unpicklable_result", msg, exc, NULL);
     Py_XDECREF(msg);
     Py_XDECREF(type);
     Py_XDECREF(line);
@@ -329,31 +401,56 @@ static void runner_clear_sys(void)
     PyErr_Clear();
 }
 
+/*
+ * Reads RESULT_FORMAT: returns 0 for a pickle (absent or "pickle"), 1 for "json",
+ * -1 after starting an invalid_payload reply for anything else.
+ */
+static int runner_result_format(const struct worker_py *py, struct frame_builder *b,
+                                const struct frame_field *f, int present)
+{
+    if (!present || (f->len == 6 && memcmp(f->data, "pickle", 6) == 0))
+        return 0;
+    if (f->len == 4 && memcmp(f->data, "json", 4) == 0)
+        return 1;
+    PyObject *value = PyUnicode_DecodeUTF8((const char *)f->data, (Py_ssize_t)f->len, "replace");
+    runner_reply_invalid(py, b,
+                         value ? PyUnicode_FromFormat("unknown result_format %R (expected \"json\" "
+                                                      "or \"pickle\")",
+                                                      value)
+                               : NULL);
+    Py_XDECREF(value);
+    return -1;
+}
+
 int worker_runner_run(const struct worker_py *py, PyObject *owner, const struct frame *job,
                       struct frame_builder *reply)
 {
-    struct frame_field fields[RUNNER_NPARTS];
+    struct frame_field fields[RUNNER_NPARTS], format;
     int present[RUNNER_NPARTS];
     for (size_t i = 0; i < RUNNER_NPARTS; i++) {
         present[i] = frame_find_field(job, runner_parts[i].tag, &fields[i]);
         if (present[i] < 0)
             return -EPROTO;
     }
+    int has_format = frame_find_field(job, FRAME_TAG_RESULT_FORMAT, &format);
+    if (has_format < 0)
+        return -EPROTO;
 
-    struct runner_call c = {NULL, NULL, NULL};
-    if (runner_prepare(py, owner, fields, present, &c, reply) == 0) {
-        PyObject *result = PyObject_Call(c.fn, c.args, c.kwargs);
+    struct runner_call c = {{NULL, NULL, NULL}, {0, 0, 0}};
+    int json = runner_result_format(py, reply, &format, has_format);
+    if (json >= 0 && runner_prepare(py, owner, fields, present, &c, reply) == 0) {
+        PyObject *result =
+            PyObject_Call(c.slot[RUNNER_FN], c.slot[RUNNER_ARGS], c.slot[RUNNER_KWARGS]);
         if (getpid() != py->pid)
             runner_exit_forked_child(result);
         if (result)
-            runner_reply_result(py, reply, result);
+            runner_reply_result(py, reply, result, json);
         else
             runner_reply_exception(py, reply);
         Py_XDECREF(result);
     }
-    Py_XDECREF(c.fn);
-    Py_XDECREF(c.args);
-    Py_XDECREF(c.kwargs);
+    for (int s = 0; s < 3; s++)
+        Py_XDECREF(c.slot[s]);
     runner_clear_sys();
     /* Before the reply, so the server sees a job's output ahead of its outcome. */
     worker_interp_flush_stdio();

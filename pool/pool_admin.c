@@ -1,0 +1,241 @@
+/*
+ * pool_admin.c — the pool's administrative calls: cancel, delete, list, stats and
+ * resize. Like pool.c, each runs under the pool lock and leaves anything slow (a
+ * worker's exit, a replacement's start) to the supervisor thread.
+ */
+#include "internal.h"
+#include "pyjobd/log.h"
+#include "pyjobd/registry.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+int pool_cancel(struct pool *p, const char *id, int force)
+{
+    int rc = 0;
+    pthread_mutex_lock(&p->lock);
+    struct job *j = pool__lookup(p, id, &rc);
+    if (!j)
+        goto out;
+    if (job_status_is_terminal(j->v.status)) {
+        rc = -EALREADY;
+        goto out;
+    }
+    if (j->v.status == JOB_RUNNING && !force) {
+        rc = -EBUSY;
+        goto out;
+    }
+    job_error_release(&j->v.error);
+    j->v.error.type = JOB_ERR_CANCELLED;
+    if (j->v.status == JOB_QUEUED) {
+        pool__queue_remove(p, j);
+        j->v.error.message = strdup("Cancelled by a client before it started.");
+    } else {
+        struct worker *w = j->worker;
+        w->job = NULL;
+        pool__end_worker(p, w, END_CANCEL);
+        j->v.error.message = strdup("Cancelled by a client while running: its worker was "
+                                    "killed and replaced; no other job was affected.");
+    }
+    pool__finish_job(p, j, JOB_CANCELLED);
+out:
+    pthread_mutex_unlock(&p->lock);
+    if (rc == 0)
+        pool__wake(p);
+    return rc;
+}
+
+int pool_delete(struct pool *p, const char *id)
+{
+    int rc = 0;
+    pthread_mutex_lock(&p->lock);
+    struct job *j = pool__lookup(p, id, &rc);
+    if (j && !job_status_is_terminal(j->v.status))
+        rc = -EBUSY;
+    else if (j)
+        pool__forget_job(p, j, 0);
+    pthread_mutex_unlock(&p->lock);
+    return rc;
+}
+
+int pool_list(struct pool *p, const struct pool_list_query *q, struct job_view **out, size_t *n,
+              uint64_t *next)
+{
+    size_t limit = q->limit ? q->limit : 100;
+    struct job_view *views = calloc(limit, sizeof(*views));
+    if (!views)
+        return -ENOMEM;
+    size_t got = 0;
+    int rc = 0;
+    uint64_t last = 0;
+    *next = 0;
+    pthread_mutex_lock(&p->lock);
+    /* Newest first. The cursor is the seq of the last job of the previous page, so a
+     * page stays right while jobs are added or removed around it. */
+    for (struct job *j = p->all_tail; j; j = j->all_prev) {
+        if (q->cursor && j->seq >= q->cursor)
+            continue;
+        if (q->status >= 0 && (int)j->v.status != q->status)
+            continue;
+        if (got == limit) {
+            *next = last; /* there is at least one more */
+            break;
+        }
+        if ((rc = job_view_copy(&views[got], &j->v)) != 0)
+            break;
+        got++;
+        last = j->seq;
+    }
+    pthread_mutex_unlock(&p->lock);
+    if (rc != 0) {
+        for (size_t i = 0; i < got; i++)
+            job_view_release(&views[i]);
+        free(views);
+        return rc;
+    }
+    *out = got ? views : NULL;
+    if (!got)
+        free(views);
+    *n = got;
+    return 0;
+}
+
+int pool_get_stats(struct pool *p, struct pool_stats *out)
+{
+    static const char *const names[] = {"empty", "starting", "idle", "busy", "exiting"};
+    memset(out, 0, sizeof(*out));
+    pthread_mutex_lock(&p->lock);
+    out->workers = calloc(p->nslots ? p->nslots : 1, sizeof(*out->workers));
+    if (!out->workers) {
+        pthread_mutex_unlock(&p->lock);
+        return -ENOMEM;
+    }
+    for (unsigned i = 0; i < p->nslots; i++) {
+        struct worker *w = p->workers[i];
+        if (w->state == WORKER_EMPTY)
+            continue;
+        struct pool_worker_info *wi = &out->workers[out->nworkers++];
+        wi->pid = w->pid;
+        wi->state = names[w->state];
+        if (w->job)
+            memcpy(wi->job_id, w->job->v.id, JOB_ID_LEN + 1);
+        wi->jobs_done = w->jobs_done;
+        wi->started_at = w->started_at;
+        wi->rss_bytes = pool__worker_rss(w->pid);
+        wi->retiring = !w->active || w->ending != END_NONE;
+    }
+    out->workers_target = p->target;
+    out->queued = p->queued;
+    out->running = p->running;
+    out->submitted = p->submitted;
+    memcpy(out->finished, p->finished, sizeof(out->finished));
+    out->restarts_crash = p->restarts[END_CRASH];
+    out->restarts_timeout = p->restarts[END_TIMEOUT];
+    out->restarts_recycle = p->restarts[END_RECYCLE];
+    out->restarts_cancel = p->restarts[END_CANCEL];
+    out->boot_failures = p->boot_failures;
+    memcpy(out->boot_error, p->boot_error, sizeof(out->boot_error));
+    memcpy(out->duration_buckets, p->duration_buckets, sizeof(out->duration_buckets));
+    out->duration_sum = p->duration_sum;
+    out->duration_count = p->duration_count;
+    out->jobs_retained = registry_count(p->jobs);
+    pthread_mutex_unlock(&p->lock);
+    return 0;
+}
+
+void pool_stats_release(struct pool_stats *s)
+{
+    free(s->workers);
+    s->workers = NULL;
+    s->nworkers = 0;
+}
+
+/* Order in which slots are given up when shrinking: cheapest to lose first. */
+static int retire_rank(const struct worker *w)
+{
+    switch (w->state) {
+    case WORKER_EMPTY:
+    case WORKER_EXITING:
+        return 0;
+    case WORKER_STARTING:
+        return 1;
+    case WORKER_IDLE:
+        return 2;
+    case WORKER_BUSY:
+        return 3;
+    }
+    return 4;
+}
+
+static int grow(struct pool *p, unsigned want)
+{
+    /* Take back slots that are still retiring first: no kill, no spawn. */
+    for (unsigned i = 0; i < p->nslots && p->target < want; i++) {
+        struct worker *w = p->workers[i];
+        if (!w->active && w->state != WORKER_EMPTY && w->ending == END_NONE) {
+            w->active = 1;
+            p->target++;
+        }
+    }
+    for (unsigned i = 0; i < p->nslots && p->target < want; i++) {
+        struct worker *w = p->workers[i];
+        if (!w->active && w->state == WORKER_EMPTY) {
+            w->active = 1;
+            w->respawn_at_ms = 0;
+            p->target++;
+        }
+    }
+    while (p->target < want) {
+        struct worker **slots = realloc(p->workers, (p->nslots + 1) * sizeof(*slots));
+        if (!slots)
+            return -ENOMEM;
+        p->workers = slots;
+        struct worker *w = calloc(1, sizeof(*w));
+        if (!w)
+            return -ENOMEM;
+        w->slot = p->nslots;
+        w->active = 1;
+        w->state = WORKER_EMPTY;
+        w->pidfd = w->sock = -1;
+        p->workers[p->nslots++] = w;
+        p->target++;
+    }
+    return 0;
+}
+
+static void shrink(struct pool *p, unsigned want)
+{
+    for (int rank = 0; rank <= 3 && p->target > want; rank++) {
+        for (unsigned i = 0; i < p->nslots && p->target > want; i++) {
+            struct worker *w = p->workers[i];
+            if (!w->active || retire_rank(w) != rank)
+                continue;
+            w->active = 0;
+            p->target--;
+            /* Idle and starting workers go now; a busy one finishes its job first
+             * (the supervisor retires it when the result arrives). */
+            if (w->state == WORKER_IDLE || w->state == WORKER_STARTING)
+                pool__end_worker(p, w, END_RETIRE);
+        }
+    }
+}
+
+int pool_resize(struct pool *p, unsigned workers)
+{
+    if (workers < 1 || workers > 1024)
+        return -EINVAL;
+    int rc = 0;
+    pthread_mutex_lock(&p->lock);
+    if (p->stopping)
+        rc = -ESHUTDOWN;
+    else if (workers > p->target)
+        rc = grow(p, workers);
+    else if (workers < p->target)
+        shrink(p, workers);
+    if (rc == 0)
+        log_info("pool resized to %u workers", p->target);
+    pthread_mutex_unlock(&p->lock);
+    pool__wake(p);
+    return rc;
+}
