@@ -19,6 +19,13 @@
 struct worker;
 struct waiter;
 
+/* The captured tail of one output stream of a job. */
+struct outbuf {
+    uint8_t *data;
+    size_t len, cap;
+    uint64_t dropped; /* bytes dropped from the front to stay within the limit */
+};
+
 /* A job as the pool keeps it. It sits on up to three lists at once:
  * all jobs by creation (listing), the queue (while queued), finished jobs by end
  * time (retention). */
@@ -31,7 +38,8 @@ struct job {
     struct job *all_prev, *all_next;
     struct job *q_prev, *q_next;
     struct job *done_prev, *done_next;
-    int queued; /* on the queue */
+    int queued;             /* on the queue */
+    struct outbuf out, err; /* captured stdout / stderr */
     struct waiter *waiters;
     struct worker *worker; /* while running */
 };
@@ -65,6 +73,10 @@ struct worker {
     pid_t pid;
     int pidfd;
     int sock;
+    int out_fd, err_fd; /* read ends of the worker's stdout and stderr pipes */
+    int parked;         /* stopped by the idle timeout; restarted on demand */
+    int ready;          /* said hello since it was spawned */
+    int64_t idle_since_ms;
     struct job *job;
     int64_t spawned_ms;
     struct timespec started_at;
@@ -101,6 +113,12 @@ struct pool {
     int wakefd; /* eventfd: HTTP threads poke the supervisor */
     int stopping;
     int stopped;
+    int draining;
+    int64_t drain_deadline_ms;
+    int64_t no_worker_since_ms; /* first boot failure while no worker was ready; 0 = fine */
+    char **worker_envp;         /* environment given to workers */
+    char *worker_path;          /* absolute path of pyjobd-worker (owned) */
+    char *worker_argv[6];
 
     struct registry *jobs;
     uint64_t next_seq;
@@ -136,7 +154,15 @@ void pool__wake(struct pool *p);
 void pool__finish_job(struct pool *p, struct job *j, enum job_status status);
 void pool__end_worker(struct pool *p, struct worker *w, enum worker_end why);
 
+/* output.c */
+void pool__output_append(struct outbuf *o, const uint8_t *data, size_t len, size_t max);
+void pool__output_free(struct outbuf *o);
+void pool__output_read(struct pool *p, struct worker *w, int fd);
+void pool__output_close(struct pool *p, struct worker *w);
+
 /* worker_proc.c */
+int pool__worker_env_init(struct pool *p);
+void pool__worker_env_free(struct pool *p);
 int pool__spawn_worker(struct pool *p, struct worker *w);
 void pool__kill_worker(struct worker *w, int sig);
 void pool__describe_exit(int status, char *buf, size_t len);

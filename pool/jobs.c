@@ -46,6 +46,8 @@ void pool__job_free(struct job *j)
         return;
     job_spec_release(&j->spec);
     job_view_release(&j->v);
+    pool__output_free(&j->out);
+    pool__output_free(&j->err);
     free(j);
 }
 

@@ -46,6 +46,14 @@ struct pool *pool_new(const struct pool_config *cfg)
     if (!p)
         return NULL;
     p->cfg = *cfg;
+    /* Absolute, because workers may start in another directory (--worker-cwd). */
+    p->worker_path = realpath(cfg->worker_path, NULL);
+    if (p->worker_path)
+        p->cfg.worker_path = p->worker_path;
+    if (!p->cfg.max_output_bytes)
+        p->cfg.max_output_bytes = 1u << 20;
+    if (!p->cfg.min_workers)
+        p->cfg.min_workers = 1;
     p->epfd = p->wakefd = -1;
     pthread_mutex_init(&p->lock, NULL);
     p->jobs = registry_new();
@@ -55,7 +63,7 @@ struct pool *pool_new(const struct pool_config *cfg)
     size_t expired_cap =
         cfg->max_jobs && cfg->max_jobs < EXPIRED_IDS_MAX ? cfg->max_jobs : EXPIRED_IDS_MAX;
     if (!p->jobs || !p->workers || p->epfd < 0 || p->wakefd < 0 ||
-        pool__expired_init(&p->expired, expired_cap) != 0)
+        pool__expired_init(&p->expired, expired_cap) != 0 || pool__worker_env_init(p) != 0)
         goto err;
     for (unsigned i = 0; i < cfg->workers; i++) {
         struct worker *w = calloc(1, sizeof(*w));
@@ -64,7 +72,7 @@ struct pool *pool_new(const struct pool_config *cfg)
         w->slot = i;
         w->active = 1;
         w->state = WORKER_EMPTY;
-        w->pidfd = w->sock = -1;
+        w->pidfd = w->sock = w->out_fd = w->err_fd = -1;
         w->respawn_at_ms = 0; /* the supervisor starts every slot on its first turn */
         p->workers[i] = w;
         p->nslots++;
@@ -100,6 +108,25 @@ void pool_stop(struct pool *p)
     p->stopped = 1;
 }
 
+void pool_drain(struct pool *p, double grace)
+{
+    pthread_mutex_lock(&p->lock);
+    if (!p->draining && !p->stopping) {
+        p->draining = 1;
+        p->drain_deadline_ms = pool_now_ms() + (int64_t)(grace * 1000.0);
+    }
+    pthread_mutex_unlock(&p->lock);
+    pool__wake(p);
+}
+
+int pool_drained(struct pool *p)
+{
+    pthread_mutex_lock(&p->lock);
+    int done = p->stopping || p->running == 0 || pool_now_ms() >= p->drain_deadline_ms;
+    pthread_mutex_unlock(&p->lock);
+    return done;
+}
+
 void pool_free(struct pool *p)
 {
     if (!p)
@@ -110,6 +137,8 @@ void pool_free(struct pool *p)
         registry_free(p->jobs);
     }
     pool__expired_free(&p->expired);
+    pool__worker_env_free(p);
+    free(p->worker_path);
     for (unsigned i = 0; i < p->nslots; i++) {
         free(p->workers[i]->in);
         free(p->workers[i]->out);
@@ -163,7 +192,7 @@ int pool_submit_batch(struct pool *p, const struct job_spec *specs, size_t n,
     }
     if (rc == 0) {
         pthread_mutex_lock(&p->lock);
-        if (p->stopping)
+        if (p->stopping || p->draining)
             rc = -ESHUTDOWN;
         else if (p->cfg.max_queue && p->queued + n > p->cfg.max_queue)
             rc = -EAGAIN;
@@ -278,6 +307,6 @@ void pool_get_info(struct pool *p, struct pool_info *out)
     snprintf(out->boot_error, sizeof(out->boot_error), "%s", p->boot_error);
     out->queued = p->queued;
     out->running = p->running;
-    out->stopping = p->stopping;
+    out->stopping = p->stopping || p->draining;
     pthread_mutex_unlock(&p->lock);
 }

@@ -197,7 +197,7 @@ static int grow(struct pool *p, unsigned want)
         w->slot = p->nslots;
         w->active = 1;
         w->state = WORKER_EMPTY;
-        w->pidfd = w->sock = -1;
+        w->pidfd = w->sock = w->out_fd = w->err_fd = -1;
         p->workers[p->nslots++] = w;
         p->target++;
     }

@@ -25,7 +25,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-enum { EV_WAKE = 0, EV_SOCK = 1, EV_PIDFD = 2 };
+enum { EV_WAKE = 0, EV_SOCK = 1, EV_PIDFD = 2, EV_STDOUT = 3, EV_STDERR = 4 };
 
 #define READ_CHUNK (64 * 1024)
 #define STOP_GRACE_MS 3000
@@ -191,8 +191,11 @@ static void handle_hello(struct pool *p, struct worker *w, const struct frame *f
     free(py);
     free(cp);
     w->state = WORKER_IDLE;
+    w->ready = 1;
+    w->idle_since_ms = pool_now_ms();
     w->boot_failures = 0;
     p->boot_error[0] = 0;
+    p->no_worker_since_ms = 0;
     p->workers_ready++;
 }
 
@@ -239,6 +242,32 @@ static void record_outcome(struct pool *p, struct job *j, const struct frame *f)
     pool__finish_job(p, j, JOB_FAILED);
 }
 
+static void drain_output(struct pool *p, struct worker *w)
+{
+    if (w->out_fd >= 0)
+        pool__output_read(p, w, w->out_fd);
+    if (w->err_fd >= 0)
+        pool__output_read(p, w, w->err_fd);
+}
+
+/* Recycling: --max-tasks-per-worker, --worker-max-rss (loky's memory-leak guard,
+ * read from /proc rather than psutil), and after a MemoryError under
+ * --worker-memory-limit, whose heap may be left fragmented. */
+static int needs_recycling(struct pool *p, struct worker *w, int out_of_memory)
+{
+    const char *why = NULL;
+    long long rss = 0;
+    if (out_of_memory && p->cfg.worker_memory_limit > 0)
+        why = "its job ran out of memory";
+    else if (p->cfg.max_tasks_per_worker && w->jobs_done >= p->cfg.max_tasks_per_worker)
+        why = "it ran --max-tasks-per-worker jobs";
+    else if (p->cfg.worker_max_rss > 0 && (rss = pool__worker_rss(w->pid)) > p->cfg.worker_max_rss)
+        why = "its memory grew past --worker-max-rss";
+    if (why)
+        log_info("recycling worker %d after %u jobs: %s", (int)w->pid, w->jobs_done, why);
+    return why != NULL;
+}
+
 static void handle_outcome(struct pool *p, struct worker *w, const struct frame *f)
 {
     struct job *j = w->job;
@@ -247,13 +276,21 @@ static void handle_outcome(struct pool *p, struct worker *w, const struct frame 
         pool__end_worker(p, w, END_CRASH);
         return;
     }
+    /* Everything the job printed before replying is in the pipes by now. */
+    drain_output(p, w);
+    struct frame_field fld;
+    int out_of_memory = frame_find_field(f, FRAME_TAG_EXC_TYPE, &fld) == 1 && fld.len == 11 &&
+                        memcmp(fld.data, "MemoryError", 11) == 0;
     w->job = NULL;
     w->state = WORKER_IDLE;
+    w->idle_since_ms = pool_now_ms();
     w->jobs_done++;
     record_outcome(p, j, f);
     /* A worker retired by a shrink finishes its job first, then goes. */
     if (!w->active)
         pool__end_worker(p, w, END_RETIRE);
+    else if (needs_recycling(p, w, out_of_memory))
+        pool__end_worker(p, w, END_RECYCLE);
 }
 
 static void handle_frame(struct pool *p, struct worker *w, const struct frame *f)
@@ -329,14 +366,26 @@ static void read_channel(struct pool *p, struct worker *w)
 
 /* --- worker processes ------------------------------------------------------------- */
 
+static int64_t boot_backoff_ms(unsigned failures)
+{
+    int64_t d = BOOT_BACKOFF_MIN_MS;
+    for (unsigned i = 1; i < failures && d < BOOT_BACKOFF_MAX_MS; i++)
+        d *= 2;
+    return d < BOOT_BACKOFF_MAX_MS ? d : BOOT_BACKOFF_MAX_MS;
+}
+
 static void start_worker(struct pool *p, struct worker *w)
 {
     int rc = pool__spawn_worker(p, w);
     if (rc == 0) {
         struct epoll_event ev = {.events = EPOLLIN, .data.u64 = ev_key(EV_SOCK, w->slot)};
         struct epoll_event evp = {.events = EPOLLIN, .data.u64 = ev_key(EV_PIDFD, w->slot)};
+        struct epoll_event evo = {.events = EPOLLIN, .data.u64 = ev_key(EV_STDOUT, w->slot)};
+        struct epoll_event eve = {.events = EPOLLIN, .data.u64 = ev_key(EV_STDERR, w->slot)};
         if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, w->sock, &ev) == 0 &&
-            epoll_ctl(p->epfd, EPOLL_CTL_ADD, w->pidfd, &evp) == 0) {
+            epoll_ctl(p->epfd, EPOLL_CTL_ADD, w->pidfd, &evp) == 0 &&
+            epoll_ctl(p->epfd, EPOLL_CTL_ADD, w->out_fd, &evo) == 0 &&
+            epoll_ctl(p->epfd, EPOLL_CTL_ADD, w->err_fd, &eve) == 0) {
             w->spawned_ms = pool_now_ms();
             clock_gettime(CLOCK_REALTIME, &w->started_at);
             w->ending = END_NONE;
@@ -349,24 +398,21 @@ static void start_worker(struct pool *p, struct worker *w)
         return;
     }
     w->boot_failures++;
-    w->respawn_at_ms = pool_now_ms() + BOOT_BACKOFF_MAX_MS / 10;
-    log_error("cannot start worker %s: %s; retrying in %d ms", p->cfg.worker_path, strerror(-rc),
-              BOOT_BACKOFF_MAX_MS / 10);
-}
-
-static int64_t boot_backoff_ms(unsigned failures)
-{
-    int64_t d = BOOT_BACKOFF_MIN_MS;
-    for (unsigned i = 1; i < failures && d < BOOT_BACKOFF_MAX_MS; i++)
-        d *= 2;
-    return d < BOOT_BACKOFF_MAX_MS ? d : BOOT_BACKOFF_MAX_MS;
+    p->boot_failures++;
+    if (!p->workers_ready && !p->no_worker_since_ms)
+        p->no_worker_since_ms = pool_now_ms();
+    snprintf(p->boot_error, sizeof(p->boot_error), "cannot start the worker program %s: %s",
+             p->cfg.worker_path, strerror(-rc));
+    w->respawn_at_ms = pool_now_ms() + boot_backoff_ms(w->boot_failures);
+    log_error("%s; retrying in %lld ms", p->boot_error,
+              (long long)boot_backoff_ms(w->boot_failures));
 }
 
 /* Puts a job whose attempt ended badly back at the head of the queue when it has
  * retries left (its error stays, showing what happened last). Returns 1 if so. */
 static int retry_job(struct pool *p, struct job *j)
 {
-    if (p->stopping || j->v.attempts > j->spec.max_retries)
+    if (p->stopping || p->draining || j->v.attempts > j->spec.max_retries)
         return 0;
     log_info("job %s: attempt %u failed (%s); retrying (%u retries allowed)", j->v.id,
              j->v.attempts, job_error_type_name(j->v.error.type), j->spec.max_retries);
@@ -401,10 +447,16 @@ static void crash_job(struct pool *p, struct worker *w, int status, const struct
         why = "The function (or code it called) ended the process, e.g. with os._exit(), "
               "before returning a result.";
     }
+    char limit[128] = "";
+    if (p->cfg.worker_memory_limit > 0)
+        snprintf(limit, sizeof(limit),
+                 " Workers are limited to %lld bytes of memory "
+                 "(--worker-memory-limit).",
+                 p->cfg.worker_memory_limit);
     j->v.error.message =
-        format("The worker process (pid %d) running this job %s (peak memory %.1f MiB). %s "
+        format("The worker process (pid %d) running this job %s (peak memory %.1f MiB). %s%s "
                "The worker has been replaced; other jobs are not affected.",
-               (int)w->pid, how, (double)rss / (1024 * 1024), why);
+               (int)w->pid, how, (double)rss / (1024 * 1024), why, limit);
     w->job = NULL;
     if (!retry_job(p, j))
         pool__finish_job(p, j, JOB_FAILED);
@@ -422,8 +474,10 @@ static void reap_worker(struct pool *p, struct worker *w)
         memset(&ru, 0, sizeof(ru));
         status = 0;
     }
-    enum worker_state was = w->state;
-    if (w->ending == END_NONE && was != WORKER_STARTING && !p->stopping)
+    drain_output(p, w); /* a crash's last words (e.g. faulthandler's stack) */
+    pool__output_close(p, w);
+    int booted = w->ready;
+    if (w->ending == END_NONE && booted && !p->stopping)
         p->restarts[END_CRASH]++;
     close_channel(p, w);
     char how[128];
@@ -431,10 +485,12 @@ static void reap_worker(struct pool *p, struct worker *w)
     if (w->job) {
         log_warn("worker %d %s while running job %s", (int)w->pid, how, w->job->v.id);
         crash_job(p, w, status, &ru);
-    } else if (was == WORKER_STARTING) {
+    } else if (!booted && !p->stopping && w->ending == END_NONE) {
         w->boot_failures++;
         int64_t delay = boot_backoff_ms(w->boot_failures);
         p->boot_failures++;
+        if (!p->workers_ready && !p->no_worker_since_ms)
+            p->no_worker_since_ms = pool_now_ms();
         snprintf(p->boot_error, sizeof(p->boot_error), "worker %d %s before it was ready%s",
                  (int)w->pid, how,
                  WIFEXITED(status) && WEXITSTATUS(status) == 3
@@ -453,7 +509,7 @@ static void reap_worker(struct pool *p, struct worker *w)
     w->pid = 0;
     w->state = WORKER_EMPTY;
     w->ending = END_NONE;
-    if (was != WORKER_STARTING)
+    if (booted || w->ending != END_NONE)
         w->respawn_at_ms = pool_now_ms();
 }
 
@@ -518,6 +574,7 @@ static void enforce_deadlines(struct pool *p, int64_t now)
         /* SIGKILL from outside: a job stuck in C code cannot ignore it. */
         log_warn("job %s exceeded its timeout of %g s; killing worker %d", j->v.id, j->v.timeout,
                  (int)w->pid);
+        drain_output(p, w);
         w->job = NULL;
         pool__end_worker(p, w, END_TIMEOUT);
         job_error_release(&j->v.error);
@@ -532,11 +589,78 @@ static void enforce_deadlines(struct pool *p, int64_t now)
     }
 }
 
+static int is_live(const struct worker *w)
+{
+    return w->active && !w->parked &&
+           (w->state == WORKER_STARTING || w->state == WORKER_IDLE || w->state == WORKER_BUSY);
+}
+
+static unsigned count_live(const struct pool *p)
+{
+    unsigned live = 0;
+    for (unsigned i = 0; i < p->nslots; i++)
+        live += is_live(p->workers[i]);
+    return live;
+}
+
+/* --idle-timeout: idle workers beyond --min-workers exit and their slots are parked,
+ * like loky's executor timeout; unpark_for_queue() brings them back on demand. */
+static void park_idle_workers(struct pool *p, int64_t now)
+{
+    if (p->cfg.idle_timeout <= 0)
+        return;
+    int64_t limit = (int64_t)(p->cfg.idle_timeout * 1000.0);
+    unsigned live = count_live(p);
+    for (unsigned i = 0; i < p->nslots && live > p->cfg.min_workers; i++) {
+        struct worker *w = p->workers[i];
+        if (!is_live(w) || w->state != WORKER_IDLE || now - w->idle_since_ms < limit)
+            continue;
+        log_info("worker %d idle for %g s; stopping it (--idle-timeout)", (int)w->pid,
+                 p->cfg.idle_timeout);
+        w->parked = 1;
+        pool__end_worker(p, w, END_RETIRE);
+        live--;
+    }
+}
+
+static void unpark_for_queue(struct pool *p, int64_t now)
+{
+    size_t ready = 0;
+    for (unsigned i = 0; i < p->nslots; i++) {
+        struct worker *w = p->workers[i];
+        ready += is_live(w) && w->state != WORKER_BUSY;
+    }
+    size_t need = p->queued > ready ? p->queued - ready : 0;
+    for (unsigned i = 0; i < p->nslots && need; i++) {
+        struct worker *w = p->workers[i];
+        if (w->active && w->parked) {
+            w->parked = 0;
+            w->respawn_at_ms = now;
+            need--;
+        }
+    }
+}
+
+/* Crash-loop protection, second half: while no worker can boot, jobs stay queued
+ * for --boot-failure-timeout, then fail with the reason instead of waiting forever. */
+static void fail_queue_if_no_workers(struct pool *p, int64_t now)
+{
+    if (!p->no_worker_since_ms || p->cfg.boot_failure_timeout <= 0 || p->workers_ready ||
+        now - p->no_worker_since_ms < (int64_t)(p->cfg.boot_failure_timeout * 1000.0))
+        return;
+    struct job *j;
+    while ((j = pool__queue_pop(p)))
+        fail_job(p, j, JOB_ERR_WORKER_CRASHED,
+                 format("No worker could start for %g s (%s). Fix the worker environment "
+                        "(see GET /readyz and the server log), then submit the job again.",
+                        p->cfg.boot_failure_timeout, p->boot_error));
+}
+
 static void start_due_workers(struct pool *p, int64_t now)
 {
     for (unsigned i = 0; i < p->nslots; i++) {
         struct worker *w = p->workers[i];
-        if (w->active && w->state == WORKER_EMPTY && now >= w->respawn_at_ms)
+        if (w->active && !w->parked && w->state == WORKER_EMPTY && now >= w->respawn_at_ms)
             start_worker(p, w);
     }
 }
@@ -549,8 +673,20 @@ static int next_timeout(struct pool *p, int64_t now)
         struct worker *w = p->workers[i];
         if (w->state == WORKER_BUSY && w->job && w->job->deadline_ms)
             next = w->job->deadline_ms < next ? w->job->deadline_ms : next;
-        if (w->active && w->state == WORKER_EMPTY && !p->stopping)
+        if (w->active && !w->parked && w->state == WORKER_EMPTY && !p->stopping)
             next = w->respawn_at_ms < next ? w->respawn_at_ms : next;
+    }
+    if (p->cfg.idle_timeout > 0 && count_live(p) > p->cfg.min_workers) {
+        int64_t limit = (int64_t)(p->cfg.idle_timeout * 1000.0);
+        for (unsigned i = 0; i < p->nslots; i++) {
+            struct worker *w = p->workers[i];
+            if (is_live(w) && w->state == WORKER_IDLE && w->idle_since_ms + limit < next)
+                next = w->idle_since_ms + limit;
+        }
+    }
+    if (p->no_worker_since_ms && p->queue_head && p->cfg.boot_failure_timeout > 0) {
+        int64_t t = p->no_worker_since_ms + (int64_t)(p->cfg.boot_failure_timeout * 1000.0);
+        next = t < next ? t : next;
     }
     int64_t expiry = pool__retention_next_ms(p);
     next = expiry < next ? expiry : next;
@@ -631,6 +767,16 @@ void *pool__supervisor_main(void *arg)
             enforce_deadlines(p, now);
             pool__waiters_expire(p, now);
             pool__retention_enforce(p, now);
+            if (p->draining) {
+                struct job *j;
+                while ((j = pool__queue_pop(p)))
+                    fail_job(p, j, JOB_ERR_INTERRUPTED,
+                             strdup("The server is shutting down and stopped before this job "
+                                    "ran. Submit it again."));
+            }
+            park_idle_workers(p, now);
+            unpark_for_queue(p, now);
+            fail_queue_if_no_workers(p, now);
             start_due_workers(p, now);
             dispatch(p);
         }
@@ -659,6 +805,10 @@ void *pool__supervisor_main(void *arg)
                     read_channel(p, w);
             } else if (kind == EV_PIDFD && w->pidfd >= 0) {
                 reap_worker(p, w);
+            } else if (kind == EV_STDOUT && w->out_fd >= 0) {
+                pool__output_read(p, w, w->out_fd);
+            } else if (kind == EV_STDERR && w->err_fd >= 0) {
+                pool__output_read(p, w, w->err_fd);
             }
         }
     }

@@ -5,12 +5,15 @@
  * the child's end of a socketpair becomes fd 3, stdin is /dev/null, stdout joins
  * stderr, every other fd is closed, signal masks and dispositions are reset, and the
  * child gets its own session so a terminal's Ctrl-C reaches only the server, which
- * then stops the workers itself. Exit is observed through a pidfd.
+ * then stops the workers itself. Its stdout and stderr are pipes (output.c reads
+ * them) and its environment is a minimal one plus --worker-env. Exit is observed
+ * through a pidfd.
  */
 #include "internal.h"
 #include "pyjobd/log.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -21,22 +24,94 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-extern char **environ;
-
 #define WORKER_CHANNEL_FD 3
+
+/* A minimal environment: what Python and ordinary tools need, then --worker-env. */
+int pool__worker_env_init(struct pool *p)
+{
+    static const char *const keep[] = {"HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", NULL};
+    size_t extra = 0;
+    while (p->cfg.worker_env && p->cfg.worker_env[extra])
+        extra++;
+    char **env = calloc(extra + 8, sizeof(*env));
+    if (!env)
+        return -ENOMEM;
+    size_t n = 0;
+    env[n++] = strdup("PATH=/usr/local/bin:/usr/bin:/bin");
+    for (size_t i = 0; keep[i]; i++) {
+        const char *v = getenv(keep[i]);
+        if (v && asprintf(&env[n], "%s=%s", keep[i], v) >= 0)
+            n++;
+    }
+    for (size_t i = 0; i < extra; i++)
+        env[n++] = strdup(p->cfg.worker_env[i]);
+    for (size_t i = 0; i < n; i++) {
+        if (!env[i]) {
+            p->worker_envp = env;
+            pool__worker_env_free(p);
+            return -ENOMEM;
+        }
+    }
+    p->worker_envp = env;
+
+    int a = 0;
+    char **argv = p->worker_argv;
+    argv[a++] = (char *)p->cfg.worker_path;
+    if (p->cfg.worker_init) {
+        argv[a++] = "--init";
+        argv[a++] = (char *)p->cfg.worker_init;
+    }
+    if (p->cfg.worker_memory_limit > 0) {
+        char limit[32];
+        snprintf(limit, sizeof(limit), "%lld", p->cfg.worker_memory_limit);
+        argv[a++] = "--memory-limit";
+        argv[a++] = strdup(limit);
+    }
+    argv[a] = NULL;
+    return 0;
+}
+
+void pool__worker_env_free(struct pool *p)
+{
+    for (size_t i = 0; p->worker_envp && p->worker_envp[i]; i++)
+        free(p->worker_envp[i]);
+    free(p->worker_envp);
+    p->worker_envp = NULL;
+    for (int i = 0; p->worker_argv[i]; i++) {
+        if (i > 0 && strcmp(p->worker_argv[i - 1], "--memory-limit") == 0)
+            free(p->worker_argv[i]);
+    }
+}
+
+static int output_pipe(int fds[2])
+{
+    if (pipe2(fds, O_CLOEXEC) != 0)
+        return -errno;
+    fcntl(fds[0], F_SETFL, O_NONBLOCK);
+    return 0;
+}
 
 int pool__spawn_worker(struct pool *p, struct worker *w)
 {
-    int sv[2];
+    int sv[2], out[2] = {-1, -1}, err[2] = {-1, -1};
+    int rc;
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
         return -errno;
-    /* dup2 onto itself would leave FD_CLOEXEC set; keep the child's end above 3. */
+    /* dup2 onto itself would leave FD_CLOEXEC set; keep the child's ends above 3. */
     int child_fd = fcntl(sv[1], F_DUPFD_CLOEXEC, 10);
     close(sv[1]);
-    if (child_fd < 0) {
-        int err = -errno;
+    if (child_fd < 0 || (rc = output_pipe(out)) != 0 || (rc = output_pipe(err)) != 0) {
+        rc = child_fd < 0 ? -errno : rc;
         close(sv[0]);
-        return err;
+        if (child_fd >= 0)
+            close(child_fd);
+        for (int i = 0; i < 2; i++) {
+            if (out[i] >= 0)
+                close(out[i]);
+            if (err[i] >= 0)
+                close(err[i]);
+        }
+        return rc;
     }
 
     posix_spawn_file_actions_t fa;
@@ -44,9 +119,12 @@ int pool__spawn_worker(struct pool *p, struct worker *w)
     posix_spawn_file_actions_init(&fa);
     posix_spawnattr_init(&attr);
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_adddup2(&fa, 2, 1);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    posix_spawn_file_actions_adddup2(&fa, err[1], 2);
     posix_spawn_file_actions_adddup2(&fa, child_fd, WORKER_CHANNEL_FD);
     posix_spawn_file_actions_addclosefrom_np(&fa, WORKER_CHANNEL_FD + 1);
+    if (p->cfg.worker_cwd)
+        posix_spawn_file_actions_addchdir_np(&fa, p->cfg.worker_cwd);
     sigset_t none, all;
     sigemptyset(&none);
     sigfillset(&all);
@@ -55,32 +133,41 @@ int pool__spawn_worker(struct pool *p, struct worker *w)
     posix_spawnattr_setflags(&attr,
                              POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSID);
 
-    char *argv[] = {(char *)p->cfg.worker_path, NULL};
     pid_t pid;
-    int rc = posix_spawn(&pid, p->cfg.worker_path, &fa, &attr, argv, environ);
+    rc = posix_spawn(&pid, p->cfg.worker_path, &fa, &attr, p->worker_argv, p->worker_envp);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     close(child_fd);
+    close(out[1]);
+    close(err[1]);
     if (rc != 0) {
         close(sv[0]);
+        close(out[0]);
+        close(err[0]);
         return -rc;
     }
 
     int pidfd = pidfd_open(pid, 0);
     if (pidfd < 0) {
-        int err = -errno;
+        rc = -errno;
         kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
         close(sv[0]);
-        return err;
+        close(out[0]);
+        close(err[0]);
+        return rc;
     }
     fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
     w->pid = pid;
     w->pidfd = pidfd;
     w->sock = sv[0];
+    w->out_fd = out[0];
+    w->err_fd = err[0];
     w->state = WORKER_STARTING;
     w->in_len = 0;
     w->out_len = w->out_off = 0;
     w->jobs_done = 0;
+    w->ready = 0;
     return 0;
 }
 

@@ -26,6 +26,17 @@ struct pool_config {
     size_t max_queue;        /* queued jobs accepted at once; 0 = unlimited */
     size_t max_jobs;         /* job records kept (oldest finished evicted); 0 = unlimited */
     double result_ttl;       /* seconds a finished job is kept; 0 = forever */
+    /* Lifecycle (all 0/NULL = off or default). */
+    unsigned min_workers;          /* the idle timeout never goes below this (>= 1) */
+    double idle_timeout;           /* seconds an idle worker beyond min_workers lives */
+    unsigned max_tasks_per_worker; /* replace a worker after this many jobs */
+    long long worker_max_rss;      /* replace a worker whose RSS is above this after a job */
+    long long worker_memory_limit; /* RLIMIT_AS for jobs, in bytes */
+    size_t max_output_bytes;       /* captured stdout/stderr per job and stream (tail) */
+    double boot_failure_timeout;   /* queued jobs fail once no worker could boot this long */
+    const char *const *worker_env; /* extra KEY=VALUE for workers, NULL-terminated */
+    const char *worker_cwd;        /* working directory of workers (NULL: inherit) */
+    const char *worker_init;       /* "module:function" run once per worker, or NULL */
 };
 
 /* Runtime facts for /v1/info. Strings are copied into the struct. */
@@ -50,6 +61,17 @@ struct pool *pool_new(const struct pool_config *cfg);
  * supervisor. Safe to call once before pool_free(); pool_free() calls it if needed.
  */
 void pool_stop(struct pool *p);
+
+/*
+ * Starts a graceful stop: new submissions get -ESHUTDOWN, queued jobs fail as
+ * "interrupted" now, running jobs may finish for up to grace seconds. Then call
+ * pool_stop() (at once, e.g. on a second signal, or when pool_drained() says so),
+ * which interrupts whatever still runs.
+ */
+void pool_drain(struct pool *p, double grace);
+
+/* 1 once a drain has no running job left or its grace period has passed. */
+int pool_drained(struct pool *p);
 
 /* Stops (if needed) and frees. Accepts NULL. */
 void pool_free(struct pool *p);
@@ -117,6 +139,18 @@ typedef void (*pool_watch_cb)(void *arg);
  * unknown id (cb is never called); -ENOMEM (cb is never called).
  */
 int pool_watch(struct pool *p, const char *id, int64_t deadline_ms, pool_watch_cb cb, void *arg);
+
+/* A job's captured output: the tail of what it wrote to fds 1 and 2. */
+struct job_output {
+    struct blob *out;                  /* stdout (never NULL on success; may be empty) */
+    struct blob *err;                  /* stderr */
+    uint64_t out_dropped, err_dropped; /* bytes dropped from the front (over the limit) */
+};
+
+/* Copies a job's output so far. 0, -ENOENT / -ESTALE, -ENOMEM.
+ * Release with job_output_release(). */
+int pool_job_output(struct pool *p, const char *id, struct job_output *out);
+void job_output_release(struct job_output *o);
 
 /* Fills *out with current facts. */
 void pool_get_info(struct pool *p, struct pool_info *out);
