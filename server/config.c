@@ -1,7 +1,7 @@
 /*
  * config.c — flags and PYJOBD_* environment variables → struct config.
- * One table lists every setting once: its flag, its variable and its parser, so the
- * two spellings cannot drift apart and --help is generated from the same table.
+ * One table lists every setting once: its flag, its variable, its parser and its
+ * help, so the two spellings cannot drift apart and --help comes from the same table.
  */
 #include "pyjobd/config.h"
 
@@ -14,65 +14,111 @@
 #include <string.h>
 #include <unistd.h>
 
-enum kind { K_STR, K_UINT, K_SECONDS, K_BYTES, K_LOGLEVEL, K_PATH };
+enum kind { K_STR, K_UINT, K_SECONDS, K_BYTES, K_COUNT, K_LOGLEVEL, K_MATCH, K_ENV };
 
 struct setting {
     const char *flag;
     const char *env;
     enum kind kind;
     size_t offset;
-    unsigned long long min, max; /* for K_UINT and K_BYTES */
+    unsigned long long min, max; /* for numbers */
     const char *help;
 };
 
 #define OFF(field) offsetof(struct config, field)
+#define DAY 86400ull
 
 static const struct setting settings[] = {
     {"listen", "PYJOBD_LISTEN", K_STR, OFF(listen), 0, 0,
      "address to listen on (default 127.0.0.1; ::1 for IPv6)"},
     {"port", "PYJOBD_PORT", K_UINT, OFF(port), 0, 65535,
      "TCP port (default 8080; 0 picks a free one and prints it)"},
-    {"workers", "PYJOBD_WORKERS", K_UINT, OFF(workers), 1, 1024,
-     "worker processes (default: one per core)"},
-    {"default-timeout", "PYJOBD_DEFAULT_TIMEOUT", K_SECONDS, OFF(default_timeout), 0, 0,
-     "seconds a job may run when it sets no timeout (default 0 = no limit)"},
-    {"max-request-bytes", "PYJOBD_MAX_REQUEST_BYTES", K_BYTES, OFF(max_request_bytes), 1024,
-     1ull << 40, "largest accepted request body (default 64 MiB)"},
     {"http-threads", "PYJOBD_HTTP_THREADS", K_UINT, OFF(http_threads), 1, 256,
      "HTTP threads (default: one per core)"},
+    {"max-request-bytes", "PYJOBD_MAX_REQUEST_BYTES", K_BYTES, OFF(max_request_bytes), 1024,
+     1ull << 40, "largest accepted request body (default 64M)"},
+    {"default-timeout", "PYJOBD_DEFAULT_TIMEOUT", K_SECONDS, OFF(default_timeout), 0, 30 * DAY,
+     "seconds a job may run when it sets no timeout (default 0 = no limit)"},
+    {"max-queue", "PYJOBD_MAX_QUEUE", K_COUNT, OFF(max_queue), 1, 100000000,
+     "queued jobs accepted at once; beyond it POST answers 429 (default 100000)"},
+    {"max-jobs", "PYJOBD_MAX_JOBS", K_COUNT, OFF(max_jobs), 1, 100000000,
+     "job records kept; the oldest finished go first (default 100000)"},
+    {"result-ttl", "PYJOBD_RESULT_TTL", K_SECONDS, OFF(result_ttl), 0, 365 * DAY,
+     "seconds a finished job is kept (default 3600; 0 = until --max-jobs)"},
+    {"max-batch", "PYJOBD_MAX_BATCH", K_UINT, OFF(max_batch), 1, 1000000,
+     "jobs per POST /v1/jobs/batch (default 10000)"},
+    {"max-retries-limit", "PYJOBD_MAX_RETRIES_LIMIT", K_UINT, OFF(max_retries_limit), 0, 100,
+     "largest max_retries a job may ask for (default 3)"},
+    {"python-match", "PYJOBD_PYTHON_MATCH", K_MATCH, OFF(python_match), 0, 0,
+     "client Python version check: minor | exact | none (default minor)"},
+    {"workers", "PYJOBD_WORKERS", K_UINT, OFF(workers), 1, 1024,
+     "worker processes (default: one per core)"},
+    {"min-workers", "PYJOBD_MIN_WORKERS", K_UINT, OFF(min_workers), 1, 1024,
+     "workers kept through --idle-timeout (default 1)"},
+    {"idle-timeout", "PYJOBD_IDLE_TIMEOUT", K_SECONDS, OFF(idle_timeout), 0, 365 * DAY,
+     "seconds an idle worker beyond --min-workers lives (default 0 = forever)"},
+    {"max-tasks-per-worker", "PYJOBD_MAX_TASKS_PER_WORKER", K_UINT, OFF(max_tasks_per_worker), 0,
+     UINT_MAX, "replace a worker after this many jobs (default 0 = never)"},
+    {"worker-max-rss", "PYJOBD_WORKER_MAX_RSS", K_BYTES, OFF(worker_max_rss), 0, 1ull << 50,
+     "replace a worker whose RSS exceeds this after a job (default 0 = never)"},
+    {"worker-memory-limit", "PYJOBD_WORKER_MEMORY_LIMIT", K_BYTES, OFF(worker_memory_limit), 0,
+     1ull << 50, "address-space limit of a worker, e.g. 2G (default 0 = none)"},
+    {"max-output-bytes", "PYJOBD_MAX_OUTPUT_BYTES", K_BYTES, OFF(max_output_bytes), 0, 1ull << 32,
+     "captured stdout and stderr per job, each; the tail is kept (default 1M)"},
+    {"boot-failure-timeout", "PYJOBD_BOOT_FAILURE_TIMEOUT", K_SECONDS, OFF(boot_failure_timeout), 0,
+     30 * DAY, "queued jobs fail after no worker could boot this long (default 60)"},
+    {"shutdown-grace", "PYJOBD_SHUTDOWN_GRACE", K_SECONDS, OFF(shutdown_grace), 0, DAY,
+     "seconds running jobs may finish after SIGTERM (default 30)"},
+    {"worker", "PYJOBD_WORKER", K_STR, OFF(worker_path), 0, 0,
+     "path of pyjobd-worker (default: next to this program)"},
+    {"worker-cwd", "PYJOBD_WORKER_CWD", K_STR, OFF(worker_cwd), 0, 0,
+     "working directory of workers (default: the server's)"},
+    {"worker-init", "PYJOBD_WORKER_INIT", K_STR, OFF(worker_init), 0, 0,
+     "module:function run once in each worker before its first job"},
+    {"worker-env", "PYJOBD_WORKER_ENV", K_ENV, OFF(worker_env), 0, 0,
+     "KEY=VALUE for workers (repeatable; in the variable, one per line)"},
     {"log-level", "PYJOBD_LOG_LEVEL", K_LOGLEVEL, OFF(log_level), 0, 0,
      "debug | info | warn | error (default info)"},
-    {"worker", "PYJOBD_WORKER", K_PATH, OFF(worker_path), 0, 0,
-     "path of pyjobd-worker (default: next to this program)"},
 };
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
 
-static int parse_uint(const char *s, unsigned long long min, unsigned long long max,
-                      unsigned long long *out)
+static int parse_number(const char *s, int suffixes, unsigned long long *out)
 {
     char *end;
-    if (!*s || *s == '-')
+    if (!*s || *s == '-' || *s == '+' || *s == ' ')
         return -EINVAL;
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
     if (errno || end == s)
         return -EINVAL;
-    /* Sizes may carry a binary suffix: 64M, 1G. */
     unsigned long long mult = 1;
-    if (*end == 'K' || *end == 'k')
-        mult = 1ull << 10;
-    else if (*end == 'M' || *end == 'm')
-        mult = 1ull << 20;
-    else if (*end == 'G' || *end == 'g')
-        mult = 1ull << 30;
-    if (mult != 1)
+    if (suffixes && *end) {
+        const char *units = "KMGT";
+        const char *u = strchr(units, *end == 'k' ? 'K' : *end);
+        if (!u)
+            return -EINVAL;
+        mult = 1ull << (10 * (u - units + 1));
         end++;
+    }
     if (*end || v > ULLONG_MAX / mult)
         return -EINVAL;
-    v *= mult;
-    if (v < min || v > max)
-        return -ERANGE;
-    *out = v;
+    *out = v * mult;
+    return 0;
+}
+
+static int add_env(struct config *cfg, const char *entry, const char *source)
+{
+    const char *eq = strchr(entry, '=');
+    if (!eq || eq == entry) {
+        fprintf(stderr, "pyjobd: %s: expected KEY=VALUE, got '%s'\n", source, entry);
+        return -EINVAL;
+    }
+    if (cfg->nworker_env == CONFIG_MAX_WORKER_ENV) {
+        fprintf(stderr, "pyjobd: %s: at most %d worker variables\n", source, CONFIG_MAX_WORKER_ENV);
+        return -EINVAL;
+    }
+    cfg->worker_env[cfg->nworker_env++] = entry;
+    cfg->worker_env[cfg->nworker_env] = NULL;
     return 0;
 }
 
@@ -81,39 +127,48 @@ static int apply(struct config *cfg, const struct setting *st, const char *value
 {
     char *field = (char *)cfg + st->offset;
     unsigned long long u;
-    int rc = 0;
     switch (st->kind) {
     case K_STR:
-    case K_PATH: {
-        size_t cap = st->kind == K_STR ? sizeof(cfg->listen) : sizeof(cfg->worker_path);
-        if (strlen(value) >= cap) {
-            fprintf(stderr, "pyjobd: %s: value too long\n", source);
+        if (!*value) {
+            fprintf(stderr, "pyjobd: %s: must not be empty\n", source);
             return -EINVAL;
         }
-        strcpy(field, value);
+        *(const char **)field = value;
+        return 0;
+    case K_ENV: {
+        /* From the environment: one entry per line. */
+        if (strcmp(source, st->env) != 0)
+            return add_env(cfg, value, source);
+        char *copy = strdup(value); /* kept for the life of the process */
+        for (char *save, *line = strtok_r(copy, "\n", &save); line;
+             line = strtok_r(NULL, "\n", &save))
+            if (add_env(cfg, line, source) != 0)
+                return -EINVAL;
         return 0;
     }
     case K_UINT:
-        rc = parse_uint(value, st->min, st->max, &u);
-        if (rc == 0 && strpbrk(value, "KkMmGg"))
-            rc = -EINVAL;
-        if (rc == 0)
-            *(unsigned *)field = (unsigned)u;
-        break;
+    case K_COUNT:
     case K_BYTES:
-        rc = parse_uint(value, st->min, st->max, &u);
-        if (rc == 0)
+        if (parse_number(value, st->kind == K_BYTES, &u) != 0 || u < st->min || u > st->max) {
+            fprintf(stderr, "pyjobd: %s: expected %s between %llu and %llu, got '%s'\n", source,
+                    st->kind == K_BYTES ? "a size in bytes (suffixes K, M, G, T allowed)"
+                                        : "a whole number",
+                    st->min, st->max, value);
+            return -EINVAL;
+        }
+        if (st->kind == K_UINT)
+            *(unsigned *)field = (unsigned)u;
+        else
             *(size_t *)field = (size_t)u;
-        break;
+        return 0;
     case K_SECONDS: {
         char *end;
         errno = 0;
         double d = strtod(value, &end);
-        if (errno || end == value || *end || !isfinite(d) || d < 0 || d > 30 * 86400.0) {
+        if (errno || end == value || *end || !isfinite(d) || d < 0 || d > (double)st->max) {
             fprintf(stderr,
-                    "pyjobd: %s: expected a number of seconds between 0 and 2592000, got "
-                    "'%s'\n",
-                    source, value);
+                    "pyjobd: %s: expected a number of seconds between 0 and %llu, got '%s'\n",
+                    source, st->max, value);
             return -EINVAL;
         }
         *(double *)field = d;
@@ -126,15 +181,15 @@ static int apply(struct config *cfg, const struct setting *st, const char *value
             return -EINVAL;
         }
         return 0;
+    case K_MATCH:
+        if (strcmp(value, "minor") && strcmp(value, "exact") && strcmp(value, "none")) {
+            fprintf(stderr, "pyjobd: %s: expected minor, exact or none, got '%s'\n", source, value);
+            return -EINVAL;
+        }
+        *(const char **)field = value;
+        return 0;
     }
-    if (rc != 0) {
-        fprintf(stderr, "pyjobd: %s: expected %s between %llu and %llu, got '%s'\n", source,
-                st->kind == K_BYTES ? "a size in bytes (suffixes K, M, G allowed)"
-                                    : "a whole number",
-                st->min, st->max, value);
-        return -EINVAL;
-    }
-    return 0;
+    return -EINVAL;
 }
 
 static void usage(FILE *f)
@@ -143,35 +198,45 @@ static void usage(FILE *f)
                "supervised pool of worker processes.\n\noptions (each also settable by "
                "its environment variable; flags win):\n");
     for (size_t i = 0; i < NSETTINGS; i++)
-        fprintf(f, "  --%-20s %-26s %s\n", settings[i].flag, settings[i].env, settings[i].help);
+        fprintf(f, "  --%-22s %-29s %s\n", settings[i].flag, settings[i].env, settings[i].help);
     fprintf(f, "  --help, --version\n");
 }
 
-static void default_worker_path(char *out, size_t cap)
+static void default_worker_path(struct config *cfg)
 {
-    char self[4000]; /* leaves room in out for "/pyjobd-worker" */
+    char self[4000]; /* leaves room for "/pyjobd-worker" */
     ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
     if (n <= 0) {
-        snprintf(out, cap, "pyjobd-worker");
+        cfg->worker_path = "pyjobd-worker";
         return;
     }
     self[n] = 0;
-    char *slash = strrchr(self, '/');
-    *slash = 0;
-    snprintf(out, cap, "%s/pyjobd-worker", self);
+    *strrchr(self, '/') = 0;
+    snprintf(cfg->worker_path_buf, sizeof(cfg->worker_path_buf), "%s/pyjobd-worker", self);
+    cfg->worker_path = cfg->worker_path_buf;
 }
 
 int config_load(struct config *cfg, int argc, char **argv)
 {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     memset(cfg, 0, sizeof(*cfg));
-    strcpy(cfg->listen, "127.0.0.1");
+    cfg->listen = "127.0.0.1";
     cfg->port = 8080;
     cfg->workers = cores > 0 ? (unsigned)cores : 1;
     cfg->http_threads = cfg->workers;
     cfg->max_request_bytes = 64u << 20;
+    cfg->max_queue = 100000;
+    cfg->max_jobs = 100000;
+    cfg->result_ttl = 3600;
+    cfg->max_batch = 10000;
+    cfg->max_retries_limit = 3;
+    cfg->python_match = "minor";
+    cfg->min_workers = 1;
+    cfg->max_output_bytes = 1u << 20;
+    cfg->boot_failure_timeout = 60;
+    cfg->shutdown_grace = 30;
     cfg->log_level = LOG_INFO;
-    default_worker_path(cfg->worker_path, sizeof(cfg->worker_path));
+    default_worker_path(cfg);
 
     for (size_t i = 0; i < NSETTINGS; i++) {
         const char *v = getenv(settings[i].env);
@@ -186,7 +251,7 @@ int config_load(struct config *cfg, int argc, char **argv)
     opts[NSETTINGS + 1] = (struct option){"version", no_argument, NULL, 'V'};
     opts[NSETTINGS + 2] = (struct option){0, 0, 0, 0};
     optind = 1;
-    int c;
+    int c, env_from_flags = 0;
     while ((c = getopt_long(argc, argv, "hV", opts, NULL)) != -1) {
         if (c == 'h') {
             usage(stdout);
@@ -203,6 +268,9 @@ int config_load(struct config *cfg, int argc, char **argv)
         const struct setting *st = &settings[c - 256];
         char source[64];
         snprintf(source, sizeof(source), "--%s", st->flag);
+        /* Flags win over the variable, also for the repeatable --worker-env. */
+        if (st->kind == K_ENV && !env_from_flags++)
+            cfg->nworker_env = 0;
         if (apply(cfg, st, optarg, source) != 0)
             return -EINVAL;
     }
@@ -210,5 +278,7 @@ int config_load(struct config *cfg, int argc, char **argv)
         fprintf(stderr, "pyjobd: unexpected argument '%s'; see --help\n", argv[optind]);
         return -EINVAL;
     }
+    if (cfg->min_workers > cfg->workers)
+        cfg->min_workers = cfg->workers;
     return 0;
 }

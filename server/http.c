@@ -62,6 +62,11 @@ static enum MHD_Result send_response(struct request *r, struct api_response *res
         MHD_add_response_header(m, MHD_HTTP_HEADER_LOCATION, resp->location);
     if (resp->allow)
         MHD_add_response_header(m, MHD_HTTP_HEADER_ALLOW, resp->allow);
+    if (resp->retry_after > 0) {
+        char secs[16];
+        snprintf(secs, sizeof(secs), "%d", resp->retry_after);
+        MHD_add_response_header(m, MHD_HTTP_HEADER_RETRY_AFTER, secs);
+    }
     enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)resp->status, m);
     MHD_destroy_response(m);
     api_response_release(resp);

@@ -45,7 +45,20 @@ int main(int argc, char **argv)
         .worker_path = cfg.worker_path,
         .workers = cfg.workers,
         .default_timeout = cfg.default_timeout,
-        .max_frame_bytes = (size_t)1 << 31,
+        .max_frame_bytes = (size_t)4 << 30,
+        .max_queue = cfg.max_queue,
+        .max_jobs = cfg.max_jobs,
+        .result_ttl = cfg.result_ttl,
+        .min_workers = cfg.min_workers,
+        .idle_timeout = cfg.idle_timeout,
+        .max_tasks_per_worker = cfg.max_tasks_per_worker,
+        .worker_max_rss = (long long)cfg.worker_max_rss,
+        .worker_memory_limit = (long long)cfg.worker_memory_limit,
+        .max_output_bytes = cfg.max_output_bytes,
+        .boot_failure_timeout = cfg.boot_failure_timeout,
+        .worker_env = cfg.worker_env,
+        .worker_cwd = cfg.worker_cwd,
+        .worker_init = cfg.worker_init,
     };
     struct pool *pool = pool_new(&pcfg);
     if (!pool) {
@@ -58,6 +71,12 @@ int main(int argc, char **argv)
         .max_request_bytes = cfg.max_request_bytes,
         .default_timeout = cfg.default_timeout,
         .version = PYJOBD_VERSION,
+        .python_match = cfg.python_match,
+        .max_retries_limit = cfg.max_retries_limit,
+        .max_batch = cfg.max_batch,
+        .max_queue = cfg.max_queue,
+        .max_jobs = cfg.max_jobs,
+        .result_ttl = cfg.result_ttl,
     };
     struct api *api = api_new(&acfg);
     if (!api) {
@@ -90,10 +109,20 @@ int main(int argc, char **argv)
 
     int sig = 0;
     sigwait(&sigs, &sig);
-    log_info("received %s; stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    log_info("received %s: no new jobs; running jobs may finish for %g s (send it again to "
+             "stop at once)",
+             sig == SIGINT ? "SIGINT" : "SIGTERM", cfg.shutdown_grace);
+    pool_drain(pool, cfg.shutdown_grace);
+    const struct timespec tick = {0, 50 * 1000 * 1000};
+    while (!pool_drained(pool)) {
+        if (sigtimedwait(&sigs, NULL, &tick) > 0) {
+            log_info("second signal: stopping now");
+            break;
+        }
+    }
 
-    /* Pool first: it finishes every job and answers every waiter, then the HTTP side
-     * gets a moment to deliver those answers before it closes. */
+    /* Pool first: it ends every job and answers every waiter, then the HTTP side gets
+     * a moment to deliver those answers before it closes. */
     pool_stop(pool);
     http_stop(http, 1000);
     api_free(api);

@@ -1,6 +1,7 @@
 /*
  * config.h — the server's settings, from flags and PYJOBD_* environment variables
  * (flags win). Every setting has a default that is safe on a developer machine.
+ * Strings point into argv or the environment, which live as long as the process.
  */
 #ifndef PYJOBD_CONFIG_H
 #define PYJOBD_CONFIG_H
@@ -10,16 +11,39 @@
 #include "pyjobd/log.h"
 
 #define PYJOBD_VERSION "0.1.0"
+#define CONFIG_MAX_WORKER_ENV 64
 
 struct config {
-    char listen[64];          /* --listen / PYJOBD_LISTEN, default 127.0.0.1 */
-    unsigned port;            /* --port / PYJOBD_PORT, default 8080; 0 = ephemeral */
-    unsigned workers;         /* --workers / PYJOBD_WORKERS, default: online cores */
-    double default_timeout;   /* --default-timeout / PYJOBD_DEFAULT_TIMEOUT, 0 = none */
-    size_t max_request_bytes; /* --max-request-bytes / PYJOBD_MAX_REQUEST_BYTES, 64 MiB */
-    unsigned http_threads;    /* --http-threads / PYJOBD_HTTP_THREADS, default: cores */
-    enum log_level log_level; /* --log-level / PYJOBD_LOG_LEVEL, default info */
-    char worker_path[4096];   /* --worker / PYJOBD_WORKER, default: next to the server */
+    /* HTTP */
+    const char *listen;       /* --listen, default 127.0.0.1 */
+    unsigned port;            /* --port, default 8080; 0 = ephemeral */
+    unsigned http_threads;    /* --http-threads, default: cores */
+    size_t max_request_bytes; /* --max-request-bytes, default 64 MiB */
+    /* Jobs */
+    double default_timeout;     /* --default-timeout, 0 = none */
+    size_t max_queue;           /* --max-queue, default 100000 */
+    size_t max_jobs;            /* --max-jobs, default 100000 */
+    double result_ttl;          /* --result-ttl, default 3600 */
+    unsigned max_batch;         /* --max-batch, default 10000 */
+    unsigned max_retries_limit; /* --max-retries-limit, default 3 */
+    const char *python_match;   /* --python-match minor|exact|none, default minor */
+    /* Workers */
+    unsigned workers;                                  /* --workers, default: cores */
+    unsigned min_workers;                              /* --min-workers, default 1 */
+    double idle_timeout;                               /* --idle-timeout, 0 = never */
+    unsigned max_tasks_per_worker;                     /* --max-tasks-per-worker, 0 = unlimited */
+    size_t worker_max_rss;                             /* --worker-max-rss, 0 = unlimited */
+    size_t worker_memory_limit;                        /* --worker-memory-limit, 0 = none */
+    size_t max_output_bytes;                           /* --max-output-bytes, default 1 MiB */
+    double boot_failure_timeout;                       /* --boot-failure-timeout, default 60 */
+    double shutdown_grace;                             /* --shutdown-grace, default 30 */
+    const char *worker_path;                           /* --worker, default: next to this program */
+    const char *worker_cwd;                            /* --worker-cwd */
+    const char *worker_init;                           /* --worker-init module:function */
+    const char *worker_env[CONFIG_MAX_WORKER_ENV + 1]; /* --worker-env KEY=VALUE ... */
+    unsigned nworker_env;
+    enum log_level log_level; /* --log-level, default info */
+    char worker_path_buf[4096];
 };
 
 /*
