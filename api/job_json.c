@@ -4,9 +4,11 @@
  * Shape (keys always present, in this order, unless noted):
  *   id, status, created_at, started_at, finished_at (RFC 3339 UTC µs, or null),
  *   timeout (seconds, null = no limit), attempts, worker_pid (null when none),
- *   result (base64; only present when succeeded), error (null, or an object with
- *   type, message, exc_type, exception (base64), traceback, exit_code, signal,
- *   max_rss_bytes — each null when unknown).
+ *   max_retries, result (base64; only present when succeeded in pickle format),
+ *   result_json (any JSON value; only present when succeeded in json format),
+ *   metadata (object; only present when the job was submitted with metadata),
+ *   error (null, or an object with type, message, exc_type, exception (base64),
+ *   traceback, exit_code, signal, max_rss_bytes — each null when unknown).
  */
 #include "job_json.h"
 
@@ -66,6 +68,22 @@ static json_t *blob_base64(const struct blob *b)
     return s;
 }
 
+/* Parses JSON text the server made or a worker produced (any value). A text that is
+ * not JSON (it should never happen) renders as null rather than losing the job. */
+static json_t *json_text_n(const char *text, size_t len)
+{
+    json_error_t err;
+    json_t *j = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
+    if (!j && json_error_code(&err) == json_error_out_of_memory)
+        return NULL;
+    return j ? j : json_null();
+}
+
+static json_t *json_text(const struct blob *b)
+{
+    return json_text_n((const char *)blob_data(b), blob_len(b));
+}
+
 static json_t *string_or_null(const char *s)
 {
     if (!s)
@@ -110,8 +128,16 @@ json_t *api__job_to_json(const struct job_view *v)
         v->worker_pid > 0 ? json_integer(v->worker_pid) : json_null());
     if (!obj)
         return NULL;
+    if (json_object_set_new(obj, "max_retries", json_integer(v->max_retries)) < 0)
+        goto fail;
     if (v->status == JOB_SUCCEEDED && v->result &&
         json_object_set_new(obj, "result", blob_base64(v->result)) < 0)
+        goto fail;
+    if (v->status == JOB_SUCCEEDED && v->result_json &&
+        json_object_set_new(obj, "result_json", json_text(v->result_json)) < 0)
+        goto fail;
+    if (v->metadata &&
+        json_object_set_new(obj, "metadata", json_text_n(v->metadata, strlen(v->metadata))) < 0)
         goto fail;
     if (json_object_set_new(obj, "error", error_to_json(&v->error)) < 0)
         goto fail;

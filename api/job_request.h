@@ -1,5 +1,6 @@
 /*
- * job_request.h — validation of a POST /v1/jobs body into a job_spec (api-internal).
+ * job_request.h — validation of a job request (the body of POST /v1/jobs, or one
+ * element of POST /v1/jobs/batch) into a job_spec (api-internal, pure).
  */
 #ifndef PYJOBD_API_JOB_REQUEST_H
 #define PYJOBD_API_JOB_REQUEST_H
@@ -7,19 +8,41 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "pyjobd/job.h"
+#include "python_match.h"
 
 /* Largest accepted "timeout", seconds (30 days). */
 #define API_JOB_TIMEOUT_MAX (30.0 * 24 * 3600)
 
+/* Largest "metadata" object, in bytes of compact JSON. */
+#define API_METADATA_MAX_BYTES 4096
+
+/* max_retries_limit when no limits are given. */
+#define API_DEFAULT_MAX_RETRIES_LIMIT 3
+
+/* What a request is checked against besides its own shape. */
+struct api__job_limits {
+    unsigned max_retries_limit;
+    enum api_python_match python_match;
+    char workers_python[32]; /* the workers' platform.python_version(); "" = unknown */
+};
+
 /*
- * Parses and validates body[0..len). A pure function: no pool, no globals.
- * On success returns 0 and fills *spec (new blob references; the caller releases it
- * with job_spec_release). On failure *spec is left zeroed and returns -EINVAL with a
- * one-sentence explanation in detail[0..detail_len) (what is wrong and how to fix
- * it), or -ENOMEM.
+ * Validates one job request object. where prefixes every detail (e.g. "jobs[17]: ";
+ * "" for none). lim may be NULL: max_retries up to API_DEFAULT_MAX_RETRIES_LIMIT and no
+ * Python version check. A pure function: no pool, no globals.
+ * On success returns 0 and fills *spec (new blob references and a malloc'd metadata;
+ * the caller releases it with job_spec_release). On failure *spec is left zeroed and
+ * returns -EINVAL with one sentence in detail[0..detail_len) (what is wrong and how to
+ * fix it), or -ENOMEM.
  */
-int api__job_request_parse(const uint8_t *body, size_t len, struct job_spec *spec, char *detail,
-                           size_t detail_len);
+int api__job_request_from_json(json_t *obj, const struct api__job_limits *lim, const char *where,
+                               struct job_spec *spec, char *detail, size_t detail_len);
+
+/* Parses body[0..len) as JSON, then api__job_request_from_json(…, "", …). */
+int api__job_request_parse(const uint8_t *body, size_t len, const struct api__job_limits *lim,
+                           struct job_spec *spec, char *detail, size_t detail_len);
 
 #endif

@@ -1,11 +1,13 @@
 /*
  * problem.c — every answer's final form: JSON serialization of responses, RFC 9457
- * problem+json errors, the errno → HTTP status mapping and response cleanup.
+ * problem+json errors (and the ones several resources share), the errno → HTTP
+ * status mapping and response cleanup.
  *
  * Problems use "type": "about:blank", so (RFC 9457 §4.2.1) the title is the
  * status's reason phrase and the detail carries what went wrong and how to fix it.
  */
 #include "internal.h"
+#include "input.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -21,12 +23,17 @@ int api__status_from_errno(int err)
     case -EINVAL:
         return 400;
     case -ENOENT:
+    case -ESTALE:
         return 404;
+    case -EBUSY:
+    case -EALREADY:
+        return 409;
+    case -EAGAIN:
+        return 429;
     case -EMSGSIZE:
         return 413;
     case -ESHUTDOWN:
     case -ENOMEM:
-    case -EAGAIN:
         return 503;
     default:
         return 500;
@@ -40,6 +47,10 @@ const char *api__reason_phrase(int status)
         return "OK";
     case 201:
         return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
     case 400:
         return "Bad Request";
     case 404:
@@ -48,8 +59,12 @@ const char *api__reason_phrase(int status)
         return "Method Not Allowed";
     case 413:
         return "Content Too Large";
+    case 409:
+        return "Conflict";
     case 415:
         return "Unsupported Media Type";
+    case 429:
+        return "Too Many Requests";
     case 500:
         return "Internal Server Error";
     case 503:
@@ -106,26 +121,96 @@ static json_t *string_lossy(const char *s)
     return json_string(buf);
 }
 
-void api_problem(struct api_response *resp, int status, const char *title, const char *fmt, ...)
+static void problem_v(struct api_response *resp, int status, const char *title, json_t *ext,
+                      const char *fmt, va_list ap) __attribute__((format(printf, 5, 0)));
+
+static void problem_v(struct api_response *resp, int status, const char *title, json_t *ext,
+                      const char *fmt, va_list ap)
 {
     char detail[1024];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(detail, sizeof(detail), fmt, ap);
-    va_end(ap);
 
     free(resp->location);
     resp->location = NULL;
+    resp->retry_after = 0;
     json_t *obj = json_pack("{s:s, s:o?, s:i, s:o?}", "type", "about:blank", "title",
                             string_lossy(title ? title : api__reason_phrase(status)), "status",
                             status, "detail", string_lossy(detail));
+    /* Extension members never replace the standard ones. */
+    if (obj && ext && json_object_update_missing(obj, ext) < 0) {
+        json_decref(obj);
+        obj = NULL;
+    }
+    json_decref(ext);
     api__respond_json(resp, status, obj, "application/problem+json");
+}
+
+void api_problem(struct api_response *resp, int status, const char *title, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    problem_v(resp, status, title, NULL, fmt, ap);
+    va_end(ap);
+}
+
+void api__problem_ext(struct api_response *resp, int status, json_t *ext, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    problem_v(resp, status, NULL, ext, fmt, ap);
+    va_end(ap);
+}
+
+void api__method_not_allowed(struct api_response *resp, const char *method, const char *path,
+                             const char *allow)
+{
+    api_problem(resp, 405, NULL, "%.16s is not allowed on %.64s; allowed: %s", method, path, allow);
+    resp->allow = allow;
+}
+
+void api__job_lookup_problem(const struct api *api, struct api_response *resp, const char *id,
+                             int rc)
+{
+    if (rc == -ENOENT)
+        api_problem(resp, 404, NULL, "no job with id %s", id);
+    else if (rc == -ESTALE && api->result_ttl > 0)
+        api_problem(resp, 404, NULL,
+                    "job %s finished and was removed after the retention period (--result-ttl / "
+                    "--max-jobs); results are kept for %g s",
+                    id, api->result_ttl);
+    else if (rc == -ESTALE)
+        api_problem(resp, 404, NULL,
+                    "job %s finished and was removed after the retention period (--result-ttl / "
+                    "--max-jobs); at most %zu jobs are kept",
+                    id, api->max_jobs);
+    else
+        api_problem(resp, api__status_from_errno(rc), NULL, "cannot read job %s: %s", id,
+                    strerror(-rc));
+}
+
+int api__reject_bad_path_id(struct api_response *resp, const char *id)
+{
+    if (job_id_is_valid(id))
+        return 0;
+    api_problem(resp, 404, NULL,
+                "no job with id '%.64s': job ids are 32 lowercase hexadecimal digits", id);
+    return 1;
+}
+
+int api__reject_non_json(const struct api_request *req, struct api_response *resp)
+{
+    if (api__is_json_media_type(req->content_type))
+        return 0;
+    api_problem(resp, 415, NULL, "Content-Type must be application/json, got %s%.64s%s",
+                req->content_type ? "'" : "", req->content_type ? req->content_type : "none",
+                req->content_type ? "'" : "");
+    return 1;
 }
 
 void api_response_release(struct api_response *resp)
 {
     free(resp->body);
     free(resp->location);
-    free(resp->wait);
+    api__wait_free(resp->wait);
     memset(resp, 0, sizeof(*resp));
 }

@@ -12,9 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
-enum kind { K_STR, K_UINT, K_SECONDS, K_BYTES, K_COUNT, K_LOGLEVEL, K_MATCH, K_ENV };
+enum kind { K_STR, K_UINT, K_SECONDS, K_BYTES, K_COUNT, K_LOGLEVEL, K_MATCH, K_ENV, K_FLAG };
 
 struct setting {
     const char *flag;
@@ -77,6 +78,23 @@ static const struct setting settings[] = {
      "module:function run once in each worker before its first job"},
     {"worker-env", "PYJOBD_WORKER_ENV", K_ENV, OFF(worker_env), 0, 0,
      "KEY=VALUE for workers (repeatable; in the variable, one per line)"},
+    {"token-file", "PYJOBD_TOKEN_FILE", K_STR, OFF(token_file), 0, 0,
+     "bearer tokens, one per line, optionally 'name:token' (also PYJOBD_TOKEN)"},
+    {"insecure-no-auth", "PYJOBD_INSECURE_NO_AUTH", K_FLAG, OFF(insecure_no_auth), 0, 0,
+     "allow listening beyond loopback without a token (anyone could run code)"},
+    {"public-metrics", "PYJOBD_PUBLIC_METRICS", K_FLAG, OFF(public_metrics), 0, 0,
+     "serve /metrics without a token"},
+    {"tls-cert", "PYJOBD_TLS_CERT", K_STR, OFF(tls_cert), 0, 0, "PEM certificate: serve HTTPS"},
+    {"tls-key", "PYJOBD_TLS_KEY", K_STR, OFF(tls_key), 0, 0, "PEM private key of --tls-cert"},
+    {"max-connections", "PYJOBD_MAX_CONNECTIONS", K_UINT, OFF(max_connections), 1, 1000000,
+     "open connections served at once; beyond it 503 (default 10000)"},
+    {"http-header-timeout", "PYJOBD_HTTP_HEADER_TIMEOUT", K_SECONDS, OFF(header_timeout), 0, 3600,
+     "seconds a client may take to send a request's headers, or idle between "
+     "requests (default 30)"},
+    {"worker-user", "PYJOBD_WORKER_USER", K_STR, OFF(worker_user), 0, 0,
+     "run workers as this user (required when the server runs as root)"},
+    {"allow-root-workers", "PYJOBD_ALLOW_ROOT_WORKERS", K_FLAG, OFF(allow_root_workers), 0, 0,
+     "let workers run as root when the server does"},
     {"log-level", "PYJOBD_LOG_LEVEL", K_LOGLEVEL, OFF(log_level), 0, 0,
      "debug | info | warn | error (default info)"},
 };
@@ -181,6 +199,17 @@ static int apply(struct config *cfg, const struct setting *st, const char *value
             return -EINVAL;
         }
         return 0;
+    case K_FLAG:
+        if (strcmp(source, st->env) == 0 && strcmp(value, "1") && strcasecmp(value, "true") &&
+            strcasecmp(value, "yes") && strcmp(value, "0") && strcasecmp(value, "false") &&
+            strcasecmp(value, "no")) {
+            fprintf(stderr, "pyjobd: %s: expected 1/true/yes or 0/false/no, got '%s'\n", source,
+                    value);
+            return -EINVAL;
+        }
+        *(int *)field = strcmp(value, "1") == 0 || strcasecmp(value, "true") == 0 ||
+                        strcasecmp(value, "yes") == 0;
+        return 0;
     case K_MATCH:
         if (strcmp(value, "minor") && strcmp(value, "exact") && strcmp(value, "none")) {
             fprintf(stderr, "pyjobd: %s: expected minor, exact or none, got '%s'\n", source, value);
@@ -235,6 +264,8 @@ int config_load(struct config *cfg, int argc, char **argv)
     cfg->max_output_bytes = 1u << 20;
     cfg->boot_failure_timeout = 60;
     cfg->shutdown_grace = 30;
+    cfg->max_connections = 10000;
+    cfg->header_timeout = 30;
     cfg->log_level = LOG_INFO;
     default_worker_path(cfg);
 
@@ -246,7 +277,9 @@ int config_load(struct config *cfg, int argc, char **argv)
 
     struct option opts[NSETTINGS + 3];
     for (size_t i = 0; i < NSETTINGS; i++)
-        opts[i] = (struct option){settings[i].flag, required_argument, NULL, (int)(i + 256)};
+        opts[i] = (struct option){settings[i].flag,
+                                  settings[i].kind == K_FLAG ? no_argument : required_argument,
+                                  NULL, (int)(i + 256)};
     opts[NSETTINGS] = (struct option){"help", no_argument, NULL, 'h'};
     opts[NSETTINGS + 1] = (struct option){"version", no_argument, NULL, 'V'};
     opts[NSETTINGS + 2] = (struct option){0, 0, 0, 0};
@@ -271,7 +304,7 @@ int config_load(struct config *cfg, int argc, char **argv)
         /* Flags win over the variable, also for the repeatable --worker-env. */
         if (st->kind == K_ENV && !env_from_flags++)
             cfg->nworker_env = 0;
-        if (apply(cfg, st, optarg, source) != 0)
+        if (apply(cfg, st, st->kind == K_FLAG ? "1" : optarg, source) != 0)
             return -EINVAL;
     }
     if (optind < argc) {

@@ -7,10 +7,17 @@
  * api. Long-polls suspend the connection; the pool wakes it through wake_cb() from
  * its own thread and the next call of the handler writes the final answer.
  * Body bytes are passed through untouched: this process never unpickles them.
+ *
+ * Every connection is tracked from accept to close (conn_track): a watchdog thread
+ * shuts down connections that have not delivered a request's headers within the
+ * header deadline (slow-loris clients, idle keep-alives), and the count gives the
+ * connection cap its 503.
  */
 #include "pyjobd/http.h"
 #include "pyjobd/api.h"
+#include "pyjobd/auth.h"
 #include "pyjobd/log.h"
+#include "pyjobd/pool.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -20,14 +27,31 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+/* One accepted connection, from the connection-started to the -closed callback. */
+struct conn_track {
+    int fd;
+    int64_t since_ms; /* start of the current wait for a request's headers */
+    int in_request;   /* headers arrived; a request is being handled */
+    struct conn_track *prev, *next;
+};
 
 struct http_server {
     struct MHD_Daemon *daemon;
     struct http_config cfg;
     int listen_fd;
     unsigned port;
+    pthread_mutex_t lock; /* guards conns, nconns */
+    struct conn_track *conns;
+    unsigned nconns;
+    pthread_t watchdog;
+    int watchdog_started;
+    int stopping; /* under lock */
+    pthread_cond_t wake;
 };
 
 enum request_phase { PHASE_BODY, PHASE_WAITING, PHASE_DONE };
@@ -39,6 +63,7 @@ struct request {
     char *body;
     size_t body_len, body_cap;
     int too_large;
+    const char *tenant;       /* authenticated tenant (borrowed from auth) */
     struct api_response resp; /* a pending long-poll */
 };
 
@@ -76,12 +101,91 @@ static enum MHD_Result send_response(struct request *r, struct api_response *res
 
 static enum MHD_Result send_too_large(struct request *r)
 {
+    api_count_response(r->srv->cfg.api, 413);
     struct api_response resp = {0};
     api_problem(&resp, 413, "Request body too large",
                 "The request body is larger than the server's limit of %zu bytes "
                 "(--max-request-bytes). Send a smaller payload, or raise the limit.",
                 r->srv->cfg.max_request_bytes);
     return send_response(r, &resp);
+}
+
+static enum MHD_Result send_unauthorized(struct request *r, const char *detail)
+{
+    struct api_response resp = {0};
+    api_problem(&resp, 401, "Unauthorized", "%s", detail);
+    api_count_response(r->srv->cfg.api, 401);
+    struct MHD_Response *m =
+        MHD_create_response_from_buffer(resp.body_len, resp.body, MHD_RESPMEM_MUST_FREE);
+    if (!m) {
+        api_response_release(&resp);
+        return MHD_NO;
+    }
+    resp.body = NULL;
+    MHD_add_response_header(m, MHD_HTTP_HEADER_CONTENT_TYPE, resp.content_type);
+    MHD_add_response_header(m, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"pyjobd\"");
+    enum MHD_Result ret = MHD_queue_response(r->conn, 401, m);
+    MHD_destroy_response(m);
+    api_response_release(&resp);
+    r->phase = PHASE_DONE;
+    return ret;
+}
+
+/* Paths anyone may read: liveness and readiness probes (and /metrics if opened). */
+static int open_path(const struct http_server *srv, const char *url)
+{
+    return strcmp(url, "/healthz") == 0 || strcmp(url, "/readyz") == 0 ||
+           (srv->cfg.metrics_open && strcmp(url, "/metrics") == 0);
+}
+
+/* Returns 0 when the request may go on (r->tenant set), else queues a 401. */
+static int authenticate(struct request *r, const char *url, enum MHD_Result *ret)
+{
+    const struct http_server *srv = r->srv;
+    if (auth_count(srv->cfg.auth) == 0 || open_path(srv, url))
+        return 0;
+    const char *header =
+        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    r->tenant = auth_check(srv->cfg.auth, header);
+    if (r->tenant)
+        return 0;
+    const char *detail;
+    if (header)
+        detail = "The bearer token is not valid for this server. Send 'Authorization: Bearer "
+                 "<token>' with a token from its --token-file or PYJOBD_TOKEN.";
+    else if (MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "token") ||
+             MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "access_token"))
+        detail = "Tokens are not accepted in the query string (URLs end up in logs). Send "
+                 "'Authorization: Bearer <token>' instead.";
+    else
+        detail = "This server requires a bearer token. Send 'Authorization: Bearer <token>'.";
+    *ret = send_unauthorized(r, detail);
+    return -1;
+}
+
+static void track_request_start(struct request *r)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    struct conn_track *t = ci ? ci->socket_context : NULL;
+    if (t) {
+        pthread_mutex_lock(&r->srv->lock);
+        t->in_request = 1;
+        pthread_mutex_unlock(&r->srv->lock);
+    }
+}
+
+static void track_request_end(struct http_server *srv, struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    struct conn_track *t = ci ? ci->socket_context : NULL;
+    if (t) {
+        pthread_mutex_lock(&srv->lock);
+        t->in_request = 0;
+        t->since_ms = pool_now_ms(); /* the keep-alive wait for the next request */
+        pthread_mutex_unlock(&srv->lock);
+    }
 }
 
 /* Runs on the pool's supervisor thread (or inline): the long-poll is over. */
@@ -129,6 +233,23 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->conn = conn;
         r->srv = srv;
         *req_cls = r;
+        track_request_start(r);
+        pthread_mutex_lock(&srv->lock);
+        int crowded = srv->nconns > srv->cfg.max_connections;
+        pthread_mutex_unlock(&srv->lock);
+        if (crowded) {
+            struct api_response resp = {0};
+            api_problem(&resp, 503, "Service Unavailable",
+                        "The server is at its limit of %u open connections. Retry shortly, "
+                        "or reuse connections (keep-alive).",
+                        srv->cfg.max_connections);
+            resp.retry_after = 1;
+            api_count_response(srv->cfg.api, 503);
+            return send_response(r, &resp);
+        }
+        enum MHD_Result denied;
+        if (authenticate(r, url, &denied) != 0)
+            return denied;
         /* Refuse an oversized body from its declared length, before reading it. */
         const char *cl =
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -167,6 +288,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE),
         .body = (const uint8_t *)r->body,
         .body_len = r->body_len,
+        .tenant = r->tenant,
     };
     struct api_response resp = {0};
     api_handle(srv->cfg.api, &req, &resp);
@@ -187,9 +309,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)cls;
-    (void)conn;
     (void)toe;
+    track_request_end(cls, conn);
     struct request *r = *req_cls;
     if (!r)
         return;
@@ -197,6 +318,72 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     api_response_release(&r->resp);
     free(r);
     *req_cls = NULL;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    struct http_server *srv = cls;
+    struct conn_track *t = *socket_context;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        t = calloc(1, sizeof(*t));
+        if (!t)
+            return;
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        t->fd = ci ? ci->connect_fd : -1;
+        t->since_ms = pool_now_ms();
+        pthread_mutex_lock(&srv->lock);
+        t->next = srv->conns;
+        if (srv->conns)
+            srv->conns->prev = t;
+        srv->conns = t;
+        srv->nconns++;
+        pthread_mutex_unlock(&srv->lock);
+        *socket_context = t;
+    } else if (t) {
+        pthread_mutex_lock(&srv->lock);
+        if (t->prev)
+            t->prev->next = t->next;
+        else
+            srv->conns = t->next;
+        if (t->next)
+            t->next->prev = t->prev;
+        srv->nconns--;
+        pthread_mutex_unlock(&srv->lock);
+        free(t);
+        *socket_context = NULL;
+    }
+}
+
+/* Cuts off connections that keep the server waiting for a request's headers. The
+ * shutdown() makes libmicrohttpd see the peer gone and close it on its own thread. */
+static void *watchdog_main(void *arg)
+{
+    struct http_server *srv = arg;
+    int64_t limit = (int64_t)(srv->cfg.header_timeout * 1000.0);
+    pthread_mutex_lock(&srv->lock);
+    while (!srv->stopping) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 250 * 1000 * 1000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&srv->wake, &srv->lock, &ts);
+        int64_t now = pool_now_ms();
+        for (struct conn_track *t = srv->conns; t; t = t->next) {
+            if (!t->in_request && t->fd >= 0 && now - t->since_ms > limit) {
+                log_debug("http: closing connection fd %d: no complete request in %g s", t->fd,
+                          srv->cfg.header_timeout);
+                shutdown(t->fd, SHUT_RDWR);
+                t->since_ms = INT64_MAX / 2; /* once is enough */
+            }
+        }
+    }
+    pthread_mutex_unlock(&srv->lock);
+    return NULL;
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
@@ -263,19 +450,35 @@ struct http_server *http_start(const struct http_config *cfg, char *err, size_t 
         free(s);
         return NULL;
     }
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->wake, NULL);
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG;
-    s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_LISTEN_SOCKET,
-                                 s->listen_fd, MHD_OPTION_THREAD_POOL_SIZE, cfg->threads,
-                                 MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-                                 MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_END);
+    int tls = cfg->tls_cert_pem && cfg->tls_key_pem;
+    if (tls)
+        flags |= MHD_USE_TLS;
+    /* The hard cap leaves room above the soft one, so that the connections beyond it
+     * can still be told "503" instead of being dropped. */
+    unsigned hard_cap = cfg->max_connections + 64;
+    struct MHD_OptionItem tls_opts[] = {
+        {tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, (void *)cfg->tls_cert_pem},
+        {tls ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0, (void *)cfg->tls_key_pem},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    s->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, s, MHD_OPTION_LISTEN_SOCKET, s->listen_fd,
+        MHD_OPTION_THREAD_POOL_SIZE, cfg->threads, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        MHD_OPTION_CONNECTION_LIMIT, hard_cap, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
     if (!s->daemon) {
-        snprintf(err, errlen, "libmicrohttpd failed to start on %s port %u", cfg->listen, s->port);
+        snprintf(err, errlen, "libmicrohttpd failed to start on %s port %u%s", cfg->listen, s->port,
+                 tls ? " (check the TLS certificate and key)" : "");
         close(s->listen_fd);
         free(s);
         return NULL;
     }
+    if (pthread_create(&s->watchdog, NULL, watchdog_main, s) == 0)
+        s->watchdog_started = 1;
     return s;
 }
 
@@ -295,7 +498,15 @@ void http_stop(struct http_server *s, int drain_ms)
             break;
         usleep(10000);
     }
+    pthread_mutex_lock(&s->lock);
+    s->stopping = 1;
+    pthread_cond_signal(&s->wake);
+    pthread_mutex_unlock(&s->lock);
+    if (s->watchdog_started)
+        pthread_join(s->watchdog, NULL);
     MHD_stop_daemon(s->daemon);
     close(s->listen_fd);
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->wake);
     free(s);
 }

@@ -7,17 +7,67 @@
  * arbitrary thread and no async-signal-safety rules are stretched.
  */
 #include "pyjobd/api.h"
+#include "pyjobd/auth.h"
 #include "pyjobd/config.h"
 #include "pyjobd/http.h"
 #include "pyjobd/log.h"
 #include "pyjobd/pool.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+/* 127.0.0.0/8 and ::1: the only addresses where no token is acceptable. */
+static int is_loopback(const char *addr)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET, addr, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, addr, &a6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&a6);
+    return 0;
+}
+
+/* Reads a whole (small) file, NUL-terminated. NULL with a message in err. */
+static char *read_file(const char *path, const char *what, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "re");
+    char *buf = NULL;
+    size_t len = 0;
+    if (f) {
+        FILE *mem = open_memstream(&buf, &len);
+        char chunk[4096];
+        size_t n;
+        while (mem && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+            fwrite(chunk, 1, n, mem);
+        if (mem)
+            fclose(mem);
+        fclose(f);
+    }
+    if (!buf || !len) {
+        snprintf(err, errlen, "cannot read %s %s: %s", what, path,
+                 errno ? strerror(errno) : "empty file");
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+/* Long-polls hold a socket each: lift the soft fd limit to the hard one. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
 
 int main(int argc, char **argv)
 {
@@ -26,6 +76,42 @@ int main(int argc, char **argv)
     if (rc != 0)
         return rc > 0 ? 0 : 2;
     log_set_level(cfg.log_level);
+    raise_fd_limit();
+
+    char err[256];
+    struct auth *auth = auth_new(cfg.token_file, getenv("PYJOBD_TOKEN"), err, sizeof(err));
+    if (!auth) {
+        log_error("%s", err);
+        return 2;
+    }
+    /* Anyone who can submit a job runs code on this machine: never without a token
+     * beyond loopback, unless the operator says so explicitly. */
+    if (!auth_count(auth) && !is_loopback(cfg.listen)) {
+        if (!cfg.insecure_no_auth) {
+            log_error("refusing to listen on %s without authentication: anyone who can reach "
+                      "it could run code here. Set PYJOBD_TOKEN or --token-file, or pass "
+                      "--insecure-no-auth if the network is trusted.",
+                      cfg.listen);
+            auth_free(auth);
+            return 2;
+        }
+        log_warn("--insecure-no-auth: serving %s WITHOUT authentication; anyone who can reach "
+                 "it can run code as this server's workers",
+                 cfg.listen);
+    }
+    if (!!cfg.tls_cert != !!cfg.tls_key) {
+        log_error("--tls-cert and --tls-key go together");
+        auth_free(auth);
+        return 2;
+    }
+    char *cert = NULL, *key = NULL;
+    if (cfg.tls_cert && (!(cert = read_file(cfg.tls_cert, "--tls-cert", err, sizeof(err))) ||
+                         !(key = read_file(cfg.tls_key, "--tls-key", err, sizeof(err))))) {
+        log_error("%s", err);
+        free(cert);
+        auth_free(auth);
+        return 2;
+    }
 
     if (access(cfg.worker_path, X_OK) != 0) {
         log_error("cannot run the worker program %s: %s (build it with 'make', or point "
@@ -89,9 +175,14 @@ int main(int argc, char **argv)
         .port = cfg.port,
         .threads = cfg.http_threads,
         .max_request_bytes = cfg.max_request_bytes,
+        .max_connections = cfg.max_connections,
+        .header_timeout = cfg.header_timeout,
+        .auth = auth,
+        .metrics_open = cfg.public_metrics,
+        .tls_cert_pem = cert,
+        .tls_key_pem = key,
         .api = api,
     };
-    char err[256];
     struct http_server *http = http_start(&hcfg, err, sizeof(err));
     if (!http) {
         log_error("%s", err);
@@ -100,9 +191,10 @@ int main(int argc, char **argv)
         return 1;
     }
     int v6 = strchr(cfg.listen, ':') != NULL;
-    log_info("pyjobd %s listening on http://%s%s%s:%u with %u workers (%s)", PYJOBD_VERSION,
-             v6 ? "[" : "", cfg.listen, v6 ? "]" : "", http_port(http), cfg.workers,
-             cfg.worker_path);
+    log_info("pyjobd %s listening on %s://%s%s%s:%u with %u workers (%s); %s", PYJOBD_VERSION,
+             cert ? "https" : "http", v6 ? "[" : "", cfg.listen, v6 ? "]" : "", http_port(http),
+             cfg.workers, cfg.worker_path,
+             auth_count(auth) ? "bearer tokens required" : "no authentication (loopback)");
     /* The one line on stdout: tests and scripts read the port from it. */
     printf("listening on %s%s%s:%u\n", v6 ? "[" : "", cfg.listen, v6 ? "]" : "", http_port(http));
     fflush(stdout);
@@ -127,6 +219,11 @@ int main(int argc, char **argv)
     http_stop(http, 1000);
     api_free(api);
     pool_free(pool);
+    auth_free(auth);
+    if (key)
+        explicit_bzero(key, strlen(key));
+    free(key);
+    free(cert);
     log_info("stopped");
     return 0;
 }

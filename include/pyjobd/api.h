@@ -20,11 +20,21 @@ struct pool;
 struct api;
 
 struct api_config {
-    struct pool *pool;         /* borrowed; outlives the api */
-    double max_wait;           /* largest accepted ?wait=, seconds (60) */
-    size_t max_request_bytes;  /* reported in /v1/info; enforced by the server */
-    double default_timeout;    /* reported in /v1/info */
-    const char *version;       /* server version string */
+    struct pool *pool;        /* borrowed; outlives the api */
+    double max_wait;          /* largest accepted ?wait= and wait "timeout", seconds (60) */
+    size_t max_request_bytes; /* reported in /v1/info; enforced by the server */
+    double default_timeout;   /* reported in /v1/info */
+    const char *version;      /* server version string */
+    /* How a job's "python" must match the workers' interpreter: "minor" (major.minor,
+     * the default when NULL), "exact" or "none". api_new() fails (EINVAL) otherwise. */
+    const char *python_match;
+    unsigned max_retries_limit; /* largest accepted "max_retries" (server default 3) */
+    size_t max_batch;           /* jobs per POST /v1/jobs/batch; 0 means 10000 */
+    /* Reported in /v1/info and in the detail of 404s for expired jobs (0 = unlimited /
+     * forever); enforced by the pool. */
+    size_t max_queue;
+    size_t max_jobs;
+    double result_ttl;
 };
 
 struct api_request {
@@ -36,6 +46,9 @@ struct api_request {
     const char *content_type; /* Content-Type header or NULL */
     const uint8_t *body;      /* request body (may be NULL when body_len == 0) */
     size_t body_len;
+    /* The authenticated tenant, or NULL when the server runs without tokens. Jobs of
+     * other tenants answer 404 and are left out of listings. */
+    const char *tenant;
 };
 
 /* What api_handle() asks the server to wait for. Owned by the api. */
@@ -46,15 +59,20 @@ struct api_response {
     const char *content_type; /* static string */
     char *body;               /* malloc'd, owned by the response (api_response_release) */
     size_t body_len;
-    char *location;           /* Location header value or NULL (malloc'd) */
-    const char *allow;        /* Allow header value or NULL (static) */
-    struct api_wait *wait;    /* non-NULL: suspend and call api_wait_start() */
+    char *location;        /* Location header value or NULL (malloc'd) */
+    const char *allow;     /* Allow header value or NULL (static) */
+    int retry_after;       /* > 0: send "Retry-After: <seconds>" (429, 202) */
+    struct api_wait *wait; /* non-NULL: suspend and call api_wait_start() */
 };
 
 struct api *api_new(const struct api_config *cfg);
 void api_free(struct api *api);
 
-/* Handles one complete request. Always fills *resp (a body or a wait). */
+/*
+ * Handles one complete request. Always fills *resp (a body or a wait). The body may
+ * be binary (application/octet-stream): use body_len, not strlen. A 204 has no body
+ * (body NULL, body_len 0, content_type NULL).
+ */
 void api_handle(struct api *api, const struct api_request *req, struct api_response *resp);
 
 /*
@@ -62,8 +80,7 @@ void api_handle(struct api *api, const struct api_request *req, struct api_respo
  * thread, possibly before this function returns; the server must already have
  * suspended the connection. After wake, call api_wait_finish().
  */
-void api_wait_start(struct api *api, struct api_response *resp, void (*wake)(void *arg),
-                    void *arg);
+void api_wait_start(struct api *api, struct api_response *resp, void (*wake)(void *arg), void *arg);
 
 /* Replaces resp->wait with the final response (and frees the wait). */
 void api_wait_finish(struct api *api, struct api_response *resp);
@@ -71,6 +88,13 @@ void api_wait_finish(struct api *api, struct api_response *resp);
 /* Fills resp with a problem+json error. detail is formatted like printf. */
 void api_problem(struct api_response *resp, int status, const char *title, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/*
+ * Counts a response the server produced without api_handle() (the 413 of an oversized
+ * body) in pyjobd_http_requests_total. api_handle() and api_wait_finish() count their
+ * own answers. Safe from any thread.
+ */
+void api_count_response(struct api *api, int status);
 
 /* Frees what the response owns (body, location, a pending wait) and zeroes it. */
 void api_response_release(struct api_response *resp);

@@ -42,6 +42,16 @@ struct config {
     const char *worker_init;                           /* --worker-init module:function */
     const char *worker_env[CONFIG_MAX_WORKER_ENV + 1]; /* --worker-env KEY=VALUE ... */
     unsigned nworker_env;
+    /* Security */
+    const char *token_file;   /* --token-file: one token per line, optional "name:" */
+    int insecure_no_auth;     /* --insecure-no-auth: allow a non-loopback listen without tokens */
+    int public_metrics;       /* --public-metrics: /metrics without a token */
+    const char *tls_cert;     /* --tls-cert PEM file */
+    const char *tls_key;      /* --tls-key PEM file */
+    unsigned max_connections; /* --max-connections, default 10000 */
+    double header_timeout;    /* --http-header-timeout, default 30 */
+    const char *worker_user;  /* --worker-user NAME */
+    int allow_root_workers;   /* --allow-root-workers */
     enum log_level log_level; /* --log-level, default info */
     char worker_path_buf[4096];
 };

@@ -1,7 +1,9 @@
 /*
  * http.h — the HTTP front end: libmicrohttpd on an epoll thread pool, feeding
  * complete requests to api_handle() and holding long-poll connections suspended
- * (no thread is held per waiter).
+ * (no thread is held per waiter). It also owns the transport's defences: bearer
+ * authentication, body and connection limits, the header deadline that cuts off
+ * slow-loris clients, and TLS.
  */
 #ifndef PYJOBD_HTTP_H
 #define PYJOBD_HTTP_H
@@ -9,6 +11,7 @@
 #include <stddef.h>
 
 struct api;
+struct auth;
 struct http_server;
 
 struct http_config {
@@ -16,6 +19,12 @@ struct http_config {
     unsigned port;      /* 0 = ephemeral */
     unsigned threads;
     size_t max_request_bytes;
+    unsigned max_connections; /* beyond it: 503 and close */
+    double header_timeout;    /* seconds for a request's headers (and keep-alive idle) */
+    const struct auth *auth;  /* NULL or no tokens: no authentication */
+    int metrics_open;         /* 1: /metrics needs no token */
+    const char *tls_cert_pem; /* both set: HTTPS (PEM text, borrowed) */
+    const char *tls_key_pem;
     struct api *api; /* borrowed; outlives the server */
 };
 

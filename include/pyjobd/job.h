@@ -13,6 +13,8 @@
 
 /* Job ids are 128 random bits written as 32 lowercase hex digits. */
 #define JOB_ID_LEN 32
+/* Longest tenant name (see auth.h), with its NUL. */
+#define JOB_OWNER_MAX 64
 
 enum job_status {
     JOB_QUEUED,
@@ -36,16 +38,17 @@ enum job_error_type {
 
 /* What a client asks for. The blobs are references owned by the spec. */
 struct job_spec {
-    struct blob *callable;    /* required */
-    struct blob *args;        /* optional (NULL: no positional arguments) */
-    struct blob *kwargs;      /* optional (NULL: no keyword arguments) */
-    struct blob *json_args;   /* optional JSON text of an array (instead of args) */
-    struct blob *json_kwargs; /* optional JSON text of an object (instead of kwargs) */
-    int result_json;          /* 1: return the result as JSON (result_format "json") */
-    char *metadata;           /* optional JSON text of an object, echoed back (malloc'd) */
-    double timeout;           /* seconds; 0 means "use the server's default" */
-    unsigned max_retries;     /* re-runs after a worker crash (0 = none) */
-    int retry_on_timeout;     /* 1: a timeout also counts as retryable */
+    struct blob *callable;     /* required */
+    struct blob *args;         /* optional (NULL: no positional arguments) */
+    struct blob *kwargs;       /* optional (NULL: no keyword arguments) */
+    struct blob *json_args;    /* optional JSON text of an array (instead of args) */
+    struct blob *json_kwargs;  /* optional JSON text of an object (instead of kwargs) */
+    int result_json;           /* 1: return the result as JSON (result_format "json") */
+    char *metadata;            /* optional JSON text of an object, echoed back (malloc'd) */
+    double timeout;            /* seconds; 0 means "use the server's default" */
+    unsigned max_retries;      /* re-runs after a worker crash (0 = none) */
+    int retry_on_timeout;      /* 1: a timeout also counts as retryable */
+    char owner[JOB_OWNER_MAX]; /* tenant that submitted it ("" without authentication) */
 };
 
 struct job_error {
@@ -70,9 +73,10 @@ struct job_view {
     unsigned attempts;
     pid_t worker_pid; /* 0 when none */
     unsigned max_retries;
-    struct blob *result;      /* pickled return value (succeeded, pickle format) */
-    struct blob *result_json; /* JSON text of the return value (succeeded, json format) */
-    char *metadata;           /* JSON text of the client's metadata object, or NULL */
+    struct blob *result;       /* pickled return value (succeeded, pickle format) */
+    struct blob *result_json;  /* JSON text of the return value (succeeded, json format) */
+    char *metadata;            /* JSON text of the client's metadata object, or NULL */
+    char owner[JOB_OWNER_MAX]; /* tenant that submitted it ("" without authentication) */
     struct job_error error;
 };
 

@@ -111,9 +111,10 @@ int pool_delete(struct pool *p, const char *id);
 
 /* A page of jobs, newest first. */
 struct pool_list_query {
-    int status;      /* -1: any; else an enum job_status */
-    uint64_t cursor; /* 0: from the newest; else the `next` of the previous page */
-    size_t limit;    /* 1..1000 */
+    int status;        /* -1: any; else an enum job_status */
+    const char *owner; /* NULL: any owner; else only this tenant's jobs */
+    uint64_t cursor;   /* 0: from the newest; else the `next` of the previous page */
+    size_t limit;      /* 1..1000 */
 };
 
 /*

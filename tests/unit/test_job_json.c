@@ -90,7 +90,7 @@ static void job_to_json__queued__nulls_and_no_result(void **state)
     assert_key_null(j, "worker_pid");
     assert_null(json_object_get(j, "result"));
     assert_key_null(j, "error");
-    assert_int_equal(json_object_size(j), 9);
+    assert_int_equal(json_object_size(j), 10) /* + max_retries */;
     json_decref(j);
 }
 
@@ -119,13 +119,13 @@ static void job_to_json__succeeded__result_base64(void **state)
     /* Key order is part of the contract for readability. */
     char *text = json_dumps(j, JSON_COMPACT);
     assert_non_null(text);
-    assert_string_equal(text,
-                        "{\"id\":\"0b6f4c1e9d2a4f7a8c3e5b1d2f4a6c8e\",\"status\":\"succeeded\","
-                        "\"created_at\":\"2026-11-25T20:00:00.123456Z\","
-                        "\"started_at\":\"2026-11-25T20:00:01.500000Z\","
-                        "\"finished_at\":\"2026-11-25T20:00:02.000000Z\",\"timeout\":30.0,"
-                        "\"attempts\":1,\"worker_pid\":4242,\"result\":\"Zm9vYmFy\","
-                        "\"error\":null}");
+    assert_string_equal(
+        text, "{\"id\":\"0b6f4c1e9d2a4f7a8c3e5b1d2f4a6c8e\",\"status\":\"succeeded\","
+              "\"created_at\":\"2026-11-25T20:00:00.123456Z\","
+              "\"started_at\":\"2026-11-25T20:00:01.500000Z\","
+              "\"finished_at\":\"2026-11-25T20:00:02.000000Z\",\"timeout\":30.0,"
+              "\"attempts\":1,\"worker_pid\":4242,\"max_retries\":0,\"result\":\"Zm9vYmFy\","
+              "\"error\":null}");
     free(text);
     json_decref(j);
     job_view_release(&v);
@@ -206,6 +206,37 @@ static void job_to_json__invalid_utf8_traceback__still_rendered(void **state)
     job_view_release(&v);
 }
 
+static void job_to_json__json_result_metadata_retries__rendered(void **state)
+{
+    (void)state;
+    struct job_view v;
+    memset(&v, 0, sizeof(v));
+    strcpy(v.id, "0b6f4c1e9d2a4f7a8c3e5b1d2f4a6c8e");
+    v.status = JOB_SUCCEEDED;
+    v.max_retries = 2;
+    v.error.exit_code = -1;
+    v.error.max_rss_bytes = -1;
+    v.result_json = blob_new_copy("[1,\"two\",null]", 14);
+    v.metadata = strdup("{\"team\":\"ml\"}");
+    json_t *j = api__job_to_json(&v);
+    assert_non_null(j);
+    assert_int_equal(json_integer_value(json_object_get(j, "max_retries")), 2);
+    assert_int_equal(json_array_size(json_object_get(j, "result_json")), 3);
+    assert_null(json_object_get(j, "result"));
+    assert_string_equal(json_string_value(json_object_get(json_object_get(j, "metadata"), "team")),
+                        "ml");
+    json_decref(j);
+    /* Not succeeded: no result_json; no metadata: no key. */
+    v.status = JOB_RUNNING;
+    free(v.metadata);
+    v.metadata = NULL;
+    j = api__job_to_json(&v);
+    assert_null(json_object_get(j, "result_json"));
+    assert_null(json_object_get(j, "metadata"));
+    json_decref(j);
+    job_view_release(&v);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -217,6 +248,7 @@ int main(void)
         cmocka_unit_test(job_to_json__failed_exception__error_object),
         cmocka_unit_test(job_to_json__worker_crashed__signal_and_rss),
         cmocka_unit_test(job_to_json__invalid_utf8_traceback__still_rendered),
+        cmocka_unit_test(job_to_json__json_result_metadata_retries__rendered),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

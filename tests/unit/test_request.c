@@ -17,10 +17,13 @@
 
 static char detail[512];
 
+/* Limits for the next parse (NULL: the parser's defaults). */
+static const struct api__job_limits *lim;
+
 static int parse(const char *body, struct job_spec *spec)
 {
     detail[0] = '\0';
-    return api__job_request_parse((const uint8_t *)body, strlen(body), spec, detail,
+    return api__job_request_parse((const uint8_t *)body, strlen(body), lim, spec, detail,
                                   sizeof(detail));
 }
 
@@ -144,10 +147,10 @@ static void request_parse__unknown_field__rejected_with_suggestion(void **state)
     (void)state;
     assert_rejected("{\"callable\": \"Zm9v\", \"timout\": 5}",
                     "unknown field 'timout' (did you mean 'timeout'?); accepted fields: "
-                    "callable, args, kwargs, timeout, python");
+                    "callable, args, kwargs, json_args, json_kwargs, timeout, python, "
+                    "result_format, metadata, max_retries, retry_on_timeout");
     assert_rejected("{\"callable\": \"Zm9v\", \"colour\": 5}", "unknown field 'colour'; accepted");
-    assert_rejected("{\"callable\": \"Zm9v\", \"json_args\": [1]}",
-                    "field 'json_args' is not supported by this server yet");
+    assert_rejected("{\"callable\": \"Zm9v\", \"jsonargs\": [1]}", "did you mean 'json_args'");
 }
 
 static void request_parse__long_unknown_field__truncated_on_utf8_boundary(void **state)
@@ -244,14 +247,159 @@ static void request_parse__binary_body__rejected(void **state)
     (void)state;
     struct job_spec spec;
     static const uint8_t body[] = {'{', 0, 0xff, '}'};
-    assert_int_equal(api__job_request_parse(body, sizeof(body), &spec, detail, sizeof(detail)),
-                     -EINVAL);
+    assert_int_equal(
+        api__job_request_parse(body, sizeof(body), NULL, &spec, detail, sizeof(detail)), -EINVAL);
     assert_non_null(strstr(detail, "not valid JSON"));
+}
+
+static void request_parse__json_args_kwargs__serialized_compact(void **state)
+{
+    (void)state;
+    struct job_spec spec;
+    assert_int_equal(parse("{\"callable\": \"Zm9v\", \"json_args\": [ 1, {\"a\" : [true]} ], "
+                           "\"json_kwargs\": {\"x\": \"\\u00e9\"}}",
+                           &spec),
+                     0);
+    assert_int_equal(blob_len(spec.json_args), strlen("[1,{\"a\":[true]}]"));
+    assert_memory_equal(blob_data(spec.json_args), "[1,{\"a\":[true]}]", 16);
+    assert_memory_equal(blob_data(spec.json_kwargs), "{\"x\":\"\xc3\xa9\"}", 10);
+    assert_null(spec.args);
+    job_spec_release(&spec);
+    assert_int_equal(
+        parse("{\"callable\": \"Zm9v\", \"json_args\": [], \"kwargs\": \"Zm9v\"}", &spec), 0);
+    assert_memory_equal(blob_data(spec.json_args), "[]", 2);
+    assert_non_null(spec.kwargs);
+    job_spec_release(&spec);
+}
+
+static void request_parse__json_args_kwargs__rejected(void **state)
+{
+    (void)state;
+    assert_rejected("{\"callable\": \"Zm9v\", \"args\": \"Zm9v\", \"json_args\": [1]}",
+                    "fields 'args' and 'json_args' are mutually exclusive");
+    assert_rejected("{\"callable\": \"Zm9v\", \"kwargs\": \"Zm9v\", \"json_kwargs\": {}}",
+                    "fields 'kwargs' and 'json_kwargs' are mutually exclusive");
+    assert_rejected(
+        "{\"callable\": \"Zm9v\", \"json_args\": {\"a\": 1}}",
+        "field 'json_args' must be a JSON array (the positional arguments), got object");
+    assert_rejected("{\"callable\": \"Zm9v\", \"json_kwargs\": [1]}",
+                    "field 'json_kwargs' must be a JSON object (the keyword arguments), got array");
+    char deep[300];
+    memset(deep, 0, sizeof(deep));
+    strcpy(deep, "{\"callable\": \"Zm9v\", \"json_args\": ");
+    size_t n = strlen(deep);
+    for (int i = 0; i < 70; i++)
+        deep[n++] = '[';
+    for (int i = 0; i < 70; i++)
+        deep[n++] = ']';
+    deep[n++] = '}';
+    assert_rejected(deep, "field 'json_args' is nested deeper than 64 levels");
+}
+
+static void request_parse__result_format__pickle_or_json(void **state)
+{
+    (void)state;
+    struct job_spec spec;
+    assert_int_equal(parse("{\"callable\": \"Zm9v\", \"result_format\": \"json\"}", &spec), 0);
+    assert_int_equal(spec.result_json, 1);
+    job_spec_release(&spec);
+    assert_int_equal(parse("{\"callable\": \"Zm9v\", \"result_format\": \"pickle\"}", &spec), 0);
+    assert_int_equal(spec.result_json, 0);
+    job_spec_release(&spec);
+    assert_rejected("{\"callable\": \"Zm9v\", \"result_format\": \"JSON\"}",
+                    "field 'result_format' must be \"pickle\" or \"json\", got 'JSON'");
+    assert_rejected("{\"callable\": \"Zm9v\", \"result_format\": 1}", "got number");
+}
+
+static void request_parse__metadata__object_up_to_4k(void **state)
+{
+    (void)state;
+    struct job_spec spec;
+    assert_int_equal(
+        parse("{\"callable\": \"Zm9v\", \"metadata\": {\"team\" : \"ml\", \"n\": 1}}", &spec), 0);
+    assert_string_equal(spec.metadata, "{\"team\":\"ml\",\"n\":1}");
+    job_spec_release(&spec);
+    assert_rejected("{\"callable\": \"Zm9v\", \"metadata\": [1]}",
+                    "field 'metadata' must be a JSON object, got array");
+    assert_rejected("{\"callable\": \"Zm9v\", \"metadata\": \"x\"}", "got string");
+    /* {"k":"<4089 x>"} is 4097 bytes; one less fits. */
+    char *body = malloc(8192);
+    assert_non_null(body);
+    strcpy(body, "{\"callable\": \"Zm9v\", \"metadata\": {\"k\":\"");
+    size_t n = strlen(body);
+    memset(body + n, 'x', 4089);
+    strcpy(body + n + 4089, "\"}}");
+    assert_rejected(body, "field 'metadata' is 4097 bytes as compact JSON; the limit is 4096");
+    strcpy(body + n + 4088, "\"}}");
+    assert_int_equal(parse(body, &spec), 0);
+    assert_int_equal(strlen(spec.metadata), 4096);
+    job_spec_release(&spec);
+    free(body);
+}
+
+static void request_parse__retries__bounded_by_limit(void **state)
+{
+    (void)state;
+    struct job_spec spec;
+    assert_int_equal(
+        parse("{\"callable\": \"Zm9v\", \"max_retries\": 3, \"retry_on_timeout\": true}", &spec),
+        0);
+    assert_int_equal(spec.max_retries, 3);
+    assert_int_equal(spec.retry_on_timeout, 1);
+    job_spec_release(&spec);
+    assert_rejected("{\"callable\": \"Zm9v\", \"max_retries\": 4}",
+                    "field 'max_retries' must be an integer from 0 to 3 (this server's "
+                    "--max-retries-limit), got 4");
+    assert_rejected("{\"callable\": \"Zm9v\", \"max_retries\": -1}", "got -1");
+    assert_rejected("{\"callable\": \"Zm9v\", \"max_retries\": 1.5}", "got number");
+    assert_rejected("{\"callable\": \"Zm9v\", \"max_retries\": true}", "got boolean");
+    assert_rejected("{\"callable\": \"Zm9v\", \"retry_on_timeout\": 1}",
+                    "field 'retry_on_timeout' must be true or false, got number");
+    struct api__job_limits l = {.max_retries_limit = 0};
+    lim = &l;
+    assert_rejected("{\"callable\": \"Zm9v\", \"max_retries\": 1}", "from 0 to 0");
+    lim = NULL;
+}
+
+static void request_parse__python__format_and_match(void **state)
+{
+    (void)state;
+    struct job_spec spec;
+    static const char *const good[] = {"3.11.2", "3.13.0rc1", "3.14.0a1+", "3.12"};
+    struct api__job_limits l = {.max_retries_limit = 3, .python_match = API_PYTHON_MATCH_MINOR};
+    strcpy(l.workers_python, "3.12.4");
+    lim = &l;
+    for (size_t i = 0; i < sizeof(good) / sizeof(*good); i++)
+        assert_true(api__python_version_is_valid(good[i]));
+    assert_int_equal(parse("{\"callable\": \"Zm9v\", \"python\": \"3.12.0rc1\"}", &spec), 0);
+    job_spec_release(&spec);
+    assert_rejected("{\"callable\": \"Zm9v\", \"python\": \"3.11.2\"}",
+                    "this server's workers run Python 3.12.4; the payload was made with 3.11.2: "
+                    "pickles are not portable across minor versions; use a 3.12 client or set "
+                    "--python-match");
+    assert_rejected("{\"callable\": \"Zm9v\", \"python\": \"three\"}",
+                    "field 'python' must be a version such as \"3.11.2\"");
+    assert_rejected("{\"callable\": \"Zm9v\", \"python\": \"3\"}", "must be a version");
+    assert_rejected("{\"callable\": \"Zm9v\", \"python\": \"3.11.2 \"}", "must be a version");
+    l.python_match = API_PYTHON_MATCH_EXACT;
+    assert_rejected("{\"callable\": \"Zm9v\", \"python\": \"3.12.3\"}", "--python-match=exact");
+    assert_int_equal(parse("{\"callable\": \"Zm9v\", \"python\": \"3.12.4\"}", &spec), 0);
+    job_spec_release(&spec);
+    l.python_match = API_PYTHON_MATCH_NONE;
+    assert_int_equal(parse("{\"callable\": \"Zm9v\", \"python\": \"2.7.18\"}", &spec), 0);
+    job_spec_release(&spec);
+    lim = NULL;
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(request_parse__json_args_kwargs__serialized_compact),
+        cmocka_unit_test(request_parse__json_args_kwargs__rejected),
+        cmocka_unit_test(request_parse__result_format__pickle_or_json),
+        cmocka_unit_test(request_parse__metadata__object_up_to_4k),
+        cmocka_unit_test(request_parse__retries__bounded_by_limit),
+        cmocka_unit_test(request_parse__python__format_and_match),
         cmocka_unit_test(request_parse__empty_body__rejected),
         cmocka_unit_test(request_parse__not_json__rejected),
         cmocka_unit_test(request_parse__json_error__reports_line_and_column),

@@ -1,0 +1,107 @@
+/*
+ * job_result.c — GET /v1/jobs/{id}/result[?wait=S]: the return value alone.
+ *
+ *   succeeded, pickle format  200 application/octet-stream, the raw pickle bytes
+ *   succeeded, json format    200 application/json, the JSON value
+ *   failed or cancelled       409 problem+json with members error_type, job_status
+ *   not finished (after wait) 202 application/json, the job object, Retry-After: 1
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "input.h"
+#include "job_json.h"
+#include "pyjobd/pool.h"
+
+static void respond_bytes(struct api_response *resp, const struct blob *b, int add_newline,
+                          const char *content_type)
+{
+    size_t n = b ? blob_len(b) : 0;
+    char *body = malloc(n + 1 + (size_t)add_newline);
+    if (!body) {
+        api_problem(resp, 503, NULL, "out of memory; retry later");
+        return;
+    }
+    if (n)
+        memcpy(body, blob_data(b), n);
+    if (add_newline)
+        body[n++] = '\n';
+    body[n] = '\0';
+    resp->status = 200;
+    resp->content_type = content_type;
+    resp->body = body;
+    resp->body_len = n;
+}
+
+static void respond_failed(struct api_response *resp, const struct job_view *v)
+{
+    const char *type = job_error_type_name(v->error.type);
+    const char *message = v->error.message ? v->error.message : "";
+    if (!type) /* cancelled jobs carry JOB_ERR_CANCELLED, but never answer without a type */
+        type = v->status == JOB_CANCELLED ? "cancelled" : "exception";
+    json_t *ext =
+        json_pack("{s:s, s:s}", "error_type", type, "job_status", job_status_name(v->status));
+    if (v->status == JOB_CANCELLED)
+        api__problem_ext(resp, 409, ext, "job %s was cancelled: it has no result (%s)", v->id,
+                         message[0] ? message : "cancelled");
+    else
+        api__problem_ext(resp, 409, ext, "job %s failed with error %s: %.700s", v->id, type,
+                         message);
+}
+
+void api__respond_result(struct api *api, const char *id, double wait, struct api_response *resp)
+{
+    struct job_view view;
+    int rc = pool_job_get(api->pool, id, &view);
+    if (rc < 0) {
+        api__job_lookup_problem(api, resp, id, rc);
+        return;
+    }
+    if (!job_status_is_terminal(view.status) && wait > 0) {
+        job_view_release(&view);
+        struct api_wait *w = calloc(1, sizeof(*w));
+        if (!w) {
+            api_problem(resp, 503, NULL, "out of memory; retry later");
+            return;
+        }
+        w->kind = API_WAIT_RESULT;
+        memcpy(w->id, id, JOB_ID_LEN + 1);
+        w->deadline_ms = api__deadline_ms(wait);
+        resp->status = 202;
+        resp->wait = w;
+        return;
+    }
+    switch (view.status) {
+    case JOB_QUEUED:
+    case JOB_RUNNING:
+        api__respond_json(resp, 202, api__job_to_json(&view), "application/json");
+        if (resp->status == 202)
+            resp->retry_after = 1;
+        break;
+    case JOB_SUCCEEDED:
+        if (view.result_json)
+            respond_bytes(resp, view.result_json, 1, "application/json");
+        else
+            respond_bytes(resp, view.result, 0, "application/octet-stream");
+        break;
+    case JOB_FAILED:
+    case JOB_CANCELLED:
+        respond_failed(resp, &view);
+        break;
+    }
+    job_view_release(&view);
+}
+
+void api__get_result(struct api *api, const struct api_request *req, const char *id,
+                     struct api_response *resp)
+{
+    if (api__reject_bad_path_id(resp, id))
+        return;
+    double wait;
+    if (api__query_wait(api, req, &wait, resp) < 0)
+        return;
+    api__respond_result(api, id, wait, resp);
+}

@@ -1,0 +1,308 @@
+/*
+ * jobs.c — the job collection and the job resource:
+ *
+ *   POST   /v1/jobs[?wait=S]               submit one job: 201 + Location (429 when full)
+ *   GET    /v1/jobs?status=&limit=&cursor= a page of jobs, newest first
+ *   GET    /v1/jobs/{id}[?wait=S]          the job (long-poll with wait)
+ *   DELETE /v1/jobs/{id}                   forget a finished job: 204
+ *   POST   /v1/jobs/{id}/cancel[?force=]   Future.cancel(), plus force for running jobs
+ *
+ * A long-poll never blocks a thread: with wait > 0 and the job unfinished, the answer
+ * is a struct api_wait and router.c's api_wait_finish() renders the job again later.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "input.h"
+#include "job_json.h"
+#include "pyjobd/pool.h"
+
+#define LIST_LIMIT_MAX 1000
+#define LIST_LIMIT_DEFAULT 100
+
+void api__job_limits_get(const struct api *api, struct api__job_limits *lim)
+{
+    memset(lim, 0, sizeof(*lim));
+    lim->max_retries_limit = api->max_retries_limit;
+    lim->python_match = api->python_match;
+    if (api->python_match == API_PYTHON_MATCH_NONE)
+        return;
+    struct pool_info info;
+    memset(&info, 0, sizeof(info));
+    pool_get_info(api->pool, &info);
+    snprintf(lim->workers_python, sizeof(lim->workers_python), "%.*s",
+             (int)sizeof(info.python_version) - 1, info.python_version);
+}
+
+int64_t api__deadline_ms(double seconds)
+{
+    int64_t ms = (int64_t)(seconds * 1000.0); /* rounded up, without libm */
+    if ((double)ms < seconds * 1000.0)
+        ms++;
+    return pool_now_ms() + ms;
+}
+
+int api__query_wait(const struct api *api, const struct api_request *req, double *wait,
+                    struct api_response *resp)
+{
+    const char *s = req->query ? req->query(req->query_ctx, "wait") : NULL;
+    *wait = 0;
+    if (!s)
+        return 0;
+    if (api__parse_seconds(s, wait) < 0 || *wait > api->max_wait) {
+        api_problem(resp, 400, NULL,
+                    "query parameter 'wait' must be a number of seconds from 0 to %g, got '%.32s'",
+                    api->max_wait, s);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int api__job_get_as(struct api *api, const char *tenant, const char *id, struct job_view *v)
+{
+    int rc = pool_job_get(api->pool, id, v);
+    if (rc == 0 && tenant && strcmp(v->owner, tenant) != 0) {
+        job_view_release(v);
+        return -ENOENT;
+    }
+    return rc;
+}
+
+void api__respond_job(struct api *api, const char *id, int status, double wait,
+                      struct api_response *resp)
+{
+    struct job_view view;
+    int rc = pool_job_get(api->pool, id, &view);
+    if (rc < 0) {
+        api__job_lookup_problem(api, resp, id, rc);
+        return;
+    }
+    if (wait > 0 && !job_status_is_terminal(view.status)) {
+        job_view_release(&view);
+        struct api_wait *w = calloc(1, sizeof(*w));
+        if (!w) {
+            api_problem(resp, 503, NULL, "out of memory; retry later");
+            return;
+        }
+        w->kind = API_WAIT_JOB;
+        memcpy(w->id, id, JOB_ID_LEN + 1);
+        w->deadline_ms = api__deadline_ms(wait);
+        w->status = status;
+        resp->status = status;
+        resp->wait = w;
+        return;
+    }
+    json_t *obj = api__job_to_json(&view);
+    job_view_release(&view);
+    api__respond_json(resp, status, obj, "application/json");
+    if (status == 201 && resp->status == 201 &&
+        asprintf(&resp->location, API_JOBS_PREFIX "%s", id) < 0)
+        resp->location = NULL;
+}
+
+void api__create_job(struct api *api, const struct api_request *req, struct api_response *resp)
+{
+    if (api__reject_non_json(req, resp))
+        return;
+    double wait;
+    if (api__query_wait(api, req, &wait, resp) < 0)
+        return;
+
+    struct api__job_limits lim;
+    api__job_limits_get(api, &lim);
+    struct job_spec spec;
+    char detail[700];
+    int rc = api__job_request_parse(req->body, req->body_len, &lim, &spec, detail, sizeof(detail));
+    if (rc == -EINVAL) {
+        api_problem(resp, 400, NULL, "%s", detail);
+        return;
+    }
+    if (rc < 0) {
+        api_problem(resp, api__status_from_errno(rc), NULL, "cannot read the request: %s",
+                    strerror(-rc));
+        return;
+    }
+
+    if (req->tenant)
+        snprintf(spec.owner, sizeof(spec.owner), "%s", req->tenant);
+    char id[JOB_ID_LEN + 1];
+    rc = pool_submit(api->pool, &spec, id);
+    job_spec_release(&spec);
+    if (rc == -EAGAIN) {
+        api_problem(resp, 429, NULL,
+                    "the job queue is full (--max-queue %zu jobs); retry after a while",
+                    api->max_queue);
+        resp->retry_after = 1;
+        return;
+    }
+    if (rc == -ESHUTDOWN) {
+        api_problem(resp, 503, NULL, "server is shutting down; submit the job again elsewhere");
+        return;
+    }
+    if (rc < 0) {
+        api_problem(resp, api__status_from_errno(rc), NULL, "cannot queue the job: %s",
+                    strerror(-rc));
+        return;
+    }
+    api__respond_job(api, id, 201, wait, resp);
+}
+
+void api__get_job(struct api *api, const struct api_request *req, const char *id,
+                  struct api_response *resp)
+{
+    if (api__reject_bad_path_id(resp, id))
+        return;
+    double wait;
+    if (api__query_wait(api, req, &wait, resp) < 0)
+        return;
+    api__respond_job(api, id, 200, wait, resp);
+}
+
+void api__delete_job(struct api *api, const char *id, struct api_response *resp)
+{
+    if (api__reject_bad_path_id(resp, id))
+        return;
+    int rc = pool_delete(api->pool, id);
+    if (rc == -EBUSY) {
+        api_problem(resp, 409, NULL, "job %s is not finished; cancel it first", id);
+        return;
+    }
+    if (rc < 0) {
+        api__job_lookup_problem(api, resp, id, rc);
+        return;
+    }
+    resp->status = 204;
+}
+
+void api__cancel_job(struct api *api, const struct api_request *req, const char *id,
+                     struct api_response *resp)
+{
+    if (api__reject_bad_path_id(resp, id))
+        return;
+    const char *s = req->query ? req->query(req->query_ctx, "force") : NULL;
+    int force = 0;
+    if (s && api__parse_bool(s, &force) < 0) {
+        api_problem(resp, 400, NULL,
+                    "query parameter 'force' must be true, false, 1 or 0, got '%.32s'", s);
+        return;
+    }
+    int rc = pool_cancel(api->pool, id, force);
+    if (rc == -EBUSY) {
+        api_problem(resp, 409, NULL,
+                    "job %s is running; cancel with ?force=true to kill its worker (only this "
+                    "job is affected)",
+                    id);
+        return;
+    }
+    if (rc == -EALREADY) {
+        struct job_view view;
+        const char *status = "unknown";
+        int got = pool_job_get(api->pool, id, &view) == 0;
+        if (got)
+            status = job_status_name(view.status);
+        api_problem(resp, 409, NULL, "job %s already finished (status %s)", id, status);
+        if (got)
+            job_view_release(&view);
+        return;
+    }
+    if (rc < 0) {
+        api__job_lookup_problem(api, resp, id, rc);
+        return;
+    }
+    api__respond_job(api, id, 200, 0, resp);
+}
+
+static int parse_status(const char *s, int *out)
+{
+    for (int st = JOB_QUEUED; st <= JOB_CANCELLED; st++)
+        if (strcmp(s, job_status_name((enum job_status)st)) == 0) {
+            *out = st;
+            return 0;
+        }
+    return -EINVAL;
+}
+
+/* Cursors are opaque to clients: the pool's uint64 written in lowercase hex. */
+static int parse_cursor(const char *s, uint64_t *out)
+{
+    size_t n = strlen(s);
+    uint64_t v = 0;
+    if (n == 0 || n > 16)
+        return -EINVAL;
+    for (const char *p = s; *p; p++) {
+        unsigned d;
+        if (*p >= '0' && *p <= '9')
+            d = (unsigned)(*p - '0');
+        else if (*p >= 'a' && *p <= 'f')
+            d = (unsigned)(*p - 'a' + 10);
+        else
+            return -EINVAL;
+        v = v << 4 | d;
+    }
+    if (v == 0)
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
+
+void api__list_jobs(struct api *api, const struct api_request *req, struct api_response *resp)
+{
+    struct pool_list_query q = {
+        .status = -1, .cursor = 0, .limit = LIST_LIMIT_DEFAULT, .owner = req->tenant};
+    const char *s;
+    s = req->query ? req->query(req->query_ctx, "status") : NULL;
+    if (s && parse_status(s, &q.status) < 0) {
+        api_problem(resp, 400, NULL,
+                    "query parameter 'status' must be one of queued, running, succeeded, "
+                    "failed, cancelled; got '%.32s'",
+                    s);
+        return;
+    }
+    s = req->query ? req->query(req->query_ctx, "limit") : NULL;
+    uint64_t limit;
+    if (s) {
+        if (api__parse_uint(s, &limit) < 0 || limit < 1 || limit > LIST_LIMIT_MAX) {
+            api_problem(resp, 400, NULL,
+                        "query parameter 'limit' must be an integer from 1 to %d, got '%.32s'",
+                        LIST_LIMIT_MAX, s);
+            return;
+        }
+        q.limit = (size_t)limit;
+    }
+    s = req->query ? req->query(req->query_ctx, "cursor") : NULL;
+    if (s && parse_cursor(s, &q.cursor) < 0) {
+        api_problem(resp, 400, NULL,
+                    "query parameter 'cursor' is not a cursor this server made, got '%.32s'; "
+                    "pass the 'next_cursor' of the previous page unchanged",
+                    s);
+        return;
+    }
+
+    struct job_view *views = NULL;
+    size_t n = 0;
+    uint64_t next = 0;
+    int rc = pool_list(api->pool, &q, &views, &n, &next);
+    if (rc < 0) {
+        api_problem(resp, api__status_from_errno(rc), NULL, "cannot list jobs: %s", strerror(-rc));
+        return;
+    }
+    json_t *jobs = json_array();
+    for (size_t i = 0; i < n; i++) {
+        if (jobs && json_array_append_new(jobs, api__job_to_json(&views[i])) < 0) {
+            json_decref(jobs);
+            jobs = NULL;
+        }
+        job_view_release(&views[i]);
+    }
+    free(views);
+    char cursor[24];
+    snprintf(cursor, sizeof(cursor), "%" PRIx64, next);
+    json_t *obj = json_pack("{s:o, s:o}", "jobs", jobs, "next_cursor",
+                            next ? json_string(cursor) : json_null());
+    api__respond_json(resp, 200, obj, "application/json");
+}

@@ -1,0 +1,147 @@
+/*
+ * jobs_batch.c — POST /v1/jobs/batch {"jobs": [<job request>, ...]}.
+ *
+ * All or nothing: every element is validated first (the 400 names the index of the
+ * first bad one), then the pool queues all of them at once or none (429 when the
+ * queue has no room for all). 201 answers {"jobs": [job, ...]} in request order.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "input.h"
+#include "job_json.h"
+#include "pyjobd/pool.h"
+
+static const char *const batch_fields[] = {"jobs"};
+
+/* The job as just queued, when the pool cannot show it (it was already removed). */
+static json_t *queued_job_json(const struct api *api, const char *id, const struct job_spec *spec)
+{
+    struct job_view v;
+    memset(&v, 0, sizeof(v));
+    memcpy(v.id, id, JOB_ID_LEN + 1);
+    v.status = JOB_QUEUED;
+    clock_gettime(CLOCK_REALTIME, &v.created_at);
+    v.timeout = spec->timeout > 0 ? spec->timeout : api->default_timeout;
+    v.max_retries = spec->max_retries;
+    v.metadata = spec->metadata; /* borrowed: v is not released */
+    v.error.exit_code = -1;
+    v.error.max_rss_bytes = -1;
+    return api__job_to_json(&v);
+}
+
+static json_t *render(struct api *api, const struct job_spec *specs, size_t n,
+                      char (*ids)[JOB_ID_LEN + 1])
+{
+    json_t *jobs = json_array();
+    for (size_t i = 0; jobs && i < n; i++) {
+        struct job_view view;
+        json_t *job;
+        if (pool_job_get(api->pool, ids[i], &view) == 0) {
+            job = api__job_to_json(&view);
+            job_view_release(&view);
+        } else {
+            job = queued_job_json(api, ids[i], &specs[i]);
+        }
+        if (json_array_append_new(jobs, job) < 0) {
+            json_decref(jobs);
+            jobs = NULL;
+        }
+    }
+    return jobs ? json_pack("{s:o}", "jobs", jobs) : NULL;
+}
+
+void api__create_batch(struct api *api, const struct api_request *req, struct api_response *resp)
+{
+    if (api__reject_non_json(req, resp))
+        return;
+    char detail[800];
+    json_t *root;
+    int rc =
+        api__body_parse(req->body, req->body_len, "{\"jobs\": [{\"callable\": \"<base64>\"}, ...]}",
+                        &root, detail, sizeof(detail));
+    if (rc == 0)
+        rc = api__check_fields(root, batch_fields, 1, "", detail, sizeof(detail));
+    if (rc < 0) {
+        if (rc == -EINVAL)
+            api_problem(resp, 400, NULL, "%s", detail);
+        else
+            api_problem(resp, api__status_from_errno(rc), NULL, "cannot read the request: %s",
+                        strerror(-rc));
+        json_decref(root);
+        return;
+    }
+    json_t *jobs = json_object_get(root, "jobs");
+    size_t n = json_array_size(jobs);
+    if (!json_is_array(jobs) || n == 0 || n > api->max_batch) {
+        if (!jobs)
+            api_problem(resp, 400, NULL,
+                        "field 'jobs' is required: an array of 1 to %zu job requests",
+                        api->max_batch);
+        else if (!json_is_array(jobs))
+            api_problem(resp, 400, NULL,
+                        "field 'jobs' must be an array of 1 to %zu job requests, got %s",
+                        api->max_batch, api__json_type_name(jobs));
+        else
+            api_problem(resp, 400, NULL,
+                        "field 'jobs' must hold 1 to %zu job requests (--max-batch), got %zu",
+                        api->max_batch, n);
+        json_decref(root);
+        return;
+    }
+
+    struct api__job_limits lim;
+    api__job_limits_get(api, &lim);
+    struct job_spec *specs = calloc(n, sizeof(*specs));
+    char(*ids)[JOB_ID_LEN + 1] = malloc(n * sizeof(*ids));
+    size_t parsed = 0;
+    if (!specs || !ids) {
+        api_problem(resp, 503, NULL, "out of memory for %zu jobs; send smaller batches", n);
+        goto out;
+    }
+    for (; parsed < n; parsed++) {
+        char where[32];
+        snprintf(where, sizeof(where), "jobs[%zu]: ", parsed);
+        rc = api__job_request_from_json(json_array_get(jobs, parsed), &lim, where, &specs[parsed],
+                                        detail, sizeof(detail));
+        if (rc == -EINVAL) {
+            api_problem(resp, 400, NULL, "%s", detail);
+            goto out;
+        }
+        if (rc < 0) {
+            api_problem(resp, 503, NULL, "out of memory for %zu jobs; send smaller batches", n);
+            goto out;
+        }
+    }
+    json_decref(root); /* the payloads now live in the specs' blobs */
+    root = NULL;
+
+    for (size_t i = 0; req->tenant && i < n; i++)
+        snprintf(specs[i].owner, sizeof(specs[i].owner), "%s", req->tenant);
+    rc = pool_submit_batch(api->pool, specs, n, ids);
+    if (rc == -EAGAIN) {
+        api_problem(resp, 429, NULL,
+                    "the job queue has no room for %zu more jobs (--max-queue %zu); nothing was "
+                    "queued; retry after a while or send smaller batches",
+                    n, api->max_queue);
+        resp->retry_after = 1;
+    } else if (rc == -ESHUTDOWN) {
+        api_problem(resp, 503, NULL, "server is shutting down; submit the jobs again elsewhere");
+    } else if (rc < 0) {
+        api_problem(resp, api__status_from_errno(rc), NULL, "cannot queue the jobs: %s",
+                    strerror(-rc));
+    } else {
+        api__respond_json(resp, 201, render(api, specs, n, ids), "application/json");
+    }
+out:
+    for (size_t i = 0; specs && i < parsed; i++)
+        job_spec_release(&specs[i]);
+    free(specs);
+    free(ids);
+    json_decref(root);
+}
