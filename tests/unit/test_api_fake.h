@@ -36,6 +36,7 @@ struct fake_job {
     const char *result_json; /* JSON text when succeeded (json format) */
     enum job_error_type err;
     const char *message;
+    char owner[JOB_OWNER_MAX]; /* tenant that submitted it */
 };
 
 struct fake_watch {
@@ -119,6 +120,7 @@ static int fake_submit_one(const struct job_spec *spec, char *id_out)
 {
     size_t i = fake_add(JOB_QUEUED);
     fake_jobs[i].max_retries = spec->max_retries;
+    memcpy(fake_jobs[i].owner, spec->owner, sizeof(spec->owner));
     fake_jobs[i].metadata = spec->metadata ? strdup(spec->metadata) : NULL;
     job_spec_release(&fake.last);
     fake.last = *spec;
@@ -153,6 +155,27 @@ int pool_submit_batch(struct pool *p, const struct job_spec *specs, size_t n,
     return 0;
 }
 
+/* Output: every known job printed "out\n" on stdout and invalid UTF-8 on stderr. */
+int pool_job_output(struct pool *p, const char *id, struct job_output *out)
+{
+    (void)p;
+    int i = fake_find(id);
+    if (i < 0)
+        return i;
+    out->out = blob_new_copy("out\n", 4);
+    out->err = blob_new_copy("\xff!", 2);
+    out->out_dropped = 0;
+    out->err_dropped = 7;
+    return 0;
+}
+
+void job_output_release(struct job_output *o)
+{
+    blob_unref(o->out);
+    blob_unref(o->err);
+    memset(o, 0, sizeof(*o));
+}
+
 int pool_job_get(struct pool *p, const char *id, struct job_view *out)
 {
     (void)p;
@@ -165,6 +188,7 @@ int pool_job_get(struct pool *p, const char *id, struct job_view *out)
     out->status = j->status;
     out->created_at = (struct timespec){1795636800, 0};
     out->max_retries = j->max_retries;
+    memcpy(out->owner, j->owner, sizeof(out->owner));
     out->metadata = j->metadata ? strdup(j->metadata) : NULL;
     out->error.exit_code = -1;
     out->error.max_rss_bytes = -1;
@@ -389,10 +413,13 @@ static void load_body(void)
     }
 }
 
+static const char *tenant; /* the authenticated tenant of request(), NULL: no auth */
+
 UNUSED static void request(const char *method, const char *path, const char *ctype,
                            const char *text)
 {
     struct api_request req = {
+        .tenant = tenant,
         .method = method,
         .path = path,
         .query = query_cb,

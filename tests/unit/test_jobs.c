@@ -263,6 +263,53 @@ static void jobs_create__json_fields__reach_the_spec_and_echo(void **state)
     assert_int_equal(jint(body, "max_retries"), 1);
 }
 
+static void jobs_output__renders_both_streams_as_valid_utf8(void **state)
+{
+    (void)state;
+    fake_add(JOB_SUCCEEDED);
+    request("GET", "/v1/jobs/" ID0 "/output", NULL, NULL);
+    assert_status(200);
+    assert_string_equal(jstr(body, "stdout"), "out\n");
+    assert_string_equal(jstr(body, "stderr"), "\xef\xbf\xbd!"); /* 0xff became U+FFFD */
+    assert_int_equal(json_integer_value(json_object_get(body, "stderr_dropped_bytes")), 7);
+    request("GET", "/v1/jobs/" ID0 "f/output", NULL, NULL);
+    assert_status(404);
+    request("POST", "/v1/jobs/" ID0 "/output", NULL, NULL);
+    assert_status(405);
+}
+
+static void jobs_tenancy__other_tenants_jobs_do_not_exist(void **state)
+{
+    (void)state;
+    tenant = "alice";
+    post_json("/v1/jobs", "{\"callable\": \"gAVLAS4=\"}");
+    assert_status(201);
+    assert_string_equal(fake.last.owner, "alice");
+    const char *id = jstr(body, "id");
+    char path[128], out[128], cancel[128];
+    snprintf(path, sizeof(path), "/v1/jobs/%s", id);
+    snprintf(out, sizeof(out), "/v1/jobs/%s/output", id);
+    snprintf(cancel, sizeof(cancel), "/v1/jobs/%s/cancel", id);
+    request("GET", path, NULL, NULL);
+    assert_status(200);
+    tenant = "mallory";
+    const char *paths[] = {path, out};
+    for (int i = 0; i < 2; i++) {
+        request("GET", paths[i], NULL, NULL);
+        assert_status(404);
+        assert_non_null(strstr(jstr(body, "detail"), "no job with id"));
+    }
+    request("POST", cancel, NULL, NULL);
+    assert_status(404);
+    request("DELETE", path, NULL, NULL);
+    assert_status(404);
+    assert_int_equal(fake.cancels, 0);
+    assert_int_equal(fake.deletes, 0);
+    request("GET", "/v1/jobs", NULL, NULL);
+    assert_string_equal(fake.list_q.owner, "mallory");
+    tenant = NULL;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -282,6 +329,8 @@ int main(void)
         T(jobs_list__defaults_and_cursor),
         T(jobs_list__bad_params__400),
         T(jobs_create__json_fields__reach_the_spec_and_echo),
+        T(jobs_output__renders_both_streams_as_valid_utf8),
+        T(jobs_tenancy__other_tenants_jobs_do_not_exist),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
