@@ -9,6 +9,7 @@
 #include "pyjobd/api.h"
 #include "pyjobd/auth.h"
 #include "pyjobd/config.h"
+#include "pyjobd/healthcheck.h"
 #include "pyjobd/http.h"
 #include "pyjobd/log.h"
 #include "pyjobd/pool.h"
@@ -71,6 +72,8 @@ static void raise_fd_limit(void)
 
 int main(int argc, char **argv)
 {
+    if (argc >= 2 && strcmp(argv[1], "--health-check") == 0)
+        return healthcheck_run(argc >= 3 ? argv[2] : NULL);
     struct config cfg;
     int rc = config_load(&cfg, argc, argv);
     if (rc != 0)
