@@ -14,11 +14,11 @@ CWARN   := -std=gnu11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-proto
 CPPFLAGS += -Iinclude -D_GNU_SOURCE
 SAN     ?=
 
-DEB_PACKAGES := libmicrohttpd-dev libjansson-dev libcmocka-dev libpython3-dev python3-cloudpickle \
+DEB_PACKAGES := libmicrohttpd-dev libjansson-dev libcmocka-dev libpython3-dev python3-cloudpickle libsqlite3-dev \
                 pkg-config curl python3-pytest python3-jsonschema python3-yaml
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-SERVER_LIBS := $(shell pkg-config --libs libmicrohttpd jansson 2>/dev/null) -lpthread
+SERVER_LIBS := $(shell pkg-config --libs libmicrohttpd jansson sqlite3 2>/dev/null) -lpthread
 PY_CFLAGS   := $(shell pkg-config --cflags python3-embed 2>/dev/null)
 PY_LIBS     := $(shell pkg-config --libs python3-embed 2>/dev/null)
 

@@ -40,6 +40,7 @@ struct job {
     struct job *done_prev, *done_next;
     int queued;             /* on the queue */
     struct outbuf out, err; /* captured stdout / stderr */
+    uint64_t store_ticket;  /* the store write that records the latest state */
     struct waiter *waiters;
     struct worker *worker; /* while running */
 };
@@ -185,6 +186,11 @@ struct job *pool__queue_pop(struct pool *p);
 void pool__queue_remove(struct pool *p, struct job *j);
 void pool__forget_job(struct pool *p, struct job *j, int expired);
 struct job *pool__lookup(struct pool *p, const char *id, int *err);
+
+/* persist.c */
+void pool__persist(struct pool *p, struct job *j);
+void pool__unpersist(struct pool *p, struct job *j);
+int pool__recover(struct pool *p);
 
 /* retention.c */
 void pool__retention_add(struct pool *p, struct job *j);

@@ -37,6 +37,9 @@ struct job *pool__job_new(struct pool *p, const struct job_spec *spec)
     j->spec.timeout = j->v.timeout;
     j->spec.max_retries = spec->max_retries;
     j->spec.retry_on_timeout = spec->retry_on_timeout;
+    memcpy(j->spec.owner, spec->owner, sizeof(j->spec.owner));
+    j->spec.owner[JOB_OWNER_MAX - 1] = 0;
+    memcpy(j->v.owner, j->spec.owner, sizeof(j->v.owner));
     return j;
 }
 
@@ -107,6 +110,7 @@ struct job *pool__queue_pop(struct pool *p)
 void pool__forget_job(struct pool *p, struct job *j, int expired)
 {
     registry_remove(p->jobs, j->v.id);
+    pool__unpersist(p, j);
     if (j->all_prev)
         j->all_prev->all_next = j->all_next;
     else

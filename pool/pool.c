@@ -7,6 +7,7 @@
 #include "internal.h"
 #include "pyjobd/log.h"
 #include "pyjobd/registry.h"
+#include "pyjobd/store.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -78,6 +79,8 @@ struct pool *pool_new(const struct pool_config *cfg)
         p->nslots++;
     }
     p->target = cfg->workers;
+    if (cfg->store && pool__recover(p) != 0)
+        goto err;
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 0};
     if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, p->wakefd, &ev) != 0)
         goto err;
@@ -190,6 +193,7 @@ int pool_submit_batch(struct pool *p, const struct job_spec *specs, size_t n,
         else
             new_job_id(jobs[i]->v.id);
     }
+    uint64_t ticket = 0;
     if (rc == 0) {
         pthread_mutex_lock(&p->lock);
         if (p->stopping || p->draining)
@@ -217,8 +221,10 @@ int pool_submit_batch(struct pool *p, const struct job_spec *specs, size_t n,
                     p->all_head = j;
                 p->all_tail = j;
                 pool__queue_push(p, j);
+                pool__persist(p, j);
                 memcpy(ids_out[i], j->v.id, JOB_ID_LEN + 1);
             }
+            ticket = jobs[n - 1]->store_ticket;
             p->submitted += n;
             pool__retention_enforce(p, pool_now_ms()); /* keeps --max-jobs a bound */
         }
@@ -230,6 +236,9 @@ int pool_submit_batch(struct pool *p, const struct job_spec *specs, size_t n,
     free(jobs);
     if (rc == 0)
         pool__wake(p);
+    /* A 201 means the jobs are on disk: wait for their group commit. */
+    if (rc == 0 && p->cfg.store)
+        rc = store_sync(p->cfg.store, ticket);
     return rc;
 }
 

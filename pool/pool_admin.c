@@ -78,6 +78,8 @@ int pool_list(struct pool *p, const struct pool_list_query *q, struct job_view *
             continue;
         if (q->status >= 0 && (int)j->v.status != q->status)
             continue;
+        if (q->owner && strcmp(j->v.owner, q->owner) != 0)
+            continue;
         if (got == limit) {
             *next = last; /* there is at least one more */
             break;

@@ -79,6 +79,7 @@ void pool__finish_job(struct pool *p, struct job *j, enum job_status status)
     j->deadline_ms = 0;
     job_spec_release(&j->spec); /* the payload is no longer needed */
     pool__retention_add(p, j);
+    pool__persist(p, j);
     if (status == JOB_FAILED)
         log_info("job %s failed: %s: %s", j->v.id, job_error_type_name(j->v.error.type),
                  j->v.error.message ? j->v.error.message : "");
@@ -421,6 +422,7 @@ static int retry_job(struct pool *p, struct job *j)
     j->worker = NULL;
     j->deadline_ms = 0;
     pool__queue_push_front(p, j);
+    pool__persist(p, j);
     return 1;
 }
 
@@ -547,6 +549,7 @@ static int send_job(struct pool *p, struct worker *w, struct job *j)
     j->v.worker_pid = w->pid;
     j->deadline_ms = j->v.timeout > 0 ? pool_now_ms() + (int64_t)(j->v.timeout * 1000.0 + 0.5) : 0;
     p->running++;
+    pool__persist(p, j); /* "running" is on record before the worker can act */
     flush_output(p, w);
     return 0;
 }
@@ -705,7 +708,8 @@ static int next_timeout(struct pool *p, int64_t now)
 static void interrupt_all(struct pool *p)
 {
     struct job *j;
-    while ((j = pool__queue_pop(p))) {
+    /* With a store, queued jobs stay queued on disk for the next start. */
+    while (!p->cfg.store && (j = pool__queue_pop(p))) {
         fail_job(p, j, JOB_ERR_INTERRUPTED,
                  strdup("The server stopped before this job ran. Submit it again."));
     }
@@ -767,7 +771,7 @@ void *pool__supervisor_main(void *arg)
             enforce_deadlines(p, now);
             pool__waiters_expire(p, now);
             pool__retention_enforce(p, now);
-            if (p->draining) {
+            if (p->draining && !p->cfg.store) {
                 struct job *j;
                 while ((j = pool__queue_pop(p)))
                     fail_job(p, j, JOB_ERR_INTERRUPTED,

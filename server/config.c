@@ -36,7 +36,7 @@ static const struct setting settings[] = {
      "TCP port (default 8080; 0 picks a free one and prints it)"},
     {"http-threads", "PYJOBD_HTTP_THREADS", K_UINT, OFF(http_threads), 1, 256,
      "HTTP threads (default: one per core)"},
-    {"max-request-bytes", "PYJOBD_MAX_REQUEST_BYTES", K_BYTES, OFF(max_request_bytes), 1024,
+    {"max-request-bytes", "PYJOBD_MAX_REQUEST_BYTES", K_BYTES, OFF(max_request_bytes), 64,
      1ull << 40, "largest accepted request body (default 64M)"},
     {"default-timeout", "PYJOBD_DEFAULT_TIMEOUT", K_SECONDS, OFF(default_timeout), 0, 30 * DAY,
      "seconds a job may run when it sets no timeout (default 0 = no limit)"},

@@ -17,6 +17,7 @@
 #include "pyjobd/job.h"
 
 struct pool;
+struct store;
 
 struct pool_config {
     const char *worker_path; /* path of the pyjobd-worker executable */
@@ -37,6 +38,7 @@ struct pool_config {
     const char *const *worker_env; /* extra KEY=VALUE for workers, NULL-terminated */
     const char *worker_cwd;        /* working directory of workers (NULL: inherit) */
     const char *worker_init;       /* "module:function" run once per worker, or NULL */
+    struct store *store;           /* durable copy of every job (borrowed), or NULL */
 };
 
 /* Runtime facts for /v1/info. Strings are copied into the struct. */

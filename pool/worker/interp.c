@@ -199,3 +199,117 @@ void worker_interp_flush_stdio(void)
         PyErr_Clear();
     }
 }
+
+/* Whether a traceback has a frame outside importlib's frozen modules: a module
+ * that is simply not found leaves only those, which say nothing to the user. */
+static int interp_tb_worth_printing(PyObject *tb)
+{
+    int worth = 0;
+    Py_XINCREF(tb);
+    while (!worth && tb && tb != Py_None) {
+        PyObject *frame = PyObject_GetAttrString(tb, "tb_frame");
+        PyObject *code = frame ? PyObject_GetAttrString(frame, "f_code") : NULL;
+        PyObject *file = code ? PyObject_GetAttrString(code, "co_filename") : NULL;
+        const char *name = file && PyUnicode_Check(file) ? PyUnicode_AsUTF8(file) : NULL;
+        worth = !name || strncmp(name, "<frozen importlib", 17) != 0;
+        Py_XDECREF(file);
+        Py_XDECREF(code);
+        Py_XDECREF(frame);
+        Py_SETREF(tb, PyObject_GetAttrString(tb, "tb_next"));
+    }
+    Py_XDECREF(tb);
+    PyErr_Clear();
+    return worth;
+}
+
+/* Prints the --init failure for the pending exception: one line, then the traceback. */
+static void interp_report_init(const struct worker_py *py, const char *spec)
+{
+    PyObject *exc = worker_exc_take();
+    PyObject *line = exc ? worker_exc_line(exc) : NULL;
+    PyObject *tb = exc ? PyException_GetTraceback(exc) : NULL;
+    if (tb && !interp_tb_worth_printing(tb))
+        Py_CLEAR(tb);
+    PyObject *lines = tb ? PyObject_CallOneArg(py->format_exception, exc) : NULL;
+    PyObject *empty = lines ? PyUnicode_FromStringAndSize("", 0) : NULL;
+    PyObject *text = empty ? PyUnicode_Join(empty, lines) : NULL;
+    PyObject *line8 = line ? PyUnicode_AsEncodedString(line, "utf-8", "backslashreplace") : NULL;
+    PyObject *text8 = text ? PyUnicode_AsEncodedString(text, "utf-8", "backslashreplace") : NULL;
+    PyErr_Clear();
+    worker_interp_flush_stdio(); /* what the initializer printed comes first */
+    fprintf(stderr, "pyjobd-worker: --init %s failed: %s\n", spec,
+            line8 ? PyBytes_AS_STRING(line8) : "unknown error");
+    if (text8)
+        fputs(PyBytes_AS_STRING(text8), stderr);
+    fflush(stderr);
+    Py_XDECREF(text8);
+    Py_XDECREF(line8);
+    Py_XDECREF(text);
+    Py_XDECREF(empty);
+    Py_XDECREF(lines);
+    Py_XDECREF(tb);
+    Py_XDECREF(line);
+    Py_XDECREF(exc);
+}
+
+/* sys.path.insert(0, os.getcwd()); -1 with an exception set on failure. */
+static int interp_path_add_cwd(void)
+{
+    PyObject *path = PySys_GetObject("path"); /* borrowed */
+    if (!path || !PyList_Check(path)) {
+        PyErr_SetString(PyExc_RuntimeError, "sys.path is not a list");
+        return -1;
+    }
+    PyObject *os = PyImport_ImportModule("os");
+    PyObject *cwd = os ? PyObject_CallMethod(os, "getcwd", NULL) : NULL;
+    int rc = cwd ? PyList_Insert(path, 0, cwd) : -1;
+    Py_XDECREF(cwd);
+    Py_XDECREF(os);
+    return rc;
+}
+
+/* Imports the module part of spec and follows the dotted attribute path after the colon. */
+static PyObject *interp_resolve_init(const char *spec)
+{
+    const char *colon = strchr(spec, ':');
+    PyObject *modname = PyUnicode_FromStringAndSize(spec, colon - spec);
+    PyObject *obj = modname ? PyImport_ImportModuleLevelObject(modname, NULL, NULL, NULL, 0) : NULL;
+    Py_XDECREF(modname);
+    for (const char *name = colon + 1; obj && *name;) {
+        const char *end = strchr(name, '.');
+        size_t n = end ? (size_t)(end - name) : strlen(name);
+        PyObject *attr = PyUnicode_FromStringAndSize(name, (Py_ssize_t)n);
+        Py_SETREF(obj, attr ? PyObject_GetAttr(obj, attr) : NULL);
+        Py_XDECREF(attr);
+        name += n + (end ? 1 : 0);
+    }
+    if (obj && !PyCallable_Check(obj)) {
+        PyObject *type = worker_exc_type_name(Py_TYPE(obj));
+        PyErr_Format(PyExc_TypeError, "%s is not callable (it is an object of type %U)", colon + 1,
+                     type ? type : Py_None);
+        Py_XDECREF(type);
+        Py_CLEAR(obj);
+    }
+    return obj;
+}
+
+int worker_interp_run_init(const struct worker_py *py, const char *spec)
+{
+    PyObject *fn = interp_path_add_cwd() == 0 ? interp_resolve_init(spec) : NULL;
+    PyObject *result = fn ? PyObject_CallNoArgs(fn) : NULL;
+    if (getpid() != py->pid) {
+        /* The initializer forked and the child came back: only the worker talks on fd 3. */
+        if (!result)
+            PyErr_Print();
+        worker_interp_flush_stdio();
+        _exit(result ? 0 : 1);
+    }
+    Py_XDECREF(fn);
+    if (!result) {
+        interp_report_init(py, spec);
+        return -1;
+    }
+    Py_DECREF(result);
+    worker_interp_flush_stdio();
+    return 0;
+}

@@ -19,7 +19,14 @@ struct worker_py {
     char python_version[32];    /* platform.python_version() */
     char cloudpickle_version[64];
     pid_t pid; /* the worker's own pid, to recognise a child forked by a job */
+    unsigned long long memory_limit; /* --memory-limit in bytes, 0 when none (set by main) */
+    /* With a memory limit: address space held back (WORKER_OOM_RESERVE bytes, never
+     * touched) and given up when a job raises MemoryError, so that its reply can
+     * still be built. NULL while given up. Managed by main and runner.c. */
+    void *oom_reserve;
 };
+
+#define WORKER_OOM_RESERVE ((size_t)4 << 20)
 
 /*
  * Starts CPython isolated from the caller's environment (PYTHONPATH, PYTHONHOME
@@ -28,6 +35,16 @@ struct worker_py {
  * held, or -1 after writing one "pyjobd-worker: ..." line to stderr.
  */
 int worker_interp_start(struct worker_py *py, const char *argv0);
+
+/*
+ * Runs --init: puts the worker's cwd (os.getcwd(), absolute) at sys.path[0], where
+ * it stays for the jobs, imports the module of spec "module:function" (already
+ * checked for that form) and calls function() once, ignoring what it returns;
+ * function may be a dotted path inside the module (mod:obj.attr). Returns 0, or
+ * -1 after writing "pyjobd-worker: --init <spec> failed: <ExcType>: <message>"
+ * and the traceback, if any, to stderr. Needs the GIL.
+ */
+int worker_interp_run_init(const struct worker_py *py, const char *spec);
 
 /* Flushes sys.stdout and sys.stderr, ignoring any error (needs the GIL). */
 void worker_interp_flush_stdio(void);

@@ -10,7 +10,9 @@
 
 #include "channel.h"
 #include "interp.h"
+#include "options.h"
 #include "runner.h"
+#include "sandbox.h"
 #include "worker.h"
 #include "pyjobd/frame.h"
 
@@ -20,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -41,9 +44,10 @@ static _Noreturn void worker_exit(int code)
 }
 
 /*
- * Makes the process independent of how it was spawned: it dies with its parent,
- * writes no core file, and starts with a clean signal state (posix_spawn keeps
- * the parent's mask and ignored signals, and the server blocks or ignores some).
+ * Makes the process independent of how it was spawned: it dies with its parent
+ * and starts with a clean signal state (posix_spawn keeps the parent's mask and
+ * ignored signals, and the server blocks or ignores some). Runs after
+ * worker_sandbox_enter(): a uid or gid change clears PR_SET_PDEATHSIG.
  */
 static void worker_setup_process(void)
 {
@@ -53,10 +57,6 @@ static void worker_setup_process(void)
     /* The parent may have died before PDEATHSIG was armed; nobody waits for us. */
     if (getppid() != parent)
         _exit(WORKER_EXIT_OK);
-
-    /* A crashing job must not fill the disk; the supervisor reports the signal. */
-    struct rlimit no_core = {0, 0};
-    setrlimit(RLIMIT_CORE, &no_core);
 
     sigset_t none;
     sigemptyset(&none);
@@ -78,6 +78,51 @@ static void worker_setup_process(void)
     /* Programs a job execs must not inherit the channel and talk on it, or keep
      * it open after the worker dies. */
     fcntl(WORKER_FD, F_SETFD, fl | FD_CLOEXEC);
+}
+
+/* The process's address space in bytes (what RLIMIT_AS bounds), 0 if unknown. */
+static unsigned long long worker_address_space(void)
+{
+    unsigned long long pages = 0;
+    FILE *f = fopen("/proc/self/statm", "re");
+    if (f) {
+        if (fscanf(f, "%llu", &pages) != 1)
+            pages = 0;
+        fclose(f);
+    }
+    long page = sysconf(_SC_PAGESIZE);
+    return pages * (unsigned long long)(page > 0 ? page : 4096);
+}
+
+/*
+ * --memory-limit: RLIMIT_AS, soft and hard, set once boot is over so that only
+ * jobs are bounded by it. A limit that the booted worker already exceeds would
+ * fail every job (and reading them), so it is a boot failure.
+ */
+static void worker_set_memory_limit(const struct worker_options *o)
+{
+    unsigned long long used = worker_address_space();
+    if (used >= o->memory_limit) {
+        fprintf(stderr,
+                "pyjobd-worker: --memory-limit %s is too low: the worker already uses %llu "
+                "bytes of address space after boot\n",
+                o->limit_arg, used);
+        worker_exit(WORKER_EXIT_BOOT_FAILED);
+    }
+    struct rlimit lim = {o->memory_limit, o->memory_limit};
+    if (setrlimit(RLIMIT_AS, &lim) != 0) {
+        fprintf(stderr, "pyjobd-worker: --memory-limit %s: setrlimit(RLIMIT_AS): %s\n",
+                o->limit_arg, strerror(errno));
+        worker_exit(WORKER_EXIT_BOOT_FAILED);
+    }
+}
+
+/* Maps the OOM reserve (PROT_NONE: it only holds address space); NULL on failure. */
+static void *worker_map_reserve(void)
+{
+    void *p = mmap(NULL, WORKER_OOM_RESERVE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                   -1, 0);
+    return p == MAP_FAILED ? NULL : p;
 }
 
 /* Sends a finished builder's frame; returns only on success. */
@@ -143,12 +188,28 @@ static PyObject *worker_next_job(struct frame *job)
 
 int main(int argc, char **argv)
 {
-    (void)argc; /* arguments are not used; unknown ones are ignored */
+    struct worker_options opts;
+    worker_options_parse(argc, argv, &opts);
+    worker_sandbox_enter(&opts);
     worker_setup_process();
 
     struct worker_py py;
-    if (worker_interp_start(&py, argv[0] ? argv[0] : "pyjobd-worker") != 0)
+    if (worker_interp_start(&py, argc > 0 && argv[0] ? argv[0] : "pyjobd-worker") != 0)
         exit(WORKER_EXIT_BOOT_FAILED);
+    if (opts.init && worker_interp_run_init(&py, opts.init) != 0)
+        worker_exit(WORKER_EXIT_BOOT_FAILED);
+    if (opts.memory_limit) {
+        worker_set_memory_limit(&opts);
+        py.memory_limit = opts.memory_limit;
+        py.oom_reserve = worker_map_reserve();
+        if (!py.oom_reserve) {
+            fprintf(stderr,
+                    "pyjobd-worker: --memory-limit %s is too low: no room left for "
+                    "jobs after boot\n",
+                    opts.limit_arg);
+            worker_exit(WORKER_EXIT_BOOT_FAILED);
+        }
+    }
     worker_send_hello(&py);
 
     for (;;) {
@@ -162,5 +223,14 @@ int main(int argc, char **argv)
             worker_exit(WORKER_EXIT_PROTOCOL);
         }
         worker_send(&reply);
+        if (py.memory_limit && !py.oom_reserve && !(py.oom_reserve = worker_map_reserve())) {
+            /* What the job kept (module globals, threads) fills the limit: every
+             * later job would fail too, so let the supervisor start a fresh worker. */
+            fprintf(stderr,
+                    "pyjobd-worker: out of memory after a job that hit the memory "
+                    "limit (%llu bytes); exiting\n",
+                    py.memory_limit);
+            worker_exit(WORKER_EXIT_INTERNAL);
+        }
     }
 }

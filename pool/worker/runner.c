@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 /* The unpickled call; each reference is owned, NULL until loaded. */
@@ -307,8 +308,37 @@ static PyObject *runner_pickle_exception(const struct worker_py *py, PyObject *e
     return NULL;
 }
 
+/*
+ * Frees the locals of the frames a MemoryError's traceback holds (frame.clear(),
+ * as traceback.clear_frames does), for it and the exceptions chained to it: a job
+ * that ran out of memory by growing a local list still owns all of it through
+ * the traceback, and building the reply would then fail for want of memory too.
+ * The traceback text needs only the code and line numbers, which stay.
+ */
+static void runner_release_frames(PyObject *exc)
+{
+    for (int depth = 0; exc && depth < 100; depth++) {
+        PyObject *tb = PyException_GetTraceback(exc);
+        while (tb && tb != Py_None) {
+            PyObject *frame = PyObject_GetAttrString(tb, "tb_frame");
+            PyObject *r = frame ? PyObject_CallMethod(frame, "clear", NULL) : NULL;
+            Py_XDECREF(r);
+            Py_XDECREF(frame);
+            PyErr_Clear(); /* a frame still running (another thread's) stays */
+            Py_SETREF(tb, PyObject_GetAttrString(tb, "tb_next"));
+        }
+        Py_XDECREF(tb);
+        PyErr_Clear();
+        PyObject *next = PyException_GetCause(exc);
+        if (!next)
+            next = PyException_GetContext(exc);
+        Py_XDECREF(next); /* still referenced by exc */
+        exc = next;
+    }
+}
+
 /* The call raised: an "exception" reply. */
-static void runner_reply_exception(const struct worker_py *py, struct frame_builder *b)
+static void runner_reply_exception(struct worker_py *py, struct frame_builder *b)
 {
     PyObject *exc = worker_exc_take();
     if (!exc) {
@@ -318,9 +348,20 @@ static void runner_reply_exception(const struct worker_py *py, struct frame_buil
         Py_XDECREF(msg);
         return;
     }
+    int oom = PyErr_GivenExceptionMatches(exc, PyExc_MemoryError);
+    if (oom && py->oom_reserve) {
+        munmap(py->oom_reserve, WORKER_OOM_RESERVE);
+        py->oom_reserve = NULL;
+    }
+    if (oom)
+        runner_release_frames(exc);
     PyObject *note = NULL;
     PyObject *pickle = runner_pickle_exception(py, exc, &note);
     PyObject *line = worker_exc_line(exc);
+    if (line && oom && py->memory_limit)
+        Py_SETREF(line, PyUnicode_FromFormat("%U (this worker's memory limit is %llu bytes: "
+                                             "--worker-memory-limit)",
+                                             line, py->memory_limit));
     PyObject *msg = line && note ? PyUnicode_FromFormat("%U (%U)", line, note) : Py_XNewRef(line);
     PyErr_Clear();
     runner_reply_error(py, b, "exception", msg, exc, pickle);
@@ -422,7 +463,7 @@ static int runner_result_format(const struct worker_py *py, struct frame_builder
     return -1;
 }
 
-int worker_runner_run(const struct worker_py *py, PyObject *owner, const struct frame *job,
+int worker_runner_run(struct worker_py *py, PyObject *owner, const struct frame *job,
                       struct frame_builder *reply)
 {
     struct frame_field fields[RUNNER_NPARTS], format;

@@ -17,10 +17,13 @@
  * sys.stdout and sys.stderr before returning. Returns 0, or -EPROTO when the
  * job's fields are malformed (reply untouched). Needs the GIL.
  *
+ * When the call raises MemoryError, py->oom_reserve is unmapped (and set to NULL)
+ * before the reply is built; the caller takes it back after sending the reply.
+ *
  * When the call forks (os.fork) and the child returns here, the child exits
  * with status 0 instead: only the worker itself may answer on fd 3.
  */
-int worker_runner_run(const struct worker_py *py, PyObject *owner, const struct frame *job,
+int worker_runner_run(struct worker_py *py, PyObject *owner, const struct frame *job,
                       struct frame_builder *reply);
 
 #endif

@@ -92,9 +92,10 @@ class Response:
 class Server:
     """One running pyjobd process."""
 
-    def __init__(self, args, name):
+    def __init__(self, args, name, env=None):
         self.args = list(args)
         self.name = name
+        self.env = env
         self.proc = None
         self.port = None
         self.log_path = None
@@ -117,6 +118,7 @@ class Server:
             stdout=subprocess.PIPE,
             stderr=self._log_file,
             cwd=REPO_ROOT,
+            env=self._environment(),
         )
         _SERVERS.append(self)
         line = self._read_line(STARTUP_TIMEOUT)
@@ -130,6 +132,12 @@ class Server:
         self.port = int(m.group(1))
         assert 0 < self.port < 65536
         return self
+
+    def _environment(self):
+        # The caller's PYJOBD_* settings must not leak into the servers under test.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYJOBD_")}
+        env.update(self.env or {})
+        return env
 
     def _read_line(self, timeout):
         deadline = time.monotonic() + timeout
@@ -147,11 +155,15 @@ class Server:
                 break
             buf += chunk
         if b"\n" not in buf:
-            rc = self.proc.poll()
+            try:
+                rc = self.proc.wait(timeout=max(0.0, deadline - time.monotonic()) + 0.5)
+                why = f"server exited with code {rc} before printing it"
+            except subprocess.TimeoutExpired:
+                why = f"nothing within {timeout}s"
             self.kill()
             pytest.fail(
-                f"{self.cmd}: no 'listening on' line within {timeout}s "
-                f"(exit code {rc}, stdout so far {buf!r})\nstderr:\n{self.log_tail()}"
+                f"{self.cmd}: no 'listening on 127.0.0.1:PORT' line: {why} "
+                f"(stdout so far {buf!r})\nstderr:\n{self.log_tail()}"
             )
         line, _, rest = buf.partition(b"\n")
         self._extra_stdout = rest
@@ -173,8 +185,11 @@ class Server:
                 pids.add(int(entry))
         return pids
 
-    def stop(self):
-        """SIGTERM, wait up to 10 s. Returns a list of problems (empty when clean)."""
+    def stop(self, second_sigterm_after=None):
+        """SIGTERM, wait up to 10 s. Returns a list of problems (empty when clean).
+
+        second_sigterm_after: send SIGTERM again after this many seconds if the server
+        is still running (the "stop at once" request)."""
         problems = []
         if self.proc is None or self.proc.poll() is not None:
             if self.proc is not None:
@@ -183,8 +198,13 @@ class Server:
         self.children = self._child_pids()
         self.proc.send_signal(signal.SIGTERM)
         t0 = time.monotonic()
+        if second_sigterm_after is not None:
+            try:
+                self.proc.wait(timeout=second_sigterm_after)
+            except subprocess.TimeoutExpired:
+                self.proc.send_signal(signal.SIGTERM)
         try:
-            self.proc.wait(timeout=SHUTDOWN_TIMEOUT)
+            self.proc.wait(timeout=max(0.0, SHUTDOWN_TIMEOUT - (time.monotonic() - t0)))
         except subprocess.TimeoutExpired:
             problems.append(f"server did not exit within {SHUTDOWN_TIMEOUT}s of SIGTERM")
             self.proc.kill()
@@ -213,6 +233,12 @@ class Server:
         self.proc.stdout.close()
         self._log_file.close()
         self.shutdown_seconds = elapsed
+        if not problems:  # keep the log only when something went wrong
+            self.reported_dead = True
+            try:
+                os.unlink(self.log_path)
+            except OSError:
+                pass
         return problems
 
     def kill(self):
@@ -262,7 +288,7 @@ class Server:
         hdrs = {"Content-Type": "application/json"}
         hdrs.update(headers or {})
         body = payload if isinstance(payload, (bytes, str)) else json.dumps(payload)
-        return self.request("POST", path, body=body, headers=hdrs)
+        return self.request("POST", path, body=body, headers=hdrs, timeout=_deadline(wait))
 
     def submit(self, fn, *args, wait=None, timeout=None, **kwargs):
         """POSTs fn(*args, **kwargs). Asserts 201 + Location + a well-formed job; returns the job."""
@@ -273,7 +299,7 @@ class Server:
     def get(self, job_id, wait=None):
         """GET /v1/jobs/{id}[?wait=]. Asserts 200 and a well-formed job; returns the job."""
         path = f"/v1/jobs/{job_id}" + (f"?wait={wait}" if wait is not None else "")
-        r = self.request("GET", path)
+        r = self.request("GET", path, timeout=_deadline(wait))
         assert r.status == 200, f"GET {path}: expected 200, got {r!r}"
         assert r.media_type == "application/json", f"GET {path}: Content-Type {r.content_type!r}"
         job = r.json()
@@ -321,6 +347,11 @@ class Server:
             if time.monotonic() > deadline:
                 pytest.fail(f"/v1/info python_version still unset after {timeout}s: {info}\n{self.log_tail()}")
             time.sleep(0.05)
+
+
+def _deadline(wait):
+    """Socket timeout for a request with ?wait=wait: the wait plus 10 s of slack."""
+    return 10.0 + (float(wait) if wait is not None else 0.0)
 
 
 def _pid_alive(pid):
@@ -436,8 +467,8 @@ def check_problem(r, status):
 # --------------------------------------------------------------------------- fixtures
 
 
-def start_server(name, *args):
-    return Server(list(args), name).start()
+def start_server(name, *args, env=None):
+    return Server(list(args), name, env=env).start()
 
 
 def stop_server(server):
@@ -463,8 +494,8 @@ def make_server():
     """Factory for servers with other flags; each is stopped (and checked) at teardown."""
     started = []
 
-    def factory(*args, name="extra", ready=True):
-        s = start_server(name, *args)
+    def factory(*args, name="extra", ready=True, env=None):
+        s = start_server(name, *args, env=env)
         started.append(s)
         if ready:
             s.wait_ready()

@@ -36,6 +36,7 @@ POST_CASES = [
     ("callable-bad-base64", b'{"callable": "!!!not base64!!!"}', JSON, 400, ["base64", "callable"]),
     ("args-bad-base64", lambda: {"callable": good_callable(), "args": "%%%%"}, JSON, 400, ["base64", "args"]),
     ("unknown-field", lambda: {"callable": good_callable(), "bogus": 1}, JSON, 400, ["bogus"]),
+    ("python-number", lambda: {"callable": good_callable(), "python": 3.11}, JSON, 400, ["python"]),
     ("text-plain", lambda: {"callable": good_callable()}, {"Content-Type": "text/plain"}, 415,
      ["application/json", "content-type"]),
     ("form-urlencoded", b"callable=abc", {"Content-Type": "application/x-www-form-urlencoded"}, 415,
@@ -75,6 +76,19 @@ GET_CASES = [
     ("malformed-id-long", "GET", "/v1/jobs/" + "a" * 33, 404),
     ("malformed-id-traversal", "GET", "/v1/jobs/..%2F..%2Fetc%2Fpasswd", 404),
 ]
+
+
+@pytest.mark.parametrize("wait", ["abc", "-1", "61", "", "1e999", "nan"])
+def test_bad_wait_parameter(server, wait):
+    # ?wait= is a number of seconds, at most 60.
+    job = server.run(lambda: "w")
+    r = server.request("GET", f"/v1/jobs/{job['id']}?wait={wait}")
+    p = check_problem(r, 400)
+    assert "wait" in p["detail"], p
+    r = server.request("POST", f"/v1/jobs?wait={wait}", body=make_payload(lambda: 1))
+    check_problem(r, 400)
+    assert r.headers.get("Location") is None, "no job may be created when ?wait= is refused"
+    assert_still_serving(server)
 
 
 @pytest.mark.parametrize("method,path,status", [c[1:] for c in GET_CASES], ids=[c[0] for c in GET_CASES])
@@ -151,16 +165,17 @@ def padded_request(size):
     return (body[:-1] + " " * (size - len(body)) + "}").encode()
 
 
-def test_request_size_limit(make_server):
-    s = make_server("--workers", "1", "--max-request-bytes", "1000", name="max-1000")
-    at_limit = padded_request(1000)
-    over = padded_request(1001)
-    assert len(at_limit) == 1000 and len(over) == 1001
+@pytest.mark.parametrize("limit", [1000, 1024])
+def test_request_size_limit(make_server, limit):
+    s = make_server("--workers", "1", "--max-request-bytes", str(limit), name=f"max-{limit}")
+    at_limit = padded_request(limit)
+    over = padded_request(limit + 1)
+    assert len(at_limit) == limit and len(over) == limit + 1
     job = check_created(s.request("POST", "/v1/jobs?wait=10", body=at_limit, headers=JSON))
     assert decode_result(s.wait_done(job["id"])) == 0  # int() == 0
     r = s.request("POST", "/v1/jobs", body=over, headers=JSON)
     p = check_problem(r, 413)
-    assert "1000" in p["detail"], f"413 detail should name the limit: {p['detail']!r}"
+    assert str(limit) in p["detail"], f"413 detail should name the limit: {p['detail']!r}"
     # far over the limit, too
     big = b'{"callable": "' + b"A" * 200_000 + b'"}'
     try:
@@ -193,7 +208,10 @@ def test_python_version_mismatch_is_rejected(server):
 def test_python_version_match_is_accepted(server):
     import platform
 
-    payload = make_payload(lambda: "same interpreter")
-    payload["python"] = platform.python_version()
-    job = check_created(server.post_job(payload, wait=10))
-    assert decode_result(server.wait_done(job["id"])) == "same interpreter"
+    major, minor, _ = platform.python_version_tuple()
+    # the same version, and another patch release of the same major.minor
+    for version in (platform.python_version(), f"{major}.{minor}.99"):
+        payload = make_payload(lambda: "same interpreter")
+        payload["python"] = version
+        job = check_created(server.post_job(payload, wait=10))
+        assert decode_result(server.wait_done(job["id"])) == "same interpreter"

@@ -78,3 +78,29 @@ def test_curl_healthz_and_info(server, tmp_path):
     info = json.loads(sh(["curl", "-s", "-f", f"{server.base_url}/v1/info"], tmp_path))
     local = sh([PY, "-c", "import platform; print(platform.python_version())"], tmp_path).strip()
     assert info["python_version"] == local, info
+
+
+README_SESSION = r"""
+set -eu
+BASE=http://127.0.0.1:$PORT
+# cloudpickle a function and its arguments, base64 them into a JSON request
+PAYLOAD=$(/usr/bin/python3 -c 'import base64, cloudpickle, json
+b64 = lambda o: base64.b64encode(cloudpickle.dumps(o)).decode()
+print(json.dumps({"callable": b64(lambda x, y: x * y), "args": b64((6, 7))}))')
+
+# submit: 201 Created, Location: /v1/jobs/{id}, and the job as JSON
+JOB=$(curl -s -f -X POST -H 'Content-Type: application/json' -d "$PAYLOAD" $BASE/v1/jobs)
+ID=$(printf '%s' "$JOB" | /usr/bin/python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+
+# wait up to 5 s for it to finish, and decode the result
+curl -s -f "$BASE/v1/jobs/$ID?wait=5" | /usr/bin/python3 -c \
+  'import base64, cloudpickle, json, sys; print(cloudpickle.loads(base64.b64decode(json.load(sys.stdin)["result"])))'
+"""
+
+
+def test_readme_shell_session(server, tmp_path):
+    # The README's "A session with curl", run by bash as written (port substituted).
+    r = subprocess.run(["bash", "-c", README_SESSION], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=30, env={"PATH": "/usr/bin:/bin", "PORT": str(server.port)})
+    assert r.returncode == 0, f"README session failed ({r.returncode}): {r.stderr}"
+    assert r.stdout.strip() == "42", r.stdout

@@ -216,3 +216,29 @@ def test_content_type_with_charset_is_accepted(server):
     job = check_created(r)
     assert job["status"] in TERMINAL
     assert decode_result(job) == "cs"
+
+
+def test_job_output_does_not_break_worker(make_server):
+    # print() in a job must neither block the worker (pipes full) nor leak onto the
+    # server's stdout, which carries only the "listening on" line (checked at stop).
+    s = make_server("--workers", "1", name="noisy")
+
+    def noisy():
+        import sys
+
+        for _ in range(2000):
+            print("o" * 1000)
+            sys.stderr.write("e" * 1000 + "\n")
+        sys.stdout.flush()
+        return "quiet"
+
+    t0 = time.monotonic()
+    job = s.run(noisy, timeout=20)
+    assert decode_result(job) == "quiet"
+    assert time.monotonic() - t0 < 10
+    assert decode_result(s.run(lambda: "next")) == "next"
+
+
+def test_large_result(server):
+    job = server.run(lambda n: b"r" * n, 20 << 20)  # 20 MiB result
+    assert decode_result(job) == b"r" * (20 << 20)

@@ -63,19 +63,29 @@ class WorkerError(Exception):
 
 
 class WorkerDriver:
-    def __init__(self, path, env=None, cwd=None, stderr=None, read_hello=True):
+    def __init__(self, path, env=None, cwd=None, stderr=None, read_hello=True, args=(),
+                 new_session=False, pass_fds=()):
+        """args: extra command-line arguments, e.g. ("--init", "mod:fn").
+
+        new_session: start the worker in a session and process group of its own, as
+        the supervisor does (POSIX_SPAWN_SETSID), so that os.killpg(w.proc.pid, sig)
+        reaches it and every process it started. pass_fds: extra fds left open in
+        the worker at the same numbers (e.g. to check that it closes them)."""
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock = parent
         self.started = time.monotonic()
 
         def put_on_fd3():
             os.dup2(child.fileno(), WORKER_FD)  # the copy on fd 3 is inheritable
+            for fd in pass_fds:
+                os.set_inheritable(fd, True)
 
         # close_fds=False: pass_fds would close fd 3 again after preexec_fn. Nothing
         # else leaks, since Python opens every fd non-inheritable.
         self.proc = subprocess.Popen(
-            [os.path.abspath(path)], stdin=subprocess.DEVNULL, stderr=stderr,
-            env=env, cwd=cwd, preexec_fn=put_on_fd3, close_fds=False)
+            [os.path.abspath(path), *args], stdin=subprocess.DEVNULL, stderr=stderr,
+            env=env, cwd=cwd, preexec_fn=put_on_fd3, close_fds=False,
+            start_new_session=new_session)
         child.close()
         self.hello = None
         self.boot_seconds = None

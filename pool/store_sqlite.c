@@ -1,0 +1,447 @@
+/*
+ * store_sqlite.c — the durable job store on SQLite (include/pyjobd/store.h).
+ *
+ * One table, one row per job, written whole (insert or replace) at each transition:
+ * submitted, started, finished, re-queued; deleted by retention or DELETE. A
+ * dedicated thread commits whatever is queued in one transaction (WAL journal,
+ * synchronous=NORMAL: a commit survives a crash of this process; a power cut may
+ * lose the last few), then wakes the submitters waiting in store_sync().
+ * The schema version is PRAGMA user_version: 0 is a new file, newer than
+ * STORE_SCHEMA refuses to open, older ones are migrated in order.
+ */
+#include "pyjobd/store.h"
+#include "pyjobd/log.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define STORE_SCHEMA 1
+
+static const char *const schema_v1 =
+    "CREATE TABLE jobs ("
+    " id TEXT PRIMARY KEY, seq INTEGER NOT NULL, owner TEXT NOT NULL, status INTEGER NOT NULL,"
+    " created_us INTEGER, started_us INTEGER, finished_us INTEGER, timeout REAL,"
+    " attempts INTEGER, worker_pid INTEGER, max_retries INTEGER, retry_on_timeout INTEGER,"
+    " result_format_json INTEGER, metadata TEXT,"
+    " callable BLOB, args BLOB, kwargs BLOB, json_args BLOB, json_kwargs BLOB,"
+    " result BLOB, result_json BLOB,"
+    " err_type INTEGER, err_message TEXT, err_exc_type TEXT, err_exception BLOB,"
+    " err_traceback TEXT, err_exit_code INTEGER, err_signal INTEGER, err_max_rss INTEGER);"
+    "CREATE INDEX jobs_seq ON jobs(seq);";
+
+enum op_kind { OP_PUT, OP_DELETE };
+
+struct op {
+    enum op_kind kind;
+    uint64_t ticket;
+    uint64_t seq;
+    struct job_view v;
+    struct job_spec spec;
+    struct op *next;
+};
+
+struct store {
+    sqlite3 *db;
+    sqlite3_stmt *put, *del;
+    char *describe;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t work, done;
+    struct op *head, *tail;
+    uint64_t next_ticket, committed, failed_upto;
+    int stopping;
+};
+
+static int64_t ts_us(struct timespec t)
+{
+    return t.tv_sec || t.tv_nsec ? (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000 : 0;
+}
+
+static struct timespec us_ts(int64_t us)
+{
+    return (struct timespec){.tv_sec = us / 1000000, .tv_nsec = (us % 1000000) * 1000};
+}
+
+static void bind_blob(sqlite3_stmt *st, int i, const struct blob *b)
+{
+    if (b)
+        sqlite3_bind_blob64(st, i, blob_data(b), blob_len(b), SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+static void bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+    if (s)
+        sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+static int apply(struct store *s, const struct op *op)
+{
+    sqlite3_stmt *st = op->kind == OP_PUT ? s->put : s->del;
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    const struct job_view *v = &op->v;
+    bind_text(st, 1, v->id);
+    if (op->kind == OP_PUT) {
+        const struct job_spec *sp = &op->spec;
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)op->seq);
+        bind_text(st, 3, v->owner);
+        sqlite3_bind_int(st, 4, v->status);
+        sqlite3_bind_int64(st, 5, ts_us(v->created_at));
+        sqlite3_bind_int64(st, 6, ts_us(v->started_at));
+        sqlite3_bind_int64(st, 7, ts_us(v->finished_at));
+        sqlite3_bind_double(st, 8, v->timeout);
+        sqlite3_bind_int(st, 9, (int)v->attempts);
+        sqlite3_bind_int(st, 10, v->worker_pid);
+        sqlite3_bind_int(st, 11, (int)v->max_retries);
+        sqlite3_bind_int(st, 12, sp->retry_on_timeout);
+        sqlite3_bind_int(st, 13, sp->result_json);
+        bind_text(st, 14, v->metadata);
+        bind_blob(st, 15, sp->callable);
+        bind_blob(st, 16, sp->args);
+        bind_blob(st, 17, sp->kwargs);
+        bind_blob(st, 18, sp->json_args);
+        bind_blob(st, 19, sp->json_kwargs);
+        bind_blob(st, 20, v->result);
+        bind_blob(st, 21, v->result_json);
+        sqlite3_bind_int(st, 22, v->error.type);
+        bind_text(st, 23, v->error.message);
+        bind_text(st, 24, v->error.exc_type);
+        bind_blob(st, 25, v->error.exception);
+        bind_text(st, 26, v->error.traceback);
+        sqlite3_bind_int(st, 27, v->error.exit_code);
+        sqlite3_bind_int(st, 28, v->error.signal);
+        sqlite3_bind_int64(st, 29, v->error.max_rss_bytes);
+    }
+    int rc = sqlite3_step(st);
+    return rc == SQLITE_DONE ? 0 : rc;
+}
+
+static void free_ops(struct op *op)
+{
+    while (op) {
+        struct op *next = op->next;
+        job_view_release(&op->v);
+        job_spec_release(&op->spec);
+        free(op);
+        op = next;
+    }
+}
+
+static void *store_main(void *arg)
+{
+    struct store *s = arg;
+    pthread_mutex_lock(&s->lock);
+    for (;;) {
+        while (!s->head && !s->stopping)
+            pthread_cond_wait(&s->work, &s->lock);
+        if (!s->head && s->stopping)
+            break;
+        struct op *batch = s->head;
+        s->head = s->tail = NULL;
+        pthread_mutex_unlock(&s->lock);
+
+        /* Group commit: everything queued so far goes in one transaction. */
+        uint64_t last = 0;
+        int rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+        for (struct op *op = batch; op; op = op->next) {
+            if (rc == SQLITE_OK && (rc = apply(s, op)) != 0)
+                log_error("store: cannot write job %s: %s", op->v.id, sqlite3_errmsg(s->db));
+            last = op->ticket;
+        }
+        if (rc == SQLITE_OK)
+            rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+        if (rc != SQLITE_OK) {
+            log_error("store: commit failed: %s", sqlite3_errmsg(s->db));
+            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        }
+        free_ops(batch);
+
+        pthread_mutex_lock(&s->lock);
+        s->committed = last;
+        if (rc != SQLITE_OK)
+            s->failed_upto = last;
+        pthread_cond_broadcast(&s->done);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
+}
+
+static int exec_or_err(sqlite3 *db, const char *sql, const char *path, char *err, size_t errlen)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK)
+        return 0;
+    snprintf(err, errlen, "store %s: %s (is it a pyjobd database, and is it intact?)", path,
+             msg ? msg : sqlite3_errmsg(db));
+    sqlite3_free(msg);
+    return -1;
+}
+
+static int user_version(sqlite3 *db, int *out)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *out = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? 0 : -1;
+}
+
+static int migrate(sqlite3 *db, const char *path, char *err, size_t errlen)
+{
+    int version = 0;
+    if (user_version(db, &version) != 0) {
+        snprintf(err, errlen, "store %s: cannot read it: %s (corrupt, or not a database?)", path,
+                 sqlite3_errmsg(db));
+        return -1;
+    }
+    if (version > STORE_SCHEMA) {
+        snprintf(err, errlen,
+                 "store %s was written by a newer pyjobd (schema %d; this one knows up to %d); "
+                 "refusing to open it",
+                 path, version, STORE_SCHEMA);
+        return -1;
+    }
+    if (version == STORE_SCHEMA)
+        return 0;
+    /* Each step moves one version up, inside one transaction with its version bump. */
+    if (exec_or_err(db, "BEGIN IMMEDIATE", path, err, errlen) != 0)
+        return -1;
+    if (version < 1 && exec_or_err(db, schema_v1, path, err, errlen) != 0) {
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        return -1;
+    }
+    char bump[64];
+    snprintf(bump, sizeof(bump), "PRAGMA user_version = %d; COMMIT", STORE_SCHEMA);
+    if (exec_or_err(db, bump, path, err, errlen) != 0) {
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        return -1;
+    }
+    if (version > 0)
+        log_info("store %s migrated from schema %d to %d", path, version, STORE_SCHEMA);
+    return 0;
+}
+
+struct store *store_open(const char *path, char *err, size_t errlen)
+{
+    struct store *s = calloc(1, sizeof(*s));
+    if (!s || asprintf(&s->describe, "sqlite:%s", path) < 0) {
+        snprintf(err, errlen, "out of memory");
+        free(s);
+        return NULL;
+    }
+    if (sqlite3_open_v2(path, &s->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
+                            SQLITE_OPEN_EXRESCODE,
+                        NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot open store %s: %s", path,
+                 s->db ? sqlite3_errmsg(s->db) : "out of memory");
+        goto fail;
+    }
+    sqlite3_busy_timeout(s->db, 5000);
+    /* quick_check reads every page once: a damaged file is refused, never reused. */
+    if (exec_or_err(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL", path, err,
+                    errlen) != 0 ||
+        migrate(s->db, path, err, errlen) != 0)
+        goto fail;
+    sqlite3_stmt *qc;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA quick_check", -1, &qc, NULL) != SQLITE_OK ||
+        sqlite3_step(qc) != SQLITE_ROW ||
+        strcmp((const char *)sqlite3_column_text(qc, 0), "ok") != 0) {
+        snprintf(err, errlen,
+                 "store %s is damaged (%s); restore it from a backup or move it "
+                 "away to start empty",
+                 path,
+                 qc && sqlite3_column_text(qc, 0) ? (const char *)sqlite3_column_text(qc, 0)
+                                                  : sqlite3_errmsg(s->db));
+        sqlite3_finalize(qc);
+        goto fail;
+    }
+    sqlite3_finalize(qc);
+    if (sqlite3_prepare_v2(s->db,
+                           "INSERT OR REPLACE INTO jobs VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
+                           "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, "
+                           "?23, ?24, ?25, ?26, ?27, ?28, ?29)",
+                           -1, &s->put, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(s->db, "DELETE FROM jobs WHERE id = ?1", -1, &s->del, NULL) !=
+            SQLITE_OK) {
+        snprintf(err, errlen, "store %s: %s", path, sqlite3_errmsg(s->db));
+        goto fail;
+    }
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->work, NULL);
+    pthread_cond_init(&s->done, NULL);
+    if (pthread_create(&s->thread, NULL, store_main, s) != 0) {
+        snprintf(err, errlen, "cannot start the store thread");
+        goto fail;
+    }
+    return s;
+fail:
+    sqlite3_finalize(s->put);
+    sqlite3_finalize(s->del);
+    sqlite3_close(s->db);
+    free(s->describe);
+    free(s);
+    return NULL;
+}
+
+void store_close(struct store *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->lock);
+    s->stopping = 1;
+    pthread_cond_signal(&s->work);
+    pthread_mutex_unlock(&s->lock);
+    pthread_join(s->thread, NULL);
+    sqlite3_finalize(s->put);
+    sqlite3_finalize(s->del);
+    sqlite3_close(s->db);
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->work);
+    pthread_cond_destroy(&s->done);
+    free(s->describe);
+    free(s);
+}
+
+static struct blob *column_blob(sqlite3_stmt *st, int i)
+{
+    if (sqlite3_column_type(st, i) == SQLITE_NULL)
+        return NULL;
+    const void *d = sqlite3_column_blob(st, i);
+    return blob_new_copy(d, (size_t)sqlite3_column_bytes(st, i));
+}
+
+static char *column_text(sqlite3_stmt *st, int i)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    return t ? strdup((const char *)t) : NULL;
+}
+
+int store_load(struct store *s, store_load_cb cb, void *arg, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->db, "SELECT * FROM jobs ORDER BY seq", -1, &st, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", s->describe, sqlite3_errmsg(s->db));
+        return -EIO;
+    }
+    int rc, out = 0;
+    while (out == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct job_view v;
+        struct job_spec spec;
+        memset(&v, 0, sizeof(v));
+        memset(&spec, 0, sizeof(spec));
+        snprintf(v.id, sizeof(v.id), "%s", (const char *)sqlite3_column_text(st, 0));
+        uint64_t seq = (uint64_t)sqlite3_column_int64(st, 1);
+        snprintf(v.owner, sizeof(v.owner), "%s", (const char *)sqlite3_column_text(st, 2));
+        memcpy(spec.owner, v.owner, sizeof(spec.owner));
+        v.status = (enum job_status)sqlite3_column_int(st, 3);
+        v.created_at = us_ts(sqlite3_column_int64(st, 4));
+        v.started_at = us_ts(sqlite3_column_int64(st, 5));
+        v.finished_at = us_ts(sqlite3_column_int64(st, 6));
+        v.timeout = spec.timeout = sqlite3_column_double(st, 7);
+        v.attempts = (unsigned)sqlite3_column_int(st, 8);
+        v.worker_pid = sqlite3_column_int(st, 9);
+        v.max_retries = spec.max_retries = (unsigned)sqlite3_column_int(st, 10);
+        spec.retry_on_timeout = sqlite3_column_int(st, 11);
+        spec.result_json = sqlite3_column_int(st, 12);
+        v.metadata = column_text(st, 13);
+        spec.metadata = v.metadata ? strdup(v.metadata) : NULL;
+        spec.callable = column_blob(st, 14);
+        spec.args = column_blob(st, 15);
+        spec.kwargs = column_blob(st, 16);
+        spec.json_args = column_blob(st, 17);
+        spec.json_kwargs = column_blob(st, 18);
+        v.result = column_blob(st, 19);
+        v.result_json = column_blob(st, 20);
+        v.error.type = (enum job_error_type)sqlite3_column_int(st, 21);
+        v.error.message = column_text(st, 22);
+        v.error.exc_type = column_text(st, 23);
+        v.error.exception = column_blob(st, 24);
+        v.error.traceback = column_text(st, 25);
+        v.error.exit_code = sqlite3_column_int(st, 26);
+        v.error.signal = sqlite3_column_int(st, 27);
+        v.error.max_rss_bytes = sqlite3_column_int64(st, 28);
+        out = cb(arg, &v, &spec, seq);
+    }
+    if (out == 0 && rc != SQLITE_DONE) {
+        snprintf(err, errlen, "%s: reading jobs failed: %s", s->describe, sqlite3_errmsg(s->db));
+        out = -EIO;
+    }
+    sqlite3_finalize(st);
+    return out;
+}
+
+static uint64_t enqueue(struct store *s, struct op *op)
+{
+    pthread_mutex_lock(&s->lock);
+    op->ticket = ++s->next_ticket;
+    if (s->tail)
+        s->tail->next = op;
+    else
+        s->head = op;
+    s->tail = op;
+    pthread_cond_signal(&s->work);
+    uint64_t t = op->ticket;
+    pthread_mutex_unlock(&s->lock);
+    return t;
+}
+
+uint64_t store_put(struct store *s, const struct job_view *v, const struct job_spec *spec,
+                   uint64_t seq)
+{
+    struct op *op = calloc(1, sizeof(*op));
+    if (!op || job_view_copy(&op->v, v) != 0) {
+        free(op);
+        log_error("store: out of memory queueing job %s", v->id);
+        return 0;
+    }
+    op->kind = OP_PUT;
+    op->seq = seq;
+    op->spec.callable = blob_ref(spec->callable);
+    op->spec.args = blob_ref(spec->args);
+    op->spec.kwargs = blob_ref(spec->kwargs);
+    op->spec.json_args = blob_ref(spec->json_args);
+    op->spec.json_kwargs = blob_ref(spec->json_kwargs);
+    op->spec.result_json = spec->result_json;
+    op->spec.retry_on_timeout = spec->retry_on_timeout;
+    return enqueue(s, op);
+}
+
+uint64_t store_delete(struct store *s, const char *id)
+{
+    struct op *op = calloc(1, sizeof(*op));
+    if (!op)
+        return 0;
+    op->kind = OP_DELETE;
+    op->v.error.exit_code = -1;
+    snprintf(op->v.id, sizeof(op->v.id), "%s", id);
+    return enqueue(s, op);
+}
+
+int store_sync(struct store *s, uint64_t ticket)
+{
+    if (!ticket)
+        return -ENOMEM;
+    pthread_mutex_lock(&s->lock);
+    while (s->committed < ticket)
+        pthread_cond_wait(&s->done, &s->lock);
+    int rc = s->failed_upto >= ticket ? -EIO : 0;
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+const char *store_describe(const struct store *s)
+{
+    return s->describe;
+}

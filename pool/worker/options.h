@@ -1,0 +1,23 @@
+/*
+ * options.h — pyjobd-worker's command line (documented in worker.h).
+ */
+#ifndef PYJOBD_WORKER_OPTIONS_H
+#define PYJOBD_WORKER_OPTIONS_H
+
+#include <sys/resource.h>
+
+struct worker_options {
+    const char *init;      /* --init module:function, NULL when not given */
+    rlim_t memory_limit;   /* --memory-limit BYTES, 0 when not given */
+    const char *limit_arg; /* the BYTES text as given, for messages */
+    const char *user;      /* --user NAME|UID, NULL when not given */
+};
+
+/*
+ * Parses argv (argv[0] excluded). On any error (unknown option, missing or
+ * invalid value, option given twice, positional argument) prints one
+ * "pyjobd-worker: ..." line to stderr and exits with WORKER_EXIT_BOOT_FAILED.
+ */
+void worker_options_parse(int argc, char **argv, struct worker_options *o);
+
+#endif
