@@ -41,6 +41,7 @@ struct api {
     size_t max_request_bytes;
     double default_timeout;
     char *version;
+    char *store;
     enum api_python_match python_match;
     unsigned max_retries_limit;
     size_t max_batch;

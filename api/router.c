@@ -51,7 +51,10 @@ struct api *api_new(const struct api_config *cfg)
     for (size_t i = 0; i < sizeof(api->http_responses) / sizeof(*api->http_responses); i++)
         atomic_init(&api->http_responses[i], 0);
     api->version = strdup(cfg->version ? cfg->version : "unknown");
-    if (!api->version) {
+    api->store = strdup(cfg->store ? cfg->store : "memory");
+    if (!api->version || !api->store) {
+        free(api->version);
+        free(api->store);
         free(api);
         return NULL;
     }
@@ -62,6 +65,7 @@ void api_free(struct api *api)
 {
     if (!api)
         return;
+    free(api->store);
     free(api->version);
     free(api);
 }

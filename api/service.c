@@ -35,7 +35,7 @@ void api__get_info(struct api *api, struct api_response *resp)
         "version", api->version, "python_version", string_or_null(info.python_version),
         "cloudpickle_version", string_or_null(info.cloudpickle_version), "workers",
         (json_int_t)info.workers, "workers_ready", (json_int_t)info.workers_ready, "queued",
-        (json_int_t)info.queued, "running", (json_int_t)info.running, "store", "memory", "limits",
+        (json_int_t)info.queued, "running", (json_int_t)info.running, "store", api->store, "limits",
         "max_request_bytes", (json_int_t)api->max_request_bytes, "max_wait_seconds", api->max_wait,
         "default_timeout", api->default_timeout > 0 ? json_real(api->default_timeout) : json_null(),
         "max_batch", (json_int_t)api->max_batch, "max_queue", size_or_null(api->max_queue),

@@ -78,6 +78,8 @@ static const struct setting settings[] = {
      "module:function run once in each worker before its first job"},
     {"worker-env", "PYJOBD_WORKER_ENV", K_ENV, OFF(worker_env), 0, 0,
      "KEY=VALUE for workers (repeatable; in the variable, one per line)"},
+    {"store", "PYJOBD_STORE", K_STR, OFF(store), 0, 0,
+     "where jobs live: memory (lost on restart) or sqlite:PATH (durable; default memory)"},
     {"token-file", "PYJOBD_TOKEN_FILE", K_STR, OFF(token_file), 0, 0,
      "bearer tokens, one per line, optionally 'name:token' (also PYJOBD_TOKEN)"},
     {"insecure-no-auth", "PYJOBD_INSECURE_NO_AUTH", K_FLAG, OFF(insecure_no_auth), 0, 0,
@@ -265,6 +267,7 @@ int config_load(struct config *cfg, int argc, char **argv)
     cfg->boot_failure_timeout = 60;
     cfg->shutdown_grace = 30;
     cfg->max_connections = 10000;
+    cfg->store = "memory";
     cfg->header_timeout = 30;
     cfg->log_level = LOG_INFO;
     default_worker_path(cfg);
@@ -309,6 +312,11 @@ int config_load(struct config *cfg, int argc, char **argv)
     }
     if (optind < argc) {
         fprintf(stderr, "pyjobd: unexpected argument '%s'; see --help\n", argv[optind]);
+        return -EINVAL;
+    }
+    if (strcmp(cfg->store, "memory") != 0 &&
+        (strncmp(cfg->store, "sqlite:", 7) != 0 || !cfg->store[7])) {
+        fprintf(stderr, "pyjobd: --store: expected memory or sqlite:PATH, got '%s'\n", cfg->store);
         return -EINVAL;
     }
     if (cfg->min_workers > cfg->workers)

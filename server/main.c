@@ -13,11 +13,16 @@
 #include "pyjobd/http.h"
 #include "pyjobd/log.h"
 #include "pyjobd/pool.h"
+#include "pyjobd/store.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <signal.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <sys/file.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +63,33 @@ static char *read_file(const char *path, const char *what, char *err, size_t err
         return NULL;
     }
     return buf;
+}
+
+/* Opens --store sqlite:PATH: creates the directory if missing and takes a lock so two
+ * servers never share one database (both would run its jobs). */
+static struct store *open_store(const char *spec, int *lock_fd, char *err, size_t errlen)
+{
+    const char *path = spec + strlen("sqlite:");
+    char *dir = strdup(path);
+    if (dir) {
+        char *d = dirname(dir);
+        if (strcmp(d, ".") != 0 && mkdir(d, 0750) != 0 && errno != EEXIST) {
+            snprintf(err, errlen, "cannot create the directory of store %s: %s", path,
+                     strerror(errno));
+            free(dir);
+            return NULL;
+        }
+        free(dir);
+    }
+    char lock[4200];
+    snprintf(lock, sizeof(lock), "%s.lock", path);
+    *lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (*lock_fd < 0 || flock(*lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        snprintf(err, errlen, "store %.100s is in use by another pyjobd (its .lock file: %s)", path,
+                 strerror(errno));
+        return NULL;
+    }
+    return store_open(path, err, errlen);
 }
 
 /* Long-polls hold a socket each: lift the soft fd limit to the hard one. */
@@ -130,7 +162,16 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    struct store *store = NULL;
+    int store_lock = -1;
+    if (strcmp(cfg.store, "memory") != 0 &&
+        !(store = open_store(cfg.store, &store_lock, err, sizeof(err)))) {
+        log_error("%s", err);
+        return 1;
+    }
+
     struct pool_config pcfg = {
+        .store = store,
         .worker_path = cfg.worker_path,
         .workers = cfg.workers,
         .default_timeout = cfg.default_timeout,
@@ -166,6 +207,7 @@ int main(int argc, char **argv)
         .max_queue = cfg.max_queue,
         .max_jobs = cfg.max_jobs,
         .result_ttl = cfg.result_ttl,
+        .store = cfg.store,
     };
     struct api *api = api_new(&acfg);
     if (!api) {
@@ -222,6 +264,9 @@ int main(int argc, char **argv)
     http_stop(http, 1000);
     api_free(api);
     pool_free(pool);
+    store_close(store); /* after the pool: its last writes are committed first */
+    if (store_lock >= 0)
+        close(store_lock);
     auth_free(auth);
     if (key)
         explicit_bzero(key, strlen(key));

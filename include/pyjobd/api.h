@@ -32,6 +32,7 @@ struct api_config {
     size_t max_batch;           /* jobs per POST /v1/jobs/batch; 0 means 10000 */
     /* Reported in /v1/info and in the detail of 404s for expired jobs (0 = unlimited /
      * forever); enforced by the pool. */
+    const char *store; /* "memory" or "sqlite:PATH", for /v1/info (copied) */
     size_t max_queue;
     size_t max_jobs;
     double result_ttl;

@@ -42,6 +42,7 @@ struct config {
     const char *worker_init;                           /* --worker-init module:function */
     const char *worker_env[CONFIG_MAX_WORKER_ENV + 1]; /* --worker-env KEY=VALUE ... */
     unsigned nworker_env;
+    const char *store; /* --store memory | sqlite:PATH, default memory */
     /* Security */
     const char *token_file;   /* --token-file: one token per line, optional "name:" */
     int insecure_no_auth;     /* --insecure-no-auth: allow a non-loopback listen without tokens */
