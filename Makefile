@@ -31,7 +31,7 @@ UNIT_BINS   := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
 PORT ?= 8080
 
-.PHONY: all deps run test unit integration clean format check-format
+.PHONY: all deps run test unit integration clean format check-format asan valgrind
 all: $(BUILD)/pyjobd $(BUILD)/pyjobd-worker
 
 # Installs the Debian packages the build and the tests need, only when one is missing.
@@ -70,9 +70,7 @@ run: deps all
 	$(BUILD)/pyjobd --port $(PORT)
 
 unit: $(UNIT_BINS) $(BUILD)/pyjobd-worker
-	@failed=0; for t in $(UNIT_BINS); do \
-	  PYJOBD_WORKER=$(BUILD)/pyjobd-worker $$t || failed=1; \
-	done; exit $$failed
+	@PYJOBD_WORKER=$(BUILD)/pyjobd-worker tests/unit/run.sh $(UNIT_BINS)
 
 integration: all
 	PYJOBD_BIN=$(BUILD)/pyjobd $(PYTHON) -m pytest -q tests/integration
@@ -81,6 +79,15 @@ test: deps
 	$(MAKE) all
 	$(MAKE) unit
 	$(MAKE) integration
+
+# The unit and integration tests with AddressSanitizer and UBSan in the server, the
+# worker and the tests; any report fails the run (halt_on_error, leak check at exit).
+ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+ASAN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1 \
+            UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 LSAN_OPTIONS=exitcode=23
+asan: deps
+	$(MAKE) BUILD=build/asan SAN="$(ASAN_FLAGS)" CFLAGS="-O1 -g" all
+	$(ASAN_ENV) $(MAKE) BUILD=build/asan SAN="$(ASAN_FLAGS)" CFLAGS="-O1 -g" unit integration
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
