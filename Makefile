@@ -66,8 +66,9 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libpyjobd.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CWARN) $(CFLAGS) $(SAN) -o $@ $< $(BUILD)/libpyjobd.a $(SERVER_LIBS) -lcmocka
 
+# Jobs survive restarts in ./pyjobd-data. Extra flags: make run RUN_ARGS="--workers 4".
 run: deps all
-	$(BUILD)/pyjobd --port $(PORT)
+	$(BUILD)/pyjobd --port $(PORT) --store sqlite:./pyjobd-data/jobs.db $(RUN_ARGS)
 
 unit: $(UNIT_BINS) $(BUILD)/pyjobd-worker
 	@PYJOBD_WORKER=$(BUILD)/pyjobd-worker tests/unit/run.sh $(UNIT_BINS)
