@@ -468,6 +468,10 @@ static void reap_worker(struct pool *p, struct worker *w)
 {
     int status;
     struct rusage ru;
+    /* The worker is a zombie now (its pidfd fired), so its pid, which is also its
+     * process group id (it leads its own session), cannot have been reused yet: kill
+     * whatever its jobs left running in that group before reaping it. */
+    kill(-w->pid, SIGKILL);
     pid_t r = wait4(w->pid, &status, WNOHANG, &ru);
     if (r == 0)
         return; /* not yet: the pidfd will fire again */

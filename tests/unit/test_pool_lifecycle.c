@@ -292,6 +292,35 @@ static void drain__grace_over__running_job_interrupted(void **state)
     pool_free(p);
 }
 
+static void crash__children_of_the_job_die_with_the_worker(void **state)
+{
+    (void)state;
+    struct pool *p = start_pool(1);
+    /* The job starts a long sleep in the background, prints its pid, then crashes. */
+    struct job_view v = run(p, "lambda: (print(__import__('subprocess').Popen(['sleep', "
+                               "'300']).pid, flush=True), os.kill(os.getpid(), "
+                               "signal.SIGKILL))");
+    assert_int_equal(v.error.type, JOB_ERR_WORKER_CRASHED);
+    struct job_output o;
+    assert_int_equal(pool_job_output(p, v.id, &o), 0);
+    int child = atoi((const char *)blob_data(o.out));
+    assert_true(child > 0);
+    job_output_release(&o);
+    job_view_release(&v);
+    int gone = 0;
+    for (int i = 0; i < 200 && !gone; i++, usleep(10000)) {
+        char path[64], st = 0;
+        snprintf(path, sizeof(path), "/proc/%d/stat", child);
+        FILE *f = fopen(path, "r");
+        /* Gone, or a zombie waiting for its (dead) parent's reaper. */
+        gone = !f || (fscanf(f, "%*d %*s %c", &st) == 1 && st == 'Z');
+        if (f)
+            fclose(f);
+    }
+    assert_true(gone);
+    pool_free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -305,6 +334,7 @@ int main(void)
         cmocka_unit_test(boot_failure__backs_off_reports_and_fails_queued_jobs_late),
         cmocka_unit_test(drain__running_finishes_queued_interrupted_new_refused),
         cmocka_unit_test(drain__grace_over__running_job_interrupted),
+        cmocka_unit_test(crash__children_of_the_job_die_with_the_worker),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
