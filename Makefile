@@ -99,4 +99,6 @@ check-format:
 clean:
 	rm -rf $(BUILD)
 
+include bench/bench.mk
+
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

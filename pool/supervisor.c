@@ -513,10 +513,12 @@ static void reap_worker(struct pool *p, struct worker *w)
     close(w->pidfd);
     w->pidfd = -1;
     w->pid = 0;
-    w->state = WORKER_EMPTY;
-    w->ending = END_NONE;
+    /* A booted worker, or one we ended ourselves, is replaced at once; one that died
+     * booting keeps the backoff set above. */
     if (booted || w->ending != END_NONE)
         w->respawn_at_ms = pool_now_ms();
+    w->state = WORKER_EMPTY;
+    w->ending = END_NONE;
 }
 
 /* --- dispatch and deadlines ------------------------------------------------------- */

@@ -1,0 +1,714 @@
+#!/usr/bin/python3
+"""pyjobd benchmark against loky and ProcessPoolExecutor (see bench/README.md).
+
+    /usr/bin/python3 bench/run.py [--reps N] [--only 1,2,3,4,5] [--quick]
+
+Same machine, same run, 2 workers for everyone. Every figure is the median of
+--reps repetitions, with min and max. Prints a table and writes
+bench/results/latest.json. Never exits non-zero because of a number.
+"""
+
+import argparse
+import asyncio
+import base64
+import concurrent.futures
+import http.client
+import json
+import os
+import platform
+import select
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(ROOT, "client", "python"))
+
+import cloudpickle  # noqa: E402
+
+import trivial  # noqa: E402
+
+WORKERS = 2
+RESULTS = {"meta": {}, "sections": {}}
+ROWS = []  # (section, name, unit, median, min, max, note)
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def b64(obj):
+    return base64.b64encode(cloudpickle.dumps(obj)).decode()
+
+
+def make_inc():
+    k = 1
+
+    def inc(x):
+        return x + k
+    return inc
+
+
+INC_CLOSURE = make_inc()  # a __main__ closure: cloudpickle sends it by value
+
+
+def pct(values, p):
+    s = sorted(values)
+    if not s:
+        return None
+    i = min(len(s) - 1, max(0, int(round(p / 100.0 * (len(s) - 1)))))
+    return s[i]
+
+
+def summarize(samples):
+    samples = [s for s in samples if s is not None]
+    if not samples:
+        return None
+    return {"median": statistics.median(samples), "min": min(samples), "max": max(samples),
+            "n": len(samples), "samples": samples}
+
+
+def record(section, name, unit, samples, note=""):
+    s = summarize(samples)
+    RESULTS["sections"].setdefault(section, {})[name] = dict(s or {}, unit=unit, note=note)
+    ROWS.append((section, name, unit, s, note))
+    if s:
+        log(f"  {name}: {fmt(s['median'])} {unit} (min {fmt(s['min'])}, max {fmt(s['max'])}) {note}")
+    else:
+        log(f"  {name}: n/a {note}")
+
+
+def fmt(v):
+    if v is None:
+        return "n/a"
+    if abs(v) >= 100:
+        return f"{v:,.0f}"
+    if abs(v) >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}"
+
+
+# --------------------------------------------------------------------------- server
+
+class Server:
+    """build/pyjobd --port 0 --workers 2 --log-level warn, stopped by its pid."""
+
+    def __init__(self, binary, extra=(), workers=WORKERS):
+        env = dict(os.environ)
+        self.errlog = open(os.environ["BENCH_SERVER_LOG"], "ab") if os.environ.get("BENCH_SERVER_LOG") else tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            [binary, "--port", "0", "--workers", str(workers), "--log-level", os.environ.get("BENCH_LOG_LEVEL", "warn"),
+             "--worker-cwd", HERE, "--worker-init", "trivial:inc_ready", *extra],
+            stdout=subprocess.PIPE, stderr=self.errlog, env=env, cwd=ROOT)
+        self.pid = self.proc.pid
+        r, _, _ = select.select([self.proc.stdout], [], [], 20)
+        line = self.proc.stdout.readline().decode() if r else ""
+        if "listening on" not in line:
+            self.stop()
+            raise RuntimeError(f"pyjobd did not start: {line!r} {self.stderr()}")
+        self.port = int(line.rsplit(":", 1)[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 30
+        c = Conn(self.port)
+        while time.monotonic() < deadline:  # bounded: wait for both workers to be idle
+            try:
+                st, pool = c.get("/v1/pool")
+                if st == 200 and sum(w.get("state") == "idle" for w in pool.get("workers", [])) >= workers:
+                    break
+            except Exception:
+                pass
+            time.sleep(0.05)
+        c.close()
+
+    def stderr(self):
+        try:
+            self.errlog.seek(0)
+            return self.errlog.read()[-2000:].decode(errors="replace")
+        except Exception:
+            return ""
+
+    def status(self):
+        out = {}
+        try:
+            with open(f"/proc/{self.pid}/status") as f:
+                for line in f:
+                    k, _, v = line.partition(":")
+                    if k in ("VmRSS", "VmHWM", "Threads", "RssAnon"):
+                        out[k] = int(v.split()[0]) * (1024 if k != "Threads" else 1)
+            out["fds"] = len(os.listdir(f"/proc/{self.pid}/fd"))
+        except OSError:
+            pass
+        return out
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc.stdout.close()
+
+
+class Conn:
+    """A minimal keep-alive JSON client (http.client) for the bench's own requests."""
+
+    def __init__(self, port, timeout=60):
+        self.c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+
+    def req(self, method, path, body=None):
+        data = body if isinstance(body, (bytes, str)) or body is None else json.dumps(body)
+        hdr = {"Content-Type": "application/json"} if data is not None else {}
+        self.c.request(method, path, data, hdr)
+        r = self.c.getresponse()
+        raw = r.read()
+        try:
+            return r.status, json.loads(raw) if raw else None
+        except ValueError:
+            return r.status, raw
+
+    def get(self, path):
+        return self.req("GET", path)
+
+    def post(self, path, body=None):
+        return self.req("POST", path, body)
+
+    def close(self):
+        self.c.close()
+
+
+def ts(s):
+    """RFC 3339 UTC timestamp (µs) → epoch seconds."""
+    from datetime import datetime
+    return datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+
+
+def job_request(fn, *args, **extra):
+    req = {"callable": b64(fn), "python": platform.python_version()}
+    if args:
+        req["args"] = b64(tuple(args))
+    req.update(extra)
+    return req
+
+
+# --------------------------------------------------------------------------- 1 latency
+
+def seq_latency(call, n):
+    lat = []
+    for i in range(n):
+        t = time.perf_counter()
+        call(i)
+        lat.append((time.perf_counter() - t) * 1e6)
+    return lat
+
+
+def section_latency(args):
+    log("1. round-trip latency (sequential submit + result)")
+    n = args.latency_n
+    fns = {"module": trivial.inc, "closure": INC_CLOSURE}
+    res = {}  # name -> list of (p50, p99)
+
+    def run(name, call, warm=50):
+        seq_latency(call, warm)
+        lat = seq_latency(call, n)
+        res.setdefault(name, []).append((pct(lat, 50), pct(lat, 99)))
+
+    for rep in range(args.reps):
+        srv = Server(args.bin)
+        try:
+            client_ok = True
+            try:
+                import pyjobd
+                ex = pyjobd.Executor(srv.url)
+            except Exception as e:
+                client_ok = False
+                log(f"  python client unavailable ({e!r}); using the raw http.client loop only")
+            for kind, fn in fns.items():
+                if client_ok:
+                    def call(i, fn=fn):
+                        assert ex.submit(fn, i).result(timeout=10) == i + 1
+                    run(f"pyjobd client {kind}", call)
+                body = json.dumps(job_request(fn, 1))
+                c = Conn(srv.port)
+
+                def call_raw(i, c=c, body=body):
+                    st, job = c.post("/v1/jobs?wait=5", body)
+                    assert job["status"] == "succeeded", job
+                run(f"pyjobd raw-http {kind}", call_raw)
+                if kind == "module":  # floors: where the round trip's time goes
+                    st, done = c.post("/v1/jobs?wait=5", body)
+
+                    def call_get(i, c=c, path=f"/v1/jobs/{done['id']}"):
+                        st, job = c.get(path)
+                        assert st == 200, (st, job)
+                    run("floor: GET /v1/jobs/{id} (finished)", call_get)
+
+                    def call_health(i, c=c):
+                        c.get("/healthz")
+                    run("floor: GET /healthz", call_health)
+                c.close()
+            if client_ok:
+                ex.shutdown()
+        finally:
+            srv.stop()
+
+        from joblib.externals.loky import get_reusable_executor
+        lk = get_reusable_executor(max_workers=WORKERS)
+        for kind, fn in fns.items():
+            run(f"loky {kind}", lambda i, fn=fn: lk.submit(fn, i).result())
+        lk.shutdown(wait=True)
+
+        with concurrent.futures.ProcessPoolExecutor(WORKERS) as ppe:
+            run("ppe module", lambda i: ppe.submit(trivial.inc, i).result())
+            blob = cloudpickle.dumps(INC_CLOSURE)
+            run("ppe closure", lambda i: ppe.submit(trivial.call_pickled, blob, i).result())
+
+    for name, vals in res.items():
+        note = "(cloudpickle-wrapped: pickle cannot send a closure)" if name == "ppe closure" else ""
+        record("1 latency", f"{name} p50", "µs", [v[0] for v in vals], note)
+        record("1 latency", f"{name} p99", "µs", [v[1] for v in vals], note)
+
+
+# --------------------------------------------------------------------------- 2 throughput
+
+def timed_map(mapfn, n):
+    t = time.perf_counter()
+    out = mapfn(n)
+    dt = time.perf_counter() - t
+    assert len(out) == n and out[0] == 1 and out[-1] == n, (len(out), out[:3])
+    return n / dt
+
+
+def section_throughput(args):
+    log("2. map throughput (trivial jobs)")
+    n = args.map_n
+    chunks = [10, 100, 1000]
+    res = {}
+
+    def add(name, v):
+        res.setdefault(name, []).append(v)
+
+    from joblib.externals.loky import get_reusable_executor
+    import pyjobd
+
+    srv = Server(args.bin)
+    try:
+        ex = pyjobd.Executor(srv.url)
+        ex_map = lambda cs: (lambda k: list(ex.map(trivial.inc, range(k), chunksize=cs)))
+        lk = get_reusable_executor(max_workers=WORKERS)
+        lk_map = lambda cs: (lambda k: list(lk.map(trivial.inc, range(k), chunksize=cs)))
+        ppe = concurrent.futures.ProcessPoolExecutor(WORKERS)
+        ppe_map = lambda cs: (lambda k: list(ppe.map(trivial.inc, range(k), chunksize=cs)))
+        for m in (ex_map, lk_map, ppe_map):
+            timed_map(m(1), 200)  # warm up
+        # Find each one's best chunksize (one pass), then repeat.
+        best = {}
+        for name, m in (("pyjobd", ex_map), ("loky", lk_map), ("ppe", ppe_map)):
+            scores = {cs: timed_map(m(cs), n) for cs in chunks}
+            best[name] = max(scores, key=scores.get)
+            RESULTS["sections"].setdefault("2 throughput", {})[f"{name} chunksize sweep"] = scores
+            log(f"  {name} chunksize sweep: " + ", ".join(f"{k}: {fmt(v)}" for k, v in scores.items()))
+        for rep in range(args.reps):
+            add("pyjobd map chunksize=1 (default)", timed_map(ex_map(1), n))
+            add(f"pyjobd map chunksize={best['pyjobd']} (best)", timed_map(ex_map(best["pyjobd"]), n))
+            add("loky map chunksize=1 (default)", timed_map(lk_map(1), n))
+            add(f"loky map chunksize={best['loky']} (best)", timed_map(lk_map(best["loky"]), n))
+            add("ppe map chunksize=1 (default)", timed_map(ppe_map(1), n))
+            add(f"ppe map chunksize={best['ppe']} (best)", timed_map(ppe_map(best["ppe"]), n))
+        ex.shutdown()
+        lk.shutdown(wait=True)
+        ppe.shutdown()
+    finally:
+        srv.stop()
+    for name, vals in res.items():
+        record("2 throughput", name, "jobs/s", vals, f"{n:,} jobs")
+
+
+# --------------------------------------------------------------------------- 3 raw HTTP
+
+def section_http(args):
+    log("3. raw HTTP throughput (wrk, keep-alive, POST /v1/jobs?wait=5)")
+    if not shutil_which("wrk"):
+        log("  wrk not installed: skipped")
+        return
+    body = json.dumps(job_request(trivial.inc, 1))
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        f.write(body)
+        body_path = f.name
+    res = {}
+    srv = Server(args.bin)
+    try:
+        for conns in args.http_conns:
+            for rep in range(args.reps):
+                cmd = ["wrk", "-t2", f"-c{conns}", f"-d{args.http_secs}s", "--timeout", "10s",
+                       "-s", os.path.join(HERE, "post.lua"), f"{srv.url}/v1/jobs?wait=5"]
+                p = subprocess.run(cmd, capture_output=True, text=True, timeout=args.http_secs + 60,
+                                   env=dict(os.environ, BENCH_BODY=body_path))
+                line = [l for l in p.stdout.splitlines() if l.startswith("WRKJSON ")]
+                if not line:
+                    log(f"  wrk failed: {p.stdout[-500:]} {p.stderr[-500:]}")
+                    continue
+                d = json.loads(line[0][8:])
+                d["jobs_per_s"] = d["succeeded"] / (d["duration_us"] / 1e6)
+                res.setdefault(conns, []).append(d)
+        st = srv.status()
+    finally:
+        srv.stop()
+        os.unlink(body_path)
+    for conns, ds in res.items():
+        bad = sum(d["non2xx"] + d["not_succeeded"] + d["errors_timeout"] + d["errors_read"] for d in ds)
+        note = f"{conns} conns, {args.http_secs}s" + (f", {bad} failed/incomplete" if bad else "")
+        record("3 raw http", f"pyjobd wrk c={conns} throughput", "jobs/s",
+               [d["jobs_per_s"] for d in ds], note)
+        record("3 raw http", f"pyjobd wrk c={conns} p50", "µs", [d["p50_us"] for d in ds], note)
+        record("3 raw http", f"pyjobd wrk c={conns} p99", "µs", [d["p99_us"] for d in ds], note)
+    RESULTS["sections"].setdefault("3 raw http", {})["server after load"] = st
+
+
+def shutil_which(name):
+    import shutil
+    return shutil.which(name)
+
+
+# --------------------------------------------------------------------------- 4 crash/timeout
+
+def wait_job(c, jid, secs=30):
+    st, job = c.get(f"/v1/jobs/{jid}?wait={secs}")
+    return job
+
+
+def submit(c, req):
+    st, job = c.post("/v1/jobs", req)
+    if st != 201:
+        raise RuntimeError(f"submit: {st} {job}")
+    return job["id"]
+
+
+def section_crash(args):
+    log("4. crash recovery and timeout accuracy")
+    n = args.crashes
+    tmpdir = tempfile.mkdtemp(prefix="pyjobd-bench-")
+    crash_to_next, detect, kill_to_next, overshoot, timeout_to_next = [], [], [], [], []
+    err_seen = []
+    srv = Server(args.bin, extra=("--shutdown-grace", "1"))
+    try:
+        c = Conn(srv.port)
+        # Keep one worker busy for the whole section, so that the next job can only
+        # start on the replacement of the worker that crashed.
+        blocker = submit(c, job_request(trivial.sleep, 3600, timeout=3600))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and wait_job(c, blocker, 0)["status"] != "running":
+            time.sleep(0.01)
+        # (a) the job itself dies: os._exit(1)
+        for i in range(n):
+            path = os.path.join(tmpdir, f"crash{i}")
+            t_sub = time.time()
+            cid = submit(c, job_request(trivial.crash, path))
+            nid = submit(c, job_request(trivial.now))
+            cj = wait_job(c, cid)
+            t_err = time.time()  # the caller has seen the failure
+            nj = wait_job(c, nid)
+            if cj["status"] != "failed" or nj["status"] != "succeeded":
+                log(f"  crash {i}: unexpected {cj['status']} / {nj['status']}")
+                continue
+            t_crash = float(open(path).read())
+            t_next = cloudpickle.loads(base64.b64decode(nj["result"]))
+            crash_to_next.append((t_next - t_crash) * 1e3)
+            detect.append((ts(cj["finished_at"]) - t_crash) * 1e3)
+            err_seen.append((t_err - t_crash) * 1e3)
+        # (b) SIGKILL of the worker pid from outside
+        for i in range(n):
+            jid = submit(c, job_request(trivial.sleep, 30, timeout=60))
+            nid = submit(c, job_request(trivial.now))
+            pid = None
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and pid is None:
+                st, pool = c.get("/v1/pool")
+                for w in pool["workers"]:
+                    if w.get("job_id") == jid and w.get("state") == "busy":
+                        pid = w["pid"]
+                if pid is None:
+                    time.sleep(0.002)
+            if pid is None:
+                log("  kill: the sleeping job never showed up as running")
+                continue
+            time.sleep(0.02)
+            t_kill = time.time()
+            os.kill(pid, signal.SIGKILL)
+            nj = wait_job(c, nid)
+            wait_job(c, jid)
+            if nj["status"] == "succeeded":
+                t_next = cloudpickle.loads(base64.b64decode(nj["result"]))
+                kill_to_next.append((t_next - t_kill) * 1e3)
+        # (c) timeout of 0.2 s on a sleeping job
+        for i in range(n):
+            jid = submit(c, job_request(trivial.sleep, 10, timeout=0.2))
+            nid = submit(c, job_request(trivial.now))
+            j = wait_job(c, jid)
+            nj = wait_job(c, nid)
+            if j["status"] != "failed" or (j.get("error") or {}).get("type") != "timeout":
+                log(f"  timeout {i}: unexpected {j['status']} {j.get('error')}")
+                continue
+            t_fin = ts(j["finished_at"])
+            overshoot.append((t_fin - ts(j["started_at"]) - 0.2) * 1e3)
+            if nj["status"] == "succeeded":
+                timeout_to_next.append((cloudpickle.loads(base64.b64decode(nj["result"])) - t_fin) * 1e3)
+        c.post(f"/v1/jobs/{blocker}/cancel?force=true")
+        c.close()
+    finally:
+        srv.stop()
+    record("4 crash/timeout", "pyjobd os._exit → caller sees error", "ms", err_seen, f"{n} crashes")
+    record("4 crash/timeout", "pyjobd os._exit → job marked failed (server)", "ms", detect, f"{n} crashes")
+    record("4 crash/timeout", "pyjobd os._exit → next job starts", "ms", crash_to_next, f"{n} crashes")
+    record("4 crash/timeout", "pyjobd SIGKILL → next job starts", "ms", kill_to_next, f"{n} kills")
+    record("4 crash/timeout", "pyjobd timeout 0.2 s overshoot", "ms", overshoot, f"{n} timeouts")
+    record("4 crash/timeout", "pyjobd timeout → next job starts", "ms", timeout_to_next, f"{n} timeouts")
+
+    # Peers: after a crash, the whole executor is broken; time until a job runs again.
+    from joblib.externals.loky import get_reusable_executor
+    lk_next, lk_err, ppe_next, ppe_err = [], [], [], []
+    for i in range(min(n, args.peer_crashes)):
+        path = os.path.join(tmpdir, f"lk{i}")
+        ex = get_reusable_executor(max_workers=WORKERS)
+        ex.submit(trivial.inc, 1).result()
+        f = ex.submit(trivial.crash, path)
+        try:
+            f.result()
+        except Exception:
+            pass
+        t_err = time.time()
+        t_next = get_reusable_executor(max_workers=WORKERS).submit(trivial.now).result()
+        t_crash = float(open(path).read())
+        lk_err.append((t_err - t_crash) * 1e3)
+        lk_next.append((t_next - t_crash) * 1e3)
+    get_reusable_executor(max_workers=WORKERS).shutdown(wait=True)
+    for i in range(min(n, args.peer_crashes)):
+        path = os.path.join(tmpdir, f"ppe{i}")
+        ppe = concurrent.futures.ProcessPoolExecutor(WORKERS)
+        ppe.submit(trivial.inc, 1).result()
+        try:
+            ppe.submit(trivial.crash, path).result()
+        except Exception:
+            pass
+        t_err = time.time()
+        ppe.shutdown(wait=False)
+        ppe = concurrent.futures.ProcessPoolExecutor(WORKERS)
+        t_next = ppe.submit(trivial.now).result()
+        ppe.shutdown()
+        t_crash = float(open(path).read())
+        ppe_err.append((t_err - t_crash) * 1e3)
+        ppe_next.append((t_next - t_crash) * 1e3)
+    record("4 crash/timeout", "loky os._exit → caller sees error", "ms", lk_err,
+           "every pending job fails (TerminatedWorkerError)")
+    record("4 crash/timeout", "loky os._exit → next job starts", "ms", lk_next,
+           "executor rebuilt by get_reusable_executor")
+    record("4 crash/timeout", "ppe os._exit → caller sees error", "ms", ppe_err, "BrokenProcessPool")
+    record("4 crash/timeout", "ppe os._exit → next job starts", "ms", ppe_next, "new executor")
+
+
+# --------------------------------------------------------------------------- 5 memory
+
+async def hold_waiters(port, jid, n, hold_s):
+    """Opens n keep-alive connections, each long-polling GET /v1/jobs/{jid}?wait=30."""
+    conns = []
+    req = (f"GET /v1/jobs/{jid}?wait=30 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").encode()
+    for i in range(0, n, 100):
+        batch = await asyncio.gather(*[asyncio.open_connection("127.0.0.1", port)
+                                       for _ in range(min(100, n - i))], return_exceptions=True)
+        for b in batch:
+            if isinstance(b, Exception):
+                continue
+            r, w = b
+            w.write(req)
+            conns.append((r, w))
+        await asyncio.gather(*[w.drain() for _, w in conns[-len(batch):]], return_exceptions=True)
+    return conns
+
+
+async def read_answers(conns, timeout):
+    async def one(r):
+        try:
+            line = await asyncio.wait_for(r.readline(), timeout)
+            return line.startswith(b"HTTP/1.1 200")
+        except Exception:
+            return False
+    t = time.perf_counter()
+    ok = await asyncio.gather(*[one(r) for r, _ in conns])
+    return sum(ok), time.perf_counter() - t
+
+
+def section_memory(args):
+    log("5. server memory")
+    idle, per_job, waiters_cost, fanout = [], [], [], []
+    extra = {}
+    n_jobs = args.retained
+    for rep in range(args.mem_reps):
+        srv = Server(args.bin, extra=("--shutdown-grace", "1"))
+        try:
+            time.sleep(0.3)
+            idle.append(srv.status().get("VmRSS", 0) / 2**20)
+            c = Conn(srv.port)
+            req = job_request(trivial.inc, 1)
+            # Warm up the HTTP threads and allocator with 1,000 jobs, then measure.
+            ids = c.post("/v1/jobs/batch", {"jobs": [req] * 1000})[1]["jobs"]
+            c.post("/v1/jobs/wait", {"ids": [j["id"] for j in ids], "timeout": 30,
+                                     "return_when": "ALL_COMPLETED"})
+            base = srv.status()["VmRSS"]
+            t = time.perf_counter()
+            last = None
+            for i in range(0, n_jobs - 1000, 1000):
+                st, out = c.post("/v1/jobs/batch", {"jobs": [req] * 1000})
+                if st != 201:
+                    log(f"  batch: {st} {out}")
+                    time.sleep(0.1)
+                    continue
+                last = [j["id"] for j in out["jobs"]]
+                if i % 10000 == 0:  # keep the queue short
+                    c.post("/v1/jobs/wait", {"ids": last, "timeout": 60, "return_when": "ALL_COMPLETED"})
+            c.post("/v1/jobs/wait", {"ids": last, "timeout": 60, "return_when": "ALL_COMPLETED"})
+            st, pool = c.get("/v1/pool")
+            dt = time.perf_counter() - t
+            after = srv.status()["VmRSS"]
+            retained = n_jobs - 1000
+            per_job.append((after - base) / retained)
+            st, one = c.get(f"/v1/jobs/{last[-1]}")
+            extra["result_bytes_base64"] = len(one.get("result") or "")
+            extra["fill_rate_jobs_per_s"] = retained / dt
+            extra["rss_after_retained_mb"] = after / 2**20
+            extra["queued_after"] = pool.get("queued")
+            c.close()
+        finally:
+            srv.stop()
+
+        # 2,000 long-poll waiters on one sleeping job.
+        srv = Server(args.bin, extra=("--shutdown-grace", "1"))
+        try:
+            c = Conn(srv.port)
+            jid = submit(c, job_request(trivial.sleep, 20, timeout=60))
+            time.sleep(0.2)
+            before = srv.status()
+
+            async def go():
+                conns = await hold_waiters(srv.port, jid, args.waiters, 30)
+                await asyncio.sleep(1.0)
+                held = srv.status()
+                early = sum(1 for r, _ in conns if r.at_eof() or len(r._buffer))
+                t_cancel = time.perf_counter()
+                c.post(f"/v1/jobs/{jid}/cancel?force=true")
+                answered, dt = await read_answers(conns, 20)
+                dt = time.perf_counter() - t_cancel
+                for _, w in conns:
+                    w.close()
+                return len(conns), held, early, answered, dt
+            opened, held, early, answered, dt = asyncio.run(go())
+            waiters_cost.append((held["VmRSS"] - before["VmRSS"]) / 2**20)
+            fanout.append(dt * 1e3)
+            extra.update(waiters_opened=opened, waiters_answered_early=early,
+                         waiters_answered_after_cancel=answered,
+                         server_threads_idle=before.get("Threads"),
+                         server_threads_with_waiters=held.get("Threads"),
+                         server_fds_with_waiters=held.get("fds"),
+                         rss_with_waiters_mb=held["VmRSS"] / 2**20)
+            c.close()
+        finally:
+            srv.stop()
+    record("5 memory", "pyjobd server RSS idle", "MB", idle)
+    record("5 memory", "pyjobd per retained finished job", "bytes", per_job,
+           f"{args.retained - 1000:,} jobs; result is {extra.get('result_bytes_base64')} B of base64")
+    record("5 memory", f"pyjobd {args.waiters} long-poll waiters (RSS added)", "MB", waiters_cost,
+           f"threads {extra.get('server_threads_idle')}→{extra.get('server_threads_with_waiters')}, "
+           f"{extra.get('waiters_opened')} held, {extra.get('waiters_answered_early')} early")
+    record("5 memory", f"pyjobd {args.waiters} waiters: job end → all answered", "ms", fanout,
+           f"{extra.get('waiters_answered_after_cancel')} answered")
+    RESULTS["sections"]["5 memory"]["details"] = extra
+
+
+# --------------------------------------------------------------------------- main
+
+def print_table():
+    lines = []
+    w = max(len(r[1]) for r in ROWS) if ROWS else 30
+    head = f"{'figure':<{w}}  {'median':>10}  {'min':>10}  {'max':>10}  unit    note"
+    cur = None
+    for sec, name, unit, s, note in ROWS:
+        if sec != cur:
+            lines.append("")
+            lines.append(f"== {sec}")
+            lines.append(head)
+            cur = sec
+        if s:
+            lines.append(f"{name:<{w}}  {fmt(s['median']):>10}  {fmt(s['min']):>10}  "
+                         f"{fmt(s['max']):>10}  {unit:<6}  {note}")
+        else:
+            lines.append(f"{name:<{w}}  {'n/a':>10}  {'':>10}  {'':>10}  {unit:<6}  {note}")
+    text = "\n".join(lines)
+    print(text)
+    return text
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", default=os.path.join(ROOT, "build", "pyjobd"))
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--only", default="1,2,3,4,5")
+    ap.add_argument("--quick", action="store_true", help="small sizes, for trying the harness")
+    ap.add_argument("--out", default=os.path.join(HERE, "results", "latest.json"))
+    args = ap.parse_args()
+    args.latency_n, args.map_n, args.http_secs = 2000, 20000, 5
+    args.http_conns = [16, 64, 256]
+    args.crashes, args.peer_crashes, args.retained, args.waiters, args.mem_reps = 20, 10, 100000, 2000, 2
+    if args.quick:
+        args.latency_n, args.map_n, args.http_secs = 200, 2000, 2
+        args.http_conns = [16]
+        args.crashes, args.peer_crashes, args.retained, args.waiters = 3, 2, 5000, 200
+        args.reps = min(args.reps, 1)
+    RESULTS["meta"] = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "nproc": os.cpu_count(), "workers": WORKERS, "reps": args.reps,
+        "python": sys.version.split()[0], "cloudpickle": cloudpickle.__version__,
+        "cpu": (subprocess.run(["sh", "-c", "lscpu | sed -n 's/^Model name: *//p'"],
+                               capture_output=True, text=True).stdout.strip()),
+        "binary": args.bin, "quick": args.quick,
+        "loadavg_at_start": open("/proc/loadavg").read().split()[:3],
+    }
+    try:
+        import joblib
+        RESULTS["meta"]["joblib"] = joblib.__version__
+    except ImportError:
+        pass
+    t0 = time.monotonic()
+    sections = {"1": section_latency, "2": section_throughput, "3": section_http,
+                "4": section_crash, "5": section_memory}
+    for key in args.only.split(","):
+        fn = sections.get(key.strip())
+        if not fn:
+            continue
+        time.sleep(1.0)  # let the previous section's processes go away
+        t = time.monotonic()
+        try:
+            fn(args)
+        except Exception:
+            log(f"section {key} failed (not fatal):\n{traceback.format_exc()}")
+            RESULTS["sections"].setdefault(f"{key} error", {})["traceback"] = traceback.format_exc()
+        RESULTS["meta"][f"section_{key}_seconds"] = round(time.monotonic() - t, 1)
+    RESULTS["meta"]["total_seconds"] = round(time.monotonic() - t0, 1)
+    RESULTS["meta"]["loadavg_at_end"] = open("/proc/loadavg").read().split()[:3]
+    table = print_table()
+    RESULTS["table"] = table
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(RESULTS, f, indent=1, default=str)
+    print(f"\nwritten {args.out} ({RESULTS['meta']['total_seconds']} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
