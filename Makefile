@@ -67,14 +67,17 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libpyjobd.a
 	$(CC) $(CPPFLAGS) $(CWARN) $(CFLAGS) $(SAN) -o $@ $< $(BUILD)/libpyjobd.a $(SERVER_LIBS) -lcmocka
 
 # Jobs survive restarts in ./pyjobd-data. Extra flags: make run RUN_ARGS="--workers 4".
+# As root, workers run as nobody: a job must never run as root by default.
+RUN_USER := $(shell [ "$$(id -u)" = 0 ] && echo --worker-user nobody)
 run: deps all
-	$(BUILD)/pyjobd --port $(PORT) --store sqlite:./pyjobd-data/jobs.db $(RUN_ARGS)
+	$(BUILD)/pyjobd --port $(PORT) --store sqlite:./pyjobd-data/jobs.db $(RUN_USER) $(RUN_ARGS)
 
 unit: $(UNIT_BINS) $(BUILD)/pyjobd-worker
 	@PYJOBD_WORKER=$(BUILD)/pyjobd-worker tests/unit/run.sh $(UNIT_BINS)
 
+# Servers started by the tests may run root workers when the tests run as root (CI).
 integration: all
-	PYJOBD_BIN=$(BUILD)/pyjobd $(PYTHON) -m pytest -q tests/integration
+	PYJOBD_BIN=$(BUILD)/pyjobd PYJOBD_ALLOW_ROOT_WORKERS=1 $(PYTHON) -m pytest -q tests/integration
 
 test: deps
 	$(MAKE) all
@@ -100,5 +103,6 @@ clean:
 	rm -rf $(BUILD)
 
 include bench/bench.mk
+include tests/fuzz/fuzz.mk
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -119,7 +119,7 @@ struct pool {
     int64_t no_worker_since_ms; /* first boot failure while no worker was ready; 0 = fine */
     char **worker_envp;         /* environment given to workers */
     char *worker_path;          /* absolute path of pyjobd-worker (owned) */
-    char *worker_argv[6];
+    char *worker_argv[8];
 
     struct registry *jobs;
     uint64_t next_seq;

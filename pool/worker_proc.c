@@ -57,6 +57,10 @@ int pool__worker_env_init(struct pool *p)
     int a = 0;
     char **argv = p->worker_argv;
     argv[a++] = (char *)p->cfg.worker_path;
+    if (p->cfg.worker_user) {
+        argv[a++] = "--user";
+        argv[a++] = (char *)p->cfg.worker_user;
+    }
     if (p->cfg.worker_init) {
         argv[a++] = "--init";
         argv[a++] = (char *)p->cfg.worker_init;
@@ -175,6 +179,10 @@ void pool__kill_worker(struct worker *w, int sig)
 {
     if (w->pidfd >= 0 && pidfd_send_signal(w->pidfd, sig, NULL, 0) != 0 && errno != ESRCH)
         log_warn("worker %d: cannot send signal %d: %s", (int)w->pid, sig, strerror(errno));
+    /* SIGKILL ends what its jobs started too: the worker leads its own process group.
+     * The worker is not reaped yet, so its pid (= the group id) is still its own. */
+    if (sig == SIGKILL && w->pidfd >= 0 && kill(-w->pid, SIGKILL) != 0 && errno != ESRCH)
+        log_warn("worker %d: cannot kill its process group: %s", (int)w->pid, strerror(errno));
 }
 
 void pool__describe_exit(int status, char *buf, size_t len)

@@ -469,7 +469,11 @@ struct http_server *http_start(const struct http_config *cfg, char *err, size_t 
         flags, 0, NULL, NULL, on_request, s, MHD_OPTION_LISTEN_SOCKET, s->listen_fd,
         MHD_OPTION_THREAD_POOL_SIZE, cfg->threads, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-        MHD_OPTION_CONNECTION_LIMIT, hard_cap, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_LIMIT, hard_cap,
+        /* Per-connection buffer: it bounds a request's headers, and libmicrohttpd clears
+         * it for every request, so a small one is also a fast one. */
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384, MHD_OPTION_ARRAY, tls_opts,
+        MHD_OPTION_END);
     if (!s->daemon) {
         snprintf(err, errlen, "libmicrohttpd failed to start on %s port %u%s", cfg->listen, s->port,
                  tls ? " (check the TLS certificate and key)" : "");

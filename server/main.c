@@ -162,6 +162,18 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    /* Root workers would run every client's code as root. */
+    if (geteuid() == 0 && !cfg.worker_user && !cfg.allow_root_workers) {
+        log_error("refusing to run workers as root: pass --worker-user NAME (an unprivileged "
+                  "user, e.g. nobody) or, if you really mean it, --allow-root-workers");
+        return 2;
+    }
+    if (cfg.worker_user && geteuid() != 0) {
+        log_error("--worker-user needs the server to run as root (it is uid %d); run the "
+                  "server as the user the workers should have instead",
+                  (int)geteuid());
+        return 2;
+    }
     struct store *store = NULL;
     int store_lock = -1;
     if (strcmp(cfg.store, "memory") != 0 &&
@@ -189,6 +201,7 @@ int main(int argc, char **argv)
         .worker_env = cfg.worker_env,
         .worker_cwd = cfg.worker_cwd,
         .worker_init = cfg.worker_init,
+        .worker_user = cfg.worker_user,
     };
     struct pool *pool = pool_new(&pcfg);
     if (!pool) {

@@ -38,6 +38,7 @@ struct pool_config {
     const char *const *worker_env; /* extra KEY=VALUE for workers, NULL-terminated */
     const char *worker_cwd;        /* working directory of workers (NULL: inherit) */
     const char *worker_init;       /* "module:function" run once per worker, or NULL */
+    const char *worker_user;       /* drop workers to this user (--worker-user), or NULL */
     struct store *store;           /* durable copy of every job (borrowed), or NULL */
 };
 

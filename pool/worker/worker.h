@@ -65,16 +65,21 @@
  *     failure instead, since --init imports from the working directory;
  *   - PR_SET_PDEATHSIG=SIGKILL is armed after the user switch (a uid change clears
  *     it), and EOF on fd 3 ends the worker between jobs.
- * What it does not stop: a job can use all the CPU, memory (unless
- * --memory-limit), disk and network the user may use, fork without bound (no
- * RLIMIT_NPROC: it counts every process of the user), read whatever the user can
- * read, and signal or (without --user, as the server's uid) ptrace processes of
- * the same uid: with no --user, that includes the server itself. Processes a job
- * starts stay in the worker's process group, so the supervisor's kill(-pid,
- * SIGKILL) of the group ends them with the worker; a process that calls setsid()
- * or setpgid() leaves the group and survives it, as do all of them when the server
- * itself is SIGKILLed (only the worker gets PDEATHSIG). Only a cgroup (systemd's
- * KillMode=control-group, a container's PID namespace) contains those.
+ * What it does not stop (it is no seccomp filter and no namespace): a job can use
+ * all the CPU, memory (unless --memory-limit), disk and network the user may use,
+ * reach every system call, fork without bound (no RLIMIT_NPROC: it counts every
+ * process of the user), read whatever the user can read, and signal (or, without
+ * --user, ptrace) processes of the same uid: with no --user, that includes the
+ * server itself and its token file. Workers of one pool share a uid, and a worker
+ * runs job after job: code a job leaves behind (patched modules, threads) sees
+ * later jobs, whoever submitted them. Processes a job starts stay in the worker's
+ * process group, so the supervisor's kill(-pid, SIGKILL) of the group ends them
+ * with the worker; a process that calls setsid() or setpgid() leaves the group
+ * and survives it, as do all of them when the server itself is SIGKILLed (only
+ * the worker gets PDEATHSIG). The worker is no subreaper: that would only move
+ * orphans under it, where nobody reaps them, and they would still outlive it.
+ * Only a cgroup (systemd's KillMode=control-group, a container's PID namespace)
+ * contains those.
  *
  * Conversation on fd 3 (frames of include/pyjobd/frame.h): once Python and
  * cloudpickle are loaded the worker sends one FRAME_HELLO, then answers every

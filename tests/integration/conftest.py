@@ -136,6 +136,10 @@ class Server:
     def _environment(self):
         # The caller's PYJOBD_* settings must not leak into the servers under test.
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYJOBD_")}
+        # The server refuses root workers unless told otherwise; tests running as root
+        # (CI) say so explicitly. Tests of that refusal pass their own env.
+        if os.geteuid() == 0:
+            env["PYJOBD_ALLOW_ROOT_WORKERS"] = "1"
         env.update(self.env or {})
         return env
 

@@ -8,12 +8,17 @@ import os
 import pwd
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 
+import cloudpickle
 import pytest
 
 from worker_driver import WorkerDriver, WorkerError
+
+# The jobs below are functions of this module, which workers cannot import.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORKER = os.environ.get("PYJOBD_WORKER", os.path.join(ROOT, "build", "pyjobd-worker"))
