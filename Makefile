@@ -31,18 +31,26 @@ UNIT_BINS   := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
 PORT ?= 8080
 
-.PHONY: all deps run test unit integration clean format check-format asan valgrind
+.PHONY: all deps fuzz-deps run test unit integration clean format check-format asan
 all: $(BUILD)/pyjobd $(BUILD)/pyjobd-worker
 
-# Installs the Debian packages the build and the tests need, only when one is missing.
-deps:
-	@missing=""; for p in $(DEB_PACKAGES); do \
+# Installs Debian packages, only those missing (one apt-get run at most).
+define install_missing
+	@missing=""; for p in $(1); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
+endef
+
+deps:
+	$(call install_missing,$(DEB_PACKAGES))
+
+# The fuzzers need clang's libFuzzer runtime.
+fuzz-deps:
+	$(call install_missing,clang libclang-rt-14-dev)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -104,5 +112,6 @@ clean:
 
 include bench/bench.mk
 include tests/fuzz/fuzz.mk
+$(FUZZ_BINS): | fuzz-deps
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
