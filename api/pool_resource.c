@@ -28,20 +28,23 @@ static json_t *timestamp_or_null(const struct timespec *ts)
     return api__format_timestamp(ts, buf) < 0 ? json_null() : json_string(buf);
 }
 
-static json_t *worker_json(const struct pool_worker_info *w)
+/* A worker as `tenant` may see it: another tenant's job id is not shown (it would
+ * tell that the job exists). */
+static json_t *worker_json(const struct pool_worker_info *w, const char *tenant)
 {
     char id[JOB_ID_LEN + 1];
     memcpy(id, w->job_id, JOB_ID_LEN);
     id[JOB_ID_LEN] = '\0';
+    int visible = w->job_id[0] && (!tenant || strcmp(w->job_owner, tenant) == 0);
     return json_pack("{s:I, s:s, s:o, s:I, s:o, s:o, s:b}", "pid", (json_int_t)w->pid, "state",
                      w->state ? w->state : "starting", "job_id",
-                     w->job_id[0] ? json_string(id) : json_null(), "jobs_done",
-                     (json_int_t)w->jobs_done, "started_at", timestamp_or_null(&w->started_at),
-                     "rss_bytes", w->rss_bytes >= 0 ? json_integer(w->rss_bytes) : json_null(),
-                     "retiring", w->retiring != 0);
+                     visible ? json_string(id) : json_null(), "jobs_done", (json_int_t)w->jobs_done,
+                     "started_at", timestamp_or_null(&w->started_at), "rss_bytes",
+                     w->rss_bytes >= 0 ? json_integer(w->rss_bytes) : json_null(), "retiring",
+                     w->retiring != 0);
 }
 
-void api__get_pool(struct api *api, struct api_response *resp)
+void api__get_pool(struct api *api, const struct api_request *req, struct api_response *resp)
 {
     struct pool_stats st;
     memset(&st, 0, sizeof(st));
@@ -54,7 +57,7 @@ void api__get_pool(struct api *api, struct api_response *resp)
     st.boot_error[sizeof(st.boot_error) - 1] = '\0';
     json_t *workers = json_array();
     for (size_t i = 0; workers && i < st.nworkers; i++)
-        if (json_array_append_new(workers, worker_json(&st.workers[i])) < 0) {
+        if (json_array_append_new(workers, worker_json(&st.workers[i], req->tenant)) < 0) {
             json_decref(workers);
             workers = NULL;
         }
@@ -115,5 +118,5 @@ void api__patch_pool(struct api *api, const struct api_request *req, struct api_
                     (long long)n, strerror(-rc));
         return;
     }
-    api__get_pool(api, resp);
+    api__get_pool(api, req, resp);
 }

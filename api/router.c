@@ -141,7 +141,7 @@ static void route(struct api *api, const struct api_request *req, const char *me
             api__method_not_allowed(resp, method, path, "GET, HEAD");
     } else if (strcmp(path, "/v1/pool") == 0) {
         if (is_get(method))
-            api__get_pool(api, resp);
+            api__get_pool(api, req, resp);
         else if (is(method, "PATCH"))
             api__patch_pool(api, req, resp);
         else

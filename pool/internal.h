@@ -180,6 +180,7 @@ void pool__waiters_fire_all(struct pool *p);
 /* jobs.c: records and the lists they sit on */
 struct job *pool__job_new(struct pool *p, const struct job_spec *spec);
 void pool__job_free(struct job *j);
+void pool__all_append(struct pool *p, struct job *j);
 void pool__queue_push(struct pool *p, struct job *j);
 void pool__queue_push_front(struct pool *p, struct job *j);
 struct job *pool__queue_pop(struct pool *p);

@@ -54,6 +54,17 @@ void pool__job_free(struct job *j)
     free(j);
 }
 
+void pool__all_append(struct pool *p, struct job *j)
+{
+    j->all_next = NULL;
+    j->all_prev = p->all_tail;
+    if (p->all_tail)
+        p->all_tail->all_next = j;
+    else
+        p->all_head = j;
+    p->all_tail = j;
+}
+
 void pool__queue_push(struct pool *p, struct job *j)
 {
     j->q_next = NULL;

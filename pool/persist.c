@@ -59,12 +59,7 @@ static int recover_one(void *arg, struct job_view *v, struct job_spec *spec, uin
     }
     if (seq > p->next_seq)
         p->next_seq = seq;
-    j->all_prev = p->all_tail;
-    if (p->all_tail)
-        p->all_tail->all_next = j;
-    else
-        p->all_head = j;
-    p->all_tail = j;
+    pool__all_append(p, j);
 
     if (j->v.status == JOB_RUNNING) {
         /* It was on a worker when the server went away. */

@@ -214,12 +214,7 @@ int pool_submit_batch(struct pool *p, const struct job_spec *specs, size_t n,
             for (size_t i = 0; i < n; i++) {
                 struct job *j = jobs[i];
                 j->seq = ++p->next_seq;
-                j->all_prev = p->all_tail;
-                if (p->all_tail)
-                    p->all_tail->all_next = j;
-                else
-                    p->all_head = j;
-                p->all_tail = j;
+                pool__all_append(p, j);
                 pool__queue_push(p, j);
                 pool__persist(p, j);
                 memcpy(ids_out[i], j->v.id, JOB_ID_LEN + 1);

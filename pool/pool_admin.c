@@ -120,8 +120,10 @@ int pool_get_stats(struct pool *p, struct pool_stats *out)
         struct pool_worker_info *wi = &out->workers[out->nworkers++];
         wi->pid = w->pid;
         wi->state = names[w->state];
-        if (w->job)
+        if (w->job) {
             memcpy(wi->job_id, w->job->v.id, JOB_ID_LEN + 1);
+            memcpy(wi->job_owner, w->job->v.owner, JOB_OWNER_MAX);
+        }
         wi->jobs_done = w->jobs_done;
         wi->started_at = w->started_at;
         wi->rss_bytes = pool__worker_rss(w->pid);

@@ -80,7 +80,9 @@ static int load_file(struct auth *a, const char *path, char *err, size_t errlen)
         if (!*s || *s == '#')
             continue;
         char tenant[AUTH_TENANT_MAX];
-        snprintf(tenant, sizeof(tenant), "token-line-%d", lineno);
+        /* Unnamed: a name no "name:" prefix can spell (it has a ':'), so two tokens
+         * share jobs only when the operator gives them the same name on purpose. */
+        snprintf(tenant, sizeof(tenant), "line:%d", lineno);
         char *colon = strchr(s, ':');
         if (colon) {
             size_t nlen = (size_t)(colon - s);
@@ -132,7 +134,7 @@ struct auth *auth_new(const char *token_file, const char *env_token, char *err, 
             auth_free(a);
             return NULL;
         }
-        if (add_token(a, "default", env_token, strlen(env_token)) != 0) {
+        if (add_token(a, "env:PYJOBD_TOKEN", env_token, strlen(env_token)) != 0) {
             snprintf(err, errlen, "out of memory");
             auth_free(a);
             return NULL;

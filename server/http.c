@@ -27,16 +27,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <pthread.h>
 #include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+/* Where a connection is in its current request, for the watchdog. */
+enum { CONN_IDLE, CONN_BODY, CONN_HANDLED };
+
 /* One accepted connection, from the connection-started to the -closed callback. */
 struct conn_track {
     int fd;
-    int64_t since_ms; /* start of the current wait for a request's headers */
-    int in_request;   /* headers arrived; a request is being handled */
+    int stage;        /* CONN_IDLE, CONN_BODY or CONN_HANDLED */
+    int64_t since_ms; /* start of the current stage */
+    size_t received;  /* body bytes so far (CONN_BODY) */
     struct conn_track *prev, *next;
 };
 
@@ -63,6 +68,7 @@ struct request {
     char *body;
     size_t body_len, body_cap;
     int too_large;
+    struct conn_track *track; /* this connection's entry in the watchdog's list */
     const char *tenant;       /* authenticated tenant (borrowed from auth) */
     struct api_response resp; /* a pending long-poll */
 };
@@ -131,11 +137,15 @@ static enum MHD_Result send_unauthorized(struct request *r, const char *detail)
     return ret;
 }
 
+static int probe_path(const char *url)
+{
+    return strcmp(url, "/healthz") == 0 || strcmp(url, "/readyz") == 0;
+}
+
 /* Paths anyone may read: liveness and readiness probes (and /metrics if opened). */
 static int open_path(const struct http_server *srv, const char *url)
 {
-    return strcmp(url, "/healthz") == 0 || strcmp(url, "/readyz") == 0 ||
-           (srv->cfg.metrics_open && strcmp(url, "/metrics") == 0);
+    return probe_path(url) || (srv->cfg.metrics_open && strcmp(url, "/metrics") == 0);
 }
 
 /* Returns 0 when the request may go on (r->tenant set), else queues a 401. */
@@ -163,16 +173,25 @@ static int authenticate(struct request *r, const char *url, enum MHD_Result *ret
     return -1;
 }
 
-static void track_request_start(struct request *r)
+/* Moves the connection's request to a stage (see the watchdog); with CONN_BODY,
+ * adds body bytes received. */
+static void track(struct request *r, int stage, size_t received)
 {
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    struct conn_track *t = ci ? ci->socket_context : NULL;
-    if (t) {
-        pthread_mutex_lock(&r->srv->lock);
-        t->in_request = 1;
-        pthread_mutex_unlock(&r->srv->lock);
+    if (!r->track) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        r->track = ci ? ci->socket_context : NULL;
+        if (!r->track)
+            return;
     }
+    pthread_mutex_lock(&r->srv->lock);
+    if (r->track->stage != stage) {
+        r->track->stage = stage;
+        r->track->since_ms = pool_now_ms();
+        r->track->received = 0;
+    }
+    r->track->received += received;
+    pthread_mutex_unlock(&r->srv->lock);
 }
 
 static void track_request_end(struct http_server *srv, struct MHD_Connection *conn)
@@ -182,10 +201,60 @@ static void track_request_end(struct http_server *srv, struct MHD_Connection *co
     struct conn_track *t = ci ? ci->socket_context : NULL;
     if (t) {
         pthread_mutex_lock(&srv->lock);
-        t->in_request = 0;
-        t->since_ms = pool_now_ms(); /* the keep-alive wait for the next request */
+        t->stage = CONN_IDLE; /* the keep-alive wait for the next request */
+        t->since_ms = pool_now_ms();
         pthread_mutex_unlock(&srv->lock);
     }
+}
+
+/*
+ * A body that grows past the limit while it is being read. libmicrohttpd (0.9.75)
+ * cannot queue a response before the request is complete, and reading an unbounded
+ * chunked stream to its end is what the limit is there to prevent. So on a plain
+ * connection the 413 is written to the socket directly, on this connection's own
+ * thread while libmicrohttpd is between reads, and the connection is then dropped;
+ * over TLS it is only dropped.
+ */
+static enum MHD_Result abort_too_large(struct request *r)
+{
+    struct http_server *srv = r->srv;
+    if (!(srv->cfg.tls_cert_pem && srv->cfg.tls_key_pem) && r->track && r->track->fd >= 0) {
+        struct api_response resp = {0};
+        api_problem(&resp, 413, "Request body too large",
+                    "The request body grew past the server's limit of %zu bytes "
+                    "(--max-request-bytes) and was not read further. Send a smaller payload, "
+                    "or raise the limit.",
+                    srv->cfg.max_request_bytes);
+        char head[256];
+        int n = snprintf(head, sizeof(head),
+                         "HTTP/1.1 413 Content Too Large\r\nContent-Type: %s\r\n"
+                         "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+                         resp.content_type, resp.body_len);
+        int fd = r->track->fd;
+        if (send(fd, head, (size_t)n, MSG_NOSIGNAL) == n &&
+            send(fd, resp.body, resp.body_len, MSG_NOSIGNAL) == (ssize_t)resp.body_len) {
+            /* A close with unread input sends a reset, which can destroy the answer
+             * in the client's buffers: say we are done, then drain what is in flight
+             * for a moment (bounded: 200 ms, 256 KiB) before libmicrohttpd closes. */
+            shutdown(fd, SHUT_WR);
+            char sink[16384];
+            size_t drained = 0;
+            int64_t until = pool_now_ms() + 200;
+            while (drained < (256u << 10) && pool_now_ms() < until) {
+                struct pollfd pfd = {.fd = fd, .events = POLLIN};
+                if (poll(&pfd, 1, 20) != 1)
+                    break;
+                ssize_t got = recv(fd, sink, sizeof(sink), MSG_DONTWAIT);
+                if (got <= 0)
+                    break;
+                drained += (size_t)got;
+            }
+        }
+        api_response_release(&resp);
+    }
+    api_count_response(srv->cfg.api, 413);
+    r->phase = PHASE_DONE;
+    return MHD_NO;
 }
 
 /* Runs on the pool's supervisor thread (or inline): the long-poll is over. */
@@ -233,9 +302,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->conn = conn;
         r->srv = srv;
         *req_cls = r;
-        track_request_start(r);
+        track(r, CONN_BODY, 0);
         pthread_mutex_lock(&srv->lock);
-        int crowded = srv->nconns > srv->cfg.max_connections;
+        /* Probes keep working in a flood, so an orchestrator does not restart a server
+         * that is merely busy. */
+        int crowded = srv->nconns > srv->cfg.max_connections && !probe_path(url);
         pthread_mutex_unlock(&srv->lock);
         if (crowded) {
             struct api_response resp = {0};
@@ -264,9 +335,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
 
     if (r->phase == PHASE_BODY && *upload_data_size) {
-        if (!r->too_large && append_body(r, upload_data, *upload_data_size) != 0)
-            return MHD_NO;
+        size_t n = *upload_data_size;
         *upload_data_size = 0;
+        track(r, CONN_BODY, n);
+        if (append_body(r, upload_data, n) != 0)
+            return MHD_NO;
+        /* Over the limit (a chunked body has no length to refuse up front): answer now
+         * rather than read the rest. */
+        if (r->too_large)
+            return abort_too_large(r);
         return MHD_YES;
     }
     if (r->phase == PHASE_DONE)
@@ -279,6 +356,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return send_response(r, &r->resp);
     }
 
+    track(r, CONN_HANDLED, 0);
     struct api_request req = {
         .method = method,
         .path = url,
@@ -374,9 +452,15 @@ static void *watchdog_main(void *arg)
         pthread_cond_timedwait(&srv->wake, &srv->lock, &ts);
         int64_t now = pool_now_ms();
         for (struct conn_track *t = srv->conns; t; t = t->next) {
-            if (!t->in_request && t->fd >= 0 && now - t->since_ms > limit) {
-                log_debug("http: closing connection fd %d: no complete request in %g s", t->fd,
-                          srv->cfg.header_timeout);
+            /* Headers within the deadline; a body at 64 KB/s or faster after it. A
+             * handled request (running, or a suspended long-poll) has no deadline here:
+             * the pool holds those. */
+            int64_t allowed = t->stage == CONN_IDLE   ? limit
+                              : t->stage == CONN_BODY ? limit + (int64_t)(t->received / 64)
+                                                      : INT64_MAX;
+            if (t->fd >= 0 && now - t->since_ms > allowed) {
+                log_debug("http: closing connection fd %d: request too slow (%s)", t->fd,
+                          t->stage == CONN_IDLE ? "headers" : "body");
                 shutdown(t->fd, SHUT_RDWR);
                 t->since_ms = INT64_MAX / 2; /* once is enough */
             }

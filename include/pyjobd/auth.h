@@ -1,7 +1,9 @@
 /*
  * auth.h — bearer tokens. Each token belongs to a tenant (a name); jobs are visible
  * only to the tenant that created them. Tokens come from --token-file (one per line,
- * "name:token" or just "token") and from PYJOBD_TOKEN (tenant "default").
+ * "name:token" or just "token", whose tenant is then "line:N") and from PYJOBD_TOKEN
+ * (tenant "env:PYJOBD_TOKEN"); generated names contain ':' so no file name can
+ * collide with them.
  */
 #ifndef PYJOBD_AUTH_H
 #define PYJOBD_AUTH_H

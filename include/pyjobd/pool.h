@@ -162,8 +162,9 @@ void pool_get_info(struct pool *p, struct pool_info *out);
 /* One worker as GET /v1/pool shows it. */
 struct pool_worker_info {
     pid_t pid;
-    const char *state;           /* "starting" | "idle" | "busy" | "exiting" (static) */
-    char job_id[JOB_ID_LEN + 1]; /* "" when idle */
+    const char *state;             /* "starting" | "idle" | "busy" | "exiting" (static) */
+    char job_id[JOB_ID_LEN + 1];   /* "" when idle */
+    char job_owner[JOB_OWNER_MAX]; /* tenant of that job */
     unsigned jobs_done;
     struct timespec started_at; /* CLOCK_REALTIME */
     long long rss_bytes;        /* from /proc; -1 when unknown */
