@@ -102,6 +102,67 @@ static void raise_fd_limit(void)
     }
 }
 
+/* Policy checks that need no resources: 0 to go on, or an exit status. */
+static int refuse_unsafe(const struct config *cfg, const struct auth *auth)
+{
+    /* Anyone who can submit a job runs code on this machine: never without a token
+     * beyond loopback, unless the operator says so explicitly. */
+    if (!auth_count(auth) && !is_loopback(cfg->listen)) {
+        if (!cfg->insecure_no_auth) {
+            log_error("refusing to listen on %s without authentication: anyone who can reach "
+                      "it could run code here. Set PYJOBD_TOKEN or --token-file, or pass "
+                      "--insecure-no-auth if the network is trusted.",
+                      cfg->listen);
+            return 2;
+        }
+        log_warn("--insecure-no-auth: serving %s WITHOUT authentication; anyone who can reach "
+                 "it can run code as this server's workers",
+                 cfg->listen);
+    }
+    if (!!cfg->tls_cert != !!cfg->tls_key) {
+        log_error("--tls-cert and --tls-key go together");
+        return 2;
+    }
+    /* Root workers would run every client's code as root. */
+    if (geteuid() == 0 && !cfg->worker_user && !cfg->allow_root_workers) {
+        log_error("refusing to run workers as root: pass --worker-user NAME (an unprivileged "
+                  "user, e.g. nobody) or, if you really mean it, --allow-root-workers");
+        return 2;
+    }
+    if (cfg->worker_user && geteuid() != 0) {
+        log_error("--worker-user needs the server to run as root (it is uid %d); run the "
+                  "server as the user the workers should have instead",
+                  (int)geteuid());
+        return 2;
+    }
+    if (access(cfg->worker_path, X_OK) != 0) {
+        log_error("cannot run the worker program %s: %s (build it with 'make', or point "
+                  "--worker / PYJOBD_WORKER at it)",
+                  cfg->worker_path, strerror(errno));
+        return 1;
+    }
+    return 0;
+}
+
+/* Waits for SIGINT/SIGTERM, drains the pool for the grace period (or until a second
+ * signal), and returns when it is time to stop. */
+static void wait_for_shutdown(const sigset_t *sigs, struct pool *pool, double grace)
+{
+    int sig = 0;
+    sigwait(sigs, &sig);
+    log_info("received %s: no new jobs; running jobs may finish for %g s (send it again to "
+             "stop at once)",
+             sig == SIGINT ? "SIGINT" : "SIGTERM", grace);
+    pool_drain(pool, grace);
+    const struct timespec tick = {0, 50 * 1000 * 1000};
+    while (!pool_drained(pool)) {
+        if (sigtimedwait(sigs, NULL, &tick) > 0) {
+            log_info("second signal: stopping now");
+            break;
+        }
+    }
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "--health-check") == 0)
@@ -113,46 +174,26 @@ int main(int argc, char **argv)
     log_set_level(cfg.log_level);
     raise_fd_limit();
 
+    /* Everything below is released at `out`, in reverse order; NULL/-1 means not made. */
     char err[256];
+    char *cert = NULL, *key = NULL;
+    struct store *store = NULL;
+    int store_lock = -1;
+    struct pool *pool = NULL;
+    struct api *api = NULL;
+    struct http_server *http = NULL;
     struct auth *auth = auth_new(cfg.token_file, getenv("PYJOBD_TOKEN"), err, sizeof(err));
     if (!auth) {
         log_error("%s", err);
         return 2;
     }
-    /* Anyone who can submit a job runs code on this machine: never without a token
-     * beyond loopback, unless the operator says so explicitly. */
-    if (!auth_count(auth) && !is_loopback(cfg.listen)) {
-        if (!cfg.insecure_no_auth) {
-            log_error("refusing to listen on %s without authentication: anyone who can reach "
-                      "it could run code here. Set PYJOBD_TOKEN or --token-file, or pass "
-                      "--insecure-no-auth if the network is trusted.",
-                      cfg.listen);
-            auth_free(auth);
-            return 2;
-        }
-        log_warn("--insecure-no-auth: serving %s WITHOUT authentication; anyone who can reach "
-                 "it can run code as this server's workers",
-                 cfg.listen);
-    }
-    if (!!cfg.tls_cert != !!cfg.tls_key) {
-        log_error("--tls-cert and --tls-key go together");
-        auth_free(auth);
-        return 2;
-    }
-    char *cert = NULL, *key = NULL;
+    if ((rc = refuse_unsafe(&cfg, auth)) != 0)
+        goto out;
+    rc = 2;
     if (cfg.tls_cert && (!(cert = read_file(cfg.tls_cert, "--tls-cert", err, sizeof(err))) ||
                          !(key = read_file(cfg.tls_key, "--tls-key", err, sizeof(err))))) {
         log_error("%s", err);
-        free(cert);
-        auth_free(auth);
-        return 2;
-    }
-
-    if (access(cfg.worker_path, X_OK) != 0) {
-        log_error("cannot run the worker program %s: %s (build it with 'make', or point "
-                  "--worker / PYJOBD_WORKER at it)",
-                  cfg.worker_path, strerror(errno));
-        return 1;
+        goto out;
     }
 
     sigset_t sigs;
@@ -162,26 +203,12 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    /* Root workers would run every client's code as root. */
-    if (geteuid() == 0 && !cfg.worker_user && !cfg.allow_root_workers) {
-        log_error("refusing to run workers as root: pass --worker-user NAME (an unprivileged "
-                  "user, e.g. nobody) or, if you really mean it, --allow-root-workers");
-        return 2;
-    }
-    if (cfg.worker_user && geteuid() != 0) {
-        log_error("--worker-user needs the server to run as root (it is uid %d); run the "
-                  "server as the user the workers should have instead",
-                  (int)geteuid());
-        return 2;
-    }
-    struct store *store = NULL;
-    int store_lock = -1;
+    rc = 1;
     if (strcmp(cfg.store, "memory") != 0 &&
         !(store = open_store(cfg.store, &store_lock, err, sizeof(err)))) {
         log_error("%s", err);
-        return 1;
+        goto out;
     }
-
     struct pool_config pcfg = {
         .store = store,
         .worker_path = cfg.worker_path,
@@ -203,10 +230,9 @@ int main(int argc, char **argv)
         .worker_init = cfg.worker_init,
         .worker_user = cfg.worker_user,
     };
-    struct pool *pool = pool_new(&pcfg);
-    if (!pool) {
+    if (!(pool = pool_new(&pcfg))) {
         log_error("cannot start the worker pool: %s", strerror(errno));
-        return 1;
+        goto out;
     }
     struct api_config acfg = {
         .pool = pool,
@@ -222,11 +248,9 @@ int main(int argc, char **argv)
         .result_ttl = cfg.result_ttl,
         .store = cfg.store,
     };
-    struct api *api = api_new(&acfg);
-    if (!api) {
+    if (!(api = api_new(&acfg))) {
         log_error("out of memory");
-        pool_free(pool);
-        return 1;
+        goto out;
     }
     struct http_config hcfg = {
         .listen = cfg.listen,
@@ -241,12 +265,9 @@ int main(int argc, char **argv)
         .tls_key_pem = key,
         .api = api,
     };
-    struct http_server *http = http_start(&hcfg, err, sizeof(err));
-    if (!http) {
+    if (!(http = http_start(&hcfg, err, sizeof(err)))) {
         log_error("%s", err);
-        api_free(api);
-        pool_free(pool);
-        return 1;
+        goto out;
     }
     int v6 = strchr(cfg.listen, ':') != NULL;
     log_info("pyjobd %s listening on %s://%s%s%s:%u with %u workers (%s); %s", PYJOBD_VERSION,
@@ -257,27 +278,17 @@ int main(int argc, char **argv)
     printf("listening on %s%s%s:%u\n", v6 ? "[" : "", cfg.listen, v6 ? "]" : "", http_port(http));
     fflush(stdout);
 
-    int sig = 0;
-    sigwait(&sigs, &sig);
-    log_info("received %s: no new jobs; running jobs may finish for %g s (send it again to "
-             "stop at once)",
-             sig == SIGINT ? "SIGINT" : "SIGTERM", cfg.shutdown_grace);
-    pool_drain(pool, cfg.shutdown_grace);
-    const struct timespec tick = {0, 50 * 1000 * 1000};
-    while (!pool_drained(pool)) {
-        if (sigtimedwait(&sigs, NULL, &tick) > 0) {
-            log_info("second signal: stopping now");
-            break;
-        }
-    }
-
+    wait_for_shutdown(&sigs, pool, cfg.shutdown_grace);
+    rc = 0;
+out:
     /* Pool first: it ends every job and answers every waiter, then the HTTP side gets
-     * a moment to deliver those answers before it closes. */
+     * a moment to deliver those answers before it closes; the store last, so the
+     * pool's final writes are committed. */
     pool_stop(pool);
     http_stop(http, 1000);
     api_free(api);
     pool_free(pool);
-    store_close(store); /* after the pool: its last writes are committed first */
+    store_close(store);
     if (store_lock >= 0)
         close(store_lock);
     auth_free(auth);
@@ -285,6 +296,7 @@ int main(int argc, char **argv)
         explicit_bzero(key, strlen(key));
     free(key);
     free(cert);
-    log_info("stopped");
-    return 0;
+    if (rc == 0)
+        log_info("stopped");
+    return rc;
 }
