@@ -90,6 +90,7 @@ integration: all
 test: deps
 	$(MAKE) all
 	$(MAKE) unit
+	bash tests/integration/lint_openapi.sh
 	$(MAKE) integration
 
 # The unit and integration tests with AddressSanitizer and UBSan in the server, the

@@ -87,6 +87,8 @@ static int split_job_path(const char *path, char *id, size_t idlen, const char *
         return 0;
     const char *start = path + sizeof(API_JOBS_PREFIX) - 1;
     const char *slash = strchr(start, '/');
+    if (slash && slash[1] == '\0')
+        return 0; /* "/v1/jobs/{id}/" names nothing */
     size_t n = slash ? (size_t)(slash - start) : strlen(start);
     if (n >= idlen)
         n = idlen - 1;
@@ -111,6 +113,42 @@ static int job_visible(struct api *api, const struct api_request *req, const cha
     }
     api__job_lookup_problem(api, resp, id, rc);
     return 0;
+}
+
+/* /v1/jobs/{id}[/sub]. The method is checked before the job is looked up, so a 405
+ * says nothing about whether the job exists. Returns 0 for an unknown sub-resource. */
+static int route_job(struct api *api, const struct api_request *req, const char *method,
+                     const char *path, const char *id, const char *sub, struct api_response *resp)
+{
+    const char *allow;
+    int allowed;
+    if (sub[0] == '\0') {
+        allow = "GET, HEAD, DELETE";
+        allowed = is_get(method) || is(method, "DELETE");
+    } else if (strcmp(sub, "result") == 0 || strcmp(sub, "output") == 0) {
+        allow = "GET, HEAD";
+        allowed = is_get(method);
+    } else if (strcmp(sub, "cancel") == 0) {
+        allow = "POST";
+        allowed = is(method, "POST");
+    } else {
+        return 0;
+    }
+    if (!allowed)
+        api__method_not_allowed(resp, method, path, allow);
+    else if (!job_visible(api, req, id, resp))
+        ; /* answered 404 */
+    else if (sub[0] == '\0' && is_get(method))
+        api__get_job(api, req, id, resp);
+    else if (sub[0] == '\0')
+        api__delete_job(api, id, resp);
+    else if (strcmp(sub, "result") == 0)
+        api__get_result(api, req, id, resp);
+    else if (strcmp(sub, "output") == 0)
+        api__get_output(api, id, resp);
+    else
+        api__cancel_job(api, req, id, resp);
+    return 1;
 }
 
 static void route(struct api *api, const struct api_request *req, const char *method,
@@ -164,33 +202,8 @@ static void route(struct api *api, const struct api_request *req, const char *me
         else
             api__method_not_allowed(resp, method, path, "POST");
     } else if (split_job_path(path, id, sizeof(id), &sub) && !strchr(sub, '/')) {
-        if (!job_visible(api, req, id, resp))
-            return;
-        if (sub[0] == '\0') {
-            if (is_get(method))
-                api__get_job(api, req, id, resp);
-            else if (is(method, "DELETE"))
-                api__delete_job(api, id, resp);
-            else
-                api__method_not_allowed(resp, method, path, "GET, HEAD, DELETE");
-        } else if (strcmp(sub, "result") == 0) {
-            if (is_get(method))
-                api__get_result(api, req, id, resp);
-            else
-                api__method_not_allowed(resp, method, path, "GET, HEAD");
-        } else if (strcmp(sub, "output") == 0) {
-            if (is_get(method))
-                api__get_output(api, id, resp);
-            else
-                api__method_not_allowed(resp, method, path, "GET, HEAD");
-        } else if (strcmp(sub, "cancel") == 0) {
-            if (is(method, "POST"))
-                api__cancel_job(api, req, id, resp);
-            else
-                api__method_not_allowed(resp, method, path, "POST");
-        } else {
+        if (!route_job(api, req, method, path, id, sub, resp))
             goto not_found;
-        }
     } else {
         goto not_found;
     }

@@ -231,7 +231,7 @@ int pool_resize(struct pool *p, unsigned workers)
         return -EINVAL;
     int rc = 0;
     pthread_mutex_lock(&p->lock);
-    if (p->stopping)
+    if (p->stopping || p->draining)
         rc = -ESHUTDOWN;
     else if (workers > p->target)
         rc = grow(p, workers);
