@@ -114,5 +114,6 @@ clean:
 include bench/bench.mk
 include tests/fuzz/fuzz.mk
 $(FUZZ_BINS): | fuzz-deps
+include docker/docker.mk
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
