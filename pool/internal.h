@@ -74,9 +74,10 @@ struct worker {
     pid_t pid;
     int pidfd;
     int sock;
-    int out_fd, err_fd; /* read ends of the worker's stdout and stderr pipes */
-    int parked;         /* stopped by the idle timeout; restarted on demand */
-    int ready;          /* said hello since it was spawned */
+    int out_fd, err_fd;   /* read ends of the worker's stdout and stderr pipes */
+    int parked;           /* stopped by the idle timeout; restarted on demand */
+    int ready;            /* said hello since it was spawned */
+    char last_words[200]; /* last line it wrote before it was ready (why a boot failed) */
     int64_t idle_since_ms;
     struct job *job;
     int64_t spawned_ms;

@@ -9,6 +9,7 @@
 #include "pyjobd/log.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -53,13 +54,20 @@ void pool__output_free(struct outbuf *o)
     memset(o, 0, sizeof(*o));
 }
 
-static void log_stray_output(const struct worker *w, int fd, const char *buf, size_t n)
+static void log_stray_output(struct worker *w, int fd, const char *buf, size_t n)
 {
     while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
         n--;
-    if (n)
-        log_info("worker %d %s: %.*s", (int)w->pid, fd == w->out_fd ? "stdout" : "stderr", (int)n,
-                 buf);
+    if (!n)
+        return;
+    log_info("worker %d %s: %.*s", (int)w->pid, fd == w->out_fd ? "stdout" : "stderr", (int)n, buf);
+    if (w->ready)
+        return;
+    /* A worker that fails to boot says why on its last line ("pyjobd-worker: ..."). */
+    const char *line = buf + n;
+    while (line > buf && line[-1] != '\n')
+        line--;
+    snprintf(w->last_words, sizeof(w->last_words), "%.*s", (int)(buf + n - line), line);
 }
 
 void pool__output_read(struct pool *p, struct worker *w, int fd)

@@ -28,10 +28,31 @@ void pool__unpersist(struct pool *p, struct job *j)
         store_delete(p->cfg.store, j->v.id);
 }
 
+/* A growable array of jobs. */
+struct job_list {
+    struct job **items;
+    size_t n, cap;
+};
+
+static int job_list_push(struct job_list *l, struct job *j)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 1024;
+        struct job **items = realloc(l->items, cap * sizeof(*items));
+        if (!items)
+            return -ENOMEM;
+        l->items = items;
+        l->cap = cap;
+    }
+    l->items[l->n++] = j;
+    return 0;
+}
+
 struct recovery {
     struct pool *p;
-    struct job **done; /* finished jobs, sorted by end time afterwards */
-    size_t ndone, cap;
+    struct job_list done;    /* finished jobs, sorted by end time afterwards */
+    struct job_list changed; /* jobs whose state recovery changed: written back after the
+                              * load, never during it (one connection, one statement) */
     size_t queued, requeued, interrupted;
 };
 
@@ -53,9 +74,10 @@ static int recover_one(void *arg, struct job_view *v, struct job_spec *spec, uin
     j->v = *v;
     j->spec = *spec;
     j->seq = seq;
-    if (registry_insert(p->jobs, j->v.id, j) != 0) {
+    int rc = registry_insert(p->jobs, j->v.id, j);
+    if (rc != 0) {
         pool__job_free(j);
-        return -ENOMEM;
+        return rc;
     }
     if (seq > p->next_seq)
         p->next_seq = seq;
@@ -80,21 +102,14 @@ static int recover_one(void *arg, struct job_view *v, struct job_spec *spec, uin
             p->finished[JOB_FAILED]++;
             r->interrupted++;
         }
-        pool__persist(p, j);
+        if (job_list_push(&r->changed, j) != 0)
+            return -ENOMEM;
     }
     if (j->v.status == JOB_QUEUED) {
         pool__queue_push(p, j);
         r->queued++;
-    } else {
-        if (r->ndone == r->cap) {
-            size_t cap = r->cap ? r->cap * 2 : 1024;
-            struct job **d = realloc(r->done, cap * sizeof(*d));
-            if (!d)
-                return -ENOMEM;
-            r->done = d;
-            r->cap = cap;
-        }
-        r->done[r->ndone++] = j;
+    } else if (job_list_push(&r->done, j) != 0) {
+        return -ENOMEM;
     }
     return 0;
 }
@@ -113,27 +128,35 @@ int pool__recover(struct pool *p)
     int64_t t0 = pool_now_ms();
     int rc = store_load(p->cfg.store, recover_one, &r, err, sizeof(err));
     if (rc != 0) {
-        log_error("cannot recover jobs: %s", rc == -ENOMEM ? "out of memory" : err);
-        free(r.done);
+        log_error("cannot recover jobs from %s: %s", store_describe(p->cfg.store),
+                  rc == -ENOMEM   ? "out of memory"
+                  : rc == -EEXIST ? "a job id is stored twice (the file is damaged)"
+                                  : err);
+        free(r.done.items);
+        free(r.changed.items);
         errno = rc == -ENOMEM ? ENOMEM : EIO;
         return -1;
     }
+    for (size_t i = 0; i < r.changed.n; i++)
+        pool__persist(p, r.changed.items[i]);
+    free(r.changed.items);
     /* Finished jobs join the retention list in the order they finished, with their
      * age carried over from the wall clock. */
-    qsort(r.done, r.ndone, sizeof(*r.done), by_finish);
+    qsort(r.done.items, r.done.n, sizeof(*r.done.items), by_finish);
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     int64_t mono = pool_now_ms(), real = realtime_ms(now);
-    for (size_t i = 0; i < r.ndone; i++) {
-        pool__retention_add(p, r.done[i]);
-        r.done[i]->finished_ms = mono - (real - realtime_ms(r.done[i]->v.finished_at));
+    for (size_t i = 0; i < r.done.n; i++) {
+        struct job *j = r.done.items[i];
+        pool__retention_add(p, j);
+        j->finished_ms = mono - (real - realtime_ms(j->v.finished_at));
     }
-    free(r.done);
+    free(r.done.items);
     pool__retention_enforce(p, mono);
-    if (r.queued || r.ndone)
+    if (r.queued || r.done.n)
         log_info("recovered %zu jobs from %s in %lld ms: %zu queued (%zu of them re-queued "
                  "after running when the server stopped), %zu finished (%zu interrupted)",
-                 r.queued + r.ndone, store_describe(p->cfg.store), (long long)(pool_now_ms() - t0),
-                 r.queued, r.requeued, r.ndone, r.interrupted);
+                 r.queued + r.done.n, store_describe(p->cfg.store), (long long)(pool_now_ms() - t0),
+                 r.queued, r.requeued, r.done.n, r.interrupted);
     return 0;
 }

@@ -497,11 +497,12 @@ static void reap_worker(struct pool *p, struct worker *w)
         p->boot_failures++;
         if (!p->workers_ready && !p->no_worker_since_ms)
             p->no_worker_since_ms = pool_now_ms();
-        snprintf(p->boot_error, sizeof(p->boot_error), "worker %d %s before it was ready%s",
-                 (int)w->pid, how,
-                 WIFEXITED(status) && WEXITSTATUS(status) == 3
-                     ? " (Python or cloudpickle could not start; see the server log)"
-                     : "");
+        char why[512];
+        snprintf(why, sizeof(why), "worker %d %s before it was ready%s%s", (int)w->pid, how,
+                 w->last_words[0] ? ": " : " (see the server log)", w->last_words);
+        size_t len = strnlen(why, sizeof(p->boot_error) - 1); /* the start says most */
+        memcpy(p->boot_error, why, len);
+        p->boot_error[len] = 0;
         log_error("%s; retrying in %lld ms", p->boot_error, (long long)delay);
         w->respawn_at_ms = pool_now_ms() + delay;
     } else if (!p->stopping && w->ending != END_RETIRE) {

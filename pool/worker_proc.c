@@ -172,6 +172,7 @@ int pool__spawn_worker(struct pool *p, struct worker *w)
     w->out_len = w->out_off = 0;
     w->jobs_done = 0;
     w->ready = 0;
+    w->last_words[0] = 0;
     return 0;
 }
 
