@@ -142,7 +142,8 @@ int pool__recover(struct pool *p)
     free(r.changed.items);
     /* Finished jobs join the retention list in the order they finished, with their
      * age carried over from the wall clock. */
-    qsort(r.done.items, r.done.n, sizeof(*r.done.items), by_finish);
+    if (r.done.n)
+        qsort(r.done.items, r.done.n, sizeof(*r.done.items), by_finish);
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     int64_t mono = pool_now_ms(), real = realtime_ms(now);

@@ -384,7 +384,7 @@ static void start_worker(struct pool *p, struct worker *w)
         struct epoll_event evo = {.events = EPOLLIN, .data.u64 = ev_key(EV_STDOUT, w->slot)};
         struct epoll_event eve = {.events = EPOLLIN, .data.u64 = ev_key(EV_STDERR, w->slot)};
         if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, w->sock, &ev) == 0 &&
-            epoll_ctl(p->epfd, EPOLL_CTL_ADD, w->pidfd, &evp) == 0 &&
+            (w->pidfd < 0 || epoll_ctl(p->epfd, EPOLL_CTL_ADD, w->pidfd, &evp) == 0) &&
             epoll_ctl(p->epfd, EPOLL_CTL_ADD, w->out_fd, &evo) == 0 &&
             epoll_ctl(p->epfd, EPOLL_CTL_ADD, w->err_fd, &eve) == 0) {
             w->spawned_ms = pool_now_ms();
@@ -510,9 +510,11 @@ static void reap_worker(struct pool *p, struct worker *w)
     } else {
         log_debug("worker %d %s", (int)w->pid, how);
     }
-    epoll_ctl(p->epfd, EPOLL_CTL_DEL, w->pidfd, NULL);
-    close(w->pidfd);
-    w->pidfd = -1;
+    if (w->pidfd >= 0) {
+        epoll_ctl(p->epfd, EPOLL_CTL_DEL, w->pidfd, NULL);
+        close(w->pidfd);
+        w->pidfd = -1;
+    }
     w->pid = 0;
     /* A booted worker, or one we ended ourselves, is replaced at once; one that died
      * booting keeps the backoff set above. */
@@ -520,6 +522,23 @@ static void reap_worker(struct pool *p, struct worker *w)
         w->respawn_at_ms = pool_now_ms();
     w->state = WORKER_EMPTY;
     w->ending = END_NONE;
+}
+
+/* Without a pidfd, a worker whose channel has closed is polled with wait4 until it
+ * can be reaped. (A job that forked a process holding fd 3 would keep the channel open
+ * past the worker's death; pidfds do not have that blind spot.) Returns 1 while some
+ * worker is still being polled. */
+static int reap_pending(struct pool *p)
+{
+    int polling = 0;
+    for (unsigned i = 0; i < p->nslots; i++) {
+        struct worker *w = p->workers[i];
+        if (w->pid > 0 && w->pidfd < 0 && w->state == WORKER_EXITING) {
+            reap_worker(p, w);
+            polling |= w->state == WORKER_EXITING;
+        }
+    }
+    return polling;
 }
 
 /* --- dispatch and deadlines ------------------------------------------------------- */
@@ -792,6 +811,8 @@ void *pool__supervisor_main(void *arg)
             dispatch(p);
         }
         int timeout = p->stopping ? 100 : next_timeout(p, now);
+        if (reap_pending(p) && (timeout < 0 || timeout > 10))
+            timeout = 10;
         pthread_mutex_unlock(&p->lock);
         int n = epoll_wait(p->epfd, evs, 64, timeout);
         pthread_mutex_lock(&p->lock);

@@ -151,8 +151,10 @@ int pool__spawn_worker(struct pool *p, struct worker *w)
         return -rc;
     }
 
+    /* Without pidfds (a kernel before 5.3, or valgrind) the supervisor polls wait4
+     * for workers whose channel closed instead; see pool__reap_pending(). */
     int pidfd = pidfd_open(pid, 0);
-    if (pidfd < 0) {
+    if (pidfd < 0 && errno != ENOSYS) {
         rc = -errno;
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
@@ -178,11 +180,18 @@ int pool__spawn_worker(struct pool *p, struct worker *w)
 
 void pool__kill_worker(struct worker *w, int sig)
 {
-    if (w->pidfd >= 0 && pidfd_send_signal(w->pidfd, sig, NULL, 0) != 0 && errno != ESRCH)
+    if (w->pid <= 0)
+        return;
+    /* The worker is not reaped yet (we are its only reaper), so its pid cannot name
+     * another process; the pidfd is just the belt to those braces. */
+    int rc = w->pidfd >= 0 ? pidfd_send_signal(w->pidfd, sig, NULL, 0) : -1;
+    if (rc != 0 && (w->pidfd < 0 || errno == ENOSYS))
+        rc = kill(w->pid, sig);
+    if (rc != 0 && errno != ESRCH)
         log_warn("worker %d: cannot send signal %d: %s", (int)w->pid, sig, strerror(errno));
-    /* SIGKILL ends what its jobs started too: the worker leads its own process group.
-     * The worker is not reaped yet, so its pid (= the group id) is still its own. */
-    if (sig == SIGKILL && w->pidfd >= 0 && kill(-w->pid, SIGKILL) != 0 && errno != ESRCH)
+    /* SIGKILL ends what its jobs started too: the worker leads its own process group,
+     * whose id is its pid. */
+    if (sig == SIGKILL && kill(-w->pid, SIGKILL) != 0 && errno != ESRCH)
         log_warn("worker %d: cannot kill its process group: %s", (int)w->pid, strerror(errno));
 }
 
