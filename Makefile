@@ -96,7 +96,7 @@ test: deps
 # The unit and integration tests with AddressSanitizer and UBSan in the server, the
 # worker and the tests; any report fails the run (halt_on_error, leak check at exit).
 ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
-ASAN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1 \
+ASAN_ENV := PYJOBD_TEST_SANITIZERS=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1 \
             UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 LSAN_OPTIONS=exitcode=23
 asan: deps
 	$(MAKE) BUILD=build/asan SAN="$(ASAN_FLAGS)" CFLAGS="-O1 -g" all

@@ -22,6 +22,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import shutil
 import tempfile
 import time
 import traceback
@@ -330,6 +331,20 @@ def section_throughput(args):
         ppe.shutdown()
     finally:
         srv.stop()
+    # The cost of durability: the same default map with every job on disk (SQLite,
+    # group commit) instead of in memory.
+    store_dir = tempfile.mkdtemp(prefix="pyjobd-bench-store-")
+    srv = Server(args.bin, extra=("--store", f"sqlite:{store_dir}/jobs.db"))
+    try:
+        ex = pyjobd.Executor(srv.url)
+        timed_map(lambda k: list(ex.map(trivial.inc, range(k))), 200)  # warm up
+        for rep in range(args.reps):
+            add("pyjobd map chunksize=1, --store sqlite",
+                timed_map(lambda k: list(ex.map(trivial.inc, range(k))), n))
+        ex.shutdown()
+    finally:
+        srv.stop()
+        shutil.rmtree(store_dir, ignore_errors=True)
     for name, vals in res.items():
         record("2 throughput", name, "jobs/s", vals, f"{n:,} jobs")
 
