@@ -160,6 +160,11 @@ void api__delete_job(struct api *api, const char *id, struct api_response *resp)
 void api__cancel_job(struct api *api, const struct api_request *req, const char *id,
                      struct api_response *resp);
 void api__list_jobs(struct api *api, const struct api_request *req, struct api_response *resp);
+/* Makes resp a long-poll on one job (kind API_WAIT_JOB or API_WAIT_RESULT) until wait
+ * seconds pass; status is what a later api_wait_finish() answers with. 503 on ENOMEM. */
+void api__wait_for_job(struct api_response *resp, int kind, const char *id, double wait,
+                       int status);
+
 /* pool_job_get() as seen by a tenant: another tenant's job answers -ENOENT, so that
  * its existence does not leak. tenant NULL: no authentication, every job is seen. */
 int api__job_get_as(struct api *api, const char *tenant, const char *id, struct job_view *v);

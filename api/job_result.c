@@ -62,16 +62,7 @@ void api__respond_result(struct api *api, const char *id, double wait, struct ap
     }
     if (!job_status_is_terminal(view.status) && wait > 0) {
         job_view_release(&view);
-        struct api_wait *w = calloc(1, sizeof(*w));
-        if (!w) {
-            api_problem(resp, 503, NULL, "out of memory; retry later");
-            return;
-        }
-        w->kind = API_WAIT_RESULT;
-        memcpy(w->id, id, JOB_ID_LEN + 1);
-        w->deadline_ms = api__deadline_ms(wait);
-        resp->status = 202;
-        resp->wait = w;
+        api__wait_for_job(resp, API_WAIT_RESULT, id, wait, 202);
         return;
     }
     switch (view.status) {

@@ -63,6 +63,21 @@ int api__query_wait(const struct api *api, const struct api_request *req, double
     return 0;
 }
 
+void api__wait_for_job(struct api_response *resp, int kind, const char *id, double wait, int status)
+{
+    struct api_wait *w = calloc(1, sizeof(*w));
+    if (!w) {
+        api_problem(resp, 503, NULL, "out of memory; retry later");
+        return;
+    }
+    w->kind = kind;
+    memcpy(w->id, id, JOB_ID_LEN + 1);
+    w->deadline_ms = api__deadline_ms(wait);
+    w->status = status;
+    resp->status = status;
+    resp->wait = w;
+}
+
 int api__job_get_as(struct api *api, const char *tenant, const char *id, struct job_view *v)
 {
     int rc = pool_job_get(api->pool, id, v);
@@ -84,17 +99,7 @@ void api__respond_job(struct api *api, const char *id, int status, double wait,
     }
     if (wait > 0 && !job_status_is_terminal(view.status)) {
         job_view_release(&view);
-        struct api_wait *w = calloc(1, sizeof(*w));
-        if (!w) {
-            api_problem(resp, 503, NULL, "out of memory; retry later");
-            return;
-        }
-        w->kind = API_WAIT_JOB;
-        memcpy(w->id, id, JOB_ID_LEN + 1);
-        w->deadline_ms = api__deadline_ms(wait);
-        w->status = status;
-        resp->status = status;
-        resp->wait = w;
+        api__wait_for_job(resp, API_WAIT_JOB, id, wait, status);
         return;
     }
     json_t *obj = api__job_to_json(&view);
