@@ -150,7 +150,22 @@ struct pool {
     uint64_t duration_count;
 };
 
+/* epoll keys of the supervisor loop: what fired, for which worker slot */
+enum { EV_WAKE = 0, EV_SOCK = 1, EV_PIDFD = 2, EV_STDOUT = 3, EV_STDERR = 4 };
+static inline uint64_t pool__ev_key(unsigned kind, unsigned slot)
+{
+    return (uint64_t)slot << 8 | kind;
+}
+
+/* channel.c */
+void pool__close_channel(struct pool *p, struct worker *w);
+void pool__flush_output(struct pool *p, struct worker *w);
+void pool__read_channel(struct pool *p, struct worker *w);
+void pool__drain_output(struct pool *p, struct worker *w);
+
 /* supervisor.c */
+void pool__fail_job(struct pool *p, struct job *j, enum job_error_type type, char *message);
+char *pool__format(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void *pool__supervisor_main(void *arg);
 void pool__wake(struct pool *p);
 void pool__finish_job(struct pool *p, struct job *j, enum job_status status);

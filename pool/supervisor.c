@@ -25,31 +25,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-enum { EV_WAKE = 0, EV_SOCK = 1, EV_PIDFD = 2, EV_STDOUT = 3, EV_STDERR = 4 };
-
-#define READ_CHUNK (64 * 1024)
 #define STOP_GRACE_MS 3000
 #define BOOT_BACKOFF_MIN_MS 100
 #define BOOT_BACKOFF_MAX_MS 30000
-
-static uint64_t ev_key(unsigned kind, unsigned slot)
-{
-    return (uint64_t)slot << 8 | kind;
-}
 
 void pool__wake(struct pool *p)
 {
     uint64_t one = 1;
     ssize_t n = write(p->wakefd, &one, sizeof(one));
     (void)n; /* EAGAIN means a wake-up is already pending, which is all we need */
-}
-
-static char *dup_field(const struct frame *f, uint32_t tag)
-{
-    struct frame_field fld;
-    if (frame_find_field(f, tag, &fld) != 1)
-        return NULL;
-    return strndup((const char *)fld.data, fld.len);
 }
 
 static void count_duration(struct pool *p, const struct job *j)
@@ -88,7 +72,7 @@ void pool__finish_job(struct pool *p, struct job *j, enum job_status status)
     pool__waiters_fire_job(p, j);
 }
 
-static void fail_job(struct pool *p, struct job *j, enum job_error_type type, char *message)
+void pool__fail_job(struct pool *p, struct job *j, enum job_error_type type, char *message)
 {
     job_error_release(&j->v.error);
     j->v.error.type = type;
@@ -96,8 +80,7 @@ static void fail_job(struct pool *p, struct job *j, enum job_error_type type, ch
     pool__finish_job(p, j, JOB_FAILED);
 }
 
-static char *format(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *format(const char *fmt, ...)
+char *pool__format(const char *fmt, ...)
 {
     va_list ap;
     char *s = NULL;
@@ -106,263 +89,6 @@ static char *format(const char *fmt, ...)
         s = NULL;
     va_end(ap);
     return s;
-}
-
-/* --- worker channel ------------------------------------------------------------ */
-
-/* The worker's socket is gone (EOF, error, or we killed it): stop watching it. The
- * pidfd stays: the exit status will tell what happened. */
-static void close_channel(struct pool *p, struct worker *w)
-{
-    if (w->sock >= 0) {
-        epoll_ctl(p->epfd, EPOLL_CTL_DEL, w->sock, NULL);
-        close(w->sock);
-        w->sock = -1;
-    }
-    free(w->out);
-    w->out = NULL;
-    w->out_len = w->out_off = 0;
-    w->epollout = 0;
-    w->in_len = 0;
-    if (w->state == WORKER_IDLE || w->state == WORKER_BUSY)
-        p->workers_ready--;
-    w->state = WORKER_EXITING;
-}
-
-void pool__end_worker(struct pool *p, struct worker *w, enum worker_end why)
-{
-    if (w->state == WORKER_EMPTY || w->state == WORKER_EXITING)
-        return;
-    w->ending = why;
-    p->restarts[why]++;
-    /* A busy worker is running someone's code: only SIGKILL is sure to stop it. An
-     * idle or starting one sees EOF on its channel and exits by itself. */
-    if (w->state == WORKER_BUSY || why == END_CRASH)
-        pool__kill_worker(w, SIGKILL);
-    close_channel(p, w);
-}
-
-static void flush_output(struct pool *p, struct worker *w)
-{
-    while (w->out_off < w->out_len) {
-        ssize_t n = send(w->sock, w->out + w->out_off, w->out_len - w->out_off, MSG_NOSIGNAL);
-        if (n > 0) {
-            w->out_off += (size_t)n;
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT,
-                                     .data.u64 = ev_key(EV_SOCK, w->slot)};
-            if (!w->epollout)
-                epoll_ctl(p->epfd, EPOLL_CTL_MOD, w->sock, &ev);
-            w->epollout = 1;
-            return;
-        }
-        log_warn("worker %d: write failed: %s", (int)w->pid, strerror(errno));
-        close_channel(p, w);
-        return;
-    }
-    free(w->out);
-    w->out = NULL;
-    w->out_len = w->out_off = 0;
-    if (w->epollout) {
-        w->epollout = 0;
-        struct epoll_event ev = {.events = EPOLLIN, .data.u64 = ev_key(EV_SOCK, w->slot)};
-        epoll_ctl(p->epfd, EPOLL_CTL_MOD, w->sock, &ev);
-    }
-}
-
-static void handle_hello(struct pool *p, struct worker *w, const struct frame *f)
-{
-    if (w->state != WORKER_STARTING) {
-        log_warn("worker %d: unexpected hello; replacing it", (int)w->pid);
-        pool__end_worker(p, w, END_CRASH);
-        return;
-    }
-    char *py = dup_field(f, FRAME_TAG_PYTHON_VERSION);
-    char *cp = dup_field(f, FRAME_TAG_CLOUDPICKLE_VERSION);
-    if (py && !p->python_version[0]) {
-        snprintf(p->python_version, sizeof(p->python_version), "%s", py);
-        snprintf(p->cloudpickle_version, sizeof(p->cloudpickle_version), "%s", cp ? cp : "");
-    }
-    log_info("worker %d ready in %lld ms (Python %s, cloudpickle %s)", (int)w->pid,
-             (long long)(pool_now_ms() - w->spawned_ms), py ? py : "?", cp ? cp : "?");
-    free(py);
-    free(cp);
-    w->state = WORKER_IDLE;
-    w->ready = 1;
-    w->idle_since_ms = pool_now_ms();
-    w->boot_failures = 0;
-    p->boot_error[0] = 0;
-    p->no_worker_since_ms = 0;
-    p->workers_ready++;
-}
-
-static enum job_error_type error_type_from_name(const char *name)
-{
-    static const enum job_error_type types[] = {JOB_ERR_INVALID_PAYLOAD, JOB_ERR_UNPICKLABLE_RESULT,
-                                                JOB_ERR_UNJSONABLE_RESULT};
-    for (size_t i = 0; name && i < sizeof(types) / sizeof(types[0]); i++)
-        if (strcmp(name, job_error_type_name(types[i])) == 0)
-            return types[i];
-    return JOB_ERR_EXCEPTION;
-}
-
-static void record_outcome(struct pool *p, struct job *j, const struct frame *f)
-{
-    struct frame_field fld;
-    job_error_release(&j->v.error);
-    if (f->type == FRAME_RESULT) {
-        int json = frame_find_field(f, FRAME_TAG_RESULT_JSON, &fld) == 1;
-        if ((json || frame_find_field(f, FRAME_TAG_RESULT, &fld) == 1)) {
-            struct blob *b = blob_new_copy(fld.data, fld.len);
-            if (b) {
-                *(json ? &j->v.result_json : &j->v.result) = b;
-                pool__finish_job(p, j, JOB_SUCCEEDED);
-                return;
-            }
-        }
-        fail_job(p, j, JOB_ERR_UNPICKLABLE_RESULT,
-                 strdup("The worker sent no result bytes (or the server ran out of memory "
-                        "storing them)."));
-        return;
-    }
-    char *type = dup_field(f, FRAME_TAG_ERROR_TYPE);
-    enum job_error_type et = error_type_from_name(type);
-    free(type);
-    j->v.error.type = et;
-    j->v.error.exc_type = dup_field(f, FRAME_TAG_EXC_TYPE);
-    j->v.error.traceback = dup_field(f, FRAME_TAG_TRACEBACK);
-    if (frame_find_field(f, FRAME_TAG_EXCEPTION, &fld) == 1)
-        j->v.error.exception = blob_new_copy(fld.data, fld.len);
-    j->v.error.message = dup_field(f, FRAME_TAG_MESSAGE);
-    if (!j->v.error.message)
-        j->v.error.message = strdup(job_error_type_name(et));
-    pool__finish_job(p, j, JOB_FAILED);
-}
-
-static void drain_output(struct pool *p, struct worker *w)
-{
-    if (w->out_fd >= 0)
-        pool__output_read(p, w, w->out_fd);
-    if (w->err_fd >= 0)
-        pool__output_read(p, w, w->err_fd);
-}
-
-/* Recycling: --max-tasks-per-worker, --worker-max-rss (loky's memory-leak guard,
- * read from /proc rather than psutil), and after a MemoryError under
- * --worker-memory-limit, whose heap may be left fragmented. */
-static int needs_recycling(struct pool *p, struct worker *w, int out_of_memory)
-{
-    const char *why = NULL;
-    long long rss = 0;
-    if (out_of_memory && p->cfg.worker_memory_limit > 0)
-        why = "its job ran out of memory";
-    else if (p->cfg.max_tasks_per_worker && w->jobs_done >= p->cfg.max_tasks_per_worker)
-        why = "it ran --max-tasks-per-worker jobs";
-    else if (p->cfg.worker_max_rss > 0 && (rss = pool__worker_rss(w->pid)) > p->cfg.worker_max_rss)
-        why = "its memory grew past --worker-max-rss";
-    if (why)
-        log_info("recycling worker %d after %u jobs: %s", (int)w->pid, w->jobs_done, why);
-    return why != NULL;
-}
-
-static void handle_outcome(struct pool *p, struct worker *w, const struct frame *f)
-{
-    struct job *j = w->job;
-    if (w->state != WORKER_BUSY || !j) {
-        log_warn("worker %d: result without a job; replacing it", (int)w->pid);
-        pool__end_worker(p, w, END_CRASH);
-        return;
-    }
-    /* Everything the job printed before replying is in the pipes by now. */
-    drain_output(p, w);
-    struct frame_field fld;
-    int out_of_memory = frame_find_field(f, FRAME_TAG_EXC_TYPE, &fld) == 1 && fld.len == 11 &&
-                        memcmp(fld.data, "MemoryError", 11) == 0;
-    w->job = NULL;
-    w->state = WORKER_IDLE;
-    w->idle_since_ms = pool_now_ms();
-    w->jobs_done++;
-    record_outcome(p, j, f);
-    /* A worker retired by a shrink finishes its job first, then goes. */
-    if (!w->active)
-        pool__end_worker(p, w, END_RETIRE);
-    else if (needs_recycling(p, w, out_of_memory))
-        pool__end_worker(p, w, END_RECYCLE);
-}
-
-static void handle_frame(struct pool *p, struct worker *w, const struct frame *f)
-{
-    switch (f->type) {
-    case FRAME_HELLO:
-        handle_hello(p, w, f);
-        break;
-    case FRAME_RESULT:
-    case FRAME_ERROR:
-        handle_outcome(p, w, f);
-        break;
-    default:
-        log_warn("worker %d: unknown frame type %u; replacing it", (int)w->pid, f->type);
-        pool__end_worker(p, w, END_CRASH);
-    }
-}
-
-static void read_channel(struct pool *p, struct worker *w)
-{
-    for (;;) {
-        if (w->in_cap - w->in_len < READ_CHUNK) {
-            size_t cap = w->in_cap ? w->in_cap * 2 : 2 * READ_CHUNK;
-            uint8_t *in = realloc(w->in, cap);
-            if (!in) {
-                log_error("worker %d: out of memory reading its reply", (int)w->pid);
-                pool__kill_worker(w, SIGKILL);
-                close_channel(p, w);
-                return;
-            }
-            w->in = in;
-            w->in_cap = cap;
-        }
-        ssize_t n = read(w->sock, w->in + w->in_len, w->in_cap - w->in_len);
-        if (n > 0) {
-            w->in_len += (size_t)n;
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            break;
-        /* EOF or error: the worker is ending; its pidfd will say how. */
-        close_channel(p, w);
-        return;
-    }
-    size_t off = 0;
-    while (w->sock >= 0) {
-        struct frame f;
-        long used = frame_decode(w->in + off, w->in_len - off, p->cfg.max_frame_bytes, &f);
-        if (used == -EAGAIN)
-            break;
-        if (used < 0) {
-            log_warn("worker %d: malformed frame (%s); replacing it", (int)w->pid,
-                     strerror((int)-used));
-            pool__end_worker(p, w, END_CRASH);
-            return;
-        }
-        handle_frame(p, w, &f);
-        off += (size_t)used;
-    }
-    if (w->sock >= 0 && off) {
-        memmove(w->in, w->in + off, w->in_len - off);
-        w->in_len -= off;
-    }
-    /* Don't keep a large buffer around after a large result. */
-    if (w->in_len == 0 && w->in_cap > 4 * READ_CHUNK) {
-        free(w->in);
-        w->in = NULL;
-        w->in_cap = 0;
-    }
 }
 
 /* --- worker processes ------------------------------------------------------------- */
@@ -379,10 +105,10 @@ static void start_worker(struct pool *p, struct worker *w)
 {
     int rc = pool__spawn_worker(p, w);
     if (rc == 0) {
-        struct epoll_event ev = {.events = EPOLLIN, .data.u64 = ev_key(EV_SOCK, w->slot)};
-        struct epoll_event evp = {.events = EPOLLIN, .data.u64 = ev_key(EV_PIDFD, w->slot)};
-        struct epoll_event evo = {.events = EPOLLIN, .data.u64 = ev_key(EV_STDOUT, w->slot)};
-        struct epoll_event eve = {.events = EPOLLIN, .data.u64 = ev_key(EV_STDERR, w->slot)};
+        struct epoll_event ev = {.events = EPOLLIN, .data.u64 = pool__ev_key(EV_SOCK, w->slot)};
+        struct epoll_event evp = {.events = EPOLLIN, .data.u64 = pool__ev_key(EV_PIDFD, w->slot)};
+        struct epoll_event evo = {.events = EPOLLIN, .data.u64 = pool__ev_key(EV_STDOUT, w->slot)};
+        struct epoll_event eve = {.events = EPOLLIN, .data.u64 = pool__ev_key(EV_STDERR, w->slot)};
         if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, w->sock, &ev) == 0 &&
             (w->pidfd < 0 || epoll_ctl(p->epfd, EPOLL_CTL_ADD, w->pidfd, &evp) == 0) &&
             epoll_ctl(p->epfd, EPOLL_CTL_ADD, w->out_fd, &evo) == 0 &&
@@ -395,7 +121,7 @@ static void start_worker(struct pool *p, struct worker *w)
         }
         rc = -errno;
         pool__kill_worker(w, SIGKILL);
-        close_channel(p, w); /* the pidfd path reaps it */
+        pool__close_channel(p, w); /* the pidfd path reaps it */
         return;
     }
     w->boot_failures++;
@@ -456,9 +182,9 @@ static void crash_job(struct pool *p, struct worker *w, int status, const struct
                  "(--worker-memory-limit).",
                  p->cfg.worker_memory_limit);
     j->v.error.message =
-        format("The worker process (pid %d) running this job %s (peak memory %.1f MiB). %s%s "
-               "The worker has been replaced; other jobs are not affected.",
-               (int)w->pid, how, (double)rss / (1024 * 1024), why, limit);
+        pool__format("The worker process (pid %d) running this job %s (peak memory %.1f MiB). %s%s "
+                     "The worker has been replaced; other jobs are not affected.",
+                     (int)w->pid, how, (double)rss / (1024 * 1024), why, limit);
     w->job = NULL;
     if (!retry_job(p, j))
         pool__finish_job(p, j, JOB_FAILED);
@@ -480,12 +206,12 @@ static void reap_worker(struct pool *p, struct worker *w)
         memset(&ru, 0, sizeof(ru));
         status = 0;
     }
-    drain_output(p, w); /* a crash's last words (e.g. faulthandler's stack) */
+    pool__drain_output(p, w); /* a crash's last words (e.g. faulthandler's stack) */
     pool__output_close(p, w);
     int booted = w->ready;
     if (w->ending == END_NONE && booted && !p->stopping)
         p->restarts[END_CRASH]++;
-    close_channel(p, w);
+    pool__close_channel(p, w);
     char how[128];
     pool__describe_exit(status, how, sizeof(how));
     if (w->job) {
@@ -576,7 +302,7 @@ static int send_job(struct pool *p, struct worker *w, struct job *j)
     j->deadline_ms = j->v.timeout > 0 ? pool_now_ms() + (int64_t)(j->v.timeout * 1000.0 + 0.5) : 0;
     p->running++;
     pool__persist(p, j); /* "running" is on record before the worker can act */
-    flush_output(p, w);
+    pool__flush_output(p, w);
     return 0;
 }
 
@@ -588,8 +314,8 @@ static void dispatch(struct pool *p)
             continue;
         struct job *j = pool__queue_pop(p);
         if (send_job(p, w, j) != 0)
-            fail_job(p, j, JOB_ERR_INVALID_PAYLOAD,
-                     strdup("the server ran out of memory preparing the job for a worker"));
+            pool__fail_job(p, j, JOB_ERR_INVALID_PAYLOAD,
+                           strdup("the server ran out of memory preparing the job for a worker"));
     }
 }
 
@@ -603,12 +329,12 @@ static void enforce_deadlines(struct pool *p, int64_t now)
         /* SIGKILL from outside: a job stuck in C code cannot ignore it. */
         log_warn("job %s exceeded its timeout of %g s; killing worker %d", j->v.id, j->v.timeout,
                  (int)w->pid);
-        drain_output(p, w);
+        pool__drain_output(p, w);
         w->job = NULL;
         pool__end_worker(p, w, END_TIMEOUT);
         job_error_release(&j->v.error);
         j->v.error.type = JOB_ERR_TIMEOUT;
-        j->v.error.message = format(
+        j->v.error.message = pool__format(
             "The job ran longer than its timeout of %g s and was stopped; the worker running "
             "it was killed and replaced. Raise \"timeout\" in the request (or the server's "
             "--default-timeout) if the job needs more time.",
@@ -679,10 +405,11 @@ static void fail_queue_if_no_workers(struct pool *p, int64_t now)
         return;
     struct job *j;
     while ((j = pool__queue_pop(p)))
-        fail_job(p, j, JOB_ERR_WORKER_CRASHED,
-                 format("No worker could start for %g s (%s). Fix the worker environment "
-                        "(see GET /readyz and the server log), then submit the job again.",
-                        p->cfg.boot_failure_timeout, p->boot_error));
+        pool__fail_job(
+            p, j, JOB_ERR_WORKER_CRASHED,
+            pool__format("No worker could start for %g s (%s). Fix the worker environment "
+                         "(see GET /readyz and the server log), then submit the job again.",
+                         p->cfg.boot_failure_timeout, p->boot_error));
 }
 
 static void start_due_workers(struct pool *p, int64_t now)
@@ -736,8 +463,8 @@ static void interrupt_all(struct pool *p)
     struct job *j;
     /* With a store, queued jobs stay queued on disk for the next start. */
     while (!p->cfg.store && (j = pool__queue_pop(p))) {
-        fail_job(p, j, JOB_ERR_INTERRUPTED,
-                 strdup("The server stopped before this job ran. Submit it again."));
+        pool__fail_job(p, j, JOB_ERR_INTERRUPTED,
+                       strdup("The server stopped before this job ran. Submit it again."));
     }
     for (unsigned i = 0; i < p->nslots; i++) {
         struct worker *w = p->workers[i];
@@ -745,13 +472,13 @@ static void interrupt_all(struct pool *p)
             continue;
         if ((j = w->job)) {
             w->job = NULL;
-            fail_job(p, j, JOB_ERR_INTERRUPTED,
-                     strdup("The server stopped while this job was running; the job was "
-                            "killed. Submit it again."));
+            pool__fail_job(p, j, JOB_ERR_INTERRUPTED,
+                           strdup("The server stopped while this job was running; the job was "
+                                  "killed. Submit it again."));
             pool__kill_worker(w, SIGKILL);
         }
         /* Idle workers see EOF on their channel and exit by themselves. */
-        close_channel(p, w);
+        pool__close_channel(p, w);
     }
     pool__waiters_fire_all(p);
 }
@@ -800,9 +527,9 @@ void *pool__supervisor_main(void *arg)
             if (p->draining && !p->cfg.store) {
                 struct job *j;
                 while ((j = pool__queue_pop(p)))
-                    fail_job(p, j, JOB_ERR_INTERRUPTED,
-                             strdup("The server is shutting down and stopped before this job "
-                                    "ran. Submit it again."));
+                    pool__fail_job(p, j, JOB_ERR_INTERRUPTED,
+                                   strdup("The server is shutting down and stopped before this job "
+                                          "ran. Submit it again."));
             }
             park_idle_workers(p, now);
             unpark_for_queue(p, now);
@@ -832,9 +559,9 @@ void *pool__supervisor_main(void *arg)
             struct worker *w = p->workers[slot];
             if (kind == EV_SOCK && w->sock >= 0) {
                 if (evs[i].events & EPOLLOUT)
-                    flush_output(p, w);
+                    pool__flush_output(p, w);
                 if (w->sock >= 0 && (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
-                    read_channel(p, w);
+                    pool__read_channel(p, w);
             } else if (kind == EV_PIDFD && w->pidfd >= 0) {
                 reap_worker(p, w);
             } else if (kind == EV_STDOUT && w->out_fd >= 0) {
