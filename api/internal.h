@@ -48,6 +48,8 @@ struct api {
     size_t max_queue;
     size_t max_jobs;
     double result_ttl;
+    unsigned max_connections;
+    double http_header_timeout;
     /* Responses by status, for /metrics; [0] counts statuses out of range. */
     atomic_uint_least64_t http_responses[API_STATUS_MAX - API_STATUS_MIN + 2];
 };

@@ -48,6 +48,8 @@ struct api *api_new(const struct api_config *cfg)
     api->max_queue = cfg->max_queue;
     api->max_jobs = cfg->max_jobs;
     api->result_ttl = cfg->result_ttl > 0 ? cfg->result_ttl : 0;
+    api->max_connections = cfg->max_connections;
+    api->http_header_timeout = cfg->http_header_timeout;
     for (size_t i = 0; i < sizeof(api->http_responses) / sizeof(*api->http_responses); i++)
         atomic_init(&api->http_responses[i], 0);
     api->version = strdup(cfg->version ? cfg->version : "unknown");

@@ -31,7 +31,7 @@ void api__get_info(struct api *api, struct api_response *resp)
     info.cloudpickle_version[sizeof(info.cloudpickle_version) - 1] = '\0';
     json_t *obj = json_pack(
         "{s:s, s:o, s:o, s:I, s:I, s:I, s:I, s:s, "
-        "s:{s:I, s:f, s:o, s:I, s:o, s:o, s:o, s:I, s:s}}",
+        "s:{s:I, s:f, s:o, s:I, s:o, s:o, s:o, s:I, s:s, s:I, s:f}}",
         "version", api->version, "python_version", string_or_null(info.python_version),
         "cloudpickle_version", string_or_null(info.cloudpickle_version), "workers",
         (json_int_t)info.workers, "workers_ready", (json_int_t)info.workers_ready, "queued",
@@ -42,7 +42,8 @@ void api__get_info(struct api *api, struct api_response *resp)
         "max_jobs", size_or_null(api->max_jobs), "result_ttl",
         api->result_ttl > 0 ? json_real(api->result_ttl) : json_null(), "max_retries_limit",
         (json_int_t)api->max_retries_limit, "python_match",
-        api__python_match_name(api->python_match));
+        api__python_match_name(api->python_match), "max_connections",
+        (json_int_t)api->max_connections, "http_header_timeout", api->http_header_timeout);
     api__respond_json(resp, 200, obj, "application/json");
 }
 

@@ -230,7 +230,10 @@ static void usage(FILE *f)
                "its environment variable; flags win):\n");
     for (size_t i = 0; i < NSETTINGS; i++)
         fprintf(f, "  --%-22s %-29s %s\n", settings[i].flag, settings[i].env, settings[i].help);
-    fprintf(f, "  --help, --version\n");
+    fprintf(f,
+            "  --help, --version\n"
+            "\nAlso: pyjobd --health-check [URL] exits 0 when URL (default "
+            "http://127.0.0.1:$PYJOBD_PORT/healthz) answers 200, for container health checks.\n");
 }
 
 static void default_worker_path(struct config *cfg)

@@ -247,6 +247,8 @@ int main(int argc, char **argv)
         .max_jobs = cfg.max_jobs,
         .result_ttl = cfg.result_ttl,
         .store = cfg.store,
+        .max_connections = cfg.max_connections,
+        .http_header_timeout = cfg.header_timeout,
     };
     if (!(api = api_new(&acfg))) {
         log_error("out of memory");

@@ -33,6 +33,9 @@ struct api_config {
     /* Reported in /v1/info and in the detail of 404s for expired jobs (0 = unlimited /
      * forever); enforced by the pool. */
     const char *store; /* "memory" or "sqlite:PATH", for /v1/info (copied) */
+    /* Transport limits (enforced by the server), reported in /v1/info. */
+    unsigned max_connections;
+    double http_header_timeout;
     size_t max_queue;
     size_t max_jobs;
     double result_ttl;
