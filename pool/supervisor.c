@@ -537,8 +537,10 @@ void *pool__supervisor_main(void *arg)
             start_due_workers(p, now);
             dispatch(p);
         }
+        /* Reap first: a slot freed here must count in the next deadline (its respawn). */
+        int polling = reap_pending(p);
         int timeout = p->stopping ? 100 : next_timeout(p, now);
-        if (reap_pending(p) && (timeout < 0 || timeout > 10))
+        if (polling && (timeout < 0 || timeout > 10))
             timeout = 10;
         pthread_mutex_unlock(&p->lock);
         int n = epoll_wait(p->epfd, evs, 64, timeout);
