@@ -107,7 +107,7 @@ asan: deps
 # check reports. Workers are not traced (see tests/valgrind/pyjobd.sh). valgrind has no
 # pidfd_open, so this also runs the pool's fallback that polls wait4 for exited
 # workers. The durability tests are left to make asan: under valgrind's slowdown the
-# kill -9 test cannot catch enough jobs in flight. Not part of CI (about 6 min).
+# kill -9 test cannot catch enough jobs in flight. Not part of CI (about 2 min).
 VALGRIND_TESTS := test_jobs test_failures test_bad_input test_concurrency test_curl \
                   test_contract test_security test_lifecycle test_pool_lifecycle
 valgrind: all
