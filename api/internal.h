@@ -112,6 +112,10 @@ void api__multiwait_fired_cb(void *arg);
 /* Frees a wait of any kind (drops the multi-waiter reference). Accepts NULL. */
 void api__wait_free(struct api_wait *w);
 
+/* The answer to a request body a parser refused: 400 with the parser's detail for
+ * -EINVAL, else the errno's status (e.g. 503 for -ENOMEM). */
+void api__request_problem(struct api_response *resp, int rc, const char *detail);
+
 /* The HTTP status for a negative errno from the pool or a parser (the one mapping). */
 int api__status_from_errno(int err);
 

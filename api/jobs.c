@@ -123,13 +123,8 @@ void api__create_job(struct api *api, const struct api_request *req, struct api_
     struct job_spec spec;
     char detail[700];
     int rc = api__job_request_parse(req->body, req->body_len, &lim, &spec, detail, sizeof(detail));
-    if (rc == -EINVAL) {
-        api_problem(resp, 400, NULL, "%s", detail);
-        return;
-    }
     if (rc < 0) {
-        api_problem(resp, api__status_from_errno(rc), NULL, "cannot read the request: %s",
-                    strerror(-rc));
+        api__request_problem(resp, rc, detail);
         return;
     }
 

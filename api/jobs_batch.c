@@ -68,11 +68,7 @@ void api__create_batch(struct api *api, const struct api_request *req, struct ap
     if (rc == 0)
         rc = api__check_fields(root, batch_fields, 1, "", detail, sizeof(detail));
     if (rc < 0) {
-        if (rc == -EINVAL)
-            api_problem(resp, 400, NULL, "%s", detail);
-        else
-            api_problem(resp, api__status_from_errno(rc), NULL, "cannot read the request: %s",
-                        strerror(-rc));
+        api__request_problem(resp, rc, detail);
         json_decref(root);
         return;
     }

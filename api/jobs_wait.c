@@ -205,11 +205,7 @@ void api__wait_jobs(struct api *api, const struct api_request *req, struct api_r
         rc = parse_options(api, root, &timeout, &first, detail, sizeof(detail));
     json_decref(root);
     if (rc < 0) {
-        if (rc == -EINVAL)
-            api_problem(resp, 400, NULL, "%s", detail);
-        else
-            api_problem(resp, api__status_from_errno(rc), NULL, "cannot read the request: %s",
-                        strerror(-rc));
+        api__request_problem(resp, rc, detail);
         free(ids);
         return;
     }

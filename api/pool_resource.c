@@ -99,13 +99,8 @@ void api__patch_pool(struct api *api, const struct api_request *req, struct api_
                             POOL_WORKERS_MAX, (long long)n);
     }
     json_decref(root);
-    if (rc == -EINVAL) {
-        api_problem(resp, 400, NULL, "%s", detail);
-        return;
-    }
     if (rc < 0) {
-        api_problem(resp, api__status_from_errno(rc), NULL, "cannot read the request: %s",
-                    strerror(-rc));
+        api__request_problem(resp, rc, detail);
         return;
     }
     rc = pool_resize(api->pool, (unsigned)n);

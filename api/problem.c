@@ -161,6 +161,15 @@ void api__problem_ext(struct api_response *resp, int status, json_t *ext, const 
     va_end(ap);
 }
 
+void api__request_problem(struct api_response *resp, int rc, const char *detail)
+{
+    if (rc == -EINVAL)
+        api_problem(resp, 400, NULL, "%s", detail);
+    else
+        api_problem(resp, api__status_from_errno(rc), NULL, "cannot read the request: %s",
+                    strerror(-rc));
+}
+
 void api__method_not_allowed(struct api_response *resp, const char *method, const char *path,
                              const char *allow)
 {
