@@ -11,18 +11,18 @@ BUILD   ?= build
 WERROR  ?= -Werror
 CFLAGS  ?= -O2 -g
 CWARN   := -std=gnu11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes $(WERROR)
-CPPFLAGS += -Iinclude -D_GNU_SOURCE
+CPPFLAGS += -Iinclude -D_GNU_SOURCE $(shell pkg-config --cflags libpq 2>/dev/null)
 SAN     ?=
 
-DEB_PACKAGES := libmicrohttpd-dev libjansson-dev libcmocka-dev libpython3-dev python3-cloudpickle libsqlite3-dev \
+DEB_PACKAGES := libmicrohttpd-dev libjansson-dev libcmocka-dev libpython3-dev python3-cloudpickle libsqlite3-dev libpq-dev postgresql \
                 pkg-config curl openssl python3-pytest python3-jsonschema python3-yaml
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-SERVER_LIBS := $(shell pkg-config --libs libmicrohttpd jansson sqlite3 2>/dev/null) -lpthread
+SERVER_LIBS := $(shell pkg-config --libs libmicrohttpd jansson sqlite3 libpq 2>/dev/null) -lpthread
 PY_CFLAGS   := $(shell pkg-config --cflags python3-embed 2>/dev/null)
 PY_LIBS     := $(shell pkg-config --libs python3-embed 2>/dev/null)
 
-LIB_SRCS    := $(wildcard api/*.c pool/*.c) $(filter-out server/main.c,$(wildcard server/*.c))
+LIB_SRCS    := $(wildcard api/*.c pool/*.c pool/pg/*.c) $(filter-out server/main.c,$(wildcard server/*.c))
 LIB_OBJS    := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 WORKER_SRCS := $(wildcard pool/worker/*.c) pool/frame.c
 WORKER_OBJS := $(WORKER_SRCS:%.c=$(BUILD)/wobj/%.o)

@@ -142,6 +142,8 @@ void api__method_not_allowed(struct api_response *resp, const char *method, cons
  * Answers the problem for a failed lookup of job id: 404 for -ENOENT, 404 with the
  * retention limits for -ESTALE, else the mapped status.
  */
+/* 503 problems for a shared store's -ENOTCONN / -ETIMEDOUT: 1 when rc was one. */
+int api__store_problem(const struct api *api, struct api_response *resp, int rc);
 void api__job_lookup_problem(const struct api *api, struct api_response *resp, const char *id,
                              int rc);
 

@@ -7,6 +7,7 @@
  *   max_retries, result (base64; only present when succeeded in pickle format),
  *   result_json (any JSON value; only present when succeeded in json format),
  *   metadata (object; only present when the job was submitted with metadata),
+ *   node (string; only present with a shared store, once a node has claimed the job),
  *   error (null, or an object with type, message, exc_type, exception (base64),
  *   traceback, exit_code, signal, max_rss_bytes — each null when unknown).
  */
@@ -138,6 +139,8 @@ json_t *api__job_to_json(const struct job_view *v)
         goto fail;
     if (v->metadata &&
         json_object_set_new(obj, "metadata", json_text_n(v->metadata, strlen(v->metadata))) < 0)
+        goto fail;
+    if (v->node[0] && json_object_set_new(obj, "node", json_string(v->node)) < 0)
         goto fail;
     if (json_object_set_new(obj, "error", error_to_json(&v->error)) < 0)
         goto fail;

@@ -144,6 +144,8 @@ void api__create_job(struct api *api, const struct api_request *req, struct api_
         api_problem(resp, 503, NULL, "server is shutting down; submit the job again elsewhere");
         return;
     }
+    if (api__store_problem(api, resp, rc))
+        return;
     if (rc < 0) {
         api_problem(resp, api__status_from_errno(rc), NULL, "cannot queue the job: %s",
                     strerror(-rc));
@@ -196,6 +198,13 @@ void api__cancel_job(struct api *api, const struct api_request *req, const char 
         api_problem(resp, 409, NULL,
                     "job %s is running; cancel with ?force=true to kill its worker (only this "
                     "job is affected)",
+                    id);
+        return;
+    }
+    if (rc == -EXDEV) {
+        api_problem(resp, 409, NULL,
+                    "job %s was taken by another node (see its \"node\"), which runs or is "
+                    "about to run it; cancel it through that node",
                     id);
         return;
     }
@@ -287,6 +296,8 @@ void api__list_jobs(struct api *api, const struct api_request *req, struct api_r
     size_t n = 0;
     uint64_t next = 0;
     int rc = pool_list(api->pool, &q, &views, &n, &next);
+    if (api__store_problem(api, resp, rc))
+        return;
     if (rc < 0) {
         api_problem(resp, api__status_from_errno(rc), NULL, "cannot list jobs: %s", strerror(-rc));
         return;

@@ -128,6 +128,8 @@ void api__create_batch(struct api *api, const struct api_request *req, struct ap
         resp->retry_after = 1;
     } else if (rc == -ESHUTDOWN) {
         api_problem(resp, 503, NULL, "server is shutting down; submit the jobs again elsewhere");
+    } else if (api__store_problem(api, resp, rc)) {
+        /* answered */
     } else if (rc < 0) {
         api_problem(resp, api__status_from_errno(rc), NULL, "cannot queue the jobs: %s",
                     strerror(-rc));

@@ -32,8 +32,14 @@ int api__status_from_errno(int err)
         return 429;
     case -EMSGSIZE:
         return 413;
+    case -EXDEV:
+        return 409;
+    case -EREMOTE:
+        return 404;
     case -ESHUTDOWN:
     case -ENOMEM:
+    case -ENOTCONN:
+    case -ETIMEDOUT:
         return 503;
     default:
         return 500;
@@ -177,10 +183,35 @@ void api__method_not_allowed(struct api_response *resp, const char *method, cons
     resp->allow = allow;
 }
 
+int api__store_problem(const struct api *api, struct api_response *resp, int rc)
+{
+    if (rc == -ENOTCONN)
+        api_problem(resp, 503, NULL,
+                    "the job database (%s) is unreachable and this node is reconnecting; "
+                    "nothing was changed: retry in a moment",
+                    api->store);
+    else if (rc == -ETIMEDOUT)
+        api_problem(resp, 503, NULL,
+                    "the job database (%s) did not answer in time; retry in a moment (a "
+                    "submission that timed out this way may still be recorded and run)",
+                    api->store);
+    else
+        return 0;
+    resp->retry_after = 1;
+    return 1;
+}
+
 void api__job_lookup_problem(const struct api *api, struct api_response *resp, const char *id,
                              int rc)
 {
-    if (rc == -ENOENT)
+    if (api__store_problem(api, resp, rc))
+        return;
+    if (rc == -EREMOTE)
+        api_problem(resp, 404, NULL,
+                    "the output of job %s is kept by the node that ran it (see the job's "
+                    "\"node\"), in memory; ask that node",
+                    id);
+    else if (rc == -ENOENT)
         api_problem(resp, 404, NULL, "no job with id %s", id);
     else if (rc == -ESTALE && api->result_ttl > 0)
         api_problem(resp, 404, NULL,

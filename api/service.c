@@ -30,16 +30,17 @@ void api__get_info(struct api *api, struct api_response *resp)
     info.python_version[sizeof(info.python_version) - 1] = '\0';
     info.cloudpickle_version[sizeof(info.cloudpickle_version) - 1] = '\0';
     json_t *obj = json_pack(
-        "{s:s, s:o, s:o, s:I, s:I, s:I, s:I, s:s, "
+        "{s:s, s:o, s:o, s:I, s:I, s:I, s:I, s:s, s:o, "
         "s:{s:I, s:f, s:o, s:I, s:o, s:o, s:o, s:I, s:s, s:I, s:f}}",
         "version", api->version, "python_version", string_or_null(info.python_version),
         "cloudpickle_version", string_or_null(info.cloudpickle_version), "workers",
         (json_int_t)info.workers, "workers_ready", (json_int_t)info.workers_ready, "queued",
-        (json_int_t)info.queued, "running", (json_int_t)info.running, "store", api->store, "limits",
-        "max_request_bytes", (json_int_t)api->max_request_bytes, "max_wait_seconds", api->max_wait,
-        "default_timeout", api->default_timeout > 0 ? json_real(api->default_timeout) : json_null(),
-        "max_batch", (json_int_t)api->max_batch, "max_queue", size_or_null(api->max_queue),
-        "max_jobs", size_or_null(api->max_jobs), "result_ttl",
+        (json_int_t)info.queued, "running", (json_int_t)info.running, "store", api->store, "node",
+        string_or_null(info.node), "limits", "max_request_bytes",
+        (json_int_t)api->max_request_bytes, "max_wait_seconds", api->max_wait, "default_timeout",
+        api->default_timeout > 0 ? json_real(api->default_timeout) : json_null(), "max_batch",
+        (json_int_t)api->max_batch, "max_queue", size_or_null(api->max_queue), "max_jobs",
+        size_or_null(api->max_jobs), "result_ttl",
         api->result_ttl > 0 ? json_real(api->result_ttl) : json_null(), "max_retries_limit",
         (json_int_t)api->max_retries_limit, "python_match",
         api__python_match_name(api->python_match), "max_connections",
@@ -55,6 +56,10 @@ void api__get_readyz(struct api *api, struct api_response *resp)
     info.boot_error[sizeof(info.boot_error) - 1] = '\0';
     if (info.stopping)
         api_problem(resp, 503, NULL, "not ready: the server is shutting down");
+    else if (info.store_down)
+        api_problem(resp, 503, NULL,
+                    "not ready: the job database (%s) is unreachable; this node is reconnecting",
+                    api->store);
     else if (info.workers_ready >= 1)
         api__respond_json(resp, 200, json_pack("{s:s}", "status", "ready"), "application/json");
     else if (info.boot_error[0])

@@ -43,6 +43,7 @@ struct job {
     uint64_t store_ticket;  /* the store write that records the latest state */
     struct waiter *waiters;
     struct worker *worker; /* while running */
+    int mirror;            /* shared store: a copy of another node's job, for waiters */
 };
 
 /* Someone long-polling a job. Lives in the job's list and in the deadline heap. */
@@ -204,9 +205,18 @@ void pool__queue_remove(struct pool *p, struct job *j);
 void pool__forget_job(struct pool *p, struct job *j, int expired);
 struct job *pool__lookup(struct pool *p, const char *id, int *err);
 
+/* cluster.c (shared store) */
+int pool__shared(const struct pool *p);
+unsigned pool__idle_workers(const struct pool *p);
+void pool__cluster_init(struct pool *p);
+void pool__cluster_want(struct pool *p);
+void pool__mirror_release(struct pool *p, struct job *j);
+struct job *pool__mirror_for(struct pool *p, const struct job_view *v);
+
 /* persist.c */
 void pool__persist(struct pool *p, struct job *j);
-void pool__unpersist(struct pool *p, struct job *j);
+void pool__persist_new(struct pool *p, struct job *j, unsigned flags);
+void pool__unpersist(struct pool *p, struct job *j, int expired);
 int pool__recover(struct pool *p);
 
 /* retention.c */

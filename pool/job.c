@@ -46,6 +46,8 @@ const char *job_error_type_name(enum job_error_type t)
         return "interrupted";
     case JOB_ERR_UNJSONABLE_RESULT:
         return "unjsonable_result";
+    case JOB_ERR_NODE_LOST:
+        return "node_lost";
     }
     return NULL;
 }

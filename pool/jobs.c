@@ -121,7 +121,7 @@ struct job *pool__queue_pop(struct pool *p)
 void pool__forget_job(struct pool *p, struct job *j, int expired)
 {
     registry_remove(p->jobs, j->v.id);
-    pool__unpersist(p, j);
+    pool__unpersist(p, j, expired);
     if (j->all_prev)
         j->all_prev->all_next = j->all_next;
     else

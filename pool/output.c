@@ -6,6 +6,7 @@
  * are drained, so everything the job wrote before replying is attributed to it.
  */
 #include "internal.h"
+#include "pyjobd/store_shared.h"
 #include "pyjobd/log.h"
 
 #include <errno.h>
@@ -118,6 +119,17 @@ int pool_job_output(struct pool *p, const char *id, struct job_output *out)
     memset(out, 0, sizeof(*out));
     pthread_mutex_lock(&p->lock);
     struct job *j = pool__lookup(p, id, &rc);
+    if (pool__shared(p) && !(j && !j->mirror)) {
+        /* Output is kept by the node that ran the job, in its memory. */
+        pthread_mutex_unlock(&p->lock);
+        struct job_view v;
+        rc = store_fetch(p->cfg.store, id, &v);
+        if (rc == 0) {
+            job_view_release(&v);
+            rc = -EREMOTE;
+        }
+        return rc;
+    }
     if (j) {
         out->out = blob_new_copy(j->out.data, j->out.len);
         out->err = blob_new_copy(j->err.data, j->err.len);

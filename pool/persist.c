@@ -18,13 +18,22 @@
 
 void pool__persist(struct pool *p, struct job *j)
 {
-    if (p->cfg.store)
-        j->store_ticket = store_put(p->cfg.store, &j->v, &j->spec, j->seq);
+    if (p->cfg.store && !j->mirror)
+        j->store_ticket = store_put(p->cfg.store, &j->v, &j->spec, j->seq, 0);
 }
 
-void pool__unpersist(struct pool *p, struct job *j)
+/* A job's first write (flags: STORE_CLAIMED when this node runs it). */
+void pool__persist_new(struct pool *p, struct job *j, unsigned flags)
 {
     if (p->cfg.store)
+        j->store_ticket = store_put(p->cfg.store, &j->v, &j->spec, j->seq, STORE_NEW | flags);
+}
+
+/* Mirrors are not ours to delete; neither, on a shared store, are the records that
+ * only left this node's memory (the database keeps them for --result-ttl). */
+void pool__unpersist(struct pool *p, struct job *j, int expired)
+{
+    if (p->cfg.store && !j->mirror && !(expired && store_is_shared(p->cfg.store)))
         store_delete(p->cfg.store, j->v.id);
 }
 
@@ -124,6 +133,8 @@ static int by_finish(const void *a, const void *b)
 int pool__recover(struct pool *p)
 {
     struct recovery r = {.p = p};
+    if (store_is_shared(p->cfg.store))
+        return 0; /* jobs are claimed from it, not recovered */
     char err[256];
     int64_t t0 = pool_now_ms();
     int rc = store_load(p->cfg.store, recover_one, &r, err, sizeof(err));

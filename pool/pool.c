@@ -8,6 +8,7 @@
 #include "pyjobd/log.h"
 #include "pyjobd/registry.h"
 #include "pyjobd/store.h"
+#include "pyjobd/store_shared.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -81,6 +82,7 @@ struct pool *pool_new(const struct pool_config *cfg)
     p->target = cfg->workers;
     if (cfg->store && pool__recover(p) != 0)
         goto err;
+    pool__cluster_init(p);
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 0};
     if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, p->wakefd, &ev) != 0)
         goto err;
@@ -181,6 +183,9 @@ int pool_submit_batch(struct pool *p, const struct job_spec *specs, size_t n,
 {
     if (n == 0)
         return 0;
+    int shared = pool__shared(p);
+    if (shared && !store_available(p->cfg.store))
+        return -ENOTCONN; /* nothing could be recorded: refuse now rather than lose it */
     /* Build every record before taking the lock: allocation is the slow part. */
     struct job **jobs = calloc(n, sizeof(*jobs));
     if (!jobs)
@@ -194,6 +199,7 @@ int pool_submit_batch(struct pool *p, const struct job_spec *specs, size_t n,
             new_job_id(jobs[i]->v.id);
     }
     uint64_t ticket = 0;
+    size_t kept = n; /* jobs[0..kept) stay in this node's memory */
     if (rc == 0) {
         pthread_mutex_lock(&p->lock);
         if (p->stopping || p->draining)
@@ -211,13 +217,27 @@ int pool_submit_batch(struct pool *p, const struct job_spec *specs, size_t n,
             for (size_t i = 0; i + 1 < inserted; i++)
                 registry_remove(p->jobs, jobs[i]->v.id);
         } else {
+            /* Shared store: this node runs what its idle workers can take at once and
+             * leaves the rest in the database's queue, for any node to claim. */
+            if (shared) {
+                unsigned idle = pool__idle_workers(p);
+                kept = idle > p->queued ? idle - p->queued : 0;
+                kept = kept < n ? kept : n;
+            }
             for (size_t i = 0; i < n; i++) {
                 struct job *j = jobs[i];
+                memcpy(ids_out[i], j->v.id, JOB_ID_LEN + 1);
+                if (i >= kept) {
+                    pool__persist_new(p, j, 0);
+                    registry_remove(p->jobs, j->v.id);
+                    continue;
+                }
+                if (shared)
+                    snprintf(j->v.node, sizeof(j->v.node), "%s", store_node_id(p->cfg.store));
                 j->seq = ++p->next_seq;
                 pool__all_append(p, j);
                 pool__queue_push(p, j);
-                pool__persist(p, j);
-                memcpy(ids_out[i], j->v.id, JOB_ID_LEN + 1);
+                pool__persist_new(p, j, STORE_CLAIMED);
             }
             ticket = jobs[n - 1]->store_ticket;
             p->submitted += n;
@@ -225,9 +245,8 @@ int pool_submit_batch(struct pool *p, const struct job_spec *specs, size_t n,
         }
         pthread_mutex_unlock(&p->lock);
     }
-    if (rc != 0)
-        for (size_t i = 0; i < n; i++)
-            pool__job_free(jobs[i]);
+    for (size_t i = rc != 0 ? 0 : kept; i < n; i++)
+        pool__job_free(jobs[i]);
     free(jobs);
     if (rc == 0)
         pool__wake(p);
@@ -251,15 +270,84 @@ struct job *pool__lookup(struct pool *p, const char *id, int *err)
     return j;
 }
 
+/* Shared store: whether this node's record answers for the job (it runs or ran it
+ * here, or it is a finished copy); otherwise the database does. */
+static int answers_locally(const struct job *j)
+{
+    return j && (!j->mirror || job_status_is_terminal(j->v.status));
+}
+
 int pool_job_get(struct pool *p, const char *id, struct job_view *out)
 {
     int rc = 0;
     pthread_mutex_lock(&p->lock);
     struct job *j = pool__lookup(p, id, &rc);
-    if (j)
+    if (j && (answers_locally(j) || !pool__shared(p))) {
         rc = job_view_copy(out, &j->v);
+        pthread_mutex_unlock(&p->lock);
+        return rc;
+    }
     pthread_mutex_unlock(&p->lock);
-    return rc;
+    if (!pool__shared(p))
+        return rc;
+    return store_fetch(p->cfg.store, id, out);
+}
+
+/* Lock held. Attaches a waiter to j (a finished job or a stopping pool: fires now). */
+static int add_waiter(struct pool *p, struct job *j, int64_t deadline_ms, pool_watch_cb cb,
+                      void *arg, int *earliest)
+{
+    struct waiter *w = calloc(1, sizeof(*w));
+    if (w) {
+        w->cb = cb;
+        w->arg = arg;
+        w->deadline_ms = deadline_ms;
+        w->job = j;
+    }
+    if (!w || pool__waiter_heap_push(&p->waiters, w) != 0) {
+        free(w);
+        return -ENOMEM;
+    }
+    w->next = j->waiters;
+    if (j->waiters)
+        j->waiters->prev = w;
+    j->waiters = w;
+    *earliest = pool__waiter_heap_top(&p->waiters) == w;
+    return 0;
+}
+
+/* A watch on a job this node does not run: the database says where it stands. */
+static int watch_remote(struct pool *p, const char *id, int64_t deadline_ms, pool_watch_cb cb,
+                        void *arg)
+{
+    struct job_view v;
+    int rc = store_fetch(p->cfg.store, id, &v);
+    if (rc != 0)
+        return rc;
+    int earliest = 0;
+    int now_done = job_status_is_terminal(v.status) || deadline_ms <= pool_now_ms();
+    if (!now_done) {
+        pthread_mutex_lock(&p->lock);
+        /* The record may be ours by now (claimed meanwhile): then it is the one to
+         * wait on, like any local job. */
+        struct job *j = p->stopping ? NULL : pool__mirror_for(p, &v);
+        if (!j || job_status_is_terminal(j->v.status))
+            now_done = 1; /* stopping, out of memory, or finished meanwhile: answer now */
+        else
+            rc = add_waiter(p, j, deadline_ms, cb, arg, &earliest);
+        pthread_mutex_unlock(&p->lock);
+    }
+    job_view_release(&v);
+    if (rc != 0)
+        return rc;
+    if (now_done) {
+        cb(arg);
+        return 0;
+    }
+    store_watch(p->cfg.store, id);
+    if (earliest)
+        pool__wake(p);
+    return 0;
 }
 
 int pool_watch(struct pool *p, const char *id, int64_t deadline_ms, pool_watch_cb cb, void *arg)
@@ -267,6 +355,10 @@ int pool_watch(struct pool *p, const char *id, int64_t deadline_ms, pool_watch_c
     int rc = 0;
     pthread_mutex_lock(&p->lock);
     struct job *j = pool__lookup(p, id, &rc);
+    if (pool__shared(p) && !(j && !j->mirror)) {
+        pthread_mutex_unlock(&p->lock);
+        return watch_remote(p, id, deadline_ms, cb, arg);
+    }
     if (!j) {
         pthread_mutex_unlock(&p->lock);
         return rc;
@@ -276,27 +368,12 @@ int pool_watch(struct pool *p, const char *id, int64_t deadline_ms, pool_watch_c
         cb(arg);
         return 0;
     }
-    struct waiter *w = calloc(1, sizeof(*w));
-    if (w) {
-        w->cb = cb;
-        w->arg = arg;
-        w->deadline_ms = deadline_ms;
-        w->job = j;
-    }
-    if (!w || pool__waiter_heap_push(&p->waiters, w) != 0) {
-        pthread_mutex_unlock(&p->lock);
-        free(w);
-        return -ENOMEM;
-    }
-    w->next = j->waiters;
-    if (j->waiters)
-        j->waiters->prev = w;
-    j->waiters = w;
-    int earliest = pool__waiter_heap_top(&p->waiters) == w;
+    int earliest = 0;
+    rc = add_waiter(p, j, deadline_ms, cb, arg, &earliest);
     pthread_mutex_unlock(&p->lock);
     if (earliest)
         pool__wake(p); /* the supervisor must shorten its sleep */
-    return 0;
+    return rc;
 }
 
 void pool_get_info(struct pool *p, struct pool_info *out)
@@ -313,4 +390,8 @@ void pool_get_info(struct pool *p, struct pool_info *out)
     out->running = p->running;
     out->stopping = p->stopping || p->draining;
     pthread_mutex_unlock(&p->lock);
+    if (pool__shared(p)) {
+        snprintf(out->node, sizeof(out->node), "%s", store_node_id(p->cfg.store));
+        out->store_down = !store_available(p->cfg.store);
+    }
 }

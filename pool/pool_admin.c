@@ -6,6 +6,7 @@
 #include "internal.h"
 #include "pyjobd/log.h"
 #include "pyjobd/registry.h"
+#include "pyjobd/store_shared.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -16,6 +17,11 @@ int pool_cancel(struct pool *p, const char *id, int force)
     int rc = 0;
     pthread_mutex_lock(&p->lock);
     struct job *j = pool__lookup(p, id, &rc);
+    if (pool__shared(p) && !(j && !j->mirror)) {
+        /* Not run by this node: only a job no node has claimed can be cancelled. */
+        pthread_mutex_unlock(&p->lock);
+        return store_cancel(p->cfg.store, id);
+    }
     if (!j)
         goto out;
     if (job_status_is_terminal(j->v.status)) {
@@ -51,6 +57,12 @@ int pool_delete(struct pool *p, const char *id)
     int rc = 0;
     pthread_mutex_lock(&p->lock);
     struct job *j = pool__lookup(p, id, &rc);
+    if (pool__shared(p) && !(j && !j->mirror)) {
+        if (j && !j->waiters)
+            pool__forget_job(p, j, 0); /* a mirror: forget the copy too */
+        pthread_mutex_unlock(&p->lock);
+        return store_forget(p->cfg.store, id);
+    }
     if (j && !job_status_is_terminal(j->v.status))
         rc = -EBUSY;
     else if (j)
@@ -62,6 +74,8 @@ int pool_delete(struct pool *p, const char *id)
 int pool_list(struct pool *p, const struct pool_list_query *q, struct job_view **out, size_t *n,
               uint64_t *next)
 {
+    if (pool__shared(p))
+        return store_list(p->cfg.store, q, out, n, next); /* every node's jobs */
     size_t limit = q->limit ? q->limit : 100;
     struct job_view *views = calloc(limit, sizeof(*views));
     if (!views)

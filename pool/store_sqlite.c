@@ -9,7 +9,7 @@
  * The schema version is PRAGMA user_version: 0 is a new file, newer than
  * STORE_SCHEMA refuses to open, older ones are migrated in order.
  */
-#include "pyjobd/store.h"
+#include "store_impl.h"
 #include "pyjobd/log.h"
 
 #include <errno.h>
@@ -44,7 +44,8 @@ struct op {
     struct op *next;
 };
 
-struct store {
+struct sqlite_store {
+    struct store base;
     sqlite3 *db;
     sqlite3_stmt *put, *del;
     char *describe;
@@ -82,7 +83,7 @@ static void bind_text(sqlite3_stmt *st, int i, const char *s)
         sqlite3_bind_null(st, i);
 }
 
-static int apply(struct store *s, const struct op *op)
+static int apply(struct sqlite_store *s, const struct op *op)
 {
     sqlite3_stmt *st = op->kind == OP_PUT ? s->put : s->del;
     sqlite3_reset(st);
@@ -137,7 +138,7 @@ static void free_ops(struct op *op)
 
 static void *store_main(void *arg)
 {
-    struct store *s = arg;
+    struct sqlite_store *s = arg;
     pthread_mutex_lock(&s->lock);
     for (;;) {
         while (!s->head && !s->stopping)
@@ -232,14 +233,17 @@ static int migrate(sqlite3 *db, const char *path, char *err, size_t errlen)
     return 0;
 }
 
-struct store *store_open(const char *path, char *err, size_t errlen)
+static const struct store_ops sqlite_ops;
+
+struct store *store_open_sqlite(const char *path, char *err, size_t errlen)
 {
-    struct store *s = calloc(1, sizeof(*s));
+    struct sqlite_store *s = calloc(1, sizeof(*s));
     if (!s || asprintf(&s->describe, "sqlite:%s", path) < 0) {
         snprintf(err, errlen, "out of memory");
         free(s);
         return NULL;
     }
+    s->base.ops = &sqlite_ops;
     if (sqlite3_open_v2(path, &s->db,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
                             SQLITE_OPEN_EXRESCODE,
@@ -285,7 +289,7 @@ struct store *store_open(const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "cannot start the store thread");
         goto fail;
     }
-    return s;
+    return &s->base;
 fail:
     sqlite3_finalize(s->put);
     sqlite3_finalize(s->del);
@@ -295,8 +299,9 @@ fail:
     return NULL;
 }
 
-void store_close(struct store *s)
+static void sqlite_close(struct store *base)
 {
+    struct sqlite_store *s = (struct sqlite_store *)base;
     if (!s)
         return;
     pthread_mutex_lock(&s->lock);
@@ -328,8 +333,9 @@ static char *column_text(sqlite3_stmt *st, int i)
     return t ? strdup((const char *)t) : NULL;
 }
 
-int store_load(struct store *s, store_load_cb cb, void *arg, char *err, size_t errlen)
+static int sqlite_load(struct store *base, store_load_cb cb, void *arg, char *err, size_t errlen)
 {
+    struct sqlite_store *s = (struct sqlite_store *)base;
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(s->db, "SELECT * FROM jobs ORDER BY seq", -1, &st, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "%s: %s", s->describe, sqlite3_errmsg(s->db));
@@ -382,7 +388,7 @@ int store_load(struct store *s, store_load_cb cb, void *arg, char *err, size_t e
     return out;
 }
 
-static uint64_t enqueue(struct store *s, struct op *op)
+static uint64_t enqueue(struct sqlite_store *s, struct op *op)
 {
     pthread_mutex_lock(&s->lock);
     op->ticket = ++s->next_ticket;
@@ -397,9 +403,11 @@ static uint64_t enqueue(struct store *s, struct op *op)
     return t;
 }
 
-uint64_t store_put(struct store *s, const struct job_view *v, const struct job_spec *spec,
-                   uint64_t seq)
+static uint64_t sqlite_put(struct store *base, const struct job_view *v,
+                           const struct job_spec *spec, uint64_t seq, unsigned flags)
 {
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    (void)flags;
     struct op *op = calloc(1, sizeof(*op));
     if (!op || job_view_copy(&op->v, v) != 0) {
         free(op);
@@ -418,8 +426,9 @@ uint64_t store_put(struct store *s, const struct job_view *v, const struct job_s
     return enqueue(s, op);
 }
 
-uint64_t store_delete(struct store *s, const char *id)
+static uint64_t sqlite_delete(struct store *base, const char *id)
 {
+    struct sqlite_store *s = (struct sqlite_store *)base;
     struct op *op = calloc(1, sizeof(*op));
     if (!op)
         return 0;
@@ -429,8 +438,9 @@ uint64_t store_delete(struct store *s, const char *id)
     return enqueue(s, op);
 }
 
-int store_sync(struct store *s, uint64_t ticket)
+static int sqlite_sync(struct store *base, uint64_t ticket)
 {
+    struct sqlite_store *s = (struct sqlite_store *)base;
     if (!ticket)
         return -ENOMEM;
     pthread_mutex_lock(&s->lock);
@@ -441,7 +451,18 @@ int store_sync(struct store *s, uint64_t ticket)
     return rc;
 }
 
-const char *store_describe(const struct store *s)
+static const char *sqlite_describe(const struct store *base)
 {
+    const struct sqlite_store *s = (const struct sqlite_store *)base;
     return s->describe;
 }
+
+static const struct store_ops sqlite_ops = {
+    .close = sqlite_close,
+    .load = sqlite_load,
+    .put = sqlite_put,
+    .del = sqlite_delete,
+    .sync = sqlite_sync,
+    .describe = sqlite_describe,
+    .shared = 0,
+};

@@ -536,6 +536,7 @@ void *pool__supervisor_main(void *arg)
             fail_queue_if_no_workers(p, now);
             start_due_workers(p, now);
             dispatch(p);
+            pool__cluster_want(p);
         }
         /* Reap first: a slot freed here must count in the next deadline (its respawn). */
         int polling = reap_pending(p);

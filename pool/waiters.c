@@ -100,8 +100,11 @@ void pool__waiters_fire_job(struct pool *p, struct job *j)
 void pool__waiters_expire(struct pool *p, int64_t now)
 {
     struct waiter *w;
-    while ((w = pool__waiter_heap_top(&p->waiters)) && w->deadline_ms <= now)
+    while ((w = pool__waiter_heap_top(&p->waiters)) && w->deadline_ms <= now) {
+        struct job *j = w->job;
         fire(p, w);
+        pool__mirror_release(p, j);
+    }
 }
 
 void pool__waiters_fire_all(struct pool *p)

@@ -79,7 +79,18 @@ static const struct setting settings[] = {
     {"worker-env", "PYJOBD_WORKER_ENV", K_ENV, OFF(worker_env), 0, 0,
      "KEY=VALUE for workers (repeatable; in the variable, one per line)"},
     {"store", "PYJOBD_STORE", K_STR, OFF(store), 0, 0,
-     "where jobs live: memory (lost on restart) or sqlite:PATH (durable; default memory)"},
+     "where jobs live: memory (lost on restart), sqlite:PATH (durable), or "
+     "postgresql://USER@HOST/DB (durable, shared by several nodes); default memory"},
+    {"pg-schema", "PYJOBD_PG_SCHEMA", K_STR, OFF(pg_schema), 0, 0,
+     "PostgreSQL store: schema of pyjobd's tables (default pyjobd)"},
+    {"node-name", "PYJOBD_NODE_NAME", K_STR, OFF(node_name), 0, 0,
+     "PostgreSQL store: this node's name, the prefix of its id (default: the host name)"},
+    {"node-lease", "PYJOBD_NODE_LEASE", K_SECONDS, OFF(node_lease), 0, DAY,
+     "PostgreSQL store: seconds without a heartbeat before other nodes take over a "
+     "node's jobs (default 10)"},
+    {"pg-poll", "PYJOBD_PG_POLL", K_SECONDS, OFF(pg_poll), 0, 3600,
+     "PostgreSQL store: seconds between claims and re-checks when no notification "
+     "comes (default 1)"},
     {"token-file", "PYJOBD_TOKEN_FILE", K_STR, OFF(token_file), 0, 0,
      "bearer tokens, one per line, optionally 'name:token' (also PYJOBD_TOKEN)"},
     {"insecure-no-auth", "PYJOBD_INSECURE_NO_AUTH", K_FLAG, OFF(insecure_no_auth), 0, 0,
@@ -101,6 +112,11 @@ static const struct setting settings[] = {
      "debug | info | warn | error (default info)"},
 };
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
+
+int config_store_is_pg(const char *store)
+{
+    return strncmp(store, "postgresql://", 13) == 0 || strncmp(store, "postgres://", 11) == 0;
+}
 
 static int parse_number(const char *s, int suffixes, unsigned long long *out)
 {
@@ -271,6 +287,9 @@ int config_load(struct config *cfg, int argc, char **argv)
     cfg->shutdown_grace = 30;
     cfg->max_connections = 10000;
     cfg->store = "memory";
+    cfg->pg_schema = "pyjobd";
+    cfg->node_lease = 10;
+    cfg->pg_poll = 1;
     cfg->header_timeout = 30;
     cfg->log_level = LOG_INFO;
     default_worker_path(cfg);
@@ -317,9 +336,16 @@ int config_load(struct config *cfg, int argc, char **argv)
         fprintf(stderr, "pyjobd: unexpected argument '%s'; see --help\n", argv[optind]);
         return -EINVAL;
     }
-    if (strcmp(cfg->store, "memory") != 0 &&
+    if (strcmp(cfg->store, "memory") != 0 && !config_store_is_pg(cfg->store) &&
         (strncmp(cfg->store, "sqlite:", 7) != 0 || !cfg->store[7])) {
-        fprintf(stderr, "pyjobd: --store: expected memory or sqlite:PATH, got '%s'\n", cfg->store);
+        fprintf(stderr,
+                "pyjobd: --store: expected memory, sqlite:PATH or postgresql://..., got '%s'\n",
+                cfg->store);
+        return -EINVAL;
+    }
+    if (config_store_is_pg(cfg->store) && (cfg->node_lease < 0.5 || cfg->pg_poll < 0.01)) {
+        fprintf(stderr, "pyjobd: --node-lease must be at least 0.5 s and --pg-poll at least "
+                        "0.01 s\n");
         return -EINVAL;
     }
     if (cfg->min_workers > cfg->workers)

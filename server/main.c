@@ -14,6 +14,7 @@
 #include "pyjobd/log.h"
 #include "pyjobd/pool.h"
 #include "pyjobd/store.h"
+#include "pyjobd/store_shared.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -67,8 +68,25 @@ static char *read_file(const char *path, const char *what, char *err, size_t err
 
 /* Opens --store sqlite:PATH: creates the directory if missing and takes a lock so two
  * servers never share one database (both would run its jobs). */
-static struct store *open_store(const char *spec, int *lock_fd, char *err, size_t errlen)
+static struct store *open_store(const struct config *cfg, int *lock_fd, char *err, size_t errlen)
 {
+    const char *spec = cfg->store;
+    if (config_store_is_pg(spec)) {
+        char host[64] = "node";
+        if (gethostname(host, sizeof(host)) != 0 || !host[0])
+            snprintf(host, sizeof(host), "node");
+        host[sizeof(host) - 1] = 0;
+        struct store_pg_options o = {
+            .uri = spec,
+            .schema = cfg->pg_schema,
+            .node_name = cfg->node_name && *cfg->node_name ? cfg->node_name : host,
+            .lease = cfg->node_lease,
+            .poll = cfg->pg_poll,
+            .result_ttl = cfg->result_ttl,
+            .connect_wait = 10,
+        };
+        return store_open_pg(&o, err, errlen);
+    }
     const char *path = spec + strlen("sqlite:");
     char *dir = strdup(path);
     if (dir) {
@@ -89,7 +107,7 @@ static struct store *open_store(const char *spec, int *lock_fd, char *err, size_
                  strerror(errno));
         return NULL;
     }
-    return store_open(path, err, errlen);
+    return store_open_sqlite(path, err, errlen);
 }
 
 /* Long-polls hold a socket each: lift the soft fd limit to the hard one. */
@@ -205,7 +223,7 @@ int main(int argc, char **argv)
 
     rc = 1;
     if (strcmp(cfg.store, "memory") != 0 &&
-        !(store = open_store(cfg.store, &store_lock, err, sizeof(err)))) {
+        !(store = open_store(&cfg, &store_lock, err, sizeof(err)))) {
         log_error("%s", err);
         goto out;
     }
@@ -246,7 +264,7 @@ int main(int argc, char **argv)
         .max_queue = cfg.max_queue,
         .max_jobs = cfg.max_jobs,
         .result_ttl = cfg.result_ttl,
-        .store = cfg.store,
+        .store = store ? store_describe(store) : "memory", /* never the URI's password */
         .max_connections = cfg.max_connections,
         .http_header_timeout = cfg.header_timeout,
     };

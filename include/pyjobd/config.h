@@ -42,7 +42,11 @@ struct config {
     const char *worker_init;                           /* --worker-init module:function */
     const char *worker_env[CONFIG_MAX_WORKER_ENV + 1]; /* --worker-env KEY=VALUE ... */
     unsigned nworker_env;
-    const char *store; /* --store memory | sqlite:PATH, default memory */
+    const char *store;     /* --store memory | sqlite:PATH | postgresql://..., default memory */
+    const char *pg_schema; /* --pg-schema, default pyjobd */
+    const char *node_name; /* --node-name, default: the host name */
+    double node_lease;     /* --node-lease, default 10 */
+    double pg_poll;        /* --pg-poll, default 1 */
     /* Security */
     const char *token_file;   /* --token-file: one token per line, optional "name:" */
     int insecure_no_auth;     /* --insecure-no-auth: allow a non-loopback listen without tokens */
@@ -63,5 +67,8 @@ struct config {
  * message that names the bad setting to stderr (exit 2).
  */
 int config_load(struct config *cfg, int argc, char **argv);
+
+/* 1 when --store names a PostgreSQL database (postgresql:// or postgres://). */
+int config_store_is_pg(const char *store);
 
 #endif

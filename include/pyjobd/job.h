@@ -15,6 +15,8 @@
 #define JOB_ID_LEN 32
 /* Longest tenant name (see auth.h), with its NUL. */
 #define JOB_OWNER_MAX 64
+/* Longest node id of a shared store (see store_shared.h), with its NUL. */
+#define JOB_NODE_MAX 80
 
 enum job_status {
     JOB_QUEUED,
@@ -34,6 +36,7 @@ enum job_error_type {
     JOB_ERR_CANCELLED,
     JOB_ERR_INTERRUPTED,       /* the server stopped while the job was queued or running */
     JOB_ERR_UNJSONABLE_RESULT, /* result_format "json" and the value is not JSON-encodable */
+    JOB_ERR_NODE_LOST,         /* the node running it stopped heart-beating (shared store) */
 };
 
 /* What a client asks for. The blobs are references owned by the spec. */
@@ -77,6 +80,7 @@ struct job_view {
     struct blob *result_json;  /* JSON text of the return value (succeeded, json format) */
     char *metadata;            /* JSON text of the client's metadata object, or NULL */
     char owner[JOB_OWNER_MAX]; /* tenant that submitted it ("" without authentication) */
+    char node[JOB_NODE_MAX];   /* node that runs or ran it (shared store), else "" */
     struct job_error error;
 };
 

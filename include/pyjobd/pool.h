@@ -50,8 +50,10 @@ struct pool_info {
     char cloudpickle_version[32]; /* "" until a worker has said hello */
     size_t queued;
     size_t running;
-    int stopping;         /* 1 once shutdown began */
-    char boot_error[256]; /* why workers fail to boot, "" when they don't */
+    int stopping;            /* 1 once shutdown began */
+    char boot_error[256];    /* why workers fail to boot, "" when they don't */
+    char node[JOB_NODE_MAX]; /* this node's id on a shared store, else "" */
+    int store_down;          /* 1: the shared store's database is unreachable */
 };
 
 /* Creates the pool and starts its supervisor thread and workers.

@@ -2,11 +2,14 @@
  * store.h — durable job records: the seam between the pool and a database.
  *
  * The pool keeps working state in memory (queue, waiters, workers); a store keeps a
- * copy of every job on disk so that a restart finds them again. Writes are queued
+ * copy of every job so that a restart, or another node, finds it. Writes are queued
  * and committed in order by the store's own thread, many per transaction (group
- * commit); store_sync() waits for a write to be on disk, which is what a 201 means.
- * The interface is small on purpose: a shared store for several nodes implements
- * the same calls. The SQLite implementation is pool/store_sqlite.c.
+ * commit); store_sync() waits for a write to be committed, which is what a 201 means.
+ *
+ * Two implementations: SQLite (pool/store_sqlite.c, one node, the default durable
+ * store) and PostgreSQL (pool/pg/, several nodes sharing one queue). The calls below
+ * are common to both; a shared store (store_is_shared) also answers the calls of
+ * include/pyjobd/store_shared.h.
  */
 #ifndef PYJOBD_STORE_H
 #define PYJOBD_STORE_H
@@ -18,10 +21,10 @@
 
 struct store;
 
-/* Opens the database (creating it, or migrating an older schema). NULL with a message
- * naming the file in err when it cannot be opened, is corrupt, or was written by a
- * newer schema. */
-struct store *store_open(const char *path, char *err, size_t errlen);
+/* Opens a SQLite store (creating the file, or migrating an older schema). NULL with
+ * a message naming the file in err when it cannot be opened, is corrupt, or was
+ * written by a newer schema. */
+struct store *store_open_sqlite(const char *path, char *err, size_t errlen);
 
 /* Commits what is queued and closes. Accepts NULL. */
 void store_close(struct store *s);
@@ -29,23 +32,35 @@ void store_close(struct store *s);
 /*
  * Calls cb once per stored job, oldest first (by seq). The callee owns *v and *spec
  * (release them with job_view_release / job_spec_release when not kept). cb returns
- * 0 to go on, negative to stop (store_load then returns that value).
+ * 0 to go on, negative to stop (store_load then returns that value). A shared store
+ * loads nothing: its jobs are claimed, not recovered.
  */
 typedef int (*store_load_cb)(void *arg, struct job_view *v, struct job_spec *spec, uint64_t seq);
 int store_load(struct store *s, store_load_cb cb, void *arg, char *err, size_t errlen);
 
-/* Queues an insert-or-replace of the job's full record. Takes its own references and
+/* store_put flags (a single-node store ignores them). */
+enum {
+    STORE_NEW = 1,     /* the job's first write: its payload goes with it */
+    STORE_CLAIMED = 2, /* with STORE_NEW: this node runs it (no other node may claim it) */
+};
+
+/* Queues an insert-or-replace of the job's record. Takes its own references and
  * copies; the caller keeps its data. Returns the write's ticket (0 on ENOMEM). */
 uint64_t store_put(struct store *s, const struct job_view *v, const struct job_spec *spec,
-                   uint64_t seq);
+                   uint64_t seq, unsigned flags);
 
 /* Queues the removal of a job. Returns the write's ticket. */
 uint64_t store_delete(struct store *s, const char *id);
 
-/* Waits until every write up to ticket is committed: 0, or -EIO if a commit failed. */
+/* Waits until every write up to ticket is committed: 0; -EIO if a commit failed;
+ * -ETIMEDOUT when a shared store's database did not confirm it in time (the write
+ * stays queued and is retried). */
 int store_sync(struct store *s, uint64_t ticket);
 
-/* "sqlite:/path/jobs.db" for /v1/info. */
+/* "sqlite:/path/jobs.db", "postgresql://host:port/db (schema pyjobd)" for /v1/info. */
 const char *store_describe(const struct store *s);
+
+/* 1 for a store shared by several nodes (PostgreSQL). */
+int store_is_shared(const struct store *s);
 
 #endif

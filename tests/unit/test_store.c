@@ -114,7 +114,7 @@ static void store__put_delete_reopen__records_intact(void **state)
 {
     (void)state;
     char err[256];
-    struct store *s = store_open(path, err, sizeof(err));
+    struct store *s = store_open_sqlite(path, err, sizeof(err));
     assert_non_null(s);
     uint64_t t = 0;
     const enum job_status sts[4] = {JOB_QUEUED, JOB_SUCCEEDED, JOB_FAILED, JOB_QUEUED};
@@ -122,7 +122,7 @@ static void store__put_delete_reopen__records_intact(void **state)
         struct job_view v;
         struct job_spec spec;
         make_job(&v, &spec, i, sts[i % 4]);
-        t = store_put(s, &v, &spec, (uint64_t)i + 1);
+        t = store_put(s, &v, &spec, (uint64_t)i + 1, 0);
         job_view_release(&v);
         job_spec_release(&spec);
     }
@@ -130,7 +130,7 @@ static void store__put_delete_reopen__records_intact(void **state)
     struct job_view v;
     struct job_spec spec;
     make_job(&v, &spec, 3, JOB_SUCCEEDED);
-    store_put(s, &v, &spec, 4);
+    store_put(s, &v, &spec, 4, 0);
     job_view_release(&v);
     job_spec_release(&spec);
     store_delete(s, "00000000000000000000000000000005"); /* job i = 4 */
@@ -138,7 +138,7 @@ static void store__put_delete_reopen__records_intact(void **state)
     assert_int_equal(store_sync(s, t), 0);
     store_close(s);
 
-    s = store_open(path, err, sizeof(err));
+    s = store_open_sqlite(path, err, sizeof(err));
     assert_non_null(s);
     struct seen seen = {0};
     assert_int_equal(store_load(s, check_cb, &seen, err, sizeof(err)), 0);
@@ -154,7 +154,7 @@ static void store__newer_schema__refused(void **state)
     assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
     char err[256];
-    assert_null(store_open(path, err, sizeof(err)));
+    assert_null(store_open_sqlite(path, err, sizeof(err)));
     assert_non_null(strstr(err, "newer pyjobd"));
     assert_non_null(strstr(err, path));
 }
@@ -167,7 +167,7 @@ static void store__garbage_file__refused_naming_it(void **state)
         fputc("not a database"[i % 14], f);
     fclose(f);
     char err[256];
-    assert_null(store_open(path, err, sizeof(err)));
+    assert_null(store_open_sqlite(path, err, sizeof(err)));
     assert_non_null(strstr(err, path));
 }
 

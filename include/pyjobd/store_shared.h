@@ -1,0 +1,88 @@
+/*
+ * store_shared.h — the calls a store shared by several nodes (PostgreSQL) adds to
+ * store.h. Any node accepts a job, any node with a free worker claims and runs it,
+ * any node answers for it:
+ *
+ *  - the pool says how many jobs it could start now (store_want); the store claims
+ *    up to that many queued jobs for this node and hands them over (events.claimed);
+ *  - reads of jobs this node does not hold go to the database (store_fetch,
+ *    store_list, store_cancel, store_forget), synchronously, with a bound;
+ *  - a long-poll on another node's job marks it waited-on (store_watch): its
+ *    completion notifies, and the store re-checks waited jobs periodically; either
+ *    way the pool learns the new state through events.updated;
+ *  - writes of this node's jobs are fenced by (node, attempt): a write the database
+ *    refuses because another node took the job over comes back as events.fenced;
+ *    a node whose lease ran out gets events.reaped and re-registers under a new id.
+ *
+ * Callbacks run on the store's thread, with no store lock held; they may call the
+ * pool's lock but must not call back into the store synchronously.
+ */
+#ifndef PYJOBD_STORE_SHARED_H
+#define PYJOBD_STORE_SHARED_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pyjobd/pool.h"
+#include "pyjobd/store.h"
+
+struct store_pg_options {
+    const char *uri;       /* libpq connection URI (postgresql://...) */
+    const char *schema;    /* schema of pyjobd's tables ("pyjobd") */
+    const char *node_name; /* prefix of this node's id (the host name by default) */
+    double lease;          /* seconds without a heartbeat before a node is reaped */
+    double poll;           /* seconds between claims and re-checks without notification */
+    double result_ttl;     /* seconds finished jobs are kept in the database; 0 = forever */
+    double connect_wait;   /* seconds store_open_pg waits for the first connection */
+};
+
+/* Connects, creates or migrates the schema and registers this node. NULL with a
+ * message in err (bad URI, unreachable within connect_wait, newer schema). */
+struct store *store_open_pg(const struct store_pg_options *o, char *err, size_t errlen);
+
+struct store_events {
+    /* Jobs this node now owns (claimed, or found claimed by it after a reconnect).
+     * The callee takes *v and *spec. */
+    void (*claimed)(void *arg, struct job_view *v, struct job_spec *spec);
+    /* The database's view of a job the pool watches for a waiter (the callee copies). */
+    void (*updated)(void *arg, const struct job_view *v);
+    /* A write about this job was refused: another node has it now. */
+    void (*fenced)(void *arg, const char *id);
+    /* This node's lease ran out and its jobs went to others: drop them all. */
+    void (*reaped)(void *arg);
+    /* Ids of jobs of other nodes that a local waiter waits for: writes up to max ids
+     * into ids, returns how many. */
+    size_t (*waited)(void *arg, char (*ids)[JOB_ID_LEN + 1], size_t max);
+};
+
+void store_set_events(struct store *s, const struct store_events *ev, void *arg);
+
+/* The pool could start n more jobs now (0: none). Never blocks. */
+void store_want(struct store *s, unsigned n);
+
+/* 1 while connected to the database. */
+int store_available(struct store *s);
+
+/* This node's id ("host-1a2b3c4d"), or "" for a single-node store. */
+const char *store_node_id(struct store *s);
+
+/* -ENOTCONN: the database is unreachable; -ETIMEDOUT: it did not answer in time. */
+
+/* The job as the database has it. 0, -ENOENT, -ENOTCONN, -ETIMEDOUT, -ENOMEM. */
+int store_fetch(struct store *s, const char *id, struct job_view *out);
+
+/* A page of jobs, newest first (see pool_list). */
+int store_list(struct store *s, const struct pool_list_query *q, struct job_view **out, size_t *n,
+               uint64_t *next);
+
+/* Cancels a job no node has claimed: 0, -EXDEV (claimed or running on a node),
+ * -EALREADY, -ENOENT, -ENOTCONN, -ETIMEDOUT. */
+int store_cancel(struct store *s, const char *id);
+
+/* Deletes a finished job: 0, -EBUSY (not finished), -ENOENT, -ENOTCONN, -ETIMEDOUT. */
+int store_forget(struct store *s, const char *id);
+
+/* Marks the job waited-on and re-reads it (the answer comes as events.updated). */
+void store_watch(struct store *s, const char *id);
+
+#endif

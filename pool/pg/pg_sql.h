@@ -1,0 +1,81 @@
+/*
+ * pg_sql.h — pyjobd's tables in PostgreSQL: the schema script, the statements, and
+ * the decoding of their (binary) result rows into job views and specs.
+ *
+ * jobs is the narrow hot table (state, ownership, fencing); payloads and results are
+ * insert-once side tables. Every table lives in the configured schema (search_path).
+ */
+#ifndef PYJOBD_PG_SQL_H
+#define PYJOBD_PG_SQL_H
+
+#include <libpq-fe.h>
+#include <stdint.h>
+
+#include "pyjobd/job.h"
+
+#define PG_SCHEMA_VERSION 1
+
+/* The setup script for a connection: schema, tables, migration lock, version check,
+ * LISTEN. schema is the bare name; NULL on ENOMEM or a name libpq cannot quote. */
+char *pg_setup_sql(PGconn *conn, const char *schema, const char *chan_queued,
+                   const char *chan_done);
+
+/* Columns of a job view, in the order pg_row_view reads them. */
+#define PG_VIEW_COLS                                                                               \
+    "j.id, j.status, j.owner, j.node, j.created_us, j.started_us, j.finished_us, j.timeout, "      \
+    "j.attempts, j.worker_pid, j.max_retries, j.metadata, j.err_type, j.err_message, "             \
+    "j.err_exc_type, j.err_exit_code, j.err_signal, j.err_max_rss, j.seq"
+#define PG_VIEW_NCOLS 19
+/* Then, for a full view: */
+#define PG_RESULT_COLS "r.result, r.result_json, r.err_exception, r.err_traceback"
+/* Or, for a claim: */
+#define PG_PAYLOAD_COLS                                                                            \
+    "p.callable, p.args, p.kwargs, p.json_args, p.json_kwargs, j.retry_on_timeout, "               \
+    "j.result_json_fmt"
+
+extern const char *const pg_sql_insert;     /* $1..$14: a new job and its payload */
+extern const char *const pg_sql_update;     /* $1..$6: a non-final transition, fenced */
+extern const char *const pg_sql_finish;     /* $1..$17: the final state and results, fenced */
+extern const char *const pg_sql_delete;     /* $1 */
+extern const char *const pg_sql_claim;      /* $1 limit, $2 node */
+extern const char *const pg_sql_adopt;      /* $1 node */
+extern const char *const pg_sql_fetch;      /* $1 id */
+extern const char *const pg_sql_fetch_done; /* $1 '{id,...}': finished ones only */
+extern const char *const pg_sql_list;       /* $1 status|-1, $2 owner|NULL, $3 cursor, $4 limit */
+extern const char *const pg_sql_cancel;     /* $1 id, $2 finished_us, $3 message */
+extern const char *const pg_sql_forget;     /* $1 id */
+extern const char *const pg_sql_status;     /* $1 id → status */
+extern const char *const pg_sql_watch;      /* $1 id */
+extern const char *const pg_sql_register;   /* $1 node, $2 lease_ms */
+extern const char *const pg_sql_heartbeat;  /* $1 node → one row while registered */
+extern const char *const pg_sql_reap;       /* $1 now_us, $2, $3 channels, $4 this node */
+extern const char *const pg_sql_release;    /* $1 node: unclaim its queued jobs, unregister */
+extern const char *const pg_sql_retention;  /* $1 finished before (µs) → deleted count */
+extern const char *const pg_sql_notify;     /* $1 channel, $2 payload */
+extern const char *const pg_sql_notify_waited; /* $1 channel, $2 '{id,...}' */
+
+/* Decodes PG_VIEW_COLS at col 0 of a binary result row (and PG_RESULT_COLS after them
+ * when with_results). 0 or -ENOMEM / -EPROTO. */
+int pg_row_view(const PGresult *r, int row, int with_results, struct job_view *v, uint64_t *seq);
+
+/* Decodes PG_PAYLOAD_COLS starting at col. */
+int pg_row_spec(const PGresult *r, int row, int col, struct job_spec *spec);
+
+/* Parameters of one statement: text, except blobs (binary). */
+#define PG_MAX_PARAMS 20
+struct pg_params {
+    int n;
+    const char *values[PG_MAX_PARAMS];
+    int lengths[PG_MAX_PARAMS];
+    int formats[PG_MAX_PARAMS];
+    char buf[PG_MAX_PARAMS][32];
+};
+void pg_params_reset(struct pg_params *p);
+void pg_param_text(struct pg_params *p, const char *s); /* NULL: SQL NULL */
+void pg_param_i64(struct pg_params *p, int64_t v);
+void pg_param_f64(struct pg_params *p, double v);
+void pg_param_blob(struct pg_params *p, const struct blob *b); /* NULL: SQL NULL */
+
+int64_t pg_ts_us(struct timespec t);
+
+#endif
