@@ -42,7 +42,9 @@ static json_t *render(struct api *api, const struct job_spec *specs, size_t n,
     for (size_t i = 0; jobs && i < n; i++) {
         struct job_view view;
         json_t *job;
-        if (pool_job_get(api->pool, ids[i], &view) == 0) {
+        /* What this node holds; the others are queued in a shared store's database
+         * (asking it for each would cost a round trip per job). */
+        if (pool_job_peek(api->pool, ids[i], &view) == 0) {
             job = api__job_to_json(&view);
             job_view_release(&view);
         } else {

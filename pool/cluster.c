@@ -62,6 +62,15 @@ static void drop_owned(struct pool *p, struct job *j)
     pool__forget_job(p, j, 0);
 }
 
+/* From memory: what runs here (while this node's lease is surely its own); the rest,
+ * finished jobs included, from the database, which has the last word on them. */
+int pool__answers_locally(const struct pool *p, const struct job *j)
+{
+    if (!pool__shared(p))
+        return 1;
+    return !j->mirror && !job_status_is_terminal(j->v.status) && store_lease_fresh(p->cfg.store);
+}
+
 void pool__mirror_release(struct pool *p, struct job *j)
 {
     if (j->mirror && !j->waiters && !job_status_is_terminal(j->v.status))
@@ -140,6 +149,21 @@ static void on_updated(void *arg, const struct job_view *v)
     pthread_mutex_unlock(&p->lock);
 }
 
+static void on_committed(void *arg, char (*ids)[JOB_ID_LEN + 1], size_t n)
+{
+    struct pool *p = arg;
+    pthread_mutex_lock(&p->lock);
+    for (size_t i = 0; i < n; i++) {
+        struct job *j = registry_find(p->jobs, ids[i]);
+        if (!j || j->mirror || !j->awaiting_commit)
+            continue;
+        j->awaiting_commit = 0;
+        j->mirror = 1; /* the database answers for it from now on */
+        pool__waiters_fire_job(p, j);
+    }
+    pthread_mutex_unlock(&p->lock);
+}
+
 static void on_fenced(void *arg, const char *id)
 {
     struct pool *p = arg;
@@ -210,6 +234,7 @@ void pool__cluster_init(struct pool *p)
         .claimed = on_claimed,
         .updated = on_updated,
         .fenced = on_fenced,
+        .committed = on_committed,
         .reaped = on_reaped,
         .waited = on_waited,
     };

@@ -43,7 +43,11 @@ struct job {
     uint64_t store_ticket;  /* the store write that records the latest state */
     struct waiter *waiters;
     struct worker *worker; /* while running */
-    int mirror;            /* shared store: a copy of another node's job, for waiters */
+    /* Shared store only: */
+    int mirror;          /* the database answers for it (another node's job, or ours once
+                          * its end is committed); kept for waiters and output */
+    int ran_here;        /* its output was captured here */
+    int awaiting_commit; /* finished here; waiters fire once the database has it */
 };
 
 /* Someone long-polling a job. Lives in the job's list and in the deadline heap. */
@@ -211,6 +215,7 @@ unsigned pool__idle_workers(const struct pool *p);
 void pool__cluster_init(struct pool *p);
 void pool__cluster_want(struct pool *p);
 void pool__mirror_release(struct pool *p, struct job *j);
+int pool__answers_locally(const struct pool *p, const struct job *j);
 struct job *pool__mirror_for(struct pool *p, const struct job_view *v);
 
 /* persist.c */

@@ -120,6 +120,7 @@ struct job *pool__queue_pop(struct pool *p)
  * remembered so that a later lookup can say it expired rather than never existed. */
 void pool__forget_job(struct pool *p, struct job *j, int expired)
 {
+    pool__waiters_fire_job(p, j); /* they read the answer elsewhere (or "gone") */
     registry_remove(p->jobs, j->v.id);
     pool__unpersist(p, j, expired);
     if (j->all_prev)

@@ -270,19 +270,12 @@ struct job *pool__lookup(struct pool *p, const char *id, int *err)
     return j;
 }
 
-/* Shared store: whether this node's record answers for the job (it runs or ran it
- * here, or it is a finished copy); otherwise the database does. */
-static int answers_locally(const struct job *j)
-{
-    return j && (!j->mirror || job_status_is_terminal(j->v.status));
-}
-
 int pool_job_get(struct pool *p, const char *id, struct job_view *out)
 {
     int rc = 0;
     pthread_mutex_lock(&p->lock);
     struct job *j = pool__lookup(p, id, &rc);
-    if (j && (answers_locally(j) || !pool__shared(p))) {
+    if (j && pool__answers_locally(p, j)) {
         rc = job_view_copy(out, &j->v);
         pthread_mutex_unlock(&p->lock);
         return rc;
@@ -291,6 +284,17 @@ int pool_job_get(struct pool *p, const char *id, struct job_view *out)
     if (!pool__shared(p))
         return rc;
     return store_fetch(p->cfg.store, id, out);
+}
+
+int pool_job_peek(struct pool *p, const char *id, struct job_view *out)
+{
+    int rc = 0;
+    pthread_mutex_lock(&p->lock);
+    struct job *j = pool__lookup(p, id, &rc);
+    if (j)
+        rc = job_view_copy(out, &j->v);
+    pthread_mutex_unlock(&p->lock);
+    return rc;
 }
 
 /* Lock held. Attaches a waiter to j (a finished job or a stopping pool: fires now). */
@@ -331,7 +335,7 @@ static int watch_remote(struct pool *p, const char *id, int64_t deadline_ms, poo
         /* The record may be ours by now (claimed meanwhile): then it is the one to
          * wait on, like any local job. */
         struct job *j = p->stopping ? NULL : pool__mirror_for(p, &v);
-        if (!j || job_status_is_terminal(j->v.status))
+        if (!j || (job_status_is_terminal(j->v.status) && !j->awaiting_commit))
             now_done = 1; /* stopping, out of memory, or finished meanwhile: answer now */
         else
             rc = add_waiter(p, j, deadline_ms, cb, arg, &earliest);
@@ -363,7 +367,8 @@ int pool_watch(struct pool *p, const char *id, int64_t deadline_ms, pool_watch_c
         pthread_mutex_unlock(&p->lock);
         return rc;
     }
-    if (job_status_is_terminal(j->v.status) || p->stopping || deadline_ms <= pool_now_ms()) {
+    if ((job_status_is_terminal(j->v.status) && !j->awaiting_commit) || p->stopping ||
+        deadline_ms <= pool_now_ms()) {
         pthread_mutex_unlock(&p->lock);
         cb(arg);
         return 0;

@@ -69,7 +69,12 @@ void pool__finish_job(struct pool *p, struct job *j, enum job_status status)
                  j->v.error.message ? j->v.error.message : "");
     else
         log_debug("job %s %s", j->v.id, job_status_name(status));
-    pool__waiters_fire_job(p, j);
+    if (pool__shared(p) && !j->mirror)
+        /* Another node could have taken the job over (this one presumed dead): the
+         * waiters learn the end once the database accepted it (cluster.c). */
+        j->awaiting_commit = 1;
+    else
+        pool__waiters_fire_job(p, j);
 }
 
 void pool__fail_job(struct pool *p, struct job *j, enum job_error_type type, char *message)
@@ -299,6 +304,7 @@ static int send_job(struct pool *p, struct worker *w, struct job *j)
     clock_gettime(CLOCK_REALTIME, &j->v.started_at);
     j->v.attempts++;
     j->v.worker_pid = w->pid;
+    j->ran_here = 1;
     j->deadline_ms = j->v.timeout > 0 ? pool_now_ms() + (int64_t)(j->v.timeout * 1000.0 + 0.5) : 0;
     p->running++;
     pool__persist(p, j); /* "running" is on record before the worker can act */

@@ -102,6 +102,10 @@ int pool_submit_batch(struct pool *p, const struct job_spec *specs, size_t n,
  * was removed by retention (--result-ttl / --max-jobs); -ENOMEM. */
 int pool_job_get(struct pool *p, const char *id, struct job_view *out);
 
+/* This node's own copy of a job, never the shared database's: 0, -ENOENT, -ENOMEM.
+ * (Without a shared store, the same as pool_job_get.) */
+int pool_job_peek(struct pool *p, const char *id, struct job_view *out);
+
 /*
  * Cancels a job, like Future.cancel(), plus a forced variant for running jobs.
  * 0: the job is now cancelled (a queued one is dequeued; with force a running one's

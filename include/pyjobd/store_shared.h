@@ -46,6 +46,8 @@ struct store_events {
     void (*claimed)(void *arg, struct job_view *v, struct job_spec *spec);
     /* The database's view of a job the pool watches for a waiter (the callee copies). */
     void (*updated)(void *arg, const struct job_view *v);
+    /* These jobs' final states are committed (the writes were accepted). */
+    void (*committed)(void *arg, char (*ids)[JOB_ID_LEN + 1], size_t n);
     /* A write about this job was refused: another node has it now. */
     void (*fenced)(void *arg, const char *id);
     /* This node's lease ran out and its jobs went to others: drop them all. */
@@ -62,6 +64,10 @@ void store_want(struct store *s, unsigned n);
 
 /* 1 while connected to the database. */
 int store_available(struct store *s);
+
+/* 1 while this node's last heartbeat is younger than its lease: no other node can have
+ * taken its jobs over. (Always 1 for a single-node store.) */
+int store_lease_fresh(struct store *s);
 
 /* This node's id ("host-1a2b3c4d"), or "" for a single-node store. */
 const char *store_node_id(struct store *s);

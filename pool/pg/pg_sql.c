@@ -146,6 +146,7 @@ const char *const pg_sql_reap =
     " lost AS (UPDATE jobs j SET node = NULL, worker_pid = 0,"
     " status = CASE WHEN " LOST " THEN 3 ELSE 0 END,"
     " finished_us = CASE WHEN " LOST " THEN $1::int8 ELSE 0 END,"
+    " started_us = CASE WHEN " LOST " THEN j.started_us ELSE 0 END,"
     " err_type = CASE WHEN " LOST " THEN 9 ELSE j.err_type END,"
     " err_message = CASE WHEN " LOST " THEN format('The node %s running this job (attempt %s)"
     " stopped renewing its lease and was presumed dead; the job has no retries left"

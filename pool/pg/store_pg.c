@@ -23,6 +23,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,7 +102,7 @@ struct pg_store {
     int writes_inflight, claim_inflight, hb_inflight, reap_inflight, recheck_inflight;
     int ret_inflight, registered, connected_before, adopt_needed, released;
     int64_t next_claim_ms, next_hb_ms, next_reap_ms, next_recheck_ms, next_ret_ms;
-    int64_t last_hb_ok_ms;
+    _Atomic int64_t last_hb_ok_ms; /* read by other threads: store_lease_fresh */
 };
 
 static int64_t now_ms(void)
@@ -212,16 +213,20 @@ static void writes_done(struct pg_store *s, struct seg *g, int ok)
     if (ok == 0)
         log_error("store: a write transaction failed and was rolled back: %s (%d writes lost)",
                   g->ps.errmsg, g->ps.n);
-    /* Fenced writes: the row was not ours (any more). */
-    size_t nfenced = 0;
-    char(*fenced)[JOB_ID_LEN + 1] = calloc(g->ps.n ? (size_t)g->ps.n : 1, sizeof(*fenced));
+    /* Fenced writes: the row was not ours (any more); accepted final states. */
+    size_t nfenced = 0, ndone = 0, cap = g->ps.n ? (size_t)g->ps.n : 1;
+    char(*fenced)[JOB_ID_LEN + 1] = calloc(cap, sizeof(*fenced));
+    char(*done)[JOB_ID_LEN + 1] = calloc(cap, sizeof(*done));
     uint64_t upto = 0;
     int i = 0;
     for (struct wop *w = sent; w; w = w->next, i++) {
         upto = w->ticket;
-        if (ok == 1 && fenced && (w->kind == W_UPDATE || w->kind == W_FINISH) && g->ps.res[i] &&
-            PQntuples(g->ps.res[i]) == 0)
+        if (ok != 1 || !fenced || !done || (w->kind != W_UPDATE && w->kind != W_FINISH))
+            continue;
+        if (g->ps.res[i] && PQntuples(g->ps.res[i]) == 0)
             memcpy(fenced[nfenced++], w->v.id, JOB_ID_LEN + 1);
+        else if (w->kind == W_FINISH)
+            memcpy(done[ndone++], w->v.id, JOB_ID_LEN + 1);
     }
     while (sent) {
         struct wop *n = sent->next;
@@ -237,6 +242,9 @@ static void writes_done(struct pg_store *s, struct seg *g, int ok)
     void *arg = s->ev_arg;
     pthread_cond_broadcast(&s->cond);
     pthread_mutex_unlock(&s->lock);
+    if (ndone && ev.committed)
+        ev.committed(arg, done, ndone);
+    free(done);
     for (size_t k = 0; k < nfenced; k++) {
         log_warn("store: job %s was taken over by another node (this node was presumed "
                  "dead); its result from here is discarded",
@@ -1227,6 +1235,12 @@ int store_available(struct store *base)
     int up = s->ready;
     pthread_mutex_unlock(&s->lock);
     return up;
+}
+
+int store_lease_fresh(struct store *base)
+{
+    struct pg_store *s = as_pg(base);
+    return !s || now_ms() - atomic_load(&s->last_hb_ok_ms) < s->lease_ms;
 }
 
 const char *store_node_id(struct store *base)
