@@ -203,8 +203,9 @@ void api__cancel_job(struct api *api, const struct api_request *req, const char 
     }
     if (rc == -EXDEV) {
         api_problem(resp, 409, NULL,
-                    "job %s was taken by another node (see its \"node\"), which runs or is "
-                    "about to run it; cancel it through that node",
+                    "job %s is on another node (see its \"node\"), which was asked to cancel it "
+                    "but did not confirm within 3 s (unreachable?); retry, or wait until its "
+                    "lease runs out and the job is re-queued or failed",
                     id);
         return;
     }

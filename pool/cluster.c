@@ -164,6 +164,20 @@ static void on_committed(void *arg, char (*ids)[JOB_ID_LEN + 1], size_t n)
     pthread_mutex_unlock(&p->lock);
 }
 
+/* Another node relays a client's cancel of a job this node has. */
+static void on_cancel(void *arg, const char *id, int force)
+{
+    struct pool *p = arg;
+    pthread_mutex_lock(&p->lock);
+    struct job *j = registry_find(p->jobs, id);
+    int rc = j && !j->mirror ? pool__cancel_here(p, j, force) : -ENOENT;
+    pthread_mutex_unlock(&p->lock);
+    if (rc == 0) {
+        log_info("job %s cancelled at the request of another node", id);
+        pool__wake(p);
+    }
+}
+
 static void on_fenced(void *arg, const char *id)
 {
     struct pool *p = arg;
@@ -235,6 +249,7 @@ void pool__cluster_init(struct pool *p)
         .updated = on_updated,
         .fenced = on_fenced,
         .committed = on_committed,
+        .cancel = on_cancel,
         .reaped = on_reaped,
         .waited = on_waited,
     };

@@ -11,27 +11,15 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-int pool_cancel(struct pool *p, const char *id, int force)
+/* Lock held; j is this node's own. */
+int pool__cancel_here(struct pool *p, struct job *j, int force)
 {
-    int rc = 0;
-    pthread_mutex_lock(&p->lock);
-    struct job *j = pool__lookup(p, id, &rc);
-    if (pool__shared(p) && !(j && !j->mirror)) {
-        /* Not run by this node: only a job no node has claimed can be cancelled. */
-        pthread_mutex_unlock(&p->lock);
-        return store_cancel(p->cfg.store, id);
-    }
-    if (!j)
-        goto out;
-    if (job_status_is_terminal(j->v.status)) {
-        rc = -EALREADY;
-        goto out;
-    }
-    if (j->v.status == JOB_RUNNING && !force) {
-        rc = -EBUSY;
-        goto out;
-    }
+    if (job_status_is_terminal(j->v.status))
+        return -EALREADY;
+    if (j->v.status == JOB_RUNNING && !force)
+        return -EBUSY;
     job_error_release(&j->v.error);
     j->v.error.type = JOB_ERR_CANCELLED;
     if (j->v.status == JOB_QUEUED) {
@@ -45,10 +33,55 @@ int pool_cancel(struct pool *p, const char *id, int force)
                                     "killed and replaced; no other job was affected.");
     }
     pool__finish_job(p, j, JOB_CANCELLED);
-out:
+    return 0;
+}
+
+#define CANCEL_CONFIRM_MS 3000
+
+/* Shared store, a job this node does not run: cancelled in the database when no node
+ * has claimed it; else its node is asked (NOTIFY) and the answer read back. */
+static int cancel_elsewhere(struct pool *p, const char *id, int force)
+{
+    int status;
+    char node[JOB_NODE_MAX];
+    int rc = store_cancel(p->cfg.store, id, &status, node);
+    if (rc != -EXDEV)
+        return rc;
+    if (status == JOB_RUNNING && !force)
+        return -EBUSY;
+    store_ask_cancel(p->cfg.store, node, id, force);
+    for (int64_t until = pool_now_ms() + CANCEL_CONFIRM_MS; pool_now_ms() < until;) {
+        struct timespec pause = {.tv_nsec = 20 * 1000000};
+        nanosleep(&pause, NULL);
+        struct job_view v;
+        if ((rc = store_fetch(p->cfg.store, id, &v)) != 0)
+            return rc;
+        int end = job_status_is_terminal(v.status), cancelled = v.status == JOB_CANCELLED;
+        job_view_release(&v);
+        if (end)
+            return cancelled ? 0 : -EALREADY;
+    }
+    return -EXDEV; /* its node did not answer (unreachable, or presumed dead soon) */
+}
+
+int pool_cancel(struct pool *p, const char *id, int force)
+{
+    int rc = 0;
+    pthread_mutex_lock(&p->lock);
+    struct job *j = pool__lookup(p, id, &rc);
+    if (pool__shared(p) && !(j && !j->mirror)) {
+        pthread_mutex_unlock(&p->lock);
+        return cancel_elsewhere(p, id, force);
+    }
+    uint64_t ticket = 0;
+    if (j && (rc = pool__cancel_here(p, j, force)) == 0)
+        ticket = j->store_ticket;
     pthread_mutex_unlock(&p->lock);
     if (rc == 0)
         pool__wake(p);
+    /* With a shared store, other nodes see the cancellation once it is committed. */
+    if (rc == 0 && pool__shared(p))
+        rc = store_sync(p->cfg.store, ticket);
     return rc;
 }
 

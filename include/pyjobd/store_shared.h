@@ -50,6 +50,8 @@ struct store_events {
     void (*committed)(void *arg, char (*ids)[JOB_ID_LEN + 1], size_t n);
     /* A write about this job was refused: another node has it now. */
     void (*fenced)(void *arg, const char *id);
+    /* Another node asks this one to cancel a job it has (see store_ask_cancel). */
+    void (*cancel)(void *arg, const char *id, int force);
     /* This node's lease ran out and its jobs went to others: drop them all. */
     void (*reaped)(void *arg);
     /* Ids of jobs of other nodes that a local waiter waits for: writes up to max ids
@@ -81,9 +83,12 @@ int store_fetch(struct store *s, const char *id, struct job_view *out);
 int store_list(struct store *s, const struct pool_list_query *q, struct job_view **out, size_t *n,
                uint64_t *next);
 
-/* Cancels a job no node has claimed: 0, -EXDEV (claimed or running on a node),
- * -EALREADY, -ENOENT, -ENOTCONN, -ETIMEDOUT. */
-int store_cancel(struct store *s, const char *id);
+/* Cancels a job no node has claimed: 0; -EXDEV when a node has claimed it (*status and
+ * node[JOB_NODE_MAX] say where it stands); -EALREADY, -ENOENT, -ENOTCONN, -ETIMEDOUT. */
+int store_cancel(struct store *s, const char *id, int *status, char *node);
+
+/* Asks the node that has the job to cancel it (its events.cancel); fire and forget. */
+void store_ask_cancel(struct store *s, const char *node, const char *id, int force);
 
 /* Deletes a finished job: 0, -EBUSY (not finished), -ENOENT, -ENOTCONN, -ETIMEDOUT. */
 int store_forget(struct store *s, const char *id);

@@ -10,14 +10,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-char *pg_setup_sql(PGconn *conn, const char *schema, const char *chan_queued, const char *chan_done)
+char *pg_setup_sql(PGconn *conn, const char *schema, const char *const channels[3])
 {
+    const char *chan_queued = channels[0], *chan_done = channels[1], *chan_cancel = channels[2];
     char *ident = PQescapeIdentifier(conn, schema, strlen(schema));
     char *lit = PQescapeLiteral(conn, schema, strlen(schema));
     char *q = PQescapeIdentifier(conn, chan_queued, strlen(chan_queued));
     char *d = PQescapeIdentifier(conn, chan_done, strlen(chan_done));
+    char *c = PQescapeIdentifier(conn, chan_cancel, strlen(chan_cancel));
     char *sql = NULL;
-    if (ident && lit && q && d &&
+    if (ident && lit && q && d && c &&
         asprintf(&sql,
                  "SET client_min_messages = warning;"
                  "BEGIN;"
@@ -59,14 +61,15 @@ char *pg_setup_sql(PGconn *conn, const char *schema, const char *chan_queued, co
                  "INSERT INTO meta (version) SELECT %d WHERE NOT EXISTS (SELECT 1 FROM meta);"
                  "COMMIT;"
                  "SET search_path TO %s;"
-                 "LISTEN %s; LISTEN %s;",
+                 "LISTEN %s; LISTEN %s; LISTEN %s;",
                  lit, ident, ident, PG_SCHEMA_VERSION, PG_SCHEMA_VERSION, lit, PG_SCHEMA_VERSION,
-                 ident, q, d) < 0)
+                 ident, q, d, c) < 0)
         sql = NULL;
     PQfreemem(ident);
     PQfreemem(lit);
     PQfreemem(q);
     PQfreemem(d);
+    PQfreemem(c);
     return sql;
 }
 
@@ -125,7 +128,7 @@ const char *const pg_sql_cancel =
 
 const char *const pg_sql_forget = "DELETE FROM jobs WHERE id = $1 AND status >= 2 RETURNING id";
 
-const char *const pg_sql_status = "SELECT status FROM jobs WHERE id = $1";
+const char *const pg_sql_status = "SELECT status, node FROM jobs WHERE id = $1";
 
 const char *const pg_sql_watch =
     "UPDATE jobs SET has_waiter = true WHERE id = $1 AND status < 2 AND NOT has_waiter";

@@ -17,8 +17,7 @@
 
 /* The setup script for a connection: schema, tables, migration lock, version check,
  * LISTEN. schema is the bare name; NULL on ENOMEM or a name libpq cannot quote. */
-char *pg_setup_sql(PGconn *conn, const char *schema, const char *chan_queued,
-                   const char *chan_done);
+char *pg_setup_sql(PGconn *conn, const char *schema, const char *const channels[3]);
 
 /* Columns of a job view, in the order pg_row_view reads them. */
 #define PG_VIEW_COLS                                                                               \
@@ -44,7 +43,7 @@ extern const char *const pg_sql_fetch_done; /* $1 '{id,...}': finished ones only
 extern const char *const pg_sql_list;       /* $1 status|-1, $2 owner|NULL, $3 cursor, $4 limit */
 extern const char *const pg_sql_cancel;     /* $1 id, $2 finished_us, $3 message */
 extern const char *const pg_sql_forget;     /* $1 id */
-extern const char *const pg_sql_status;     /* $1 id → status */
+extern const char *const pg_sql_status;     /* $1 id → status, node */
 extern const char *const pg_sql_watch;      /* $1 id */
 extern const char *const pg_sql_register;   /* $1 node, $2 lease_ms */
 extern const char *const pg_sql_heartbeat;  /* $1 node → one row while registered */

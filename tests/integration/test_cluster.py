@@ -492,6 +492,30 @@ def test_cancel_queued_job_from_another_node(cluster):
     assert a.job(queued["id"])["status"] == "cancelled"
 
 
+def test_cancel_job_running_on_another_node(cluster):
+    """A job that node A runs is cancelled through B: without force 409 (it is
+    running), with force B relays the cancel to A, which kills its worker; B answers
+    with the cancelled job and A runs the next job as usual."""
+    a, b = cluster.node("a"), cluster.node("b", workers=1)
+    job = a.submit_req(cluster.gated_request("victim"))
+    cluster.wait_line("start", "victim")
+    assert a.job(job["id"])["node"] == a.node_id
+    r = b.call("POST", f"/v1/jobs/{job['id']}/cancel", expect=409)
+    assert "running" in r.value["detail"], r.value
+    t0 = time.monotonic()
+    r = b.call("POST", f"/v1/jobs/{job['id']}/cancel?force=true", expect=200)
+    took = time.monotonic() - t0
+    assert r.value["status"] == "cancelled", r.value
+    assert r.value["error"]["type"] == "cancelled", r.value
+    assert took < 3, f"cross-node cancel took {took:.2f}s"
+    for n in (a, b):
+        assert n.job(job["id"])["status"] == "cancelled"
+    cluster.open_gate("victim")  # a worker that survived would now write "end"
+    after = a.submit_req(cluster.record_request("after"))
+    assert b.done(after["id"], timeout=20)["status"] == "succeeded"
+    assert "victim" not in [ln.token for ln in cluster.lines() if ln.what == "end"]
+
+
 def test_three_nodes_run_300_jobs_exactly_once(cluster):
     """300 jobs submitted to node A run exactly once each, spread over three nodes of
     one worker each; each job's `node` is the node that ran it."""

@@ -1,0 +1,120 @@
+/*
+ * pg_claims.c — taking queued jobs for this node: up to its free capacity, with a
+ * CTE over FOR UPDATE SKIP LOCKED (pg_sql.c), when notified or at the poll
+ * interval; after a reconnect, the jobs already claimed here are taken up again.
+ */
+#include "pgstore.h"
+#include "pyjobd/log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* --- claims and adoption ---------------------------------------------------------------- */
+
+static void deliver_jobs(struct pg_store *s, PGresult *r)
+{
+    pthread_mutex_lock(&s->lock);
+    struct store_events ev = s->ev;
+    void *arg = s->ev_arg;
+    pthread_mutex_unlock(&s->lock);
+    int rows = r ? PQntuples(r) : 0;
+    for (int i = 0; i < rows; i++) {
+        struct job_view v;
+        struct job_spec spec;
+        if (pg_row_view(r, i, 0, &v, NULL) != 0) {
+            log_error("store: cannot decode a claimed job (out of memory?)");
+            continue;
+        }
+        if (pg_row_spec(r, i, PG_VIEW_NCOLS, &spec) != 0) {
+            log_error("store: cannot decode the payload of claimed job %s", v.id);
+            job_view_release(&v);
+            continue;
+        }
+        v.max_retries = (unsigned)v.max_retries;
+        spec.timeout = v.timeout;
+        spec.max_retries = v.max_retries;
+        memcpy(spec.owner, v.owner, sizeof(spec.owner));
+        if (v.metadata && !(spec.metadata = strdup(v.metadata))) {
+            job_view_release(&v);
+            job_spec_release(&spec);
+            continue;
+        }
+        if (ev.claimed)
+            ev.claimed(arg, &v, &spec);
+        else {
+            job_view_release(&v);
+            job_spec_release(&spec);
+        }
+    }
+}
+
+static void claim_done(struct pg_store *s, struct seg *g, int ok)
+{
+    s->claim_inflight = 0;
+    if (ok == 1) {
+        deliver_jobs(s, g->ps.res[0]);
+        /* A full batch: there may be more, go again as soon as there is room. */
+        if (g->ps.res[0] && (size_t)PQntuples(g->ps.res[0]) == g->nids) {
+            pthread_mutex_lock(&s->lock);
+            s->claim_now = 1;
+            pthread_mutex_unlock(&s->lock);
+        }
+    } else if (ok == 0) {
+        log_error("store: claiming jobs failed: %s", g->ps.errmsg);
+    }
+}
+
+void pgs__round_claim(struct pg_store *s, int64_t now)
+{
+    pthread_mutex_lock(&s->lock);
+    unsigned want = s->want;
+    int go = want > 0 && (s->claim_now || now >= s->next_claim_ms);
+    if (go)
+        s->claim_now = 0;
+    char node[JOB_NODE_MAX];
+    memcpy(node, s->node_id, sizeof(node));
+    pthread_mutex_unlock(&s->lock);
+    if (!go)
+        return;
+    s->next_claim_ms = now + s->poll_ms;
+    struct seg *g = pgs__seg_new(s, claim_done);
+    if (!g)
+        return;
+    char lim[16];
+    snprintf(lim, sizeof(lim), "%u", want);
+    const char *vals[2] = {lim, node};
+    g->nids = want;
+    g->ps.n = 1;
+    s->claim_inflight = 1;
+    pgs__send_or_lose(s, g, pg_conn_send(&s->pc, pg_sql_claim, 2, vals, NULL, NULL, 1) != 0);
+}
+
+static void adopt_done(struct pg_store *s, struct seg *g, int ok)
+{
+    if (ok == 1) {
+        if (g->ps.res[0] && PQntuples(g->ps.res[0]))
+            log_info("store: %d queued jobs claimed by this node before the connection was lost "
+                     "are taken up again",
+                     PQntuples(g->ps.res[0]));
+        deliver_jobs(s, g->ps.res[0]);
+    } else {
+        s->adopt_needed = 1;
+    }
+}
+
+void pgs__round_adopt(struct pg_store *s)
+{
+    struct seg *g = pgs__seg_new(s, adopt_done);
+    if (!g)
+        return;
+    s->adopt_needed = 0;
+    pthread_mutex_lock(&s->lock);
+    char node[JOB_NODE_MAX];
+    memcpy(node, s->node_id, sizeof(node));
+    pthread_mutex_unlock(&s->lock);
+    const char *vals[1] = {node};
+    g->ps.n = 1;
+    pgs__send_or_lose(s, g, pg_conn_send(&s->pc, pg_sql_adopt, 1, vals, NULL, NULL, 1) != 0);
+}

@@ -1,0 +1,393 @@
+/*
+ * pg_requests.c — reads for other threads: fetch, list, cancel, forget (waited for,
+ * with a bound), and watches and cancel requests (fire and forget); plus the
+ * periodic re-check of jobs that local waiters wait for on other nodes.
+ */
+#include "pgstore.h"
+#include "pyjobd/log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* --- waited jobs and retention ---------------------------------------------------------- */
+
+static void deliver_views(struct pg_store *s, PGresult *r)
+{
+    pthread_mutex_lock(&s->lock);
+    struct store_events ev = s->ev;
+    void *arg = s->ev_arg;
+    pthread_mutex_unlock(&s->lock);
+    int rows = r ? PQntuples(r) : 0;
+    for (int i = 0; i < rows; i++) {
+        struct job_view v;
+        if (pg_row_view(r, i, 1, &v, NULL) != 0)
+            continue;
+        if (ev.updated)
+            ev.updated(arg, &v);
+        job_view_release(&v);
+    }
+}
+
+static void recheck_done(struct pg_store *s, struct seg *g, int ok)
+{
+    s->recheck_inflight = 0;
+    if (ok == 1)
+        deliver_views(s, g->ps.res[0]);
+}
+
+void pgs__round_recheck(struct pg_store *s, int64_t now)
+{
+    pthread_mutex_lock(&s->lock);
+    int go = s->recheck_now || now >= s->next_recheck_ms;
+    s->recheck_now = 0;
+    struct store_events ev = s->ev;
+    void *arg = s->ev_arg;
+    pthread_mutex_unlock(&s->lock);
+    if (!go || !ev.waited)
+        return;
+    s->next_recheck_ms = now + s->poll_ms;
+    char(*ids)[JOB_ID_LEN + 1] = calloc(WAITED_MAX, sizeof(*ids));
+    if (!ids)
+        return;
+    size_t n = ev.waited(arg, ids, WAITED_MAX);
+    char *arr = n ? pgs__id_array(ids, 0, n) : NULL;
+    free(ids);
+    if (!arr)
+        return;
+    struct seg *g = pgs__seg_new(s, recheck_done);
+    if (!g) {
+        free(arr);
+        return;
+    }
+    const char *vals[1] = {arr};
+    g->ps.n = 1;
+    s->recheck_inflight = 1;
+    int failed = pg_conn_send(&s->pc, pg_sql_fetch_done, 1, vals, NULL, NULL, 1) != 0;
+    free(arr);
+    pgs__send_or_lose(s, g, failed);
+}
+
+/* --- requests of HTTP threads ------------------------------------------------------------ */
+
+void pgs__req_finish(struct pg_store *s, struct req *q, int rc)
+{
+    pthread_mutex_lock(&s->lock);
+    q->rc = rc;
+    q->done = 1;
+    int abandoned = q->abandoned;
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+    if (abandoned) {
+        for (size_t i = 0; i < q->n; i++)
+            job_view_release(&q->views[i]);
+        free(q->views);
+        free(q);
+    }
+}
+
+static int status_of(PGresult *r)
+{
+    if (!r || PQntuples(r) != 1)
+        return -1;
+    return atoi(PQgetvalue(r, 0, 0));
+}
+
+static void req_done(struct pg_store *s, struct seg *g, int ok)
+{
+    struct req *q = g->req;
+    if (ok < 0) {
+        pgs__req_finish(s, q, -ENOTCONN);
+        return;
+    }
+    if (ok == 0) {
+        log_error("store: a read failed: %s", g->ps.errmsg);
+        pgs__req_finish(s, q, -EIO);
+        return;
+    }
+    PGresult *r = g->ps.res[0];
+    int rc = 0;
+    switch (q->kind) {
+    case R_FETCH:
+        if (!r || PQntuples(r) == 0) {
+            rc = -ENOENT;
+        } else if ((q->views = calloc(1, sizeof(*q->views)))) {
+            rc = pg_row_view(r, 0, 1, q->views, NULL);
+            q->n = rc == 0;
+        } else {
+            rc = -ENOMEM;
+        }
+        break;
+    case R_LIST: {
+        int rows = r ? PQntuples(r) : 0;
+        q->views = calloc(rows ? (size_t)rows : 1, sizeof(*q->views));
+        if (!q->views) {
+            rc = -ENOMEM;
+            break;
+        }
+        uint64_t seq = 0;
+        for (int i = 0; i < rows && rc == 0; i++) {
+            if ((size_t)i == q->limit) {
+                q->next = seq; /* there is at least one more */
+                break;
+            }
+            rc = pg_row_view(r, i, 0, &q->views[i], &seq);
+            if (rc == 0)
+                q->n++;
+        }
+        break;
+    }
+    case R_CANCEL:
+    case R_FORGET: {
+        if (r && PQntuples(r) == 1)
+            break; /* done */
+        int st = status_of(g->ps.res[1]);
+        q->status = st;
+        if (st >= 0 && !PQgetisnull(g->ps.res[1], 0, 1))
+            snprintf(q->node, sizeof(q->node), "%s", PQgetvalue(g->ps.res[1], 0, 1));
+        rc = st < 0 ? -ENOENT
+             : job_status_is_terminal((enum job_status)st)
+                 ? (q->kind == R_CANCEL ? -EALREADY : -EIO)
+             : q->kind == R_CANCEL ? -EXDEV
+                                   : -EBUSY;
+        break;
+    }
+    case R_WATCH:
+        deliver_views(s, g->ps.res[1]);
+        break;
+    case R_ASK_CANCEL:
+        break;
+    }
+    pgs__req_finish(s, q, rc);
+}
+
+void pgs__round_request(struct pg_store *s, struct req *q)
+{
+    struct seg *g = pgs__seg_new(s, req_done);
+    if (!g) {
+        pgs__req_finish(s, q, -ENOMEM);
+        return;
+    }
+    g->req = q;
+    struct pg_params p;
+    pg_params_reset(&p);
+    int failed = 0;
+    switch (q->kind) {
+    case R_FETCH:
+        pg_param_text(&p, q->id);
+        g->ps.n = 1;
+        failed = pg_conn_send(&s->pc, pg_sql_fetch, p.n, p.values, p.lengths, p.formats, 1);
+        break;
+    case R_LIST:
+        pg_param_i64(&p, q->status);
+        pg_param_text(&p, q->has_owner ? q->owner : NULL);
+        pg_param_i64(&p, (int64_t)q->cursor);
+        pg_param_i64(&p, (int64_t)q->limit + 1);
+        g->ps.n = 1;
+        failed = pg_conn_send(&s->pc, pg_sql_list, p.n, p.values, p.lengths, p.formats, 1);
+        break;
+    case R_CANCEL: {
+        pg_param_text(&p, q->id);
+        pg_param_i64(&p, pgs__realtime_us());
+        pg_param_text(&p, "Cancelled by a client before it started.");
+        const char *one[1] = {q->id};
+        char *arr = pgs__id_array((char(*)[JOB_ID_LEN + 1]) q->id, 0, 1);
+        const char *nv[2] = {s->chan_done, arr};
+        g->ps.n = 3;
+        failed = !arr ||
+                 pg_conn_send(&s->pc, pg_sql_cancel, p.n, p.values, p.lengths, p.formats, 0) ||
+                 pg_conn_send(&s->pc, pg_sql_status, 1, one, NULL, NULL, 0) ||
+                 pg_conn_send(&s->pc, pg_sql_notify_waited, 2, nv, NULL, NULL, 0);
+        free(arr);
+        break;
+    }
+    case R_FORGET: {
+        const char *one[1] = {q->id};
+        g->ps.n = 2;
+        failed = pg_conn_send(&s->pc, pg_sql_forget, 1, one, NULL, NULL, 0) ||
+                 pg_conn_send(&s->pc, pg_sql_status, 1, one, NULL, NULL, 0);
+        break;
+    }
+    case R_ASK_CANCEL: {
+        char payload[JOB_NODE_MAX + JOB_ID_LEN + 8];
+        snprintf(payload, sizeof(payload), "%s %s %d", q->node, q->id, q->force);
+        g->ps.n = 1;
+        failed = pgs__send_notify(s, s->chan_cancel, payload);
+        break;
+    }
+    case R_WATCH: {
+        const char *one[1] = {q->id};
+        char *arr = pgs__id_array((char(*)[JOB_ID_LEN + 1]) q->id, 0, 1);
+        const char *fv[1] = {arr};
+        g->ps.n = 2;
+        failed = !arr || pg_conn_send(&s->pc, pg_sql_watch, 1, one, NULL, NULL, 0) ||
+                 pg_conn_send(&s->pc, pg_sql_fetch_done, 1, fv, NULL, NULL, 1);
+        free(arr);
+        break;
+    }
+    }
+    pgs__send_or_lose(s, g, failed);
+}
+
+static int request(struct pg_store *s, struct req *q)
+{
+    struct timespec until;
+    pgs__deadline_in(&until, REQUEST_WAIT_MS);
+    pthread_mutex_lock(&s->lock);
+    if (!s->ready || s->stopping) {
+        pthread_mutex_unlock(&s->lock);
+        return -ENOTCONN;
+    }
+    if (s->rt)
+        s->rt->next_req = q;
+    else
+        s->rh = q;
+    s->rt = q;
+    pthread_mutex_unlock(&s->lock);
+    pgs__poke(s);
+    pthread_mutex_lock(&s->lock);
+    while (!q->done)
+        if (pthread_cond_timedwait(&s->cond, &s->lock, &until) == ETIMEDOUT && !q->done) {
+            q->abandoned = 1; /* the thread frees it */
+            pthread_mutex_unlock(&s->lock);
+            return -ETIMEDOUT;
+        }
+    pthread_mutex_unlock(&s->lock);
+    return q->rc;
+}
+
+static void req_free(struct req *q)
+{
+    for (size_t i = 0; i < q->n; i++)
+        job_view_release(&q->views[i]);
+    free(q->views);
+    free(q);
+}
+
+static struct req *req_new(enum rkind kind, const char *id)
+{
+    struct req *q = calloc(1, sizeof(*q));
+    if (q) {
+        q->kind = kind;
+        if (id)
+            snprintf(q->id, sizeof(q->id), "%s", id);
+    }
+    return q;
+}
+
+int store_fetch(struct store *base, const char *id, struct job_view *out)
+{
+    struct pg_store *s = pgs__as_pg(base);
+    struct req *q = s ? req_new(R_FETCH, id) : NULL;
+    if (!q)
+        return s ? -ENOMEM : -ENOENT;
+    int rc = request(s, q);
+    if (rc == -ETIMEDOUT)
+        return rc;
+    if (rc == 0 && q->n == 1) {
+        *out = q->views[0];
+        q->n = 0;
+    } else if (rc == 0) {
+        rc = -ENOENT;
+    }
+    req_free(q);
+    return rc;
+}
+
+int store_list(struct store *base, const struct pool_list_query *lq, struct job_view **out,
+               size_t *n, uint64_t *next)
+{
+    struct pg_store *s = pgs__as_pg(base);
+    struct req *q = s ? req_new(R_LIST, NULL) : NULL;
+    if (!q)
+        return -ENOMEM;
+    q->status = lq->status;
+    q->has_owner = lq->owner != NULL;
+    if (lq->owner)
+        snprintf(q->owner, sizeof(q->owner), "%s", lq->owner);
+    q->cursor = lq->cursor;
+    q->limit = lq->limit ? lq->limit : 100;
+    int rc = request(s, q);
+    if (rc == -ETIMEDOUT)
+        return rc;
+    if (rc == 0) {
+        *out = q->n ? q->views : NULL;
+        *n = q->n;
+        *next = q->next;
+        if (q->n)
+            q->views = NULL, q->n = 0;
+    }
+    req_free(q);
+    return rc;
+}
+
+static int simple_request(struct store *base, enum rkind kind, const char *id)
+{
+    struct pg_store *s = pgs__as_pg(base);
+    struct req *q = s ? req_new(kind, id) : NULL;
+    if (!q)
+        return -ENOMEM;
+    int rc = request(s, q);
+    if (rc != -ETIMEDOUT)
+        req_free(q);
+    return rc;
+}
+
+int store_cancel(struct store *base, const char *id, int *status, char *node)
+{
+    struct pg_store *s = pgs__as_pg(base);
+    struct req *q = s ? req_new(R_CANCEL, id) : NULL;
+    if (!q)
+        return -ENOMEM;
+    int rc = request(s, q);
+    if (rc == -ETIMEDOUT)
+        return rc;
+    *status = q->status;
+    snprintf(node, JOB_NODE_MAX, "%s", q->node);
+    req_free(q);
+    return rc;
+}
+
+int store_forget(struct store *base, const char *id)
+{
+    return simple_request(base, R_FORGET, id);
+}
+
+/* Queues a request nobody waits for (its effect comes back as an event). */
+static void post_request(struct pg_store *s, struct req *q)
+{
+    q->abandoned = 1; /* the thread frees it */
+    pthread_mutex_lock(&s->lock);
+    if (!s->ready || s->stopping) {
+        pthread_mutex_unlock(&s->lock);
+        free(q);
+        return; /* a watch: the periodic re-check covers it once connected */
+    }
+    if (s->rt)
+        s->rt->next_req = q;
+    else
+        s->rh = q;
+    s->rt = q;
+    pthread_mutex_unlock(&s->lock);
+    pgs__poke(s);
+}
+
+void store_watch(struct store *base, const char *id)
+{
+    struct pg_store *s = pgs__as_pg(base);
+    struct req *q = s ? req_new(R_WATCH, id) : NULL;
+    if (q)
+        post_request(s, q);
+}
+
+void store_ask_cancel(struct store *base, const char *node, const char *id, int force)
+{
+    struct pg_store *s = pgs__as_pg(base);
+    struct req *q = s ? req_new(R_ASK_CANCEL, id) : NULL;
+    if (!q)
+        return;
+    snprintf(q->node, sizeof(q->node), "%s", node);
+    q->force = force;
+    post_request(s, q);
+}

@@ -1,0 +1,233 @@
+/*
+ * pg_writes.c — this node's writes to the shared store: queued by store_put and sent
+ * many per transaction (group commit); each update is fenced by (node, attempt), so a
+ * node presumed dead cannot overwrite what another node did since. NOTIFYs ride
+ * along: one when unclaimed jobs were added, one for finished jobs someone waits on.
+ */
+#include "pgstore.h"
+#include "pyjobd/log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* --- writes ---------------------------------------------------------------------------- */
+
+void pgs__wop_free(struct wop *w)
+{
+    job_view_release(&w->v);
+    job_spec_release(&w->spec);
+    free(w);
+}
+
+static void writes_done(struct pg_store *s, struct seg *g, int ok)
+{
+    s->writes_inflight = 0;
+    struct wop *sent = s->sent_h;
+    s->sent_h = NULL;
+    if (ok < 0) {
+        /* Unknown whether it committed: send the same writes again (they are
+         * idempotent) once reconnected, before anything newer. */
+        pthread_mutex_lock(&s->lock);
+        struct wop *last = sent;
+        while (last && last->next)
+            last = last->next;
+        if (last) {
+            last->next = s->wh;
+            if (!s->wh)
+                s->wt = last;
+            s->wh = sent;
+        }
+        pthread_mutex_unlock(&s->lock);
+        return;
+    }
+    if (ok == 0)
+        log_error("store: a write transaction failed and was rolled back: %s (%d writes lost)",
+                  g->ps.errmsg, g->ps.n);
+    /* Fenced writes: the row was not ours (any more); accepted final states. */
+    size_t nfenced = 0, ndone = 0, cap = g->ps.n ? (size_t)g->ps.n : 1;
+    char(*fenced)[JOB_ID_LEN + 1] = calloc(cap, sizeof(*fenced));
+    char(*done)[JOB_ID_LEN + 1] = calloc(cap, sizeof(*done));
+    uint64_t upto = 0;
+    int i = 0;
+    for (struct wop *w = sent; w; w = w->next, i++) {
+        upto = w->ticket;
+        if (ok != 1 || !fenced || !done || (w->kind != W_UPDATE && w->kind != W_FINISH))
+            continue;
+        if (g->ps.res[i] && PQntuples(g->ps.res[i]) == 0)
+            memcpy(fenced[nfenced++], w->v.id, JOB_ID_LEN + 1);
+        else if (w->kind == W_FINISH)
+            memcpy(done[ndone++], w->v.id, JOB_ID_LEN + 1);
+    }
+    while (sent) {
+        struct wop *n = sent->next;
+        pgs__wop_free(sent);
+        sent = n;
+    }
+    pthread_mutex_lock(&s->lock);
+    if (upto > s->committed)
+        s->committed = upto;
+    if (ok == 0 && upto > s->failed_upto)
+        s->failed_upto = upto;
+    struct store_events ev = s->ev;
+    void *arg = s->ev_arg;
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+    if (ndone && ev.committed)
+        ev.committed(arg, done, ndone);
+    free(done);
+    for (size_t k = 0; k < nfenced; k++) {
+        log_warn("store: job %s was taken over by another node (this node was presumed "
+                 "dead); its result from here is discarded",
+                 fenced[k]);
+        if (ev.fenced)
+            ev.fenced(arg, fenced[k]);
+    }
+    free(fenced);
+}
+
+static int send_write(struct pg_store *s, struct wop *w)
+{
+    struct pg_params p;
+    pg_params_reset(&p);
+    const struct job_view *v = &w->v;
+    pg_param_text(&p, v->id);
+    switch (w->kind) {
+    case W_INSERT:
+        pg_param_text(&p, v->owner);
+        pg_param_text(&p, w->claimed ? w->node : NULL);
+        pg_param_i64(&p, pg_ts_us(v->created_at));
+        pg_param_f64(&p, v->timeout);
+        pg_param_i64(&p, v->max_retries);
+        pg_param_text(&p, w->spec.retry_on_timeout ? "t" : "f");
+        pg_param_text(&p, w->spec.result_json ? "t" : "f");
+        pg_param_text(&p, v->metadata);
+        pg_param_blob(&p, w->spec.callable);
+        pg_param_blob(&p, w->spec.args);
+        pg_param_blob(&p, w->spec.kwargs);
+        pg_param_blob(&p, w->spec.json_args);
+        pg_param_blob(&p, w->spec.json_kwargs);
+        return pg_conn_send(&s->pc, pg_sql_insert, p.n, p.values, p.lengths, p.formats, 0);
+    case W_UPDATE:
+        pg_param_i64(&p, v->status);
+        pg_param_i64(&p, v->attempts);
+        pg_param_i64(&p, pg_ts_us(v->started_at));
+        pg_param_i64(&p, v->worker_pid);
+        pg_param_text(&p, w->node);
+        return pg_conn_send(&s->pc, pg_sql_update, p.n, p.values, p.lengths, p.formats, 0);
+    case W_FINISH:
+        pg_param_i64(&p, v->status);
+        pg_param_i64(&p, v->attempts);
+        pg_param_i64(&p, pg_ts_us(v->started_at));
+        pg_param_i64(&p, pg_ts_us(v->finished_at));
+        pg_param_i64(&p, v->worker_pid);
+        pg_param_i64(&p, v->error.type);
+        pg_param_text(&p, v->error.message);
+        pg_param_text(&p, v->error.exc_type);
+        pg_param_i64(&p, v->error.exit_code);
+        pg_param_i64(&p, v->error.signal);
+        pg_param_i64(&p, v->error.max_rss_bytes);
+        pg_param_text(&p, w->node);
+        pg_param_blob(&p, v->result);
+        pg_param_blob(&p, v->result_json);
+        pg_param_blob(&p, v->error.exception);
+        pg_param_text(&p, v->error.traceback);
+        return pg_conn_send(&s->pc, pg_sql_finish, p.n, p.values, p.lengths, p.formats, 0);
+    case W_DELETE:
+        return pg_conn_send(&s->pc, pg_sql_delete, p.n, p.values, p.lengths, p.formats, 0);
+    }
+    return -1;
+}
+
+/* '{id,id,...}' for ids[from..to) */
+char *pgs__id_array(char (*ids)[JOB_ID_LEN + 1], size_t from, size_t to)
+{
+    char *a = malloc((to - from) * (JOB_ID_LEN + 1) + 3);
+    if (!a)
+        return NULL;
+    char *p = a;
+    *p++ = '{';
+    for (size_t i = from; i < to; i++) {
+        if (i > from)
+            *p++ = ',';
+        memcpy(p, ids[i], JOB_ID_LEN);
+        p += JOB_ID_LEN;
+    }
+    *p++ = '}';
+    *p = 0;
+    return a;
+}
+
+int pgs__send_notify(struct pg_store *s, const char *chan, const char *payload)
+{
+    const char *vals[2] = {chan, payload};
+    return pg_conn_send(&s->pc, pg_sql_notify, 2, vals, NULL, NULL, 0);
+}
+
+/* Statements that tell waiters elsewhere about finished jobs: one per NOTIFY_IDS. */
+static int send_notify_waited(struct pg_store *s, char (*ids)[JOB_ID_LEN + 1], size_t n, int *count)
+{
+    for (size_t from = 0; from < n; from += NOTIFY_IDS) {
+        size_t to = from + NOTIFY_IDS < n ? from + NOTIFY_IDS : n;
+        char *arr = pgs__id_array(ids, from, to);
+        if (!arr)
+            return -1;
+        const char *vals[2] = {s->chan_done, arr};
+        int rc = pg_conn_send(&s->pc, pg_sql_notify_waited, 2, vals, NULL, NULL, 0);
+        free(arr);
+        if (rc)
+            return -1;
+        (*count)++;
+    }
+    return 0;
+}
+
+void pgs__round_writes(struct pg_store *s)
+{
+    pthread_mutex_lock(&s->lock);
+    struct wop *head = s->wh, *w = head, *last = NULL;
+    int n = 0;
+    while (w && n < WRITES_PER_ROUND) {
+        last = w;
+        w = w->next;
+        n++;
+    }
+    if (last) {
+        last->next = NULL;
+        s->wh = w;
+        if (!w)
+            s->wt = NULL;
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (!n)
+        return;
+    struct seg *g = pgs__seg_new(s, writes_done);
+    s->sent_h = head;
+    s->writes_inflight = 1;
+    if (!g) {
+        writes_done(s, &(struct seg){.ps = {.n = n}}, -1);
+        return;
+    }
+    int failed = 0, unclaimed = 0, count = 0;
+    size_t nfin = 0;
+    char(*fin)[JOB_ID_LEN + 1] = calloc((size_t)n, sizeof(*fin));
+    for (w = head; w && !failed; w = w->next) {
+        failed = send_write(s, w) != 0;
+        count++;
+        if (w->kind == W_INSERT && !w->claimed)
+            unclaimed = 1;
+        if (w->kind == W_FINISH && fin)
+            memcpy(fin[nfin++], w->v.id, JOB_ID_LEN + 1);
+    }
+    /* Notifications are delivered at commit, with the transaction. */
+    if (!failed && unclaimed) {
+        failed = pgs__send_notify(s, s->chan_queued, "") != 0;
+        count++;
+    }
+    if (!failed && nfin)
+        failed = send_notify_waited(s, fin, nfin, &count) != 0;
+    free(fin);
+    g->ps.n = count; /* results past the writes (notifies) are ignored */
+    pgs__send_or_lose(s, g, failed);
+}

@@ -1,0 +1,135 @@
+/*
+ * pgstore.h — the PostgreSQL store's own structures, shared by its files:
+ * store_pg.c (the thread, opening, the store's calls), pg_writes.c (group-committed,
+ * fenced writes), pg_claims.c (claiming queued jobs), pg_membership.c (heartbeat,
+ * reaping, leaving, retention) and pg_requests.c (reads and watches for other threads).
+ * Everything named pgs__ runs on the store's thread unless it says otherwise.
+ */
+#ifndef PYJOBD_PGSTORE_H
+#define PYJOBD_PGSTORE_H
+
+#include "../store_impl.h"
+#include "pg_conn.h"
+#include "pg_sql.h"
+#include "pyjobd/store_shared.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <time.h>
+
+#define WRITES_PER_ROUND 512
+#define SYNC_WAIT_MS 10000   /* store_sync gives up (503) after this */
+#define REQUEST_WAIT_MS 5000 /* a read gives up (503) after this */
+#define STALL_MS 15000       /* a connection that answers nothing this long is dropped */
+#define RETENTION_EVERY_MS 5000
+#define WAITED_MAX 512
+#define NOTIFY_IDS 200 /* ids per NOTIFY payload (its limit is 8000 bytes) */
+
+enum wkind { W_INSERT, W_UPDATE, W_FINISH, W_DELETE };
+
+struct wop {
+    enum wkind kind;
+    int claimed;
+    uint64_t ticket;
+    struct job_view v;
+    struct job_spec spec;
+    char node[JOB_NODE_MAX]; /* the node id at the time of the write: its fence */
+    struct wop *next;
+};
+
+enum rkind { R_FETCH, R_LIST, R_CANCEL, R_FORGET, R_WATCH, R_ASK_CANCEL };
+
+struct req {
+    enum rkind kind;
+    char id[JOB_ID_LEN + 1];
+    int status;
+    char owner[JOB_OWNER_MAX];
+    int has_owner;
+    char node[JOB_NODE_MAX]; /* R_CANCEL: where the job is; R_ASK_CANCEL: whom to ask */
+    int force;
+    uint64_t cursor;
+    size_t limit;
+    /* answer */
+    int done, rc, abandoned;
+    struct job_view *views;
+    size_t n;
+    uint64_t next;
+    struct req *next_req;
+};
+
+struct pg_store {
+    struct store base;
+    struct pg_conn pc;
+    const char *kw[8], *vals[8];
+    char *uri, *schema, *setup_sql, *describe;
+    char chan_queued[96], chan_done[96], chan_cancel[96];
+    char node_name[48];
+    int64_t lease_ms, poll_ms, ttl_ms;
+    pthread_t thread;
+    int thread_started;
+    int wakefd;
+
+    pthread_mutex_t lock; /* guards what follows */
+    pthread_cond_t cond;
+    char node_id[JOB_NODE_MAX];
+    struct wop *wh, *wt;
+    uint64_t next_ticket, committed, failed_upto;
+    struct req *rh, *rt;
+    unsigned want;
+    int claim_now, recheck_now;
+    int ready;       /* connected and registered */
+    int open_result; /* 0 waiting for the first connection, 1 up, -1 failed for good */
+    int stopping;
+    char last_error[256];
+    struct store_events ev;
+    void *ev_arg;
+
+    /* The store thread's own. */
+    struct wop *sent_h; /* writes of the segment in flight */
+    int writes_inflight, claim_inflight, hb_inflight, reap_inflight, recheck_inflight;
+    int ret_inflight, registered, connected_before, adopt_needed, released;
+    int64_t next_claim_ms, next_hb_ms, next_reap_ms, next_recheck_ms, next_ret_ms;
+    _Atomic int64_t last_hb_ok_ms; /* read by other threads: store_lease_fresh */
+};
+
+/* Segments carry their context: what to do with the results. */
+struct seg {
+    struct pg_seg ps;
+    struct pg_store *s;
+    void (*handle)(struct pg_store *s, struct seg *g, int ok);
+    struct req *req;
+    size_t nids;
+    char (*ids)[JOB_ID_LEN + 1];
+};
+
+/* Any thread: */
+struct pg_store *pgs__as_pg(struct store *base);           /* NULL when not a PostgreSQL store */
+int64_t pgs__deadline_in(struct timespec *ts, int64_t ms); /* CLOCK_REALTIME for cond waits */
+int64_t pgs__now_ms(void);                                 /* CLOCK_MONOTONIC */
+int64_t pgs__realtime_us(void);
+void pgs__poke(struct pg_store *s); /* wakes the store's thread */
+
+/* The store's thread. Segments: */
+struct seg *pgs__seg_new(struct pg_store *s,
+                         void (*handle)(struct pg_store *s, struct seg *g, int ok));
+void pgs__send_or_lose(struct pg_store *s, struct seg *g, int failed);
+int pgs__send_notify(struct pg_store *s, const char *chan, const char *payload);
+/* '{id,id,...}' of ids[from..to), malloc'd. */
+char *pgs__id_array(char (*ids)[JOB_ID_LEN + 1], size_t from, size_t to);
+
+/* Rounds: each sends one segment when due (see send_round in store_pg.c). */
+void pgs__round_writes(struct pg_store *s); /* pg_writes.c */
+void pgs__wop_free(struct wop *w);
+void pgs__round_claim(struct pg_store *s, int64_t now); /* pg_claims.c */
+void pgs__round_adopt(struct pg_store *s);
+void pgs__new_node_id(struct pg_store *s);   /* store_pg.c */
+void pgs__send_register(struct pg_store *s); /* pg_membership.c */
+void pgs__round_heartbeat(struct pg_store *s, int64_t now);
+void pgs__round_reap(struct pg_store *s, int64_t now);
+void pgs__round_retention(struct pg_store *s, int64_t now);
+void pgs__round_request(struct pg_store *s, struct req *q); /* pg_requests.c */
+void pgs__req_finish(struct pg_store *s, struct req *q, int rc);
+void pgs__round_recheck(struct pg_store *s, int64_t now);
+
+#endif
