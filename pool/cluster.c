@@ -123,8 +123,6 @@ static void on_claimed(void *arg, struct job_view *v, struct job_spec *spec)
     j->spec = *spec;
     j->v.status = JOB_QUEUED;
     j->v.worker_pid = 0;
-    if (j->v.error.exit_code == 0 && j->v.error.type == JOB_ERR_NONE)
-        j->v.error.exit_code = -1;
     pool__queue_push(p, j);
     pthread_mutex_unlock(&p->lock);
     pool__wake(p);

@@ -32,7 +32,6 @@ static void deliver_jobs(struct pg_store *s, PGresult *r)
             job_view_release(&v);
             continue;
         }
-        v.max_retries = (unsigned)v.max_retries;
         spec.timeout = v.timeout;
         spec.max_retries = v.max_retries;
         memcpy(spec.owner, v.owner, sizeof(spec.owner));

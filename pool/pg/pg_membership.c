@@ -15,13 +15,14 @@
 
 static void register_done(struct pg_store *s, struct seg *g, int ok)
 {
-    (void)g;
+    s->reg_inflight = 0;
     if (ok != 1) {
         if (ok == 0)
             log_error("store: registering this node failed: %s", g->ps.errmsg);
         return;
     }
     s->registered = 1;
+    s->joined = 1;
     s->last_hb_ok_ms = pgs__now_ms();
     pthread_mutex_lock(&s->lock);
     s->ready = 1;
@@ -46,6 +47,7 @@ void pgs__send_register(struct pg_store *s)
     pthread_mutex_unlock(&s->lock);
     const char *vals[2] = {node, lease};
     g->ps.n = 1;
+    s->reg_inflight = 1;
     pgs__send_or_lose(s, g, pg_conn_send(&s->pc, pg_sql_register, 2, vals, NULL, NULL, 0) != 0);
 }
 
@@ -76,7 +78,7 @@ static void heartbeat_done(struct pg_store *s, struct seg *g, int ok)
     if (ev.reaped)
         ev.reaped(arg);
     s->registered = 0;
-    pgs__send_register(s);
+    s->joined = 0; /* send_round registers the new id */
 }
 
 void pgs__round_heartbeat(struct pg_store *s, int64_t now)

@@ -188,16 +188,16 @@ static int64_t get_int(const PGresult *r, int row, int col)
         return 0;
     const unsigned char *p = (const unsigned char *)PQgetvalue(r, row, col);
     int len = PQgetlength(r, row, col);
-    int64_t v = 0;
+    uint64_t v = 0; /* network order, two's complement */
     if (len == 1)
         return p[0];
     for (int i = 0; i < len && i < 8; i++)
         v = (v << 8) | p[i];
     if (len == 2)
-        return (int16_t)v;
+        return (int16_t)(uint16_t)v;
     if (len == 4)
-        return (int32_t)v;
-    return v;
+        return (int32_t)(uint32_t)v;
+    return (int64_t)v;
 }
 
 static double get_f64(const PGresult *r, int row, int col)

@@ -89,6 +89,8 @@ struct pg_store {
     struct wop *sent_h; /* writes of the segment in flight */
     int writes_inflight, claim_inflight, hb_inflight, reap_inflight, recheck_inflight;
     int ret_inflight, registered, connected_before, adopt_needed, released;
+    int reg_inflight, joined; /* joined: this node has (had) a row in nodes */
+    int64_t next_reg_ms;
     int64_t next_claim_ms, next_hb_ms, next_reap_ms, next_recheck_ms, next_ret_ms;
     _Atomic int64_t last_hb_ok_ms; /* read by other threads: store_lease_fresh */
 };

@@ -114,13 +114,10 @@ static void on_ready(void *ctx)
     struct pg_store *s = ctx;
     s->registered = 0;
     s->writes_inflight = s->claim_inflight = s->hb_inflight = s->reap_inflight = 0;
-    s->recheck_inflight = s->ret_inflight = 0;
-    if (!s->connected_before) {
-        pgs__send_register(s);
-    } else {
-        /* Still a member? The heartbeat says (and re-registers us if so). */
+    s->recheck_inflight = s->ret_inflight = s->reg_inflight = 0;
+    s->next_reg_ms = 0; /* send_round registers, or checks the membership by a heartbeat */
+    if (s->connected_before) {
         log_info("store: reconnected to the database");
-        pgs__round_heartbeat(s, pgs__now_ms());
         s->adopt_needed = 1;
     }
     s->connected_before = 1;
@@ -165,8 +162,18 @@ static void on_notify(void *ctx, const char *channel, const char *payload)
  * flight. */
 static void send_round(struct pg_store *s, int64_t now)
 {
-    if (!s->registered)
-        return; /* the register / heartbeat in flight decides */
+    if (!s->registered) {
+        /* Nothing else until this node is a member: a new one registers; one that was
+         * already (before a reconnect) learns by a heartbeat whether it still is. */
+        if (!s->hb_inflight && !s->reg_inflight && now >= s->next_reg_ms) {
+            s->next_reg_ms = now + 1000;
+            if (s->joined)
+                pgs__round_heartbeat(s, now);
+            else
+                pgs__send_register(s);
+        }
+        return;
+    }
     if (s->adopt_needed)
         pgs__round_adopt(s);
     if (!s->writes_inflight)
