@@ -25,7 +25,9 @@ void fake_pool_set(const struct fake_pool_knobs *k)
     knobs = *k;
 }
 
-static const int rcs[] = {0, -EAGAIN, -ESHUTDOWN, -ENOMEM, -EBUSY, -EALREADY, -ENOENT, -ESTALE};
+/* The last four: a shared store (database unreachable or slow, job on another node). */
+static const int rcs[] = {0,       -EAGAIN, -ESHUTDOWN, -ENOMEM,    -EBUSY, -EALREADY,
+                          -ENOENT, -ESTALE, -ENOTCONN,  -ETIMEDOUT, -EXDEV, -EREMOTE};
 
 static int fake_rc(unsigned sel)
 {
@@ -106,6 +108,11 @@ int pool_job_get(struct pool *p, const char *id, struct job_view *out)
 {
     (void)p;
     return fake_view(id, out);
+}
+
+int pool_job_peek(struct pool *p, const char *id, struct job_view *out)
+{
+    return pool_job_get(p, id, out);
 }
 
 int pool_cancel(struct pool *p, const char *id, int force)
