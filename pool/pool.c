@@ -233,7 +233,7 @@ int pool_submit_batch(struct pool *p, const struct job_spec *specs, size_t n,
                     continue;
                 }
                 if (shared)
-                    snprintf(j->v.node, sizeof(j->v.node), "%s", store_node_id(p->cfg.store));
+                    store_node_id(p->cfg.store, j->v.node);
                 j->seq = ++p->next_seq;
                 pool__all_append(p, j);
                 pool__queue_push(p, j);
@@ -396,7 +396,7 @@ void pool_get_info(struct pool *p, struct pool_info *out)
     out->stopping = p->stopping || p->draining;
     pthread_mutex_unlock(&p->lock);
     if (pool__shared(p)) {
-        snprintf(out->node, sizeof(out->node), "%s", store_node_id(p->cfg.store));
+        store_node_id(p->cfg.store, out->node);
         out->store_down = !store_available(p->cfg.store);
     }
 }

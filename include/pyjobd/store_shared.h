@@ -71,8 +71,8 @@ int store_available(struct store *s);
  * taken its jobs over. (Always 1 for a single-node store.) */
 int store_lease_fresh(struct store *s);
 
-/* This node's id ("host-1a2b3c4d"), or "" for a single-node store. */
-const char *store_node_id(struct store *s);
+/* Copies this node's id ("host-1a2b3c4d"; "" for a single-node store) into out. */
+void store_node_id(struct store *s, char out[JOB_NODE_MAX]);
 
 /* -ENOTCONN: the database is unreachable; -ETIMEDOUT: it did not answer in time. */
 

@@ -500,13 +500,17 @@ int store_lease_fresh(struct store *base)
     return !s || pgs__now_ms() - atomic_load(&s->last_hb_ok_ms) < s->lease_ms;
 }
 
-const char *store_node_id(struct store *base)
+void store_node_id(struct store *base, char out[JOB_NODE_MAX])
 {
     struct pg_store *s = pgs__as_pg(base);
-    return s ? s->node_id : "";
+    out[0] = 0;
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->lock); /* a reaped node takes a new id */
+    memcpy(out, s->node_id, JOB_NODE_MAX);
+    pthread_mutex_unlock(&s->lock);
 }
 
-/* Queues a request and waits for its answer (or abandons it to the thread). */
 /* --- opening ------------------------------------------------------------------------------- */
 
 static int describe_uri(struct pg_store *s, char *err, size_t errlen)
