@@ -176,6 +176,10 @@ void api__wait_for_job(struct api_response *resp, int kind, const char *id, doub
 /* pool_job_get() as seen by a tenant: another tenant's job answers -ENOENT, so that
  * its existence does not leak. tenant NULL: no authentication, every job is seen. */
 int api__job_get_as(struct api *api, const char *tenant, const char *id, struct job_view *v);
+/* api__job_get_as for n ids at once (one database round trip with a shared store):
+ * rcs[i] and views[i] as for each id. 0 or -ENOMEM. */
+int api__jobs_get_as(struct api *api, const char *tenant, char (*ids)[JOB_ID_LEN + 1], size_t n,
+                     struct job_view *views, int *rcs);
 
 /* GET /v1/jobs/{id}/output */
 void api__get_output(struct api *api, const char *id, struct api_response *resp);

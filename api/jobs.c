@@ -78,6 +78,20 @@ void api__wait_for_job(struct api_response *resp, int kind, const char *id, doub
     resp->wait = w;
 }
 
+int api__jobs_get_as(struct api *api, const char *tenant, char (*ids)[JOB_ID_LEN + 1], size_t n,
+                     struct job_view *views, int *rcs)
+{
+    int rc = pool_job_get_many(api->pool, ids, n, views, rcs);
+    if (rc != 0)
+        return rc;
+    for (size_t i = 0; tenant && i < n; i++)
+        if (rcs[i] == 0 && strcmp(views[i].owner, tenant) != 0) {
+            job_view_release(&views[i]);
+            rcs[i] = -ENOENT;
+        }
+    return 0;
+}
+
 int api__job_get_as(struct api *api, const char *tenant, const char *id, struct job_view *v)
 {
     int rc = pool_job_get(api->pool, id, v);

@@ -132,22 +132,25 @@ static int parse_options(const struct api *api, json_t *root, double *timeout, i
 void api__respond_many(struct api *api, const struct api__multiwait *m, struct api_response *resp)
 {
     json_t *done = json_array(), *not_done = json_array(), *unknown = json_array();
-    int ok = done && not_done && unknown;
+    struct job_view *views = calloc(m->n ? m->n : 1, sizeof(*views));
+    int *rcs = calloc(m->n ? m->n : 1, sizeof(*rcs));
+    int ok = done && not_done && unknown && views && rcs &&
+             api__jobs_get_as(api, m->has_tenant ? m->tenant : NULL, m->ids, m->n, views, rcs) == 0;
     for (size_t i = 0; ok && i < m->n; i++) {
-        struct job_view view;
-        int rc = api__job_get_as(api, m->has_tenant ? m->tenant : NULL, m->ids[i], &view);
-        if (rc == -ENOMEM) {
+        if (rcs[i] == -ENOMEM)
             ok = 0;
-        } else if (rc < 0) {
+        else if (rcs[i] < 0)
             ok = json_array_append_new(unknown, json_string(m->ids[i])) == 0;
-        } else {
-            if (job_status_is_terminal(view.status))
-                ok = json_array_append_new(done, api__job_to_json(&view)) == 0;
-            else
-                ok = json_array_append_new(not_done, json_string(m->ids[i])) == 0;
-            job_view_release(&view);
-        }
+        else if (job_status_is_terminal(views[i].status))
+            ok = json_array_append_new(done, api__job_to_json(&views[i])) == 0;
+        else
+            ok = json_array_append_new(not_done, json_string(m->ids[i])) == 0;
     }
+    for (size_t i = 0; views && rcs && i < m->n; i++)
+        if (rcs[i] == 0)
+            job_view_release(&views[i]);
+    free(views);
+    free(rcs);
     json_t *obj = NULL;
     if (ok)
         obj = json_pack("{s:O, s:O, s:O}", "done", done, "not_done", not_done, "unknown", unknown);
@@ -221,16 +224,26 @@ void api__wait_jobs(struct api *api, const struct api_request *req, struct api_r
         snprintf(m->tenant, sizeof(m->tenant), "%s", req->tenant);
     }
     size_t finished = 0, unfinished = 0;
+    struct job_view *views = calloc(n, sizeof(*views));
+    int *rcs = calloc(n, sizeof(*rcs));
+    if (!views || !rcs || api__jobs_get_as(api, req->tenant, m->ids, n, views, rcs) != 0) {
+        free(views);
+        free(rcs);
+        api__multiwait_unref(m);
+        api_problem(resp, 503, NULL, "out of memory; retry later");
+        return;
+    }
     for (size_t i = 0; i < n; i++) {
-        struct job_view view;
-        if (api__job_get_as(api, req->tenant, m->ids[i], &view) < 0)
+        if (rcs[i] < 0)
             continue;
-        if (job_status_is_terminal(view.status))
+        if (job_status_is_terminal(views[i].status))
             finished++;
         else
             m->watch[i] = 1, unfinished++;
-        job_view_release(&view);
+        job_view_release(&views[i]);
     }
+    free(views);
+    free(rcs);
     int ready = timeout <= 0 || unfinished == 0 || (first && finished > 0);
     struct api_wait *w = ready ? NULL : calloc(1, sizeof(*w));
     if (!ready && w) {

@@ -17,6 +17,7 @@
 #include "pyjobd/store_shared.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -254,18 +255,21 @@ void pool__cluster_init(struct pool *p)
     store_set_events(p->cfg.store, &ev, p);
 }
 
-/* A watch on a job this node does not hold: a mirror carries the waiter. Lock held;
- * v is the database's (non-final) view. */
-struct job *pool__mirror_for(struct pool *p, const struct job_view *v)
+/* A watch on a job this node does not hold: a mirror carries the waiter (its view
+ * stays a placeholder until the database's final one arrives). Lock held. */
+struct job *pool__mirror_for(struct pool *p, const char *id)
 {
-    struct job *j = registry_find(p->jobs, v->id);
+    struct job *j = registry_find(p->jobs, id);
     if (j)
         return j;
     j = calloc(1, sizeof(*j));
     if (!j)
         return NULL;
-    if (job_view_copy(&j->v, v) != 0 || registry_insert(p->jobs, j->v.id, j) != 0) {
-        job_view_release(&j->v);
+    snprintf(j->v.id, sizeof(j->v.id), "%s", id);
+    j->v.status = JOB_QUEUED;
+    j->v.error.exit_code = -1;
+    j->v.error.max_rss_bytes = -1;
+    if (registry_insert(p->jobs, j->v.id, j) != 0) {
         free(j);
         return NULL;
     }

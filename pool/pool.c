@@ -206,6 +206,9 @@ int pool_submit_batch(struct pool *p, const struct job_spec *specs, size_t n,
             rc = -ESHUTDOWN;
         else if (p->cfg.max_queue && p->queued + n > p->cfg.max_queue)
             rc = -EAGAIN;
+        else if (shared && p->cfg.max_queue &&
+                 store_queued(p->cfg.store) + p->queued + n > p->cfg.max_queue)
+            rc = -EAGAIN; /* the shared queue: every node's unclaimed jobs */
         size_t inserted = 0;
         for (; rc == 0 && inserted < n; inserted++) {
             struct job *j = jobs[inserted];
@@ -283,7 +286,59 @@ int pool_job_get(struct pool *p, const char *id, struct job_view *out)
     pthread_mutex_unlock(&p->lock);
     if (!pool__shared(p))
         return rc;
-    return store_fetch(p->cfg.store, id, out);
+    rc = store_fetch(p->cfg.store, id, out);
+    if (rc == -ENOTCONN || rc == -ETIMEDOUT) {
+        /* The database is out of reach: a final state committed from here is still
+         * right (only a deletion elsewhere could have happened since). */
+        pthread_mutex_lock(&p->lock);
+        struct job *done = registry_find(p->jobs, id);
+        if (done && done->mirror && done->ran_here && job_status_is_terminal(done->v.status))
+            rc = job_view_copy(out, &done->v);
+        pthread_mutex_unlock(&p->lock);
+    }
+    return rc;
+}
+
+int pool_job_get_many(struct pool *p, char (*ids)[JOB_ID_LEN + 1], size_t n, struct job_view *out,
+                      int *rcs)
+{
+    size_t remote = 0;
+    pthread_mutex_lock(&p->lock);
+    for (size_t i = 0; i < n; i++) {
+        struct job *j = pool__lookup(p, ids[i], &rcs[i]);
+        if (j && pool__answers_locally(p, j))
+            rcs[i] = job_view_copy(&out[i], &j->v);
+        else if (pool__shared(p))
+            rcs[i] = 1, remote++; /* ask the database */
+    }
+    pthread_mutex_unlock(&p->lock);
+    if (!remote)
+        return 0;
+    /* One round trip for all the others. */
+    char(*ask)[JOB_ID_LEN + 1] = calloc(remote, sizeof(*ask));
+    struct job_view *views = calloc(remote, sizeof(*views));
+    int *found = calloc(remote, sizeof(*found));
+    int rc = ask && views && found ? 0 : -ENOMEM;
+    for (size_t i = 0, k = 0; rc == 0 && i < n; i++)
+        if (rcs[i] == 1)
+            memcpy(ask[k++], ids[i], JOB_ID_LEN + 1);
+    if (rc == 0)
+        rc = store_fetch_many(p->cfg.store, ask, remote, views, found);
+    for (size_t i = 0, k = 0; i < n; i++) {
+        if (rcs[i] != 1)
+            continue;
+        if (rc != 0)
+            rcs[i] = rc;
+        else if (found[k])
+            rcs[i] = 0, out[i] = views[k];
+        else
+            rcs[i] = -ENOENT;
+        k++;
+    }
+    free(ask);
+    free(views);
+    free(found);
+    return rc == -ENOMEM ? rc : 0;
 }
 
 int pool_job_peek(struct pool *p, const char *id, struct job_view *out)
@@ -320,28 +375,24 @@ static int add_waiter(struct pool *p, struct job *j, int64_t deadline_ms, pool_w
     return 0;
 }
 
-/* A watch on a job this node does not run: the database says where it stands. */
+/* A watch on a job this node does not run. The callers have just read it (unfinished),
+ * so no round trip here: a mirror carries the waiter, the database is told someone
+ * waits (its end then notifies) and re-read once, in case it ended meanwhile. */
 static int watch_remote(struct pool *p, const char *id, int64_t deadline_ms, pool_watch_cb cb,
                         void *arg)
 {
-    struct job_view v;
-    int rc = store_fetch(p->cfg.store, id, &v);
-    if (rc != 0)
-        return rc;
-    int earliest = 0;
-    int now_done = job_status_is_terminal(v.status) || deadline_ms <= pool_now_ms();
+    int rc = 0, earliest = 0, now_done = deadline_ms <= pool_now_ms();
     if (!now_done) {
         pthread_mutex_lock(&p->lock);
         /* The record may be ours by now (claimed meanwhile): then it is the one to
          * wait on, like any local job. */
-        struct job *j = p->stopping ? NULL : pool__mirror_for(p, &v);
+        struct job *j = p->stopping ? NULL : pool__mirror_for(p, id);
         if (!j || (job_status_is_terminal(j->v.status) && !j->awaiting_commit))
             now_done = 1; /* stopping, out of memory, or finished meanwhile: answer now */
         else
             rc = add_waiter(p, j, deadline_ms, cb, arg, &earliest);
         pthread_mutex_unlock(&p->lock);
     }
-    job_view_release(&v);
     if (rc != 0)
         return rc;
     if (now_done) {

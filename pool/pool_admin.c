@@ -57,9 +57,12 @@ static int cancel_elsewhere(struct pool *p, const char *id, int force)
         if ((rc = store_fetch(p->cfg.store, id, &v)) != 0)
             return rc;
         int end = job_status_is_terminal(v.status), cancelled = v.status == JOB_CANCELLED;
+        int running = v.status == JOB_RUNNING;
         job_view_release(&v);
         if (end)
             return cancelled ? 0 : -EALREADY;
+        if (running && !force)
+            return -EBUSY; /* it started before its node got the request */
     }
     return -EXDEV; /* its node did not answer (unreachable, or presumed dead soon) */
 }

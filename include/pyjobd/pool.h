@@ -102,6 +102,12 @@ int pool_submit_batch(struct pool *p, const struct job_spec *specs, size_t n,
  * was removed by retention (--result-ttl / --max-jobs); -ENOMEM. */
 int pool_job_get(struct pool *p, const char *id, struct job_view *out);
 
+/* pool_job_get for n ids at once (with a shared store, one database round trip for
+ * all the jobs this node does not answer for): rcs[i] is pool_job_get's result for
+ * ids[i], out[i] is filled when it is 0. Returns 0, or -ENOMEM. */
+int pool_job_get_many(struct pool *p, char (*ids)[JOB_ID_LEN + 1], size_t n, struct job_view *out,
+                      int *rcs);
+
 /* This node's own copy of a job, never the shared database's: 0, -ENOENT, -ENOMEM.
  * (Without a shared store, the same as pool_job_get.) */
 int pool_job_peek(struct pool *p, const char *id, struct job_view *out);
@@ -146,7 +152,8 @@ typedef void (*pool_watch_cb)(void *arg);
 /*
  * Calls cb(arg) once the job is finished or at deadline_ms (CLOCK_MONOTONIC, ms),
  * whichever is first. Returns 0 when cb has been or will be called; -ENOENT for an
- * unknown id (cb is never called); -ENOMEM (cb is never called).
+ * unknown id (cb is never called); -ENOMEM (cb is never called). With a shared store,
+ * an id this node does not hold is not looked up (callers read the job first).
  */
 int pool_watch(struct pool *p, const char *id, int64_t deadline_ms, pool_watch_cb cb, void *arg);
 

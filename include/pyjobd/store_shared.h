@@ -67,6 +67,10 @@ void store_want(struct store *s, unsigned n);
 /* 1 while connected to the database. */
 int store_available(struct store *s);
 
+/* About how many jobs wait in the database's queue, unclaimed (counted at the poll
+ * interval, plus what this node queued since): what --max-queue bounds. */
+size_t store_queued(struct store *s);
+
 /* 1 while this node's last heartbeat is younger than its lease: no other node can have
  * taken its jobs over. (Always 1 for a single-node store.) */
 int store_lease_fresh(struct store *s);
@@ -78,6 +82,11 @@ void store_node_id(struct store *s, char out[JOB_NODE_MAX]);
 
 /* The job as the database has it. 0, -ENOENT, -ENOTCONN, -ETIMEDOUT, -ENOMEM. */
 int store_fetch(struct store *s, const char *id, struct job_view *out);
+
+/* Several jobs in one round trip: found[i] says whether out[i] was filled (release
+ * those). 0, -ENOTCONN, -ETIMEDOUT, -ENOMEM. */
+int store_fetch_many(struct store *s, char (*ids)[JOB_ID_LEN + 1], size_t n, struct job_view *out,
+                     int *found);
 
 /* A page of jobs, newest first (see pool_list). */
 int store_list(struct store *s, const struct pool_list_query *q, struct job_view **out, size_t *n,

@@ -117,3 +117,28 @@ void pgs__round_adopt(struct pg_store *s)
     g->ps.n = 1;
     pgs__send_or_lose(s, g, pg_conn_send(&s->pc, pg_sql_adopt, 1, vals, NULL, NULL, 1) != 0);
 }
+
+/* --- the size of the shared queue (--max-queue) --------------------------------------- */
+
+static void count_done(struct pg_store *s, struct seg *g, int ok)
+{
+    s->count_inflight = 0;
+    if (ok != 1 || !g->ps.res[0] || PQntuples(g->ps.res[0]) != 1)
+        return;
+    atomic_store(&s->queue_counted, atoll(PQgetvalue(g->ps.res[0], 0, 0)));
+    atomic_fetch_sub(&s->queue_added, s->added_at_count);
+}
+
+void pgs__round_count(struct pg_store *s, int64_t now)
+{
+    if (s->count_inflight || now < s->next_count_ms)
+        return;
+    s->next_count_ms = now + s->poll_ms;
+    struct seg *g = pgs__seg_new(s, count_done);
+    if (!g)
+        return;
+    s->added_at_count = atomic_load(&s->queue_added);
+    g->ps.n = 1;
+    s->count_inflight = 1;
+    pgs__send_or_lose(s, g, pg_conn_send(&s->pc, pg_sql_count_queued, 0, NULL, NULL, NULL, 0) != 0);
+}

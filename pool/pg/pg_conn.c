@@ -73,6 +73,14 @@ void pg_conn_close(struct pg_conn *c)
     c->state = PG_DOWN;
 }
 
+/* The server's notices and warnings, in the log's format instead of raw on stderr. */
+static void log_notice(void *arg, const char *message)
+{
+    (void)arg;
+    int len = (int)strcspn(message, "\n");
+    log_warn("database: %.*s", len, message);
+}
+
 static void start_connect(struct pg_conn *c, int64_t now)
 {
     c->conn = PQconnectStartParams(c->keywords, c->values, 1);
@@ -82,6 +90,7 @@ static void start_connect(struct pg_conn *c, int64_t now)
         return;
     }
     PQsetnonblocking(c->conn, 1);
+    PQsetNoticeProcessor(c->conn, log_notice, NULL);
     c->state = PG_CONNECTING;
     c->connect_started_ms = now;
     c->polling = PGRES_POLLING_WRITING;

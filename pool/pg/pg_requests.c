@@ -4,6 +4,7 @@
  * periodic re-check of jobs that local waiters wait for on other nodes.
  */
 #include "pgstore.h"
+#include "pyjobd/registry.h"
 #include "pyjobd/log.h"
 
 #include <errno.h>
@@ -79,12 +80,8 @@ void pgs__req_finish(struct pg_store *s, struct req *q, int rc)
     int abandoned = q->abandoned;
     pthread_cond_broadcast(&s->cond);
     pthread_mutex_unlock(&s->lock);
-    if (abandoned) {
-        for (size_t i = 0; i < q->n; i++)
-            job_view_release(&q->views[i]);
-        free(q->views);
-        free(q);
-    }
+    if (abandoned)
+        pgs__req_free(q);
 }
 
 static int status_of(PGresult *r)
@@ -119,6 +116,18 @@ static void req_done(struct pg_store *s, struct seg *g, int ok)
             rc = -ENOMEM;
         }
         break;
+    case R_FETCH_MANY: {
+        int rows = r ? PQntuples(r) : 0;
+        q->views = calloc(rows ? (size_t)rows : 1, sizeof(*q->views));
+        if (!q->views) {
+            rc = -ENOMEM;
+            break;
+        }
+        for (int i = 0; i < rows && rc == 0; i++)
+            if ((rc = pg_row_view(r, i, 1, &q->views[i], NULL)) == 0)
+                q->n++;
+        break;
+    }
     case R_LIST: {
         int rows = r ? PQntuples(r) : 0;
         q->views = calloc(rows ? (size_t)rows : 1, sizeof(*q->views));
@@ -178,6 +187,11 @@ void pgs__round_request(struct pg_store *s, struct req *q)
         pg_param_text(&p, q->id);
         g->ps.n = 1;
         failed = pg_conn_send(&s->pc, pg_sql_fetch, p.n, p.values, p.lengths, p.formats, 1);
+        break;
+    case R_FETCH_MANY:
+        pg_param_text(&p, q->ids);
+        g->ps.n = 1;
+        failed = pg_conn_send(&s->pc, pg_sql_fetch_many, p.n, p.values, p.lengths, p.formats, 1);
         break;
     case R_LIST:
         pg_param_i64(&p, q->status);
@@ -257,11 +271,12 @@ static int request(struct pg_store *s, struct req *q)
     return q->rc;
 }
 
-static void req_free(struct req *q)
+void pgs__req_free(struct req *q)
 {
     for (size_t i = 0; i < q->n; i++)
         job_view_release(&q->views[i]);
     free(q->views);
+    free(q->ids);
     free(q);
 }
 
@@ -291,7 +306,50 @@ int store_fetch(struct store *base, const char *id, struct job_view *out)
     } else if (rc == 0) {
         rc = -ENOENT;
     }
-    req_free(q);
+    pgs__req_free(q);
+    return rc;
+}
+
+int store_fetch_many(struct store *base, char (*ids)[JOB_ID_LEN + 1], size_t n,
+                     struct job_view *out, int *found)
+{
+    struct pg_store *s = pgs__as_pg(base);
+    struct req *q = s ? req_new(R_FETCH_MANY, NULL) : NULL;
+    if (!q || !(q->ids = pgs__id_array(ids, 0, n))) {
+        free(q);
+        return -ENOMEM;
+    }
+    int rc = request(s, q);
+    if (rc == -ETIMEDOUT)
+        return rc;
+    struct registry *at = rc == 0 ? registry_new() : NULL;
+    if (rc == 0 && !at)
+        rc = -ENOMEM;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        found[i] = 0;
+        if (registry_insert(at, ids[i], &found[i]) == -ENOMEM)
+            rc = -ENOMEM; /* a repeated id keeps its first slot */
+    }
+    for (size_t k = 0; rc == 0 && k < q->n; k++) {
+        int *slot = registry_find(at, q->views[k].id);
+        if (!slot || *slot)
+            continue;
+        size_t i = (size_t)(slot - found);
+        out[i] = q->views[k];
+        memset(&q->views[k], 0, sizeof(q->views[k]));
+        *slot = 1;
+    }
+    /* Repeated ids get a copy of their first answer. */
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        int *slot = registry_find(at, ids[i]);
+        if (slot != &found[i] && *slot) {
+            size_t first = (size_t)(slot - found);
+            if (job_view_copy(&out[i], &out[first]) == 0)
+                found[i] = 1;
+        }
+    }
+    registry_free(at);
+    pgs__req_free(q);
     return rc;
 }
 
@@ -318,7 +376,7 @@ int store_list(struct store *base, const struct pool_list_query *lq, struct job_
         if (q->n)
             q->views = NULL, q->n = 0;
     }
-    req_free(q);
+    pgs__req_free(q);
     return rc;
 }
 
@@ -330,7 +388,7 @@ static int simple_request(struct store *base, enum rkind kind, const char *id)
         return -ENOMEM;
     int rc = request(s, q);
     if (rc != -ETIMEDOUT)
-        req_free(q);
+        pgs__req_free(q);
     return rc;
 }
 
@@ -345,7 +403,7 @@ int store_cancel(struct store *base, const char *id, int *status, char *node)
         return rc;
     *status = q->status;
     snprintf(node, JOB_NODE_MAX, "%s", q->node);
-    req_free(q);
+    pgs__req_free(q);
     return rc;
 }
 

@@ -25,7 +25,10 @@ char *pg_setup_sql(PGconn *conn, const char *schema, const char *const channels[
                  "BEGIN;"
                  /* Nodes starting together: one creates or migrates, the others wait. */
                  "SELECT pg_advisory_xact_lock(hashtext('pyjobd schema ' || %s));"
-                 "CREATE SCHEMA IF NOT EXISTS %s;"
+                 /* Only when missing: CREATE SCHEMA IF NOT EXISTS needs the CREATE
+                  * privilege on the database even when the schema exists. */
+                 "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %s)"
+                 " THEN EXECUTE 'CREATE SCHEMA ' || quote_ident(%s); END IF; END $$;"
                  "SET search_path TO %s;"
                  "CREATE TABLE IF NOT EXISTS meta (version int NOT NULL);"
                  "DO $$ BEGIN IF (SELECT max(version) FROM meta) > %d THEN RAISE EXCEPTION "
@@ -62,7 +65,7 @@ char *pg_setup_sql(PGconn *conn, const char *schema, const char *const channels[
                  "COMMIT;"
                  "SET search_path TO %s;"
                  "LISTEN %s; LISTEN %s; LISTEN %s;",
-                 lit, ident, ident, PG_SCHEMA_VERSION, PG_SCHEMA_VERSION, lit, PG_SCHEMA_VERSION,
+                 lit, lit, lit, ident, PG_SCHEMA_VERSION, PG_SCHEMA_VERSION, lit, PG_SCHEMA_VERSION,
                  ident, q, d, c) < 0)
         sql = NULL;
     PQfreemem(ident);
@@ -112,6 +115,10 @@ const char *const pg_sql_adopt =
 
 const char *const pg_sql_fetch = "SELECT " VIEW ", " PG_RESULT_COLS
                                  " FROM jobs j LEFT JOIN results r ON r.id = j.id WHERE j.id = $1";
+
+const char *const pg_sql_fetch_many =
+    "SELECT " VIEW ", " PG_RESULT_COLS " FROM jobs j LEFT JOIN results r ON r.id = j.id"
+    " WHERE j.id = ANY($1::text[])";
 
 const char *const pg_sql_fetch_done =
     "SELECT " VIEW ", " PG_RESULT_COLS " FROM jobs j LEFT JOIN results r ON r.id = j.id"
@@ -175,6 +182,10 @@ const char *const pg_sql_retention =
     " SELECT count(*) FROM d";
 
 const char *const pg_sql_notify = "SELECT pg_notify($1, $2)";
+
+/* An index-only scan of jobs_claimable. */
+const char *const pg_sql_count_queued =
+    "SELECT count(*) FROM jobs WHERE status = 0 AND node IS NULL";
 
 const char *const pg_sql_notify_waited =
     "SELECT pg_notify($1, string_agg(id, ',')) FROM jobs WHERE id = ANY($2::text[])"

@@ -38,7 +38,7 @@ struct wop {
     struct wop *next;
 };
 
-enum rkind { R_FETCH, R_LIST, R_CANCEL, R_FORGET, R_WATCH, R_ASK_CANCEL };
+enum rkind { R_FETCH, R_FETCH_MANY, R_LIST, R_CANCEL, R_FORGET, R_WATCH, R_ASK_CANCEL };
 
 struct req {
     enum rkind kind;
@@ -50,6 +50,7 @@ struct req {
     int force;
     uint64_t cursor;
     size_t limit;
+    char *ids; /* R_FETCH_MANY: '{id,...}' (malloc'd) */
     /* answer */
     int done, rc, abandoned;
     struct job_view *views;
@@ -93,6 +94,11 @@ struct pg_store {
     int64_t next_reg_ms;
     int64_t next_claim_ms, next_hb_ms, next_reap_ms, next_recheck_ms, next_ret_ms;
     _Atomic int64_t last_hb_ok_ms; /* read by other threads: store_lease_fresh */
+    /* The database's queue of unclaimed jobs, for --max-queue: the last count plus the
+     * unclaimed jobs queued here since that count was asked for. */
+    _Atomic int64_t queue_counted, queue_added;
+    int64_t added_at_count, next_count_ms;
+    int count_inflight;
 };
 
 /* Segments carry their context: what to do with the results. */
@@ -123,7 +129,8 @@ char *pgs__id_array(char (*ids)[JOB_ID_LEN + 1], size_t from, size_t to);
 /* Rounds: each sends one segment when due (see send_round in store_pg.c). */
 void pgs__round_writes(struct pg_store *s); /* pg_writes.c */
 void pgs__wop_free(struct wop *w);
-void pgs__round_claim(struct pg_store *s, int64_t now); /* pg_claims.c */
+void pgs__round_claim(struct pg_store *s, int64_t now);
+void pgs__round_count(struct pg_store *s, int64_t now); /* pg_claims.c */
 void pgs__round_adopt(struct pg_store *s);
 void pgs__new_node_id(struct pg_store *s);   /* store_pg.c */
 void pgs__send_register(struct pg_store *s); /* pg_membership.c */
@@ -132,6 +139,7 @@ void pgs__round_reap(struct pg_store *s, int64_t now);
 void pgs__round_retention(struct pg_store *s, int64_t now);
 void pgs__round_request(struct pg_store *s, struct req *q); /* pg_requests.c */
 void pgs__req_finish(struct pg_store *s, struct req *q, int rc);
+void pgs__req_free(struct req *q);
 void pgs__round_recheck(struct pg_store *s, int64_t now);
 
 #endif

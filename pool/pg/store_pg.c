@@ -116,6 +116,9 @@ static void on_ready(void *ctx)
     s->writes_inflight = s->claim_inflight = s->hb_inflight = s->reap_inflight = 0;
     s->recheck_inflight = s->ret_inflight = s->reg_inflight = 0;
     s->next_reg_ms = 0; /* send_round registers, or checks the membership by a heartbeat */
+    /* After an outage every heartbeat is stale: give the other nodes one lease to
+     * reconnect before presuming any of them dead. */
+    s->next_reap_ms = pgs__now_ms() + s->lease_ms;
     if (s->connected_before) {
         log_info("store: reconnected to the database");
         s->adopt_needed = 1;
@@ -198,6 +201,7 @@ static void send_round(struct pg_store *s, int64_t now)
         return;
     if (!s->claim_inflight)
         pgs__round_claim(s, now);
+    pgs__round_count(s, now);
     if (!s->hb_inflight && now >= s->next_hb_ms)
         pgs__round_heartbeat(s, now);
     if (!s->reap_inflight && now >= s->next_reap_ms)
@@ -215,6 +219,8 @@ static int64_t next_timer(struct pg_store *s)
         t = s->next_reap_ms;
     if (s->next_recheck_ms < t)
         t = s->next_recheck_ms;
+    if (s->next_count_ms < t)
+        t = s->next_count_ms;
     pthread_mutex_lock(&s->lock);
     if (s->want && s->next_claim_ms < t)
         t = s->next_claim_ms;
@@ -349,6 +355,8 @@ static uint64_t pg_put(struct store *base, const struct job_view *v, const struc
     if (flags & STORE_NEW) {
         w->kind = W_INSERT;
         w->claimed = (flags & STORE_CLAIMED) != 0;
+        if (!w->claimed)
+            atomic_fetch_add(&s->queue_added, 1);
         w->spec.callable = blob_ref(spec->callable);
         w->spec.args = blob_ref(spec->args);
         w->spec.kwargs = blob_ref(spec->kwargs);
@@ -494,6 +502,15 @@ int store_available(struct store *base)
     return up;
 }
 
+size_t store_queued(struct store *base)
+{
+    struct pg_store *s = pgs__as_pg(base);
+    if (!s)
+        return 0;
+    int64_t n = atomic_load(&s->queue_counted) + atomic_load(&s->queue_added);
+    return n > 0 ? (size_t)n : 0;
+}
+
 int store_lease_fresh(struct store *base)
 {
     struct pg_store *s = pgs__as_pg(base);
@@ -577,6 +594,16 @@ struct store *store_open_pg(const struct store_pg_options *o, char *err, size_t 
     const char *const channels[3] = {s->chan_queued, s->chan_done, s->chan_cancel};
     if (!s->uri || !s->schema || describe_uri(s, err, errlen) != 0)
         goto fail;
+    /* A plain identifier: it is also spliced into the setup script's DO blocks. */
+    size_t len = strlen(s->schema);
+    if (len > 63 || strspn(s->schema, "abcdefghijklmnopqrstuvwxyz0123456789_") != len ||
+        (s->schema[0] >= '0' && s->schema[0] <= '9')) {
+        snprintf(err, errlen,
+                 "--pg-schema '%.80s': use 1 to 63 lowercase letters, digits and underscores, "
+                 "not starting with a digit",
+                 s->schema);
+        goto fail;
+    }
     /* Quoting needs a connection object; an unconnected one will do. */
     PGconn *q = PQconnectStart("host=/nonexistent connect_timeout=1");
     s->setup_sql = q ? pg_setup_sql(q, s->schema, channels) : NULL;

@@ -516,6 +516,33 @@ def test_cancel_job_running_on_another_node(cluster):
     assert "victim" not in [ln.token for ln in cluster.lines() if ln.what == "end"]
 
 
+def test_max_queue_bounds_the_shared_queue(cluster):
+    """--max-queue bounds the jobs waiting in the database for any node (not only a
+    node's own queue): with every worker busy, submissions beyond it answer 429 on
+    either node, and are accepted again once the queue drains."""
+    a = cluster.node("a", "--max-queue", "3")
+    b = cluster.node("b", "--max-queue", "3")
+    busy = [a.submit_req(cluster.gated_request(f"busy{i}")) for i in range(2)]
+    for i in range(2):
+        cluster.wait_line("start", f"busy{i}")
+    # busy1 went through the database's queue to b: the count forgets it within the
+    # poll interval (until then the estimate errs on the full side).
+    time.sleep(1.5)
+    queued = [a.submit_req(cluster.record_request(f"q{i}")) for i in range(3)]
+    r = a.call("POST", "/v1/jobs", cluster.record_request("over"), expect=429)
+    assert "--max-queue" in r.value["detail"], r.value
+    time.sleep(1.5)  # b counts the shared queue at its poll interval (1 s)
+    b.call("POST", "/v1/jobs", cluster.record_request("over-b"), expect=429)
+    for i in range(2):
+        cluster.open_gate(f"busy{i}")
+    for j in busy + queued:
+        assert b.done(j["id"], timeout=20)["status"] == "succeeded"
+    time.sleep(1.5)
+    later = b.submit_req(cluster.record_request("later"))
+    assert a.done(later["id"], timeout=20)["status"] == "succeeded"
+    assert not {"over", "over-b"} & {ln.token for ln in cluster.lines()}
+
+
 def test_three_nodes_run_300_jobs_exactly_once(cluster):
     """300 jobs submitted to node A run exactly once each, spread over three nodes of
     one worker each; each job's `node` is the node that ran it."""
