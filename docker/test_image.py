@@ -3,8 +3,10 @@
 
 Builds docker/Dockerfile and docker/examples/numpy/Dockerfile, starts containers with a
 token on a published loopback port, and drives them from the host with curl and the
-Python client (client/python).  Every container and image it creates is removed by id
-at the end, also on failure or Ctrl-C.
+Python client (client/python).  Last, two containers share one PostgreSQL (a throw-away
+server on the host's loopback, from tests/integration/pgserver.py, reached through host
+networking).  Every container and image it creates, and the PostgreSQL server, is
+removed (stopped by PID) at the end, also on failure or Ctrl-C.
 
 Engine: $CONTAINER_ENGINE if set; else `docker` when a daemon answers; else whatever
 ../shared/tools/container-engine.sh prints (it sets up podman with a local
@@ -39,6 +41,7 @@ images_before = set()
 build_containers_before = None   # podman: build containers that existed before we built
 engine = None
 results = []          # (name, seconds) of the checks that passed
+pg_servers = []       # tests/integration/pgserver.PgServer instances, closed at exit
 
 
 class Failure(Exception):
@@ -157,6 +160,11 @@ def cleanup():
     for cid in containers:
         run(engine, "kill", cid, check=False, timeout=60)
         run(engine, "rm", "-f", cid, check=False, timeout=60)
+    for pg in pg_servers:     # after the containers: they are its clients
+        try:
+            pg.close()
+        except Exception as e:
+            log(f"warning: could not stop PostgreSQL (pid {pg.pid}): {e}")
     for vol in volumes:
         run(engine, "volume", "rm", "-f", vol, check=False, timeout=60)
     for d in tempdirs:
@@ -293,6 +301,20 @@ def zombies():
             fields = stat[stat.rindex(")") + 2:].split()
             if fields[0] == "Z":
                 out.append((int(d), comm, int(fields[1])))
+    return out
+
+
+def peek_db_password():
+    """What a job can learn of the database password: the server's environment and
+    command line (the worker's parent) and the password file."""
+    import os
+    out = {}
+    for name, path in (("environ", f"/proc/{os.getppid()}/environ"),
+                       ("cmdline", f"/proc/{os.getppid()}/cmdline"), ("pgpass", "/run/secrets/pgpass")):
+        try:
+            out[name] = open(path, "rb").read().decode(errors="replace")
+        except OSError as e:
+            out[name] = f"denied: {type(e).__name__}"
     return out
 
 
@@ -495,7 +517,121 @@ def main():
         eng("stop", cid3, timeout=60)
         check(inspect(cid3, "{{.State.ExitCode}}") == "0", "extended image exit status")
 
+    with step("two containers on one PostgreSQL (host network): any node answers for any job"):
+        shared_store(iid, token)
+
     return size
+
+
+def start_pg():
+    """A throw-away PostgreSQL on the host's loopback (tests/integration/pgserver.py),
+    with a role `pyjobd` that must log in with a password (scram) to its database.
+    Returns (server, dbname, password)."""
+    sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+    import pgserver
+    if not pgserver.find_bindir():
+        raise Failure("PostgreSQL server binaries not found in /usr/lib/postgresql/*/bin: "
+                      "run `make deps` (apt-get install postgresql)")
+    pg = pgserver.PgServer()
+    pg_servers.append(pg)
+    try:
+        pg.start()
+    except pgserver.PgError as e:
+        raise Failure(f"could not start PostgreSQL: {e}") from e
+    db, password = "pyjobd_docker", secrets.token_hex(16)
+    pg.sql("postgres", f"CREATE ROLE pyjobd LOGIN PASSWORD '{password}'")
+    pg.sql("postgres", f"CREATE DATABASE {db} OWNER pyjobd")
+    # First match wins: pyjobd must bring its password; the harness keeps trust.
+    hba = os.path.join(pg.datadir, "pg_hba.conf")
+    with open(hba) as f:
+        rules = f.read()
+    with open(hba, "w") as f:
+        f.write(f"host {db} pyjobd 127.0.0.1/32 scram-sha-256\n" + rules)
+    pg.sql("postgres", "SELECT pg_reload_conf()")
+    return pg, db, password
+
+
+def shared_store(iid, token):
+    """Two containers of the image, as in docker/examples/postgres/compose.yaml: server
+    as root, workers as `pyjobd`, the password in a PGPASSFILE (mode 0600) mounted
+    read-only, PYJOBD_STORE without it.  Host networking: the nodes reach PostgreSQL on
+    127.0.0.1 and listen on free loopback ports (PYJOBD_LISTEN=127.0.0.1)."""
+    pg, db, password = start_pg()
+    log(f"PostgreSQL {os.path.basename(os.path.dirname(pg.bindir))} on 127.0.0.1:{pg.port} "
+        f"(pid {pg.pid}), database {db}")
+    d = tempfile.mkdtemp(prefix="pyjobd-docker-pg-")
+    tempdirs.append(d)
+    pgpass = os.path.join(d, "pgpass")
+    with open(pgpass, "w") as f:
+        f.write(f"127.0.0.1:{pg.port}:{db}:pyjobd:{password}\n")
+    os.chmod(pgpass, 0o600)   # libpq ignores a password file others may read
+    store = f"postgresql://pyjobd@127.0.0.1:{pg.port}/{db}"
+    nodes = []
+    for name in ("one", "two"):
+        port = free_tcp_port()
+        cid = create(iid, "--network", "host", "--user", "0",
+                     "-v", f"{pgpass}:/run/secrets/pgpass:ro", "-e", "PGPASSFILE=/run/secrets/pgpass",
+                     "-e", f"PYJOBD_STORE={store}", "-e", f"PYJOBD_NODE_NAME={name}",
+                     "-e", "PYJOBD_WORKER_USER=pyjobd", "-e", f"PYJOBD_TOKEN={token}",
+                     "-e", "PYJOBD_LISTEN=127.0.0.1", "-e", f"PYJOBD_PORT={port}",
+                     "-e", "PYJOBD_WORKERS=1", "-e", "PYJOBD_NODE_LEASE=3")
+        eng("start", cid)
+        nodes.append((cid, f"http://127.0.0.1:{port}"))
+    for cid, base in nodes:
+        wait_ready(cid, base)
+    (cid1, base1), (cid2, base2) = nodes
+
+    ids = {}
+    for base in (base1, base2):
+        status, info = curl(f"{base}/v1/info", token=token)
+        check(status == 200, "GET /v1/info", (status, info))
+        check(info.get("store") == f"postgresql://pyjobd@127.0.0.1:{pg.port}/{db} (schema pyjobd)",
+              "/v1/info store", info.get("store"))
+        ids[base] = info.get("node") or ""
+    check(ids[base1].startswith("one-") and ids[base2].startswith("two-"), "node ids", ids)
+    log(f"nodes {ids[base1]} and {ids[base2]}, store {info['store']}")
+
+    # Sent to node one, read from node two (a long-poll there).
+    job = submit(base1, token, lambda x, y: x * y, (6, 7), wait=0)
+    status, done = curl(f"{base2}/v1/jobs/{job['id']}?wait=30", token=token, timeout=40)
+    check(status == 200, "GET on the other node", (status, done))
+    check(result_of(done) == 42 and done.get("node") == ids[base1], "job read on node two", done)
+    status, out = curl(f"{base2}/v1/jobs/{job['id']}/output", token=token)
+    check(status == 404 and "node that ran it" in json.dumps(out), "output on the other node", (status, out))
+    status, out = curl(f"{base1}/v1/jobs/{job['id']}/output", token=token)
+    check(status == 200, "output on the node that ran it", (status, out))
+
+    # Node one has one worker: of two jobs sent to it, node two claims one.
+    jobs = [submit(base1, token, sleeper, (1.5,), wait=0) for _ in range(2)]
+    ran_on = set()
+    for j in jobs:
+        status, done = curl(f"{base1}/v1/jobs/{j['id']}?wait=30", token=token, timeout=40)
+        check(status == 200 and done.get("status") == "succeeded", "sleeper", (status, done))
+        ran_on.add(done.get("node"))
+    check(ran_on == {ids[base1], ids[base2]}, "two jobs sent to node one ran on both nodes", ran_on)
+
+    # Workers run as pyjobd while the server is root: no way to the password.
+    for base in (base1, base2):
+        uid, name, _, _ = result_of(submit(base, token, whoami))
+        check(uid != 0 and name == "pyjobd", "worker user with PYJOBD_WORKER_USER", (uid, name))
+        seen = result_of(submit(base, token, peek_db_password))
+        # (the command line is readable by anyone; the password is not on it)
+        check(seen["environ"].startswith("denied") and seen["pgpass"].startswith("denied")
+              and password not in json.dumps(seen), "a job could read the database password", seen)
+    log(f"jobs sent to node one ran on {sorted(ran_on)}; workers run as {name} (uid {uid}); a job "
+        f"reading the server's environment: {seen['environ']}, the password file: {seen['pgpass']}")
+    for cid, _ in nodes:
+        p = eng("logs", cid)
+        check(password not in p.stdout + p.stderr, "the password in a node's log")
+        eng("stop", cid, timeout=60)
+        check(inspect(cid, "{{.State.ExitCode}}") == "0", "exit status of a node", cid)
+
+
+def free_tcp_port():
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 if __name__ == "__main__":
