@@ -267,11 +267,12 @@ static void *pg_main(void *arg)
         int64_t now = pgs__now_ms();
         pthread_mutex_lock(&s->lock);
         int stopping = s->stopping, writes_pending = s->wh != NULL;
-        if (s->pc.state != PG_READY && !s->open_result && s->pc.setup_failed)
-            s->open_result = -1; /* e.g. a newer schema: retrying will not help */
         if (s->pc.error[0])
             snprintf(s->last_error, sizeof(s->last_error), "%s", s->pc.error);
-        pthread_cond_broadcast(&s->cond);
+        if (s->pc.state != PG_READY && !s->open_result && s->pc.setup_failed) {
+            s->open_result = -1; /* e.g. a newer schema: retrying will not help */
+            pthread_cond_broadcast(&s->cond);
+        }
         pthread_mutex_unlock(&s->lock);
         if (stopping) {
             if (!stop_deadline)
@@ -291,8 +292,8 @@ static void *pg_main(void *arg)
         short events = 0;
         int64_t timeout;
         int fd = pg_conn_pollfd(&s->pc, &events, now, &timeout);
-        if (s->pc.state == PG_READY && s->registered) {
-            int64_t t = next_timer(s) - now;
+        if (s->pc.state == PG_READY) {
+            int64_t t = (s->registered ? next_timer(s) : s->next_reg_ms) - now;
             t = t < 0 ? 0 : t;
             timeout = timeout < 0 || t < timeout ? t : timeout;
         }
