@@ -41,9 +41,13 @@ void pool__cluster_want(struct pool *p)
 {
     if (!pool__shared(p))
         return;
+    /* A node with idle workers claims one job for each, and one more each to start
+     * without a round trip when the first ends; a busy node claims nothing, so long
+     * jobs are not hoarded while other nodes idle. */
     unsigned idle = pool__idle_workers(p);
-    unsigned want =
-        p->draining || p->stopping || idle <= p->queued ? 0 : idle - (unsigned)p->queued;
+    unsigned want = 0;
+    if (!p->draining && !p->stopping && idle > p->queued)
+        want = 2 * idle - (unsigned)p->queued;
     store_want(p->cfg.store, want);
 }
 
@@ -225,6 +229,21 @@ static void on_reaped(void *arg)
     pool__wake(p);
 }
 
+/* Keeps, of ids, those a local waiter waits for on another node. */
+static size_t on_keep_waited(void *arg, char (*ids)[JOB_ID_LEN + 1], size_t n)
+{
+    struct pool *p = arg;
+    size_t kept = 0;
+    pthread_mutex_lock(&p->lock);
+    for (size_t i = 0; i < n; i++) {
+        struct job *j = registry_find(p->jobs, ids[i]);
+        if (j && j->mirror && j->waiters && !job_status_is_terminal(j->v.status))
+            memmove(ids[kept++], ids[i], JOB_ID_LEN + 1);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return kept;
+}
+
 static size_t on_waited(void *arg, char (*ids)[JOB_ID_LEN + 1], size_t max)
 {
     struct pool *p = arg;
@@ -251,15 +270,17 @@ void pool__cluster_init(struct pool *p)
         .cancel = on_cancel,
         .reaped = on_reaped,
         .waited = on_waited,
+        .keep_waited = on_keep_waited,
     };
     store_set_events(p->cfg.store, &ev, p);
 }
 
 /* A watch on a job this node does not hold: a mirror carries the waiter (its view
  * stays a placeholder until the database's final one arrives). Lock held. */
-struct job *pool__mirror_for(struct pool *p, const char *id)
+struct job *pool__mirror_for(struct pool *p, const char *id, int *created)
 {
     struct job *j = registry_find(p->jobs, id);
+    *created = 0;
     if (j)
         return j;
     j = calloc(1, sizeof(*j));
@@ -276,5 +297,6 @@ struct job *pool__mirror_for(struct pool *p, const char *id)
     j->mirror = 1;
     j->seq = ++p->next_seq;
     pool__all_append(p, j);
+    *created = 1;
     return j;
 }

@@ -217,7 +217,7 @@ void pool__cluster_want(struct pool *p);
 void pool__mirror_release(struct pool *p, struct job *j);
 int pool__answers_locally(const struct pool *p, const struct job *j);
 int pool__cancel_here(struct pool *p, struct job *j, int force); /* pool_admin.c */
-struct job *pool__mirror_for(struct pool *p, const char *id);
+struct job *pool__mirror_for(struct pool *p, const char *id, int *created);
 
 /* persist.c */
 void pool__persist(struct pool *p, struct job *j);

@@ -306,7 +306,11 @@ int pool_job_get_many(struct pool *p, char (*ids)[JOB_ID_LEN + 1], size_t n, str
     pthread_mutex_lock(&p->lock);
     for (size_t i = 0; i < n; i++) {
         struct job *j = pool__lookup(p, ids[i], &rcs[i]);
-        if (j && pool__answers_locally(p, j))
+        /* A watched mirror is as fresh as the database's notifications: "not finished
+         * yet" needs no round trip (its end arrives as a final view). Only its status
+         * is meaningful until then, which is what multi-waits use. */
+        int watched = j && j->mirror && j->waiters;
+        if (j && (pool__answers_locally(p, j) || watched))
             rcs[i] = job_view_copy(&out[i], &j->v);
         else if (pool__shared(p))
             rcs[i] = 1, remote++; /* ask the database */
@@ -381,12 +385,12 @@ static int add_waiter(struct pool *p, struct job *j, int64_t deadline_ms, pool_w
 static int watch_remote(struct pool *p, const char *id, int64_t deadline_ms, pool_watch_cb cb,
                         void *arg)
 {
-    int rc = 0, earliest = 0, now_done = deadline_ms <= pool_now_ms();
+    int rc = 0, earliest = 0, created = 0, now_done = deadline_ms <= pool_now_ms();
     if (!now_done) {
         pthread_mutex_lock(&p->lock);
         /* The record may be ours by now (claimed meanwhile): then it is the one to
          * wait on, like any local job. */
-        struct job *j = p->stopping ? NULL : pool__mirror_for(p, id);
+        struct job *j = p->stopping ? NULL : pool__mirror_for(p, id, &created);
         if (!j || (job_status_is_terminal(j->v.status) && !j->awaiting_commit))
             now_done = 1; /* stopping, out of memory, or finished meanwhile: answer now */
         else
@@ -399,7 +403,8 @@ static int watch_remote(struct pool *p, const char *id, int64_t deadline_ms, poo
         cb(arg);
         return 0;
     }
-    store_watch(p->cfg.store, id);
+    if (created) /* a mirror that already existed is being watched */
+        store_watch(p->cfg.store, id);
     if (earliest)
         pool__wake(p);
     return 0;

@@ -104,7 +104,9 @@ int pool_job_get(struct pool *p, const char *id, struct job_view *out);
 
 /* pool_job_get for n ids at once (with a shared store, one database round trip for
  * all the jobs this node does not answer for): rcs[i] is pool_job_get's result for
- * ids[i], out[i] is filled when it is 0. Returns 0, or -ENOMEM. */
+ * ids[i], out[i] is filled when it is 0. Returns 0, or -ENOMEM. For what waits (a
+ * multi-wait): a job of another node already being waited for here comes from this
+ * node's copy, whose status says whether it finished (other fields may be blank). */
 int pool_job_get_many(struct pool *p, char (*ids)[JOB_ID_LEN + 1], size_t n, struct job_view *out,
                       int *rcs);
 

@@ -57,6 +57,9 @@ struct store_events {
     /* Ids of jobs of other nodes that a local waiter waits for: writes up to max ids
      * into ids, returns how many. */
     size_t (*waited)(void *arg, char (*ids)[JOB_ID_LEN + 1], size_t max);
+    /* Keeps (in place, in order) those of ids[0..n) that a local waiter waits for;
+     * returns how many. */
+    size_t (*keep_waited)(void *arg, char (*ids)[JOB_ID_LEN + 1], size_t n);
 };
 
 void store_set_events(struct store *s, const struct store_events *ev, void *arg);

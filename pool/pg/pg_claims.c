@@ -87,7 +87,7 @@ void pgs__round_claim(struct pg_store *s, int64_t now)
     g->nids = want;
     g->ps.n = 1;
     s->claim_inflight = 1;
-    pgs__send_or_lose(s, g, pg_conn_send(&s->pc, pg_sql_claim, 2, vals, NULL, NULL, 1) != 0);
+    pgs__send_or_lose(s, g, pg_conn_send(&s->pc, &pg_sql_claim, 2, vals, NULL, NULL, 1) != 0);
 }
 
 static void adopt_done(struct pg_store *s, struct seg *g, int ok)
@@ -115,7 +115,7 @@ void pgs__round_adopt(struct pg_store *s)
     pthread_mutex_unlock(&s->lock);
     const char *vals[1] = {node};
     g->ps.n = 1;
-    pgs__send_or_lose(s, g, pg_conn_send(&s->pc, pg_sql_adopt, 1, vals, NULL, NULL, 1) != 0);
+    pgs__send_or_lose(s, g, pg_conn_send(&s->pc, &pg_sql_adopt, 1, vals, NULL, NULL, 1) != 0);
 }
 
 /* --- the size of the shared queue (--max-queue) --------------------------------------- */
@@ -140,5 +140,6 @@ void pgs__round_count(struct pg_store *s, int64_t now)
     s->added_at_count = atomic_load(&s->queue_added);
     g->ps.n = 1;
     s->count_inflight = 1;
-    pgs__send_or_lose(s, g, pg_conn_send(&s->pc, pg_sql_count_queued, 0, NULL, NULL, NULL, 0) != 0);
+    pgs__send_or_lose(s, g,
+                      pg_conn_send(&s->pc, &pg_sql_count_queued, 0, NULL, NULL, NULL, 0) != 0);
 }

@@ -281,12 +281,13 @@ void pg_conn_step(struct pg_conn *c, short revents, int64_t now)
         pg_conn_lost(c, "the database did not answer in time", now);
 }
 
-int pg_conn_send(struct pg_conn *c, const char *sql, int nparams, const char *const *values,
-                 const int *lengths, const int *formats, int binary)
+int pg_conn_send(struct pg_conn *c, const struct pg_stmt *st, int nparams,
+                 const char *const *values, const int *lengths, const int *formats, int binary)
 {
     if (c->state != PG_READY)
         return -1;
-    if (!PQsendQueryParams(c->conn, sql, nparams, NULL, values, lengths, formats, binary)) {
+    /* Prepared by the setup script: parsed and planned once per connection. */
+    if (!PQsendQueryPrepared(c->conn, st->name, nparams, values, lengths, formats, binary)) {
         set_error(c, "");
         return -1;
     }

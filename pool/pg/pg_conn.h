@@ -9,6 +9,8 @@
 #define PYJOBD_PG_CONN_H
 
 #include <libpq-fe.h>
+
+#include "pg_sql.h"
 #include <stdint.h>
 
 struct pg_seg;
@@ -60,10 +62,11 @@ int pg_conn_pollfd(struct pg_conn *c, short *events, int64_t now, int64_t *timeo
  * timeout). Runs callbacks. */
 void pg_conn_step(struct pg_conn *c, short revents, int64_t now);
 
-/* Sends one statement of a segment being built (text parameters except where
- * formats[i] = 1; binary results when binary). 0 or -1 (connection lost). */
-int pg_conn_send(struct pg_conn *c, const char *sql, int nparams, const char *const *values,
-                 const int *lengths, const int *formats, int binary);
+/* Sends one statement (prepared on every connection, see pg_sql.h) of a segment being
+ * built: text parameters except where formats[i] = 1; binary results when binary.
+ * 0 or -1 (connection lost). */
+int pg_conn_send(struct pg_conn *c, const struct pg_stmt *st, int nparams,
+                 const char *const *values, const int *lengths, const int *formats, int binary);
 
 /* Ends the segment of the statements sent since the last sync: seg->n must equal their
  * number; seg->res is allocated here. 0 or -1 (the connection was lost; seg->done ran). */

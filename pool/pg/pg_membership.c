@@ -48,7 +48,7 @@ void pgs__send_register(struct pg_store *s)
     const char *vals[2] = {node, lease};
     g->ps.n = 1;
     s->reg_inflight = 1;
-    pgs__send_or_lose(s, g, pg_conn_send(&s->pc, pg_sql_register, 2, vals, NULL, NULL, 0) != 0);
+    pgs__send_or_lose(s, g, pg_conn_send(&s->pc, &pg_sql_register, 2, vals, NULL, NULL, 0) != 0);
 }
 
 static void heartbeat_done(struct pg_store *s, struct seg *g, int ok)
@@ -94,7 +94,7 @@ void pgs__round_heartbeat(struct pg_store *s, int64_t now)
     const char *vals[1] = {node};
     g->ps.n = 1;
     s->hb_inflight = 1;
-    pgs__send_or_lose(s, g, pg_conn_send(&s->pc, pg_sql_heartbeat, 1, vals, NULL, NULL, 0) != 0);
+    pgs__send_or_lose(s, g, pg_conn_send(&s->pc, &pg_sql_heartbeat, 1, vals, NULL, NULL, 0) != 0);
 }
 
 static void reap_done(struct pg_store *s, struct seg *g, int ok)
@@ -131,7 +131,7 @@ void pgs__round_reap(struct pg_store *s, int64_t now)
     const char *vals[4] = {t, s->chan_queued, s->chan_done, node};
     g->ps.n = 1;
     s->reap_inflight = 1;
-    pgs__send_or_lose(s, g, pg_conn_send(&s->pc, pg_sql_reap, 4, vals, NULL, NULL, 0) != 0);
+    pgs__send_or_lose(s, g, pg_conn_send(&s->pc, &pg_sql_reap, 4, vals, NULL, NULL, 0) != 0);
 }
 
 static void retention_done(struct pg_store *s, struct seg *g, int ok)
@@ -153,5 +153,5 @@ void pgs__round_retention(struct pg_store *s, int64_t now)
     const char *vals[1] = {before};
     g->ps.n = 1;
     s->ret_inflight = 1;
-    pgs__send_or_lose(s, g, pg_conn_send(&s->pc, pg_sql_retention, 1, vals, NULL, NULL, 0) != 0);
+    pgs__send_or_lose(s, g, pg_conn_send(&s->pc, &pg_sql_retention, 1, vals, NULL, NULL, 0) != 0);
 }

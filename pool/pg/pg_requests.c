@@ -41,18 +41,29 @@ static void recheck_done(struct pg_store *s, struct seg *g, int ok)
 void pgs__round_recheck(struct pg_store *s, int64_t now)
 {
     pthread_mutex_lock(&s->lock);
-    int go = s->recheck_now || now >= s->next_recheck_ms;
+    int all = s->recheck_now || now >= s->next_recheck_ms;
     s->recheck_now = 0;
+    /* Notified ids: those of jobs that someone, somewhere, waits for. */
+    char(*ids)[JOB_ID_LEN + 1] = s->done_ids;
+    size_t n = s->ndone;
+    s->done_ids = NULL;
+    s->ndone = s->capdone = 0;
     struct store_events ev = s->ev;
     void *arg = s->ev_arg;
     pthread_mutex_unlock(&s->lock);
-    if (!go || !ev.waited)
+    if (!ev.waited || !ev.keep_waited || (!all && !n)) {
+        free(ids);
         return;
-    s->next_recheck_ms = now + s->poll_ms;
-    char(*ids)[JOB_ID_LEN + 1] = calloc(WAITED_MAX, sizeof(*ids));
-    if (!ids)
-        return;
-    size_t n = ev.waited(arg, ids, WAITED_MAX);
+    }
+    if (all) {
+        /* Every job waited for here, at the poll interval: the fallback. */
+        s->next_recheck_ms = now + s->poll_ms;
+        free(ids);
+        ids = calloc(WAITED_MAX, sizeof(*ids));
+        n = ids ? ev.waited(arg, ids, WAITED_MAX) : 0;
+    } else {
+        n = ev.keep_waited(arg, ids, n); /* the notified ones waited for here */
+    }
     char *arr = n ? pgs__id_array(ids, 0, n) : NULL;
     free(ids);
     if (!arr)
@@ -65,7 +76,7 @@ void pgs__round_recheck(struct pg_store *s, int64_t now)
     const char *vals[1] = {arr};
     g->ps.n = 1;
     s->recheck_inflight = 1;
-    int failed = pg_conn_send(&s->pc, pg_sql_fetch_done, 1, vals, NULL, NULL, 1) != 0;
+    int failed = pg_conn_send(&s->pc, &pg_sql_fetch_done, 1, vals, NULL, NULL, 1) != 0;
     free(arr);
     pgs__send_or_lose(s, g, failed);
 }
@@ -186,12 +197,12 @@ void pgs__round_request(struct pg_store *s, struct req *q)
     case R_FETCH:
         pg_param_text(&p, q->id);
         g->ps.n = 1;
-        failed = pg_conn_send(&s->pc, pg_sql_fetch, p.n, p.values, p.lengths, p.formats, 1);
+        failed = pg_conn_send(&s->pc, &pg_sql_fetch, p.n, p.values, p.lengths, p.formats, 1);
         break;
     case R_FETCH_MANY:
         pg_param_text(&p, q->ids);
         g->ps.n = 1;
-        failed = pg_conn_send(&s->pc, pg_sql_fetch_many, p.n, p.values, p.lengths, p.formats, 1);
+        failed = pg_conn_send(&s->pc, &pg_sql_fetch_many, p.n, p.values, p.lengths, p.formats, 1);
         break;
     case R_LIST:
         pg_param_i64(&p, q->status);
@@ -199,7 +210,7 @@ void pgs__round_request(struct pg_store *s, struct req *q)
         pg_param_i64(&p, (int64_t)q->cursor);
         pg_param_i64(&p, (int64_t)q->limit + 1);
         g->ps.n = 1;
-        failed = pg_conn_send(&s->pc, pg_sql_list, p.n, p.values, p.lengths, p.formats, 1);
+        failed = pg_conn_send(&s->pc, &pg_sql_list, p.n, p.values, p.lengths, p.formats, 1);
         break;
     case R_CANCEL: {
         pg_param_text(&p, q->id);
@@ -210,17 +221,17 @@ void pgs__round_request(struct pg_store *s, struct req *q)
         const char *nv[2] = {s->chan_done, arr};
         g->ps.n = 3;
         failed = !arr ||
-                 pg_conn_send(&s->pc, pg_sql_cancel, p.n, p.values, p.lengths, p.formats, 0) ||
-                 pg_conn_send(&s->pc, pg_sql_status, 1, one, NULL, NULL, 0) ||
-                 pg_conn_send(&s->pc, pg_sql_notify_waited, 2, nv, NULL, NULL, 0);
+                 pg_conn_send(&s->pc, &pg_sql_cancel, p.n, p.values, p.lengths, p.formats, 0) ||
+                 pg_conn_send(&s->pc, &pg_sql_status, 1, one, NULL, NULL, 0) ||
+                 pg_conn_send(&s->pc, &pg_sql_notify_waited, 2, nv, NULL, NULL, 0);
         free(arr);
         break;
     }
     case R_FORGET: {
         const char *one[1] = {q->id};
         g->ps.n = 2;
-        failed = pg_conn_send(&s->pc, pg_sql_forget, 1, one, NULL, NULL, 0) ||
-                 pg_conn_send(&s->pc, pg_sql_status, 1, one, NULL, NULL, 0);
+        failed = pg_conn_send(&s->pc, &pg_sql_forget, 1, one, NULL, NULL, 0) ||
+                 pg_conn_send(&s->pc, &pg_sql_status, 1, one, NULL, NULL, 0);
         break;
     }
     case R_ASK_CANCEL: {
@@ -231,12 +242,12 @@ void pgs__round_request(struct pg_store *s, struct req *q)
         break;
     }
     case R_WATCH: {
-        const char *one[1] = {q->id};
-        char *arr = pgs__id_array((char(*)[JOB_ID_LEN + 1]) q->id, 0, 1);
-        const char *fv[1] = {arr};
+        /* Every watch asked for since the last round, in one statement each way. */
+        char *arr = pgs__id_array(q->watch, 0, q->nwatch);
+        const char *one[1] = {arr};
         g->ps.n = 2;
-        failed = !arr || pg_conn_send(&s->pc, pg_sql_watch, 1, one, NULL, NULL, 0) ||
-                 pg_conn_send(&s->pc, pg_sql_fetch_done, 1, fv, NULL, NULL, 1);
+        failed = !arr || pg_conn_send(&s->pc, &pg_sql_watch, 1, one, NULL, NULL, 0) ||
+                 pg_conn_send(&s->pc, &pg_sql_fetch_done, 1, one, NULL, NULL, 1);
         free(arr);
         break;
     }
@@ -277,6 +288,7 @@ void pgs__req_free(struct req *q)
         job_view_release(&q->views[i]);
     free(q->views);
     free(q->ids);
+    free(q->watch);
     free(q);
 }
 
@@ -434,9 +446,33 @@ static void post_request(struct pg_store *s, struct req *q)
 void store_watch(struct store *base, const char *id)
 {
     struct pg_store *s = pgs__as_pg(base);
-    struct req *q = s ? req_new(R_WATCH, id) : NULL;
-    if (q)
-        post_request(s, q);
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->lock);
+    if (!s->ready || s->stopping) {
+        pthread_mutex_unlock(&s->lock);
+        return; /* the periodic re-check covers it once connected */
+    }
+    struct req *q = s->watch_req;
+    if (!q && (q = req_new(R_WATCH, NULL))) {
+        q->abandoned = 1; /* the thread frees it; the answer comes as events.updated */
+        if (s->rt)
+            s->rt->next_req = q;
+        else
+            s->rh = q;
+        s->rt = q;
+        s->watch_req = q;
+    }
+    if (q && q->nwatch == q->capwatch) {
+        size_t cap = q->capwatch ? q->capwatch * 2 : 16;
+        void *more = realloc(q->watch, cap * sizeof(*q->watch));
+        if (more)
+            q->watch = more, q->capwatch = cap;
+    }
+    if (q && q->nwatch < q->capwatch)
+        memcpy(q->watch[q->nwatch++], id, JOB_ID_LEN + 1);
+    pthread_mutex_unlock(&s->lock);
+    pgs__poke(s);
 }
 
 void store_ask_cancel(struct store *base, const char *node, const char *id, int force)

@@ -68,6 +68,15 @@ char *pg_setup_sql(PGconn *conn, const char *schema, const char *const channels[
                  lit, lit, lit, ident, PG_SCHEMA_VERSION, PG_SCHEMA_VERSION, lit, PG_SCHEMA_VERSION,
                  ident, q, d, c) < 0)
         sql = NULL;
+    /* Every statement prepared once per connection, after search_path is set. */
+    for (int i = 0; sql && pg_statements[i]; i++) {
+        char *more = NULL;
+        if (asprintf(&more, "%sPREPARE %s AS %s;", sql, pg_statements[i]->name,
+                     pg_statements[i]->sql) < 0)
+            more = NULL;
+        free(sql);
+        sql = more;
+    }
     PQfreemem(ident);
     PQfreemem(lit);
     PQfreemem(q);
@@ -78,19 +87,22 @@ char *pg_setup_sql(PGconn *conn, const char *schema, const char *const channels[
 
 #define VIEW PG_VIEW_COLS
 
-const char *const pg_sql_insert =
+const struct pg_stmt pg_sql_insert = {
+    "pyjobd_insert",
     "WITH j AS (INSERT INTO jobs (id, owner, status, node, created_us, timeout, max_retries,"
     " retry_on_timeout, result_json_fmt, metadata)"
     " VALUES ($1, $2, 0, $3, $4::int8, $5::float8, $6::int, $7::bool, $8::bool, $9)"
     " ON CONFLICT (id) DO NOTHING RETURNING id)"
     " INSERT INTO payloads (id, callable, args, kwargs, json_args, json_kwargs)"
-    " SELECT id, $10::bytea, $11::bytea, $12::bytea, $13::bytea, $14::bytea FROM j";
+    " SELECT id, $10::bytea, $11::bytea, $12::bytea, $13::bytea, $14::bytea FROM j"};
 
-const char *const pg_sql_update =
+const struct pg_stmt pg_sql_update = {
+    "pyjobd_update",
     "UPDATE jobs SET status = $2::int2, attempts = $3::int, started_us = $4::int8,"
-    " worker_pid = $5::int WHERE id = $1 AND node = $6 AND status IN (0, 1) RETURNING id";
+    " worker_pid = $5::int WHERE id = $1 AND node = $6 AND status IN (0, 1) RETURNING id"};
 
-const char *const pg_sql_finish =
+const struct pg_stmt pg_sql_finish = {
+    "pyjobd_finish",
     "WITH u AS (UPDATE jobs SET status = $2::int2, attempts = $3::int, started_us = $4::int8,"
     " finished_us = $5::int8, worker_pid = $6::int, err_type = $7::int2, err_message = $8,"
     " err_exc_type = $9, err_exit_code = $10::int, err_signal = $11::int,"
@@ -98,59 +110,70 @@ const char *const pg_sql_finish =
     " WHERE id = $1 AND node = $13 AND attempts = $3::int AND status IN (0, 1) RETURNING id),"
     " ins AS (INSERT INTO results (id, result, result_json, err_exception, err_traceback)"
     " SELECT id, $14::bytea, $15::bytea, $16::bytea, $17 FROM u ON CONFLICT (id) DO NOTHING)"
-    " SELECT id FROM u";
+    " SELECT id FROM u"};
 
-const char *const pg_sql_delete = "DELETE FROM jobs WHERE id = $1";
+const struct pg_stmt pg_sql_delete = {"pyjobd_delete", "DELETE FROM jobs WHERE id = $1"};
 
-const char *const pg_sql_claim =
+const struct pg_stmt pg_sql_claim = {
+    "pyjobd_claim",
     "WITH picked AS MATERIALIZED (SELECT id FROM jobs WHERE status = 0 AND node IS NULL"
     " ORDER BY seq LIMIT $1::int FOR UPDATE SKIP LOCKED),"
     " c AS (UPDATE jobs SET node = $2 FROM picked WHERE jobs.id = picked.id RETURNING jobs.*)"
     " SELECT " VIEW ", " PG_PAYLOAD_COLS " FROM c j JOIN payloads p ON p.id = j.id"
-    " ORDER BY j.seq";
+    " ORDER BY j.seq"};
 
-const char *const pg_sql_adopt =
-    "SELECT " VIEW ", " PG_PAYLOAD_COLS " FROM jobs j JOIN payloads p ON p.id = j.id"
-    " WHERE j.node = $1 AND j.status = 0 ORDER BY j.seq";
+const struct pg_stmt pg_sql_adopt = {"pyjobd_adopt",
+                                     "SELECT " VIEW ", " PG_PAYLOAD_COLS
+                                     " FROM jobs j JOIN payloads p ON p.id = j.id"
+                                     " WHERE j.node = $1 AND j.status = 0 ORDER BY j.seq"};
 
-const char *const pg_sql_fetch = "SELECT " VIEW ", " PG_RESULT_COLS
-                                 " FROM jobs j LEFT JOIN results r ON r.id = j.id WHERE j.id = $1";
+const struct pg_stmt pg_sql_fetch = {
+    "pyjobd_fetch", "SELECT " VIEW ", " PG_RESULT_COLS
+                    " FROM jobs j LEFT JOIN results r ON r.id = j.id WHERE j.id = $1"};
 
-const char *const pg_sql_fetch_many =
-    "SELECT " VIEW ", " PG_RESULT_COLS " FROM jobs j LEFT JOIN results r ON r.id = j.id"
-    " WHERE j.id = ANY($1::text[])";
+const struct pg_stmt pg_sql_fetch_many = {"pyjobd_fetch_many",
+                                          "SELECT " VIEW ", " PG_RESULT_COLS
+                                          " FROM jobs j LEFT JOIN results r ON r.id = j.id"
+                                          " WHERE j.id = ANY($1::text[])"};
 
-const char *const pg_sql_fetch_done =
-    "SELECT " VIEW ", " PG_RESULT_COLS " FROM jobs j LEFT JOIN results r ON r.id = j.id"
-    " WHERE j.id = ANY($1::text[]) AND j.status >= 2";
+const struct pg_stmt pg_sql_fetch_done = {"pyjobd_fetch_done",
+                                          "SELECT " VIEW ", " PG_RESULT_COLS
+                                          " FROM jobs j LEFT JOIN results r ON r.id = j.id"
+                                          " WHERE j.id = ANY($1::text[]) AND j.status >= 2"};
 
-const char *const pg_sql_list =
+const struct pg_stmt pg_sql_list = {
+    "pyjobd_list",
     "SELECT " VIEW " FROM jobs j WHERE ($1::int < 0 OR j.status = $1::int)"
     " AND ($2::text IS NULL OR j.owner = $2::text) AND ($3::int8 = 0 OR j.seq < $3::int8)"
-    " ORDER BY j.seq DESC LIMIT $4::int";
+    " ORDER BY j.seq DESC LIMIT $4::int"};
 
-const char *const pg_sql_cancel =
+const struct pg_stmt pg_sql_cancel = {
+    "pyjobd_cancel",
     "UPDATE jobs SET status = 4, finished_us = $2::int8, err_type = 6, err_message = $3"
-    " WHERE id = $1 AND status = 0 AND node IS NULL RETURNING id";
+    " WHERE id = $1 AND status = 0 AND node IS NULL RETURNING id"};
 
-const char *const pg_sql_forget = "DELETE FROM jobs WHERE id = $1 AND status >= 2 RETURNING id";
+const struct pg_stmt pg_sql_forget = {
+    "pyjobd_forget", "DELETE FROM jobs WHERE id = $1 AND status >= 2 RETURNING id"};
 
-const char *const pg_sql_status = "SELECT status, node FROM jobs WHERE id = $1";
+const struct pg_stmt pg_sql_status = {"pyjobd_status",
+                                      "SELECT status, node FROM jobs WHERE id = $1"};
 
-const char *const pg_sql_watch =
-    "UPDATE jobs SET has_waiter = true WHERE id = $1 AND status < 2 AND NOT has_waiter";
+const struct pg_stmt pg_sql_watch = {
+    "pyjobd_watch", "UPDATE jobs SET has_waiter = true WHERE id = ANY($1::text[]) AND status < 2"
+                    " AND NOT has_waiter"};
 
-const char *const pg_sql_register =
-    "INSERT INTO nodes (id, lease_ms) VALUES ($1, $2::int) ON CONFLICT (id)"
-    " DO UPDATE SET heartbeat_at = now(), lease_ms = EXCLUDED.lease_ms";
+const struct pg_stmt pg_sql_register = {
+    "pyjobd_register", "INSERT INTO nodes (id, lease_ms) VALUES ($1, $2::int) ON CONFLICT (id)"
+                       " DO UPDATE SET heartbeat_at = now(), lease_ms = EXCLUDED.lease_ms"};
 
-const char *const pg_sql_heartbeat =
-    "UPDATE nodes SET heartbeat_at = now() WHERE id = $1 RETURNING id";
+const struct pg_stmt pg_sql_heartbeat = {
+    "pyjobd_heartbeat", "UPDATE nodes SET heartbeat_at = now() WHERE id = $1 RETURNING id"};
 
 /* A node whose heartbeat is older than its lease is dead: its claimed jobs go back to
  * the queue; its running ones too while they have retries left, else they fail. */
 #define LOST "j.status = 1 AND j.attempts > j.max_retries"
-const char *const pg_sql_reap =
+const struct pg_stmt pg_sql_reap = {
+    "pyjobd_reap",
     "WITH dead AS (DELETE FROM nodes WHERE heartbeat_at < now() - lease_ms * interval '1 ms'"
     " AND id <> $4 RETURNING id),"
     " lost AS (UPDATE jobs j SET node = NULL, worker_pid = 0,"
@@ -170,26 +193,29 @@ const char *const pg_sql_reap =
     " nd AS (SELECT pg_notify($3, '') FROM lost WHERE status = 3 HAVING count(*) > 0)"
     " SELECT (SELECT string_agg(id, ' ') FROM dead), count(*) FILTER (WHERE status = 0),"
     " count(*) FILTER (WHERE status = 3), (SELECT count(*) FROM nq) + (SELECT count(*) FROM nd)"
-    " FROM lost";
+    " FROM lost"};
 
-const char *const pg_sql_release =
+const struct pg_stmt pg_sql_release = {
+    "pyjobd_release",
     "WITH r AS (UPDATE jobs SET node = NULL WHERE node = $1 AND status = 0 RETURNING id),"
-    " d AS (DELETE FROM nodes WHERE id = $1) SELECT count(*) FROM r";
+    " d AS (DELETE FROM nodes WHERE id = $1) SELECT count(*) FROM r"};
 
-const char *const pg_sql_retention =
+const struct pg_stmt pg_sql_retention = {
+    "pyjobd_retention",
     "WITH d AS (DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE status >= 2"
     " AND finished_us < $1::int8 ORDER BY finished_us LIMIT 1000) RETURNING 1)"
-    " SELECT count(*) FROM d";
+    " SELECT count(*) FROM d"};
 
-const char *const pg_sql_notify = "SELECT pg_notify($1, $2)";
+const struct pg_stmt pg_sql_notify = {"pyjobd_notify", "SELECT pg_notify($1, $2)"};
 
 /* An index-only scan of jobs_claimable. */
-const char *const pg_sql_count_queued =
-    "SELECT count(*) FROM jobs WHERE status = 0 AND node IS NULL";
+const struct pg_stmt pg_sql_count_queued = {
+    "pyjobd_count_queued", "SELECT count(*) FROM jobs WHERE status = 0 AND node IS NULL"};
 
-const char *const pg_sql_notify_waited =
+const struct pg_stmt pg_sql_notify_waited = {
+    "pyjobd_notify_waited",
     "SELECT pg_notify($1, string_agg(id, ',')) FROM jobs WHERE id = ANY($2::text[])"
-    " AND has_waiter HAVING count(*) > 0";
+    " AND has_waiter HAVING count(*) > 0"};
 
 /* --- binary rows ---------------------------------------------------------------------- */
 
@@ -359,3 +385,29 @@ void pg_param_blob(struct pg_params *p, const struct blob *b)
     p->lengths[i] = b ? (int)blob_len(b) : 0;
     p->formats[i] = 1;
 }
+
+const struct pg_stmt *const pg_statements[] = {
+    &pg_sql_insert,
+    &pg_sql_update,
+    &pg_sql_finish,
+    &pg_sql_delete,
+    &pg_sql_claim,
+    &pg_sql_adopt,
+    &pg_sql_fetch,
+    &pg_sql_fetch_many,
+    &pg_sql_fetch_done,
+    &pg_sql_list,
+    &pg_sql_cancel,
+    &pg_sql_forget,
+    &pg_sql_status,
+    &pg_sql_watch,
+    &pg_sql_register,
+    &pg_sql_heartbeat,
+    &pg_sql_reap,
+    &pg_sql_release,
+    &pg_sql_retention,
+    &pg_sql_notify,
+    &pg_sql_count_queued,
+    &pg_sql_notify_waited,
+    NULL,
+};

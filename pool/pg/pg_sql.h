@@ -19,6 +19,13 @@
  * LISTEN. schema is the bare name; NULL on ENOMEM or a name libpq cannot quote. */
 char *pg_setup_sql(PGconn *conn, const char *schema, const char *const channels[3]);
 
+/* A statement, prepared under its name on every connection by the setup script. */
+struct pg_stmt {
+    const char *name;
+    const char *sql;
+};
+extern const struct pg_stmt *const pg_statements[]; /* NULL-terminated */
+
 /* Columns of a job view, in the order pg_row_view reads them. */
 #define PG_VIEW_COLS                                                                               \
     "j.id, j.status, j.owner, j.node, j.created_us, j.started_us, j.finished_us, j.timeout, "      \
@@ -32,28 +39,28 @@ char *pg_setup_sql(PGconn *conn, const char *schema, const char *const channels[
     "p.callable, p.args, p.kwargs, p.json_args, p.json_kwargs, j.retry_on_timeout, "               \
     "j.result_json_fmt"
 
-extern const char *const pg_sql_insert;       /* $1..$14: a new job and its payload */
-extern const char *const pg_sql_update;       /* $1..$6: a non-final transition, fenced */
-extern const char *const pg_sql_finish;       /* $1..$17: the final state and results, fenced */
-extern const char *const pg_sql_delete;       /* $1 */
-extern const char *const pg_sql_claim;        /* $1 limit, $2 node */
-extern const char *const pg_sql_adopt;        /* $1 node */
-extern const char *const pg_sql_fetch;        /* $1 id */
-extern const char *const pg_sql_fetch_many;   /* $1 '{id,...}' */
-extern const char *const pg_sql_fetch_done;   /* $1 '{id,...}': finished ones only */
-extern const char *const pg_sql_list;         /* $1 status|-1, $2 owner|NULL, $3 cursor, $4 limit */
-extern const char *const pg_sql_cancel;       /* $1 id, $2 finished_us, $3 message */
-extern const char *const pg_sql_forget;       /* $1 id */
-extern const char *const pg_sql_status;       /* $1 id → status, node */
-extern const char *const pg_sql_watch;        /* $1 id */
-extern const char *const pg_sql_register;     /* $1 node, $2 lease_ms */
-extern const char *const pg_sql_heartbeat;    /* $1 node → one row while registered */
-extern const char *const pg_sql_reap;         /* $1 now_us, $2, $3 channels, $4 this node */
-extern const char *const pg_sql_release;      /* $1 node: unclaim its queued jobs, unregister */
-extern const char *const pg_sql_retention;    /* $1 finished before (µs) → deleted count */
-extern const char *const pg_sql_count_queued; /* → unclaimed queued jobs */
-extern const char *const pg_sql_notify;       /* $1 channel, $2 payload */
-extern const char *const pg_sql_notify_waited; /* $1 channel, $2 '{id,...}' */
+extern const struct pg_stmt pg_sql_insert;     /* $1..$14: a new job and its payload */
+extern const struct pg_stmt pg_sql_update;     /* $1..$6: a non-final transition, fenced */
+extern const struct pg_stmt pg_sql_finish;     /* $1..$17: the final state and results, fenced */
+extern const struct pg_stmt pg_sql_delete;     /* $1 */
+extern const struct pg_stmt pg_sql_claim;      /* $1 limit, $2 node */
+extern const struct pg_stmt pg_sql_adopt;      /* $1 node */
+extern const struct pg_stmt pg_sql_fetch;      /* $1 id */
+extern const struct pg_stmt pg_sql_fetch_many; /* $1 '{id,...}' */
+extern const struct pg_stmt pg_sql_fetch_done; /* $1 '{id,...}': finished ones only */
+extern const struct pg_stmt pg_sql_list;      /* $1 status|-1, $2 owner|NULL, $3 cursor, $4 limit */
+extern const struct pg_stmt pg_sql_cancel;    /* $1 id, $2 finished_us, $3 message */
+extern const struct pg_stmt pg_sql_forget;    /* $1 id */
+extern const struct pg_stmt pg_sql_status;    /* $1 id → status, node */
+extern const struct pg_stmt pg_sql_watch;     /* $1 '{id,...}' */
+extern const struct pg_stmt pg_sql_register;  /* $1 node, $2 lease_ms */
+extern const struct pg_stmt pg_sql_heartbeat; /* $1 node → one row while registered */
+extern const struct pg_stmt pg_sql_reap;      /* $1 now_us, $2, $3 channels, $4 this node */
+extern const struct pg_stmt pg_sql_release;   /* $1 node: unclaim its queued jobs, unregister */
+extern const struct pg_stmt pg_sql_retention; /* $1 finished before (µs) → deleted count */
+extern const struct pg_stmt pg_sql_count_queued;  /* → unclaimed queued jobs */
+extern const struct pg_stmt pg_sql_notify;        /* $1 channel, $2 payload */
+extern const struct pg_stmt pg_sql_notify_waited; /* $1 channel, $2 '{id,...}' */
 
 /* Decodes PG_VIEW_COLS at col 0 of a binary result row (and PG_RESULT_COLS after them
  * when with_results). 0 or -ENOMEM / -EPROTO. */

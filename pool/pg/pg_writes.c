@@ -108,14 +108,14 @@ static int send_write(struct pg_store *s, struct wop *w)
         pg_param_blob(&p, w->spec.kwargs);
         pg_param_blob(&p, w->spec.json_args);
         pg_param_blob(&p, w->spec.json_kwargs);
-        return pg_conn_send(&s->pc, pg_sql_insert, p.n, p.values, p.lengths, p.formats, 0);
+        return pg_conn_send(&s->pc, &pg_sql_insert, p.n, p.values, p.lengths, p.formats, 0);
     case W_UPDATE:
         pg_param_i64(&p, v->status);
         pg_param_i64(&p, v->attempts);
         pg_param_i64(&p, pg_ts_us(v->started_at));
         pg_param_i64(&p, v->worker_pid);
         pg_param_text(&p, w->node);
-        return pg_conn_send(&s->pc, pg_sql_update, p.n, p.values, p.lengths, p.formats, 0);
+        return pg_conn_send(&s->pc, &pg_sql_update, p.n, p.values, p.lengths, p.formats, 0);
     case W_FINISH:
         pg_param_i64(&p, v->status);
         pg_param_i64(&p, v->attempts);
@@ -133,9 +133,9 @@ static int send_write(struct pg_store *s, struct wop *w)
         pg_param_blob(&p, v->result_json);
         pg_param_blob(&p, v->error.exception);
         pg_param_text(&p, v->error.traceback);
-        return pg_conn_send(&s->pc, pg_sql_finish, p.n, p.values, p.lengths, p.formats, 0);
+        return pg_conn_send(&s->pc, &pg_sql_finish, p.n, p.values, p.lengths, p.formats, 0);
     case W_DELETE:
-        return pg_conn_send(&s->pc, pg_sql_delete, p.n, p.values, p.lengths, p.formats, 0);
+        return pg_conn_send(&s->pc, &pg_sql_delete, p.n, p.values, p.lengths, p.formats, 0);
     }
     return -1;
 }
@@ -162,7 +162,7 @@ char *pgs__id_array(char (*ids)[JOB_ID_LEN + 1], size_t from, size_t to)
 int pgs__send_notify(struct pg_store *s, const char *chan, const char *payload)
 {
     const char *vals[2] = {chan, payload};
-    return pg_conn_send(&s->pc, pg_sql_notify, 2, vals, NULL, NULL, 0);
+    return pg_conn_send(&s->pc, &pg_sql_notify, 2, vals, NULL, NULL, 0);
 }
 
 /* Statements that tell waiters elsewhere about finished jobs: one per NOTIFY_IDS. */
@@ -174,7 +174,7 @@ static int send_notify_waited(struct pg_store *s, char (*ids)[JOB_ID_LEN + 1], s
         if (!arr)
             return -1;
         const char *vals[2] = {s->chan_done, arr};
-        int rc = pg_conn_send(&s->pc, pg_sql_notify_waited, 2, vals, NULL, NULL, 0);
+        int rc = pg_conn_send(&s->pc, &pg_sql_notify_waited, 2, vals, NULL, NULL, 0);
         free(arr);
         if (rc)
             return -1;

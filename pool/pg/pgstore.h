@@ -50,7 +50,9 @@ struct req {
     int force;
     uint64_t cursor;
     size_t limit;
-    char *ids; /* R_FETCH_MANY: '{id,...}' (malloc'd) */
+    char *ids;                     /* R_FETCH_MANY: '{id,...}' (malloc'd) */
+    char (*watch)[JOB_ID_LEN + 1]; /* R_WATCH: the ids, gathered until the thread sends it */
+    size_t nwatch, capwatch;
     /* answer */
     int done, rc, abandoned;
     struct job_view *views;
@@ -77,8 +79,13 @@ struct pg_store {
     struct wop *wh, *wt;
     uint64_t next_ticket, committed, failed_upto;
     struct req *rh, *rt;
+    struct req *watch_req; /* queued R_WATCH that more ids join, until sent */
     unsigned want;
-    int claim_now, recheck_now;
+    int claim_now;
+    int recheck_now; /* re-check every waited job (reconnected, a node reaped, ...) */
+    /* Finished jobs named by completion notifications, to re-check if waited here. */
+    char (*done_ids)[JOB_ID_LEN + 1];
+    size_t ndone, capdone;
     int ready;       /* connected and registered */
     int open_result; /* 0 waiting for the first connection, 1 up, -1 failed for good */
     int stopping;

@@ -101,6 +101,7 @@ static void fail_requests(struct pg_store *s, int rc)
     pthread_mutex_lock(&s->lock);
     struct req *q = s->rh;
     s->rh = s->rt = NULL;
+    s->watch_req = NULL;
     pthread_mutex_unlock(&s->lock);
     while (q) {
         struct req *n = q->next_req;
@@ -135,6 +136,34 @@ static void on_lost(void *ctx)
     s->registered = 0;
 }
 
+/* Lock held. A completion notification: "id,id,..." (or "" for "re-check all"). */
+static void note_done(struct pg_store *s, const char *payload)
+{
+    const size_t most = 4096; /* beyond, re-checking everything is cheaper */
+    for (const char *p = payload; *p && !s->recheck_now; p += *p == ',') {
+        size_t len = strcspn(p, ",");
+        if (len != JOB_ID_LEN || s->ndone >= most) {
+            s->recheck_now = 1;
+            break;
+        }
+        if (s->ndone == s->capdone) {
+            size_t cap = s->capdone ? s->capdone * 2 : 64;
+            void *more = realloc(s->done_ids, cap * sizeof(*s->done_ids));
+            if (!more) {
+                s->recheck_now = 1;
+                break;
+            }
+            s->done_ids = more;
+            s->capdone = cap;
+        }
+        memcpy(s->done_ids[s->ndone], p, JOB_ID_LEN);
+        s->done_ids[s->ndone++][JOB_ID_LEN] = 0;
+        p += len;
+    }
+    if (!*payload)
+        s->recheck_now = 1;
+}
+
 static void on_notify(void *ctx, const char *channel, const char *payload)
 {
     struct pg_store *s = ctx;
@@ -157,7 +186,7 @@ static void on_notify(void *ctx, const char *channel, const char *payload)
     if (strcmp(channel, s->chan_queued) == 0)
         s->claim_now = 1;
     else if (strcmp(channel, s->chan_done) == 0)
-        s->recheck_now = 1;
+        note_done(s, payload);
     pthread_mutex_unlock(&s->lock);
 }
 
@@ -188,6 +217,8 @@ static void send_round(struct pg_store *s, int64_t now)
             s->rh = q->next_req;
             if (!s->rh)
                 s->rt = NULL;
+            if (q == s->watch_req)
+                s->watch_req = NULL; /* being sent: later watches start a new one */
         }
         pthread_mutex_unlock(&s->lock);
         if (!q || s->pc.state != PG_READY) {
@@ -250,7 +281,7 @@ static void send_release(struct pg_store *s)
     }
     const char *vals[1] = {s->node_id};
     g->ps.n = 2;
-    int failed = pg_conn_send(&s->pc, pg_sql_release, 1, vals, NULL, NULL, 0) ||
+    int failed = pg_conn_send(&s->pc, &pg_sql_release, 1, vals, NULL, NULL, 0) ||
                  pgs__send_notify(s, s->chan_queued, "");
     pgs__send_or_lose(s, g, failed);
 }
@@ -446,6 +477,7 @@ static void pg_close(struct store *base)
     free(s->schema);
     free(s->setup_sql);
     free(s->describe);
+    free(s->done_ids);
     free(s);
 }
 
