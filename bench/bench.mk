@@ -5,7 +5,8 @@
 #   make bench                          full run (< 10 min), table + bench/results/latest.json
 #   make bench BENCH_ARGS=--quick       small sizes, to try the harness (~15 s)
 #   make bench BENCH_ARGS="--only 1,3"  some sections only (1 latency, 2 map, 3 raw HTTP,
-#                                       4 crash/timeout, 5 memory); --reps N repetitions
+#                                       4 crash/timeout, 5 memory, 6 shared store: 2 nodes
+#                                       on PostgreSQL vs 1 on SQLite); --reps N repetitions
 #
 # It never fails on a number: it is a measurement, not a test.
 

@@ -1,11 +1,12 @@
 #!/usr/bin/python3
 """pyjobd benchmark against loky and ProcessPoolExecutor (see bench/README.md).
 
-    /usr/bin/python3 bench/run.py [--reps N] [--only 1,2,3,4,5] [--quick]
+    /usr/bin/python3 bench/run.py [--reps N] [--only 1,2,3,4,5,6] [--quick]
 
-Same machine, same run, 2 workers for everyone. Every figure is the median of
---reps repetitions, with min and max. Prints a table and writes
-bench/results/latest.json. Never exits non-zero because of a number.
+Same machine, same run, 2 workers for everyone (section 6: 2 workers in all, or 2 per
+node for its (c) row). Every figure is the median of --reps repetitions, with min and
+max. Prints a table and writes bench/results/latest.json. Never exits non-zero because
+of a number.
 """
 
 import argparse
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import shutil
 import tempfile
+import threading
 import time
 import traceback
 
@@ -648,6 +650,278 @@ def section_memory(args):
     RESULTS["sections"]["5 memory"]["details"] = extra
 
 
+# --------------------------------------------------------------------------- 6 cluster
+
+def _proc_table():
+    """pid -> (ppid, utime + stime in seconds) for every process on the machine."""
+    hz = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                rest = f.read().rsplit(")", 1)[1].split()
+            out[int(d)] = (int(rest[1]), (int(rest[11]) + int(rest[12])) / hz)
+        except (OSError, IndexError, ValueError):
+            pass
+    return out
+
+
+def _tree_cpu(table, roots):
+    """CPU seconds of each process under roots (roots included): {pid: seconds}."""
+    keep, grew = set(roots), True
+    while grew:
+        grew = False
+        for pid, (ppid, _) in table.items():
+            if ppid in keep and pid not in keep:
+                keep.add(pid)
+                grew = True
+    return {p: table[p][1] for p in keep if p in table}
+
+
+class CpuMeter:
+    """CPU seconds spent by the nodes (and their workers), PostgreSQL (postmaster and
+    backends) and this process, between start() and stop()."""
+
+    def __init__(self, node_pids, pg_pid=None):
+        self.node_pids, self.pg_pid = list(node_pids), pg_pid
+
+    @staticmethod
+    def _busy():
+        """CPU seconds the whole machine spent outside idle and iowait (/proc/stat)."""
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:9]]
+        return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
+
+    def _snap(self):
+        t = _proc_table()
+        ru = os.times()
+        return (_tree_cpu(t, self.node_pids), _tree_cpu(t, [self.pg_pid]) if self.pg_pid else {},
+                ru.user + ru.system, self._busy())
+
+    def start(self):
+        self.before = self._snap()
+
+    def stop(self):
+        """CPU seconds by part; "other": the rest of the machine (other processes: a
+        large value means the run was disturbed)."""
+        after = self._snap()
+        d = lambda b, a: sum(v - b.get(p, 0.0) for p, v in a.items())  # noqa: E731
+        out = {"nodes": d(self.before[0], after[0]), "postgres": d(self.before[1], after[1]),
+               "client": after[2] - self.before[2]}
+        out["other"] = max(0.0, after[3] - self.before[3] - sum(out.values()))
+        return out
+
+
+def _pg_value(pg, db, q):
+    rows = pg.sql(db, q)
+    return rows[0][0] if rows else None
+
+
+def _pg_jobs_per_node(pg, db):
+    return {n: int(c) for n, c in pg.sql(db, "SELECT coalesce(node, '-'), count(*) FROM pyjobd.jobs GROUP BY 1")}
+
+
+def _pg_commits(pg, db):
+    """Transactions committed in db so far, once its clients (the nodes) are gone: a
+    backend reports its counters when it exits."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and int(_pg_value(
+            pg, "postgres", f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}'")):
+        time.sleep(0.02)
+    return int(_pg_value(pg, "postgres", f"SELECT xact_commit FROM pg_stat_database WHERE datname = '{db}'"))
+
+
+def _node_log_problems(servers):
+    """Lines of the nodes' logs (level warn and above, see Server) other than the
+    usual start/stop lines."""
+    out = []
+    for s in servers:
+        try:
+            s.errlog.seek(0)
+            text = s.errlog.read().decode(errors="replace")
+        except Exception:
+            continue
+        for line in text.splitlines():
+            if " warn " in line or " error " in line:
+                out.append(line.strip())
+    return out
+
+
+def section_cluster(args):
+    """Issue 10: a trivial map on 2 nodes sharing one PostgreSQL vs 1 node on SQLite."""
+    n, w = args.cluster_n, WORKERS
+    log(f"6. shared store: {n:,}-job map, 1 node on SQLite vs 2 nodes on one PostgreSQL")
+    try:
+        sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+        import pgserver
+    except ImportError as e:
+        log(f"  tests/integration/pgserver.py not importable ({e!r}): skipped")
+        return
+    if not pgserver.find_bindir():
+        log("  PostgreSQL server binaries not found (/usr/lib/postgresql/*/bin; `make deps` installs them): skipped")
+        return
+    import pyjobd
+
+    pg = pgserver.PgServer().start()
+    res, details, problems = {}, [], []
+    try:
+        RESULTS["meta"]["postgresql"] = _pg_value(pg, "postgres", "SHOW server_version")
+
+        def add(name, v):
+            res.setdefault(name, []).append(v)
+
+        def run_config(key, rep, nodes, workers, mode="map"):
+            """Starts the nodes, warms them up, times the map, stops them. Returns jobs/s."""
+            store_dir, db = None, None
+            if nodes == 0:  # the SQLite baseline: one node
+                store_dir = tempfile.mkdtemp(prefix="pyjobd-bench-store-")
+                stores, names = [f"sqlite:{store_dir}/jobs.db"], [None]
+            else:
+                db = f"bench_{key}_{rep}"
+                uri = pg.create_database(db)
+                stores, names = [uri] * nodes, [f"bench{i + 1}" for i in range(nodes)]
+            servers = []
+            try:
+                for store, name in zip(stores, names):
+                    extra = ("--store", store) + (("--node-name", name) if name else ())
+                    servers.append(Server(args.bin, extra=extra, workers=workers))
+                k = len(servers)
+                parts = [range(i * n // k, (i + 1) * n // k) for i in range(k)]
+                executors = [pyjobd.Executor(s.url) for s in servers]
+                for ex in executors:  # warm up (workers, connections, plan caches)
+                    assert list(ex.map(trivial.inc, range(200))) == list(range(1, 201))
+                before = _pg_jobs_per_node(pg, db) if db else {}
+                out, errors = [None] * k, []
+
+                def go_map(i):
+                    try:
+                        out[i] = list(executors[i].map(trivial.inc, parts[i], timeout=60))  # bounded
+                    except Exception as e:  # noqa: BLE001 — reported, not fatal
+                        errors.append(f"node {i + 1}: {e!r}")
+
+                req = job_request(trivial.inc, 1)
+
+                def go_raw(i):
+                    # POST /v1/jobs/batch (1,000 per request), then one ALL_COMPLETED wait.
+                    try:
+                        c = Conn(servers[i].port, timeout=120)
+                        ids = []
+                        for j in range(0, len(parts[i]), 1000):
+                            st, body = c.post("/v1/jobs/batch", {"jobs": [req] * min(1000, len(parts[i]) - j)})
+                            if st != 201:
+                                raise RuntimeError(f"batch: {st} {body}")
+                            ids += [x["id"] for x in body["jobs"]]
+                        st, body = c.post("/v1/jobs/wait", {"ids": ids, "timeout": 60, "return_when": "ALL_COMPLETED"})
+                        if st != 200 or len(body["done"]) != len(ids):
+                            raise RuntimeError(f"wait: {st} {body if st != 200 else len(body['not_done'])}")
+                        out[i] = body["done"]
+                        c.close()
+                    except Exception as e:  # noqa: BLE001
+                        errors.append(f"node {i + 1}: {e!r}")
+
+                meter = CpuMeter([s.pid for s in servers], pg.pid if db else None)
+                threads = [threading.Thread(target=go_map if mode == "map" else go_raw, args=(i,))
+                           for i in range(k)]
+                meter.start()
+                t = time.perf_counter()
+                for th in threads:
+                    th.start()
+                for th in threads:
+                    th.join()
+                dt = time.perf_counter() - t
+                cpu = meter.stop()
+                d = {"config": key, "rep": rep, "mode": mode, "nodes": k, "workers_per_node": workers,
+                     "jobs": n, "seconds": dt, "jobs_per_s": n / dt if not errors else None,
+                     "cpu_us_per_job": {p: v / n * 1e6 for p, v in cpu.items()}, "errors": errors}
+                if mode == "map" and not errors:
+                    for i in range(k):
+                        assert out[i] == [x + 1 for x in parts[i]], f"node {i + 1}: wrong results"
+                if mode == "raw" and not errors:  # where each node's submissions ran
+                    d["ran_elsewhere"] = sum(1 for i in range(k) for j in out[i]
+                                             if not j["node"].startswith(names[i] + "-")) / n
+                    d["failed"] = sum(1 for i in range(k) for j in out[i] if j["status"] != "succeeded")
+                for ex in executors:
+                    ex.shutdown()
+                if db:
+                    after = _pg_jobs_per_node(pg, db)
+                    d["jobs_per_node"] = {node: c - before.get(node, 0) for node, c in sorted(after.items())
+                                          if c - before.get(node, 0)}
+            finally:
+                for s in servers:
+                    s.stop()
+                logs = _node_log_problems(servers)
+                for s in servers:
+                    s.errlog.close()
+                if store_dir:
+                    shutil.rmtree(store_dir, ignore_errors=True)
+            d["log_problems"] = logs
+            if db:
+                # Every transaction of the database over every job it saw (warm-up included).
+                d["commits_per_job"] = _pg_commits(pg, db) / (n + 200 * len(servers))
+                pg.drop_database(db)
+            problems.extend(f"{key} rep {rep}: {x}" for x in errors + logs)
+            details.append(d)
+            log(f"  {key} rep {rep}: {fmt(d['jobs_per_s'])} jobs/s in {dt:.2f} s; cpu µs/job "
+                + ", ".join(f"{p} {v:.0f}" for p, v in d["cpu_us_per_job"].items())
+                + (f"; per node {d['jobs_per_node']}" if d.get("jobs_per_node") else "")
+                + (f"; ran elsewhere {d['ran_elsewhere']:.0%}" if "ran_elsewhere" in d else "")
+                + (f"; commits/job {d['commits_per_job']:.1f}" if "commits_per_job" in d else "")
+                + (f"; PROBLEMS {errors + logs}" if errors or logs else ""))
+            return d
+
+        half = max(1, w // 2)
+        for rep in range(args.reps):
+            a = run_config("a", rep, 0, w)
+            b = run_config("b", rep, 2, half)
+            c = run_config("c", rep, 2, w)
+            r = run_config("b_raw", rep, 2, half, mode="raw")
+            add("a", a["jobs_per_s"])
+            add("b", b["jobs_per_s"])
+            add("c", c["jobs_per_s"])
+            add("b_raw", r["jobs_per_s"])
+            add("b/a", 100 * b["jobs_per_s"] / a["jobs_per_s"] if a["jobs_per_s"] and b["jobs_per_s"] else None)
+            add("c/a", 100 * c["jobs_per_s"] / a["jobs_per_s"] if a["jobs_per_s"] and c["jobs_per_s"] else None)
+            for key, dd in (("a", a), ("b", b), ("c", c), ("b_raw", r)):
+                for part, v in dd["cpu_us_per_job"].items():
+                    add(f"{key} cpu {part}", v)
+                if "commits_per_job" in dd:
+                    add(f"{key} commits", dd["commits_per_job"])
+    finally:
+        pg.close()
+
+    def cpu_note(key):
+        parts = [f"{p} {statistics.median(res[f'{key} cpu {p}']):.0f}"
+                 for p in ("nodes", "postgres", "client", "other") if f"{key} cpu {p}" in res
+                 and statistics.median(res[f"{key} cpu {p}"]) >= 0.5]
+        out = "CPU µs/job: " + ", ".join(parts)
+        if f"{key} commits" in res:
+            out += f"; {statistics.median(res[f'{key} commits']):.1f} commits/job"
+        return out
+
+    sec = "6 shared store"
+    record(sec, f"(a) 1 node, --store sqlite, {w} workers", "jobs/s", res.get("a", []),
+           f"{n:,} jobs, Executor.map; {cpu_note('a')}")
+    record(sec, f"(b) 2 nodes, one PostgreSQL, {half} worker each", "jobs/s", res.get("b", []),
+           f"half the items to each node, in parallel; {cpu_note('b')}")
+    record(sec, f"(c) 2 nodes, one PostgreSQL, {w} workers each", "jobs/s", res.get("c", []),
+           f"{2 * w} workers on {os.cpu_count()} cores: no real scale-out here; {cpu_note('c')}")
+    record(sec, "ratio (b)/(a)", "%", res.get("b/a", []), "same total workers: the store's cost")
+    record(sec, "ratio (c)/(a)", "%", res.get("c/a", []))
+    record(sec, "(b') as (b), raw batch + one ALL_COMPLETED wait", "jobs/s", res.get("b_raw", []),
+           f"no client re-waits; {cpu_note('b_raw')}")
+    RESULTS["sections"][sec]["runs"] = details
+    RESULTS["sections"][sec]["problems"] = problems
+    RESULTS["sections"][sec]["setup"] = (
+        "PostgreSQL from tests/integration/pgserver.py: fsync=off, synchronous_commit=off, "
+        "full_page_writes=off (pyjobd's overhead, not disk flushes); it shares the "
+        f"{os.cpu_count()} cores with the nodes, their workers and this client")
+    log("  note: " + RESULTS["sections"][sec]["setup"])
+    if problems:
+        log(f"  {len(problems)} problems (errors, warnings in node logs): " + "; ".join(problems[:10]))
+
+
 # --------------------------------------------------------------------------- main
 
 def print_table():
@@ -671,21 +945,37 @@ def print_table():
     return text
 
 
+def binary_id(path):
+    """sha256 (first 12 hex digits), size and mtime of the server binary: which build
+    the figures are for."""
+    import hashlib
+    try:
+        with open(path, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()[:12]
+        st = os.stat(path)
+        return {"sha256": digest, "bytes": st.st_size,
+                "mtime": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(st.st_mtime))}
+    except OSError as e:
+        return {"error": str(e)}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default=os.path.join(ROOT, "build", "pyjobd"))
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--only", default="1,2,3,4,5")
+    ap.add_argument("--only", default="1,2,3,4,5,6")
     ap.add_argument("--quick", action="store_true", help="small sizes, for trying the harness")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "latest.json"))
     args = ap.parse_args()
     args.latency_n, args.map_n, args.http_secs = 2000, 20000, 5
     args.http_conns = [16, 64, 256]
     args.crashes, args.peer_crashes, args.retained, args.waiters, args.mem_reps = 20, 10, 100000, 2000, 2
+    args.cluster_n = 4000
     if args.quick:
         args.latency_n, args.map_n, args.http_secs = 200, 2000, 2
         args.http_conns = [16]
         args.crashes, args.peer_crashes, args.retained, args.waiters = 3, 2, 5000, 200
+        args.cluster_n = 1000
         args.reps = min(args.reps, 1)
     RESULTS["meta"] = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -693,7 +983,7 @@ def main():
         "python": sys.version.split()[0], "cloudpickle": cloudpickle.__version__,
         "cpu": (subprocess.run(["sh", "-c", "lscpu | sed -n 's/^Model name: *//p'"],
                                capture_output=True, text=True).stdout.strip()),
-        "binary": args.bin, "quick": args.quick,
+        "binary": args.bin, "quick": args.quick, "binary_id": binary_id(args.bin),
         "loadavg_at_start": open("/proc/loadavg").read().split()[:3],
     }
     try:
@@ -703,7 +993,7 @@ def main():
         pass
     t0 = time.monotonic()
     sections = {"1": section_latency, "2": section_throughput, "3": section_http,
-                "4": section_crash, "5": section_memory}
+                "4": section_crash, "5": section_memory, "6": section_cluster}
     for key in args.only.split(","):
         fn = sections.get(key.strip())
         if not fn:
