@@ -299,6 +299,66 @@ int pool_job_get(struct pool *p, const char *id, struct job_view *out)
     return rc;
 }
 
+/* Lock held. Attaches a waiter to j (a finished job or a stopping pool: fires now). */
+static int add_waiter(struct pool *p, struct job *j, int64_t deadline_ms, pool_watch_cb cb,
+                      void *arg, int *earliest)
+{
+    struct waiter *w = calloc(1, sizeof(*w));
+    if (w) {
+        w->cb = cb;
+        w->arg = arg;
+        w->deadline_ms = deadline_ms;
+        w->job = j;
+    }
+    if (!w || pool__waiter_heap_push(&p->waiters, w) != 0) {
+        free(w);
+        return -ENOMEM;
+    }
+    w->next = j->waiters;
+    if (j->waiters)
+        j->waiters->prev = w;
+    j->waiters = w;
+    *earliest = pool__waiter_heap_top(&p->waiters) == w;
+    return 0;
+}
+
+/* Multi-waits ask for the same unfinished jobs again and again (a client's
+ * FIRST_COMPLETED loop): unfinished jobs of other nodes read from the database stay
+ * watched here for a while (a mirror, a waiter that only holds it), so that the next
+ * asks need no round trip and their end is notified. */
+#define MIRROR_HOLD_MS 30000
+
+static void hold_cb(void *arg)
+{
+    (void)arg;
+}
+
+static void keep_watching(struct pool *p, char (*ids)[JOB_ID_LEN + 1], const struct job_view *views,
+                          const int *found, size_t n)
+{
+    int64_t until = pool_now_ms() + MIRROR_HOLD_MS;
+    for (size_t k = 0; k < n; k++) {
+        if (!found[k] || job_status_is_terminal(views[k].status))
+            continue;
+        int created = 0, earliest = 0, hold = 0;
+        pthread_mutex_lock(&p->lock);
+        struct job *j = p->stopping ? NULL : pool__mirror_for(p, ids[k], &created);
+        if (j && j->mirror && !job_status_is_terminal(j->v.status) && !j->waiters) {
+            struct job_view copy;
+            if (job_view_copy(&copy, &views[k]) == 0) {
+                job_view_release(&j->v);
+                j->v = copy;
+            }
+            hold = add_waiter(p, j, until, hold_cb, NULL, &earliest) == 0;
+        }
+        if (created && !hold)
+            pool__mirror_release(p, j);
+        pthread_mutex_unlock(&p->lock);
+        if (hold && created)
+            store_watch(p->cfg.store, ids[k]);
+    }
+}
+
 int pool_job_get_many(struct pool *p, char (*ids)[JOB_ID_LEN + 1], size_t n, struct job_view *out,
                       int *rcs)
 {
@@ -328,6 +388,8 @@ int pool_job_get_many(struct pool *p, char (*ids)[JOB_ID_LEN + 1], size_t n, str
             memcpy(ask[k++], ids[i], JOB_ID_LEN + 1);
     if (rc == 0)
         rc = store_fetch_many(p->cfg.store, ask, remote, views, found);
+    if (rc == 0)
+        keep_watching(p, ask, views, found, remote);
     for (size_t i = 0, k = 0; i < n; i++) {
         if (rcs[i] != 1)
             continue;
@@ -354,29 +416,6 @@ int pool_job_peek(struct pool *p, const char *id, struct job_view *out)
         rc = job_view_copy(out, &j->v);
     pthread_mutex_unlock(&p->lock);
     return rc;
-}
-
-/* Lock held. Attaches a waiter to j (a finished job or a stopping pool: fires now). */
-static int add_waiter(struct pool *p, struct job *j, int64_t deadline_ms, pool_watch_cb cb,
-                      void *arg, int *earliest)
-{
-    struct waiter *w = calloc(1, sizeof(*w));
-    if (w) {
-        w->cb = cb;
-        w->arg = arg;
-        w->deadline_ms = deadline_ms;
-        w->job = j;
-    }
-    if (!w || pool__waiter_heap_push(&p->waiters, w) != 0) {
-        free(w);
-        return -ENOMEM;
-    }
-    w->next = j->waiters;
-    if (j->waiters)
-        j->waiters->prev = w;
-    j->waiters = w;
-    *earliest = pool__waiter_heap_top(&p->waiters) == w;
-    return 0;
 }
 
 /* A watch on a job this node does not run. The callers have just read it (unfinished),
