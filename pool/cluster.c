@@ -4,8 +4,8 @@
  * or finished here) and, for long-polls, copies of other nodes' jobs ("mirrors",
  * never written back). Everything else is read from the database.
  *
- *  - capacity: after each supervisor turn the pool tells the store how many jobs it
- *    could start (idle workers minus its own queue); claimed jobs arrive here;
+ *  - capacity: after each supervisor turn the pool tells the store how many jobs to
+ *    claim (two per idle worker, minus its own queue); claimed jobs arrive here;
  *  - a waiter on another node's job gets a mirror record; the store updates it
  *    (completion NOTIFY or periodic re-check) and the waiters fire as usual;
  *  - a fenced write or a reaped node: the job is not ours any more, its worker is
@@ -99,7 +99,8 @@ static void on_claimed(void *arg, struct job_view *v, struct job_spec *spec)
         if (!j || registry_insert(p->jobs, v->id, j) != 0) {
             pthread_mutex_unlock(&p->lock);
             free(j);
-            log_error("out of memory taking job %s; it stays claimed until this node is reaped",
+            log_error("out of memory taking job %s; it stays claimed by this node until it "
+                      "reconnects or stops (then it is taken up again or handed back)",
                       v->id);
             job_view_release(v);
             job_spec_release(spec);
