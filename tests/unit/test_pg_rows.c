@@ -23,9 +23,9 @@ static PGresult *empty_result(int ncols)
     PGresult *r = PQmakeEmptyPGresult(NULL, PGRES_TUPLES_OK);
     PGresAttDesc attrs[NCOLS + 7];
     memset(attrs, 0, sizeof(attrs));
-    static char names[NCOLS + 7][8];
+    static char names[NCOLS + 7][16];
     for (int i = 0; i < ncols; i++) {
-        snprintf(names[i], sizeof(names[i]), "c%d", i);
+        snprintf(names[i], sizeof(names[i]), "c%u", (unsigned)i % 1000u);
         attrs[i].name = names[i];
         attrs[i].format = 1;
     }
