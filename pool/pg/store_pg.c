@@ -18,6 +18,7 @@
  */
 #include "pgstore.h"
 #include "pyjobd/log.h"
+#include "pyjobd/utf8.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -399,6 +400,11 @@ static uint64_t pg_put(struct store *base, const struct job_view *v, const struc
     } else {
         w->kind = job_status_is_terminal(v->status) ? W_FINISH : W_UPDATE;
     }
+    /* Text columns must be valid UTF-8, or the whole transaction fails: what a job's
+     * Python said is not always (surrogate escapes). */
+    utf8_scrub(w->v.error.message);
+    utf8_scrub(w->v.error.exc_type);
+    utf8_scrub(w->v.error.traceback);
     return enqueue(s, w);
 }
 

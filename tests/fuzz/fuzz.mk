@@ -22,7 +22,7 @@ FUZZ_LIBS    := $(shell pkg-config --libs jansson 2>/dev/null) -lm
 FUZZ_NAMES   := fuzz_frame fuzz_base64 fuzz_request fuzz_route
 FUZZ_BINS    := $(FUZZ_NAMES:%=$(FUZZ_DIR)/%)
 # api/ over a fake pool: the harnesses never start a supervisor or a worker.
-FUZZ_API_SRCS := $(wildcard api/*.c) pool/blob.c pool/job.c tests/fuzz/fake_pool.c
+FUZZ_API_SRCS := $(wildcard api/*.c) pool/blob.c pool/job.c pool/utf8.c tests/fuzz/fake_pool.c
 # libFuzzer options for every run: a hung input counts as a failure after 10 s.
 FUZZ_RUN_OPTS ?= -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
 
