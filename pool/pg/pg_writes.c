@@ -26,6 +26,14 @@ static void writes_done(struct pg_store *s, struct seg *g, int ok)
     s->writes_inflight = 0;
     struct wop *sent = s->sent_h;
     s->sent_h = NULL;
+    if (ok == 0 && sent && sent->next) {
+        /* One statement failed and took the group with it: send each write again in
+         * a transaction of its own, so that only the bad one is lost. */
+        log_warn("store: a group of writes failed (%s); retrying them one by one", g->ps.errmsg);
+        for (struct wop *w = sent; w; w = w->next)
+            w->solo = 1;
+        ok = -1;
+    }
     if (ok < 0) {
         /* Unknown whether it committed: send the same writes again (they are
          * idempotent) once reconnected, before anything newer. */
@@ -43,8 +51,8 @@ static void writes_done(struct pg_store *s, struct seg *g, int ok)
         return;
     }
     if (ok == 0)
-        log_error("store: a write transaction failed and was rolled back: %s (%d writes lost)",
-                  g->ps.errmsg, g->ps.n);
+        log_error("store: a write of job %s failed and was rolled back: %s",
+                  sent ? sent->v.id : "?", g->ps.errmsg);
     /* Fenced writes: the row was not ours (any more); accepted final states. */
     size_t nfenced = 0, ndone = 0, cap = g->ps.n ? (size_t)g->ps.n : 1;
     char(*fenced)[JOB_ID_LEN + 1] = calloc(cap, sizeof(*fenced));
@@ -188,7 +196,7 @@ void pgs__round_writes(struct pg_store *s)
     pthread_mutex_lock(&s->lock);
     struct wop *head = s->wh, *w = head, *last = NULL;
     int n = 0;
-    while (w && n < WRITES_PER_ROUND) {
+    while (w && n < (head->solo ? 1 : WRITES_PER_ROUND)) {
         last = w;
         w = w->next;
         n++;

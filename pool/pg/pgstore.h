@@ -35,6 +35,7 @@ struct wop {
     struct job_view v;
     struct job_spec spec;
     char node[JOB_NODE_MAX]; /* the node id at the time of the write: its fence */
+    int solo;                /* its group failed: sent again in a transaction of its own */
     struct wop *next;
 };
 
