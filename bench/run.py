@@ -876,14 +876,17 @@ def section_cluster(args):
             a = run_config("a", rep, 0, w)
             b = run_config("b", rep, 2, half)
             c = run_config("c", rep, 2, w)
+            d1 = run_config("d", rep, 1, w)
             r = run_config("b_raw", rep, 2, half, mode="raw")
             add("a", a["jobs_per_s"])
             add("b", b["jobs_per_s"])
             add("c", c["jobs_per_s"])
+            add("d", d1["jobs_per_s"])
             add("b_raw", r["jobs_per_s"])
             add("b/a", 100 * b["jobs_per_s"] / a["jobs_per_s"] if a["jobs_per_s"] and b["jobs_per_s"] else None)
             add("c/a", 100 * c["jobs_per_s"] / a["jobs_per_s"] if a["jobs_per_s"] and c["jobs_per_s"] else None)
-            for key, dd in (("a", a), ("b", b), ("c", c), ("b_raw", r)):
+            add("b/d", 100 * b["jobs_per_s"] / d1["jobs_per_s"] if d1["jobs_per_s"] and b["jobs_per_s"] else None)
+            for key, dd in (("a", a), ("b", b), ("c", c), ("d", d1), ("b_raw", r)):
                 for part, v in dd["cpu_us_per_job"].items():
                     add(f"{key} cpu {part}", v)
                 if "commits_per_job" in dd:
@@ -907,7 +910,10 @@ def section_cluster(args):
            f"half the items to each node, in parallel; {cpu_note('b')}")
     record(sec, f"(c) 2 nodes, one PostgreSQL, {w} workers each", "jobs/s", res.get("c", []),
            f"{2 * w} workers on {os.cpu_count()} cores: no real scale-out here; {cpu_note('c')}")
+    record(sec, f"(d) 1 node, one PostgreSQL, {w} workers", "jobs/s", res.get("d", []),
+           f"the PostgreSQL store without a second node; {cpu_note('d')}")
     record(sec, "ratio (b)/(a)", "%", res.get("b/a", []), "same total workers: the store's cost")
+    record(sec, "ratio (b)/(d)", "%", res.get("b/d", []), "same total workers: a second node's cost")
     record(sec, "ratio (c)/(a)", "%", res.get("c/a", []))
     record(sec, "(b') as (b), raw batch + one ALL_COMPLETED wait", "jobs/s", res.get("b_raw", []),
            f"no client re-waits; {cpu_note('b_raw')}")
