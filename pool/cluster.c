@@ -76,6 +76,11 @@ int pool__answers_locally(const struct pool *p, const struct job *j)
     return !j->mirror && !job_status_is_terminal(j->v.status) && store_lease_fresh(p->cfg.store);
 }
 
+int pool__elsewhere(const struct pool *p, const struct job *j)
+{
+    return pool__shared(p) && !(j && !j->mirror);
+}
+
 void pool__mirror_release(struct pool *p, struct job *j)
 {
     if (j->mirror && !j->waiters && !job_status_is_terminal(j->v.status))

@@ -216,6 +216,8 @@ void pool__cluster_init(struct pool *p);
 void pool__cluster_want(struct pool *p);
 void pool__mirror_release(struct pool *p, struct job *j);
 int pool__answers_locally(const struct pool *p, const struct job *j);
+/* Shared store, and this node does not run the job (no record, or only a mirror). */
+int pool__elsewhere(const struct pool *p, const struct job *j);
 int pool__cancel_here(struct pool *p, struct job *j, int force); /* pool_admin.c */
 struct job *pool__mirror_for(struct pool *p, const char *id, int *created);
 

@@ -119,7 +119,7 @@ int pool_job_output(struct pool *p, const char *id, struct job_output *out)
     memset(out, 0, sizeof(*out));
     pthread_mutex_lock(&p->lock);
     struct job *j = pool__lookup(p, id, &rc);
-    if (pool__shared(p) && !(j && (!j->mirror || j->ran_here))) {
+    if (pool__elsewhere(p, j) && !(j && j->ran_here)) {
         /* Output is kept by the node that ran the job, in its memory. */
         pthread_mutex_unlock(&p->lock);
         struct job_view v;

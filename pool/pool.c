@@ -454,7 +454,7 @@ int pool_watch(struct pool *p, const char *id, int64_t deadline_ms, pool_watch_c
     int rc = 0;
     pthread_mutex_lock(&p->lock);
     struct job *j = pool__lookup(p, id, &rc);
-    if (pool__shared(p) && !(j && !j->mirror)) {
+    if (pool__elsewhere(p, j)) {
         pthread_mutex_unlock(&p->lock);
         return watch_remote(p, id, deadline_ms, cb, arg);
     }

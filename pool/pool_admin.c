@@ -72,7 +72,7 @@ int pool_cancel(struct pool *p, const char *id, int force)
     int rc = 0;
     pthread_mutex_lock(&p->lock);
     struct job *j = pool__lookup(p, id, &rc);
-    if (pool__shared(p) && !(j && !j->mirror)) {
+    if (pool__elsewhere(p, j)) {
         pthread_mutex_unlock(&p->lock);
         return cancel_elsewhere(p, id, force);
     }
@@ -93,7 +93,7 @@ int pool_delete(struct pool *p, const char *id)
     int rc = 0;
     pthread_mutex_lock(&p->lock);
     struct job *j = pool__lookup(p, id, &rc);
-    if (pool__shared(p) && !(j && !j->mirror)) {
+    if (pool__elsewhere(p, j)) {
         if (j && !j->waiters)
             pool__forget_job(p, j, 0); /* a mirror: forget the copy too */
         pthread_mutex_unlock(&p->lock);

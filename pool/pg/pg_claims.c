@@ -55,7 +55,7 @@ static void claim_done(struct pg_store *s, struct seg *g, int ok)
     if (ok == 1) {
         deliver_jobs(s, g->ps.res[0]);
         /* A full batch: there may be more, go again as soon as there is room. */
-        if (g->ps.res[0] && (size_t)PQntuples(g->ps.res[0]) == g->nids) {
+        if (g->ps.res[0] && (size_t)PQntuples(g->ps.res[0]) == g->limit) {
             pthread_mutex_lock(&s->lock);
             s->claim_now = 1;
             pthread_mutex_unlock(&s->lock);
@@ -84,7 +84,7 @@ void pgs__round_claim(struct pg_store *s, int64_t now)
     char lim[16];
     snprintf(lim, sizeof(lim), "%u", want);
     const char *vals[2] = {lim, node};
-    g->nids = want;
+    g->limit = want;
     g->ps.n = 1;
     s->claim_inflight = 1;
     pgs__send_or_lose(s, g, pg_conn_send(&s->pc, &pg_sql_claim, 2, vals, NULL, NULL, 1) != 0);

@@ -255,20 +255,29 @@ void pgs__round_request(struct pg_store *s, struct req *q)
     pgs__send_or_lose(s, g, failed);
 }
 
-static int request(struct pg_store *s, struct req *q)
+/* Lock held. Appends q to the thread's requests: 0, or -ENOTCONN (not queued) while
+ * the database is out of reach or the store stops. */
+static int queue_locked(struct pg_store *s, struct req *q)
 {
-    struct timespec until;
-    pgs__deadline_in(&until, REQUEST_WAIT_MS);
-    pthread_mutex_lock(&s->lock);
-    if (!s->ready || s->stopping) {
-        pthread_mutex_unlock(&s->lock);
+    if (!s->ready || s->stopping)
         return -ENOTCONN;
-    }
     if (s->rt)
         s->rt->next_req = q;
     else
         s->rh = q;
     s->rt = q;
+    return 0;
+}
+
+static int request(struct pg_store *s, struct req *q)
+{
+    struct timespec until;
+    pgs__deadline_in(&until, REQUEST_WAIT_MS);
+    pthread_mutex_lock(&s->lock);
+    if (queue_locked(s, q) != 0) {
+        pthread_mutex_unlock(&s->lock);
+        return -ENOTCONN;
+    }
     pthread_mutex_unlock(&s->lock);
     pgs__poke(s);
     pthread_mutex_lock(&s->lock);
@@ -429,18 +438,12 @@ static void post_request(struct pg_store *s, struct req *q)
 {
     q->abandoned = 1; /* the thread frees it */
     pthread_mutex_lock(&s->lock);
-    if (!s->ready || s->stopping) {
-        pthread_mutex_unlock(&s->lock);
-        free(q);
-        return; /* a watch: the periodic re-check covers it once connected */
-    }
-    if (s->rt)
-        s->rt->next_req = q;
-    else
-        s->rh = q;
-    s->rt = q;
+    int rc = queue_locked(s, q);
     pthread_mutex_unlock(&s->lock);
-    pgs__poke(s);
+    if (rc != 0)
+        free(q); /* a cancel asked of another node: its asker sees no answer (409) */
+    else
+        pgs__poke(s);
 }
 
 void store_watch(struct store *base, const char *id)
@@ -449,18 +452,14 @@ void store_watch(struct store *base, const char *id)
     if (!s)
         return;
     pthread_mutex_lock(&s->lock);
-    if (!s->ready || s->stopping) {
-        pthread_mutex_unlock(&s->lock);
-        return; /* the periodic re-check covers it once connected */
-    }
     struct req *q = s->watch_req;
     if (!q && (q = req_new(R_WATCH, NULL))) {
         q->abandoned = 1; /* the thread frees it; the answer comes as events.updated */
-        if (s->rt)
-            s->rt->next_req = q;
-        else
-            s->rh = q;
-        s->rt = q;
+        if (queue_locked(s, q) != 0) {
+            pthread_mutex_unlock(&s->lock);
+            free(q);
+            return; /* the periodic re-check covers it once connected */
+        }
         s->watch_req = q;
     }
     if (q && q->nwatch == q->capwatch) {

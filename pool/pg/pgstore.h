@@ -115,8 +115,7 @@ struct seg {
     struct pg_store *s;
     void (*handle)(struct pg_store *s, struct seg *g, int ok);
     struct req *req;
-    size_t nids;
-    char (*ids)[JOB_ID_LEN + 1];
+    size_t limit; /* a claim: how many it asked for */
 };
 
 /* Any thread: */

@@ -66,7 +66,6 @@ static void seg_done(void *ctx, struct pg_seg *ps, int ok)
     (void)ps;
     g->handle(g->s, g, ok);
     pg_seg_clear(&g->ps);
-    free(g->ids);
     free(g);
 }
 
@@ -88,7 +87,6 @@ void pgs__send_or_lose(struct pg_store *s, struct seg *g, int failed)
         if (failed) { /* never queued: report it directly */
             g->handle(s, g, -1);
             pg_seg_clear(&g->ps);
-            free(g->ids);
             free(g);
         }
         pg_conn_lost(&s->pc, NULL, pgs__now_ms());

@@ -204,8 +204,8 @@ int pool_job_get(struct pool *p, const char *id, struct job_view *out)
     return 0;
 }
 
-int pool_job_get_many(struct pool *p, char (*ids)[JOB_ID_LEN + 1], size_t n,
-                      struct job_view *out, int *rcs)
+int pool_job_get_many(struct pool *p, char (*ids)[JOB_ID_LEN + 1], size_t n, struct job_view *out,
+                      int *rcs)
 {
     for (size_t i = 0; i < n; i++)
         rcs[i] = pool_job_get(p, ids[i], &out[i]);

@@ -41,7 +41,8 @@ static void scrub__invalid_bytes__replaced_one_for_one(void **state)
     assert_string_equal(latin1, "caf?!");
     assert_string_equal(surrogate, "x???y");
     assert_string_equal(truncated, "ab??");
-    assert_string_equal(overlong, "?" "?-");
+    assert_string_equal(overlong, "?"
+                                  "?-");
     assert_string_equal(beyond, "????.");
 }
 
