@@ -22,11 +22,18 @@ SERVER_LIBS := $(shell pkg-config --libs libmicrohttpd jansson sqlite3 libpq 2>/
 PY_CFLAGS   := $(shell pkg-config --cflags python3-embed 2>/dev/null)
 PY_LIBS     := $(shell pkg-config --libs python3-embed 2>/dev/null)
 
-LIB_SRCS    := $(wildcard api/*.c pool/*.c pool/pg/*.c) $(filter-out server/main.c,$(wildcard server/*.c))
-LIB_OBJS    := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
-WORKER_SRCS := $(wildcard pool/worker/*.c) pool/frame.c
+# One archive per layer, linked top to bottom (server, api, pool, lib): a call from a
+# layer into one above it has nothing to resolve against, and tools/check-layers
+# names it (it also catches the upward calls a link would let through).
+LAYERS      := server api pool lib
+lib_SRCS    := $(wildcard lib/*.c)
+pool_SRCS   := $(wildcard pool/*.c pool/pg/*.c)
+api_SRCS    := $(wildcard api/*.c)
+server_SRCS := $(filter-out server/main.c,$(wildcard server/*.c))
+LAYER_LIBS  := $(LAYERS:%=$(BUILD)/lib%.a)
+WORKER_SRCS := $(wildcard pool/worker/*.c)
 WORKER_OBJS := $(WORKER_SRCS:%.c=$(BUILD)/wobj/%.o)
-UNIT_SRCS   := $(wildcard tests/unit/test_*.c)
+UNIT_SRCS   := $(shell find tests/unit -name 'test_*.c' | sort)
 UNIT_BINS   := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
 PORT ?= 8080
@@ -60,19 +67,27 @@ $(BUILD)/wobj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(PY_CFLAGS) $(CWARN) $(CFLAGS) $(SAN) -MMD -MP -c $< -o $@
 
-$(BUILD)/libpyjobd.a: $(LIB_OBJS)
+$(BUILD)/lib%.a:
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/pyjobd: $(BUILD)/obj/server/main.o $(BUILD)/libpyjobd.a
+$(foreach l,$(LAYERS),$(eval $(BUILD)/lib$(l).a: $$($(l)_SRCS:%.c=$$(BUILD)/obj/%.o)))
+
+# Fails the build when a layer calls into a layer above it (see tools/check-layers).
+$(BUILD)/layers.ok: $(LAYER_LIBS) tools/check-layers
+	tools/check-layers $(LAYER_LIBS)
+	@touch $@
+
+$(BUILD)/pyjobd: $(BUILD)/obj/server/main.o $(LAYER_LIBS) | $(BUILD)/layers.ok
 	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(SERVER_LIBS)
 
-$(BUILD)/pyjobd-worker: $(WORKER_OBJS)
+# The worker is its own program: only lib/ (frames) below it, and Python.
+$(BUILD)/pyjobd-worker: $(WORKER_OBJS) $(BUILD)/liblib.a
 	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(PY_LIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libpyjobd.a
+$(BUILD)/tests/%: tests/unit/%.c $(LAYER_LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CWARN) $(CFLAGS) $(SAN) -o $@ $< $(BUILD)/libpyjobd.a $(SERVER_LIBS) -lcmocka
+	$(CC) $(CPPFLAGS) -I. $(CWARN) $(CFLAGS) $(SAN) -o $@ $< $(LAYER_LIBS) $(SERVER_LIBS) -lcmocka
 
 # Jobs survive restarts in ./pyjobd-data. Extra flags: make run RUN_ARGS="--workers 4".
 # As root, workers run as nobody: a job must never run as root by default.

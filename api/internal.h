@@ -71,7 +71,7 @@ struct api__multiwait;
 struct api_wait {
     enum api_wait_kind kind;
     char id[JOB_ID_LEN + 1];
-    int64_t deadline_ms; /* pool_now_ms() clock */
+    int64_t deadline_ms; /* clock_now_ms() clock */
     int status;          /* API_WAIT_JOB: what to answer once woken, 201 (Location) or 200 */
     struct api__multiwait *many;
 };
@@ -157,7 +157,7 @@ int api__reject_non_json(const struct api_request *req, struct api_response *res
 int api__query_wait(const struct api *api, const struct api_request *req, double *wait,
                     struct api_response *resp);
 
-/* Deadline (pool_now_ms clock) of a wait of `seconds`, rounded up to the millisecond. */
+/* Deadline (clock_now_ms clock) of a wait of `seconds`, rounded up to the millisecond. */
 int64_t api__deadline_ms(double seconds);
 
 /* Resources. Each fills resp; none blocks. */

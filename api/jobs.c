@@ -44,7 +44,7 @@ int64_t api__deadline_ms(double seconds)
     int64_t ms = (int64_t)(seconds * 1000.0); /* rounded up, without libm */
     if ((double)ms < seconds * 1000.0)
         ms++;
-    return pool_now_ms() + ms;
+    return clock_now_ms() + ms;
 }
 
 int api__query_wait(const struct api *api, const struct api_request *req, double *wait,

@@ -108,12 +108,12 @@ static void handle_hello(struct pool *p, struct worker *w, const struct frame *f
         snprintf(p->cloudpickle_version, sizeof(p->cloudpickle_version), "%s", cp ? cp : "");
     }
     log_info("worker %d ready in %lld ms (Python %s, cloudpickle %s)", (int)w->pid,
-             (long long)(pool_now_ms() - w->spawned_ms), py ? py : "?", cp ? cp : "?");
+             (long long)(clock_now_ms() - w->spawned_ms), py ? py : "?", cp ? cp : "?");
     free(py);
     free(cp);
     w->state = WORKER_IDLE;
     w->ready = 1;
-    w->idle_since_ms = pool_now_ms();
+    w->idle_since_ms = clock_now_ms();
     w->boot_failures = 0;
     p->boot_error[0] = 0;
     p->no_worker_since_ms = 0;
@@ -204,7 +204,7 @@ static void handle_outcome(struct pool *p, struct worker *w, const struct frame 
                         memcmp(fld.data, "MemoryError", 11) == 0;
     w->job = NULL;
     w->state = WORKER_IDLE;
-    w->idle_since_ms = pool_now_ms();
+    w->idle_since_ms = clock_now_ms();
     w->jobs_done++;
     record_outcome(p, j, f);
     /* A worker retired by a shrink finishes its job first, then goes. */

@@ -136,7 +136,7 @@ int pool__recover(struct pool *p)
     if (store_is_shared(p->cfg.store))
         return 0; /* jobs are claimed from it, not recovered */
     char err[256];
-    int64_t t0 = pool_now_ms();
+    int64_t t0 = clock_now_ms();
     int rc = store_load(p->cfg.store, recover_one, &r, err, sizeof(err));
     if (rc != 0) {
         log_error("cannot recover jobs from %s: %s", store_describe(p->cfg.store),
@@ -157,7 +157,7 @@ int pool__recover(struct pool *p)
         qsort(r.done.items, r.done.n, sizeof(*r.done.items), by_finish);
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
-    int64_t mono = pool_now_ms(), real = realtime_ms(now);
+    int64_t mono = clock_now_ms(), real = realtime_ms(now);
     for (size_t i = 0; i < r.done.n; i++) {
         struct job *j = r.done.items[i];
         pool__retention_add(p, j);
@@ -168,7 +168,7 @@ int pool__recover(struct pool *p)
     if (r.queued || r.done.n)
         log_info("recovered %zu jobs from %s in %lld ms: %zu queued (%zu of them re-queued "
                  "after running when the server stopped), %zu finished (%zu interrupted)",
-                 r.queued + r.done.n, store_describe(p->cfg.store), (long long)(pool_now_ms() - t0),
+                 r.queued + r.done.n, store_describe(p->cfg.store), (long long)(clock_now_ms() - t0),
                  r.queued, r.requeued, r.done.n, r.interrupted);
     return 0;
 }

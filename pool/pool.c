@@ -25,13 +25,6 @@
 const double pool_duration_bounds[POOL_DURATION_BUCKETS] = {
     0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300, __builtin_inf()};
 
-int64_t pool_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void free_job_cb(void *rec, void *arg)
 {
     (void)arg;
@@ -118,7 +111,7 @@ void pool_drain(struct pool *p, double grace)
     pthread_mutex_lock(&p->lock);
     if (!p->draining && !p->stopping) {
         p->draining = 1;
-        p->drain_deadline_ms = pool_now_ms() + (int64_t)(grace * 1000.0);
+        p->drain_deadline_ms = clock_now_ms() + (int64_t)(grace * 1000.0);
     }
     pthread_mutex_unlock(&p->lock);
     pool__wake(p);
@@ -127,7 +120,7 @@ void pool_drain(struct pool *p, double grace)
 int pool_drained(struct pool *p)
 {
     pthread_mutex_lock(&p->lock);
-    int done = p->stopping || p->running == 0 || pool_now_ms() >= p->drain_deadline_ms;
+    int done = p->stopping || p->running == 0 || clock_now_ms() >= p->drain_deadline_ms;
     pthread_mutex_unlock(&p->lock);
     return done;
 }
@@ -244,7 +237,7 @@ int pool_submit_batch(struct pool *p, const struct job_spec *specs, size_t n,
             }
             ticket = jobs[n - 1]->store_ticket;
             p->submitted += n;
-            pool__retention_enforce(p, pool_now_ms()); /* keeps --max-jobs a bound */
+            pool__retention_enforce(p, clock_now_ms()); /* keeps --max-jobs a bound */
         }
         pthread_mutex_unlock(&p->lock);
     }
@@ -336,7 +329,7 @@ static void hold_cb(void *arg)
 static void keep_watching(struct pool *p, char (*ids)[JOB_ID_LEN + 1], const struct job_view *views,
                           const int *found, size_t n)
 {
-    int64_t until = pool_now_ms() + MIRROR_HOLD_MS;
+    int64_t until = clock_now_ms() + MIRROR_HOLD_MS;
     for (size_t k = 0; k < n; k++) {
         if (!found[k] || job_status_is_terminal(views[k].status))
             continue;
@@ -424,7 +417,7 @@ int pool_job_peek(struct pool *p, const char *id, struct job_view *out)
 static int watch_remote(struct pool *p, const char *id, int64_t deadline_ms, pool_watch_cb cb,
                         void *arg)
 {
-    int rc = 0, earliest = 0, created = 0, now_done = deadline_ms <= pool_now_ms();
+    int rc = 0, earliest = 0, created = 0, now_done = deadline_ms <= clock_now_ms();
     if (!now_done) {
         pthread_mutex_lock(&p->lock);
         /* The record may be ours by now (claimed meanwhile): then it is the one to
@@ -463,7 +456,7 @@ int pool_watch(struct pool *p, const char *id, int64_t deadline_ms, pool_watch_c
         return rc;
     }
     if ((job_status_is_terminal(j->v.status) && !j->awaiting_commit) || p->stopping ||
-        deadline_ms <= pool_now_ms()) {
+        deadline_ms <= clock_now_ms()) {
         pthread_mutex_unlock(&p->lock);
         cb(arg);
         return 0;

@@ -50,7 +50,7 @@ static int cancel_elsewhere(struct pool *p, const char *id, int force)
     if (status == JOB_RUNNING && !force)
         return -EBUSY;
     store_ask_cancel(p->cfg.store, node, id, force);
-    for (int64_t until = pool_now_ms() + CANCEL_CONFIRM_MS; pool_now_ms() < until;) {
+    for (int64_t until = clock_now_ms() + CANCEL_CONFIRM_MS; clock_now_ms() < until;) {
         struct timespec pause = {.tv_nsec = 20 * 1000000};
         nanosleep(&pause, NULL);
         struct job_view v;

@@ -13,7 +13,7 @@
 
 void pool__retention_add(struct pool *p, struct job *j)
 {
-    j->finished_ms = pool_now_ms();
+    j->finished_ms = clock_now_ms();
     j->done_next = NULL;
     j->done_prev = p->done_tail;
     if (p->done_tail)

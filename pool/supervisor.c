@@ -118,7 +118,7 @@ static void start_worker(struct pool *p, struct worker *w)
             (w->pidfd < 0 || epoll_ctl(p->epfd, EPOLL_CTL_ADD, w->pidfd, &evp) == 0) &&
             epoll_ctl(p->epfd, EPOLL_CTL_ADD, w->out_fd, &evo) == 0 &&
             epoll_ctl(p->epfd, EPOLL_CTL_ADD, w->err_fd, &eve) == 0) {
-            w->spawned_ms = pool_now_ms();
+            w->spawned_ms = clock_now_ms();
             clock_gettime(CLOCK_REALTIME, &w->started_at);
             w->ending = END_NONE;
             log_debug("worker %d spawned in slot %u", (int)w->pid, w->slot);
@@ -132,10 +132,10 @@ static void start_worker(struct pool *p, struct worker *w)
     w->boot_failures++;
     p->boot_failures++;
     if (!p->workers_ready && !p->no_worker_since_ms)
-        p->no_worker_since_ms = pool_now_ms();
+        p->no_worker_since_ms = clock_now_ms();
     snprintf(p->boot_error, sizeof(p->boot_error), "cannot start the worker program %s: %s",
              p->cfg.worker_path, strerror(-rc));
-    w->respawn_at_ms = pool_now_ms() + boot_backoff_ms(w->boot_failures);
+    w->respawn_at_ms = clock_now_ms() + boot_backoff_ms(w->boot_failures);
     log_error("%s; retrying in %lld ms", p->boot_error,
               (long long)boot_backoff_ms(w->boot_failures));
 }
@@ -227,7 +227,7 @@ static void reap_worker(struct pool *p, struct worker *w)
         int64_t delay = boot_backoff_ms(w->boot_failures);
         p->boot_failures++;
         if (!p->workers_ready && !p->no_worker_since_ms)
-            p->no_worker_since_ms = pool_now_ms();
+            p->no_worker_since_ms = clock_now_ms();
         char why[512];
         snprintf(why, sizeof(why), "worker %d %s before it was ready%s%s", (int)w->pid, how,
                  w->last_words[0] ? ": " : " (see the server log)", w->last_words);
@@ -235,7 +235,7 @@ static void reap_worker(struct pool *p, struct worker *w)
         memcpy(p->boot_error, why, len);
         p->boot_error[len] = 0;
         log_error("%s; retrying in %lld ms", p->boot_error, (long long)delay);
-        w->respawn_at_ms = pool_now_ms() + delay;
+        w->respawn_at_ms = clock_now_ms() + delay;
     } else if (!p->stopping && w->ending != END_RETIRE) {
         log_info("worker %d %s; replacing it", (int)w->pid, how);
     } else {
@@ -250,7 +250,7 @@ static void reap_worker(struct pool *p, struct worker *w)
     /* A booted worker, or one we ended ourselves, is replaced at once; one that died
      * booting keeps the backoff set above. */
     if (booted || w->ending != END_NONE)
-        w->respawn_at_ms = pool_now_ms();
+        w->respawn_at_ms = clock_now_ms();
     w->state = WORKER_EMPTY;
     w->ending = END_NONE;
 }
@@ -305,7 +305,7 @@ static int send_job(struct pool *p, struct worker *w, struct job *j)
     j->v.attempts++;
     j->v.worker_pid = w->pid;
     j->ran_here = 1;
-    j->deadline_ms = j->v.timeout > 0 ? pool_now_ms() + (int64_t)(j->v.timeout * 1000.0 + 0.5) : 0;
+    j->deadline_ms = j->v.timeout > 0 ? clock_now_ms() + (int64_t)(j->v.timeout * 1000.0 + 0.5) : 0;
     p->running++;
     pool__persist(p, j); /* "running" is on record before the worker can act */
     pool__flush_output(p, w);
@@ -513,7 +513,7 @@ void *pool__supervisor_main(void *arg)
 
     pthread_mutex_lock(&p->lock);
     for (;;) {
-        int64_t now = pool_now_ms();
+        int64_t now = clock_now_ms();
         if (p->stopping) {
             if (!stop_deadline) {
                 interrupt_all(p);

@@ -187,7 +187,7 @@ static void track(struct request *r, int stage, size_t received)
     pthread_mutex_lock(&r->srv->lock);
     if (r->track->stage != stage) {
         r->track->stage = stage;
-        r->track->since_ms = pool_now_ms();
+        r->track->since_ms = clock_now_ms();
         r->track->received = 0;
     }
     r->track->received += received;
@@ -202,7 +202,7 @@ static void track_request_end(struct http_server *srv, struct MHD_Connection *co
     if (t) {
         pthread_mutex_lock(&srv->lock);
         t->stage = CONN_IDLE; /* the keep-alive wait for the next request */
-        t->since_ms = pool_now_ms();
+        t->since_ms = clock_now_ms();
         pthread_mutex_unlock(&srv->lock);
     }
 }
@@ -239,8 +239,8 @@ static enum MHD_Result abort_too_large(struct request *r)
             shutdown(fd, SHUT_WR);
             char sink[16384];
             size_t drained = 0;
-            int64_t until = pool_now_ms() + 200;
-            while (drained < (256u << 10) && pool_now_ms() < until) {
+            int64_t until = clock_now_ms() + 200;
+            while (drained < (256u << 10) && clock_now_ms() < until) {
                 struct pollfd pfd = {.fd = fd, .events = POLLIN};
                 if (poll(&pfd, 1, 20) != 1)
                     break;
@@ -410,7 +410,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
         t->fd = ci ? ci->connect_fd : -1;
-        t->since_ms = pool_now_ms();
+        t->since_ms = clock_now_ms();
         pthread_mutex_lock(&srv->lock);
         t->next = srv->conns;
         if (srv->conns)
@@ -450,7 +450,7 @@ static void *watchdog_main(void *arg)
             ts.tv_nsec -= 1000000000;
         }
         pthread_cond_timedwait(&srv->wake, &srv->lock, &ts);
-        int64_t now = pool_now_ms();
+        int64_t now = clock_now_ms();
         for (struct conn_track *t = srv->conns; t; t = t->next) {
             /* Headers within the deadline; a body at 64 KB/s or faster after it. A
              * handled request (running, or a suspended long-poll) has no deadline here:

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "pyjobd/clock.h"
 #include "pyjobd/job.h"
 
 struct pool;
@@ -217,8 +218,5 @@ void pool_stats_release(struct pool_stats *s);
  * kills a running job and never makes other jobs wait. 0, -EINVAL, -ESHUTDOWN.
  */
 int pool_resize(struct pool *p, unsigned workers);
-
-/* CLOCK_MONOTONIC in milliseconds (the clock of pool_watch deadlines). */
-int64_t pool_now_ms(void);
 
 #endif

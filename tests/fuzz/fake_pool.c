@@ -255,7 +255,7 @@ int pool_resize(struct pool *p, unsigned workers)
     return fake_rc(knobs.cancel_rc);
 }
 
-int64_t pool_now_ms(void)
+int64_t clock_now_ms(void)
 {
     return 1000000;
 }

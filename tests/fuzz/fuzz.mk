@@ -22,7 +22,7 @@ FUZZ_LIBS    := $(shell pkg-config --libs jansson 2>/dev/null) -lm
 FUZZ_NAMES   := fuzz_frame fuzz_base64 fuzz_request fuzz_route
 FUZZ_BINS    := $(FUZZ_NAMES:%=$(FUZZ_DIR)/%)
 # api/ over a fake pool: the harnesses never start a supervisor or a worker.
-FUZZ_API_SRCS := $(wildcard api/*.c) pool/blob.c pool/job.c pool/utf8.c tests/fuzz/fake_pool.c
+FUZZ_API_SRCS := $(wildcard api/*.c) lib/blob.c lib/job.c lib/utf8.c tests/fuzz/fake_pool.c
 # libFuzzer options for every run: a hung input counts as a failure after 10 s.
 FUZZ_RUN_OPTS ?= -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
 
@@ -30,13 +30,13 @@ FUZZ_RUN_OPTS ?= -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
 
 fuzz-build: $(FUZZ_BINS)
 
-$(FUZZ_DIR)/fuzz_frame: tests/fuzz/fuzz_frame.c pool/frame.c include/pyjobd/frame.h
+$(FUZZ_DIR)/fuzz_frame: tests/fuzz/fuzz_frame.c lib/frame.c include/pyjobd/frame.h
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_frame.c pool/frame.c
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_frame.c lib/frame.c
 
-$(FUZZ_DIR)/fuzz_base64: tests/fuzz/fuzz_base64.c api/base64.c pool/blob.c include/pyjobd/base64.h
+$(FUZZ_DIR)/fuzz_base64: tests/fuzz/fuzz_base64.c api/base64.c lib/blob.c include/pyjobd/base64.h
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_base64.c api/base64.c pool/blob.c
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_base64.c api/base64.c lib/blob.c
 
 $(FUZZ_DIR)/fuzz_request: tests/fuzz/fuzz_request.c $(FUZZ_API_SRCS) $(wildcard api/*.h include/pyjobd/*.h)
 	@mkdir -p $(dir $@)

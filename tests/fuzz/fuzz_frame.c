@@ -1,5 +1,5 @@
 /*
- * fuzz_frame.c — libFuzzer harness for the worker protocol decoder (pool/frame.c).
+ * fuzz_frame.c — libFuzzer harness for the worker protocol decoder (lib/frame.c).
  *
  * The input is a byte stream as it would arrive on a worker's socket. It is cut
  * into frames with frame_decode() exactly as the supervisor does (decode, consume,

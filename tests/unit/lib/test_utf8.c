@@ -1,5 +1,5 @@
 /*
- * test_utf8.c — UTF-8 checks (pool/utf8.c): what a worker sends is scrubbed before it
+ * test_utf8.c — UTF-8 checks (lib/utf8.c): what a worker sends is scrubbed before it
  * reaches PostgreSQL's text columns, which refuse invalid UTF-8 (and with it, every
  * other write of the same transaction). A job can write raw frames on its worker's
  * channel, so the server cannot rely on the worker's own escaping.

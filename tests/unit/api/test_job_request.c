@@ -1,5 +1,5 @@
 /*
- * test_request.c — api/job_request.c: every way a POST /v1/jobs body can be wrong
+ * test_job_request.c — api/job_request.c: every way a POST /v1/jobs body can be wrong
  * is a -EINVAL with a precise detail; valid bodies give the right blobs and timeout.
  */
 #include <errno.h>
@@ -13,7 +13,7 @@
 
 #include <cmocka.h>
 
-#include "../../api/job_request.h"
+#include "api/job_request.h"
 
 static char detail[512];
 

@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "../../api/job_json.h"
+#include "api/job_json.h"
 
 static const char ID[] = "0b6f4c1e9d2a4f7a8c3e5b1d2f4a6c8e";
 

@@ -345,7 +345,7 @@ int pool_resize(struct pool *p, unsigned workers)
     return fake.resize_rc;
 }
 
-int64_t pool_now_ms(void)
+int64_t clock_now_ms(void)
 {
     return 1000000;
 }

@@ -132,12 +132,12 @@ static inline void wake_cb(void *arg)
 
 static inline int64_t wait_fired(struct wake *w)
 {
-    int64_t start = pool_now_ms();
+    int64_t start = clock_now_ms();
     pthread_mutex_lock(&w->m);
     while (!w->fired)
         pthread_cond_wait(&w->c, &w->m);
     pthread_mutex_unlock(&w->m);
-    return pool_now_ms() - start;
+    return clock_now_ms() - start;
 }
 
 #endif

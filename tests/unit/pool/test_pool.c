@@ -164,8 +164,8 @@ static void pool__watch__fires_on_completion_and_on_deadline(void **state)
     submit(p, "lambda: time.sleep(0.5)", NULL, 0, id);
     struct wake early = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
     struct wake late = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
-    assert_int_equal(pool_watch(p, id, pool_now_ms() + 100, wake_cb, &early), 0);
-    assert_int_equal(pool_watch(p, id, pool_now_ms() + 20000, wake_cb, &late), 0);
+    assert_int_equal(pool_watch(p, id, clock_now_ms() + 100, wake_cb, &early), 0);
+    assert_int_equal(pool_watch(p, id, clock_now_ms() + 20000, wake_cb, &late), 0);
     int64_t t1 = wait_fired(&early);
     assert_true(t1 >= 90 && t1 < 300); /* the deadline, not the job's end */
     struct job_view v;
@@ -180,10 +180,10 @@ static void pool__watch__fires_on_completion_and_on_deadline(void **state)
     assert_int_equal(late.fired, 1);
     /* Finished job: fires at once, on this thread. */
     struct wake now = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
-    assert_int_equal(pool_watch(p, id, pool_now_ms() + 20000, wake_cb, &now), 0);
+    assert_int_equal(pool_watch(p, id, clock_now_ms() + 20000, wake_cb, &now), 0);
     assert_int_equal(now.fired, 1);
     assert_int_equal(
-        pool_watch(p, "0123456789abcdef0123456789abcdef", pool_now_ms() + 10, wake_cb, &now),
+        pool_watch(p, "0123456789abcdef0123456789abcdef", clock_now_ms() + 10, wake_cb, &now),
         -ENOENT);
     pool_free(p);
 }
@@ -205,10 +205,10 @@ static void pool__stop__interrupts_queued_and_running_and_fires_waiters(void **s
         usleep(10000);
     }
     struct wake w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
-    assert_int_equal(pool_watch(p, queued, pool_now_ms() + 30000, wake_cb, &w), 0);
-    int64_t start = pool_now_ms();
+    assert_int_equal(pool_watch(p, queued, clock_now_ms() + 30000, wake_cb, &w), 0);
+    int64_t start = clock_now_ms();
     pool_stop(p);
-    assert_true(pool_now_ms() - start < 3000);
+    assert_true(clock_now_ms() - start < 3000);
     assert_int_equal(w.fired, 1);
     assert_int_equal(pool_job_get(p, running, &v), 0);
     assert_int_equal(v.error.type, JOB_ERR_INTERRUPTED);

@@ -1,5 +1,5 @@
 /*
- * test_store.c — the SQLite store against a temporary file: records survive a close
+ * test_store_sqlite.c — the SQLite store against a temporary file: records survive a close
  * and reopen with every field intact, deletes stick, writes come back in seq order,
  * a newer schema and a damaged file are refused with a message naming the file.
  */

@@ -1,5 +1,5 @@
 /*
- * test_pool_lifecycle.c — what a loky user relies on and loky lacks, at the pool
+ * test_pool_workers.c — what a loky user relies on and loky lacks, at the pool
  * level with real workers: output capture (print, os.write to fd 1, a subprocess),
  * output bounded to its tail, the idle timeout and restart on demand, recycling
  * after N jobs and past an RSS limit, the worker environment and working
@@ -280,11 +280,11 @@ static void drain__grace_over__running_job_interrupted(void **state)
         if (s == JOB_RUNNING)
             break;
     }
-    int64_t t0 = pool_now_ms();
+    int64_t t0 = clock_now_ms();
     pool_drain(p, 0.3);
     while (!pool_drained(p))
         usleep(10000);
-    assert_true(pool_now_ms() - t0 >= 290 && pool_now_ms() - t0 < 1000);
+    assert_true(clock_now_ms() - t0 >= 290 && clock_now_ms() - t0 < 1000);
     pool_stop(p);
     assert_int_equal(pool_job_get(p, running, &v), 0);
     assert_int_equal(v.error.type, JOB_ERR_INTERRUPTED);
