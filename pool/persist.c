@@ -168,7 +168,7 @@ int pool__recover(struct pool *p)
     if (r.queued || r.done.n)
         log_info("recovered %zu jobs from %s in %lld ms: %zu queued (%zu of them re-queued "
                  "after running when the server stopped), %zu finished (%zu interrupted)",
-                 r.queued + r.done.n, store_describe(p->cfg.store), (long long)(clock_now_ms() - t0),
-                 r.queued, r.requeued, r.done.n, r.interrupted);
+                 r.queued + r.done.n, store_describe(p->cfg.store),
+                 (long long)(clock_now_ms() - t0), r.queued, r.requeued, r.done.n, r.interrupted);
     return 0;
 }
