@@ -102,6 +102,22 @@ int api__job_get_as(struct api *api, const char *tenant, const char *id, struct 
     return rc;
 }
 
+/* Answers with the job (or, with wait, waits for its end first). Releases *view. */
+static void respond_view(struct job_view *view, int status, double wait, struct api_response *resp)
+{
+    if (wait > 0 && !job_status_is_terminal(view->status)) {
+        api__wait_for_job(resp, API_WAIT_JOB, view->id, wait, status);
+        job_view_release(view);
+        return;
+    }
+    json_t *obj = api__job_to_json(view);
+    api__respond_json(resp, status, obj, "application/json");
+    if (status == 201 && resp->status == 201 &&
+        asprintf(&resp->location, API_JOBS_PREFIX "%s", view->id) < 0)
+        resp->location = NULL;
+    job_view_release(view);
+}
+
 void api__respond_job(struct api *api, const char *id, int status, double wait,
                       struct api_response *resp)
 {
@@ -111,17 +127,7 @@ void api__respond_job(struct api *api, const char *id, int status, double wait,
         api__job_lookup_problem(api, resp, id, rc);
         return;
     }
-    if (wait > 0 && !job_status_is_terminal(view.status)) {
-        job_view_release(&view);
-        api__wait_for_job(resp, API_WAIT_JOB, id, wait, status);
-        return;
-    }
-    json_t *obj = api__job_to_json(&view);
-    job_view_release(&view);
-    api__respond_json(resp, status, obj, "application/json");
-    if (status == 201 && resp->status == 201 &&
-        asprintf(&resp->location, API_JOBS_PREFIX "%s", id) < 0)
-        resp->location = NULL;
+    respond_view(&view, status, wait, resp);
 }
 
 void api__create_job(struct api *api, const struct api_request *req, struct api_response *resp)
@@ -144,8 +150,8 @@ void api__create_job(struct api *api, const struct api_request *req, struct api_
 
     if (req->tenant)
         snprintf(spec.owner, sizeof(spec.owner), "%s", req->tenant);
-    char id[JOB_ID_LEN + 1];
-    rc = pool_submit(api->pool, &spec, id);
+    struct job_view view;
+    rc = pool_submit(api->pool, &spec, &view);
     job_spec_release(&spec);
     if (rc == -EAGAIN) {
         api_problem(resp, 429, NULL,
@@ -165,7 +171,7 @@ void api__create_job(struct api *api, const struct api_request *req, struct api_
                     strerror(-rc));
         return;
     }
-    api__respond_job(api, id, 201, wait, resp);
+    respond_view(&view, 201, wait, resp);
 }
 
 void api__get_job(struct api *api, const struct api_request *req, const char *id,

@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "input.h"
 #include "job_json.h"
@@ -19,38 +18,12 @@
 
 static const char *const batch_fields[] = {"jobs"};
 
-/* The job as just queued, when the pool cannot show it (it was already removed). */
-static json_t *queued_job_json(const struct api *api, const char *id, const struct job_spec *spec)
-{
-    struct job_view v;
-    memset(&v, 0, sizeof(v));
-    memcpy(v.id, id, JOB_ID_LEN + 1);
-    v.status = JOB_QUEUED;
-    clock_gettime(CLOCK_REALTIME, &v.created_at);
-    v.timeout = spec->timeout > 0 ? spec->timeout : api->default_timeout;
-    v.max_retries = spec->max_retries;
-    v.metadata = spec->metadata; /* borrowed: v is not released */
-    v.error.exit_code = -1;
-    v.error.max_rss_bytes = -1;
-    return api__job_to_json(&v);
-}
-
-static json_t *render(struct api *api, const struct job_spec *specs, size_t n,
-                      char (*ids)[JOB_ID_LEN + 1])
+/* {"jobs": [...]} from the views of the jobs just queued. */
+static json_t *render(const struct job_view *views, size_t n)
 {
     json_t *jobs = json_array();
     for (size_t i = 0; jobs && i < n; i++) {
-        struct job_view view;
-        json_t *job;
-        /* What this node holds; the others are queued in a shared store's database
-         * (asking it for each would cost a round trip per job). */
-        if (pool_job_peek(api->pool, ids[i], &view) == 0) {
-            job = api__job_to_json(&view);
-            job_view_release(&view);
-        } else {
-            job = queued_job_json(api, ids[i], &specs[i]);
-        }
-        if (json_array_append_new(jobs, job) < 0) {
+        if (json_array_append_new(jobs, api__job_to_json(&views[i])) < 0) {
             json_decref(jobs);
             jobs = NULL;
         }
@@ -96,9 +69,9 @@ void api__create_batch(struct api *api, const struct api_request *req, struct ap
     struct api__job_limits lim;
     api__job_limits_get(api, &lim);
     struct job_spec *specs = calloc(n, sizeof(*specs));
-    char(*ids)[JOB_ID_LEN + 1] = malloc(n * sizeof(*ids));
+    struct job_view *views = calloc(n, sizeof(*views));
     size_t parsed = 0;
-    if (!specs || !ids) {
+    if (!specs || !views) {
         api_problem(resp, 503, NULL, "out of memory for %zu jobs; send smaller batches", n);
         goto out;
     }
@@ -121,7 +94,7 @@ void api__create_batch(struct api *api, const struct api_request *req, struct ap
 
     for (size_t i = 0; req->tenant && i < n; i++)
         snprintf(specs[i].owner, sizeof(specs[i].owner), "%s", req->tenant);
-    rc = pool_submit_batch(api->pool, specs, n, ids);
+    rc = pool_submit_batch(api->pool, specs, n, views);
     if (rc == -EAGAIN) {
         api_problem(resp, 429, NULL,
                     "the job queue has no room for %zu more jobs (--max-queue %zu); nothing was "
@@ -136,12 +109,14 @@ void api__create_batch(struct api *api, const struct api_request *req, struct ap
         api_problem(resp, api__status_from_errno(rc), NULL, "cannot queue the jobs: %s",
                     strerror(-rc));
     } else {
-        api__respond_json(resp, 201, render(api, specs, n, ids), "application/json");
+        api__respond_json(resp, 201, render(views, n), "application/json");
+        for (size_t i = 0; i < n; i++)
+            job_view_release(&views[i]);
     }
 out:
     for (size_t i = 0; specs && i < parsed; i++)
         job_spec_release(&specs[i]);
     free(specs);
-    free(ids);
+    free(views);
     json_decref(root);
 }

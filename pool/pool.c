@@ -172,7 +172,7 @@ static void new_job_id(char *out)
 }
 
 int pool_submit_batch(struct pool *p, const struct job_spec *specs, size_t n,
-                      char (*ids_out)[JOB_ID_LEN + 1])
+                      struct job_view *views_out)
 {
     if (n == 0)
         return 0;
@@ -208,28 +208,34 @@ int pool_submit_batch(struct pool *p, const struct job_spec *specs, size_t n,
             while ((rc = registry_insert(p->jobs, j->v.id, j)) == -EEXIST)
                 new_job_id(j->v.id);
         }
+        /* Shared store: this node runs what its idle workers can take at once and
+         * leaves the rest in the database's queue, for any node to claim. */
+        if (rc == 0 && shared) {
+            unsigned idle = pool__idle_workers(p);
+            kept = idle > p->queued ? idle - p->queued : 0;
+            kept = kept < n ? kept : n;
+            for (size_t i = 0; i < kept; i++)
+                store_node_id(p->cfg.store, jobs[i]->v.node);
+        }
+        /* The caller's copies, before anything is queued: all or none. */
+        size_t copied = 0;
+        for (; rc == 0 && copied < n; copied++)
+            rc = job_view_copy(&views_out[copied], &jobs[copied]->v);
         if (rc != 0) {
-            /* All or none: take back what went in (only -ENOMEM gets here mid-way). */
-            for (size_t i = 0; i + 1 < inserted; i++)
-                registry_remove(p->jobs, jobs[i]->v.id);
+            for (size_t i = 0; i + 1 < copied; i++)
+                job_view_release(&views_out[i]);
+            /* Take back what went in (only -ENOMEM gets here mid-way). */
+            for (size_t i = 0; i < inserted; i++)
+                if (registry_find(p->jobs, jobs[i]->v.id) == jobs[i])
+                    registry_remove(p->jobs, jobs[i]->v.id);
         } else {
-            /* Shared store: this node runs what its idle workers can take at once and
-             * leaves the rest in the database's queue, for any node to claim. */
-            if (shared) {
-                unsigned idle = pool__idle_workers(p);
-                kept = idle > p->queued ? idle - p->queued : 0;
-                kept = kept < n ? kept : n;
-            }
             for (size_t i = 0; i < n; i++) {
                 struct job *j = jobs[i];
-                memcpy(ids_out[i], j->v.id, JOB_ID_LEN + 1);
                 if (i >= kept) {
                     pool__persist_new(p, j, 0);
                     registry_remove(p->jobs, j->v.id);
                     continue;
                 }
-                if (shared)
-                    store_node_id(p->cfg.store, j->v.node);
                 j->seq = ++p->next_seq;
                 pool__all_append(p, j);
                 pool__queue_push(p, j);
@@ -247,14 +253,15 @@ int pool_submit_batch(struct pool *p, const struct job_spec *specs, size_t n,
     if (rc == 0)
         pool__wake(p);
     /* A 201 means the jobs are on disk: wait for their group commit. */
-    if (rc == 0 && p->cfg.store)
-        rc = store_sync(p->cfg.store, ticket);
+    if (rc == 0 && p->cfg.store && (rc = store_sync(p->cfg.store, ticket)) != 0)
+        for (size_t i = 0; i < n; i++)
+            job_view_release(&views_out[i]);
     return rc;
 }
 
-int pool_submit(struct pool *p, const struct job_spec *spec, char *id_out)
+int pool_submit(struct pool *p, const struct job_spec *spec, struct job_view *view_out)
 {
-    return pool_submit_batch(p, spec, 1, (char(*)[JOB_ID_LEN + 1]) id_out);
+    return pool_submit_batch(p, spec, 1, view_out);
 }
 
 /* The job, or NULL with *err = -ENOENT or -ESTALE. Lock held. */

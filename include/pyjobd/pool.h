@@ -84,19 +84,22 @@ void pool_free(struct pool *p);
 
 /*
  * Queues a job. Takes new references to the spec's blobs (the caller keeps its own).
- * On success writes the new id (JOB_ID_LEN + 1 bytes) and returns 0.
+ * On success fills *view_out with the job as queued (its id, times, effective timeout;
+ * the caller releases it with job_view_release) and returns 0: nothing needs to be
+ * read back to answer the client.
  * -EAGAIN when the queue is full (--max-queue), -ESHUTDOWN when the pool is stopping,
  * -ENOMEM.
  */
-int pool_submit(struct pool *p, const struct job_spec *spec, char *id_out);
+int pool_submit(struct pool *p, const struct job_spec *spec, struct job_view *view_out);
 
 /*
- * Queues n jobs at once, all or none, in order. Writes n ids into ids_out.
+ * Queues n jobs at once, all or none, in order. Fills views_out[0..n) as
+ * pool_submit does (only on success).
  * 0; -EAGAIN when the queue has no room for all n (--max-queue; nothing was queued);
  * -ESHUTDOWN; -ENOMEM. pool_submit() is the n = 1 case.
  */
 int pool_submit_batch(struct pool *p, const struct job_spec *specs, size_t n,
-                      char (*ids_out)[JOB_ID_LEN + 1]);
+                      struct job_view *views_out);
 
 /* Copies the job's current state into *out (caller releases with job_view_release).
  * 0; -ENOENT for an id never seen (or deleted); -ESTALE for a job that finished and

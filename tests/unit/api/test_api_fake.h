@@ -116,7 +116,7 @@ UNUSED static void fake_fire_watches(size_t from, size_t to)
         fake.watches[i].cb(fake.watches[i].arg);
 }
 
-static int fake_submit_one(const struct job_spec *spec, char *id_out)
+static int fake_submit_one(const struct job_spec *spec, struct job_view *view_out)
 {
     size_t i = fake_add(JOB_QUEUED);
     fake_jobs[i].max_retries = spec->max_retries;
@@ -130,28 +130,27 @@ static int fake_submit_one(const struct job_spec *spec, char *id_out)
     blob_ref(fake.last.kwargs);
     blob_ref(fake.last.json_args);
     blob_ref(fake.last.json_kwargs);
-    memcpy(id_out, fake_id(i), JOB_ID_LEN + 1);
-    return 0;
+    return pool_job_get(NULL, fake_id(i), view_out); /* the view of the job just queued */
 }
 
-int pool_submit(struct pool *p, const struct job_spec *spec, char *id_out)
+int pool_submit(struct pool *p, const struct job_spec *spec, struct job_view *view_out)
 {
     (void)p;
     fake.submits++;
     if (fake.submit_rc)
         return fake.submit_rc;
-    return fake_submit_one(spec, id_out);
+    return fake_submit_one(spec, view_out);
 }
 
 int pool_submit_batch(struct pool *p, const struct job_spec *specs, size_t n,
-                      char (*ids_out)[JOB_ID_LEN + 1])
+                      struct job_view *views_out)
 {
     (void)p;
     fake.batch_n = n;
     if (fake.batch_rc)
         return fake.batch_rc;
     for (size_t i = 0; i < n; i++)
-        fake_submit_one(&specs[i], ids_out[i]);
+        fake_submit_one(&specs[i], &views_out[i]);
     return 0;
 }
 

@@ -93,12 +93,33 @@ static inline struct pool *start_pool(unsigned workers)
     return start_pool_cfg(&cfg);
 }
 
+/* pool_submit / pool_submit_batch keeping only the ids of what was queued. */
+static inline int submit_ids(struct pool *p, const struct job_spec *specs, size_t n,
+                             char (*ids)[JOB_ID_LEN + 1])
+{
+    struct job_view *views = calloc(n, sizeof(*views));
+    assert_non_null(views);
+    int rc = pool_submit_batch(p, specs, n, views);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        assert_int_equal(views[i].status, JOB_QUEUED);
+        memcpy(ids[i], views[i].id, JOB_ID_LEN + 1);
+        job_view_release(&views[i]);
+    }
+    free(views);
+    return rc;
+}
+
+static inline int submit_id(struct pool *p, const struct job_spec *spec, char *id)
+{
+    return submit_ids(p, spec, 1, (char(*)[JOB_ID_LEN + 1]) id);
+}
+
 static inline void submit(struct pool *p, const char *fn, const char *args, double timeout,
                           char *id)
 {
     struct job_spec spec = {
         .callable = pickle(fn), .args = args ? pickle(args) : NULL, .timeout = timeout};
-    assert_int_equal(pool_submit(p, &spec, id), 0);
+    assert_int_equal(submit_id(p, &spec, id), 0);
     job_spec_release(&spec);
 }
 

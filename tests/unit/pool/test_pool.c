@@ -218,7 +218,7 @@ static void pool__stop__interrupts_queued_and_running_and_fires_waiters(void **s
     job_view_release(&v);
     struct job_spec spec = {.callable = pickle("lambda: 1")};
     char id[JOB_ID_LEN + 1];
-    assert_int_equal(pool_submit(p, &spec, id), -ESHUTDOWN);
+    assert_int_equal(submit_id(p, &spec, id), -ESHUTDOWN);
     job_spec_release(&spec);
     pool_free(p);
 }

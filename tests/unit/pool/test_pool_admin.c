@@ -158,11 +158,11 @@ static void queue__full__eagain_and_nothing_lost(void **state)
     submit(p, "lambda: 'c'", NULL, 0, c);
     struct job_spec spec = {.callable = pickle("lambda: 'd'")};
     char d[JOB_ID_LEN + 1];
-    assert_int_equal(pool_submit(p, &spec, d), -EAGAIN);
+    assert_int_equal(submit_id(p, &spec, d), -EAGAIN);
     /* A batch that does not fit is refused whole. */
     struct job_spec two[2] = {spec, spec};
     char ids[2][JOB_ID_LEN + 1];
-    assert_int_equal(pool_submit_batch(p, two, 2, ids), -EAGAIN);
+    assert_int_equal(submit_ids(p, two, 2, ids), -EAGAIN);
     job_spec_release(&spec);
     struct job_view v;
     const char *all[3] = {a, b, c};
@@ -182,7 +182,7 @@ static void batch__runs_in_order(void **state)
                                 {.callable = pickle("lambda x: x * 10"), .args = pickle("(2,)")},
                                 {.callable = pickle("lambda x: x * 10"), .args = pickle("(3,)")}};
     char ids[3][JOB_ID_LEN + 1];
-    assert_int_equal(pool_submit_batch(p, specs, 3, ids), 0);
+    assert_int_equal(submit_ids(p, specs, 3, ids), 0);
     const char *want[3] = {"10", "20", "30"};
     for (int i = 0; i < 3; i++) {
         struct job_view v;
@@ -286,7 +286,7 @@ static void retries__crash_on_first_attempt_only__succeeds_on_second(void **stat
              marker, marker);
     struct job_spec spec = {.callable = pickle(fn), .max_retries = 1};
     char id[JOB_ID_LEN + 1];
-    assert_int_equal(pool_submit(p, &spec, id), 0);
+    assert_int_equal(submit_id(p, &spec, id), 0);
     job_spec_release(&spec);
     struct job_view v;
     wait_done(p, id, &v);
@@ -296,7 +296,7 @@ static void retries__crash_on_first_attempt_only__succeeds_on_second(void **stat
     unlink(marker);
     /* Without retries left the crash is final and keeps its details. */
     struct job_spec always = {.callable = pickle("lambda: os._exit(9)"), .max_retries = 1};
-    assert_int_equal(pool_submit(p, &always, id), 0);
+    assert_int_equal(submit_id(p, &always, id), 0);
     job_spec_release(&always);
     wait_done(p, id, &v);
     assert_int_equal(v.status, JOB_FAILED);
@@ -306,7 +306,7 @@ static void retries__crash_on_first_attempt_only__succeeds_on_second(void **stat
     job_view_release(&v);
     /* Exceptions are never retried. */
     struct job_spec raising = {.callable = pickle("lambda: 1/0"), .max_retries = 3};
-    assert_int_equal(pool_submit(p, &raising, id), 0);
+    assert_int_equal(submit_id(p, &raising, id), 0);
     job_spec_release(&raising);
     wait_done(p, id, &v);
     assert_int_equal(v.attempts, 1);
@@ -325,7 +325,7 @@ static void json__args_and_result__round_trip(void **state)
                             .json_kwargs = blob_new_copy(kwargs, strlen(kwargs)),
                             .result_json = 1};
     char id[JOB_ID_LEN + 1];
-    assert_int_equal(pool_submit(p, &spec, id), 0);
+    assert_int_equal(submit_id(p, &spec, id), 0);
     job_spec_release(&spec);
     struct job_view v;
     wait_done(p, id, &v);
@@ -335,7 +335,7 @@ static void json__args_and_result__round_trip(void **state)
     assert_string_equal((const char *)blob_data(v.result_json), "{\"sum\": 9}");
     job_view_release(&v);
     struct job_spec bad = {.callable = pickle("lambda: {1, 2}"), .result_json = 1};
-    assert_int_equal(pool_submit(p, &bad, id), 0);
+    assert_int_equal(submit_id(p, &bad, id), 0);
     job_spec_release(&bad);
     wait_done(p, id, &v);
     assert_int_equal(v.error.type, JOB_ERR_UNJSONABLE_RESULT);

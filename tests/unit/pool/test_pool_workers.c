@@ -209,7 +209,7 @@ static void boot_failure__backs_off_reports_and_fails_queued_jobs_late(void **st
     assert_non_null(p);
     char id[JOB_ID_LEN + 1];
     struct job_spec spec = {.callable = pickle("lambda: 1")};
-    assert_int_equal(pool_submit(p, &spec, id), 0);
+    assert_int_equal(submit_id(p, &spec, id), 0);
     job_spec_release(&spec);
     usleep(500000);
     struct job_view v;
@@ -251,7 +251,7 @@ static void drain__running_finishes_queued_interrupted_new_refused(void **state)
     pool_drain(p, 10);
     struct job_spec spec = {.callable = pickle("lambda: 1")};
     char id[JOB_ID_LEN + 1];
-    assert_int_equal(pool_submit(p, &spec, id), -ESHUTDOWN);
+    assert_int_equal(submit_id(p, &spec, id), -ESHUTDOWN);
     job_spec_release(&spec);
     wait_done(p, queued, &v);
     assert_int_equal(v.error.type, JOB_ERR_INTERRUPTED);
