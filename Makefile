@@ -22,15 +22,16 @@ SERVER_LIBS := $(shell pkg-config --libs libmicrohttpd jansson sqlite3 libpq 2>/
 PY_CFLAGS   := $(shell pkg-config --cflags python3-embed 2>/dev/null)
 PY_LIBS     := $(shell pkg-config --libs python3-embed 2>/dev/null)
 
-# One archive per layer, linked top to bottom (server, api, pool, lib): a call from a
-# layer into one above it has nothing to resolve against, and tools/check-layers
-# names it (it also catches the upward calls a link would let through).
-LAYERS      := server api pool lib
-lib_SRCS    := $(wildcard lib/*.c)
-pool_SRCS   := $(wildcard pool/*.c pool/pg/*.c)
-api_SRCS    := $(wildcard api/*.c)
-server_SRCS := $(filter-out server/main.c,$(wildcard server/*.c))
-LAYER_LIBS  := $(LAYERS:%=$(BUILD)/lib%.a)
+# One archive per layer, linked top to bottom: a call from a layer into one above it
+# has nothing to resolve against, and tools/check-layers names it (it also catches the
+# upward calls a link would let through). Inside pool/, a folder is a layer.
+LAYERS      := server api pool pool/supervisor pool/sources pool/lifecycle pool/records \
+               pool/store lib
+# A layer's sources: the .c files of its folder (the store's PostgreSQL backend, in
+# pool/store/pg/, is part of the store's layer).
+layer_srcs   = $(filter-out server/main.c,$(wildcard $(1)/*.c $(if $(filter pool/store,$(1)),$(1)/pg/*.c)))
+layer_lib    = $(BUILD)/lib$(subst /,_,$(1)).a
+LAYER_LIBS  := $(foreach l,$(LAYERS),$(call layer_lib,$(l)))
 WORKER_SRCS := $(wildcard pool/worker/*.c)
 WORKER_OBJS := $(WORKER_SRCS:%.c=$(BUILD)/wobj/%.o)
 UNIT_SRCS   := $(shell find tests/unit -name 'test_*.c' | sort)
@@ -71,7 +72,7 @@ $(BUILD)/lib%.a:
 	@rm -f $@
 	ar rcs $@ $^
 
-$(foreach l,$(LAYERS),$(eval $(BUILD)/lib$(l).a: $$($(l)_SRCS:%.c=$$(BUILD)/obj/%.o)))
+$(foreach l,$(LAYERS),$(eval $(call layer_lib,$(l)): $(patsubst %.c,$(BUILD)/obj/%.o,$(call layer_srcs,$(l)))))
 
 # Fails the build when a layer calls into a layer above it (see tools/check-layers).
 $(BUILD)/layers.ok: $(LAYER_LIBS) tools/check-layers

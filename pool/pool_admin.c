@@ -3,38 +3,14 @@
  * resize. Like pool.c, each runs under the pool lock and leaves anything slow (a
  * worker's exit, a replacement's start) to the supervisor thread.
  */
-#include "internal.h"
+#include "sources/sources.h"
 #include "pyjobd/log.h"
-#include "pyjobd/registry.h"
 #include "pyjobd/store_shared.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-/* Lock held; j is this node's own. */
-int pool__cancel_here(struct pool *p, struct job *j, int force)
-{
-    if (job_status_is_terminal(j->v.status))
-        return -EALREADY;
-    if (j->v.status == JOB_RUNNING && !force)
-        return -EBUSY;
-    job_error_release(&j->v.error);
-    j->v.error.type = JOB_ERR_CANCELLED;
-    if (j->v.status == JOB_QUEUED) {
-        pool__queue_remove(p, j);
-        j->v.error.message = strdup("Cancelled by a client before it started.");
-    } else {
-        struct worker *w = j->worker;
-        w->job = NULL;
-        pool__end_worker(p, w, END_CANCEL);
-        j->v.error.message = strdup("Cancelled by a client while running: its worker was "
-                                    "killed and replaced; no other job was affected.");
-    }
-    pool__finish_job(p, j, JOB_CANCELLED);
-    return 0;
-}
 
 #define CANCEL_CONFIRM_MS 3000
 
@@ -71,7 +47,7 @@ int pool_cancel(struct pool *p, const char *id, int force)
 {
     int rc = 0;
     pthread_mutex_lock(&p->lock);
-    struct job *j = pool__lookup(p, id, &rc);
+    struct job *j = pool__table_find(&p->lc.jobs, id, &rc);
     if (pool__elsewhere(p, j)) {
         pthread_mutex_unlock(&p->lock);
         return cancel_elsewhere(p, id, force);
@@ -92,17 +68,17 @@ int pool_delete(struct pool *p, const char *id)
 {
     int rc = 0;
     pthread_mutex_lock(&p->lock);
-    struct job *j = pool__lookup(p, id, &rc);
+    struct job *j = pool__table_find(&p->lc.jobs, id, &rc);
     if (pool__elsewhere(p, j)) {
-        if (j && !j->waiters)
-            pool__forget_job(p, j, 0); /* a mirror: forget the copy too */
+        if (j && LIST_EMPTY(&j->waiters))
+            pool__job_forget(&p->lc, j, 0); /* a mirror: forget the copy too */
         pthread_mutex_unlock(&p->lock);
         return store_forget(p->cfg.store, id);
     }
     if (j && !job_status_is_terminal(j->v.status))
         rc = -EBUSY;
     else if (j)
-        pool__forget_job(p, j, 0);
+        pool__job_forget(&p->lc, j, 0);
     pthread_mutex_unlock(&p->lock);
     return rc;
 }
@@ -123,7 +99,9 @@ int pool_list(struct pool *p, const struct pool_list_query *q, struct job_view *
     pthread_mutex_lock(&p->lock);
     /* Newest first. The cursor is the seq of the last job of the previous page, so a
      * page stays right while jobs are added or removed around it. */
-    for (struct job *j = p->all_tail; j; j = j->all_prev) {
+    struct job *j;
+    TAILQ_FOREACH_REVERSE(j, &p->lc.jobs.all, job_list, all_link)
+    {
         if (q->cursor && j->seq >= q->cursor)
             continue;
         if (q->status >= 0 && (int)j->v.status != q->status)
@@ -180,20 +158,20 @@ int pool_get_stats(struct pool *p, struct pool_stats *out)
         wi->retiring = !w->active || w->ending != END_NONE;
     }
     out->workers_target = p->target;
-    out->queued = p->queued;
-    out->running = p->running;
-    out->submitted = p->submitted;
-    memcpy(out->finished, p->finished, sizeof(out->finished));
+    out->queued = p->lc.jobs.nqueued;
+    out->running = p->lc.running;
+    out->submitted = p->lc.submitted;
+    memcpy(out->finished, p->lc.finished, sizeof(out->finished));
     out->restarts_crash = p->restarts[END_CRASH];
     out->restarts_timeout = p->restarts[END_TIMEOUT];
     out->restarts_recycle = p->restarts[END_RECYCLE];
     out->restarts_cancel = p->restarts[END_CANCEL];
     out->boot_failures = p->boot_failures;
     memcpy(out->boot_error, p->boot_error, sizeof(out->boot_error));
-    memcpy(out->duration_buckets, p->duration_buckets, sizeof(out->duration_buckets));
-    out->duration_sum = p->duration_sum;
-    out->duration_count = p->duration_count;
-    out->jobs_retained = registry_count(p->jobs);
+    memcpy(out->duration_buckets, p->lc.duration_buckets, sizeof(out->duration_buckets));
+    out->duration_sum = p->lc.duration_sum;
+    out->duration_count = p->lc.duration_count;
+    out->jobs_retained = pool__table_count(&p->lc.jobs);
     pthread_mutex_unlock(&p->lock);
     return 0;
 }
@@ -245,13 +223,9 @@ static int grow(struct pool *p, unsigned want)
         if (!slots)
             return -ENOMEM;
         p->workers = slots;
-        struct worker *w = calloc(1, sizeof(*w));
+        struct worker *w = pool__worker_new(p->nslots);
         if (!w)
             return -ENOMEM;
-        w->slot = p->nslots;
-        w->active = 1;
-        w->state = WORKER_EMPTY;
-        w->pidfd = w->sock = w->out_fd = w->err_fd = -1;
         p->workers[p->nslots++] = w;
         p->target++;
     }

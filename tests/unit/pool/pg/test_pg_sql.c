@@ -14,7 +14,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "pool/pg/pg_sql.h"
+#include "pool/store/pg/pg_sql.h"
 
 #define NCOLS (PG_VIEW_NCOLS + 4)
 

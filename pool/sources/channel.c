@@ -1,13 +1,13 @@
 /*
- * channel.c — a worker's channel: the socketpair the supervisor talks to it on.
- *
- * Writing a job frame (resumed on EPOLLOUT when the socket buffer is full), reading
- * and decoding what comes back (hello, result, error), turning an outcome into the
- * job's final state, and deciding whether the worker goes on, is recycled or retires.
+ * channel.c — the frames on a worker's channel (the socketpair the supervisor talks
+ * to it on): a job going out, and what comes back (hello, result, error) decoded,
+ * turned into the job's end (lifecycle) and into what becomes of the worker: it goes
+ * on, is recycled, or retires.
  * A malformed or unexpected frame ends the worker: the protocol has no recovery.
  * Called on the supervisor thread with the pool lock held.
  */
-#include "internal.h"
+#include "sources.h"
+#include "pyjobd/clock.h"
 #include "pyjobd/frame.h"
 #include "pyjobd/log.h"
 
@@ -30,68 +30,37 @@ static char *dup_field(const struct frame *f, uint32_t tag)
     return strndup((const char *)fld.data, fld.len);
 }
 
-/* The worker's socket is gone (EOF, error, or we killed it): stop watching it. The
- * pidfd stays: the exit status will tell what happened. */
-void pool__close_channel(struct pool *p, struct worker *w)
+/* Sends j to the idle worker w: the frame goes out (or starts to, the rest on
+ * EPOLLOUT) and the job is running. 0, or -ENOMEM (nothing changed). */
+int pool__send_job(struct pool *p, struct worker *w, struct job *j)
 {
-    if (w->sock >= 0) {
-        epoll_ctl(p->epfd, EPOLL_CTL_DEL, w->sock, NULL);
-        close(w->sock);
-        w->sock = -1;
-    }
-    free(w->out);
-    w->out = NULL;
-    w->out_len = w->out_off = 0;
-    w->epollout = 0;
-    w->in_len = 0;
-    if (w->state == WORKER_IDLE || w->state == WORKER_BUSY)
-        p->workers_ready--;
-    w->state = WORKER_EXITING;
-}
-
-void pool__end_worker(struct pool *p, struct worker *w, enum worker_end why)
-{
-    if (w->state == WORKER_EMPTY || w->state == WORKER_EXITING)
-        return;
-    w->ending = why;
-    p->restarts[why]++;
-    /* A busy worker is running someone's code: only SIGKILL is sure to stop it. An
-     * idle or starting one sees EOF on its channel and exits by itself. */
-    if (w->state == WORKER_BUSY || why == END_CRASH)
-        pool__kill_worker(w, SIGKILL);
-    pool__close_channel(p, w);
-}
-
-void pool__flush_output(struct pool *p, struct worker *w)
-{
-    while (w->out_off < w->out_len) {
-        ssize_t n = send(w->sock, w->out + w->out_off, w->out_len - w->out_off, MSG_NOSIGNAL);
-        if (n > 0) {
-            w->out_off += (size_t)n;
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT,
-                                     .data.u64 = pool__ev_key(EV_SOCK, w->slot)};
-            if (!w->epollout)
-                epoll_ctl(p->epfd, EPOLL_CTL_MOD, w->sock, &ev);
-            w->epollout = 1;
-            return;
-        }
-        log_warn("worker %d: write failed: %s", (int)w->pid, strerror(errno));
-        pool__close_channel(p, w);
-        return;
-    }
-    free(w->out);
-    w->out = NULL;
-    w->out_len = w->out_off = 0;
-    if (w->epollout) {
-        w->epollout = 0;
-        struct epoll_event ev = {.events = EPOLLIN, .data.u64 = pool__ev_key(EV_SOCK, w->slot)};
-        epoll_ctl(p->epfd, EPOLL_CTL_MOD, w->sock, &ev);
-    }
+    struct frame_builder b;
+    frame_builder_init(&b, FRAME_JOB);
+    frame_builder_add(&b, FRAME_TAG_CALLABLE, blob_data(j->spec.callable),
+                      blob_len(j->spec.callable));
+    if (j->spec.args)
+        frame_builder_add(&b, FRAME_TAG_ARGS, blob_data(j->spec.args), blob_len(j->spec.args));
+    if (j->spec.kwargs)
+        frame_builder_add(&b, FRAME_TAG_KWARGS, blob_data(j->spec.kwargs),
+                          blob_len(j->spec.kwargs));
+    if (j->spec.json_args)
+        frame_builder_add(&b, FRAME_TAG_JSON_ARGS, blob_data(j->spec.json_args),
+                          blob_len(j->spec.json_args));
+    if (j->spec.json_kwargs)
+        frame_builder_add(&b, FRAME_TAG_JSON_KWARGS, blob_data(j->spec.json_kwargs),
+                          blob_len(j->spec.json_kwargs));
+    if (j->spec.result_json)
+        frame_builder_add_str(&b, FRAME_TAG_RESULT_FORMAT, "json");
+    int rc = frame_builder_finish(&b, &w->out, &w->out_len);
+    if (rc != 0)
+        return rc;
+    w->out_off = 0;
+    w->job = j;
+    w->state = WORKER_BUSY;
+    j->worker = w;
+    pool__job_start(&p->lc, j, w->pid);
+    pool__flush_channel(p, w);
+    return 0;
 }
 
 static void handle_hello(struct pool *p, struct worker *w, const struct frame *f)
@@ -140,11 +109,11 @@ static void record_outcome(struct pool *p, struct job *j, const struct frame *f)
             struct blob *b = blob_new_copy(fld.data, fld.len);
             if (b) {
                 *(json ? &j->v.result_json : &j->v.result) = b;
-                pool__finish_job(p, j, JOB_SUCCEEDED);
+                pool__job_finish(&p->lc, j, JOB_SUCCEEDED);
                 return;
             }
         }
-        pool__fail_job(p, j, JOB_ERR_UNPICKLABLE_RESULT,
+        pool__job_fail(&p->lc, j, JOB_ERR_UNPICKLABLE_RESULT,
                        strdup("The worker sent no result bytes (or the server ran out of memory "
                               "storing them)."));
         return;
@@ -160,15 +129,7 @@ static void record_outcome(struct pool *p, struct job *j, const struct frame *f)
     j->v.error.message = dup_field(f, FRAME_TAG_MESSAGE);
     if (!j->v.error.message)
         j->v.error.message = strdup(job_error_type_name(et));
-    pool__finish_job(p, j, JOB_FAILED);
-}
-
-void pool__drain_output(struct pool *p, struct worker *w)
-{
-    if (w->out_fd >= 0)
-        pool__output_read(p, w, w->out_fd);
-    if (w->err_fd >= 0)
-        pool__output_read(p, w, w->err_fd);
+    pool__job_finish(&p->lc, j, JOB_FAILED);
 }
 
 /* Recycling: --max-tasks-per-worker, --worker-max-rss (loky's memory-leak guard,
@@ -198,11 +159,11 @@ static void handle_outcome(struct pool *p, struct worker *w, const struct frame 
         return;
     }
     /* Everything the job printed before replying is in the pipes by now. */
-    pool__drain_output(p, w);
+    pool__output_drain(p, w);
     struct frame_field fld;
     int out_of_memory = frame_find_field(f, FRAME_TAG_EXC_TYPE, &fld) == 1 && fld.len == 11 &&
                         memcmp(fld.data, "MemoryError", 11) == 0;
-    w->job = NULL;
+    pool__take_job(w);
     w->state = WORKER_IDLE;
     w->idle_since_ms = clock_now_ms();
     w->jobs_done++;

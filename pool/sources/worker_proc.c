@@ -9,7 +9,7 @@
  * them) and its environment is a minimal one plus --worker-env. Exit is observed
  * through a pidfd.
  */
-#include "internal.h"
+#include "sources.h"
 #include "pyjobd/log.h"
 
 #include <errno.h>
@@ -19,12 +19,35 @@
 #include <spawn.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/pidfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #define WORKER_CHANNEL_FD 3
+
+struct worker *pool__worker_new(unsigned slot)
+{
+    struct worker *w = calloc(1, sizeof(*w));
+    if (!w)
+        return NULL;
+    w->slot = slot;
+    w->active = 1;
+    w->state = WORKER_EMPTY;
+    w->pidfd = w->sock = w->out_fd = w->err_fd = -1;
+    w->respawn_at_ms = 0; /* the supervisor starts the slot on its next turn */
+    return w;
+}
+
+void pool__worker_free(struct worker *w)
+{
+    if (!w)
+        return;
+    free(w->in);
+    free(w->out);
+    free(w);
+}
 
 /* A minimal environment: what Python and ordinary tools need, then --worker-env. */
 int pool__worker_env_init(struct pool *p)
@@ -219,4 +242,57 @@ long long pool__worker_rss(pid_t pid)
     int n = fscanf(f, "%lld %lld", &size, &resident);
     fclose(f);
     return n == 2 ? resident * sysconf(_SC_PAGESIZE) : -1;
+}
+
+/* The worker's socket is gone (EOF, error, or we killed it): stop watching it. The
+ * pidfd stays: the exit status will tell what happened. */
+void pool__close_channel(struct pool *p, struct worker *w)
+{
+    if (w->sock >= 0) {
+        epoll_ctl(p->epfd, EPOLL_CTL_DEL, w->sock, NULL);
+        close(w->sock);
+        w->sock = -1;
+    }
+    free(w->out);
+    w->out = NULL;
+    w->out_len = w->out_off = 0;
+    w->epollout = 0;
+    w->in_len = 0;
+    if (w->state == WORKER_IDLE || w->state == WORKER_BUSY)
+        p->workers_ready--;
+    w->state = WORKER_EXITING;
+}
+
+/* Writes what is pending of the frame being sent (resumed on EPOLLOUT when the socket
+ * buffer is full). */
+void pool__flush_channel(struct pool *p, struct worker *w)
+{
+    while (w->out_off < w->out_len) {
+        ssize_t n = send(w->sock, w->out + w->out_off, w->out_len - w->out_off, MSG_NOSIGNAL);
+        if (n > 0) {
+            w->out_off += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT,
+                                     .data.u64 = pool__ev_key(EV_SOCK, w->slot)};
+            if (!w->epollout)
+                epoll_ctl(p->epfd, EPOLL_CTL_MOD, w->sock, &ev);
+            w->epollout = 1;
+            return;
+        }
+        log_warn("worker %d: write failed: %s", (int)w->pid, strerror(errno));
+        pool__close_channel(p, w);
+        return;
+    }
+    free(w->out);
+    w->out = NULL;
+    w->out_len = w->out_off = 0;
+    if (w->epollout) {
+        w->epollout = 0;
+        struct epoll_event ev = {.events = EPOLLIN, .data.u64 = pool__ev_key(EV_SOCK, w->slot)};
+        epoll_ctl(p->epfd, EPOLL_CTL_MOD, w->sock, &ev);
+    }
 }

@@ -1,12 +1,11 @@
 /*
- * output.c — what jobs print. Each worker's stdout and stderr are pipes read by the
+ * worker_output.c — what jobs print. Each worker's stdout and stderr are pipes read by the
  * supervisor; bytes that arrive while the worker runs a job belong to that job (the
  * tail, at most --max-output-bytes per stream), bytes that arrive while it is idle or
  * booting go to the server log. Before a job's result is recorded its worker's pipes
  * are drained, so everything the job wrote before replying is attributed to it.
  */
-#include "internal.h"
-#include "pyjobd/store_shared.h"
+#include "sources.h"
 #include "pyjobd/log.h"
 
 #include <errno.h>
@@ -15,45 +14,6 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <unistd.h>
-
-void pool__output_append(struct outbuf *o, const uint8_t *data, size_t len, size_t max)
-{
-    if (len >= max) {
-        o->dropped += o->len + (len - max);
-        data += len - max;
-        len = max;
-        o->len = 0;
-    } else if (o->len + len > max) {
-        size_t drop = o->len + len - max;
-        memmove(o->data, o->data + drop, o->len - drop);
-        o->len -= drop;
-        o->dropped += drop;
-    }
-    if (!len)
-        return;
-    if (o->cap - o->len < len) {
-        size_t cap = o->cap ? o->cap : 4096;
-        while (cap - o->len < len)
-            cap *= 2;
-        if (cap > max)
-            cap = max;
-        uint8_t *d = realloc(o->data, cap);
-        if (!d) {
-            o->dropped += len;
-            return;
-        }
-        o->data = d;
-        o->cap = cap;
-    }
-    memcpy(o->data + o->len, data, len);
-    o->len += len;
-}
-
-void pool__output_free(struct outbuf *o)
-{
-    free(o->data);
-    memset(o, 0, sizeof(*o));
-}
 
 static void log_stray_output(struct worker *w, int fd, const char *buf, size_t n)
 {
@@ -80,7 +40,7 @@ void pool__output_read(struct pool *p, struct worker *w, int fd)
         if (n > 0) {
             if (w->job) {
                 struct outbuf *o = fd == w->out_fd ? &w->job->out : &w->job->err;
-                pool__output_append(o, (const uint8_t *)buf, (size_t)n, p->cfg.max_output_bytes);
+                pool__outbuf_append(o, (const uint8_t *)buf, (size_t)n, p->cfg.max_output_bytes);
             } else {
                 log_stray_output(w, fd, buf, (size_t)n);
             }
@@ -101,6 +61,14 @@ void pool__output_read(struct pool *p, struct worker *w, int fd)
     }
 }
 
+void pool__output_drain(struct pool *p, struct worker *w)
+{
+    if (w->out_fd >= 0)
+        pool__output_read(p, w, w->out_fd);
+    if (w->err_fd >= 0)
+        pool__output_read(p, w, w->err_fd);
+}
+
 void pool__output_close(struct pool *p, struct worker *w)
 {
     int *fds[2] = {&w->out_fd, &w->err_fd};
@@ -111,42 +79,4 @@ void pool__output_close(struct pool *p, struct worker *w)
         close(*fds[i]);
         *fds[i] = -1;
     }
-}
-
-int pool_job_output(struct pool *p, const char *id, struct job_output *out)
-{
-    int rc = 0;
-    memset(out, 0, sizeof(*out));
-    pthread_mutex_lock(&p->lock);
-    struct job *j = pool__lookup(p, id, &rc);
-    if (pool__elsewhere(p, j) && !(j && j->ran_here)) {
-        /* Output is kept by the node that ran the job, in its memory. */
-        pthread_mutex_unlock(&p->lock);
-        struct job_view v;
-        rc = store_fetch(p->cfg.store, id, &v);
-        if (rc == 0) {
-            job_view_release(&v);
-            rc = -EREMOTE;
-        }
-        return rc;
-    }
-    if (j) {
-        out->out = blob_new_copy(j->out.data, j->out.len);
-        out->err = blob_new_copy(j->err.data, j->err.len);
-        out->out_dropped = j->out.dropped;
-        out->err_dropped = j->err.dropped;
-        if (!out->out || !out->err)
-            rc = -ENOMEM;
-    }
-    pthread_mutex_unlock(&p->lock);
-    if (rc != 0)
-        job_output_release(out);
-    return rc;
-}
-
-void job_output_release(struct job_output *o)
-{
-    blob_unref(o->out);
-    blob_unref(o->err);
-    memset(o, 0, sizeof(*o));
 }

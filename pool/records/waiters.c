@@ -3,7 +3,7 @@
  * A waiter is fired exactly once — when its job ends, when its deadline passes, or
  * when the pool stops — and freed right after its callback returns.
  */
-#include "internal.h"
+#include "records.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -43,7 +43,7 @@ static void sift_down(struct waiter_heap *h, size_t i)
     }
 }
 
-int pool__waiter_heap_push(struct waiter_heap *h, struct waiter *w)
+static int heap_push(struct waiter_heap *h, struct waiter *w)
 {
     if (h->len == h->cap) {
         size_t cap = h->cap ? h->cap * 2 : 64;
@@ -59,7 +59,7 @@ int pool__waiter_heap_push(struct waiter_heap *h, struct waiter *w)
     return 0;
 }
 
-void pool__waiter_heap_remove(struct waiter_heap *h, struct waiter *w)
+static void heap_remove(struct waiter_heap *h, struct waiter *w)
 {
     size_t i = w->heap_idx;
     h->len--;
@@ -71,45 +71,63 @@ void pool__waiter_heap_remove(struct waiter_heap *h, struct waiter *w)
     }
 }
 
-struct waiter *pool__waiter_heap_top(const struct waiter_heap *h)
+int pool__waiter_add(struct waiter_heap *h, struct job *j, int64_t deadline_ms, pool_watch_cb cb,
+                     void *arg, int *earliest)
 {
-    return h->len ? h->items[0] : NULL;
+    struct waiter *w = calloc(1, sizeof(*w));
+    if (!w)
+        return -ENOMEM;
+    w->cb = cb;
+    w->arg = arg;
+    w->deadline_ms = deadline_ms;
+    w->job = j;
+    if (heap_push(h, w) != 0) {
+        free(w);
+        return -ENOMEM;
+    }
+    LIST_INSERT_HEAD(&j->waiters, w, link);
+    *earliest = h->items[0] == w;
+    return 0;
 }
 
 /* Unlinks w from its job and the heap, runs its callback, frees it. */
-static void fire(struct pool *p, struct waiter *w)
+static void fire(struct waiter_heap *h, struct waiter *w)
 {
-    struct job *j = w->job;
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        j->waiters = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    pool__waiter_heap_remove(&p->waiters, w);
+    LIST_REMOVE(w, link);
+    heap_remove(h, w);
     w->cb(w->arg);
     free(w);
 }
 
-void pool__waiters_fire_job(struct pool *p, struct job *j)
+void pool__waiters_fire_job(struct waiter_heap *h, struct job *j)
 {
-    while (j->waiters)
-        fire(p, j->waiters);
+    while (!LIST_EMPTY(&j->waiters))
+        fire(h, LIST_FIRST(&j->waiters));
 }
 
-void pool__waiters_expire(struct pool *p, int64_t now)
+struct job *pool__waiters_expire_one(struct waiter_heap *h, int64_t now)
 {
-    struct waiter *w;
-    while ((w = pool__waiter_heap_top(&p->waiters)) && w->deadline_ms <= now) {
-        struct job *j = w->job;
-        fire(p, w);
-        pool__mirror_release(p, j);
-    }
+    if (!h->len || h->items[0]->deadline_ms > now)
+        return NULL;
+    struct job *j = h->items[0]->job;
+    fire(h, h->items[0]);
+    return j;
 }
 
-void pool__waiters_fire_all(struct pool *p)
+void pool__waiters_fire_all(struct waiter_heap *h)
 {
-    struct waiter *w;
-    while ((w = pool__waiter_heap_top(&p->waiters)))
-        fire(p, w);
+    while (h->len)
+        fire(h, h->items[0]);
+}
+
+int64_t pool__waiters_next_deadline(const struct waiter_heap *h)
+{
+    return h->len ? h->items[0]->deadline_ms : INT64_MAX;
+}
+
+void pool__waiters_free(struct waiter_heap *h)
+{
+    free(h->items);
+    h->items = NULL;
+    h->len = h->cap = 0;
 }

@@ -1,0 +1,285 @@
+/*
+ * lifecycle.c — every job transition (see lifecycle.h). The only place that writes a
+ * job's status, keeps the queued/running/finished counters, queues store writes for
+ * a job, and moves records between the table's lists.
+ */
+#include "lifecycle.h"
+#include "pyjobd/clock.h"
+#include "pyjobd/log.h"
+#include "pyjobd/store.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+const double pool_duration_bounds[POOL_DURATION_BUCKETS] = {
+    0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300, __builtin_inf()};
+
+int pool__lifecycle_init(struct lifecycle *lc, struct store *store, size_t tombstones)
+{
+    memset(lc, 0, sizeof(*lc));
+    lc->store = store;
+    lc->shared = store_is_shared(store);
+    return pool__table_init(&lc->jobs, tombstones);
+}
+
+void pool__lifecycle_free(struct lifecycle *lc)
+{
+    pool__table_free(&lc->jobs);
+    pool__waiters_free(&lc->waiters);
+}
+
+/* --- the store's copy ---------------------------------------------------------------- */
+
+/* Queues the job's current state (mirrors are the database's, never written back). */
+static void persist(struct lifecycle *lc, struct job *j)
+{
+    if (lc->store && !j->mirror)
+        j->store_ticket = store_put(lc->store, &j->v, &j->spec, j->seq, 0);
+}
+
+/* Mirrors are not ours to delete; neither, on a shared store, are the records that
+ * only left this node's memory (the database keeps them for --result-ttl). */
+static void unpersist(struct lifecycle *lc, struct job *j, int expired)
+{
+    if (lc->store && !j->mirror && !(expired && lc->shared))
+        store_delete(lc->store, j->v.id);
+}
+
+/* --- entering ----------------------------------------------------------------------- */
+
+int pool__job_admit(struct lifecycle *lc, struct job *j)
+{
+    return pool__table_insert(&lc->jobs, j);
+}
+
+void pool__job_withdraw(struct lifecycle *lc, struct job *j)
+{
+    pool__table_remove(&lc->jobs, j, 0);
+}
+
+uint64_t pool__job_submitted(struct lifecycle *lc, struct job *j, int here)
+{
+    lc->submitted++;
+    uint64_t ticket = 0;
+    if (lc->store)
+        ticket = j->store_ticket = store_put(lc->store, &j->v, &j->spec, j->seq,
+                                             STORE_NEW | (here ? STORE_CLAIMED : 0));
+    if (here) {
+        pool__queue_push(&lc->jobs, j);
+    } else {
+        pool__table_remove(&lc->jobs, j, 0);
+        pool__job_free(j);
+    }
+    return ticket;
+}
+
+int pool__job_claimed(struct lifecycle *lc, struct job_view *v, struct job_spec *spec)
+{
+    int err;
+    struct job *j = pool__table_find(&lc->jobs, v->id, &err);
+    if (j && !j->mirror) {
+        job_view_release(v);
+        job_spec_release(spec);
+        return -EEXIST;
+    }
+    if (!j) {
+        j = pool__job_new(v->id);
+        if (!j || pool__table_insert(&lc->jobs, j) != 0) {
+            pool__job_free(j);
+            job_view_release(v);
+            job_spec_release(spec);
+            return -ENOMEM;
+        }
+    }
+    /* A mirror that was waited for is now ours to run: its waiters stay. */
+    pool__done_remove(&lc->jobs, j);
+    pool__job_adopt(j, v, spec);
+    j->mirror = 0;
+    j->v.status = JOB_QUEUED;
+    j->v.worker_pid = 0;
+    pool__queue_push(&lc->jobs, j);
+    return 0;
+}
+
+int pool__job_restored(struct lifecycle *lc, struct job *j)
+{
+    int rc = pool__table_insert(&lc->jobs, j);
+    if (rc != 0)
+        return rc;
+    if (j->v.status == JOB_QUEUED)
+        pool__queue_push(&lc->jobs, j);
+    else if (j->v.status == JOB_RUNNING)
+        lc->running++; /* as far as its record says: the caller decides what now */
+    return 0;
+}
+
+void pool__job_restored_done(struct lifecycle *lc, struct job *j, int64_t finished_ms)
+{
+    if (job_status_is_terminal(j->v.status))
+        pool__done_add(&lc->jobs, j, finished_ms);
+}
+
+/* --- running and ending ------------------------------------------------------------- */
+
+void pool__job_start(struct lifecycle *lc, struct job *j, pid_t pid)
+{
+    pool__queue_remove(&lc->jobs, j);
+    j->v.status = JOB_RUNNING;
+    clock_gettime(CLOCK_REALTIME, &j->v.started_at);
+    j->v.attempts++;
+    j->v.worker_pid = pid;
+    j->ran_here = 1;
+    j->deadline_ms = j->v.timeout > 0 ? clock_now_ms() + (int64_t)(j->v.timeout * 1000.0 + 0.5) : 0;
+    lc->running++;
+    persist(lc, j); /* "running" is on record before the worker can act */
+}
+
+static void count_duration(struct lifecycle *lc, const struct job *j)
+{
+    double d = (double)(j->v.finished_at.tv_sec - j->v.started_at.tv_sec) +
+               (double)(j->v.finished_at.tv_nsec - j->v.started_at.tv_nsec) / 1e9;
+    int b = 0;
+    while (b < POOL_DURATION_BUCKETS - 1 && d > pool_duration_bounds[b])
+        b++;
+    lc->duration_buckets[b]++;
+    lc->duration_sum += d;
+    lc->duration_count++;
+}
+
+void pool__job_finish(struct lifecycle *lc, struct job *j, enum job_status status)
+{
+    int ran = j->v.status == JOB_RUNNING;
+    if (ran)
+        lc->running--;
+    pool__queue_remove(&lc->jobs, j);
+    j->v.status = status;
+    clock_gettime(CLOCK_REALTIME, &j->v.finished_at);
+    if (ran && j->ran_here)
+        count_duration(lc, j);
+    lc->finished[status]++;
+    j->worker = NULL;
+    j->deadline_ms = 0;
+    job_spec_release(&j->spec); /* the payload is no longer needed */
+    pool__done_add(&lc->jobs, j, clock_now_ms());
+    persist(lc, j);
+    if (status == JOB_FAILED)
+        log_info("job %s failed: %s: %s", j->v.id, job_error_type_name(j->v.error.type),
+                 j->v.error.message ? j->v.error.message : "");
+    else
+        log_debug("job %s %s", j->v.id, job_status_name(status));
+    if (lc->shared && !j->mirror)
+        /* Another node could have taken the job over (this one presumed dead): the
+         * waiters learn the end once the database accepted it. */
+        j->awaiting_commit = 1;
+    else
+        pool__waiters_fire_job(&lc->waiters, j);
+}
+
+void pool__job_fail(struct lifecycle *lc, struct job *j, enum job_error_type type, char *message)
+{
+    job_error_release(&j->v.error);
+    j->v.error.type = type;
+    j->v.error.message = message ? message : strdup(job_error_type_name(type));
+    pool__job_finish(lc, j, JOB_FAILED);
+}
+
+int pool__job_retry(struct lifecycle *lc, struct job *j, int front)
+{
+    if (j->v.attempts > j->spec.max_retries)
+        return 0;
+    const char *why = job_error_type_name(j->v.error.type);
+    log_info("job %s: attempt %u ended (%s); re-queued (%u retries allowed)", j->v.id,
+             j->v.attempts, why ? why : "the server stopped", j->spec.max_retries);
+    if (j->v.status == JOB_RUNNING)
+        lc->running--;
+    j->v.status = JOB_QUEUED;
+    j->worker = NULL;
+    j->deadline_ms = 0;
+    if (front)
+        pool__queue_push_front(&lc->jobs, j);
+    else
+        pool__queue_push(&lc->jobs, j);
+    persist(lc, j);
+    return 1;
+}
+
+void pool__job_cancel(struct lifecycle *lc, struct job *j)
+{
+    job_error_release(&j->v.error);
+    j->v.error.type = JOB_ERR_CANCELLED;
+    j->v.error.message = strdup(j->v.status == JOB_QUEUED
+                                    ? "Cancelled by a client before it started."
+                                    : "Cancelled by a client while running: its worker was "
+                                      "killed and replaced; no other job was affected.");
+    pool__job_finish(lc, j, JOB_CANCELLED);
+}
+
+/* --- leaving ----------------------------------------------------------------------- */
+
+void pool__job_forget(struct lifecycle *lc, struct job *j, int expired)
+{
+    pool__waiters_fire_job(&lc->waiters, j);
+    unpersist(lc, j, expired);
+    pool__table_remove(&lc->jobs, j, expired);
+    pool__job_free(j);
+}
+
+void pool__job_disown(struct lifecycle *lc, struct job *j)
+{
+    j->worker = NULL;
+    if (j->v.status == JOB_RUNNING)
+        lc->running--;
+    j->mirror = 1;
+    pool__job_forget(lc, j, 0);
+}
+
+/* --- mirrors ----------------------------------------------------------------------- */
+
+struct job *pool__job_mirror(struct lifecycle *lc, const char *id, int *created)
+{
+    int err;
+    struct job *j = pool__table_find(&lc->jobs, id, &err);
+    *created = 0;
+    if (j)
+        return j;
+    if (!(j = pool__job_new(id)))
+        return NULL;
+    j->mirror = 1;
+    if (pool__table_insert(&lc->jobs, j) != 0) {
+        pool__job_free(j);
+        return NULL;
+    }
+    *created = 1;
+    return j;
+}
+
+void pool__job_mirror_update(struct lifecycle *lc, struct job *j, const struct job_view *v)
+{
+    if (!j->mirror || job_status_is_terminal(j->v.status))
+        return;
+    struct job_view copy;
+    if (job_view_copy(&copy, v) != 0)
+        return;
+    job_view_release(&j->v);
+    j->v = copy;
+    if (job_status_is_terminal(j->v.status)) {
+        pool__done_add(&lc->jobs, j, clock_now_ms());
+        pool__waiters_fire_job(&lc->waiters, j);
+    }
+}
+
+void pool__job_mirror_release(struct lifecycle *lc, struct job *j)
+{
+    if (j->mirror && LIST_EMPTY(&j->waiters) && !job_status_is_terminal(j->v.status))
+        pool__job_forget(lc, j, 0);
+}
+
+void pool__job_committed(struct lifecycle *lc, struct job *j)
+{
+    if (j->mirror || !j->awaiting_commit)
+        return;
+    j->awaiting_commit = 0;
+    j->mirror = 1; /* the database answers for it from now on */
+    pool__waiters_fire_job(&lc->waiters, j);
+}

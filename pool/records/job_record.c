@@ -1,0 +1,72 @@
+/*
+ * job_record.c — one job's record: the one constructor (every default in one place)
+ * and its release. Whoever makes a record (a submission, a claim, a mirror for a
+ * waiter, recovery) starts from pool__job_new.
+ */
+#include "records.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct job *pool__job_new(const char *id)
+{
+    struct job *j = calloc(1, sizeof(*j));
+    if (!j)
+        return NULL;
+    if (id)
+        memcpy(j->v.id, id, JOB_ID_LEN + 1);
+    j->v.status = JOB_QUEUED;
+    j->v.error.exit_code = -1;
+    j->v.error.max_rss_bytes = -1;
+    LIST_INIT(&j->waiters);
+    return j;
+}
+
+struct job *pool__job_from_spec(const struct job_spec *spec, double default_timeout)
+{
+    struct job *j = pool__job_new(NULL);
+    if (!j)
+        return NULL;
+    if (spec->metadata && (!(j->spec.metadata = strdup(spec->metadata)) ||
+                           !(j->v.metadata = strdup(spec->metadata)))) {
+        pool__job_free(j);
+        return NULL;
+    }
+    clock_gettime(CLOCK_REALTIME, &j->v.created_at);
+    j->v.timeout = spec->timeout > 0 ? spec->timeout : default_timeout;
+    j->v.max_retries = spec->max_retries;
+    j->spec.callable = blob_ref(spec->callable);
+    j->spec.args = blob_ref(spec->args);
+    j->spec.kwargs = blob_ref(spec->kwargs);
+    j->spec.json_args = blob_ref(spec->json_args);
+    j->spec.json_kwargs = blob_ref(spec->json_kwargs);
+    j->spec.result_json = spec->result_json;
+    j->spec.timeout = j->v.timeout;
+    j->spec.max_retries = spec->max_retries;
+    j->spec.retry_on_timeout = spec->retry_on_timeout;
+    memcpy(j->spec.owner, spec->owner, sizeof(j->spec.owner));
+    j->spec.owner[JOB_OWNER_MAX - 1] = 0;
+    memcpy(j->v.owner, j->spec.owner, sizeof(j->v.owner));
+    return j;
+}
+
+void pool__job_adopt(struct job *j, struct job_view *v, struct job_spec *spec)
+{
+    job_view_release(&j->v);
+    job_spec_release(&j->spec);
+    j->v = *v;
+    j->spec = *spec;
+    memset(v, 0, sizeof(*v));
+    memset(spec, 0, sizeof(*spec));
+}
+
+void pool__job_free(struct job *j)
+{
+    if (!j)
+        return;
+    job_spec_release(&j->spec);
+    job_view_release(&j->v);
+    pool__outbuf_free(&j->out);
+    pool__outbuf_free(&j->err);
+    free(j);
+}

@@ -1,0 +1,172 @@
+/*
+ * records.h — the bottom of pool/: a job's record and the data structures it sits in,
+ * with no policy. Everything above (lifecycle, the event sources, the supervisor, the
+ * public calls) uses these; nothing here calls upwards, locks, or knows of workers,
+ * stores or HTTP. Callers hold the pool lock.
+ *
+ *   job_record.c  one job: its one constructor (every default in one place), free
+ *   job_table.c   every record by id and in creation order; the FIFO queue; the done
+ *                 list (finished, oldest first, what retention looks at)
+ *   tombstones.c  ids removed by retention, remembered (bounded) to answer "expired"
+ *   outbuf.c      the captured tail of one output stream
+ *   waiters.c     long-poll waiters: a min-heap on deadline plus a list per job
+ */
+#ifndef PYJOBD_POOL_RECORDS_H
+#define PYJOBD_POOL_RECORDS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "pyjobd/job.h"
+#include "pyjobd/pool.h"
+
+struct worker; /* the event sources' (sources/sources.h); records only point at it */
+
+/* --- outbuf.c -------------------------------------------------------------------- */
+
+/* The captured tail of one output stream of a job. */
+struct outbuf {
+    uint8_t *data;
+    size_t len, cap;
+    uint64_t dropped; /* bytes dropped from the front to stay within the limit */
+};
+
+/* Appends, keeping only the last max bytes (what is dropped is counted). */
+void pool__outbuf_append(struct outbuf *o, const uint8_t *data, size_t len, size_t max);
+void pool__outbuf_free(struct outbuf *o);
+
+/* --- job_record.c ---------------------------------------------------------------- */
+
+struct waiter;
+LIST_HEAD(waiter_list, waiter);
+
+/* A job as the pool keeps it. It sits on up to three lists of its table at once:
+ * all jobs by creation (listing), the queue (while queued), finished jobs by end time
+ * (retention). */
+struct job {
+    struct job_view v;    /* what clients see */
+    struct job_spec spec; /* what to run (released when the job ends) */
+    uint64_t seq;         /* creation order, 1-based: the listing cursor; 0 = unset */
+    int64_t deadline_ms;  /* CLOCK_MONOTONIC deadline while running; 0 = none */
+    int64_t finished_ms;  /* CLOCK_MONOTONIC time it finished (retention) */
+    TAILQ_ENTRY(job) all_link, queue_link, done_link;
+    int in_table, queued, done; /* on the all list / the queue / the done list */
+    struct outbuf out, err;     /* captured stdout / stderr */
+    uint64_t store_ticket;      /* the store write that records the latest state */
+    struct waiter_list waiters;
+    struct worker *worker; /* while running */
+    /* Shared store only: */
+    int mirror;          /* the database answers for it (another node's job, or ours once
+                          * its end is committed); kept for waiters and output */
+    int ran_here;        /* it ran on a worker of this node: its output is here */
+    int awaiting_commit; /* finished here; waiters fire once the database has it */
+};
+
+/* The one constructor: a queued job with no payload, every default set (no error:
+ * exit_code and max_rss_bytes -1), id copied when not NULL. NULL on ENOMEM. */
+struct job *pool__job_new(const char *id);
+
+/* A new job from a client's spec: copies the metadata, takes references to the blobs;
+ * its timeout is the spec's or else default_timeout. NULL on ENOMEM. */
+struct job *pool__job_from_spec(const struct job_spec *spec, double default_timeout);
+
+/* Replaces j's view and spec by *v and *spec, which it takes (stored or claimed jobs). */
+void pool__job_adopt(struct job *j, struct job_view *v, struct job_spec *spec);
+
+/* Frees the record and what it owns. Accepts NULL. Not on any list any more. */
+void pool__job_free(struct job *j);
+
+/* --- tombstones.c ---------------------------------------------------------------- */
+
+/* Ids of jobs removed by retention, the last cap of them. */
+struct tombstones {
+    struct registry *set;
+    char (*ring)[JOB_ID_LEN + 1];
+    size_t cap, head, len;
+};
+
+int pool__tombstones_init(struct tombstones *t, size_t cap);
+void pool__tombstones_free(struct tombstones *t);
+void pool__tombstones_add(struct tombstones *t, const char *id);
+int pool__tombstones_contains(const struct tombstones *t, const char *id);
+
+/* --- job_table.c ----------------------------------------------------------------- */
+
+TAILQ_HEAD(job_list, job);
+
+struct job_table {
+    struct registry *by_id;
+    struct job_list all;   /* by creation (seq), oldest first */
+    struct job_list queue; /* FIFO */
+    struct job_list done;  /* finished, oldest first */
+    size_t nqueued;
+    uint64_t next_seq;
+    struct tombstones expired;
+};
+
+int pool__table_init(struct job_table *t, size_t tombstones);
+/* Frees the table and every record in it. */
+void pool__table_free(struct job_table *t);
+
+/* Indexes j by id and appends it to the all list, giving it the next seq (or keeping
+ * the seq it has, e.g. from a store). 0, -EEXIST (nothing changed), -ENOMEM. */
+int pool__table_insert(struct job_table *t, struct job *j);
+
+/* The record, or NULL with *err = -ENOENT, or -ESTALE for a tombstoned id. */
+struct job *pool__table_find(const struct job_table *t, const char *id, int *err);
+
+/* Takes j out of every index and list (a tombstone remembers its id when expired).
+ * The record is the caller's again. */
+void pool__table_remove(struct job_table *t, struct job *j, int expired);
+
+size_t pool__table_count(const struct job_table *t);
+
+void pool__queue_push(struct job_table *t, struct job *j);
+void pool__queue_push_front(struct job_table *t, struct job *j);
+void pool__queue_remove(struct job_table *t, struct job *j); /* no-op when not queued */
+struct job *pool__queue_first(const struct job_table *t);
+
+/* The done list: appends j, finished at finished_ms (CLOCK_MONOTONIC). */
+void pool__done_add(struct job_table *t, struct job *j, int64_t finished_ms);
+void pool__done_remove(struct job_table *t, struct job *j); /* no-op when not on it */
+struct job *pool__done_first(const struct job_table *t);
+
+/* --- waiters.c ------------------------------------------------------------------- */
+
+/* Someone long-polling a job. Lives in its job's list and in the deadline heap. */
+struct waiter {
+    pool_watch_cb cb;
+    void *arg;
+    int64_t deadline_ms;
+    struct job *job;
+    LIST_ENTRY(waiter) link; /* in job->waiters */
+    size_t heap_idx;
+};
+
+struct waiter_heap {
+    struct waiter **items;
+    size_t len, cap;
+};
+
+/* Attaches a waiter to j. 0 or -ENOMEM (cb is then never called). *earliest is set
+ * to 1 when it has the nearest deadline of all (the supervisor must sleep less). */
+int pool__waiter_add(struct waiter_heap *h, struct job *j, int64_t deadline_ms, pool_watch_cb cb,
+                     void *arg, int *earliest);
+
+/* Fires (calls back and frees) every waiter of j. */
+void pool__waiters_fire_job(struct waiter_heap *h, struct job *j);
+
+/* Fires the waiter with the nearest deadline if it is due at now and returns its job;
+ * NULL when none is due. */
+struct job *pool__waiters_expire_one(struct waiter_heap *h, int64_t now);
+
+/* Fires every waiter (the pool stops). */
+void pool__waiters_fire_all(struct waiter_heap *h);
+
+/* The nearest waiter deadline, INT64_MAX when nobody waits. */
+int64_t pool__waiters_next_deadline(const struct waiter_heap *h);
+
+void pool__waiters_free(struct waiter_heap *h); /* the heap only; it must be empty */
+
+#endif

@@ -1,0 +1,167 @@
+/*
+ * sources.h — the pool's state (struct pool, struct worker) and the event sources
+ * that drive jobs through their lifecycle (../lifecycle/lifecycle.h):
+ *
+ *   worker_proc.c    a worker process: spawn, signal, its channel socket (close, send),
+ *                    how it ended, its memory; the environment workers get
+ *   worker_output.c  a worker's stdout/stderr pipes: into the running job's output, or
+ *                    (outside any job) into the server log
+ *   workers.c        starting a worker, ending one (and the job it ran), reaping it:
+ *                    crash classification, boot failures and their backoff, a cancel
+ *   channel.c        frames on a worker's channel: a job out, hello/result/error in
+ *   cluster.c        a shared store's events (claims, commits, fences, reaping)
+ *   retention.c      how long finished jobs stay (--result-ttl, --max-jobs)
+ *   recovery.c       jobs found in a single-node store at start
+ *   wake.c           poking the supervisor's loop from any thread
+ *
+ * The supervisor (../supervisor/) runs the loop that calls them; the public calls
+ * (the .c files of pool/ itself) sit on top. Everything here runs with the pool lock held, unless it says
+ * otherwise.
+ *
+ * Locking: one mutex (pool->lock) guards everything below. HTTP threads take it in
+ * the public functions; the supervisor thread holds it while it handles a batch of
+ * events. Nothing blocks while holding it (sockets are non-blocking; spawning is
+ * posix_spawn, which returns once the child has exec'd).
+ */
+#ifndef PYJOBD_POOL_SOURCES_H
+#define PYJOBD_POOL_SOURCES_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "../lifecycle/lifecycle.h"
+#include "pyjobd/pool.h"
+
+enum worker_state {
+    WORKER_EMPTY,    /* no process; respawn at respawn_at_ms if the slot is active */
+    WORKER_STARTING, /* spawned, waiting for its hello */
+    WORKER_IDLE,
+    WORKER_BUSY,
+    WORKER_EXITING, /* killed or lost its channel; waiting for the exit status */
+};
+
+/* Why a worker is being replaced (counted in the stats). */
+enum worker_end { END_NONE, END_CRASH, END_TIMEOUT, END_RECYCLE, END_CANCEL, END_RETIRE };
+
+struct worker {
+    unsigned slot;
+    int active; /* the slot is part of the pool's target size */
+    enum worker_state state;
+    enum worker_end ending; /* set when we decide to end the process */
+    pid_t pid;
+    int pidfd;
+    int sock;
+    int out_fd, err_fd;   /* read ends of the worker's stdout and stderr pipes */
+    int parked;           /* stopped by the idle timeout; restarted on demand */
+    int ready;            /* said hello since it was spawned */
+    char last_words[200]; /* last line it wrote before it was ready (why a boot failed) */
+    int64_t idle_since_ms;
+    struct job *job;
+    int64_t spawned_ms;
+    struct timespec started_at;
+    int64_t respawn_at_ms;
+    unsigned jobs_done;
+    unsigned boot_failures; /* consecutive exits before hello, for backoff */
+    /* Input: bytes read from the worker, not yet decoded. */
+    uint8_t *in;
+    size_t in_len, in_cap;
+    /* Output: one frame being written to the worker. */
+    uint8_t *out;
+    size_t out_len, out_off;
+    int epollout; /* EPOLLOUT is armed: the frame did not fit in the socket buffer */
+};
+
+struct pool {
+    struct pool_config cfg;
+    pthread_mutex_t lock;
+    pthread_t thread;
+    int thread_started;
+    int epfd;
+    int wakefd; /* eventfd: HTTP threads poke the supervisor */
+    int stopping;
+    int stopped;
+    int draining;
+    int64_t drain_deadline_ms;
+    int64_t no_worker_since_ms; /* first boot failure while no worker was ready; 0 = fine */
+    char **worker_envp;         /* environment given to workers */
+    char *worker_path;          /* absolute path of pyjobd-worker (owned) */
+    char *worker_argv[8];
+
+    struct lifecycle lc; /* the jobs, their waiters and counters */
+
+    struct worker **workers; /* slots; never shrinks, inactive slots are reused */
+    unsigned nslots;
+    unsigned target;
+    unsigned workers_ready;
+
+    char python_version[32];
+    char cloudpickle_version[32];
+    char boot_error[256];
+
+    /* Counters for /v1/pool and /metrics (the jobs' are in lc). */
+    uint64_t restarts[END_RETIRE + 1];
+    uint64_t boot_failures;
+};
+
+/* epoll keys of the supervisor loop: what fired, for which worker slot */
+enum { EV_WAKE = 0, EV_SOCK = 1, EV_PIDFD = 2, EV_STDOUT = 3, EV_STDERR = 4 };
+static inline uint64_t pool__ev_key(unsigned kind, unsigned slot)
+{
+    return (uint64_t)slot << 8 | kind;
+}
+
+/* wake.c (any thread, no lock needed) */
+void pool__wake(struct pool *p);
+
+/* worker_proc.c */
+struct worker *pool__worker_new(unsigned slot); /* an empty, active slot; NULL on ENOMEM */
+void pool__worker_free(struct worker *w);
+int pool__worker_env_init(struct pool *p);
+void pool__worker_env_free(struct pool *p);
+int pool__spawn_worker(struct pool *p, struct worker *w);
+void pool__kill_worker(struct worker *w, int sig);
+void pool__close_channel(struct pool *p, struct worker *w);
+void pool__flush_channel(struct pool *p, struct worker *w); /* write what is pending */
+void pool__describe_exit(int status, char *buf, size_t len);
+long long pool__worker_rss(pid_t pid);
+
+/* worker_output.c */
+void pool__output_read(struct pool *p, struct worker *w, int fd);
+void pool__output_drain(struct pool *p, struct worker *w); /* both pipes, what is there */
+void pool__output_close(struct pool *p, struct worker *w);
+
+/* workers.c */
+void pool__start_worker(struct pool *p, struct worker *w);
+/* Ends the process (SIGKILL when busy, else EOF on its channel); a job it ran must
+ * have been taken off it first (pool__take_job). */
+void pool__end_worker(struct pool *p, struct worker *w, enum worker_end why);
+/* Takes the running job off its worker (both links cleared) and returns it. */
+struct job *pool__take_job(struct worker *w);
+void pool__reap_worker(struct pool *p, struct worker *w);
+int pool__reap_pending(struct pool *p); /* without pidfds; 1 while still polling */
+/* Cancels this node's job j: 0, -EALREADY (finished), -EBUSY (running, !force). */
+int pool__cancel_here(struct pool *p, struct job *j, int force);
+unsigned pool__idle_workers(const struct pool *p);
+
+/* channel.c */
+int pool__send_job(struct pool *p, struct worker *w, struct job *j);
+void pool__read_channel(struct pool *p, struct worker *w);
+
+/* cluster.c (shared store) */
+int pool__shared(const struct pool *p);
+void pool__cluster_init(struct pool *p);
+void pool__cluster_want(struct pool *p);
+/* From memory, or (shared store) from the database? */
+int pool__answers_locally(const struct pool *p, const struct job *j);
+/* Shared store, and this node does not run the job (no record, or only a mirror). */
+int pool__elsewhere(const struct pool *p, const struct job *j);
+
+/* retention.c */
+void pool__retention_enforce(struct pool *p, int64_t now);
+int64_t pool__retention_next_ms(const struct pool *p);
+
+/* recovery.c */
+int pool__recover(struct pool *p);
+
+#endif
