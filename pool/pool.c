@@ -45,8 +45,8 @@ struct pool *pool_new(const struct pool_config *cfg)
     p->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     size_t expired_cap =
         cfg->max_jobs && cfg->max_jobs < EXPIRED_IDS_MAX ? cfg->max_jobs : EXPIRED_IDS_MAX;
-    if (pool__lifecycle_init(&p->lc, cfg->store, expired_cap) != 0 || !p->workers ||
-        p->epfd < 0 || p->wakefd < 0 || pool__worker_env_init(p) != 0)
+    if (pool__lifecycle_init(&p->lc, cfg->store, expired_cap) != 0 || !p->workers || p->epfd < 0 ||
+        p->wakefd < 0 || pool__worker_env_init(p) != 0)
         goto err;
     for (unsigned i = 0; i < cfg->workers; i++) {
         if (!(p->workers[i] = pool__worker_new(i)))

@@ -63,8 +63,8 @@ uint64_t pool__job_submitted(struct lifecycle *lc, struct job *j, int here)
     lc->submitted++;
     uint64_t ticket = 0;
     if (lc->store)
-        ticket = j->store_ticket = store_put(lc->store, &j->v, &j->spec, j->seq,
-                                             STORE_NEW | (here ? STORE_CLAIMED : 0));
+        ticket = j->store_ticket =
+            store_put(lc->store, &j->v, &j->spec, j->seq, STORE_NEW | (here ? STORE_CLAIMED : 0));
     if (here) {
         pool__queue_push(&lc->jobs, j);
     } else {
@@ -208,10 +208,10 @@ void pool__job_cancel(struct lifecycle *lc, struct job *j)
 {
     job_error_release(&j->v.error);
     j->v.error.type = JOB_ERR_CANCELLED;
-    j->v.error.message = strdup(j->v.status == JOB_QUEUED
-                                    ? "Cancelled by a client before it started."
-                                    : "Cancelled by a client while running: its worker was "
-                                      "killed and replaced; no other job was affected.");
+    j->v.error.message =
+        strdup(j->v.status == JOB_QUEUED ? "Cancelled by a client before it started."
+                                         : "Cancelled by a client while running: its worker was "
+                                           "killed and replaced; no other job was affected.");
     pool__job_finish(lc, j, JOB_CANCELLED);
 }
 

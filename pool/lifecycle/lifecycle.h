@@ -81,8 +81,7 @@ void pool__job_start(struct lifecycle *lc, struct job *j, pid_t pid);
 void pool__job_finish(struct lifecycle *lc, struct job *j, enum job_status status);
 
 /* -> failed with this error (message taken; NULL: the type's name). */
-void pool__job_fail(struct lifecycle *lc, struct job *j, enum job_error_type type,
-                    char *message);
+void pool__job_fail(struct lifecycle *lc, struct job *j, enum job_error_type type, char *message);
 
 /* running -> queued again, when it has retries left (attempts <= max_retries): at the
  * head of the queue (front) or its tail. Its error stays, showing what happened last.

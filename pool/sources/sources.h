@@ -15,8 +15,8 @@
  *   wake.c           poking the supervisor's loop from any thread
  *
  * The supervisor (../supervisor/) runs the loop that calls them; the public calls
- * (the .c files of pool/ itself) sit on top. Everything here runs with the pool lock held, unless it says
- * otherwise.
+ * (the .c files of pool/ itself) sit on top. Everything here runs with the pool lock held, unless
+ * it says otherwise.
  *
  * Locking: one mutex (pool->lock) guards everything below. HTTP threads take it in
  * the public functions; the supervisor thread holds it while it handles a batch of

@@ -169,8 +169,8 @@ static void boot_exit(struct pool *p, struct worker *w, int status, const char *
 {
     w->boot_failures++;
     int hopeless = WIFEXITED(status) && WEXITSTATUS(status) == EXIT_BOOT_FAILED;
-    int64_t delay = hopeless && w->boot_failures >= 2 ? BOOT_BACKOFF_MAX_MS
-                                                      : boot_backoff_ms(w->boot_failures);
+    int64_t delay =
+        hopeless && w->boot_failures >= 2 ? BOOT_BACKOFF_MAX_MS : boot_backoff_ms(w->boot_failures);
     char why[512];
     snprintf(why, sizeof(why), "worker %d %s before it was ready%s%s%s", (int)w->pid, how,
              w->last_words[0] ? ": " : " (see the server log)", w->last_words,

@@ -233,6 +233,24 @@ static void boot_failure__backs_off_reports_and_fails_queued_jobs_late(void **st
     pool_free(p);
 }
 
+static void boot_failure__exit_code_3__retried_once_then_only_slowly(void **state)
+{
+    (void)state;
+    /* A real worker whose --worker-init cannot be imported exits 3 (boot failed:
+     * respawning will not help). The pool tries once more, then waits the longest
+     * backoff (30 s) instead of 100, 200, 400, 800 ms... */
+    struct pool_config cfg = {.workers = 1, .worker_init = "nosuchmodule_pyjobd:f"};
+    struct pool *p = start_pool_cfg(&cfg);
+    usleep(2000000);
+    struct pool_stats st;
+    assert_int_equal(pool_get_stats(p, &st), 0);
+    assert_int_equal(st.boot_failures, 2);
+    assert_non_null(strstr(st.boot_error, "exited with code 3 before it was ready"));
+    assert_non_null(strstr(st.boot_error, "respawning will not help"));
+    pool_stats_release(&st);
+    pool_free(p);
+}
+
 static void drain__running_finishes_queued_interrupted_new_refused(void **state)
 {
     (void)state;
@@ -332,6 +350,7 @@ int main(void)
         cmocka_unit_test(idle_timeout__extra_workers_exit_then_come_back),
         cmocka_unit_test(environment__worker_env_and_cwd),
         cmocka_unit_test(boot_failure__backs_off_reports_and_fails_queued_jobs_late),
+        cmocka_unit_test(boot_failure__exit_code_3__retried_once_then_only_slowly),
         cmocka_unit_test(drain__running_finishes_queued_interrupted_new_refused),
         cmocka_unit_test(drain__grace_over__running_job_interrupted),
         cmocka_unit_test(crash__children_of_the_job_die_with_the_worker),

@@ -191,9 +191,9 @@ static void finish__single_store__waiters_fire_payload_released_done_list(void *
     struct fixture *f = *state;
     struct job *j = queued_job(f, 0, 0);
     int fired = 0, earliest = 0;
-    assert_int_equal(pool__waiter_add(&f->lc.waiters, j, clock_now_ms() + 60000, count_cb, &fired,
-                                      &earliest),
-                     0);
+    assert_int_equal(
+        pool__waiter_add(&f->lc.waiters, j, clock_now_ms() + 60000, count_cb, &fired, &earliest),
+        0);
     assert_true(earliest);
     pool__job_start(&f->lc, j, 1);
     pool__job_finish(&f->lc, j, JOB_SUCCEEDED);
@@ -214,9 +214,9 @@ static void finish__shared_store__waiters_fire_only_once_committed(void **state)
     struct fixture *f = *state;
     struct job *j = queued_job(f, 0, 0);
     int fired = 0, earliest;
-    assert_int_equal(pool__waiter_add(&f->lc.waiters, j, clock_now_ms() + 60000, count_cb, &fired,
-                                      &earliest),
-                     0);
+    assert_int_equal(
+        pool__waiter_add(&f->lc.waiters, j, clock_now_ms() + 60000, count_cb, &fired, &earliest),
+        0);
     pool__job_start(&f->lc, j, 1);
     pool__job_fail(&f->lc, j, JOB_ERR_EXCEPTION, NULL);
     assert_int_equal(fired, 0);
@@ -301,9 +301,9 @@ static void disown__running__uncounted_waiters_fire_nothing_written(void **state
     struct fixture *f = *state;
     struct job *j = queued_job(f, 0, 0);
     int fired = 0, earliest;
-    assert_int_equal(pool__waiter_add(&f->lc.waiters, j, clock_now_ms() + 60000, count_cb, &fired,
-                                      &earliest),
-                     0);
+    assert_int_equal(
+        pool__waiter_add(&f->lc.waiters, j, clock_now_ms() + 60000, count_cb, &fired, &earliest),
+        0);
     pool__job_start(&f->lc, j, 1);
     size_t writes = f->store.n;
     pool__job_disown(&f->lc, j);
@@ -324,9 +324,9 @@ static void mirror__update_until_final__then_done_and_fired(void **state)
     assert_true(created && m->mirror);
     assert_ptr_equal(pool__job_mirror(&f->lc, id_of(2), &created), m);
     assert_false(created);
-    assert_int_equal(pool__waiter_add(&f->lc.waiters, m, clock_now_ms() + 60000, count_cb, &fired,
-                                      &earliest),
-                     0);
+    assert_int_equal(
+        pool__waiter_add(&f->lc.waiters, m, clock_now_ms() + 60000, count_cb, &fired, &earliest),
+        0);
     struct job_view v = {0};
     memcpy(v.id, id_of(2), JOB_ID_LEN + 1);
     v.status = JOB_RUNNING;
@@ -337,7 +337,7 @@ static void mirror__update_until_final__then_done_and_fired(void **state)
     pool__job_mirror_update(&f->lc, m, &v);
     assert_int_equal(fired, 1);
     assert_ptr_equal(pool__done_first(&f->lc.jobs), m);
-    assert_int_equal(f->store.n, 0);                 /* mirrors are never written */
+    assert_int_equal(f->store.n, 0);                    /* mirrors are never written */
     assert_int_equal(f->lc.finished[JOB_SUCCEEDED], 0); /* nor counted: not ours */
     v.status = JOB_FAILED;
     pool__job_mirror_update(&f->lc, m, &v); /* final stays final */
@@ -349,9 +349,8 @@ static void mirror_release__unwatched_unfinished__forgotten(void **state)
     struct fixture *f = *state;
     int created, fired = 0, earliest;
     struct job *m = pool__job_mirror(&f->lc, id_of(3), &created);
-    assert_int_equal(pool__waiter_add(&f->lc.waiters, m, clock_now_ms() - 1, count_cb, &fired,
-                                      &earliest),
-                     0);
+    assert_int_equal(
+        pool__waiter_add(&f->lc.waiters, m, clock_now_ms() - 1, count_cb, &fired, &earliest), 0);
     pool__job_mirror_release(&f->lc, m); /* still watched: kept */
     int err;
     assert_non_null(find(f, 3, &err));
@@ -367,9 +366,9 @@ static void claimed__over_a_mirror__record_kept_with_its_waiters(void **state)
     struct fixture *f = *state;
     int created, fired = 0, earliest;
     struct job *m = pool__job_mirror(&f->lc, id_of(4), &created);
-    assert_int_equal(pool__waiter_add(&f->lc.waiters, m, clock_now_ms() + 60000, count_cb, &fired,
-                                      &earliest),
-                     0);
+    assert_int_equal(
+        pool__waiter_add(&f->lc.waiters, m, clock_now_ms() + 60000, count_cb, &fired, &earliest),
+        0);
     struct job_view v = {0};
     memcpy(v.id, id_of(4), JOB_ID_LEN + 1);
     v.status = JOB_RUNNING; /* claimed jobs are queued here whatever the view said */
