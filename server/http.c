@@ -16,6 +16,7 @@
 #include "pyjobd/http.h"
 #include "pyjobd/api.h"
 #include "pyjobd/auth.h"
+#include "pyjobd/clock.h"
 #include "pyjobd/log.h"
 #include "pyjobd/pool.h"
 
@@ -30,6 +31,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <strings.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -42,7 +44,7 @@ struct conn_track {
     int stage;        /* CONN_IDLE, CONN_BODY or CONN_HANDLED */
     int64_t since_ms; /* start of the current stage */
     size_t received;  /* body bytes so far (CONN_BODY) */
-    struct conn_track *prev, *next;
+    LIST_ENTRY(conn_track) link;
 };
 
 struct http_server {
@@ -51,7 +53,7 @@ struct http_server {
     int listen_fd;
     unsigned port;
     pthread_mutex_t lock; /* guards conns, nconns */
-    struct conn_track *conns;
+    LIST_HEAD(, conn_track) conns;
     unsigned nconns;
     pthread_t watchdog;
     int watchdog_started;
@@ -412,21 +414,13 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
         t->fd = ci ? ci->connect_fd : -1;
         t->since_ms = clock_now_ms();
         pthread_mutex_lock(&srv->lock);
-        t->next = srv->conns;
-        if (srv->conns)
-            srv->conns->prev = t;
-        srv->conns = t;
+        LIST_INSERT_HEAD(&srv->conns, t, link);
         srv->nconns++;
         pthread_mutex_unlock(&srv->lock);
         *socket_context = t;
     } else if (t) {
         pthread_mutex_lock(&srv->lock);
-        if (t->prev)
-            t->prev->next = t->next;
-        else
-            srv->conns = t->next;
-        if (t->next)
-            t->next->prev = t->prev;
+        LIST_REMOVE(t, link);
         srv->nconns--;
         pthread_mutex_unlock(&srv->lock);
         free(t);
@@ -443,15 +437,12 @@ static void *watchdog_main(void *arg)
     pthread_mutex_lock(&srv->lock);
     while (!srv->stopping) {
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 250 * 1000 * 1000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
+        clock_deadline_in(&ts, 250);
         pthread_cond_timedwait(&srv->wake, &srv->lock, &ts);
         int64_t now = clock_now_ms();
-        for (struct conn_track *t = srv->conns; t; t = t->next) {
+        struct conn_track *t;
+        LIST_FOREACH(t, &srv->conns, link)
+        {
             /* Headers within the deadline; a body at 64 KB/s or faster after it. A
              * handled request (running, or a suspended long-poll) has no deadline here:
              * the pool holds those. */
