@@ -14,7 +14,7 @@
 _bench_saved_goal := $(.DEFAULT_GOAL)
 
 BENCH_PYTHON   ?= /usr/bin/python3
-BENCH_PACKAGES := python3-joblib python3-cloudpickle wrk
+BENCH_PACKAGES := python3-joblib python3-cloudpickle wrk valgrind
 BENCH_ARGS     ?=
 BENCH_SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

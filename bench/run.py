@@ -103,17 +103,17 @@ def fmt(v):
 class Server:
     """build/pyjobd --port 0 --workers 2 --log-level warn, stopped by its pid."""
 
-    def __init__(self, binary, extra=(), workers=WORKERS):
+    def __init__(self, binary, extra=(), workers=WORKERS, prefix=()):
         env = dict(os.environ)
         if os.geteuid() == 0:  # the peers' workers run as root too: compare like with like
             env["PYJOBD_ALLOW_ROOT_WORKERS"] = "1"
         self.errlog = open(os.environ["BENCH_SERVER_LOG"], "ab") if os.environ.get("BENCH_SERVER_LOG") else tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
-            [binary, "--port", "0", "--workers", str(workers), "--log-level", os.environ.get("BENCH_LOG_LEVEL", "warn"),
+            [*prefix, binary, "--port", "0", "--workers", str(workers), "--log-level", os.environ.get("BENCH_LOG_LEVEL", "warn"),
              "--worker-cwd", HERE, "--worker-init", "trivial:inc_ready", *extra],
             stdout=subprocess.PIPE, stderr=self.errlog, env=env, cwd=ROOT)
         self.pid = self.proc.pid
-        r, _, _ = select.select([self.proc.stdout], [], [], 20)
+        r, _, _ = select.select([self.proc.stdout], [], [], 60 if prefix else 20)
         line = self.proc.stdout.readline().decode() if r else ""
         if "listening on" not in line:
             self.stop()
@@ -928,6 +928,57 @@ def section_cluster(args):
         log(f"  {len(problems)} problems (errors, warnings in node logs): " + "; ".join(problems[:10]))
 
 
+# --------------------------------------------------------------------------- 7 instructions
+
+def _callgrind_ir(path):
+    """Total instructions (Ir) of a callgrind run, from its summary line."""
+    with open(path) as f:
+        for line in f:
+            if line.startswith(("summary:", "totals:")):
+                return int(line.split()[1])
+    raise RuntimeError(f"no summary in {path}")
+
+
+def section_instructions(args):
+    """The server's instructions per job, counted by callgrind (stable where wall clock
+    is not): the whole server run for n1 and for n2 sequential jobs (POST ?wait=5, one
+    keep-alive connection), so start-up and shutdown cancel out of
+    (Ir(n2) - Ir(n1)) / (n2 - n1). Workers are not traced (they are other programs)."""
+    log("7. server instructions per job (callgrind, marginal over n2 - n1 jobs)")
+    if not shutil_which("valgrind"):
+        log("  valgrind not installed: skipped")
+        return
+    body = json.dumps(job_request(trivial.inc, 1))
+    n1, n2 = args.instr_n
+    out = {}
+    for n in (n1, n2):
+        for rep in range(args.reps):
+            fd, cg = tempfile.mkstemp(prefix="pyjobd-callgrind-", suffix=".out")
+            os.close(fd)
+            srv = Server(args.bin, prefix=("valgrind", "--tool=callgrind", "--quiet",
+                                           f"--callgrind-out-file={cg}"))
+            try:
+                c = Conn(srv.port)
+                for _ in range(n):
+                    st, job = c.post("/v1/jobs?wait=5", body)
+                    assert st in (200, 201) and job["status"] == "succeeded", (st, job)
+                c.close()
+            finally:
+                srv.proc.send_signal(signal.SIGTERM)
+                try:
+                    srv.proc.wait(60)
+                except subprocess.TimeoutExpired:
+                    srv.proc.kill()
+                    srv.proc.wait(5)
+                srv.proc.stdout.close()
+            out.setdefault(n, []).append(_callgrind_ir(cg))
+            os.unlink(cg)
+    per_job = [(b - a) / (n2 - n1) for a, b in zip(out[n1], out[n2])]
+    record("7 instructions", "pyjobd server per job (POST ?wait=5)", "instr", per_job,
+           f"callgrind, (Ir({n2}) - Ir({n1})) / {n2 - n1}")
+    RESULTS["sections"].setdefault("7 instructions", {})["totals"] = {str(k): v for k, v in out.items()}
+
+
 # --------------------------------------------------------------------------- main
 
 def print_table():
@@ -969,7 +1020,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default=os.path.join(ROOT, "build", "pyjobd"))
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--only", default="1,2,3,4,5,6")
+    ap.add_argument("--only", default="1,2,3,4,5,6,7")
     ap.add_argument("--quick", action="store_true", help="small sizes, for trying the harness")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "latest.json"))
     args = ap.parse_args()
@@ -977,11 +1028,13 @@ def main():
     args.http_conns = [16, 64, 256]
     args.crashes, args.peer_crashes, args.retained, args.waiters, args.mem_reps = 20, 10, 100000, 2000, 2
     args.cluster_n = 4000
+    args.instr_n = (200, 1200)
     if args.quick:
         args.latency_n, args.map_n, args.http_secs = 200, 2000, 2
         args.http_conns = [16]
         args.crashes, args.peer_crashes, args.retained, args.waiters = 3, 2, 5000, 200
         args.cluster_n = 1000
+        args.instr_n = (50, 250)
         args.reps = min(args.reps, 1)
     RESULTS["meta"] = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -999,7 +1052,8 @@ def main():
         pass
     t0 = time.monotonic()
     sections = {"1": section_latency, "2": section_throughput, "3": section_http,
-                "4": section_crash, "5": section_memory, "6": section_cluster}
+                "4": section_crash, "5": section_memory, "6": section_cluster,
+                "7": section_instructions}
     for key in args.only.split(","):
         fn = sections.get(key.strip())
         if not fn:
