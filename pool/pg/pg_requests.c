@@ -4,6 +4,7 @@
  * periodic re-check of jobs that local waiters wait for on other nodes.
  */
 #include "pgstore.h"
+#include "pyjobd/clock.h"
 #include "pyjobd/registry.h"
 #include "pyjobd/log.h"
 
@@ -214,7 +215,7 @@ void pgs__round_request(struct pg_store *s, struct req *q)
         break;
     case R_CANCEL: {
         pg_param_text(&p, q->id);
-        pg_param_i64(&p, pgs__realtime_us());
+        pg_param_i64(&p, clock_real_us());
         pg_param_text(&p, "Cancelled by a client before it started.");
         const char *one[1] = {q->id};
         char *arr = pgs__id_array((char(*)[JOB_ID_LEN + 1]) q->id, 0, 1);
@@ -272,7 +273,7 @@ static int queue_locked(struct pg_store *s, struct req *q)
 static int request(struct pg_store *s, struct req *q)
 {
     struct timespec until;
-    pgs__deadline_in(&until, REQUEST_WAIT_MS);
+    clock_deadline_in(&until, REQUEST_WAIT_MS);
     pthread_mutex_lock(&s->lock);
     if (queue_locked(s, q) != 0) {
         pthread_mutex_unlock(&s->lock);

@@ -16,7 +16,6 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
-#include <time.h>
 
 #define WRITES_PER_ROUND 512
 #define SYNC_WAIT_MS 10000   /* store_sync gives up (503) after this */
@@ -119,11 +118,8 @@ struct seg {
 };
 
 /* Any thread: */
-struct pg_store *pgs__as_pg(struct store *base);           /* NULL when not a PostgreSQL store */
-int64_t pgs__deadline_in(struct timespec *ts, int64_t ms); /* CLOCK_REALTIME for cond waits */
-int64_t pgs__now_ms(void);                                 /* CLOCK_MONOTONIC */
-int64_t pgs__realtime_us(void);
-void pgs__poke(struct pg_store *s); /* wakes the store's thread */
+struct pg_store *pgs__as_pg(struct store *base); /* NULL when not a PostgreSQL store */
+void pgs__poke(struct pg_store *s);              /* wakes the store's thread */
 
 /* The store's thread. Segments: */
 struct seg *pgs__seg_new(struct pg_store *s,

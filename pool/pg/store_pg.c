@@ -17,6 +17,7 @@
  * The rounds live in pg_writes.c, pg_claims.c, pg_membership.c, pg_requests.c.
  */
 #include "pgstore.h"
+#include "pyjobd/clock.h"
 #include "pyjobd/log.h"
 #include "pyjobd/utf8.h"
 
@@ -29,20 +30,6 @@
 #include <sys/eventfd.h>
 #include <sys/random.h>
 #include <unistd.h>
-
-int64_t pgs__now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int64_t pgs__realtime_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return pg_ts_us(ts);
-}
 
 void pgs__poke(struct pg_store *s)
 {
@@ -89,7 +76,7 @@ void pgs__send_or_lose(struct pg_store *s, struct seg *g, int failed)
             pg_seg_clear(&g->ps);
             free(g);
         }
-        pg_conn_lost(&s->pc, NULL, pgs__now_ms());
+        pg_conn_lost(&s->pc, NULL, clock_now_ms());
     }
 }
 
@@ -118,7 +105,7 @@ static void on_ready(void *ctx)
     s->next_reg_ms = 0; /* send_round registers, or checks the membership by a heartbeat */
     /* After an outage every heartbeat is stale: give the other nodes one lease to
      * reconnect before presuming any of them dead. */
-    s->next_reap_ms = pgs__now_ms() + s->lease_ms;
+    s->next_reap_ms = clock_now_ms() + s->lease_ms;
     if (s->connected_before) {
         log_info("store: reconnected to the database");
         s->adopt_needed = 1;
@@ -294,7 +281,7 @@ static void *pg_main(void *arg)
     int64_t stop_deadline = 0;
     int release_sent = 0;
     for (;;) {
-        int64_t now = pgs__now_ms();
+        int64_t now = clock_now_ms();
         pthread_mutex_lock(&s->lock);
         int stopping = s->stopping, writes_pending = s->wh != NULL;
         if (s->pc.error[0])
@@ -337,7 +324,7 @@ static void *pg_main(void *arg)
             ssize_t r = read(s->wakefd, &v, sizeof(v));
             (void)r;
         }
-        pg_conn_step(&s->pc, fd >= 0 && n > 0 ? pf[1].revents : 0, pgs__now_ms());
+        pg_conn_step(&s->pc, fd >= 0 && n > 0 ? pf[1].revents : 0, clock_now_ms());
     }
     pg_conn_close(&s->pc);
     fail_requests(s, -ENOTCONN);
@@ -416,25 +403,13 @@ static uint64_t pg_delete(struct store *base, const char *id)
     return enqueue((struct pg_store *)base, w);
 }
 
-int64_t pgs__deadline_in(struct timespec *ts, int64_t ms)
-{
-    clock_gettime(CLOCK_REALTIME, ts);
-    ts->tv_sec += ms / 1000;
-    ts->tv_nsec += (ms % 1000) * 1000000;
-    if (ts->tv_nsec >= 1000000000) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000;
-    }
-    return ms;
-}
-
 static int pg_sync(struct store *base, uint64_t ticket)
 {
     struct pg_store *s = (struct pg_store *)base;
     if (!ticket)
         return -ENOMEM;
     struct timespec until;
-    pgs__deadline_in(&until, SYNC_WAIT_MS);
+    clock_deadline_in(&until, SYNC_WAIT_MS);
     int rc = 0;
     pthread_mutex_lock(&s->lock);
     while (s->committed < ticket && rc == 0)
@@ -551,7 +526,7 @@ size_t store_queued(struct store *base)
 int store_lease_fresh(struct store *base)
 {
     struct pg_store *s = pgs__as_pg(base);
-    return !s || pgs__now_ms() - atomic_load(&s->last_hb_ok_ms) < s->lease_ms;
+    return !s || clock_now_ms() - atomic_load(&s->last_hb_ok_ms) < s->lease_ms;
 }
 
 void store_node_id(struct store *base, char out[JOB_NODE_MAX])
@@ -674,7 +649,7 @@ struct store *store_open_pg(const struct store_pg_options *o, char *err, size_t 
     }
     s->thread_started = 1;
     struct timespec until;
-    pgs__deadline_in(&until, (int64_t)((o->connect_wait > 0 ? o->connect_wait : 10) * 1000));
+    clock_deadline_in(&until, (int64_t)((o->connect_wait > 0 ? o->connect_wait : 10) * 1000));
     pthread_mutex_lock(&s->lock);
     int timed_out = 0;
     while (!s->open_result && !timed_out)
