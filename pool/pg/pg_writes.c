@@ -149,31 +149,6 @@ static int send_write(struct pg_store *s, struct wop *w)
     return -1;
 }
 
-/* '{id,id,...}' for ids[from..to) */
-char *pgs__id_array(char (*ids)[JOB_ID_LEN + 1], size_t from, size_t to)
-{
-    char *a = malloc((to - from) * (JOB_ID_LEN + 1) + 3);
-    if (!a)
-        return NULL;
-    char *p = a;
-    *p++ = '{';
-    for (size_t i = from; i < to; i++) {
-        if (i > from)
-            *p++ = ',';
-        memcpy(p, ids[i], JOB_ID_LEN);
-        p += JOB_ID_LEN;
-    }
-    *p++ = '}';
-    *p = 0;
-    return a;
-}
-
-int pgs__send_notify(struct pg_store *s, const char *chan, const char *payload)
-{
-    const char *vals[2] = {chan, payload};
-    return pg_conn_send(&s->pc, &pg_sql_notify, 2, vals, NULL, NULL, 0);
-}
-
 /* Statements that tell waiters elsewhere about finished jobs: one per NOTIFY_IDS. */
 static int send_notify_waited(struct pg_store *s, char (*ids)[JOB_ID_LEN + 1], size_t n, int *count)
 {

@@ -1,8 +1,20 @@
 /*
- * pgstore.h — the PostgreSQL store's own structures, shared by its files:
- * store_pg.c (the thread, opening, the store's calls), pg_writes.c (group-committed,
- * fenced writes), pg_claims.c (claiming queued jobs), pg_membership.c (heartbeat,
- * reaping, leaving, retention) and pg_requests.c (reads and watches for other threads).
+ * pgstore.h — the PostgreSQL store's own structures, shared by its files. From the
+ * bottom up; each file calls only those below it:
+ *
+ *   pg_sql.c          the schema, the statements, decoding result rows
+ *   pg_conn.c         one non-blocking libpq connection in pipeline mode
+ *   pg_seg.c          what every round uses: segments and their handlers, NOTIFY,
+ *                     id arrays, waking the thread, node ids
+ *   the rounds, side by side (none calls another):
+ *     pg_writes.c     group-committed, fenced writes
+ *     pg_claims.c     claiming queued jobs, adopting them after a reconnect, the size
+ *                     of the shared queue
+ *     pg_membership.c registering, heartbeat, reaping, retention
+ *     pg_requests.c   reads and watches for other threads, re-checks of waited jobs
+ *   store_pg.c        the top: the thread and its loop, opening and closing, the
+ *                     store's function table (pool/store_impl.h)
+ *
  * Everything named pgs__ runs on the store's thread unless it says otherwise.
  */
 #ifndef PYJOBD_PGSTORE_H
@@ -117,32 +129,39 @@ struct seg {
     size_t limit; /* a claim: how many it asked for */
 };
 
-/* Any thread: */
-struct pg_store *pgs__as_pg(struct store *base); /* NULL when not a PostgreSQL store */
-void pgs__poke(struct pg_store *s);              /* wakes the store's thread */
-
-/* The store's thread. Segments: */
+/* pg_seg.c. Any thread: */
+void pgs__poke(struct pg_store *s); /* wakes the store's thread */
+/* The store's thread (and store_open_pg, before it starts): */
+void pgs__new_node_id(struct pg_store *s); /* a new random s->node_id (lock held) */
 struct seg *pgs__seg_new(struct pg_store *s,
                          void (*handle)(struct pg_store *s, struct seg *g, int ok));
+/* Ends and sends g, or (failed: a statement of it could not be sent) runs its handler
+ * with -1; either way a failure drops the connection. */
 void pgs__send_or_lose(struct pg_store *s, struct seg *g, int failed);
 int pgs__send_notify(struct pg_store *s, const char *chan, const char *payload);
 /* '{id,id,...}' of ids[from..to), malloc'd. */
 char *pgs__id_array(char (*ids)[JOB_ID_LEN + 1], size_t from, size_t to);
 
-/* Rounds: each sends one segment when due (see send_round in store_pg.c). */
-void pgs__round_writes(struct pg_store *s); /* pg_writes.c */
+/* The rounds: each sends one segment when due (see send_round in store_pg.c). */
+/* pg_writes.c */
+void pgs__round_writes(struct pg_store *s);
 void pgs__wop_free(struct wop *w);
+/* pg_claims.c */
 void pgs__round_claim(struct pg_store *s, int64_t now);
-void pgs__round_count(struct pg_store *s, int64_t now); /* pg_claims.c */
+void pgs__round_count(struct pg_store *s, int64_t now);
 void pgs__round_adopt(struct pg_store *s);
-void pgs__new_node_id(struct pg_store *s);   /* store_pg.c */
-void pgs__send_register(struct pg_store *s); /* pg_membership.c */
+/* pg_membership.c */
+void pgs__send_register(struct pg_store *s);
 void pgs__round_heartbeat(struct pg_store *s, int64_t now);
 void pgs__round_reap(struct pg_store *s, int64_t now);
 void pgs__round_retention(struct pg_store *s, int64_t now);
-void pgs__round_request(struct pg_store *s, struct req *q); /* pg_requests.c */
+/* pg_requests.c */
+void pgs__round_request(struct pg_store *s, struct req *q);
 void pgs__req_finish(struct pg_store *s, struct req *q, int rc);
 void pgs__req_free(struct req *q);
 void pgs__round_recheck(struct pg_store *s, int64_t now);
+
+/* store_pg.c. Any thread: */
+struct pg_store *pgs__as_pg(struct store *base); /* NULL when not a PostgreSQL store */
 
 #endif

@@ -13,8 +13,9 @@
  * A lost connection is retried with backoff; writes are kept and sent again
  * (idempotent), requests fail with -ENOTCONN, and the pool answers 503 meanwhile.
  *
- * This file: the thread and its rounds, opening and closing, the store's calls.
- * The rounds live in pg_writes.c, pg_claims.c, pg_membership.c, pg_requests.c.
+ * This file, the top of pool/pg/ (see pgstore.h): the thread and its loop, opening
+ * and closing, the store's calls. The rounds live in pg_writes.c, pg_claims.c,
+ * pg_membership.c and pg_requests.c, the helpers they share in pg_seg.c.
  */
 #include "pgstore.h"
 #include "pyjobd/clock.h"
@@ -28,57 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/random.h>
 #include <unistd.h>
-
-void pgs__poke(struct pg_store *s)
-{
-    uint64_t one = 1;
-    ssize_t r = write(s->wakefd, &one, sizeof(one));
-    (void)r;
-}
-
-void pgs__new_node_id(struct pg_store *s)
-{
-    unsigned char raw[4];
-    if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw))
-        memset(raw, 0, sizeof(raw));
-    snprintf(s->node_id, sizeof(s->node_id), "%s-%02x%02x%02x%02x", s->node_name, raw[0], raw[1],
-             raw[2], raw[3]);
-}
-
-static void seg_done(void *ctx, struct pg_seg *ps, int ok)
-{
-    struct seg *g = ctx;
-    (void)ps;
-    g->handle(g->s, g, ok);
-    pg_seg_clear(&g->ps);
-    free(g);
-}
-
-struct seg *pgs__seg_new(struct pg_store *s, void (*handle)(struct pg_store *, struct seg *, int))
-{
-    struct seg *g = calloc(1, sizeof(*g));
-    if (!g)
-        return NULL;
-    g->s = s;
-    g->handle = handle;
-    g->ps.done = seg_done;
-    g->ps.ctx = g;
-    return g;
-}
-
-void pgs__send_or_lose(struct pg_store *s, struct seg *g, int failed)
-{
-    if (failed || pg_conn_sync(&s->pc, &g->ps) != 0) {
-        if (failed) { /* never queued: report it directly */
-            g->handle(s, g, -1);
-            pg_seg_clear(&g->ps);
-            free(g);
-        }
-        pg_conn_lost(&s->pc, NULL, clock_now_ms());
-    }
-}
 
 /* --- the thread ---------------------------------------------------------------------------- */
 
