@@ -50,7 +50,9 @@ struct wop {
     struct wop *next;
 };
 
-enum rkind { R_FETCH, R_FETCH_MANY, R_LIST, R_CANCEL, R_FORGET, R_WATCH, R_ASK_CANCEL };
+/* Requests of other threads to the store's thread; each kind is one entry of the
+ * table in pg_requests.c (how it is sent, how its results are read). */
+enum rkind { R_FETCH, R_FETCH_MANY, R_LIST, R_CANCEL, R_FORGET, R_WATCH, R_ASK_CANCEL, R_NKINDS };
 
 struct req {
     enum rkind kind;
