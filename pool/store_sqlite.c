@@ -453,6 +453,7 @@ static const char *sqlite_describe(const struct store *base)
     return s->describe;
 }
 
+/* One node: no shared entries (store.c answers the calls of store_shared.h). */
 static const struct store_ops sqlite_ops = {
     .close = sqlite_close,
     .load = sqlite_load,

@@ -367,12 +367,12 @@ static struct req *req_new(enum rkind kind, const char *id)
     return q;
 }
 
-int store_fetch(struct store *base, const char *id, struct job_view *out)
+int pgs__fetch(struct store *base, const char *id, struct job_view *out)
 {
-    struct pg_store *s = pgs__as_pg(base);
-    struct req *q = s ? req_new(R_FETCH, id) : NULL;
+    struct pg_store *s = (struct pg_store *)base;
+    struct req *q = req_new(R_FETCH, id);
     if (!q)
-        return s ? -ENOMEM : -ENOENT;
+        return -ENOMEM;
     int rc = request(s, q);
     if (rc == -ETIMEDOUT)
         return rc;
@@ -386,11 +386,11 @@ int store_fetch(struct store *base, const char *id, struct job_view *out)
     return rc;
 }
 
-int store_fetch_many(struct store *base, char (*ids)[JOB_ID_LEN + 1], size_t n,
-                     struct job_view *out, int *found)
+int pgs__fetch_many(struct store *base, char (*ids)[JOB_ID_LEN + 1], size_t n, struct job_view *out,
+                    int *found)
 {
-    struct pg_store *s = pgs__as_pg(base);
-    struct req *q = s ? req_new(R_FETCH_MANY, NULL) : NULL;
+    struct pg_store *s = (struct pg_store *)base;
+    struct req *q = req_new(R_FETCH_MANY, NULL);
     if (!q || !(q->ids = pgs__id_array(ids, 0, n))) {
         free(q);
         return -ENOMEM;
@@ -429,11 +429,11 @@ int store_fetch_many(struct store *base, char (*ids)[JOB_ID_LEN + 1], size_t n,
     return rc;
 }
 
-int store_list(struct store *base, const struct pool_list_query *lq, struct job_view **out,
-               size_t *n, uint64_t *next)
+int pgs__list(struct store *base, const struct pool_list_query *lq, struct job_view **out,
+              size_t *n, uint64_t *next)
 {
-    struct pg_store *s = pgs__as_pg(base);
-    struct req *q = s ? req_new(R_LIST, NULL) : NULL;
+    struct pg_store *s = (struct pg_store *)base;
+    struct req *q = req_new(R_LIST, NULL);
     if (!q)
         return -ENOMEM;
     q->status = lq->status;
@@ -458,8 +458,8 @@ int store_list(struct store *base, const struct pool_list_query *lq, struct job_
 
 static int simple_request(struct store *base, enum rkind kind, const char *id)
 {
-    struct pg_store *s = pgs__as_pg(base);
-    struct req *q = s ? req_new(kind, id) : NULL;
+    struct pg_store *s = (struct pg_store *)base;
+    struct req *q = req_new(kind, id);
     if (!q)
         return -ENOMEM;
     int rc = request(s, q);
@@ -468,10 +468,10 @@ static int simple_request(struct store *base, enum rkind kind, const char *id)
     return rc;
 }
 
-int store_cancel(struct store *base, const char *id, int *status, char *node)
+int pgs__cancel(struct store *base, const char *id, int *status, char *node)
 {
-    struct pg_store *s = pgs__as_pg(base);
-    struct req *q = s ? req_new(R_CANCEL, id) : NULL;
+    struct pg_store *s = (struct pg_store *)base;
+    struct req *q = req_new(R_CANCEL, id);
     if (!q)
         return -ENOMEM;
     int rc = request(s, q);
@@ -483,7 +483,7 @@ int store_cancel(struct store *base, const char *id, int *status, char *node)
     return rc;
 }
 
-int store_forget(struct store *base, const char *id)
+int pgs__forget(struct store *base, const char *id)
 {
     return simple_request(base, R_FORGET, id);
 }
@@ -501,11 +501,9 @@ static void post_request(struct pg_store *s, struct req *q)
         pgs__poke(s);
 }
 
-void store_watch(struct store *base, const char *id)
+void pgs__watch(struct store *base, const char *id)
 {
-    struct pg_store *s = pgs__as_pg(base);
-    if (!s)
-        return;
+    struct pg_store *s = (struct pg_store *)base;
     pthread_mutex_lock(&s->lock);
     struct req *q = s->watch_req;
     if (!q && (q = req_new(R_WATCH, NULL))) {
@@ -529,10 +527,10 @@ void store_watch(struct store *base, const char *id)
     pgs__poke(s);
 }
 
-void store_ask_cancel(struct store *base, const char *node, const char *id, int force)
+void pgs__ask_cancel(struct store *base, const char *node, const char *id, int force)
 {
-    struct pg_store *s = pgs__as_pg(base);
-    struct req *q = s ? req_new(R_ASK_CANCEL, id) : NULL;
+    struct pg_store *s = (struct pg_store *)base;
+    struct req *q = req_new(R_ASK_CANCEL, id);
     if (!q)
         return;
     snprintf(q->node, sizeof(q->node), "%s", node);

@@ -162,8 +162,16 @@ void pgs__round_request(struct pg_store *s, struct req *q);
 void pgs__req_finish(struct pg_store *s, struct req *q, int rc);
 void pgs__req_free(struct req *q);
 void pgs__round_recheck(struct pg_store *s, int64_t now);
-
-/* store_pg.c. Any thread: */
-struct pg_store *pgs__as_pg(struct store *base); /* NULL when not a PostgreSQL store */
+/* The store's requests (entries of store_pg.c's struct store_ops; any thread but the
+ * store's): see store_shared.h. */
+int pgs__fetch(struct store *base, const char *id, struct job_view *out);
+int pgs__fetch_many(struct store *base, char (*ids)[JOB_ID_LEN + 1], size_t n, struct job_view *out,
+                    int *found);
+int pgs__list(struct store *base, const struct pool_list_query *q, struct job_view **out, size_t *n,
+              uint64_t *next);
+int pgs__cancel(struct store *base, const char *id, int *status, char *node);
+int pgs__forget(struct store *base, const char *id);
+void pgs__watch(struct store *base, const char *id);
+void pgs__ask_cancel(struct store *base, const char *node, const char *id, int force);
 
 #endif

@@ -411,39 +411,20 @@ static void pg_close(struct store *base)
     free(s);
 }
 
-static const struct store_ops pg_ops = {
-    .close = pg_close,
-    .load = pg_load,
-    .put = pg_put,
-    .del = pg_delete,
-    .sync = pg_sync,
-    .describe = pg_describe,
-    .shared = 1,
-};
-
 /* --- shared-store calls ----------------------------------------------------------------- */
 
-struct pg_store *pgs__as_pg(struct store *base)
+static void pg_set_events(struct store *base, const struct store_events *ev, void *arg)
 {
-    return base && base->ops == &pg_ops ? (struct pg_store *)base : NULL;
-}
-
-void store_set_events(struct store *base, const struct store_events *ev, void *arg)
-{
-    struct pg_store *s = pgs__as_pg(base);
-    if (!s)
-        return;
+    struct pg_store *s = (struct pg_store *)base;
     pthread_mutex_lock(&s->lock);
     s->ev = *ev;
     s->ev_arg = arg;
     pthread_mutex_unlock(&s->lock);
 }
 
-void store_want(struct store *base, unsigned n)
+static void pg_want(struct store *base, unsigned n)
 {
-    struct pg_store *s = pgs__as_pg(base);
-    if (!s)
-        return;
+    struct pg_store *s = (struct pg_store *)base;
     pthread_mutex_lock(&s->lock);
     int more = n > s->want;
     s->want = s->stopping ? 0 : n;
@@ -454,42 +435,59 @@ void store_want(struct store *base, unsigned n)
         pgs__poke(s);
 }
 
-int store_available(struct store *base)
+static int pg_available(struct store *base)
 {
-    struct pg_store *s = pgs__as_pg(base);
-    if (!s)
-        return 1;
+    struct pg_store *s = (struct pg_store *)base;
     pthread_mutex_lock(&s->lock);
     int up = s->ready;
     pthread_mutex_unlock(&s->lock);
     return up;
 }
 
-size_t store_queued(struct store *base)
+static size_t pg_queued(struct store *base)
 {
-    struct pg_store *s = pgs__as_pg(base);
-    if (!s)
-        return 0;
+    struct pg_store *s = (struct pg_store *)base;
     int64_t n = atomic_load(&s->queue_counted) + atomic_load(&s->queue_added);
     return n > 0 ? (size_t)n : 0;
 }
 
-int store_lease_fresh(struct store *base)
+static int pg_lease_fresh(struct store *base)
 {
-    struct pg_store *s = pgs__as_pg(base);
-    return !s || clock_now_ms() - atomic_load(&s->last_hb_ok_ms) < s->lease_ms;
+    struct pg_store *s = (struct pg_store *)base;
+    return clock_now_ms() - atomic_load(&s->last_hb_ok_ms) < s->lease_ms;
 }
 
-void store_node_id(struct store *base, char out[JOB_NODE_MAX])
+static void pg_node_id(struct store *base, char out[JOB_NODE_MAX])
 {
-    struct pg_store *s = pgs__as_pg(base);
-    out[0] = 0;
-    if (!s)
-        return;
+    struct pg_store *s = (struct pg_store *)base;
     pthread_mutex_lock(&s->lock); /* a reaped node takes a new id */
     memcpy(out, s->node_id, JOB_NODE_MAX);
     pthread_mutex_unlock(&s->lock);
 }
+
+/* Reads, cancels and watches are requests to the thread (pg_requests.c). */
+static const struct store_ops pg_ops = {
+    .close = pg_close,
+    .load = pg_load,
+    .put = pg_put,
+    .del = pg_delete,
+    .sync = pg_sync,
+    .describe = pg_describe,
+    .shared = 1,
+    .set_events = pg_set_events,
+    .want = pg_want,
+    .available = pg_available,
+    .queued = pg_queued,
+    .lease_fresh = pg_lease_fresh,
+    .node_id = pg_node_id,
+    .fetch = pgs__fetch,
+    .fetch_many = pgs__fetch_many,
+    .list = pgs__list,
+    .cancel = pgs__cancel,
+    .ask_cancel = pgs__ask_cancel,
+    .forget = pgs__forget,
+    .watch = pgs__watch,
+};
 
 /* --- opening ------------------------------------------------------------------------------- */
 
