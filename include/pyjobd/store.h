@@ -9,7 +9,9 @@
  * Two implementations: SQLite (pool/store_sqlite.c, one node, the default durable
  * store) and PostgreSQL (pool/pg/, several nodes sharing one queue). The calls below
  * are common to both; a shared store (store_is_shared) also answers the calls of
- * include/pyjobd/store_shared.h.
+ * include/pyjobd/store_shared.h, which a single-node store answers for one node.
+ * Every call goes through the store's function table (pool/store_impl.h, dispatched
+ * by pool/store.c).
  */
 #ifndef PYJOBD_STORE_H
 #define PYJOBD_STORE_H
