@@ -86,9 +86,11 @@ $(BUILD)/pyjobd: $(BUILD)/obj/server/main.o $(LAYER_LIBS) | $(BUILD)/layers.ok
 $(BUILD)/pyjobd-worker: $(WORKER_OBJS) $(BUILD)/liblib.a
 	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(PY_LIBS)
 
+# -MMD: a test is rebuilt when a header or a .c it includes changes (pool_test_util.h,
+# tests/unit/pool/fake_store.c).
 $(BUILD)/tests/%: tests/unit/%.c $(LAYER_LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -I. $(CWARN) $(CFLAGS) $(SAN) -o $@ $< $(LAYER_LIBS) $(SERVER_LIBS) -lcmocka
+	$(CC) $(CPPFLAGS) -I. $(CWARN) $(CFLAGS) $(SAN) -MMD -MP -o $@ $< $(LAYER_LIBS) $(SERVER_LIBS) -lcmocka
 
 # Jobs survive restarts in ./pyjobd-data. Extra flags: make run RUN_ARGS="--workers 4".
 # As root, workers run as nobody: a job must never run as root by default.

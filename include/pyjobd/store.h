@@ -6,10 +6,12 @@
  * and committed in order by the store's own thread, many per transaction (group
  * commit); store_sync() waits for a write to be committed, which is what a 201 means.
  *
- * Two implementations: SQLite (pool/store_sqlite.c, one node, the default durable
- * store) and PostgreSQL (pool/pg/, several nodes sharing one queue). The calls below
+ * Two implementations: SQLite (pool/store/store_sqlite.c, one node, the default durable
+ * store) and PostgreSQL (pool/store/pg/, several nodes sharing one queue). The calls below
  * are common to both; a shared store (store_is_shared) also answers the calls of
- * include/pyjobd/store_shared.h.
+ * include/pyjobd/store_shared.h, which a single-node store answers for one node.
+ * Every call goes through the store's function table (pool/store/store_impl.h, dispatched
+ * by pool/store/store.c).
  */
 #ifndef PYJOBD_STORE_H
 #define PYJOBD_STORE_H

@@ -1,8 +1,16 @@
 /*
- * store.c — the calls of include/pyjobd/store.h, dispatched to the store's
- * implementation (SQLite or PostgreSQL).
+ * store.c — the calls of include/pyjobd/store.h and include/pyjobd/store_shared.h,
+ * dispatched through the store's function table (store_impl.h) to its
+ * implementation: SQLite, PostgreSQL, or a test's fake.
+ *
+ * A single-node store has no shared entries, and a pool without a store passes NULL
+ * to the shared calls: both get the single-node answers here (the database is always
+ * available, the lease always fresh, nothing is queued elsewhere, there is no node
+ * id, and claiming, watching, asking and event callbacks are no-ops).
  */
 #include "store_impl.h"
+
+#include <errno.h>
 
 void store_close(struct store *s)
 {
@@ -39,4 +47,82 @@ const char *store_describe(const struct store *s)
 int store_is_shared(const struct store *s)
 {
     return s && s->ops->shared;
+}
+
+/* --- shared-store calls ------------------------------------------------------------------ */
+
+void store_set_events(struct store *s, const struct store_events *ev, void *arg)
+{
+    if (s && s->ops->set_events)
+        s->ops->set_events(s, ev, arg);
+}
+
+void store_want(struct store *s, unsigned n)
+{
+    if (s && s->ops->want)
+        s->ops->want(s, n);
+}
+
+int store_available(struct store *s)
+{
+    return s && s->ops->available ? s->ops->available(s) : 1;
+}
+
+size_t store_queued(struct store *s)
+{
+    return s && s->ops->queued ? s->ops->queued(s) : 0;
+}
+
+int store_lease_fresh(struct store *s)
+{
+    return s && s->ops->lease_fresh ? s->ops->lease_fresh(s) : 1;
+}
+
+void store_node_id(struct store *s, char out[JOB_NODE_MAX])
+{
+    out[0] = 0;
+    if (s && s->ops->node_id)
+        s->ops->node_id(s, out);
+}
+
+/* The pool reads other nodes' jobs only from a shared store (pool__elsewhere); what a
+ * single-node store answers below is what these calls always answered without one. */
+
+int store_fetch(struct store *s, const char *id, struct job_view *out)
+{
+    return s && s->ops->fetch ? s->ops->fetch(s, id, out) : -ENOENT;
+}
+
+int store_fetch_many(struct store *s, char (*ids)[JOB_ID_LEN + 1], size_t n, struct job_view *out,
+                     int *found)
+{
+    return s && s->ops->fetch_many ? s->ops->fetch_many(s, ids, n, out, found) : -ENOMEM;
+}
+
+int store_list(struct store *s, const struct pool_list_query *q, struct job_view **out, size_t *n,
+               uint64_t *next)
+{
+    return s && s->ops->list ? s->ops->list(s, q, out, n, next) : -ENOMEM;
+}
+
+int store_cancel(struct store *s, const char *id, int *status, char *node)
+{
+    return s && s->ops->cancel ? s->ops->cancel(s, id, status, node) : -ENOMEM;
+}
+
+void store_ask_cancel(struct store *s, const char *node, const char *id, int force)
+{
+    if (s && s->ops->ask_cancel)
+        s->ops->ask_cancel(s, node, id, force);
+}
+
+int store_forget(struct store *s, const char *id)
+{
+    return s && s->ops->forget ? s->ops->forget(s, id) : -ENOMEM;
+}
+
+void store_watch(struct store *s, const char *id)
+{
+    if (s && s->ops->watch)
+        s->ops->watch(s, id);
 }

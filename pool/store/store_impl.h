@@ -1,14 +1,17 @@
 /*
- * store_impl.h — what a store implementation provides (pool/store.c dispatches the
- * calls of include/pyjobd/store.h through it). Each implementation embeds struct
- * store as the first member of its own structure.
+ * store_impl.h — what a store implementation provides: pool/store/store.c dispatches every
+ * call of include/pyjobd/store.h and include/pyjobd/store_shared.h through this
+ * table, and nothing else looks at which implementation a store is. Each
+ * implementation embeds struct store as the first member of its own structure.
  */
 #ifndef PYJOBD_STORE_IMPL_H
 #define PYJOBD_STORE_IMPL_H
 
 #include "pyjobd/store.h"
+#include "pyjobd/store_shared.h"
 
 struct store_ops {
+    /* Every store (store.h): */
     void (*close)(struct store *s);
     int (*load)(struct store *s, store_load_cb cb, void *arg, char *err, size_t errlen);
     uint64_t (*put)(struct store *s, const struct job_view *v, const struct job_spec *spec,
@@ -16,7 +19,26 @@ struct store_ops {
     uint64_t (*del)(struct store *s, const char *id);
     int (*sync)(struct store *s, uint64_t ticket);
     const char *(*describe)(const struct store *s);
-    int shared;
+    int shared; /* 1: several nodes share it (store_is_shared) */
+
+    /* A shared store (store_shared.h). A single-node store leaves these NULL and
+     * store.c answers for it: available, lease fresh, nothing queued, no node id,
+     * nothing to claim, watch or ask. */
+    void (*set_events)(struct store *s, const struct store_events *ev, void *arg);
+    void (*want)(struct store *s, unsigned n);
+    int (*available)(struct store *s);
+    size_t (*queued)(struct store *s);
+    int (*lease_fresh)(struct store *s);
+    void (*node_id)(struct store *s, char out[JOB_NODE_MAX]);
+    int (*fetch)(struct store *s, const char *id, struct job_view *out);
+    int (*fetch_many)(struct store *s, char (*ids)[JOB_ID_LEN + 1], size_t n, struct job_view *out,
+                      int *found);
+    int (*list)(struct store *s, const struct pool_list_query *q, struct job_view **out, size_t *n,
+                uint64_t *next);
+    int (*cancel)(struct store *s, const char *id, int *status, char *node);
+    void (*ask_cancel)(struct store *s, const char *node, const char *id, int force);
+    int (*forget)(struct store *s, const char *id);
+    void (*watch)(struct store *s, const char *id);
 };
 
 struct store {

@@ -10,6 +10,7 @@
  * STORE_SCHEMA refuses to open, older ones are migrated in order.
  */
 #include "store_impl.h"
+#include "pyjobd/clock.h"
 #include "pyjobd/log.h"
 
 #include <errno.h>
@@ -57,11 +58,6 @@ struct sqlite_store {
     int stopping;
 };
 
-static int64_t ts_us(struct timespec t)
-{
-    return t.tv_sec || t.tv_nsec ? (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000 : 0;
-}
-
 static struct timespec us_ts(int64_t us)
 {
     return (struct timespec){.tv_sec = us / 1000000, .tv_nsec = (us % 1000000) * 1000};
@@ -95,9 +91,9 @@ static int apply(struct sqlite_store *s, const struct op *op)
         sqlite3_bind_int64(st, 2, (sqlite3_int64)op->seq);
         bind_text(st, 3, v->owner);
         sqlite3_bind_int(st, 4, v->status);
-        sqlite3_bind_int64(st, 5, ts_us(v->created_at));
-        sqlite3_bind_int64(st, 6, ts_us(v->started_at));
-        sqlite3_bind_int64(st, 7, ts_us(v->finished_at));
+        sqlite3_bind_int64(st, 5, clock_ts_us(v->created_at));
+        sqlite3_bind_int64(st, 6, clock_ts_us(v->started_at));
+        sqlite3_bind_int64(st, 7, clock_ts_us(v->finished_at));
         sqlite3_bind_double(st, 8, v->timeout);
         sqlite3_bind_int(st, 9, (int)v->attempts);
         sqlite3_bind_int(st, 10, v->worker_pid);
@@ -457,6 +453,7 @@ static const char *sqlite_describe(const struct store *base)
     return s->describe;
 }
 
+/* One node: no shared entries (store.c answers the calls of store_shared.h). */
 static const struct store_ops sqlite_ops = {
     .close = sqlite_close,
     .load = sqlite_load,

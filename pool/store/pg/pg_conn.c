@@ -2,11 +2,11 @@
  * pg_conn.c — a non-blocking libpq connection in pipeline mode (pg_conn.h).
  */
 #include "pg_conn.h"
+#include "pyjobd/clock.h"
 #include "pyjobd/log.h"
 
 #include <poll.h>
 #include <stdio.h>
-#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -296,11 +296,8 @@ int pg_conn_send(struct pg_conn *c, const struct pg_stmt *st, int nparams,
 
 int pg_conn_sync(struct pg_conn *c, struct pg_seg *seg)
 {
-    if (!c->sent_ms) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        c->sent_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-    }
+    if (!c->sent_ms)
+        c->sent_ms = clock_now_ms();
     seg->res = calloc(seg->n > 0 ? (size_t)seg->n : 1, sizeof(*seg->res));
     seg->cur = seg->got_cur = seg->failed = 0;
     seg->errmsg[0] = 0;

@@ -1,6 +1,6 @@
 /*
  * pg_conn.h — one non-blocking libpq connection in pipeline mode, driven by its
- * owner's poll loop (pool/pg/store_pg.c): connecting and reconnecting with backoff,
+ * owner's poll loop (pool/store/pg/store_pg.c): connecting and reconnecting with backoff,
  * a setup script on every new connection, then segments of statements sent
  * back-to-back, each ended by a Sync. The statements of one segment form one
  * implicit transaction: all of it commits at the Sync, or none of it.

@@ -4,6 +4,7 @@
  * retention of finished jobs in the database.
  */
 #include "pgstore.h"
+#include "pyjobd/clock.h"
 #include "pyjobd/log.h"
 
 #include <errno.h>
@@ -23,7 +24,7 @@ static void register_done(struct pg_store *s, struct seg *g, int ok)
     }
     s->registered = 1;
     s->joined = 1;
-    s->last_hb_ok_ms = pgs__now_ms();
+    s->last_hb_ok_ms = clock_now_ms();
     pthread_mutex_lock(&s->lock);
     s->ready = 1;
     s->claim_now = 1;
@@ -57,7 +58,7 @@ static void heartbeat_done(struct pg_store *s, struct seg *g, int ok)
     if (ok != 1)
         return;
     if (g->ps.res[0] && PQntuples(g->ps.res[0]) == 1) {
-        s->last_hb_ok_ms = pgs__now_ms();
+        s->last_hb_ok_ms = clock_now_ms();
         if (!s->registered)
             register_done(s, g, 1); /* reconnected and still a member */
         return;
@@ -123,7 +124,7 @@ void pgs__round_reap(struct pg_store *s, int64_t now)
     if (!g)
         return;
     char t[24];
-    snprintf(t, sizeof(t), "%lld", (long long)pgs__realtime_us());
+    snprintf(t, sizeof(t), "%lld", (long long)clock_real_us());
     pthread_mutex_lock(&s->lock);
     char node[JOB_NODE_MAX];
     memcpy(node, s->node_id, sizeof(node));
@@ -149,7 +150,7 @@ void pgs__round_retention(struct pg_store *s, int64_t now)
     if (!g)
         return;
     char before[24];
-    snprintf(before, sizeof(before), "%lld", (long long)(pgs__realtime_us() - s->ttl_ms * 1000));
+    snprintf(before, sizeof(before), "%lld", (long long)(clock_real_us() - s->ttl_ms * 1000));
     const char *vals[1] = {before};
     g->ps.n = 1;
     s->ret_inflight = 1;

@@ -4,6 +4,7 @@
  * periodic re-check of jobs that local waiters wait for on other nodes.
  */
 #include "pgstore.h"
+#include "pyjobd/clock.h"
 #include "pyjobd/registry.h"
 #include "pyjobd/log.h"
 
@@ -95,12 +96,193 @@ void pgs__req_finish(struct pg_store *s, struct req *q, int rc)
         pgs__req_free(q);
 }
 
-static int status_of(PGresult *r)
+/* --- the kinds of request: how each is sent, how its results are read ------------------- */
+
+static int send_fetch(struct pg_store *s, struct seg *g, struct req *q)
 {
-    if (!r || PQntuples(r) != 1)
-        return -1;
-    return atoi(PQgetvalue(r, 0, 0));
+    struct pg_params p;
+    pg_params_reset(&p);
+    pg_param_text(&p, q->id);
+    g->ps.n = 1;
+    return pg_conn_send(&s->pc, &pg_sql_fetch, p.n, p.values, p.lengths, p.formats, 1);
 }
+
+static int fetch_result(struct pg_store *s, struct seg *g, struct req *q)
+{
+    (void)s;
+    PGresult *r = g->ps.res[0];
+    if (!r || PQntuples(r) == 0)
+        return -ENOENT;
+    if (!(q->views = calloc(1, sizeof(*q->views))))
+        return -ENOMEM;
+    int rc = pg_row_view(r, 0, 1, q->views, NULL);
+    q->n = rc == 0;
+    return rc;
+}
+
+static int send_fetch_many(struct pg_store *s, struct seg *g, struct req *q)
+{
+    struct pg_params p;
+    pg_params_reset(&p);
+    pg_param_text(&p, q->ids);
+    g->ps.n = 1;
+    return pg_conn_send(&s->pc, &pg_sql_fetch_many, p.n, p.values, p.lengths, p.formats, 1);
+}
+
+static int fetch_many_result(struct pg_store *s, struct seg *g, struct req *q)
+{
+    (void)s;
+    PGresult *r = g->ps.res[0];
+    int rows = r ? PQntuples(r) : 0, rc = 0;
+    q->views = calloc(rows ? (size_t)rows : 1, sizeof(*q->views));
+    if (!q->views)
+        return -ENOMEM;
+    for (int i = 0; i < rows && rc == 0; i++)
+        if ((rc = pg_row_view(r, i, 1, &q->views[i], NULL)) == 0)
+            q->n++;
+    return rc;
+}
+
+static int send_list(struct pg_store *s, struct seg *g, struct req *q)
+{
+    struct pg_params p;
+    pg_params_reset(&p);
+    pg_param_i64(&p, q->status);
+    pg_param_text(&p, q->has_owner ? q->owner : NULL);
+    pg_param_i64(&p, (int64_t)q->cursor);
+    pg_param_i64(&p, (int64_t)q->limit + 1);
+    g->ps.n = 1;
+    return pg_conn_send(&s->pc, &pg_sql_list, p.n, p.values, p.lengths, p.formats, 1);
+}
+
+static int list_result(struct pg_store *s, struct seg *g, struct req *q)
+{
+    (void)s;
+    PGresult *r = g->ps.res[0];
+    int rows = r ? PQntuples(r) : 0, rc = 0;
+    q->views = calloc(rows ? (size_t)rows : 1, sizeof(*q->views));
+    if (!q->views)
+        return -ENOMEM;
+    uint64_t seq = 0;
+    for (int i = 0; i < rows && rc == 0; i++) {
+        if ((size_t)i == q->limit) {
+            q->next = seq; /* there is at least one more */
+            break;
+        }
+        rc = pg_row_view(r, i, 0, &q->views[i], &seq);
+        if (rc == 0)
+            q->n++;
+    }
+    return rc;
+}
+
+static int send_cancel(struct pg_store *s, struct seg *g, struct req *q)
+{
+    struct pg_params p;
+    pg_params_reset(&p);
+    pg_param_text(&p, q->id);
+    pg_param_i64(&p, clock_real_us());
+    pg_param_text(&p, "Cancelled by a client before it started.");
+    const char *one[1] = {q->id};
+    char *arr = pgs__id_array((char(*)[JOB_ID_LEN + 1]) q->id, 0, 1);
+    const char *nv[2] = {s->chan_done, arr};
+    g->ps.n = 3;
+    int failed = !arr ||
+                 pg_conn_send(&s->pc, &pg_sql_cancel, p.n, p.values, p.lengths, p.formats, 0) ||
+                 pg_conn_send(&s->pc, &pg_sql_status, 1, one, NULL, NULL, 0) ||
+                 pg_conn_send(&s->pc, &pg_sql_notify_waited, 2, nv, NULL, NULL, 0);
+    free(arr);
+    return failed;
+}
+
+static int send_forget(struct pg_store *s, struct seg *g, struct req *q)
+{
+    const char *one[1] = {q->id};
+    g->ps.n = 2;
+    return pg_conn_send(&s->pc, &pg_sql_forget, 1, one, NULL, NULL, 0) ||
+           pg_conn_send(&s->pc, &pg_sql_status, 1, one, NULL, NULL, 0);
+}
+
+/* A cancel or forget that changed no row: the job's status (and node) from the status
+ * statement after it, into q; -1 when there is no such job. */
+static int status_of(struct seg *g, struct req *q)
+{
+    PGresult *r = g->ps.res[1];
+    if (!r || PQntuples(r) != 1)
+        return q->status = -1;
+    q->status = atoi(PQgetvalue(r, 0, 0));
+    if (q->status >= 0 && !PQgetisnull(r, 0, 1))
+        snprintf(q->node, sizeof(q->node), "%s", PQgetvalue(r, 0, 1));
+    return q->status;
+}
+
+static int cancel_result(struct pg_store *s, struct seg *g, struct req *q)
+{
+    (void)s;
+    if (g->ps.res[0] && PQntuples(g->ps.res[0]) == 1)
+        return 0; /* cancelled */
+    int st = status_of(g, q);
+    return st < 0 ? -ENOENT : job_status_is_terminal((enum job_status)st) ? -EALREADY : -EXDEV;
+}
+
+static int forget_result(struct pg_store *s, struct seg *g, struct req *q)
+{
+    (void)s;
+    if (g->ps.res[0] && PQntuples(g->ps.res[0]) == 1)
+        return 0; /* deleted */
+    int st = status_of(g, q);
+    return st < 0 ? -ENOENT : job_status_is_terminal((enum job_status)st) ? -EIO : -EBUSY;
+}
+
+static int send_ask_cancel(struct pg_store *s, struct seg *g, struct req *q)
+{
+    char payload[JOB_NODE_MAX + JOB_ID_LEN + 8];
+    snprintf(payload, sizeof(payload), "%s %s %d", q->node, q->id, q->force);
+    g->ps.n = 1;
+    return pgs__send_notify(s, s->chan_cancel, payload);
+}
+
+static int no_result(struct pg_store *s, struct seg *g, struct req *q)
+{
+    (void)s, (void)g, (void)q;
+    return 0;
+}
+
+static int send_watch(struct pg_store *s, struct seg *g, struct req *q)
+{
+    /* Every watch asked for since the last round, in one statement each way. */
+    char *arr = pgs__id_array(q->watch, 0, q->nwatch);
+    const char *one[1] = {arr};
+    g->ps.n = 2;
+    int failed = !arr || pg_conn_send(&s->pc, &pg_sql_watch, 1, one, NULL, NULL, 0) ||
+                 pg_conn_send(&s->pc, &pg_sql_fetch_done, 1, one, NULL, NULL, 1);
+    free(arr);
+    return failed;
+}
+
+static int watch_result(struct pg_store *s, struct seg *g, struct req *q)
+{
+    (void)q;
+    deliver_views(s, g->ps.res[1]);
+    return 0;
+}
+
+/* One entry per kind of request. */
+static const struct req_kind {
+    /* Sends q's statements into segment g (and sets g->ps.n): 0, or nonzero when one
+     * could not be sent. */
+    int (*send)(struct pg_store *s, struct seg *g, struct req *q);
+    /* Reads the results of g, committed, into q: the request's answer (0 or -errno). */
+    int (*result)(struct pg_store *s, struct seg *g, struct req *q);
+} req_kinds[R_NKINDS] = {
+    [R_FETCH] = {send_fetch, fetch_result},
+    [R_FETCH_MANY] = {send_fetch_many, fetch_many_result},
+    [R_LIST] = {send_list, list_result},
+    [R_CANCEL] = {send_cancel, cancel_result},
+    [R_FORGET] = {send_forget, forget_result},
+    [R_WATCH] = {send_watch, watch_result},
+    [R_ASK_CANCEL] = {send_ask_cancel, no_result},
+};
 
 static void req_done(struct pg_store *s, struct seg *g, int ok)
 {
@@ -114,72 +296,7 @@ static void req_done(struct pg_store *s, struct seg *g, int ok)
         pgs__req_finish(s, q, -EIO);
         return;
     }
-    PGresult *r = g->ps.res[0];
-    int rc = 0;
-    switch (q->kind) {
-    case R_FETCH:
-        if (!r || PQntuples(r) == 0) {
-            rc = -ENOENT;
-        } else if ((q->views = calloc(1, sizeof(*q->views)))) {
-            rc = pg_row_view(r, 0, 1, q->views, NULL);
-            q->n = rc == 0;
-        } else {
-            rc = -ENOMEM;
-        }
-        break;
-    case R_FETCH_MANY: {
-        int rows = r ? PQntuples(r) : 0;
-        q->views = calloc(rows ? (size_t)rows : 1, sizeof(*q->views));
-        if (!q->views) {
-            rc = -ENOMEM;
-            break;
-        }
-        for (int i = 0; i < rows && rc == 0; i++)
-            if ((rc = pg_row_view(r, i, 1, &q->views[i], NULL)) == 0)
-                q->n++;
-        break;
-    }
-    case R_LIST: {
-        int rows = r ? PQntuples(r) : 0;
-        q->views = calloc(rows ? (size_t)rows : 1, sizeof(*q->views));
-        if (!q->views) {
-            rc = -ENOMEM;
-            break;
-        }
-        uint64_t seq = 0;
-        for (int i = 0; i < rows && rc == 0; i++) {
-            if ((size_t)i == q->limit) {
-                q->next = seq; /* there is at least one more */
-                break;
-            }
-            rc = pg_row_view(r, i, 0, &q->views[i], &seq);
-            if (rc == 0)
-                q->n++;
-        }
-        break;
-    }
-    case R_CANCEL:
-    case R_FORGET: {
-        if (r && PQntuples(r) == 1)
-            break; /* done */
-        int st = status_of(g->ps.res[1]);
-        q->status = st;
-        if (st >= 0 && !PQgetisnull(g->ps.res[1], 0, 1))
-            snprintf(q->node, sizeof(q->node), "%s", PQgetvalue(g->ps.res[1], 0, 1));
-        rc = st < 0 ? -ENOENT
-             : job_status_is_terminal((enum job_status)st)
-                 ? (q->kind == R_CANCEL ? -EALREADY : -EIO)
-             : q->kind == R_CANCEL ? -EXDEV
-                                   : -EBUSY;
-        break;
-    }
-    case R_WATCH:
-        deliver_views(s, g->ps.res[1]);
-        break;
-    case R_ASK_CANCEL:
-        break;
-    }
-    pgs__req_finish(s, q, rc);
+    pgs__req_finish(s, q, req_kinds[q->kind].result(s, g, q));
 }
 
 void pgs__round_request(struct pg_store *s, struct req *q)
@@ -190,69 +307,7 @@ void pgs__round_request(struct pg_store *s, struct req *q)
         return;
     }
     g->req = q;
-    struct pg_params p;
-    pg_params_reset(&p);
-    int failed = 0;
-    switch (q->kind) {
-    case R_FETCH:
-        pg_param_text(&p, q->id);
-        g->ps.n = 1;
-        failed = pg_conn_send(&s->pc, &pg_sql_fetch, p.n, p.values, p.lengths, p.formats, 1);
-        break;
-    case R_FETCH_MANY:
-        pg_param_text(&p, q->ids);
-        g->ps.n = 1;
-        failed = pg_conn_send(&s->pc, &pg_sql_fetch_many, p.n, p.values, p.lengths, p.formats, 1);
-        break;
-    case R_LIST:
-        pg_param_i64(&p, q->status);
-        pg_param_text(&p, q->has_owner ? q->owner : NULL);
-        pg_param_i64(&p, (int64_t)q->cursor);
-        pg_param_i64(&p, (int64_t)q->limit + 1);
-        g->ps.n = 1;
-        failed = pg_conn_send(&s->pc, &pg_sql_list, p.n, p.values, p.lengths, p.formats, 1);
-        break;
-    case R_CANCEL: {
-        pg_param_text(&p, q->id);
-        pg_param_i64(&p, pgs__realtime_us());
-        pg_param_text(&p, "Cancelled by a client before it started.");
-        const char *one[1] = {q->id};
-        char *arr = pgs__id_array((char(*)[JOB_ID_LEN + 1]) q->id, 0, 1);
-        const char *nv[2] = {s->chan_done, arr};
-        g->ps.n = 3;
-        failed = !arr ||
-                 pg_conn_send(&s->pc, &pg_sql_cancel, p.n, p.values, p.lengths, p.formats, 0) ||
-                 pg_conn_send(&s->pc, &pg_sql_status, 1, one, NULL, NULL, 0) ||
-                 pg_conn_send(&s->pc, &pg_sql_notify_waited, 2, nv, NULL, NULL, 0);
-        free(arr);
-        break;
-    }
-    case R_FORGET: {
-        const char *one[1] = {q->id};
-        g->ps.n = 2;
-        failed = pg_conn_send(&s->pc, &pg_sql_forget, 1, one, NULL, NULL, 0) ||
-                 pg_conn_send(&s->pc, &pg_sql_status, 1, one, NULL, NULL, 0);
-        break;
-    }
-    case R_ASK_CANCEL: {
-        char payload[JOB_NODE_MAX + JOB_ID_LEN + 8];
-        snprintf(payload, sizeof(payload), "%s %s %d", q->node, q->id, q->force);
-        g->ps.n = 1;
-        failed = pgs__send_notify(s, s->chan_cancel, payload);
-        break;
-    }
-    case R_WATCH: {
-        /* Every watch asked for since the last round, in one statement each way. */
-        char *arr = pgs__id_array(q->watch, 0, q->nwatch);
-        const char *one[1] = {arr};
-        g->ps.n = 2;
-        failed = !arr || pg_conn_send(&s->pc, &pg_sql_watch, 1, one, NULL, NULL, 0) ||
-                 pg_conn_send(&s->pc, &pg_sql_fetch_done, 1, one, NULL, NULL, 1);
-        free(arr);
-        break;
-    }
-    }
-    pgs__send_or_lose(s, g, failed);
+    pgs__send_or_lose(s, g, req_kinds[q->kind].send(s, g, q) != 0);
 }
 
 /* Lock held. Appends q to the thread's requests: 0, or -ENOTCONN (not queued) while
@@ -272,7 +327,7 @@ static int queue_locked(struct pg_store *s, struct req *q)
 static int request(struct pg_store *s, struct req *q)
 {
     struct timespec until;
-    pgs__deadline_in(&until, REQUEST_WAIT_MS);
+    clock_deadline_in(&until, REQUEST_WAIT_MS);
     pthread_mutex_lock(&s->lock);
     if (queue_locked(s, q) != 0) {
         pthread_mutex_unlock(&s->lock);
@@ -312,12 +367,12 @@ static struct req *req_new(enum rkind kind, const char *id)
     return q;
 }
 
-int store_fetch(struct store *base, const char *id, struct job_view *out)
+int pgs__fetch(struct store *base, const char *id, struct job_view *out)
 {
-    struct pg_store *s = pgs__as_pg(base);
-    struct req *q = s ? req_new(R_FETCH, id) : NULL;
+    struct pg_store *s = (struct pg_store *)base;
+    struct req *q = req_new(R_FETCH, id);
     if (!q)
-        return s ? -ENOMEM : -ENOENT;
+        return -ENOMEM;
     int rc = request(s, q);
     if (rc == -ETIMEDOUT)
         return rc;
@@ -331,11 +386,11 @@ int store_fetch(struct store *base, const char *id, struct job_view *out)
     return rc;
 }
 
-int store_fetch_many(struct store *base, char (*ids)[JOB_ID_LEN + 1], size_t n,
-                     struct job_view *out, int *found)
+int pgs__fetch_many(struct store *base, char (*ids)[JOB_ID_LEN + 1], size_t n, struct job_view *out,
+                    int *found)
 {
-    struct pg_store *s = pgs__as_pg(base);
-    struct req *q = s ? req_new(R_FETCH_MANY, NULL) : NULL;
+    struct pg_store *s = (struct pg_store *)base;
+    struct req *q = req_new(R_FETCH_MANY, NULL);
     if (!q || !(q->ids = pgs__id_array(ids, 0, n))) {
         free(q);
         return -ENOMEM;
@@ -374,11 +429,11 @@ int store_fetch_many(struct store *base, char (*ids)[JOB_ID_LEN + 1], size_t n,
     return rc;
 }
 
-int store_list(struct store *base, const struct pool_list_query *lq, struct job_view **out,
-               size_t *n, uint64_t *next)
+int pgs__list(struct store *base, const struct pool_list_query *lq, struct job_view **out,
+              size_t *n, uint64_t *next)
 {
-    struct pg_store *s = pgs__as_pg(base);
-    struct req *q = s ? req_new(R_LIST, NULL) : NULL;
+    struct pg_store *s = (struct pg_store *)base;
+    struct req *q = req_new(R_LIST, NULL);
     if (!q)
         return -ENOMEM;
     q->status = lq->status;
@@ -403,8 +458,8 @@ int store_list(struct store *base, const struct pool_list_query *lq, struct job_
 
 static int simple_request(struct store *base, enum rkind kind, const char *id)
 {
-    struct pg_store *s = pgs__as_pg(base);
-    struct req *q = s ? req_new(kind, id) : NULL;
+    struct pg_store *s = (struct pg_store *)base;
+    struct req *q = req_new(kind, id);
     if (!q)
         return -ENOMEM;
     int rc = request(s, q);
@@ -413,10 +468,10 @@ static int simple_request(struct store *base, enum rkind kind, const char *id)
     return rc;
 }
 
-int store_cancel(struct store *base, const char *id, int *status, char *node)
+int pgs__cancel(struct store *base, const char *id, int *status, char *node)
 {
-    struct pg_store *s = pgs__as_pg(base);
-    struct req *q = s ? req_new(R_CANCEL, id) : NULL;
+    struct pg_store *s = (struct pg_store *)base;
+    struct req *q = req_new(R_CANCEL, id);
     if (!q)
         return -ENOMEM;
     int rc = request(s, q);
@@ -428,7 +483,7 @@ int store_cancel(struct store *base, const char *id, int *status, char *node)
     return rc;
 }
 
-int store_forget(struct store *base, const char *id)
+int pgs__forget(struct store *base, const char *id)
 {
     return simple_request(base, R_FORGET, id);
 }
@@ -446,11 +501,9 @@ static void post_request(struct pg_store *s, struct req *q)
         pgs__poke(s);
 }
 
-void store_watch(struct store *base, const char *id)
+void pgs__watch(struct store *base, const char *id)
 {
-    struct pg_store *s = pgs__as_pg(base);
-    if (!s)
-        return;
+    struct pg_store *s = (struct pg_store *)base;
     pthread_mutex_lock(&s->lock);
     struct req *q = s->watch_req;
     if (!q && (q = req_new(R_WATCH, NULL))) {
@@ -474,10 +527,10 @@ void store_watch(struct store *base, const char *id)
     pgs__poke(s);
 }
 
-void store_ask_cancel(struct store *base, const char *node, const char *id, int force)
+void pgs__ask_cancel(struct store *base, const char *node, const char *id, int force)
 {
-    struct pg_store *s = pgs__as_pg(base);
-    struct req *q = s ? req_new(R_ASK_CANCEL, id) : NULL;
+    struct pg_store *s = (struct pg_store *)base;
+    struct req *q = req_new(R_ASK_CANCEL, id);
     if (!q)
         return;
     snprintf(q->node, sizeof(q->node), "%s", node);

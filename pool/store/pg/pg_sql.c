@@ -281,11 +281,6 @@ static struct timespec us_ts(int64_t us)
     return (struct timespec){.tv_sec = us / 1000000, .tv_nsec = (us % 1000000) * 1000};
 }
 
-int64_t pg_ts_us(struct timespec t)
-{
-    return t.tv_sec || t.tv_nsec ? (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000 : 0;
-}
-
 int pg_row_view(const PGresult *r, int row, int with_results, struct job_view *v, uint64_t *seq)
 {
     memset(v, 0, sizeof(*v));

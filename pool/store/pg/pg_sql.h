@@ -84,6 +84,4 @@ void pg_param_i64(struct pg_params *p, int64_t v);
 void pg_param_f64(struct pg_params *p, double v);
 void pg_param_blob(struct pg_params *p, const struct blob *b); /* NULL: SQL NULL */
 
-int64_t pg_ts_us(struct timespec t);
-
 #endif

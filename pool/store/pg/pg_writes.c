@@ -5,6 +5,7 @@
  * along: one when unclaimed jobs were added, one for finished jobs someone waits on.
  */
 #include "pgstore.h"
+#include "pyjobd/clock.h"
 #include "pyjobd/log.h"
 
 #include <errno.h>
@@ -105,7 +106,7 @@ static int send_write(struct pg_store *s, struct wop *w)
     case W_INSERT:
         pg_param_text(&p, v->owner);
         pg_param_text(&p, w->claimed ? w->node : NULL);
-        pg_param_i64(&p, pg_ts_us(v->created_at));
+        pg_param_i64(&p, clock_ts_us(v->created_at));
         pg_param_f64(&p, v->timeout);
         pg_param_i64(&p, v->max_retries);
         pg_param_text(&p, w->spec.retry_on_timeout ? "t" : "f");
@@ -120,15 +121,15 @@ static int send_write(struct pg_store *s, struct wop *w)
     case W_UPDATE:
         pg_param_i64(&p, v->status);
         pg_param_i64(&p, v->attempts);
-        pg_param_i64(&p, pg_ts_us(v->started_at));
+        pg_param_i64(&p, clock_ts_us(v->started_at));
         pg_param_i64(&p, v->worker_pid);
         pg_param_text(&p, w->node);
         return pg_conn_send(&s->pc, &pg_sql_update, p.n, p.values, p.lengths, p.formats, 0);
     case W_FINISH:
         pg_param_i64(&p, v->status);
         pg_param_i64(&p, v->attempts);
-        pg_param_i64(&p, pg_ts_us(v->started_at));
-        pg_param_i64(&p, pg_ts_us(v->finished_at));
+        pg_param_i64(&p, clock_ts_us(v->started_at));
+        pg_param_i64(&p, clock_ts_us(v->finished_at));
         pg_param_i64(&p, v->worker_pid);
         pg_param_i64(&p, v->error.type);
         pg_param_text(&p, v->error.message);
@@ -146,31 +147,6 @@ static int send_write(struct pg_store *s, struct wop *w)
         return pg_conn_send(&s->pc, &pg_sql_delete, p.n, p.values, p.lengths, p.formats, 0);
     }
     return -1;
-}
-
-/* '{id,id,...}' for ids[from..to) */
-char *pgs__id_array(char (*ids)[JOB_ID_LEN + 1], size_t from, size_t to)
-{
-    char *a = malloc((to - from) * (JOB_ID_LEN + 1) + 3);
-    if (!a)
-        return NULL;
-    char *p = a;
-    *p++ = '{';
-    for (size_t i = from; i < to; i++) {
-        if (i > from)
-            *p++ = ',';
-        memcpy(p, ids[i], JOB_ID_LEN);
-        p += JOB_ID_LEN;
-    }
-    *p++ = '}';
-    *p = 0;
-    return a;
-}
-
-int pgs__send_notify(struct pg_store *s, const char *chan, const char *payload)
-{
-    const char *vals[2] = {chan, payload};
-    return pg_conn_send(&s->pc, &pg_sql_notify, 2, vals, NULL, NULL, 0);
 }
 
 /* Statements that tell waiters elsewhere about finished jobs: one per NOTIFY_IDS. */

@@ -1,8 +1,20 @@
 /*
- * pgstore.h — the PostgreSQL store's own structures, shared by its files:
- * store_pg.c (the thread, opening, the store's calls), pg_writes.c (group-committed,
- * fenced writes), pg_claims.c (claiming queued jobs), pg_membership.c (heartbeat,
- * reaping, leaving, retention) and pg_requests.c (reads and watches for other threads).
+ * pgstore.h — the PostgreSQL store's own structures, shared by its files. From the
+ * bottom up; each file calls only those below it:
+ *
+ *   pg_sql.c          the schema, the statements, decoding result rows
+ *   pg_conn.c         one non-blocking libpq connection in pipeline mode
+ *   pg_seg.c          what every round uses: segments and their handlers, NOTIFY,
+ *                     id arrays, waking the thread, node ids
+ *   the rounds, side by side (none calls another):
+ *     pg_writes.c     group-committed, fenced writes
+ *     pg_claims.c     claiming queued jobs, adopting them after a reconnect, the size
+ *                     of the shared queue
+ *     pg_membership.c registering, heartbeat, reaping, retention
+ *     pg_requests.c   reads and watches for other threads, re-checks of waited jobs
+ *   store_pg.c        the top: the thread and its loop, opening and closing, the
+ *                     store's function table (pool/store/store_impl.h)
+ *
  * Everything named pgs__ runs on the store's thread unless it says otherwise.
  */
 #ifndef PYJOBD_PGSTORE_H
@@ -16,7 +28,6 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
-#include <time.h>
 
 #define WRITES_PER_ROUND 512
 #define SYNC_WAIT_MS 10000   /* store_sync gives up (503) after this */
@@ -39,7 +50,9 @@ struct wop {
     struct wop *next;
 };
 
-enum rkind { R_FETCH, R_FETCH_MANY, R_LIST, R_CANCEL, R_FORGET, R_WATCH, R_ASK_CANCEL };
+/* Requests of other threads to the store's thread; each kind is one entry of the
+ * table in pg_requests.c (how it is sent, how its results are read). */
+enum rkind { R_FETCH, R_FETCH_MANY, R_LIST, R_CANCEL, R_FORGET, R_WATCH, R_ASK_CANCEL, R_NKINDS };
 
 struct req {
     enum rkind kind;
@@ -118,35 +131,47 @@ struct seg {
     size_t limit; /* a claim: how many it asked for */
 };
 
-/* Any thread: */
-struct pg_store *pgs__as_pg(struct store *base);           /* NULL when not a PostgreSQL store */
-int64_t pgs__deadline_in(struct timespec *ts, int64_t ms); /* CLOCK_REALTIME for cond waits */
-int64_t pgs__now_ms(void);                                 /* CLOCK_MONOTONIC */
-int64_t pgs__realtime_us(void);
+/* pg_seg.c. Any thread: */
 void pgs__poke(struct pg_store *s); /* wakes the store's thread */
-
-/* The store's thread. Segments: */
+/* The store's thread (and store_open_pg, before it starts): */
+void pgs__new_node_id(struct pg_store *s); /* a new random s->node_id (lock held) */
 struct seg *pgs__seg_new(struct pg_store *s,
                          void (*handle)(struct pg_store *s, struct seg *g, int ok));
+/* Ends and sends g, or (failed: a statement of it could not be sent) runs its handler
+ * with -1; either way a failure drops the connection. */
 void pgs__send_or_lose(struct pg_store *s, struct seg *g, int failed);
 int pgs__send_notify(struct pg_store *s, const char *chan, const char *payload);
 /* '{id,id,...}' of ids[from..to), malloc'd. */
 char *pgs__id_array(char (*ids)[JOB_ID_LEN + 1], size_t from, size_t to);
 
-/* Rounds: each sends one segment when due (see send_round in store_pg.c). */
-void pgs__round_writes(struct pg_store *s); /* pg_writes.c */
+/* The rounds: each sends one segment when due (see send_round in store_pg.c). */
+/* pg_writes.c */
+void pgs__round_writes(struct pg_store *s);
 void pgs__wop_free(struct wop *w);
+/* pg_claims.c */
 void pgs__round_claim(struct pg_store *s, int64_t now);
-void pgs__round_count(struct pg_store *s, int64_t now); /* pg_claims.c */
+void pgs__round_count(struct pg_store *s, int64_t now);
 void pgs__round_adopt(struct pg_store *s);
-void pgs__new_node_id(struct pg_store *s);   /* store_pg.c */
-void pgs__send_register(struct pg_store *s); /* pg_membership.c */
+/* pg_membership.c */
+void pgs__send_register(struct pg_store *s);
 void pgs__round_heartbeat(struct pg_store *s, int64_t now);
 void pgs__round_reap(struct pg_store *s, int64_t now);
 void pgs__round_retention(struct pg_store *s, int64_t now);
-void pgs__round_request(struct pg_store *s, struct req *q); /* pg_requests.c */
+/* pg_requests.c */
+void pgs__round_request(struct pg_store *s, struct req *q);
 void pgs__req_finish(struct pg_store *s, struct req *q, int rc);
 void pgs__req_free(struct req *q);
 void pgs__round_recheck(struct pg_store *s, int64_t now);
+/* The store's requests (entries of store_pg.c's struct store_ops; any thread but the
+ * store's): see store_shared.h. */
+int pgs__fetch(struct store *base, const char *id, struct job_view *out);
+int pgs__fetch_many(struct store *base, char (*ids)[JOB_ID_LEN + 1], size_t n, struct job_view *out,
+                    int *found);
+int pgs__list(struct store *base, const struct pool_list_query *q, struct job_view **out, size_t *n,
+              uint64_t *next);
+int pgs__cancel(struct store *base, const char *id, int *status, char *node);
+int pgs__forget(struct store *base, const char *id);
+void pgs__watch(struct store *base, const char *id);
+void pgs__ask_cancel(struct store *base, const char *node, const char *id, int force);
 
 #endif

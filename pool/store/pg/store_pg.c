@@ -13,10 +13,12 @@
  * A lost connection is retried with backoff; writes are kept and sent again
  * (idempotent), requests fail with -ENOTCONN, and the pool answers 503 meanwhile.
  *
- * This file: the thread and its rounds, opening and closing, the store's calls.
- * The rounds live in pg_writes.c, pg_claims.c, pg_membership.c, pg_requests.c.
+ * This file, the top of pool/store/pg/ (see pgstore.h): the thread and its loop, opening
+ * and closing, the store's calls. The rounds live in pg_writes.c, pg_claims.c,
+ * pg_membership.c and pg_requests.c, the helpers they share in pg_seg.c.
  */
 #include "pgstore.h"
+#include "pyjobd/clock.h"
 #include "pyjobd/log.h"
 #include "pyjobd/utf8.h"
 
@@ -27,71 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/random.h>
 #include <unistd.h>
-
-int64_t pgs__now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int64_t pgs__realtime_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return pg_ts_us(ts);
-}
-
-void pgs__poke(struct pg_store *s)
-{
-    uint64_t one = 1;
-    ssize_t r = write(s->wakefd, &one, sizeof(one));
-    (void)r;
-}
-
-void pgs__new_node_id(struct pg_store *s)
-{
-    unsigned char raw[4];
-    if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw))
-        memset(raw, 0, sizeof(raw));
-    snprintf(s->node_id, sizeof(s->node_id), "%s-%02x%02x%02x%02x", s->node_name, raw[0], raw[1],
-             raw[2], raw[3]);
-}
-
-static void seg_done(void *ctx, struct pg_seg *ps, int ok)
-{
-    struct seg *g = ctx;
-    (void)ps;
-    g->handle(g->s, g, ok);
-    pg_seg_clear(&g->ps);
-    free(g);
-}
-
-struct seg *pgs__seg_new(struct pg_store *s, void (*handle)(struct pg_store *, struct seg *, int))
-{
-    struct seg *g = calloc(1, sizeof(*g));
-    if (!g)
-        return NULL;
-    g->s = s;
-    g->handle = handle;
-    g->ps.done = seg_done;
-    g->ps.ctx = g;
-    return g;
-}
-
-void pgs__send_or_lose(struct pg_store *s, struct seg *g, int failed)
-{
-    if (failed || pg_conn_sync(&s->pc, &g->ps) != 0) {
-        if (failed) { /* never queued: report it directly */
-            g->handle(s, g, -1);
-            pg_seg_clear(&g->ps);
-            free(g);
-        }
-        pg_conn_lost(&s->pc, NULL, pgs__now_ms());
-    }
-}
 
 /* --- the thread ---------------------------------------------------------------------------- */
 
@@ -118,7 +56,7 @@ static void on_ready(void *ctx)
     s->next_reg_ms = 0; /* send_round registers, or checks the membership by a heartbeat */
     /* After an outage every heartbeat is stale: give the other nodes one lease to
      * reconnect before presuming any of them dead. */
-    s->next_reap_ms = pgs__now_ms() + s->lease_ms;
+    s->next_reap_ms = clock_now_ms() + s->lease_ms;
     if (s->connected_before) {
         log_info("store: reconnected to the database");
         s->adopt_needed = 1;
@@ -294,7 +232,7 @@ static void *pg_main(void *arg)
     int64_t stop_deadline = 0;
     int release_sent = 0;
     for (;;) {
-        int64_t now = pgs__now_ms();
+        int64_t now = clock_now_ms();
         pthread_mutex_lock(&s->lock);
         int stopping = s->stopping, writes_pending = s->wh != NULL;
         if (s->pc.error[0])
@@ -337,7 +275,7 @@ static void *pg_main(void *arg)
             ssize_t r = read(s->wakefd, &v, sizeof(v));
             (void)r;
         }
-        pg_conn_step(&s->pc, fd >= 0 && n > 0 ? pf[1].revents : 0, pgs__now_ms());
+        pg_conn_step(&s->pc, fd >= 0 && n > 0 ? pf[1].revents : 0, clock_now_ms());
     }
     pg_conn_close(&s->pc);
     fail_requests(s, -ENOTCONN);
@@ -416,25 +354,13 @@ static uint64_t pg_delete(struct store *base, const char *id)
     return enqueue((struct pg_store *)base, w);
 }
 
-int64_t pgs__deadline_in(struct timespec *ts, int64_t ms)
-{
-    clock_gettime(CLOCK_REALTIME, ts);
-    ts->tv_sec += ms / 1000;
-    ts->tv_nsec += (ms % 1000) * 1000000;
-    if (ts->tv_nsec >= 1000000000) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000;
-    }
-    return ms;
-}
-
 static int pg_sync(struct store *base, uint64_t ticket)
 {
     struct pg_store *s = (struct pg_store *)base;
     if (!ticket)
         return -ENOMEM;
     struct timespec until;
-    pgs__deadline_in(&until, SYNC_WAIT_MS);
+    clock_deadline_in(&until, SYNC_WAIT_MS);
     int rc = 0;
     pthread_mutex_lock(&s->lock);
     while (s->committed < ticket && rc == 0)
@@ -485,39 +411,20 @@ static void pg_close(struct store *base)
     free(s);
 }
 
-static const struct store_ops pg_ops = {
-    .close = pg_close,
-    .load = pg_load,
-    .put = pg_put,
-    .del = pg_delete,
-    .sync = pg_sync,
-    .describe = pg_describe,
-    .shared = 1,
-};
-
 /* --- shared-store calls ----------------------------------------------------------------- */
 
-struct pg_store *pgs__as_pg(struct store *base)
+static void pg_set_events(struct store *base, const struct store_events *ev, void *arg)
 {
-    return base && base->ops == &pg_ops ? (struct pg_store *)base : NULL;
-}
-
-void store_set_events(struct store *base, const struct store_events *ev, void *arg)
-{
-    struct pg_store *s = pgs__as_pg(base);
-    if (!s)
-        return;
+    struct pg_store *s = (struct pg_store *)base;
     pthread_mutex_lock(&s->lock);
     s->ev = *ev;
     s->ev_arg = arg;
     pthread_mutex_unlock(&s->lock);
 }
 
-void store_want(struct store *base, unsigned n)
+static void pg_want(struct store *base, unsigned n)
 {
-    struct pg_store *s = pgs__as_pg(base);
-    if (!s)
-        return;
+    struct pg_store *s = (struct pg_store *)base;
     pthread_mutex_lock(&s->lock);
     int more = n > s->want;
     s->want = s->stopping ? 0 : n;
@@ -528,42 +435,59 @@ void store_want(struct store *base, unsigned n)
         pgs__poke(s);
 }
 
-int store_available(struct store *base)
+static int pg_available(struct store *base)
 {
-    struct pg_store *s = pgs__as_pg(base);
-    if (!s)
-        return 1;
+    struct pg_store *s = (struct pg_store *)base;
     pthread_mutex_lock(&s->lock);
     int up = s->ready;
     pthread_mutex_unlock(&s->lock);
     return up;
 }
 
-size_t store_queued(struct store *base)
+static size_t pg_queued(struct store *base)
 {
-    struct pg_store *s = pgs__as_pg(base);
-    if (!s)
-        return 0;
+    struct pg_store *s = (struct pg_store *)base;
     int64_t n = atomic_load(&s->queue_counted) + atomic_load(&s->queue_added);
     return n > 0 ? (size_t)n : 0;
 }
 
-int store_lease_fresh(struct store *base)
+static int pg_lease_fresh(struct store *base)
 {
-    struct pg_store *s = pgs__as_pg(base);
-    return !s || pgs__now_ms() - atomic_load(&s->last_hb_ok_ms) < s->lease_ms;
+    struct pg_store *s = (struct pg_store *)base;
+    return clock_now_ms() - atomic_load(&s->last_hb_ok_ms) < s->lease_ms;
 }
 
-void store_node_id(struct store *base, char out[JOB_NODE_MAX])
+static void pg_node_id(struct store *base, char out[JOB_NODE_MAX])
 {
-    struct pg_store *s = pgs__as_pg(base);
-    out[0] = 0;
-    if (!s)
-        return;
+    struct pg_store *s = (struct pg_store *)base;
     pthread_mutex_lock(&s->lock); /* a reaped node takes a new id */
     memcpy(out, s->node_id, JOB_NODE_MAX);
     pthread_mutex_unlock(&s->lock);
 }
+
+/* Reads, cancels and watches are requests to the thread (pg_requests.c). */
+static const struct store_ops pg_ops = {
+    .close = pg_close,
+    .load = pg_load,
+    .put = pg_put,
+    .del = pg_delete,
+    .sync = pg_sync,
+    .describe = pg_describe,
+    .shared = 1,
+    .set_events = pg_set_events,
+    .want = pg_want,
+    .available = pg_available,
+    .queued = pg_queued,
+    .lease_fresh = pg_lease_fresh,
+    .node_id = pg_node_id,
+    .fetch = pgs__fetch,
+    .fetch_many = pgs__fetch_many,
+    .list = pgs__list,
+    .cancel = pgs__cancel,
+    .ask_cancel = pgs__ask_cancel,
+    .forget = pgs__forget,
+    .watch = pgs__watch,
+};
 
 /* --- opening ------------------------------------------------------------------------------- */
 
@@ -674,7 +598,7 @@ struct store *store_open_pg(const struct store_pg_options *o, char *err, size_t 
     }
     s->thread_started = 1;
     struct timespec until;
-    pgs__deadline_in(&until, (int64_t)((o->connect_wait > 0 ? o->connect_wait : 10) * 1000));
+    clock_deadline_in(&until, (int64_t)((o->connect_wait > 0 ? o->connect_wait : 10) * 1000));
     pthread_mutex_lock(&s->lock);
     int timed_out = 0;
     while (!s->open_result && !timed_out)

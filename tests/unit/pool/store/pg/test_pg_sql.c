@@ -1,5 +1,5 @@
 /*
- * test_pg_sql.c — decoding the PostgreSQL store's binary result rows (pool/pg/
+ * test_pg_sql.c — decoding the PostgreSQL store's binary result rows (pool/store/pg/
  * pg_sql.c) without a server: rows are built with libpq's PQmakeEmptyPGresult /
  * PQsetResultAttrs / PQsetvalue in the binary formats the server sends (network
  * order integers of 2, 4 and 8 bytes, IEEE doubles, raw text and bytea).
