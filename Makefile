@@ -87,7 +87,7 @@ $(BUILD)/pyjobd-worker: $(WORKER_OBJS) $(BUILD)/liblib.a
 
 $(BUILD)/tests/%: tests/unit/%.c $(LAYER_LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -I. $(CWARN) $(CFLAGS) $(SAN) -o $@ $< $(LAYER_LIBS) $(SERVER_LIBS) -lcmocka
+	$(CC) $(CPPFLAGS) -I. $(CWARN) $(CFLAGS) $(SAN) -MMD -MP -o $@ $< $(LAYER_LIBS) $(SERVER_LIBS) -lcmocka
 
 # Jobs survive restarts in ./pyjobd-data. Extra flags: make run RUN_ARGS="--workers 4".
 # As root, workers run as nobody: a job must never run as root by default.
