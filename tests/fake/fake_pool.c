@@ -21,7 +21,8 @@ struct fake_pool fake;
 const char *fake_id(size_t i)
 {
     static char ids[FAKE_JOBS][JOB_ID_LEN + 1];
-    snprintf(ids[i], sizeof(ids[i]), "%032zx", i + 0xa0);
+    if (!ids[i][0])
+        snprintf(ids[i], sizeof(ids[i]), "%032zx", i + 0xa0);
     return ids[i];
 }
 
@@ -59,6 +60,8 @@ size_t fake_add(enum job_status st)
 {
     for (size_t i = 0; i < FAKE_JOBS; i++)
         if (!fake_jobs[i].exists && !fake_jobs[i].stale) {
+            free(fake_jobs[i].metadata); /* a slot a test set up but left free */
+            memset(&fake_jobs[i], 0, sizeof(fake_jobs[i]));
             fake_jobs[i].exists = 1;
             fake_jobs[i].status = st;
             return i;

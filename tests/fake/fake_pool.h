@@ -86,8 +86,8 @@ void fake_reset(void);
 /* The id of slot i (a static string per slot). */
 const char *fake_id(size_t i);
 
-/* Puts a job of status st in the first free slot and returns the slot (aborts when
- * the table is full). */
+/* Puts a new job of status st (its other fields zero) in the first slot that neither
+ * exists nor is stale and returns the slot (aborts when the table is full). */
 size_t fake_add(enum job_status st);
 
 /* Fires the recorded watches [from, to) in order (like the supervisor would). */
