@@ -1,9 +1,9 @@
 /*
- * fake_pool.c — see fake_pool.h. Linked into a test program before the layer
- * archives, its pool_* definitions are the ones the api objects resolve against, so
- * libpool.a contributes nothing; it holds no thread and no lock (the api tests and
- * the fuzzers call the api from one thread). Every view it hands out is a fresh
- * copy that the caller releases, as the real pool's are.
+ * fake_pool.c — see fake_pool.h. Linked ahead of the layer archives (the api tests)
+ * or instead of pool/'s sources (the fuzzers), its pool_* definitions are the ones
+ * api/ resolves against; no pool/ code is linked. It holds no thread and no lock:
+ * its users call the api from one thread. Every view it hands out is a fresh copy
+ * that the caller releases, as the real pool's are.
  */
 #include "fake_pool.h"
 
