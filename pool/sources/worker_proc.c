@@ -1,16 +1,17 @@
 /*
  * worker_proc.c — starting and stopping pyjobd-worker processes.
  *
- * Workers are started with posix_spawn (never a plain fork of this threaded server):
- * the child's end of a socketpair becomes fd 3, stdin is /dev/null, stdout joins
- * stderr, every other fd is closed, signal masks and dispositions are reset, and the
- * child gets its own session so a terminal's Ctrl-C reaches only the server, which
- * then stops the workers itself. Its stdout and stderr are pipes (output.c reads
- * them) and its environment is a minimal one plus --worker-env. Exit is observed
- * through a pidfd.
+ * Workers are started with posix_spawn (never a plain fork of this threaded server)
+ * as include/pyjobd/worker.h describes: the child's end of a socketpair becomes fd 3,
+ * stdin is /dev/null, stdout and stderr are two pipes the supervisor reads (worker_output.c),
+ * every other fd is closed, signal masks and dispositions are reset, and the child
+ * gets its own session so a terminal's Ctrl-C reaches only the server, which then
+ * stops the workers itself. Its environment is a minimal one plus --worker-env. Exit
+ * is observed through a pidfd (or, without pidfds, by polling wait4).
  */
 #include "sources.h"
 #include "pyjobd/log.h"
+#include "pyjobd/worker.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -24,8 +25,6 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#define WORKER_CHANNEL_FD 3
 
 struct worker *pool__worker_new(unsigned slot)
 {
@@ -148,8 +147,8 @@ int pool__spawn_worker(struct pool *p, struct worker *w)
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_adddup2(&fa, out[1], 1);
     posix_spawn_file_actions_adddup2(&fa, err[1], 2);
-    posix_spawn_file_actions_adddup2(&fa, child_fd, WORKER_CHANNEL_FD);
-    posix_spawn_file_actions_addclosefrom_np(&fa, WORKER_CHANNEL_FD + 1);
+    posix_spawn_file_actions_adddup2(&fa, child_fd, WORKER_FD);
+    posix_spawn_file_actions_addclosefrom_np(&fa, WORKER_FD + 1);
     if (p->cfg.worker_cwd)
         posix_spawn_file_actions_addchdir_np(&fa, p->cfg.worker_cwd);
     sigset_t none, all;

@@ -10,6 +10,7 @@
 #include "sources.h"
 #include "pyjobd/format.h"
 #include "pyjobd/log.h"
+#include "pyjobd/worker.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -23,7 +24,6 @@
 
 #define BOOT_BACKOFF_MIN_MS 100
 #define BOOT_BACKOFF_MAX_MS 30000
-#define EXIT_BOOT_FAILED 3 /* the worker's documented "boot failed" (pool/worker/worker.h) */
 
 static int64_t boot_backoff_ms(unsigned failures)
 {
@@ -168,7 +168,7 @@ static void crash_job(struct pool *p, struct worker *w, int status, const struct
 static void boot_exit(struct pool *p, struct worker *w, int status, const char *how)
 {
     w->boot_failures++;
-    int hopeless = WIFEXITED(status) && WEXITSTATUS(status) == EXIT_BOOT_FAILED;
+    int hopeless = WIFEXITED(status) && WEXITSTATUS(status) == WORKER_EXIT_BOOT_FAILED;
     int64_t delay =
         hopeless && w->boot_failures >= 2 ? BOOT_BACKOFF_MAX_MS : boot_backoff_ms(w->boot_failures);
     char why[512];

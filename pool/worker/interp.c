@@ -63,7 +63,8 @@ static int interp_boot_python(const char *argv0)
     config.user_site_directory = 0;
     /* Unbuffered so that a job's output survives the job being SIGKILLed on timeout. */
     config.buffered_stdio = 0;
-    /* A crash in a C extension then leaves a Python stack on the server's stderr. */
+    /* A crash in a C extension then leaves a Python stack on stderr (a pipe the pool
+     * reads, see include/pyjobd/worker.h). */
     config.faulthandler = 1;
     config.install_signal_handlers = 1;
     config.parse_argv = 0;

@@ -1,7 +1,7 @@
 /*
  * main.c — pyjobd-worker: process setup, then the loop that reads a job frame
  * from fd 3, runs it and writes the reply. The contract with the supervisor
- * (fd 3, frames, exit codes, signals) is in worker.h.
+ * (fd 3, frames, exit codes, signals) is in include/pyjobd/worker.h.
  *
  * The only state is on main()'s stack; the process exits with _exit() after
  * flushing Python's stdio, without finalizing Python (see interp.c).
@@ -13,8 +13,8 @@
 #include "options.h"
 #include "runner.h"
 #include "sandbox.h"
-#include "worker.h"
 #include "pyjobd/frame.h"
+#include "pyjobd/worker.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -6,7 +6,7 @@
  * an unknown option means the server and the worker do not match.
  */
 #include "options.h"
-#include "worker.h"
+#include "pyjobd/worker.h"
 
 #include <errno.h>
 #include <stdio.h>

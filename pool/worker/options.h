@@ -1,5 +1,6 @@
 /*
- * options.h — pyjobd-worker's command line (documented in worker.h).
+ * options.h — pyjobd-worker's command line (documented in
+ * include/pyjobd/worker.h).
  */
 #ifndef PYJOBD_WORKER_OPTIONS_H
 #define PYJOBD_WORKER_OPTIONS_H

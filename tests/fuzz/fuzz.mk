@@ -16,13 +16,17 @@ FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_DIR     := $(BUILD)/fuzz
 FUZZ_SAN     := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
-FUZZ_CFLAGS  := -std=gnu11 -g -O1 -Wall -Wextra -Werror -Iinclude -Iapi -D_GNU_SOURCE $(FUZZ_SAN) \
+FUZZ_CFLAGS  := -std=gnu11 -g -O1 -Wall -Wextra -Werror -I. -Iinclude -Iapi -D_GNU_SOURCE $(FUZZ_SAN) \
                 $(shell pkg-config --cflags jansson 2>/dev/null)
 FUZZ_LIBS    := $(shell pkg-config --libs jansson 2>/dev/null) -lm
 FUZZ_NAMES   := fuzz_frame fuzz_base64 fuzz_request fuzz_route
 FUZZ_BINS    := $(FUZZ_NAMES:%=$(FUZZ_DIR)/%)
-# api/ over a fake pool: the harnesses never start a supervisor or a worker.
-FUZZ_API_SRCS := $(wildcard api/*.c) lib/blob.c lib/job.c lib/utf8.c tests/fuzz/fake_pool.c
+# api/ and the base below it over the api unit tests' fake pool (tests/fake/) instead
+# of pool/: the harnesses never start a supervisor or a worker. As in those tests,
+# --wrap sends api/'s clock_now_ms() calls to the fake's fixed clock.
+FUZZ_API_SRCS := $(wildcard api/*.c lib/*.c) tests/fake/fake_pool.c
+FUZZ_API_DEPS := $(FUZZ_API_SRCS) tests/fake/fake_pool.h $(wildcard api/*.h include/pyjobd/*.h)
+FUZZ_API_LIBS := -Wl,--wrap=clock_now_ms $(FUZZ_LIBS)
 # libFuzzer options for every run: a hung input counts as a failure after 10 s.
 FUZZ_RUN_OPTS ?= -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
 
@@ -38,13 +42,13 @@ $(FUZZ_DIR)/fuzz_base64: tests/fuzz/fuzz_base64.c api/base64.c lib/blob.c includ
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_base64.c api/base64.c lib/blob.c
 
-$(FUZZ_DIR)/fuzz_request: tests/fuzz/fuzz_request.c $(FUZZ_API_SRCS) $(wildcard api/*.h include/pyjobd/*.h)
+$(FUZZ_DIR)/fuzz_request: tests/fuzz/fuzz_request.c $(FUZZ_API_DEPS)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_request.c $(FUZZ_API_SRCS) $(FUZZ_LIBS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_request.c $(FUZZ_API_SRCS) $(FUZZ_API_LIBS)
 
-$(FUZZ_DIR)/fuzz_route: tests/fuzz/fuzz_route.c $(FUZZ_API_SRCS) tests/fuzz/fake_pool.h $(wildcard api/*.h include/pyjobd/*.h)
+$(FUZZ_DIR)/fuzz_route: tests/fuzz/fuzz_route.c $(FUZZ_API_DEPS)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_route.c $(FUZZ_API_SRCS) $(FUZZ_LIBS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_route.c $(FUZZ_API_SRCS) $(FUZZ_API_LIBS)
 
 # Runs every harness for $(1) seconds, one after the other, then prints a summary
 # line per harness (executions, executions per second, corpus size).

@@ -1,9 +1,11 @@
 /*
  * fuzz_route.c — libFuzzer harness for the REST surface: api_handle() with any
- * method, path, query, Content-Type and body, over a fake pool (fake_pool.c).
+ * method, path, query, Content-Type and body, over the fake pool of the api unit
+ * tests (tests/fake/fake_pool.c), so no supervisor thread or worker is involved.
  *
  * Input layout (all optional; missing parts are empty):
- *   byte 0, byte 1   knobs: the fake pool's answers, the tenant, python_match
+ *   byte 0, byte 1   knobs: the fake pool's answers (fake_from_knobs below), the tenant,
+ *                    python_match
  *   then lines       method \n path \n query \n content-type \n body (the rest, binary)
  * The query is "k=v&k2=v2" (already percent-decoded, as the server hands it over);
  * the first value of a key wins. The path reaches api_handle() as it is (decoded,
@@ -16,9 +18,10 @@
  * status; 405 comes with Allow; a Location only with 201 and a job path; wake runs exactly once per
  * wait. Everything is released on every path (LeakSanitizer checks it).
  */
-#include "fake_pool.h"
 #include "pyjobd/api.h"
+#include "tests/fake/fake_pool.h"
 
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,6 +118,77 @@ static void check_response(const struct api_response *r)
     json_decref(j);
 }
 
+/*
+ * Sets what the fake pool answers for this input, from scratch (fake_reset), so an
+ * input cannot leave state behind for the next one. Every job id is found as job 0
+ * (fake.any_id), which exists (or expired, or is unknown), has some status, owner and
+ * error; submit, cancel, delete and resize return one of rcs[]; pool_watch either
+ * calls back at once for a job it finds (as for a finished job or a passed deadline)
+ * or fails.
+ */
+static void fake_from_knobs(uint8_t k0, uint8_t k1)
+{
+    /* The last four: a shared store (database unreachable or slow, job on another node). */
+    static const int rcs[] = {0,       -EAGAIN, -ESHUTDOWN, -ENOMEM,    -EBUSY, -EALREADY,
+                              -ENOENT, -ESTALE, -ENOTCONN,  -ETIMEDOUT, -EXDEV, -EREMOTE};
+    static const size_t nrcs = sizeof(rcs) / sizeof(*rcs);
+    static const char *const owners[] = {"", "alice", "bob", ""};
+    int exists = k0 & 1, stale = (k0 >> 1) & 1, calls_back = (k0 >> 2) & 1;
+
+    fake_reset();
+    fake.any_id = 1;
+    struct fake_job *j = &fake_jobs[0];
+    j->exists = exists;
+    j->stale = !exists && stale;
+    j->status = (enum job_status)(k1 % (JOB_CANCELLED + 1));
+    j->ran = j->status != JOB_QUEUED;
+    j->timeout = k1 & 8 ? 30.5 : 0;
+    j->max_retries = k1 >> 4;
+    snprintf(j->owner, sizeof(j->owner), "%s", owners[k1 & 3]);
+    if (k1 & 16)
+        CHECK((j->metadata = strdup("{\"k\":[1,\"\\u00e9\"]}")));
+    if (j->status == JOB_SUCCEEDED && k1 & 32)
+        j->result_json = "{\"a\":1}";
+    else if (j->status == JOB_SUCCEEDED)
+        j->result = "\x80\x05K\x01.";
+    if (j->status == JOB_FAILED || j->status == JOB_CANCELLED) {
+        j->err = j->status == JOB_CANCELLED ? JOB_ERR_CANCELLED
+                                            : (enum job_error_type)(1 + (k0 >> 5) % 8);
+        j->message = "it went wrong \"badly\"\n\x01";
+        if (j->err == JOB_ERR_EXCEPTION) {
+            j->exc_type = "ValueError";
+            j->exception = "\x80\x05N.";
+            j->traceback = "Traceback (most recent call last):\n";
+        } else if (j->err == JOB_ERR_WORKER_CRASHED) {
+            j->signal = 11;
+            j->max_rss_bytes = 1 << 20;
+        }
+    }
+
+    fake.submit_rc = fake.batch_rc = (k0 >> 3) & 3 ? 0 : rcs[(k0 >> 5) % nrcs];
+    fake.cancel_rc = fake.resize_rc = rcs[(k0 >> 2) % nrcs];
+    fake.delete_rc = rcs[(k0 >> 5) % nrcs];
+    fake.watch_calls_back = calls_back;
+    fake.watch_rc = calls_back ? 0 : exists ? -ENOMEM : -ENOENT;
+    fake.list_n = exists ? 3 : 0;
+    fake.list_next = k1 & 64 ? 77 : 0;
+    fake.out_dropped = k1 & 1 ? 1000 : 0;
+    fake.err_dropped = 0;
+    fake.stats_rc = k1 & 128 ? -ENOMEM : 0;
+
+    struct pool_info *info = &fake.info;
+    memset(info, 0, sizeof(*info));
+    info->workers = 2;
+    info->workers_ready = k1 & 1;
+    snprintf(info->python_version, sizeof(info->python_version), "%s", k1 & 2 ? "3.11.7" : "");
+    snprintf(info->cloudpickle_version, sizeof(info->cloudpickle_version), "2.2.1");
+    info->queued = 3;
+    info->running = 1;
+    info->stopping = (k1 & 4) != 0;
+    if (k1 & 128)
+        snprintf(info->boot_error, sizeof(info->boot_error), "exited with code 3: \"bad\"");
+}
+
 static void wake_cb(void *arg)
 {
     (*(int *)arg)++;
@@ -125,21 +199,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 2)
         return 0;
     uint8_t k0 = data[0], k1 = data[1];
-    static const char *const owners[] = {"", "alice", "bob", ""};
-    struct fake_pool_knobs knobs = {
-        .jobs_exist = k0 & 1,
-        .jobs_stale = (k0 >> 1) & 1,
-        .watch_calls_back = (k0 >> 2) & 1,
-        .submit_rc = (k0 >> 3) & 3 ? 0 : (k0 >> 5),
-        .cancel_rc = k0 >> 2,
-        .status = k1,
-        .error_type = k0 >> 5,
-        .owner = owners[k1 & 3],
-    };
-    fake_pool_set(&knobs);
+    fake_from_knobs(k0, k1);
     static const char *const tenants[] = {NULL, "alice", "bob", NULL};
     static const char *const matches[] = {NULL, "minor", "exact", "none"};
-    struct api_config cfg = {.pool = (struct pool *)&knobs,
+    struct api_config cfg = {.pool = (struct pool *)&fake,
                              .max_wait = 60,
                              .max_request_bytes = 1 << 20,
                              .default_timeout = 0,
@@ -199,5 +262,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     free(qs);
     free(ctype);
     api_free(api);
+    fake_reset();
     return 0;
 }

@@ -14,7 +14,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
-#include "test_api_fake.h"
+#include "api_test_util.h"
 
 #define ID0 "000000000000000000000000000000a0"
 

@@ -13,7 +13,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
-#include "test_api_fake.h"
+#include "api_test_util.h"
 
 static void batch__valid__201_jobs_in_order(void **state)
 {

@@ -16,7 +16,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
-#include "test_api_fake.h"
+#include "api_test_util.h"
 
 #define ID0 "000000000000000000000000000000a0"
 #define ID1 "000000000000000000000000000000a1"

@@ -13,7 +13,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
-#include "test_api_fake.h"
+#include "api_test_util.h"
 
 static void pool_get__shape(void **state)
 {

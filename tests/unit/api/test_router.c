@@ -1,6 +1,6 @@
 /*
  * test_router.c — api/router.c, api/problem.c, api/service.c and the single-job
- * resources of api/jobs.c against a fake pool (test_api_fake.h): routes, 405 with
+ * resources of api/jobs.c against the fake pool (tests/fake/): routes, 405 with
  * Allow on every path, status codes, problem+json bodies, Location, and the two-step
  * long-poll.
  */
@@ -15,7 +15,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
-#include "test_api_fake.h"
+#include "api_test_util.h"
 
 static void router_healthz__get__ok(void **state)
 {
