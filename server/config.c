@@ -15,7 +15,18 @@
 #include <strings.h>
 #include <unistd.h>
 
-enum kind { K_STR, K_UINT, K_SECONDS, K_BYTES, K_COUNT, K_LOGLEVEL, K_MATCH, K_ENV, K_FLAG };
+enum kind {
+    K_STR,
+    K_UINT,
+    K_SECONDS,
+    K_BYTES,
+    K_COUNT,
+    K_LOGLEVEL,
+    K_MATCH,
+    K_ISOLATION,
+    K_ENV,
+    K_FLAG
+};
 
 struct setting {
     const char *flag;
@@ -108,6 +119,14 @@ static const struct setting settings[] = {
      "run workers as this user (required when the server runs as root)"},
     {"allow-root-workers", "PYJOBD_ALLOW_ROOT_WORKERS", K_FLAG, OFF(allow_root_workers), 0, 0,
      "let workers run as root when the server does"},
+    {"isolation", "PYJOBD_ISOLATION", K_ISOLATION, OFF(isolation), 0, 0,
+     "tenant (default: a worker runs jobs of one tenant only) | none (workers run "
+     "anyone's jobs: for a single user)"},
+    {"allow-shared-worker-uid", "PYJOBD_ALLOW_SHARED_WORKER_UID", K_FLAG,
+     OFF(allow_shared_worker_uid), 0, 0,
+     "start even when several tenants' workers would run under the server's own uid"},
+    {"allow-insecure-files", "PYJOBD_ALLOW_INSECURE_FILES", K_FLAG, OFF(allow_insecure_files), 0, 0,
+     "only warn about a token file or store that others could read"},
     {"log-level", "PYJOBD_LOG_LEVEL", K_LOGLEVEL, OFF(log_level), 0, 0,
      "debug | info | warn | error (default info)"},
 };
@@ -228,6 +247,14 @@ static int apply(struct config *cfg, const struct setting *st, const char *value
         *(int *)field = strcmp(value, "1") == 0 || strcasecmp(value, "true") == 0 ||
                         strcasecmp(value, "yes") == 0;
         return 0;
+    case K_ISOLATION:
+        if (strcmp(value, "tenant") && strcmp(value, "none")) {
+            fprintf(stderr, "pyjobd: %s: expected tenant or none, got '%s'%s\n", source, value,
+                    strcmp(value, "job") == 0 ? " (per-job isolation is not available yet)" : "");
+            return -EINVAL;
+        }
+        *(const char **)field = value;
+        return 0;
     case K_MATCH:
         if (strcmp(value, "minor") && strcmp(value, "exact") && strcmp(value, "none")) {
             fprintf(stderr, "pyjobd: %s: expected minor, exact or none, got '%s'\n", source, value);
@@ -281,6 +308,7 @@ int config_load(struct config *cfg, int argc, char **argv)
     cfg->max_batch = 10000;
     cfg->max_retries_limit = 3;
     cfg->python_match = "minor";
+    cfg->isolation = "tenant";
     cfg->min_workers = 1;
     cfg->max_output_bytes = 1u << 20;
     cfg->boot_failure_timeout = 60;

@@ -57,7 +57,10 @@ struct config {
     double header_timeout;    /* --http-header-timeout, default 30 */
     const char *worker_user;  /* --worker-user NAME */
     int allow_root_workers;   /* --allow-root-workers */
-    enum log_level log_level; /* --log-level, default info */
+    const char *isolation;    /* --isolation tenant|none, default tenant */
+    int allow_shared_worker_uid; /* --allow-shared-worker-uid */
+    int allow_insecure_files;    /* --allow-insecure-files: warn instead of refusing */
+    enum log_level log_level;    /* --log-level, default info */
     char worker_path_buf[4096];
 };
 
