@@ -82,8 +82,10 @@ static void write_metrics(FILE *f, const struct api *api, const struct pool_stat
             "pyjobd_worker_restarts_total{cause=\"crash\"} %" PRIu64 "\n"
             "pyjobd_worker_restarts_total{cause=\"timeout\"} %" PRIu64 "\n"
             "pyjobd_worker_restarts_total{cause=\"recycle\"} %" PRIu64 "\n"
-            "pyjobd_worker_restarts_total{cause=\"cancel\"} %" PRIu64 "\n",
-            st->restarts_crash, st->restarts_timeout, st->restarts_recycle, st->restarts_cancel);
+            "pyjobd_worker_restarts_total{cause=\"cancel\"} %" PRIu64 "\n"
+            "pyjobd_worker_restarts_total{cause=\"tenant\"} %" PRIu64 "\n",
+            st->restarts_crash, st->restarts_timeout, st->restarts_recycle, st->restarts_cancel,
+            st->restarts_tenant);
     family(f, "pyjobd_worker_boot_failures_total", "counter", "Workers that failed to boot.");
     fprintf(f, "pyjobd_worker_boot_failures_total %" PRIu64 "\n", st->boot_failures);
 

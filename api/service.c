@@ -30,14 +30,15 @@ void api__get_info(struct api *api, struct api_response *resp)
     info.python_version[sizeof(info.python_version) - 1] = '\0';
     info.cloudpickle_version[sizeof(info.cloudpickle_version) - 1] = '\0';
     json_t *obj = json_pack(
-        "{s:s, s:o, s:o, s:I, s:I, s:I, s:I, s:s, s:o, "
+        "{s:s, s:o, s:o, s:I, s:I, s:I, s:I, s:s, s:o, s:s, "
         "s:{s:I, s:f, s:o, s:I, s:o, s:o, s:o, s:I, s:s, s:I, s:f}}",
         "version", api->version, "python_version", string_or_null(info.python_version),
         "cloudpickle_version", string_or_null(info.cloudpickle_version), "workers",
         (json_int_t)info.workers, "workers_ready", (json_int_t)info.workers_ready, "queued",
         (json_int_t)info.queued, "running", (json_int_t)info.running, "store", api->store, "node",
-        string_or_null(info.node), "limits", "max_request_bytes",
-        (json_int_t)api->max_request_bytes, "max_wait_seconds", api->max_wait, "default_timeout",
+        string_or_null(info.node), "isolation", info.isolation ? info.isolation : "tenant",
+        "limits", "max_request_bytes", (json_int_t)api->max_request_bytes, "max_wait_seconds",
+        api->max_wait, "default_timeout",
         api->default_timeout > 0 ? json_real(api->default_timeout) : json_null(), "max_batch",
         (json_int_t)api->max_batch, "max_queue", size_or_null(api->max_queue), "max_jobs",
         size_or_null(api->max_jobs), "result_ttl",

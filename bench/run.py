@@ -103,7 +103,7 @@ def fmt(v):
 class Server:
     """build/pyjobd --port 0 --workers 2 --log-level warn, stopped by its pid."""
 
-    def __init__(self, binary, extra=(), workers=WORKERS, prefix=()):
+    def __init__(self, binary, extra=(), workers=WORKERS, prefix=(), token=None):
         env = dict(os.environ)
         if os.geteuid() == 0:  # the peers' workers run as root too: compare like with like
             env["PYJOBD_ALLOW_ROOT_WORKERS"] = "1"
@@ -121,7 +121,7 @@ class Server:
         self.port = int(line.rsplit(":", 1)[1])
         self.url = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 30
-        c = Conn(self.port)
+        c = Conn(self.port, token=token)
         while time.monotonic() < deadline:  # bounded: wait for both workers to be idle
             try:
                 st, pool = c.get("/v1/pool")
@@ -166,12 +166,15 @@ class Server:
 class Conn:
     """A minimal keep-alive JSON client (http.client) for the bench's own requests."""
 
-    def __init__(self, port, timeout=60):
+    def __init__(self, port, timeout=60, token=None):
         self.c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        self.token = token
 
     def req(self, method, path, body=None):
         data = body if isinstance(body, (bytes, str)) or body is None else json.dumps(body)
         hdr = {"Content-Type": "application/json"} if data is not None else {}
+        if self.token:
+            hdr["Authorization"] = f"Bearer {self.token}"
         self.c.request(method, path, data, hdr)
         r = self.c.getresponse()
         raw = r.read()
@@ -411,6 +414,36 @@ def submit(c, req):
     return job["id"]
 
 
+def tenant_switches(args, n):
+    """--isolation tenant, one worker, jobs of two tenants in turn: each job needs a
+    fresh worker (the idle one is bound to the other tenant). Figure: the job's
+    started_at - created_at (both the server's clock), after the previous one ended."""
+    alice, bob = "bench-alice-" + "a" * 20, "bench-bob-" + "b" * 20
+    fd, path = tempfile.mkstemp(prefix="pyjobd-bench-tokens-")
+    os.write(fd, f"alice:{alice}\nbob:{bob}\n".encode())
+    os.close(fd)
+    os.chmod(path, 0o600)
+    srv = Server(args.bin, ("--token-file", path, "--allow-shared-worker-uid"), workers=1,
+                 token=alice)
+    out = []
+    try:
+        conns = {t: Conn(srv.port, token=t) for t in (alice, bob)}
+        wait_job(conns[alice], submit(conns[alice], job_request(trivial.now)))
+        for i in range(n):
+            c = conns[bob if i % 2 == 0 else alice]
+            job = wait_job(c, submit(c, job_request(trivial.now)))
+            if job.get("status") != "succeeded":
+                log(f"  tenant switch {i}: {job.get('status')}")
+                continue
+            out.append((ts(job["started_at"]) - ts(job["created_at"])) * 1e3)
+        for c in conns.values():
+            c.close()
+    finally:
+        srv.stop()
+        os.unlink(path)
+    return out
+
+
 def section_crash(args):
     log("4. crash recovery and timeout accuracy")
     n = args.crashes
@@ -490,6 +523,9 @@ def section_crash(args):
     record("4 crash/timeout", "pyjobd SIGKILL → next job starts", "ms", kill_to_next, f"{n} kills")
     record("4 crash/timeout", "pyjobd timeout 0.2 s overshoot", "ms", overshoot, f"{n} timeouts")
     record("4 crash/timeout", "pyjobd timeout → next job starts", "ms", timeout_to_next, f"{n} timeouts")
+    switch = tenant_switches(args, n)
+    record("4 crash/timeout", "pyjobd tenant switch → job starts", "ms", switch,
+           f"{n} switches, 1 worker, --isolation tenant")
 
     # Peers: after a crash, the whole executor is broken; time until a job runs again.
     from joblib.externals.loky import get_reusable_executor

@@ -117,6 +117,7 @@ void pool_free(struct pool *p)
     for (unsigned i = 0; i < p->nslots; i++)
         pool__worker_free(p->workers[i]);
     free(p->workers);
+    free(p->orphans);
     if (p->epfd >= 0)
         close(p->epfd);
     if (p->wakefd >= 0)
@@ -138,6 +139,7 @@ void pool_get_info(struct pool *p, struct pool_info *out)
     out->queued = p->lc.jobs.nqueued;
     out->running = p->lc.running;
     out->stopping = p->stopping || p->draining;
+    out->isolation = p->cfg.isolation == POOL_ISOLATION_NONE ? "none" : "tenant";
     pthread_mutex_unlock(&p->lock);
     if (pool__shared(p)) {
         store_node_id(p->cfg.store, out->node);

@@ -166,6 +166,7 @@ int pool_get_stats(struct pool *p, struct pool_stats *out)
     out->restarts_timeout = p->restarts[END_TIMEOUT];
     out->restarts_recycle = p->restarts[END_RECYCLE];
     out->restarts_cancel = p->restarts[END_CANCEL];
+    out->restarts_tenant = p->restarts[END_TENANT];
     out->boot_failures = p->boot_failures;
     memcpy(out->boot_error, p->boot_error, sizeof(out->boot_error));
     memcpy(out->duration_buckets, p->lc.duration_buckets, sizeof(out->duration_buckets));

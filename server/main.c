@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 /* 127.0.0.0/8 and ::1: the only addresses where no token is acceptable. */
@@ -220,6 +221,13 @@ int main(int argc, char **argv)
     sigaddset(&sigs, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* A process a job started that leaves its worker's process group (setsid, setpgid,
+     * a double fork) becomes this server's child when the worker dies, not init's: the
+     * pool kills it then (pool/sources/worker_proc.c, pool__orphans_kill). */
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
+        log_warn("prctl(PR_SET_CHILD_SUBREAPER): %s; processes that jobs start outside their "
+                 "worker's process group may outlive it",
+                 strerror(errno));
 
     rc = 1;
     if (strcmp(cfg.store, "memory") != 0 &&
@@ -247,6 +255,8 @@ int main(int argc, char **argv)
         .worker_cwd = cfg.worker_cwd,
         .worker_init = cfg.worker_init,
         .worker_user = cfg.worker_user,
+        .isolation =
+            strcmp(cfg.isolation, "none") == 0 ? POOL_ISOLATION_NONE : POOL_ISOLATION_TENANT,
     };
     if (!(pool = pool_new(&pcfg))) {
         log_error("cannot start the worker pool: %s", strerror(errno));

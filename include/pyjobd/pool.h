@@ -20,6 +20,12 @@
 struct pool;
 struct store;
 
+/* What a worker process may run (--isolation). */
+enum pool_isolation {
+    POOL_ISOLATION_TENANT, /* jobs of one tenant only: bound to the tenant of its first job */
+    POOL_ISOLATION_NONE,   /* anyone's jobs, one after the other (a single user's machine) */
+};
+
 struct pool_config {
     const char *worker_path; /* path of the pyjobd-worker executable */
     unsigned workers;        /* number of worker processes, >= 1 */
@@ -41,6 +47,7 @@ struct pool_config {
     const char *worker_init;       /* "module:function" run once per worker, or NULL */
     const char *worker_user;       /* drop workers to this user (--worker-user), or NULL */
     struct store *store;           /* durable copy of every job (borrowed), or NULL */
+    enum pool_isolation isolation; /* default (0): tenant */
 };
 
 /* Runtime facts for /v1/info. Strings are copied into the struct. */
@@ -55,6 +62,7 @@ struct pool_info {
     char boot_error[256];    /* why workers fail to boot, "" when they don't */
     char node[JOB_NODE_MAX]; /* this node's id on a shared store, else "" */
     int store_down;          /* 1: the shared store's database is unreachable */
+    const char *isolation;   /* "tenant" | "none" (static) */
 };
 
 /* Creates the pool and starts its supervisor thread and workers.
@@ -202,6 +210,7 @@ struct pool_stats {
     uint64_t submitted;                   /* jobs accepted since start */
     uint64_t finished[JOB_CANCELLED + 1]; /* by terminal enum job_status */
     uint64_t restarts_crash, restarts_timeout, restarts_recycle, restarts_cancel;
+    uint64_t restarts_tenant; /* an idle worker of one tenant replaced for another's job */
     uint64_t boot_failures;
     char boot_error[256]; /* last boot failure, "" when the last boot worked */
     /* Job run time (started → finished), for jobs that ran on a worker. */

@@ -55,6 +55,10 @@ int pool__send_job(struct pool *p, struct worker *w, struct job *j)
     if (rc != 0)
         return rc;
     w->out_off = 0;
+    if (!w->bound && p->cfg.isolation == POOL_ISOLATION_TENANT) {
+        w->bound = 1;
+        memcpy(w->tenant, j->v.owner, sizeof(w->tenant));
+    }
     w->job = j;
     w->state = WORKER_BUSY;
     j->worker = w;

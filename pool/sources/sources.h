@@ -42,7 +42,15 @@ enum worker_state {
 };
 
 /* Why a worker is being replaced (counted in the stats). */
-enum worker_end { END_NONE, END_CRASH, END_TIMEOUT, END_RECYCLE, END_CANCEL, END_RETIRE };
+enum worker_end {
+    END_NONE,
+    END_CRASH,
+    END_TIMEOUT,
+    END_RECYCLE,
+    END_CANCEL,
+    END_TENANT, /* idle, bound to another tenant than the job that needs a worker */
+    END_RETIRE,
+};
 
 struct worker {
     unsigned slot;
@@ -56,6 +64,10 @@ struct worker {
     int parked;           /* stopped by the idle timeout; restarted on demand */
     int ready;            /* said hello since it was spawned */
     char last_words[200]; /* last line it wrote before it was ready (why a boot failed) */
+    /* Output outside any job, to the log: this window's bytes, what was left out. */
+    int64_t stray_since_ms;
+    size_t stray_bytes;
+    uint64_t stray_dropped;
     int64_t idle_since_ms;
     struct job *job;
     int64_t spawned_ms;
@@ -63,6 +75,10 @@ struct worker {
     int64_t respawn_at_ms;
     unsigned jobs_done;
     unsigned boot_failures; /* consecutive exits before hello, for backoff */
+    /* --isolation tenant: the tenant of the first job this process ran; it runs no
+     * other tenant's job (a new process is a fresh interpreter). */
+    int bound;
+    char tenant[JOB_OWNER_MAX];
     /* Input: bytes read from the worker, not yet decoded. */
     uint8_t *in;
     size_t in_len, in_cap;
@@ -99,6 +115,11 @@ struct pool {
     char cloudpickle_version[32];
     char boot_error[256];
 
+    /* Processes jobs started that outlived their worker, killed, not yet reaped (the
+     * server is their subreaper: see pool__orphans_kill). */
+    pid_t *orphans;
+    size_t norphans, caporphans;
+
     /* Counters for /v1/pool and /metrics (the jobs' are in lc). */
     uint64_t restarts[END_RETIRE + 1];
     uint64_t boot_failures;
@@ -125,11 +146,18 @@ void pool__close_channel(struct pool *p, struct worker *w);
 void pool__flush_channel(struct pool *p, struct worker *w); /* write what is pending */
 void pool__describe_exit(int status, char *buf, size_t len);
 long long pool__worker_rss(pid_t pid);
+/* When this process is the subreaper of its workers' descendants (the server sets
+ * PR_SET_CHILD_SUBREAPER), a process a job started that left the worker's process
+ * group becomes its child once the worker is gone: kills every child that is not a
+ * worker, and reaps them later (pool__orphans_reap: 1 while some are not reaped). */
+void pool__orphans_kill(struct pool *p);
+int pool__orphans_reap(struct pool *p);
 
 /* worker_output.c */
 void pool__output_read(struct pool *p, struct worker *w, int fd);
 void pool__output_drain(struct pool *p, struct worker *w); /* both pipes, what is there */
 void pool__output_close(struct pool *p, struct worker *w);
+void pool__output_report_dropped(struct worker *w); /* what the log left out, if any */
 
 /* workers.c */
 void pool__start_worker(struct pool *p, struct worker *w);

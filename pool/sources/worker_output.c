@@ -4,8 +4,15 @@
  * tail, at most --max-output-bytes per stream), bytes that arrive while it is idle or
  * booting go to the server log. Before a job's result is recorded its worker's pipes
  * are drained, so everything the job wrote before replying is attributed to it.
+ *
+ * What reaches the log is a job's code too (a thread it left behind, a child): each
+ * line becomes one log line of its own, prefixed with the worker and the stream, with
+ * every byte that is not printable ASCII escaped (\n, \xNN), so it can never pass for
+ * a line of the server's; and at most STRAY_CAP bytes per worker and STRAY_WINDOW_MS
+ * are logged, then how much was left out.
  */
 #include "sources.h"
+#include "pyjobd/clock.h"
 #include "pyjobd/log.h"
 
 #include <errno.h>
@@ -15,14 +22,73 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#define STRAY_CAP (16 * 1024)
+#define STRAY_WINDOW_MS 10000
+#define STRAY_LINE_MAX 512 /* bytes of one line shown; the rest is counted */
+
+/* Says how much output was left out of the log since the last time. */
+void pool__output_report_dropped(struct worker *w)
+{
+    if (!w->stray_dropped)
+        return;
+    log_warn("worker %d: %llu more bytes it printed outside any job were not logged (at most "
+             "%d bytes every %d s are)",
+             (int)w->pid, (unsigned long long)w->stray_dropped, STRAY_CAP, STRAY_WINDOW_MS / 1000);
+    w->stray_dropped = 0;
+}
+
+/* One line, escaped, into the log. */
+static void log_line(struct worker *w, const char *stream, const char *s, size_t n)
+{
+    char out[STRAY_LINE_MAX * 4 + 64];
+    size_t o = 0, i = 0;
+    for (; i < n && i < STRAY_LINE_MAX; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '\\')
+            o += (size_t)snprintf(out + o, sizeof(out) - o, "\\\\");
+        else if (c == '\t')
+            o += (size_t)snprintf(out + o, sizeof(out) - o, "\\t");
+        else if (c < 0x20 || c >= 0x7f)
+            o += (size_t)snprintf(out + o, sizeof(out) - o, "\\x%02x", c);
+        else
+            out[o++] = (char)c;
+    }
+    if (i < n)
+        o += (size_t)snprintf(out + o, sizeof(out) - o, "... (%zu more bytes)", n - i);
+    out[o] = 0;
+    log_info("worker %d %s: %s", (int)w->pid, stream, out);
+}
+
 static void log_stray_output(struct worker *w, int fd, const char *buf, size_t n)
 {
+    int64_t now = clock_now_ms();
+    if (now - w->stray_since_ms >= STRAY_WINDOW_MS) {
+        pool__output_report_dropped(w);
+        w->stray_since_ms = now;
+        w->stray_bytes = 0;
+    }
+    size_t room = w->stray_bytes < STRAY_CAP ? STRAY_CAP - w->stray_bytes : 0;
+    size_t shown = n < room ? n : room;
+    w->stray_bytes += shown;
+    if (shown < n && !w->stray_dropped)
+        log_warn("worker %d printed more than %d bytes outside any job within %d s: the rest "
+                 "is not logged, only counted",
+                 (int)w->pid, STRAY_CAP, STRAY_WINDOW_MS / 1000);
+    w->stray_dropped += n - shown;
+    const char *stream = fd == w->out_fd ? "stdout" : "stderr";
+    for (size_t at = 0; at < shown;) {
+        const char *nl = memchr(buf + at, '\n', shown - at);
+        size_t len = nl ? (size_t)(nl - (buf + at)) : shown - at;
+        size_t show = len;
+        if (show && buf[at + show - 1] == '\r')
+            show--;
+        if (show)
+            log_line(w, stream, buf + at, show);
+        at += len + (nl != NULL);
+    }
     while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
         n--;
-    if (!n)
-        return;
-    log_info("worker %d %s: %.*s", (int)w->pid, fd == w->out_fd ? "stdout" : "stderr", (int)n, buf);
-    if (w->ready)
+    if (!n || w->ready)
         return;
     /* A worker that fails to boot says why on its last line ("pyjobd-worker: ..."). */
     const char *line = buf + n;

@@ -20,7 +20,9 @@
 #include <spawn.h>
 #include <stdio.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/pidfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -195,6 +197,10 @@ int pool__spawn_worker(struct pool *p, struct worker *w)
     w->in_len = 0;
     w->out_len = w->out_off = 0;
     w->jobs_done = 0;
+    w->bound = 0;
+    w->stray_since_ms = w->stray_bytes = 0;
+    w->stray_dropped = 0;
+    w->tenant[0] = 0;
     w->ready = 0;
     w->last_words[0] = 0;
     return 0;
@@ -294,4 +300,73 @@ void pool__flush_channel(struct pool *p, struct worker *w)
         struct epoll_event ev = {.events = EPOLLIN, .data.u64 = pool__ev_key(EV_SOCK, w->slot)};
         epoll_ctl(p->epfd, EPOLL_CTL_MOD, w->sock, &ev);
     }
+}
+
+static int is_worker(const struct pool *p, pid_t pid)
+{
+    for (unsigned i = 0; i < p->nslots; i++)
+        if (p->workers[i]->pid == pid)
+            return 1;
+    return 0;
+}
+
+static void remember_orphan(struct pool *p, pid_t pid)
+{
+    for (size_t i = 0; i < p->norphans; i++)
+        if (p->orphans[i] == pid)
+            return;
+    if (p->norphans == p->caporphans) {
+        size_t cap = p->caporphans ? p->caporphans * 2 : 16;
+        pid_t *more = realloc(p->orphans, cap * sizeof(*more));
+        if (!more)
+            return; /* not reaped by us: a zombie until the server exits */
+        p->orphans = more;
+        p->caporphans = cap;
+    }
+    p->orphans[p->norphans++] = pid;
+}
+
+void pool__orphans_kill(struct pool *p)
+{
+    int subreaper = 0;
+    if (prctl(PR_GET_CHILD_SUBREAPER, &subreaper) != 0 || !subreaper)
+        return; /* orphans go to init; nothing of ours to find */
+    DIR *tasks = opendir("/proc/self/task");
+    if (!tasks)
+        return;
+    struct dirent *t;
+    while ((t = readdir(tasks))) {
+        char path[64];
+        if (t->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof(path), "/proc/self/task/%.16s/children", t->d_name);
+        FILE *f = fopen(path, "re");
+        long pid;
+        while (f && fscanf(f, "%ld", &pid) == 1) {
+            if (pid <= 0 || is_worker(p, (pid_t)pid))
+                continue;
+            log_warn("killing process %ld: a job started it and it outlived its worker", pid);
+            kill((pid_t)pid, SIGKILL);
+            remember_orphan(p, (pid_t)pid);
+        }
+        if (f)
+            fclose(f);
+    }
+    closedir(tasks);
+}
+
+int pool__orphans_reap(struct pool *p)
+{
+    int reaped = 0;
+    for (size_t i = 0; i < p->norphans;) {
+        if (waitpid(p->orphans[i], NULL, WNOHANG) != 0) { /* reaped, or not ours (ECHILD) */
+            p->orphans[i] = p->orphans[--p->norphans];
+            reaped = 1;
+        } else {
+            i++;
+        }
+    }
+    if (reaped)
+        pool__orphans_kill(p); /* their own children are ours now */
+    return p->norphans > 0;
 }

@@ -198,6 +198,7 @@ void pool__reap_worker(struct pool *p, struct worker *w)
     }
     pool__output_drain(p, w); /* a crash's last words (e.g. faulthandler's stack) */
     pool__output_close(p, w);
+    pool__output_report_dropped(w);
     int booted = w->ready;
     if (w->ending == END_NONE && booted && !p->stopping)
         p->restarts[END_CRASH]++;
@@ -209,6 +210,8 @@ void pool__reap_worker(struct pool *p, struct worker *w)
         crash_job(p, w, status, &ru);
     } else if (!booted && !p->stopping && w->ending == END_NONE) {
         boot_exit(p, w, status, how);
+    } else if (!p->stopping && w->ending == END_TENANT) {
+        log_debug("worker %d %s; replacing it for another tenant", (int)w->pid, how);
     } else if (!p->stopping && w->ending != END_RETIRE) {
         log_info("worker %d %s; replacing it", (int)w->pid, how);
     } else {
@@ -226,6 +229,7 @@ void pool__reap_worker(struct pool *p, struct worker *w)
         w->respawn_at_ms = clock_now_ms();
     w->state = WORKER_EMPTY;
     w->ending = END_NONE;
+    pool__orphans_kill(p); /* what its jobs started outside its process group */
 }
 
 /* Without a pidfd, a worker whose channel has closed is polled with wait4 until it
@@ -242,5 +246,5 @@ int pool__reap_pending(struct pool *p)
             polling |= w->state == WORKER_EXITING;
         }
     }
-    return polling;
+    return pool__orphans_reap(p) | polling;
 }

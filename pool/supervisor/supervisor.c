@@ -22,17 +22,82 @@
 
 /* --- dispatch and deadlines ------------------------------------------------------- */
 
-static void dispatch(struct pool *p)
+static void send(struct pool *p, struct worker *w, struct job *j)
+{
+    if (pool__send_job(p, w, j) != 0)
+        pool__job_fail(&p->lc, j, JOB_ERR_INVALID_PAYLOAD,
+                       strdup("the server ran out of memory preparing the job for a worker"));
+}
+
+/* --isolation none: the queue's head to any idle worker. */
+static void dispatch_any(struct pool *p)
 {
     struct job *j;
     for (unsigned i = 0; i < p->nslots && (j = pool__queue_first(&p->lc.jobs)); i++) {
         struct worker *w = p->workers[i];
-        if (w->state != WORKER_IDLE || !w->active)
-            continue;
-        if (pool__send_job(p, w, j) != 0)
-            pool__job_fail(&p->lc, j, JOB_ERR_INVALID_PAYLOAD,
-                           strdup("the server ran out of memory preparing the job for a worker"));
+        if (w->state == WORKER_IDLE && w->active)
+            send(p, w, j);
     }
+}
+
+/* A worker slot that will soon have a fresh process (never ran a job): starting, or
+ * waiting to be (re)started, or ending for a reason after which it is replaced. */
+static int fresh_coming(const struct worker *w)
+{
+    if (!w->active || w->parked)
+        return 0;
+    return (w->state == WORKER_STARTING && !w->bound) || w->state == WORKER_EMPTY ||
+           (w->state == WORKER_EXITING && w->ending != END_RETIRE);
+}
+
+/* --isolation tenant: no process runs code of two tenants. Jobs are taken in queue
+ * order; each goes to an idle worker already bound to its tenant, else to a fresh one.
+ * A job that finds neither waits for a fresh worker that is on its way, or, if none
+ * is, has an idle worker of another tenant replaced by one (a new interpreter that
+ * never ran a job). */
+static void dispatch_by_tenant(struct pool *p)
+{
+    unsigned idle = 0, coming = 0;
+    for (unsigned i = 0; i < p->nslots; i++) {
+        const struct worker *w = p->workers[i];
+        idle += w->state == WORKER_IDLE && w->active;
+        coming += fresh_coming(w);
+    }
+    struct job *j, *next;
+    for (j = pool__queue_first(&p->lc.jobs); j && idle; j = next) {
+        next = TAILQ_NEXT(j, queue_link); /* sending j takes it off the queue */
+        struct worker *same = NULL, *fresh = NULL, *other = NULL;
+        for (unsigned i = 0; i < p->nslots && !same; i++) {
+            struct worker *w = p->workers[i];
+            if (w->state != WORKER_IDLE || !w->active)
+                continue;
+            if (!w->bound)
+                fresh = fresh ? fresh : w;
+            else if (strcmp(w->tenant, j->v.owner) == 0)
+                same = w;
+            else if (!other || w->idle_since_ms < other->idle_since_ms)
+                other = w; /* idle the longest: the least likely to be wanted soon */
+        }
+        if (same || fresh) {
+            send(p, same ? same : fresh, j);
+            idle--;
+        } else if (coming) {
+            coming--; /* the next fresh worker is this job's */
+        } else if (other) {
+            log_debug("worker %d (tenant '%s') replaced: job %s of tenant '%s' needs a worker",
+                      (int)other->pid, other->tenant, j->v.id, j->v.owner);
+            pool__end_worker(p, other, END_TENANT); /* its slot restarts fresh, for j */
+            idle--;
+        }
+    }
+}
+
+static void dispatch(struct pool *p)
+{
+    if (p->cfg.isolation == POOL_ISOLATION_NONE)
+        dispatch_any(p);
+    else
+        dispatch_by_tenant(p);
 }
 
 static void enforce_deadlines(struct pool *p, int64_t now)

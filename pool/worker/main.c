@@ -11,6 +11,7 @@
 #include "channel.h"
 #include "interp.h"
 #include "options.h"
+#include "reaper.h"
 #include "runner.h"
 #include "sandbox.h"
 #include "pyjobd/frame.h"
@@ -67,6 +68,7 @@ static void worker_setup_process(void)
     }
     /* A gone server shows up as EPIPE on write, not as a signal. */
     signal(SIGPIPE, SIG_IGN);
+    worker_reaper_enable();
 
     int fl = fcntl(WORKER_FD, F_GETFD);
     int type = 0;
@@ -222,7 +224,14 @@ int main(int argc, char **argv)
             fprintf(stderr, "pyjobd-worker: malformed fields in a job frame\n");
             worker_exit(WORKER_EXIT_PROTOCOL);
         }
+        /* The job is over when the processes it started are: before its reply. */
+        int stuck = worker_reaper_kill_all() != 0;
         worker_send(&reply);
+        if (stuck) {
+            fprintf(stderr, "pyjobd-worker: processes the job started did not die within "
+                            "1 s of SIGKILL; exiting so that the supervisor ends them\n");
+            worker_exit(WORKER_EXIT_INTERNAL);
+        }
         if (py.memory_limit && !py.oom_reserve && !(py.oom_reserve = worker_map_reserve())) {
             /* What the job kept (module globals, threads) fills the limit: every
              * later job would fail too, so let the supervisor start a fresh worker. */

@@ -178,15 +178,43 @@ def wait_gone(pids, timeout=5):
     return [p for p in pids if alive(p)]
 
 
-def test_group_kill__ends_the_jobs_children():
-    """What the supervisor does: kill(-pid, SIGKILL) on the worker's process group."""
+def spawn_children_and_wait(path):
+    """spawn_children, their pids written to path, then the job goes on running."""
+    import time
+
+    pids = spawn_children()
+    with open(path, "w") as f:
+        f.write(" ".join(map(str, pids)))
+    time.sleep(1000)
+
+
+def test_group_kill__ends_the_jobs_children(tmp_path):
+    """What the supervisor does on a timeout or a cancel: kill(-pid, SIGKILL) on the
+    worker's process group, while the job (and the children it started) still run."""
+    path = tmp_path / "pids"
     w = WorkerDriver(WORKER, cwd="/", new_session=True)
     try:
-        pids = w.call(spawn_children)
+        w.send_job(cloudpickle.dumps(spawn_children_and_wait), cloudpickle.dumps((str(path),)))
+        deadline = time.monotonic() + 10
+        while not (path.exists() and path.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        pids = [int(x) for x in path.read_text().split()]
         assert all(alive(p) for p in pids)
         assert all(os.getpgid(p) == w.proc.pid for p in pids)
         os.killpg(w.proc.pid, signal.SIGKILL)
         assert w.proc.wait(10) == -signal.SIGKILL
         assert wait_gone(pids) == []
+    finally:
+        w.close()
+
+
+def test_job_end__kills_what_the_job_started():
+    """A job that returns leaves nothing running: the worker (their subreaper) kills its
+    children, and the orphaned grandchild, before it sends the reply."""
+    w = WorkerDriver(WORKER, cwd="/", new_session=True)
+    try:
+        pids = w.call(spawn_children)
+        assert [p for p in pids if alive(p)] == [], "the job's processes outlived it"
+        assert w.call(lambda: 1) == 1  # and the worker goes on
     finally:
         w.close()

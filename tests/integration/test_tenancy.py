@@ -1,0 +1,343 @@
+"""Tenants that stay apart (issue 15): each test attacks as one tenant (alice) would,
+and checks that nothing reaches another (bob).
+
+Run from the repository root:
+
+    PYJOBD_BIN=build/pyjobd /usr/bin/python3 -m pytest -q tests/integration/test_tenancy.py
+
+What holds today with --isolation tenant (the default): a worker process runs the jobs
+of one tenant only. A job of another tenant gets a fresh process, and the process a
+job planted its state in is ended, with what it started in its process group. What is
+not covered yet (per-job isolation, workers under their own uids, forged frames on the
+channel) is listed in SECURITY.md.
+"""
+
+import base64
+import json
+import os
+import sys
+import time
+
+import cloudpickle
+import pytest
+
+from conftest import REPO_ROOT, check_problem, decode_result, make_payload, pyjobd_bin
+
+sys.path.insert(0, os.path.join(REPO_ROOT, "client", "python"))
+# The jobs below are this module's functions: send them by value (workers cannot
+# import the tests).
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+IS_ROOT = os.geteuid() == 0
+# These tests are about what one process carries to the next job, not about uids: the
+# workers of both tenants run under one uid (root's in CI), which the server accepts
+# only when told (workers under uids of their own are not built yet).
+ROOT_OK = (["--allow-root-workers"] if IS_ROOT else []) + ["--allow-shared-worker-uid"]
+ALICE = "alice-token-aaaaaaaaaaaaaaaaaaaa"
+BOB = "bob-token-bbbbbbbbbbbbbbbbbbbbbbbb"
+
+
+def tokens(tmp_path):
+    tf = tmp_path / "tokens"
+    tf.write_text(f"alice:{ALICE}\nbob:{BOB}\n")
+    tf.chmod(0o600)
+    return str(tf)
+
+
+def call(s, method, path, token, body=None, timeout=30):
+    headers = {"Authorization": f"Bearer {token}"}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+        body = json.dumps(body)
+    return s.request(method, path, body=body, headers=headers, timeout=timeout)
+
+
+def run(s, token, payload, wait=20):
+    """Submits and waits for the end; returns the final job."""
+    r = call(s, "POST", f"/v1/jobs?wait={wait}", token, payload)
+    assert r.status in (200, 201), f"POST /v1/jobs: {r!r}\n{s.log_tail()}"
+    job = r.json()
+    deadline = time.monotonic() + 60
+    while job["status"] in ("queued", "running") and time.monotonic() < deadline:
+        job = call(s, "GET", f"/v1/jobs/{job['id']}?wait=10", token).json()
+    assert job["status"] == "succeeded", f"job did not succeed: {json.dumps(job)[:2000]}\n{s.log_tail()}"
+    return job
+
+
+def json_job(fn, *args):
+    """A job whose result comes back as JSON: reading it unpickles nothing."""
+    return {"callable": base64.b64encode(cloudpickle.dumps(fn)).decode(),
+            "json_args": list(args), "result_format": "json"}
+
+
+def result(job):
+    """The result: JSON as is (result_format json), else unpickled."""
+    return job["result_json"] if job.get("result_json") is not None else decode_result(job)
+
+
+def ready(s, token, timeout=15):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = call(s, "GET", "/v1/info", token)
+        assert r.status == 200, r
+        if r.json()["python_version"]:
+            return r.json()
+        time.sleep(0.05)
+    pytest.fail(f"no worker booted\n{s.log_tail()}")
+
+
+# --------------------------------------------------------------------------- the jobs
+
+def plant(path):
+    """Alice's job: leaves everything a job can leave in its process behind."""
+    import builtins
+    import os
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    builtins.len = lambda x: 1337
+    os.environ["PLANTED_BY_ALICE"] = "1"
+    os.chdir("/tmp")
+    seen = []
+
+    def tracer(frame, event, arg):
+        seen.append(frame.f_locals.copy())  # would read bob's arguments
+        return None
+
+    sys.settrace(tracer)
+    threading.Thread(target=time.sleep, args=(300,), daemon=True).start()
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+    child = subprocess.Popen(["sleep", "300"])
+    return {"pid": os.getpid(), "fd": fd, "child": child.pid}
+
+
+def look(secret):
+    """Bob's job: what is there of anyone else in its process."""
+    import builtins
+    import os
+    import sys
+    import threading
+
+    fds = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            fds[name] = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            pass
+    return {"pid": os.getpid(), "len": builtins.len([1, 2]), "trace": sys.gettrace() is not None,
+            "env": os.environ.get("PLANTED_BY_ALICE"), "threads": threading.active_count(),
+            "cwd": os.getcwd(), "fds": fds, "secret": secret}
+
+
+def swap_pickler(marker):
+    """Alice's job: every result pickled in this process from now on runs a command
+    on whoever unpickles it."""
+    import os
+
+    import cloudpickle
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    original = cloudpickle.CloudPickler.dump
+    cloudpickle.CloudPickler.dump = lambda self, obj: original(self, Evil())
+    return os.getpid()
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+# --------------------------------------------------------------------------- tests
+
+def test_planted_state_never_reaches_another_tenant(make_server, tmp_path):
+    s = make_server("--workers", "1", "--token-file", tokens(tmp_path), *ROOT_OK, ready=False)
+    info = ready(s, ALICE)
+    assert info["isolation"] == "tenant", info
+    planted = result(run(s, ALICE, json_job(plant, str(tmp_path / "alice-fd"))))
+    assert planted["child"] > 0  # it is gone by now (the job is over), see below
+
+    seen = result(run(s, BOB, json_job(look, "BOB-SECRET-42")))
+    assert seen["pid"] != planted["pid"], "bob's job ran in the process alice's job patched"
+    assert seen["len"] == 2, f"bob's len() is alice's: {seen['len']}"
+    assert not seen["trace"], "bob's job runs under alice's tracer"
+    assert seen["env"] is None, "alice's environment variable is in bob's process"
+    assert seen["threads"] == 1, f"bob's process has {seen['threads']} threads"
+    assert seen["cwd"] != "/tmp", "bob's job starts in the directory alice's job moved to"
+    assert str(tmp_path / "alice-fd") not in seen["fds"].values(), f"alice's fd: {seen['fds']}"
+    # The process alice's job planted in is gone, with the child it started.
+    deadline = time.monotonic() + 5
+    while (alive(planted["pid"]) or alive(planted["child"])) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(planted["pid"]), "alice's worker outlived the switch to bob"
+    assert not alive(planted["child"]), "alice's child process outlived her worker"
+    pool = call(s, "GET", "/v1/pool", ALICE).json()
+    assert pool["restarts"]["tenant"] == 1, pool
+
+
+def test_swapped_pickler_runs_nothing_on_another_tenants_client(make_server, tmp_path):
+    import pyjobd
+
+    marker = tmp_path / "bob-was-owned"
+    s = make_server("--workers", "1", "--token-file", tokens(tmp_path), *ROOT_OK, ready=False)
+    ready(s, ALICE)
+    run(s, ALICE, json_job(swap_pickler, str(marker)))
+    with pyjobd.Executor(s.base_url, token=BOB) as ex:
+        assert ex.submit(lambda x: x * 2, 21).result(timeout=30) == 42
+    assert not marker.exists(), "bob's client ran the command alice planted in the worker"
+
+
+def test_a_tenant_keeps_its_worker_and_two_tenants_share_none(make_server, tmp_path):
+    s = make_server("--workers", "1", "--token-file", tokens(tmp_path), *ROOT_OK, ready=False)
+    ready(s, ALICE)
+    getpid = lambda: __import__("os").getpid()  # noqa: E731
+    alice = [result(run(s, ALICE, json_job(getpid))) for _ in range(3)]
+    assert len(set(alice)) == 1, f"one tenant's jobs should reuse its worker: {alice}"
+    bob = result(run(s, BOB, json_job(getpid)))
+    alice_again = result(run(s, ALICE, json_job(getpid)))
+    assert bob not in alice and alice_again not in (bob, alice[0]), (alice, bob, alice_again)
+    assert call(s, "GET", "/v1/pool", BOB).json()["restarts"]["tenant"] == 2
+
+
+def test_interleaved_tenants_all_finish_on_two_workers(make_server, tmp_path):
+    """Dispatch by tenant must not strand jobs: alternate tenants, few workers."""
+    s = make_server("--workers", "2", "--token-file", tokens(tmp_path), *ROOT_OK, ready=False)
+    ready(s, ALICE)
+    ids = []
+    for i in range(12):
+        token = ALICE if i % 3 else BOB
+        r = call(s, "POST", "/v1/jobs", token, json_job(lambda x: x + 1, i))
+        assert r.status == 201, r
+        ids.append((token, r.json()["id"], i + 1))
+    for token, jid, want in ids:
+        deadline = time.monotonic() + 60
+        job = call(s, "GET", f"/v1/jobs/{jid}?wait=20", token).json()
+        while job["status"] in ("queued", "running") and time.monotonic() < deadline:
+            job = call(s, "GET", f"/v1/jobs/{jid}?wait=20", token).json()
+        assert job["status"] == "succeeded" and result(job) == want, job
+
+
+def test_isolation_none_shares_workers_as_documented(make_server, tmp_path):
+    """--isolation none gives up what the tests above check: what one tenant plants,
+    the next one meets (this is why it is not the default)."""
+    s = make_server("--workers", "1", "--isolation", "none", "--token-file", tokens(tmp_path),
+                    *ROOT_OK, ready=False)
+    assert ready(s, ALICE)["isolation"] == "none"
+    run(s, ALICE, json_job(lambda: __import__("os").environ.__setitem__("PLANTED_BY_ALICE", "1")))
+    seen = result(run(s, BOB, json_job(look, "x")))
+    assert seen["env"] == "1", seen
+
+
+def test_isolation_job_is_refused_until_it_exists():
+    import subprocess
+
+    p = subprocess.run([pyjobd_bin(), "--isolation", "job", "--port", "0"], capture_output=True,
+                       text=True, timeout=10)
+    assert p.returncode == 2, p
+    assert "not available yet" in p.stderr and "tenant or none" in p.stderr, p.stderr
+
+
+def flood_after_return(lines):
+    """A job that returns at once and leaves a thread printing forged log lines."""
+    import sys
+    import threading
+
+    def flood():
+        for i in range(lines):
+            sys.stdout.write(f"2026-12-01T00:00:00.000Z error job {i:032x} failed: FORGED\n")
+        sys.stdout.flush()
+
+    threading.Thread(target=flood).start()
+    return "returned"
+
+
+def test_output_outside_a_job_cannot_forge_or_flood_the_log(make_server, tmp_path):
+    s = make_server("--workers", "1", "--token-file", tokens(tmp_path), *ROOT_OK, ready=False)
+    ready(s, ALICE)
+    before = os.path.getsize(s.log_path)
+    assert result(run(s, ALICE, json_job(flood_after_return, 100000))) == "returned"
+    deadline = time.monotonic() + 10
+    log = ""
+    while time.monotonic() < deadline:
+        with open(s.log_path, errors="replace") as f:
+            f.seek(before)
+            log = f.read()
+        if "is not logged" in log:
+            break
+        time.sleep(0.1)
+    lines = log.splitlines()
+    forged = [l for l in lines if l.startswith("2026-12-01T00:00:00.000Z")]
+    assert not forged, f"a job's output passed for the server's own log lines: {forged[:3]}"
+    shown = [l for l in lines if "stdout: 2026-12-01T00:00:00.000Z error job" in l]
+    assert shown and all(" info  worker " in l for l in shown), lines[:5]
+    # 100,000 lines (7.4 MB) printed; at most STRAY_CAP (16 KiB) of them logged, then a count.
+    assert len(log) < 64 * 1024, f"the log grew by {len(log)} bytes"
+    assert any("the rest is not logged" in l for l in lines), lines[-5:]
+
+
+def spawn_escapees(path, then_sleep):
+    """Starts processes every way a job can: in its worker's process group, in a new
+    group (setpgrp), in a new session (setsid), and a daemon by double fork; writes
+    their pids to path; then returns (or sleeps past its timeout)."""
+    import os
+    import subprocess
+    import time
+
+    pids = [subprocess.Popen(["sleep", "300"]).pid,
+            subprocess.Popen(["sleep", "300"], preexec_fn=os.setpgrp).pid,
+            subprocess.Popen(["sleep", "300"], start_new_session=True).pid]
+    r, w = os.pipe()
+    if os.fork() == 0:  # the daemon's parent
+        os.setsid()
+        pid = os.fork()
+        if pid == 0:
+            os.execvp("sleep", ["sleep", "300"])
+        os.write(w, f"{pid}\n".encode())
+        os._exit(0)
+    os.close(w)
+    pids.append(int(os.read(r, 64).decode()))
+    with open(path, "w") as f:
+        f.write(" ".join(map(str, pids)))
+    if then_sleep:
+        time.sleep(then_sleep)
+    return pids
+
+
+def wait_dead(pids, secs=5):
+    deadline = time.monotonic() + secs
+    while time.monotonic() < deadline and any(alive(p) for p in pids):
+        time.sleep(0.05)
+    return [p for p in pids if alive(p)]
+
+
+def test_processes_a_job_started_die_when_it_succeeds(make_server, tmp_path):
+    s = make_server("--workers", "1", "--token-file", tokens(tmp_path), *ROOT_OK, ready=False)
+    ready(s, ALICE)
+    pids = result(run(s, ALICE, json_job(spawn_escapees, str(tmp_path / "pids"), 0)))
+    assert len(pids) == 4
+    # The job is reported finished only once they are gone: no waiting here.
+    left = [p for p in pids if alive(p)]
+    assert not left, f"processes the job started outlived it: {left}"
+    # The worker itself goes on (same tenant: reused) and works.
+    assert result(run(s, ALICE, json_job(lambda: 7))) == 7
+
+
+def test_processes_a_job_started_die_on_its_timeout(make_server, tmp_path):
+    s = make_server("--workers", "1", "--token-file", tokens(tmp_path), *ROOT_OK, ready=False)
+    ready(s, ALICE)
+    path = tmp_path / "pids"
+    payload = json_job(spawn_escapees, str(path), 60)
+    payload["timeout"] = 2
+    r = call(s, "POST", "/v1/jobs?wait=20", ALICE, payload)
+    job = r.json()
+    assert job["status"] == "failed" and job["error"]["type"] == "timeout", job
+    pids = [int(x) for x in path.read_text().split()]
+    left = wait_dead(pids, 3)
+    assert not left, f"processes the timed-out job started outlived it: {left}"
