@@ -46,6 +46,7 @@ struct api {
     unsigned max_retries_limit;
     size_t max_batch;
     size_t max_queue;
+    size_t tenant_max_queued;
     size_t max_jobs;
     double result_ttl;
     unsigned max_connections;
@@ -175,6 +176,10 @@ void api__wait_for_job(struct api_response *resp, int kind, const char *id, doub
 
 /* pool_job_get() as seen by a tenant: another tenant's job answers -ENOENT, so that
  * its existence does not leak. tenant NULL: no authentication, every job is seen. */
+/* 429 for -EDQUOT from pool_submit: the tenant's queue is full (--tenant-max-queued),
+ * naming the limit and its current count. */
+void api__tenant_full_problem(struct api *api, const char *tenant, struct api_response *resp);
+
 int api__job_get_as(struct api *api, const char *tenant, const char *id, struct job_view *v);
 /* api__job_get_as for n ids at once (one database round trip with a shared store):
  * rcs[i] and views[i] as for each id. 0 or -ENOMEM. */

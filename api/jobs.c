@@ -118,6 +118,16 @@ static void respond_view(struct job_view *view, int status, double wait, struct 
     job_view_release(view);
 }
 
+void api__tenant_full_problem(struct api *api, const char *tenant, struct api_response *resp)
+{
+    const char *name = tenant ? tenant : "";
+    api_problem(resp, 429, NULL,
+                "tenant '%s' has %zu jobs queued and may have at most %zu "
+                "(--tenant-max-queued); retry once some have started",
+                name, pool_tenant_queued(api->pool, name), api->tenant_max_queued);
+    resp->retry_after = 1;
+}
+
 void api__respond_job(struct api *api, const char *id, int status, double wait,
                       struct api_response *resp)
 {
@@ -158,6 +168,10 @@ void api__create_job(struct api *api, const struct api_request *req, struct api_
                     "the job queue is full (--max-queue %zu jobs); retry after a while",
                     api->max_queue);
         resp->retry_after = 1;
+        return;
+    }
+    if (rc == -EDQUOT) {
+        api__tenant_full_problem(api, req->tenant, resp);
         return;
     }
     if (rc == -ESHUTDOWN) {

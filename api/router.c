@@ -46,6 +46,7 @@ struct api *api_new(const struct api_config *cfg)
     api->max_retries_limit = cfg->max_retries_limit;
     api->max_batch = cfg->max_batch ? cfg->max_batch : DEFAULT_MAX_BATCH;
     api->max_queue = cfg->max_queue;
+    api->tenant_max_queued = cfg->tenant_max_queued;
     api->max_jobs = cfg->max_jobs;
     api->result_ttl = cfg->result_ttl > 0 ? cfg->result_ttl : 0;
     api->max_connections = cfg->max_connections;

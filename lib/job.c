@@ -48,6 +48,8 @@ const char *job_error_type_name(enum job_error_type t)
         return "unjsonable_result";
     case JOB_ERR_NODE_LOST:
         return "node_lost";
+    case JOB_ERR_PROTOCOL_VIOLATION:
+        return "protocol_violation";
     }
     return NULL;
 }

@@ -35,6 +35,34 @@ static void new_job_id(char *out)
     out[JOB_ID_LEN] = 0;
 }
 
+/* Lock held. Each job's tenant record (made now, so that queueing cannot fail) and,
+ * with --tenant-max-queued, room for all of them: 0, -EDQUOT, -ENOMEM. */
+static int tenant_room(struct pool *p, struct job **jobs, size_t n)
+{
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        struct tenant *tn = pool__tenant_of(&p->lc.jobs, jobs[i]);
+        if (!tn)
+            rc = -ENOMEM;
+        else if (p->cfg.tenant_max_queued &&
+                 tn->queued + ++tn->submitting > p->cfg.tenant_max_queued)
+            rc = -EDQUOT;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (jobs[i]->tenant)
+            jobs[i]->tenant->submitting = 0;
+    return rc;
+}
+
+size_t pool_tenant_queued(struct pool *p, const char *tenant)
+{
+    pthread_mutex_lock(&p->lock);
+    struct tenant *tn = pool__tenant_find(&p->lc.jobs, tenant);
+    size_t n = tn ? tn->queued : 0;
+    pthread_mutex_unlock(&p->lock);
+    return n;
+}
+
 int pool_submit_batch(struct pool *p, const struct job_spec *specs, size_t n,
                       struct job_view *views_out)
 {
@@ -66,6 +94,8 @@ int pool_submit_batch(struct pool *p, const struct job_spec *specs, size_t n,
         else if (shared && p->cfg.max_queue &&
                  store_queued(p->cfg.store) + queued + n > p->cfg.max_queue)
             rc = -EAGAIN; /* the shared queue: every node's unclaimed jobs */
+        if (rc == 0)
+            rc = tenant_room(p, jobs, n);
         size_t admitted = 0;
         for (; rc == 0 && admitted < n; admitted++)
             while ((rc = pool__job_admit(&p->lc, jobs[admitted])) == -EEXIST)

@@ -53,6 +53,11 @@ static const struct setting settings[] = {
      "seconds a job may run when it sets no timeout (default 0 = no limit)"},
     {"max-queue", "PYJOBD_MAX_QUEUE", K_COUNT, OFF(max_queue), 1, 100000000,
      "queued jobs accepted at once; beyond it POST answers 429 (default 100000)"},
+    {"tenant-max-queued", "PYJOBD_TENANT_MAX_QUEUED", K_COUNT, OFF(tenant_max_queued), 0, 100000000,
+     "queued jobs of one tenant at most; beyond it POST answers 429 (default 0 = "
+     "only --max-queue)"},
+    {"tenant-max-running", "PYJOBD_TENANT_MAX_RUNNING", K_UINT, OFF(tenant_max_running), 0, 1024,
+     "running jobs of one tenant at most; the others wait their turn (default 0 = any)"},
     {"max-jobs", "PYJOBD_MAX_JOBS", K_COUNT, OFF(max_jobs), 1, 100000000,
      "job records kept; the oldest finished go first (default 100000)"},
     {"result-ttl", "PYJOBD_RESULT_TTL", K_SECONDS, OFF(result_ttl), 0, 365 * DAY,
@@ -75,6 +80,10 @@ static const struct setting settings[] = {
      "replace a worker whose RSS exceeds this after a job (default 0 = never)"},
     {"worker-memory-limit", "PYJOBD_WORKER_MEMORY_LIMIT", K_BYTES, OFF(worker_memory_limit), 0,
      1ull << 50, "address-space limit of a worker, e.g. 2G (default 0 = none)"},
+    {"worker-max-procs", "PYJOBD_WORKER_MAX_PROCS", K_UINT, OFF(worker_max_procs), 0, 1u << 22,
+     "processes and threads the workers' user may have at once (RLIMIT_NPROC; not "
+     "enforced for root; default 1024 with --worker-user, else the system's; 0 = the "
+     "system's)"},
     {"max-output-bytes", "PYJOBD_MAX_OUTPUT_BYTES", K_BYTES, OFF(max_output_bytes), 0, 1ull << 32,
      "captured stdout and stderr per job, each; the tail is kept (default 1M)"},
     {"boot-failure-timeout", "PYJOBD_BOOT_FAILURE_TIMEOUT", K_SECONDS, OFF(boot_failure_timeout), 0,
@@ -309,6 +318,7 @@ int config_load(struct config *cfg, int argc, char **argv)
     cfg->max_retries_limit = 3;
     cfg->python_match = "minor";
     cfg->isolation = "tenant";
+    cfg->worker_max_procs = UINT_MAX; /* not given: see main.c */
     cfg->min_workers = 1;
     cfg->max_output_bytes = 1u << 20;
     cfg->boot_failure_timeout = 60;

@@ -21,6 +21,7 @@
 #include <signal.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <limits.h>
 #include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -255,6 +256,14 @@ int main(int argc, char **argv)
         .worker_cwd = cfg.worker_cwd,
         .worker_init = cfg.worker_init,
         .worker_user = cfg.worker_user,
+        .tenant_max_queued = cfg.tenant_max_queued,
+        .tenant_max_running = cfg.tenant_max_running,
+        /* Under the server's own uid the count includes everything its user runs (a
+         * desktop's browsers too): a default there would surprise; with a user of
+         * their own, workers get one. */
+        .worker_max_procs = cfg.worker_max_procs != UINT_MAX ? cfg.worker_max_procs
+                            : cfg.worker_user                ? 1024
+                                                             : 0,
         .isolation =
             strcmp(cfg.isolation, "none") == 0 ? POOL_ISOLATION_NONE : POOL_ISOLATION_TENANT,
     };
@@ -272,6 +281,7 @@ int main(int argc, char **argv)
         .max_retries_limit = cfg.max_retries_limit,
         .max_batch = cfg.max_batch,
         .max_queue = cfg.max_queue,
+        .tenant_max_queued = cfg.tenant_max_queued,
         .max_jobs = cfg.max_jobs,
         .result_ttl = cfg.result_ttl,
         .store = store ? store_describe(store) : "memory", /* never the URI's password */

@@ -37,6 +37,7 @@ struct api_config {
     unsigned max_connections;
     double http_header_timeout;
     size_t max_queue;
+    size_t tenant_max_queued; /* --tenant-max-queued (0: none), named in its 429 */
     size_t max_jobs;
     double result_ttl;
 };

@@ -20,13 +20,15 @@ struct config {
     unsigned http_threads;    /* --http-threads, default: cores */
     size_t max_request_bytes; /* --max-request-bytes, default 64 MiB */
     /* Jobs */
-    double default_timeout;     /* --default-timeout, 0 = none */
-    size_t max_queue;           /* --max-queue, default 100000 */
-    size_t max_jobs;            /* --max-jobs, default 100000 */
-    double result_ttl;          /* --result-ttl, default 3600 */
-    unsigned max_batch;         /* --max-batch, default 10000 */
-    unsigned max_retries_limit; /* --max-retries-limit, default 3 */
-    const char *python_match;   /* --python-match minor|exact|none, default minor */
+    double default_timeout;      /* --default-timeout, 0 = none */
+    size_t max_queue;            /* --max-queue, default 100000 */
+    size_t max_jobs;             /* --max-jobs, default 100000 */
+    size_t tenant_max_queued;    /* --tenant-max-queued, 0 = only --max-queue */
+    unsigned tenant_max_running; /* --tenant-max-running, 0 = any */
+    double result_ttl;           /* --result-ttl, default 3600 */
+    unsigned max_batch;          /* --max-batch, default 10000 */
+    unsigned max_retries_limit;  /* --max-retries-limit, default 3 */
+    const char *python_match;    /* --python-match minor|exact|none, default minor */
     /* Workers */
     unsigned workers;                                  /* --workers, default: cores */
     unsigned min_workers;                              /* --min-workers, default 1 */
@@ -34,6 +36,7 @@ struct config {
     unsigned max_tasks_per_worker;                     /* --max-tasks-per-worker, 0 = unlimited */
     size_t worker_max_rss;                             /* --worker-max-rss, 0 = unlimited */
     size_t worker_memory_limit;                        /* --worker-memory-limit, 0 = none */
+    unsigned worker_max_procs;                         /* --worker-max-procs; UINT_MAX: not given */
     size_t max_output_bytes;                           /* --max-output-bytes, default 1 MiB */
     double boot_failure_timeout;                       /* --boot-failure-timeout, default 60 */
     double shutdown_grace;                             /* --shutdown-grace, default 30 */

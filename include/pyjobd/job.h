@@ -34,9 +34,10 @@ enum job_error_type {
     JOB_ERR_INVALID_PAYLOAD,    /* callable/args/kwargs could not be unpickled */
     JOB_ERR_UNPICKLABLE_RESULT, /* the return value could not be pickled */
     JOB_ERR_CANCELLED,
-    JOB_ERR_INTERRUPTED,       /* the server stopped while the job was queued or running */
-    JOB_ERR_UNJSONABLE_RESULT, /* result_format "json" and the value is not JSON-encodable */
-    JOB_ERR_NODE_LOST,         /* the node running it stopped heart-beating (shared store) */
+    JOB_ERR_INTERRUPTED,        /* the server stopped while the job was queued or running */
+    JOB_ERR_UNJSONABLE_RESULT,  /* result_format "json" and the value is not JSON-encodable */
+    JOB_ERR_NODE_LOST,          /* the node running it stopped heart-beating (shared store) */
+    JOB_ERR_PROTOCOL_VIOLATION, /* its worker sent a frame the protocol does not allow */
 };
 
 /* What a client asks for. The blobs are references owned by the spec. */

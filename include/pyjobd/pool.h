@@ -40,6 +40,7 @@ struct pool_config {
     unsigned max_tasks_per_worker; /* replace a worker after this many jobs */
     long long worker_max_rss;      /* replace a worker whose RSS is above this after a job */
     long long worker_memory_limit; /* RLIMIT_AS for jobs, in bytes */
+    unsigned worker_max_procs;     /* RLIMIT_NPROC of the workers' uid; 0 = not set */
     size_t max_output_bytes;       /* captured stdout/stderr per job and stream (tail) */
     double boot_failure_timeout;   /* queued jobs fail once no worker could boot this long */
     const char *const *worker_env; /* extra KEY=VALUE for workers, NULL-terminated */
@@ -48,6 +49,8 @@ struct pool_config {
     const char *worker_user;       /* drop workers to this user (--worker-user), or NULL */
     struct store *store;           /* durable copy of every job (borrowed), or NULL */
     enum pool_isolation isolation; /* default (0): tenant */
+    size_t tenant_max_queued;      /* queued jobs of one tenant at most (this node); 0 = any */
+    unsigned tenant_max_running;   /* running jobs of one tenant at most (this node); 0 = any */
 };
 
 /* Runtime facts for /v1/info. Strings are copied into the struct. */
@@ -95,15 +98,20 @@ void pool_free(struct pool *p);
  * On success fills *view_out with the job as queued (its id, times, effective timeout;
  * the caller releases it with job_view_release) and returns 0: nothing needs to be
  * read back to answer the client.
- * -EAGAIN when the queue is full (--max-queue), -ESHUTDOWN when the pool is stopping,
- * -ENOMEM.
+ * -EAGAIN when the queue is full (--max-queue), -EDQUOT when the job's tenant has
+ * --tenant-max-queued jobs queued (see pool_tenant_queued), -ESHUTDOWN when the pool
+ * is stopping, -ENOMEM.
  */
 int pool_submit(struct pool *p, const struct job_spec *spec, struct job_view *view_out);
+
+/* Jobs of this tenant queued on this node. */
+size_t pool_tenant_queued(struct pool *p, const char *tenant);
 
 /*
  * Queues n jobs at once, all or none, in order. Fills views_out[0..n) as
  * pool_submit does (only on success).
  * 0; -EAGAIN when the queue has no room for all n (--max-queue; nothing was queued);
+ * -EDQUOT when a tenant would pass --tenant-max-queued (nothing was queued);
  * -ESHUTDOWN; -ENOMEM. pool_submit() is the n = 1 case.
  */
 int pool_submit_batch(struct pool *p, const struct job_spec *specs, size_t n,

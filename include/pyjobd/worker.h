@@ -49,6 +49,11 @@
  *       than the room left makes the worker exit WORKER_EXIT_INTERNAL ("out of
  *       memory reading a job frame").
  *
+ *   --max-procs N            RLIMIT_NPROC (soft and hard) set to N (decimal digits,
+ *       > 0) before Python starts, after --user: the processes and threads of the
+ *       worker's real uid, all of them counted, stop at N (fork gets EAGAIN). Root is
+ *       not bound by it.
+ *
  *   --user NAME|UID          Run as this user (looked up by name first, then as a
  *       numeric uid; it must exist in the user database): before anything else, the
  *       worker (which must then start as root, or already be that user) takes the

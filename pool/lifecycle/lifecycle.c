@@ -46,6 +46,22 @@ static void unpersist(struct lifecycle *lc, struct job *j, int expired)
         store_delete(lc->store, j->v.id);
 }
 
+/* The running counts, the pool's and the job's tenant's (--tenant-max-running). */
+static void running_add(struct lifecycle *lc, struct job *j)
+{
+    struct tenant *tn = pool__tenant_of(&lc->jobs, j);
+    lc->running++;
+    if (tn)
+        tn->running++;
+}
+
+static void running_sub(struct lifecycle *lc, struct job *j)
+{
+    lc->running--;
+    if (j->tenant)
+        j->tenant->running--;
+}
+
 /* --- entering ----------------------------------------------------------------------- */
 
 int pool__job_admit(struct lifecycle *lc, struct job *j)
@@ -110,7 +126,7 @@ int pool__job_restored(struct lifecycle *lc, struct job *j)
     if (j->v.status == JOB_QUEUED)
         pool__queue_push(&lc->jobs, j);
     else if (j->v.status == JOB_RUNNING)
-        lc->running++; /* as far as its record says: the caller decides what now */
+        running_add(lc, j); /* as far as its record says: the caller decides what now */
     return 0;
 }
 
@@ -131,7 +147,7 @@ void pool__job_start(struct lifecycle *lc, struct job *j, pid_t pid)
     j->v.worker_pid = pid;
     j->ran_here = 1;
     j->deadline_ms = j->v.timeout > 0 ? clock_now_ms() + (int64_t)(j->v.timeout * 1000.0 + 0.5) : 0;
-    lc->running++;
+    running_add(lc, j);
     persist(lc, j); /* "running" is on record before the worker can act */
 }
 
@@ -151,7 +167,7 @@ void pool__job_finish(struct lifecycle *lc, struct job *j, enum job_status statu
 {
     int ran = j->v.status == JOB_RUNNING;
     if (ran)
-        lc->running--;
+        running_sub(lc, j);
     pool__queue_remove(&lc->jobs, j);
     j->v.status = status;
     clock_gettime(CLOCK_REALTIME, &j->v.finished_at);
@@ -192,7 +208,7 @@ int pool__job_retry(struct lifecycle *lc, struct job *j, int front)
     log_info("job %s: attempt %u ended (%s); re-queued (%u retries allowed)", j->v.id,
              j->v.attempts, why ? why : "the server stopped", j->spec.max_retries);
     if (j->v.status == JOB_RUNNING)
-        lc->running--;
+        running_sub(lc, j);
     j->v.status = JOB_QUEUED;
     j->worker = NULL;
     j->deadline_ms = 0;
@@ -229,7 +245,7 @@ void pool__job_disown(struct lifecycle *lc, struct job *j)
 {
     j->worker = NULL;
     if (j->v.status == JOB_RUNNING)
-        lc->running--;
+        running_sub(lc, j);
     j->mirror = 1;
     pool__job_forget(lc, j, 0);
 }

@@ -1,6 +1,6 @@
 /*
  * job_table.c — the records this node holds: by id (the registry), every one in
- * creation order (listing, newest first), the FIFO queue, and the done list
+ * creation order (listing, newest first), the queue (queue.c), and the done list
  * (finished jobs in the order they finished, so retention only looks at its head).
  * Membership flags say which lists a record is on; removal takes it off all of them.
  */
@@ -13,7 +13,7 @@
 int pool__table_init(struct job_table *t, size_t tombstones)
 {
     TAILQ_INIT(&t->all);
-    TAILQ_INIT(&t->queue);
+    pool__queue_init(&t->q);
     TAILQ_INIT(&t->done);
     t->nqueued = 0;
     t->next_seq = 0;
@@ -36,6 +36,7 @@ void pool__table_free(struct job_table *t)
     registry_free(t->by_id);
     t->by_id = NULL;
     pool__tombstones_free(&t->expired);
+    pool__queue_free(&t->q);
 }
 
 int pool__table_insert(struct job_table *t, struct job *j)
@@ -76,34 +77,6 @@ void pool__table_remove(struct job_table *t, struct job *j, int expired)
 size_t pool__table_count(const struct job_table *t)
 {
     return registry_count(t->by_id);
-}
-
-void pool__queue_push(struct job_table *t, struct job *j)
-{
-    TAILQ_INSERT_TAIL(&t->queue, j, queue_link);
-    j->queued = 1;
-    t->nqueued++;
-}
-
-void pool__queue_push_front(struct job_table *t, struct job *j)
-{
-    TAILQ_INSERT_HEAD(&t->queue, j, queue_link);
-    j->queued = 1;
-    t->nqueued++;
-}
-
-void pool__queue_remove(struct job_table *t, struct job *j)
-{
-    if (!j->queued)
-        return;
-    TAILQ_REMOVE(&t->queue, j, queue_link);
-    j->queued = 0;
-    t->nqueued--;
-}
-
-struct job *pool__queue_first(const struct job_table *t)
-{
-    return TAILQ_FIRST(&t->queue);
 }
 
 void pool__done_add(struct job_table *t, struct job *j, int64_t finished_ms)

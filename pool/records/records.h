@@ -5,8 +5,9 @@
  * stores or HTTP. Callers hold the pool lock.
  *
  *   job_record.c  one job: its one constructor (every default in one place), free
- *   job_table.c   every record by id and in creation order; the FIFO queue; the done
- *                 list (finished, oldest first, what retention looks at)
+ *   job_table.c   every record by id and in creation order; the done list (finished,
+ *                 oldest first, what retention looks at)
+ *   queue.c       the queue: one FIFO per tenant, the tenants with queued jobs in turn
  *   tombstones.c  ids removed by retention, remembered (bounded) to answer "expired"
  *   outbuf.c      the captured tail of one output stream
  *   waiters.c     long-poll waiters: a min-heap on deadline plus a list per job
@@ -22,6 +23,7 @@
 #include "pyjobd/pool.h"
 
 struct worker; /* the event sources' (sources/sources.h); records only point at it */
+struct tenant; /* queue.c */
 
 /* --- outbuf.c -------------------------------------------------------------------- */
 
@@ -55,6 +57,7 @@ struct job {
     struct outbuf out, err;     /* captured stdout / stderr */
     uint64_t store_ticket;      /* the store write that records the latest state */
     struct waiter_list waiters;
+    struct tenant *tenant; /* its owner's queue and counts (set once queued or running) */
     struct worker *worker; /* while running */
     /* Shared store only: */
     int mirror;          /* the database answers for it (another node's job, or ours once
@@ -91,16 +94,36 @@ void pool__tombstones_free(struct tombstones *t);
 void pool__tombstones_add(struct tombstones *t, const char *id);
 int pool__tombstones_contains(const struct tombstones *t, const char *id);
 
-/* --- job_table.c ----------------------------------------------------------------- */
+/* --- queue.c --------------------------------------------------------------------- */
 
 TAILQ_HEAD(job_list, job);
 
+/* One tenant's share of the queue (a tenant is a job's owner; "" without tokens). */
+struct tenant {
+    char name[JOB_OWNER_MAX];
+    struct job_list queue; /* FIFO */
+    size_t queued, running;
+    size_t submitting; /* scratch of a submission, counting its jobs per tenant */
+    int in_turn;       /* on the turns list: it has queued jobs */
+    unsigned gen;      /* the dispatcher's mark (see the supervisor) */
+    TAILQ_ENTRY(tenant) link, turn_link;
+};
+TAILQ_HEAD(tenant_list, tenant);
+
+struct job_queue {
+    struct tenant_list tenants; /* every tenant seen */
+    struct tenant_list turns;   /* those with queued jobs, whose turn is next first */
+    size_t n;                   /* queued jobs in all */
+};
+
+/* --- job_table.c ----------------------------------------------------------------- */
+
 struct job_table {
     struct registry *by_id;
-    struct job_list all;   /* by creation (seq), oldest first */
-    struct job_list queue; /* FIFO */
-    struct job_list done;  /* finished, oldest first */
-    size_t nqueued;
+    struct job_list all;  /* by creation (seq), oldest first */
+    struct job_queue q;   /* what waits for a worker */
+    struct job_list done; /* finished, oldest first */
+    size_t nqueued;       /* == q.n */
     uint64_t next_seq;
     struct tombstones expired;
 };
@@ -122,10 +145,22 @@ void pool__table_remove(struct job_table *t, struct job *j, int expired);
 
 size_t pool__table_count(const struct job_table *t);
 
-void pool__queue_push(struct job_table *t, struct job *j);
+/* The queue (queue.c). Each tenant's jobs keep their order; tenants take turns. */
+void pool__queue_init(struct job_queue *q);
+void pool__queue_free(struct job_queue *q); /* the tenants (the jobs are the table's) */
+void pool__queue_push(struct job_table *t, struct job *j); /* at its tenant's tail */
 void pool__queue_push_front(struct job_table *t, struct job *j);
 void pool__queue_remove(struct job_table *t, struct job *j); /* no-op when not queued */
+/* The head job of the tenant whose turn it is, or NULL when nothing is queued. */
 struct job *pool__queue_first(const struct job_table *t);
+/* The tenant of j (found or added, remembered in j->tenant), NULL on ENOMEM. */
+struct tenant *pool__tenant_of(struct job_table *t, struct job *j);
+/* A tenant by name, NULL if it never had a job here. */
+struct tenant *pool__tenant_find(const struct job_table *t, const char *name);
+/* Tenants with queued jobs, whose turn is next first: TAILQ_FIRST / TAILQ_NEXT(turn_link). */
+struct tenant *pool__turn_first(const struct job_table *t);
+/* t had its turn: it goes to the back of the turns. */
+void pool__turn_served(struct job_table *t, struct tenant *tn);
 
 /* The done list: appends j, finished at finished_ms (CLOCK_MONOTONIC). */
 void pool__done_add(struct job_table *t, struct job *j, int64_t finished_ms);

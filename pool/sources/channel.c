@@ -8,6 +8,7 @@
  */
 #include "sources.h"
 #include "pyjobd/clock.h"
+#include "pyjobd/format.h"
 #include "pyjobd/frame.h"
 #include "pyjobd/log.h"
 
@@ -67,11 +68,27 @@ int pool__send_job(struct pool *p, struct worker *w, struct job *j)
     return 0;
 }
 
+/* The worker broke the protocol (what says how): it is killed, and the job it runs,
+ * if any, fails as protocol_violation. A job's code can write to its worker's channel,
+ * so this is what a job forging frames gets. */
+static void protocol_violation(struct pool *p, struct worker *w, const char *what)
+{
+    log_warn("worker %d sent %s; replacing it", (int)w->pid, what);
+    struct job *j = pool__take_job(w);
+    pool__end_worker(p, w, END_CRASH);
+    if (j)
+        pool__job_fail(&p->lc, j, JOB_ERR_PROTOCOL_VIOLATION,
+                       str_format("The worker running this job sent the server %s, which the "
+                                  "protocol between them does not allow: the job's code wrote "
+                                  "to its worker's channel (fd 3), or the worker is broken. The "
+                                  "worker was killed and replaced; other jobs are not affected.",
+                                  what));
+}
+
 static void handle_hello(struct pool *p, struct worker *w, const struct frame *f)
 {
     if (w->state != WORKER_STARTING) {
-        log_warn("worker %d: unexpected hello; replacing it", (int)w->pid);
-        pool__end_worker(p, w, END_CRASH);
+        protocol_violation(p, w, "a second hello frame");
         return;
     }
     char *py = dup_field(f, FRAME_TAG_PYTHON_VERSION);
@@ -87,6 +104,7 @@ static void handle_hello(struct pool *p, struct worker *w, const struct frame *f
     w->state = WORKER_IDLE;
     w->ready = 1;
     w->idle_since_ms = clock_now_ms();
+    pool__idle_begin(w, w->idle_since_ms);
     w->boot_failures = 0;
     p->boot_error[0] = 0;
     p->no_worker_since_ms = 0;
@@ -158,8 +176,7 @@ static void handle_outcome(struct pool *p, struct worker *w, const struct frame 
 {
     struct job *j = w->job;
     if (w->state != WORKER_BUSY || !j) {
-        log_warn("worker %d: result without a job; replacing it", (int)w->pid);
-        pool__end_worker(p, w, END_CRASH);
+        protocol_violation(p, w, "a result while it ran no job (a duplicate or forged frame)");
         return;
     }
     /* Everything the job printed before replying is in the pipes by now. */
@@ -170,6 +187,7 @@ static void handle_outcome(struct pool *p, struct worker *w, const struct frame 
     pool__take_job(w);
     w->state = WORKER_IDLE;
     w->idle_since_ms = clock_now_ms();
+    pool__idle_begin(w, w->idle_since_ms);
     w->jobs_done++;
     record_outcome(p, j, f);
     /* A worker retired by a shrink finishes its job first, then goes. */
@@ -189,9 +207,11 @@ static void handle_frame(struct pool *p, struct worker *w, const struct frame *f
     case FRAME_ERROR:
         handle_outcome(p, w, f);
         break;
-    default:
-        log_warn("worker %d: unknown frame type %u; replacing it", (int)w->pid, f->type);
-        pool__end_worker(p, w, END_CRASH);
+    default: {
+        char what[64];
+        snprintf(what, sizeof(what), "a frame of unknown type %u", f->type);
+        protocol_violation(p, w, what);
+    }
     }
 }
 
@@ -230,9 +250,11 @@ void pool__read_channel(struct pool *p, struct worker *w)
         if (used == -EAGAIN)
             break;
         if (used < 0) {
-            log_warn("worker %d: malformed frame (%s); replacing it", (int)w->pid,
-                     strerror((int)-used));
-            pool__end_worker(p, w, END_CRASH);
+            char what[128];
+            snprintf(what, sizeof(what), "a malformed frame (%s)",
+                     used == -EMSGSIZE ? "declared larger than the server accepts"
+                                       : strerror((int)-used));
+            protocol_violation(p, w, what);
             return;
         }
         handle_frame(p, w, &f);

@@ -79,6 +79,10 @@ struct worker {
      * other tenant's job (a new process is a fresh interpreter). */
     int bound;
     char tenant[JOB_OWNER_MAX];
+    /* While idle: its CPU time (clock ticks) when last looked at, -1 before the first
+     * look; a job's code that outlived the job shows up as CPU used while idle. */
+    long long idle_cpu_ticks;
+    int64_t idle_cpu_at_ms;
     /* Input: bytes read from the worker, not yet decoded. */
     uint8_t *in;
     size_t in_len, in_cap;
@@ -102,7 +106,7 @@ struct pool {
     int64_t no_worker_since_ms; /* first boot failure while no worker was ready; 0 = fine */
     char **worker_envp;         /* environment given to workers */
     char *worker_path;          /* absolute path of pyjobd-worker (owned) */
-    char *worker_argv[8];
+    char *worker_argv[12];
 
     struct lifecycle lc; /* the jobs, their waiters and counters */
 
@@ -171,6 +175,11 @@ int pool__reap_pending(struct pool *p); /* without pidfds; 1 while still polling
 /* Cancels this node's job j: 0, -EALREADY (finished), -EBUSY (running, !force). */
 int pool__cancel_here(struct pool *p, struct job *j, int force);
 unsigned pool__idle_workers(const struct pool *p);
+/* The worker has just become idle: its CPU is watched from now on. */
+void pool__idle_begin(struct worker *w, int64_t now);
+/* Kills an idle worker that used CPU (a job's code still runs in it: a thread, a
+ * signal handler); returns when it should look again (INT64_MAX: no idle worker). */
+int64_t pool__idle_cpu_check(struct pool *p, int64_t now);
 
 /* channel.c */
 int pool__send_job(struct pool *p, struct worker *w, struct job *j);

@@ -89,6 +89,12 @@ int pool__worker_env_init(struct pool *p)
         argv[a++] = "--init";
         argv[a++] = (char *)p->cfg.worker_init;
     }
+    if (p->cfg.worker_max_procs > 0) {
+        char procs[32];
+        snprintf(procs, sizeof(procs), "%u", p->cfg.worker_max_procs);
+        argv[a++] = "--max-procs";
+        argv[a++] = strdup(procs);
+    }
     if (p->cfg.worker_memory_limit > 0) {
         char limit[32];
         snprintf(limit, sizeof(limit), "%lld", p->cfg.worker_memory_limit);
@@ -106,7 +112,8 @@ void pool__worker_env_free(struct pool *p)
     free(p->worker_envp);
     p->worker_envp = NULL;
     for (int i = 0; p->worker_argv[i]; i++) {
-        if (i > 0 && strcmp(p->worker_argv[i - 1], "--memory-limit") == 0)
+        if (i > 0 && (strcmp(p->worker_argv[i - 1], "--memory-limit") == 0 ||
+                      strcmp(p->worker_argv[i - 1], "--max-procs") == 0))
             free(p->worker_argv[i]);
     }
 }

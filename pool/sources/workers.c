@@ -123,6 +123,70 @@ unsigned pool__idle_workers(const struct pool *p)
     return n;
 }
 
+/* An idle worker that used more than this much CPU between two looks, a second apart,
+ * is running a job's leftover code. Python waiting for its next job uses none. */
+#define IDLE_CPU_LOOK_MS 1000
+#define IDLE_CPU_MAX_MS 100
+
+/* utime + stime of pid in clock ticks, -1 if unknown. */
+static long long cpu_ticks(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    const char *s = strrchr(buf, ')'); /* the command may hold spaces and parentheses */
+    unsigned long long ut, st;
+    /* after ")": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt
+     * utime stime */
+    if (!s ||
+        sscanf(s + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+        return -1;
+    return (long long)(ut + st);
+}
+
+void pool__idle_begin(struct worker *w, int64_t now)
+{
+    w->idle_cpu_ticks = -1;
+    w->idle_cpu_at_ms = now;
+}
+
+int64_t pool__idle_cpu_check(struct pool *p, int64_t now)
+{
+    static long hz;
+    if (!hz)
+        hz = sysconf(_SC_CLK_TCK) > 0 ? sysconf(_SC_CLK_TCK) : 100;
+    int64_t next = INT64_MAX;
+    for (unsigned i = 0; i < p->nslots; i++) {
+        struct worker *w = p->workers[i];
+        if (w->state != WORKER_IDLE || !w->jobs_done)
+            continue; /* a worker that never ran a job runs nobody's code */
+        int64_t due = w->idle_cpu_at_ms + IDLE_CPU_LOOK_MS;
+        if (now < due) {
+            next = due < next ? due : next;
+            continue;
+        }
+        long long ticks = cpu_ticks(w->pid);
+        long long used_ms =
+            w->idle_cpu_ticks >= 0 && ticks >= 0 ? (ticks - w->idle_cpu_ticks) * 1000 / hz : 0;
+        if (used_ms > IDLE_CPU_MAX_MS) {
+            log_warn("worker %d used %lld ms of CPU in %lld ms while idle: code of a job it ran "
+                     "still runs (a thread, a signal handler); replacing it",
+                     (int)w->pid, used_ms, (long long)(now - w->idle_cpu_at_ms));
+            pool__end_worker(p, w, END_CRASH);
+            continue;
+        }
+        w->idle_cpu_ticks = ticks;
+        w->idle_cpu_at_ms = now;
+        next = now + IDLE_CPU_LOOK_MS < next ? now + IDLE_CPU_LOOK_MS : next;
+    }
+    return next;
+}
+
 /* The worker running j died: j failed (or is retried) with what is known of why. */
 static void crash_job(struct pool *p, struct worker *w, int status, const struct rusage *ru)
 {

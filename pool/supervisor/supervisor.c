@@ -29,17 +29,6 @@ static void send(struct pool *p, struct worker *w, struct job *j)
                        strdup("the server ran out of memory preparing the job for a worker"));
 }
 
-/* --isolation none: the queue's head to any idle worker. */
-static void dispatch_any(struct pool *p)
-{
-    struct job *j;
-    for (unsigned i = 0; i < p->nslots && (j = pool__queue_first(&p->lc.jobs)); i++) {
-        struct worker *w = p->workers[i];
-        if (w->state == WORKER_IDLE && w->active)
-            send(p, w, j);
-    }
-}
-
 /* A worker slot that will soon have a fresh process (never ran a job): starting, or
  * waiting to be (re)started, or ending for a reason after which it is replaced. */
 static int fresh_coming(const struct worker *w)
@@ -50,54 +39,78 @@ static int fresh_coming(const struct worker *w)
            (w->state == WORKER_EXITING && w->ending != END_RETIRE);
 }
 
-/* --isolation tenant: no process runs code of two tenants. Jobs are taken in queue
- * order; each goes to an idle worker already bound to its tenant, else to a fresh one.
- * A job that finds neither waits for a fresh worker that is on its way, or, if none
- * is, has an idle worker of another tenant replaced by one (a new interpreter that
- * never ran a job). */
-static void dispatch_by_tenant(struct pool *p)
+/* The idle worker for j: with --isolation tenant one already bound to j's tenant, else
+ * a fresh one (*other: an idle worker of another tenant, idle the longest); with
+ * --isolation none any. */
+static struct worker *worker_for(struct pool *p, const struct job *j, struct worker **other)
 {
+    struct worker *fresh = NULL;
+    *other = NULL;
+    for (unsigned i = 0; i < p->nslots; i++) {
+        struct worker *w = p->workers[i];
+        if (w->state != WORKER_IDLE || !w->active)
+            continue;
+        if (p->cfg.isolation == POOL_ISOLATION_NONE)
+            return w;
+        if (!w->bound)
+            fresh = fresh ? fresh : w;
+        else if (strcmp(w->tenant, j->v.owner) == 0)
+            return w;
+        else if (!*other || w->idle_since_ms < (*other)->idle_since_ms)
+            *other = w; /* idle the longest: the least likely to be wanted soon */
+    }
+    return fresh;
+}
+
+/*
+ * Tenants take turns: in each pass every tenant with queued jobs (and below
+ * --tenant-max-running) offers its oldest job, and a tenant served goes to the back
+ * of the turns; passes go on while workers are idle. With --isolation tenant no
+ * process runs code of two tenants: a job goes to an idle worker of its tenant, else
+ * to a fresh one; a job that finds neither waits for a fresh worker already on its
+ * way, or, if none is, has an idle worker of another tenant replaced by one (a new
+ * interpreter that never ran a job). A tenant's job waits so at most once per call
+ * (gen marks it).
+ */
+static void dispatch(struct pool *p)
+{
+    static unsigned gen;
+    gen++;
     unsigned idle = 0, coming = 0;
     for (unsigned i = 0; i < p->nslots; i++) {
         const struct worker *w = p->workers[i];
         idle += w->state == WORKER_IDLE && w->active;
-        coming += fresh_coming(w);
+        coming += p->cfg.isolation == POOL_ISOLATION_TENANT && fresh_coming(w);
     }
-    struct job *j, *next;
-    for (j = pool__queue_first(&p->lc.jobs); j && idle; j = next) {
-        next = TAILQ_NEXT(j, queue_link); /* sending j takes it off the queue */
-        struct worker *same = NULL, *fresh = NULL, *other = NULL;
-        for (unsigned i = 0; i < p->nslots && !same; i++) {
-            struct worker *w = p->workers[i];
-            if (w->state != WORKER_IDLE || !w->active)
+    unsigned max_running = p->cfg.tenant_max_running;
+    for (int progress = 1; progress && idle;) {
+        progress = 0;
+        struct tenant *tn, *next;
+        for (tn = pool__turn_first(&p->lc.jobs); tn && idle; tn = next) {
+            next = TAILQ_NEXT(tn, turn_link); /* serving tn moves it to the back */
+            if (tn->gen == gen || (max_running && tn->running >= max_running))
                 continue;
-            if (!w->bound)
-                fresh = fresh ? fresh : w;
-            else if (strcmp(w->tenant, j->v.owner) == 0)
-                same = w;
-            else if (!other || w->idle_since_ms < other->idle_since_ms)
-                other = w; /* idle the longest: the least likely to be wanted soon */
-        }
-        if (same || fresh) {
-            send(p, same ? same : fresh, j);
-            idle--;
-        } else if (coming) {
-            coming--; /* the next fresh worker is this job's */
-        } else if (other) {
-            log_debug("worker %d (tenant '%s') replaced: job %s of tenant '%s' needs a worker",
-                      (int)other->pid, other->tenant, j->v.id, j->v.owner);
-            pool__end_worker(p, other, END_TENANT); /* its slot restarts fresh, for j */
-            idle--;
+            struct job *j = TAILQ_FIRST(&tn->queue);
+            struct worker *other, *w = worker_for(p, j, &other);
+            if (w) {
+                pool__turn_served(&p->lc.jobs, tn);
+                send(p, w, j);
+                idle--;
+                progress = 1;
+                continue;
+            }
+            tn->gen = gen; /* it waits for a fresh worker: once */
+            if (coming) {
+                coming--; /* the next fresh worker is this job's */
+            } else if (other) {
+                log_debug("worker %d (tenant '%s') replaced: job %s of tenant '%s' needs a "
+                          "worker",
+                          (int)other->pid, other->tenant, j->v.id, j->v.owner);
+                pool__end_worker(p, other, END_TENANT); /* its slot restarts fresh, for j */
+                idle--;
+            }
         }
     }
-}
-
-static void dispatch(struct pool *p)
-{
-    if (p->cfg.isolation == POOL_ISOLATION_NONE)
-        dispatch_any(p);
-    else
-        dispatch_by_tenant(p);
 }
 
 static void enforce_deadlines(struct pool *p, int64_t now)
@@ -205,7 +218,7 @@ static void start_due_workers(struct pool *p, int64_t now)
 }
 
 /* Milliseconds until the next thing the loop must do by itself, or -1. */
-static int next_timeout(struct pool *p, int64_t now)
+static int next_timeout(struct pool *p, int64_t now, int64_t idle_look)
 {
     int64_t next = INT64_MAX;
     for (unsigned i = 0; i < p->nslots; i++) {
@@ -230,6 +243,7 @@ static int next_timeout(struct pool *p, int64_t now)
     }
     int64_t expiry = pool__retention_next_ms(p);
     next = expiry < next ? expiry : next;
+    next = idle_look < next ? idle_look : next;
     int64_t waiter = pool__waiters_next_deadline(&p->lc.waiters);
     next = waiter < next ? waiter : next;
     if (next == INT64_MAX)
@@ -298,7 +312,7 @@ void *pool__supervisor_main(void *arg)
 
     pthread_mutex_lock(&p->lock);
     for (;;) {
-        int64_t now = clock_now_ms();
+        int64_t now = clock_now_ms(), idle_look = INT64_MAX;
         if (p->stopping) {
             if (!stop_deadline) {
                 interrupt_all(p);
@@ -327,11 +341,12 @@ void *pool__supervisor_main(void *arg)
             fail_queue_if_no_workers(p, now);
             start_due_workers(p, now);
             dispatch(p);
+            idle_look = pool__idle_cpu_check(p, now);
             pool__cluster_want(p);
         }
         /* Reap first: a slot freed here must count in the next deadline (its respawn). */
         int polling = pool__reap_pending(p);
-        int timeout = p->stopping ? 100 : next_timeout(p, now);
+        int timeout = p->stopping ? 100 : next_timeout(p, now, idle_look);
         if (polling && (timeout < 0 || timeout > 10))
             timeout = 10;
         pthread_mutex_unlock(&p->lock);

@@ -1,6 +1,6 @@
 /*
  * options.c — pyjobd-worker's command line: --init module:function,
- * --memory-limit BYTES and --user NAME|UID, each as "--opt VALUE" or "--opt=VALUE",
+ * --memory-limit BYTES, --max-procs N and --user NAME|UID, each as "--opt VALUE" or "--opt=VALUE",
  * at most once.
  * Anything else is a boot failure: the supervisor builds this argv itself, so
  * an unknown option means the server and the worker do not match.
@@ -35,22 +35,30 @@ static void options_check_init(const char *spec)
                      spec);
 }
 
-/* A positive decimal number of bytes, digits only. */
-static rlim_t options_parse_bytes(const char *text)
+/* A positive decimal number, digits only (opt names the option, what its unit). */
+static rlim_t options_parse_count(const char *opt, const char *what, const char *text)
 {
+    char msg[200];
     const char *p = text;
     while (*p >= '0' && *p <= '9')
         p++;
-    if (p == text || *p != '\0')
-        options_fail("--memory-limit: invalid value '%s': expected a positive number of "
-                     "bytes (decimal digits only, e.g. 536870912)",
-                     text);
+    if (p == text || *p != '\0') {
+        snprintf(msg, sizeof(msg),
+                 "%s: invalid value '%%s': expected a positive number of %s (decimal digits "
+                 "only)",
+                 opt, what);
+        options_fail(msg, text);
+    }
     errno = 0;
     unsigned long long v = strtoull(text, NULL, 10);
-    if (errno == ERANGE || (rlim_t)v != v || (rlim_t)v == RLIM_INFINITY)
-        options_fail("--memory-limit: invalid value '%s': too large", text);
-    if (v == 0)
-        options_fail("--memory-limit: invalid value '%s': must be greater than 0", text);
+    if (errno == ERANGE || (rlim_t)v != v || (rlim_t)v == RLIM_INFINITY) {
+        snprintf(msg, sizeof(msg), "%s: invalid value '%%s': too large", opt);
+        options_fail(msg, text);
+    }
+    if (v == 0) {
+        snprintf(msg, sizeof(msg), "%s: invalid value '%%s': must be greater than 0", opt);
+        options_fail(msg, text);
+    }
     return (rlim_t)v;
 }
 
@@ -86,8 +94,12 @@ void worker_options_parse(int argc, char **argv, struct worker_options *o)
         } else if ((v = options_value("--memory-limit", argc, argv, &i)) != NULL) {
             if (o->limit_arg)
                 options_fail("%s given more than once", "--memory-limit");
-            o->memory_limit = options_parse_bytes(v);
+            o->memory_limit = options_parse_count("--memory-limit", "bytes", v);
             o->limit_arg = v;
+        } else if ((v = options_value("--max-procs", argc, argv, &i)) != NULL) {
+            if (o->max_procs)
+                options_fail("%s given more than once", "--max-procs");
+            o->max_procs = options_parse_count("--max-procs", "processes", v);
         } else if ((v = options_value("--user", argc, argv, &i)) != NULL) {
             if (o->user)
                 options_fail("%s given more than once", "--user");
@@ -97,7 +109,7 @@ void worker_options_parse(int argc, char **argv, struct worker_options *o)
             o->user = v;
         } else if (argv[i][0] == '-') {
             options_fail("unknown option '%s' (known: --init module:function, "
-                         "--memory-limit BYTES, --user NAME|UID)",
+                         "--memory-limit BYTES, --max-procs N, --user NAME|UID)",
                          argv[i]);
         } else {
             options_fail("unexpected argument '%s' (pyjobd-worker takes only options)", argv[i]);

@@ -12,6 +12,7 @@ struct worker_options {
     rlim_t memory_limit;   /* --memory-limit BYTES, 0 when not given */
     const char *limit_arg; /* the BYTES text as given, for messages */
     const char *user;      /* --user NAME|UID, NULL when not given */
+    rlim_t max_procs;      /* --max-procs N: RLIMIT_NPROC, 0 when not given */
 };
 
 /*

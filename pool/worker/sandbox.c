@@ -140,6 +140,16 @@ static void sandbox_set_limits(void)
                      strerror(errno));
 }
 
+/* --max-procs: RLIMIT_NPROC, which bounds the processes (and threads) of the worker's
+ * real uid, all its processes counted: a fork bomb stops there. Not enforced for root. */
+static void sandbox_set_max_procs(const struct worker_options *o)
+{
+    struct rlimit procs = {o->max_procs, o->max_procs};
+    if (o->max_procs && setrlimit(RLIMIT_NPROC, &procs) != 0)
+        sandbox_fail("setrlimit(RLIMIT_NPROC, %llu): %s", (unsigned long long)o->max_procs,
+                     strerror(errno));
+}
+
 /*
  * The working directory the supervisor chose may be one only root can enter (the
  * server's own, e.g. /root). Jobs then run in "/" instead; --init, which imports
@@ -171,6 +181,7 @@ void worker_sandbox_enter(const struct worker_options *o)
         sandbox_switch_user(o->user);
     sandbox_close_fds();
     sandbox_set_limits();
+    sandbox_set_max_procs(o);
     /* setuid programs (su, sudo) and file capabilities grant a job nothing. */
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
         sandbox_fail("prctl(PR_SET_NO_NEW_PRIVS): %s", strerror(errno));

@@ -346,6 +346,13 @@ void pool_stats_release(struct pool_stats *s)
     memset(s, 0, sizeof(*s));
 }
 
+size_t pool_tenant_queued(struct pool *p, const char *tenant)
+{
+    (void)p;
+    (void)tenant;
+    return fake.tenant_queued;
+}
+
 int pool_resize(struct pool *p, unsigned workers)
 {
     (void)p;

@@ -72,6 +72,7 @@ struct fake_pool {
     struct pool_info info;
     int stats_rc;
     int resize_rc;
+    size_t tenant_queued; /* what pool_tenant_queued answers */
     unsigned resized_to;
     int64_t now_ms; /* what clock_now_ms() answers */
 };

@@ -44,6 +44,7 @@ ERROR_TYPES = (
     "cancelled",
     "interrupted",
     "node_lost",
+    "protocol_violation",
 )
 ID_RE = re.compile(r"^[0-9a-f]{32}$")
 RFC3339_UTC_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$")

@@ -341,3 +341,147 @@ def test_processes_a_job_started_die_on_its_timeout(make_server, tmp_path):
     pids = [int(x) for x in path.read_text().split()]
     left = wait_dead(pids, 3)
     assert not left, f"processes the timed-out job started outlived it: {left}"
+
+
+def test_a_flood_of_one_tenant_does_not_delay_another(make_server, tmp_path):
+    """Alice queues 400 jobs of 20 ms (4 s of work for 2 workers); bob's jobs, submitted
+    after them, wait about one job's run time (and a fresh worker), not the flood."""
+    s = make_server("--workers", "2", "--token-file", tokens(tmp_path), *ROOT_OK, ready=False)
+    ready(s, ALICE)
+    ready(s, BOB)
+    nap = json_job(lambda: __import__("time").sleep(0.02))
+    r = call(s, "POST", "/v1/jobs/batch", ALICE, {"jobs": [nap] * 400})
+    assert r.status == 201, r
+    flood = [j["id"] for j in r.json()["jobs"]]
+    took = []
+    for i in range(3):
+        t0 = time.monotonic()
+        job = run(s, BOB, json_job(lambda x: x, i), wait=15)
+        took.append(time.monotonic() - t0)
+        assert result(job) == i
+    last = call(s, "GET", f"/v1/jobs/{flood[-1]}", ALICE).json()
+    assert last["status"] == "queued", f"the flood was over before bob's jobs ran: {last}"
+    print(f"\nbob's jobs behind alice's 400: {', '.join(f'{t * 1000:.0f} ms' for t in took)}")
+    assert max(took) < 2.0, f"bob waited behind alice's flood: {took}"
+
+
+def test_tenant_limits_bound_one_tenant(make_server, tmp_path):
+    s = make_server("--workers", "2", "--tenant-max-queued", "3", "--tenant-max-running", "1",
+                    "--token-file", tokens(tmp_path), *ROOT_OK, ready=False)
+    ready(s, ALICE)
+    nap = json_job(lambda: __import__("time").sleep(3))
+    first = call(s, "POST", "/v1/jobs", ALICE, nap).json()["id"]
+    deadline = time.monotonic() + 10
+    while call(s, "GET", f"/v1/jobs/{first}", ALICE).json()["status"] != "running":
+        assert time.monotonic() < deadline, "alice's first job never started"
+        time.sleep(0.02)
+    queued = [call(s, "POST", "/v1/jobs", ALICE, nap) for _ in range(3)]
+    assert all(r.status == 201 for r in queued), queued
+    # --tenant-max-running 1: a second worker is free, but alice's next job waits.
+    time.sleep(0.5)
+    states = [call(s, "GET", f"/v1/jobs/{r.json()['id']}", ALICE).json()["status"] for r in queued]
+    assert states == ["queued"] * 3, states
+    # --tenant-max-queued 3: the 4th is refused, naming the limit and the count.
+    p = check_problem(call(s, "POST", "/v1/jobs", ALICE, nap), 429)
+    assert "alice" in p["detail"] and "3 jobs queued" in p["detail"] and \
+        "--tenant-max-queued" in p["detail"], p
+    p = check_problem(call(s, "POST", "/v1/jobs/batch", ALICE, {"jobs": [nap] * 2}), 429)
+    assert "--tenant-max-queued" in p["detail"], p
+    # Bob is not alice: his job runs now, on the free worker.
+    assert result(run(s, BOB, json_job(lambda: "bob"), wait=10)) == "bob"
+    for r in queued:
+        call(s, "POST", f"/v1/jobs/{r.json()['id']}/cancel", ALICE)
+
+
+def forge(frame_hex):
+    """A job that writes a frame of its own on its worker's channel (fd 3)."""
+    import os
+    import time
+
+    os.write(3, bytes.fromhex(frame_hex))
+    time.sleep(5)  # still running when the supervisor reads what it wrote
+    return "not reached"
+
+
+@pytest.mark.parametrize("what,frame,detail", [
+    ("hello", "00000000" "02000000", "a second hello frame"),
+    ("unknown type", "00000000" "63000000", "unknown type 99"),
+])
+def test_a_frame_forged_by_a_job_fails_it_as_protocol_violation(make_server, tmp_path, what,
+                                                                  frame, detail):
+    s = make_server("--workers", "1", "--token-file", tokens(tmp_path), *ROOT_OK, ready=False)
+    ready(s, ALICE)
+    r = call(s, "POST", "/v1/jobs?wait=20", ALICE, json_job(forge, frame))
+    job = r.json()
+    assert job["status"] == "failed", job
+    err = job["error"]
+    assert err["type"] == "protocol_violation", err
+    assert detail in err["message"] and "fd 3" in err["message"], err
+    # The worker was replaced; the next job runs.
+    assert result(run(s, ALICE, json_job(lambda: "next"))) == "next"
+
+
+def spin_after_return():
+    import threading
+
+    def spin():
+        while True:
+            pass
+
+    threading.Thread(target=spin, daemon=True).start()
+    return __import__("os").getpid()
+
+
+def test_a_job_whose_code_outlives_it_loses_its_worker(make_server, tmp_path):
+    s = make_server("--workers", "1", "--token-file", tokens(tmp_path), *ROOT_OK, ready=False)
+    ready(s, ALICE)
+    pid = result(run(s, ALICE, json_job(spin_after_return)))
+    deadline = time.monotonic() + 6
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(pid), "a worker spinning a job's thread while idle was kept"
+    with open(s.log_path) as f:
+        assert "while idle" in f.read()
+    assert result(run(s, ALICE, json_job(lambda: "next"))) == "next"
+
+
+def test_a_second_result_frame_kills_the_worker(make_server, tmp_path):
+    """A job can forge its own result (it could return anything anyway), but a second
+    one, while its worker is idle, ends the worker, and with it the job's code."""
+    s = make_server("--workers", "1", "--token-file", tokens(tmp_path), *ROOT_OK, ready=False)
+    ready(s, ALICE)
+    one = "09000000" "03000000" "15000000" "01000000" "31"  # RESULT {RESULT_JSON: "1"}
+    r = call(s, "POST", "/v1/jobs?wait=20", ALICE, json_job(forge, one + one))
+    job = r.json()
+    assert job["status"] == "succeeded" and job["result_json"] == 1, job
+    pid = job["worker_pid"]
+    deadline = time.monotonic() + 5
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(pid), "the worker that sent a second result was kept"
+    with open(s.log_path) as f:
+        assert "a result while it ran no job" in f.read()
+    assert result(run(s, ALICE, json_job(lambda: "next"))) == "next"
+
+
+def fork_many(n):
+    import subprocess
+
+    started, error = [], None
+    for _ in range(n):
+        try:
+            started.append(subprocess.Popen(["sleep", "60"]))
+        except OSError as e:
+            error = f"{type(e).__name__}: {e}"
+            break
+    return {"started": len(started), "error": error}
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="needs a user of its own for the workers (CI runs as root)")
+def test_worker_max_procs_stops_a_fork_bomb(make_server):
+    s = make_server("--workers", "1", "--worker-user", "nobody", "--worker-max-procs", "40")
+    r = s.request("POST", "/v1/jobs?wait=30", body=json.dumps(json_job(fork_many, 300)),
+                  headers={"Content-Type": "application/json"})
+    got = r.json()["result_json"]
+    assert got["error"] and "Resource temporarily unavailable" in got["error"], got
+    assert got["started"] < 40, got
