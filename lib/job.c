@@ -65,6 +65,17 @@ void job_spec_release(struct job_spec *spec)
     memset(spec, 0, sizeof(*spec));
 }
 
+void job_spec_ref_payload(struct job_spec *dst, const struct job_spec *src)
+{
+    dst->callable = blob_ref(src->callable);
+    dst->args = blob_ref(src->args);
+    dst->kwargs = blob_ref(src->kwargs);
+    dst->json_args = blob_ref(src->json_args);
+    dst->json_kwargs = blob_ref(src->json_kwargs);
+    dst->result_json = src->result_json;
+    dst->retry_on_timeout = src->retry_on_timeout;
+}
+
 void job_error_release(struct job_error *e)
 {
     free(e->message);

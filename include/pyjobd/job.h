@@ -99,6 +99,10 @@ static inline int job_status_is_terminal(enum job_status s)
 /* Drops the spec's references and zeroes it. */
 void job_spec_release(struct job_spec *spec);
 
+/* What a job runs, shared: dst takes new references to src's five payload blobs and
+ * copies result_json and retry_on_timeout (nothing else; dst's blobs must be NULL). */
+void job_spec_ref_payload(struct job_spec *dst, const struct job_spec *src);
+
 /* Frees what a view owns and zeroes it. */
 void job_view_release(struct job_view *v);
 

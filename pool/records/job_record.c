@@ -35,15 +35,9 @@ struct job *pool__job_from_spec(const struct job_spec *spec, double default_time
     clock_gettime(CLOCK_REALTIME, &j->v.created_at);
     j->v.timeout = spec->timeout > 0 ? spec->timeout : default_timeout;
     j->v.max_retries = spec->max_retries;
-    j->spec.callable = blob_ref(spec->callable);
-    j->spec.args = blob_ref(spec->args);
-    j->spec.kwargs = blob_ref(spec->kwargs);
-    j->spec.json_args = blob_ref(spec->json_args);
-    j->spec.json_kwargs = blob_ref(spec->json_kwargs);
-    j->spec.result_json = spec->result_json;
+    job_spec_ref_payload(&j->spec, spec);
     j->spec.timeout = j->v.timeout;
     j->spec.max_retries = spec->max_retries;
-    j->spec.retry_on_timeout = spec->retry_on_timeout;
     memcpy(j->spec.owner, spec->owner, sizeof(j->spec.owner));
     j->spec.owner[JOB_OWNER_MAX - 1] = 0;
     memcpy(j->v.owner, j->spec.owner, sizeof(j->v.owner));

@@ -31,8 +31,8 @@ struct tenant *pool__tenant_find(const struct job_table *t, const char *name)
 {
     struct tenant *tn;
     TAILQ_FOREACH(tn, &t->q.tenants, link)
-        if (strcmp(tn->name, name) == 0)
-            return tn;
+    if (strcmp(tn->name, name) == 0)
+        return tn;
     return NULL;
 }
 

@@ -412,13 +412,7 @@ static uint64_t sqlite_put(struct store *base, const struct job_view *v,
     }
     op->kind = OP_PUT;
     op->seq = seq;
-    op->spec.callable = blob_ref(spec->callable);
-    op->spec.args = blob_ref(spec->args);
-    op->spec.kwargs = blob_ref(spec->kwargs);
-    op->spec.json_args = blob_ref(spec->json_args);
-    op->spec.json_kwargs = blob_ref(spec->json_kwargs);
-    op->spec.result_json = spec->result_json;
-    op->spec.retry_on_timeout = spec->retry_on_timeout;
+    job_spec_ref_payload(&op->spec, spec);
     return enqueue(s, op);
 }
 

@@ -326,13 +326,7 @@ static uint64_t pg_put(struct store *base, const struct job_view *v, const struc
         w->claimed = (flags & STORE_CLAIMED) != 0;
         if (!w->claimed)
             atomic_fetch_add(&s->queue_added, 1);
-        w->spec.callable = blob_ref(spec->callable);
-        w->spec.args = blob_ref(spec->args);
-        w->spec.kwargs = blob_ref(spec->kwargs);
-        w->spec.json_args = blob_ref(spec->json_args);
-        w->spec.json_kwargs = blob_ref(spec->json_kwargs);
-        w->spec.result_json = spec->result_json;
-        w->spec.retry_on_timeout = spec->retry_on_timeout;
+        job_spec_ref_payload(&w->spec, spec);
     } else {
         w->kind = job_status_is_terminal(v->status) ? W_FINISH : W_UPDATE;
     }
