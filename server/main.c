@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <stdio.h>
@@ -183,6 +184,15 @@ static void wait_for_shutdown(const sigset_t *sigs, struct pool *pool, double gr
 
 int main(int argc, char **argv)
 {
+    /* First of all: no process of this uid (a worker without --worker-user, another
+     * server's job) may ptrace the server or read its /proc/<pid>/mem or environ, where
+     * the tokens, the store's password and every tenant's payloads are. The kernel also
+     * takes away core dumps, and makes /proc/<pid>/ root's. Workers are dumpable again
+     * after their exec. */
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
+        log_error("cannot make the server non-dumpable: %s", strerror(errno));
+        return 1;
+    }
     if (argc >= 2 && strcmp(argv[1], "--health-check") == 0)
         return healthcheck_run(argc >= 3 ? argv[2] : NULL);
     struct config cfg;
