@@ -17,10 +17,13 @@
 #include "pyjobd/store_shared.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
+#include <grp.h>
 #include <signal.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <pwd.h>
 #include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -121,8 +124,168 @@ static void raise_fd_limit(void)
     }
 }
 
+/*
+ * Who the workers will be: --worker-user, resolved as the worker resolves it (a name,
+ * else a numeric uid: pool/worker/sandbox.c), with the groups initgroups gives it; or
+ * the server's own uid and groups. known is 0 when --worker-user names no user (the
+ * workers then fail to boot and say why); the checks below then judge what they can.
+ */
+struct worker_ids {
+    int known;
+    uid_t uid;
+    gid_t *groups; /* the primary group first */
+    int ngroups;
+};
+
+static void worker_ids_load(const struct config *cfg, struct worker_ids *w)
+{
+    memset(w, 0, sizeof(*w));
+    struct passwd *pw = NULL;
+    if (cfg->worker_user) {
+        const char *u = cfg->worker_user;
+        if (!(pw = getpwnam(u)) && *u && u[strspn(u, "0123456789")] == '\0')
+            pw = getpwuid((uid_t)strtoul(u, NULL, 10));
+        if (!pw)
+            return;
+    }
+    if (pw && pw->pw_uid != geteuid()) {
+        gid_t one;
+        int n = 1;
+        getgrouplist(pw->pw_name, pw->pw_gid, &one, &n);
+        if (n < 1 || !(w->groups = calloc((size_t)n, sizeof(gid_t))) ||
+            getgrouplist(pw->pw_name, pw->pw_gid, w->groups, &n) < 0) {
+            free(w->groups);
+            w->groups = NULL;
+            return;
+        }
+        w->ngroups = n;
+        w->uid = pw->pw_uid;
+    } else {
+        /* The workers keep the server's uid, so they keep its groups too. */
+        int n = getgroups(0, NULL);
+        if (n < 0 || !(w->groups = calloc((size_t)n + 1, sizeof(gid_t))) ||
+            (n = getgroups(n, w->groups + 1)) < 0) {
+            free(w->groups);
+            w->groups = NULL;
+            return;
+        }
+        w->groups[0] = getegid();
+        w->ngroups = n + 1;
+        w->uid = geteuid();
+    }
+    w->known = 1;
+}
+
+static void worker_ids_release(struct worker_ids *w)
+{
+    free(w->groups);
+    w->groups = NULL;
+}
+
+/* The tenant of one token (NULL: not a token), asked of auth_check as a client would. */
+static const char *tenant_of(const struct auth *auth, const char *token, size_t len)
+{
+    char header[640];
+    if (len > sizeof(header) - sizeof("Bearer "))
+        return NULL;
+    snprintf(header, sizeof(header), "Bearer %.*s", (int)len, token);
+    const char *tenant = auth_check(auth, header);
+    explicit_bzero(header, sizeof(header));
+    return tenant;
+}
+
+/* Adds a tenant to the two kept so far: 1 when it is a second one. */
+static int tenant_seen(const char *tenant, const char **first)
+{
+    if (!tenant)
+        return 0;
+    if (!*first)
+        *first = tenant;
+    return strcmp(tenant, *first) != 0;
+}
+
+/* Offers the line [s, end) and every run of its ':'-separated fields to tenant_seen:
+ * 1 when one of them is a token of a second tenant. */
+static int line_names_second_tenant(const struct auth *auth, const char *s, const char *end,
+                                    const char **first)
+{
+    for (const char *a = s;;) {
+        for (const char *b = a; b <= end; b++)
+            if ((b == end || *b == ':') && tenant_seen(tenant_of(auth, a, (size_t)(b - a)), first))
+                return 1;
+        const char *colon = memchr(a, ':', (size_t)(end - a));
+        if (!colon)
+            return 0;
+        a = colon + 1;
+    }
+}
+
+/*
+ * 0, 1, or 2 for "more than one": the tenants of the tokens auth loaded. auth.h lists
+ * no tenants, and auth.c's parser is the only one that knows the token file's format,
+ * so each line of the file, and each run of its ':'-separated fields, is offered to
+ * auth_check: whatever it accepts is a token, and its answer is that token's tenant.
+ */
+static int count_tenants(const struct auth *auth, const char *token_file, const char *env_token)
+{
+    size_t ntokens = auth_count(auth);
+    if (ntokens < 2)
+        return (int)ntokens;
+    const char *first = NULL;
+    int more = env_token && tenant_seen(tenant_of(auth, env_token, strlen(env_token)), &first);
+    FILE *f = token_file ? fopen(token_file, "re") : NULL;
+    if (token_file && !f)
+        return 2; /* it was read a moment ago; if it cannot be now, count every token */
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    while (f && !more && (len = getline(&line, &cap, f)) >= 0) {
+        const char *s = line, *end = line + len;
+        while (end > s && isspace((unsigned char)end[-1]))
+            end--;
+        while (s < end && isspace((unsigned char)*s))
+            s++;
+        more = s < end && line_names_second_tenant(auth, s, end, &first);
+    }
+    if (line)
+        explicit_bzero(line, cap);
+    free(line);
+    if (f)
+        fclose(f);
+    return more ? 2 : first ? 1 : 0;
+}
+
+/* Several tenants' workers under the server's own uid: each tenant's jobs could read the
+ * server's files (the token file, the store) and ptrace or kill the other tenants'
+ * workers. 0 to go on, or an exit status. */
+static int refuse_shared_uid(const struct config *cfg, const struct auth *auth,
+                             const struct worker_ids *w)
+{
+    if (!w->known || w->uid != geteuid() ||
+        count_tenants(auth, cfg->token_file, getenv("PYJOBD_TOKEN")) < 2)
+        return 0;
+    if (cfg->allow_shared_worker_uid) {
+        log_warn("--allow-shared-worker-uid: the workers of several tenants run as uid %d, the "
+                 "server's own: each tenant's jobs can read the server's files (the token file, "
+                 "the store) and each other's workers",
+                 (int)w->uid);
+        return 0;
+    }
+    const char *env = getenv("PYJOBD_TOKEN");
+    log_error("refusing to start: the tokens (%s%s%s) name more than one tenant, and their "
+              "workers would all run as uid %d, the server's own: one tenant's jobs could read "
+              "the token file, the store and the other tenants' workers. %s --worker-user USER "
+              "(an unprivileged user of the workers' own), or pass --allow-shared-worker-uid to "
+              "accept that tenants' jobs can read the server's files and each other's workers.",
+              cfg->token_file ? "--token-file " : "", cfg->token_file ? cfg->token_file : "",
+              env && *env ? (cfg->token_file ? " and PYJOBD_TOKEN" : "PYJOBD_TOKEN") : "",
+              (int)w->uid, geteuid() == 0 ? "Pass" : "Start the server as root with");
+    return 2;
+}
+
 /* Policy checks that need no resources: 0 to go on, or an exit status. */
-static int refuse_unsafe(const struct config *cfg, const struct auth *auth)
+static int refuse_unsafe(const struct config *cfg, const struct auth *auth,
+                         const struct worker_ids *w)
 {
     /* Anyone who can submit a job runs code on this machine: never without a token
      * beyond loopback, unless the operator says so explicitly. */
@@ -160,7 +323,7 @@ static int refuse_unsafe(const struct config *cfg, const struct auth *auth)
                   cfg->worker_path, strerror(errno));
         return 1;
     }
-    return 0;
+    return refuse_shared_uid(cfg, auth, w);
 }
 
 /* Waits for SIGINT/SIGTERM, drains the pool for the grace period (or until a second
@@ -210,12 +373,15 @@ int main(int argc, char **argv)
     struct pool *pool = NULL;
     struct api *api = NULL;
     struct http_server *http = NULL;
+    struct worker_ids wids;
+    worker_ids_load(&cfg, &wids);
     struct auth *auth = auth_new(cfg.token_file, getenv("PYJOBD_TOKEN"), err, sizeof(err));
     if (!auth) {
         log_error("%s", err);
+        worker_ids_release(&wids);
         return 2;
     }
-    if ((rc = refuse_unsafe(&cfg, auth)) != 0)
+    if ((rc = refuse_unsafe(&cfg, auth, &wids)) != 0)
         goto out;
     rc = 2;
     if (cfg.tls_cert && (!(cert = read_file(cfg.tls_cert, "--tls-cert", err, sizeof(err))) ||
@@ -322,6 +488,7 @@ out:
     if (store_lock >= 0)
         close(store_lock);
     auth_free(auth);
+    worker_ids_release(&wids);
     if (key)
         explicit_bzero(key, strlen(key));
     free(key);

@@ -4,6 +4,9 @@
   --worker-user) cannot read /proc/<server>/environ or /proc/<server>/mem, nor ptrace it.
   CI runs as root, whose jobs could read anything anyway, so these servers run as an
   unprivileged user (setpriv, from util-linux) with their workers under that same uid.
+* A token file naming more than one tenant, with workers under the server's own uid (no
+  --worker-user, or one that is the server's user, root included), is refused at start
+  with a message naming the fix, unless --allow-shared-worker-uid.
 
 Run from the repository root:
 
@@ -13,14 +16,20 @@ Run from the repository root:
 import os
 import pwd
 import shutil
+import subprocess
 import tempfile
+
+import time
 
 import pytest
 
-from conftest import decode_result, pyjobd_bin
+from conftest import decode_result, make_payload, pyjobd_bin
 
 IS_ROOT = os.geteuid() == 0
 SECRET = "tenancy-files-secret-6b1f0c2e9d"
+ALICE = "alice-token-aaaaaaaaaaaaaaaaaaaa"
+BOB = "bob-token-bbbbbbbbbbbbbbbbbbbbbbbb"
+TWO_TENANTS = f"alice:{ALICE}\nbob:{BOB}\n"
 
 
 # --------------------------------------------------------------------------- helpers
@@ -40,6 +49,63 @@ def _unprivileged():
         pytest.fail("setpriv not found: install util-linux (make deps)")
     return [setpriv, f"--reuid={nob.pw_uid}", f"--regid={nob.pw_gid}", "--clear-groups",
             "--"], nob.pw_uid
+
+
+def _clean_env(**extra):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYJOBD_")}
+    env.update(extra)
+    return env
+
+
+def _run_to_exit(args, env=None, timeout=10.0):
+    """Starts pyjobd (PYJOBD_BIN as now set) expecting it to exit on its own: (rc, stdout,
+    stderr). A server that starts serving instead fails the test."""
+    cmd = [pyjobd_bin(), "--port", "0", "--listen", "127.0.0.1", "--workers", "1", *args]
+    try:
+        p = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout,
+                           env=env if env is not None else _clean_env())
+    except subprocess.TimeoutExpired as e:
+        pytest.fail(f"{cmd}: the server started (stdout {e.stdout!r}), expected a refusal\n"
+                    f"stderr: {(e.stderr or b'').decode('utf-8', 'replace')[-3000:]}")
+    return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+
+
+def _token_file(d, text, owner=None):
+    """A token file of `text` in directory d, mode 0600, owned by owner (a uid) if given."""
+    path = os.path.join(d, "tokens")
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o600)
+    if owner is not None and owner != os.geteuid():
+        os.chown(path, owner, -1)
+    return path
+
+
+def _call(s, method, path, token, body=None):
+    return s.request(method, path, body=body, headers={"Authorization": f"Bearer {token}"},
+                     timeout=40)
+
+
+def _run_as(s, token, fn, *args):
+    r = _call(s, "POST", "/v1/jobs?wait=30", token, body=make_payload(fn, *args))
+    assert r.status == 201, r
+    return decode_result(r.json())
+
+
+def _wait_ready(s, token, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while not _call(s, "GET", "/v1/info", token).json().get("python_version"):
+        assert time.monotonic() < deadline, f"no worker ready after {timeout}s\n{s.log_tail()}"
+        time.sleep(0.05)
+
+
+def _assert_refused_shared_uid(rc, out, err, token_file):
+    assert rc == 2, f"expected exit status 2 (a refusal), got {rc}\nstdout {out!r}\nstderr {err}"
+    assert "listening on" not in out, out
+    assert "--worker-user USER" in err and "--allow-shared-worker-uid" in err, \
+        f"the refusal does not name the fix: {err}"
+    assert token_file in err, f"the refusal does not name {token_file}: {err}"
+    assert ALICE not in err and BOB not in err, f"the refusal echoes a token: {err}"
 
 
 @pytest.fixture
@@ -132,3 +198,65 @@ def test_same_uid_job_cannot_read_the_servers_environ_or_memory(make_server, unp
     assert got["mem"] == "PermissionError", \
         f"a job read /proc/<server>/mem ({got['mem']}): the server is dumpable: {got}"
     assert got["ptrace"] != "attached", f"a job could ptrace the server: {got}"
+
+
+# --------------------------------------------------------------------------- one uid, tenants
+
+
+def test_two_tenants_with_root_workers_are_refused(tmp_path):
+    if not IS_ROOT:
+        pytest.skip("root workers need a server running as root")
+    tf = _token_file(tmp_path, TWO_TENANTS)
+    # Root workers by flag, or a --worker-user that is the server's own user.
+    for args in (["--allow-root-workers"], ["--worker-user", "root"], ["--worker-user", "0"]):
+        rc, out, err = _run_to_exit(["--token-file", tf, *args])
+        _assert_refused_shared_uid(rc, out, err, tf)
+    # Tenants are names, not lines: two unnamed tokens are two tenants ("line:1", "line:2"),
+    # and PYJOBD_TOKEN is a tenant of its own.
+    bare = _token_file(tmp_path, f"{ALICE}\n{BOB}\n")
+    _assert_refused_shared_uid(*_run_to_exit(["--token-file", bare, "--allow-root-workers"]), bare)
+    one = _token_file(tmp_path, f"alice:{ALICE}\n")
+    rc, out, err = _run_to_exit(["--token-file", one, "--allow-root-workers"],
+                                env=_clean_env(PYJOBD_TOKEN=BOB))
+    _assert_refused_shared_uid(rc, out, err, one)
+    assert "PYJOBD_TOKEN" in err, err
+
+
+def test_one_tenant_or_workers_of_another_uid_start(make_server, tmp_path):
+    root_ok = ["--allow-root-workers"] if IS_ROOT else []
+    # Two tokens of one tenant (a rotation) are one tenant.
+    tf = _token_file(tmp_path, f"alice:{ALICE}\nalice:{BOB}\n")
+    s = make_server("--workers", "1", "--token-file", tf, *root_ok, ready=False)
+    _wait_ready(s, ALICE)
+    job = _call(s, "POST", "/v1/jobs?wait=30", ALICE, body=make_payload(lambda: 7)).json()
+    assert _call(s, "GET", f"/v1/jobs/{job['id']}", BOB).status == 200, \
+        "the two tokens of alice are not one tenant"
+    if not IS_ROOT:
+        return
+    # Two tenants, with workers under a uid that is not the server's.
+    nob = pwd.getpwnam("nobody")
+    tf2 = tmp_path / "two"
+    tf2.write_text(TWO_TENANTS)
+    tf2.chmod(0o600)
+    s = make_server("--workers", "1", "--token-file", str(tf2), "--worker-user", "nobody",
+                    ready=False)
+    _wait_ready(s, ALICE)
+    assert _run_as(s, BOB, lambda: __import__("os").getuid()) == nob.pw_uid
+
+
+def test_unprivileged_server_with_two_tenants_is_refused_unless_allowed(make_server, unprivileged):
+    d, uid = unprivileged
+    tf = _token_file(d, TWO_TENANTS, owner=uid)
+    rc, out, err = _run_to_exit(["--token-file", tf])
+    _assert_refused_shared_uid(rc, out, err, tf)
+    assert "as root with --worker-user USER" in err, \
+        f"an unprivileged server cannot switch users itself: the fix is to start it as root: {err}"
+
+    s = make_server("--workers", "1", "--token-file", tf, "--allow-shared-worker-uid",
+                    ready=False)
+    _wait_ready(s, ALICE)
+    warned = [line for line in s.log_tail().splitlines()
+              if " warn " in line and "--allow-shared-worker-uid" in line]
+    assert warned, f"no warning about the shared uid in the log:\n{s.log_tail()}"
+    for token in (ALICE, BOB):
+        assert _run_as(s, token, lambda: __import__("os").getuid()) == uid
