@@ -70,8 +70,8 @@ static char *read_file(const char *path, const char *what, char *err, size_t err
     return buf;
 }
 
-/* Opens --store sqlite:PATH: creates the directory if missing and takes a lock so two
- * servers never share one database (both would run its jobs). */
+/* Opens --store sqlite:PATH: creates the directory (0700) if missing and takes a lock so
+ * two servers never share one database (both would run its jobs). */
 static struct store *open_store(const struct config *cfg, int *lock_fd, char *err, size_t errlen)
 {
     const char *spec = cfg->store;
@@ -95,7 +95,7 @@ static struct store *open_store(const struct config *cfg, int *lock_fd, char *er
     char *dir = strdup(path);
     if (dir) {
         char *d = dirname(dir);
-        if (strcmp(d, ".") != 0 && mkdir(d, 0750) != 0 && errno != EEXIST) {
+        if (strcmp(d, ".") != 0 && mkdir(d, 0700) != 0 && errno != EEXIST) {
             snprintf(err, errlen, "cannot create the directory of store %s: %s", path,
                      strerror(errno));
             free(dir);

@@ -7,6 +7,7 @@
 * A token file naming more than one tenant, with workers under the server's own uid (no
   --worker-user, or one that is the server's user, root included), is refused at start
   with a message naming the fix, unless --allow-shared-worker-uid.
+* A new SQLite store is a 0700 directory of 0600 files (-wal and -shm included).
 
 Run from the repository root:
 
@@ -260,3 +261,31 @@ def test_unprivileged_server_with_two_tenants_is_refused_unless_allowed(make_ser
     assert warned, f"no warning about the shared uid in the log:\n{s.log_tail()}"
     for token in (ALICE, BOB):
         assert _run_as(s, token, lambda: __import__("os").getuid()) == uid
+
+
+# --------------------------------------------------------------------------- the store's files
+
+
+@pytest.fixture
+def umask_022():
+    """The usual umask, under which SQLite on its own would create a 0644 database."""
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def _mode(path):
+    return os.stat(path).st_mode & 0o7777
+
+
+def test_new_store_is_a_private_directory_of_private_files(make_server, tmp_path, umask_022):
+    d = tmp_path / "new-store"  # missing: the server creates it
+    db = d / "jobs.db"
+    s = make_server("--workers", "1", "--store", f"sqlite:{db}")
+    assert decode_result(s.run(lambda: 6 * 7)) == 42  # a 201 is a commit: the -wal is written
+    assert _mode(d) == 0o700, f"store directory {d} is {_mode(d):04o}, expected 0700"
+    for name in ("jobs.db", "jobs.db-wal", "jobs.db-shm"):
+        path = d / name
+        assert path.exists(), f"{path} missing while the server runs (WAL mode)"
+        assert _mode(path) == 0o600, f"{path} is {_mode(path):04o}, expected 0600"
+    assert os.path.getsize(d / "jobs.db-wal") > 0, "nothing written to the -wal file yet"
