@@ -283,6 +283,86 @@ static int refuse_shared_uid(const struct config *cfg, const struct auth *auth,
     return 2;
 }
 
+static int in_groups(const struct worker_ids *w, gid_t gid)
+{
+    for (int i = 0; i < w->ngroups; i++)
+        if (w->groups[i] == gid)
+            return 1;
+    return 0;
+}
+
+/*
+ * One directory or file of the store: 1 when the workers' user could read it (it is
+ * world-readable, readable by one of the workers' groups, or owned by the workers' user
+ * when that is not the server's), after saying so with the fix. A missing one is no
+ * concern: the store creates it private.
+ */
+static int store_path_exposed(const char *path, const struct worker_ids *w, int warn_only)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return 0;
+    enum log_level level = warn_only ? LOG_WARN : LOG_ERROR;
+    const char *what = S_ISDIR(st.st_mode) ? "directory" : "file";
+    const char *harm = S_ISDIR(st.st_mode) ? "the workers' jobs could look into it"
+                                           : "the workers' jobs could read every tenant's "
+                                             "payloads and results";
+    int exposed = 0;
+    if (w->known && st.st_uid == w->uid && w->uid != geteuid()) {
+        const struct passwd *me = getpwuid(geteuid());
+        char owner[32];
+        snprintf(owner, sizeof(owner), "%u", (unsigned)geteuid());
+        log_msg(level,
+                "store %s %s belongs to uid %u, the workers' user, who can change its mode "
+                "and read it. Fix: chown %s %s",
+                what, path, (unsigned)st.st_uid, me ? me->pw_name : owner, path);
+        exposed = 1;
+    }
+    const struct group *gr = NULL;
+    const char *by = NULL;
+    if (st.st_mode & S_IROTH)
+        by = "every user";
+    else if ((st.st_mode & S_IRGRP) && (!w->known || in_groups(w, st.st_gid)))
+        by = (gr = getgrgid(st.st_gid)) ? gr->gr_name : "its group, one of the workers'";
+    if (by) {
+        log_msg(level, "store %s %s (mode %04o) is readable by %s%s: %s. Fix: chmod go-rwx %s",
+                what, path, (unsigned)(st.st_mode & 07777), gr ? "group " : "", by, harm, path);
+        exposed = 1;
+    }
+    return exposed;
+}
+
+/* --store sqlite:PATH: its directory and files, checked before they are opened. 0 to go
+ * on (with warnings under --allow-insecure-files), or an exit status. */
+static int refuse_insecure_store(const struct config *cfg, const struct worker_ids *w)
+{
+    static const char *const suffixes[] = {"", "-wal", "-shm"};
+    if (strncmp(cfg->store, "sqlite:", 7) != 0)
+        return 0; /* memory; PostgreSQL's files are the database server's */
+    const char *path = cfg->store + strlen("sqlite:");
+    char *dir = strdup(path);
+    if (!dir) {
+        log_error("out of memory");
+        return 1;
+    }
+    int exposed = store_path_exposed(dirname(dir), w, cfg->allow_insecure_files);
+    free(dir);
+    for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+        char file[4200];
+        snprintf(file, sizeof(file), "%s%s", path, suffixes[i]);
+        exposed |= store_path_exposed(file, w, cfg->allow_insecure_files);
+    }
+    if (!exposed)
+        return 0;
+    if (cfg->allow_insecure_files) {
+        log_warn("--allow-insecure-files: starting on a store the workers could read");
+        return 0;
+    }
+    log_error("refusing to start on a store the workers could read: fix it as said above, or "
+              "pass --allow-insecure-files to start anyway");
+    return 2;
+}
+
 /* Policy checks that need no resources: 0 to go on, or an exit status. */
 static int refuse_unsafe(const struct config *cfg, const struct auth *auth,
                          const struct worker_ids *w)
@@ -397,6 +477,8 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    if ((rc = refuse_insecure_store(&cfg, &wids)) != 0)
+        goto out;
     rc = 1;
     if (strcmp(cfg.store, "memory") != 0 &&
         !(store = open_store(&cfg, &store_lock, err, sizeof(err)))) {

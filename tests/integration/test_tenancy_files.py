@@ -7,7 +7,10 @@
 * A token file naming more than one tenant, with workers under the server's own uid (no
   --worker-user, or one that is the server's user, root included), is refused at start
   with a message naming the fix, unless --allow-shared-worker-uid.
-* A new SQLite store is a 0700 directory of 0600 files (-wal and -shm included).
+* A SQLite store whose directory or files the workers' user could read (world-readable,
+  readable by one of the workers' groups, or the workers' user's own) is refused naming
+  the path and the chmod (or chown) that fixes it, or only warned about with
+  --allow-insecure-files; a new store is a 0700 directory of 0600 files.
 
 Run from the repository root:
 
@@ -24,13 +27,14 @@ import time
 
 import pytest
 
-from conftest import decode_result, make_payload, pyjobd_bin
+from conftest import decode_result, make_payload, pyjobd_bin, start_server, stop_server
 
 IS_ROOT = os.geteuid() == 0
 SECRET = "tenancy-files-secret-6b1f0c2e9d"
 ALICE = "alice-token-aaaaaaaaaaaaaaaaaaaa"
 BOB = "bob-token-bbbbbbbbbbbbbbbbbbbbbbbb"
 TWO_TENANTS = f"alice:{ALICE}\nbob:{BOB}\n"
+ROOT_OK = ["--allow-root-workers"] if IS_ROOT else []
 
 
 # --------------------------------------------------------------------------- helpers
@@ -224,10 +228,9 @@ def test_two_tenants_with_root_workers_are_refused(tmp_path):
 
 
 def test_one_tenant_or_workers_of_another_uid_start(make_server, tmp_path):
-    root_ok = ["--allow-root-workers"] if IS_ROOT else []
     # Two tokens of one tenant (a rotation) are one tenant.
     tf = _token_file(tmp_path, f"alice:{ALICE}\nalice:{BOB}\n")
-    s = make_server("--workers", "1", "--token-file", tf, *root_ok, ready=False)
+    s = make_server("--workers", "1", "--token-file", tf, *ROOT_OK, ready=False)
     _wait_ready(s, ALICE)
     job = _call(s, "POST", "/v1/jobs?wait=30", ALICE, body=make_payload(lambda: 7)).json()
     assert _call(s, "GET", f"/v1/jobs/{job['id']}", BOB).status == 200, \
@@ -278,6 +281,27 @@ def _mode(path):
     return os.stat(path).st_mode & 0o7777
 
 
+def _start_and_stop(db, *args):
+    """Starts a server on store db, runs one job, stops it: the store exists afterwards."""
+    s = start_server("store", "--store", f"sqlite:{db}", "--workers", "1", *args)
+    try:
+        assert decode_result(s.run(lambda: 6 * 7)) == 42
+    finally:
+        stop_server(s)
+    return s
+
+
+def _assert_refused_store(rc, out, err, path, fix):
+    assert rc == 2, f"expected exit status 2 (a refusal), got {rc}\nstdout {out!r}\nstderr {err}"
+    assert "listening on" not in out, out
+    assert f"{fix} {path}" in err, f"the refusal does not name '{fix} {path}':\n{err}"
+    assert "--allow-insecure-files" in err, f"the refusal does not name the override: {err}"
+
+
+def _warned(s, path):
+    return [line for line in s.log_tail().splitlines() if " warn " in line and path in line]
+
+
 def test_new_store_is_a_private_directory_of_private_files(make_server, tmp_path, umask_022):
     d = tmp_path / "new-store"  # missing: the server creates it
     db = d / "jobs.db"
@@ -289,3 +313,60 @@ def test_new_store_is_a_private_directory_of_private_files(make_server, tmp_path
         assert path.exists(), f"{path} missing while the server runs (WAL mode)"
         assert _mode(path) == 0o600, f"{path} is {_mode(path):04o}, expected 0600"
     assert os.path.getsize(d / "jobs.db-wal") > 0, "nothing written to the -wal file yet"
+
+
+def test_world_readable_store_directory_is_refused_or_warned_about(make_server, tmp_path):
+    d = tmp_path / "store"
+    d.mkdir()
+    d.chmod(0o755)
+    db = d / "jobs.db"
+    rc, out, err = _run_to_exit(["--store", f"sqlite:{db}", *ROOT_OK])
+    _assert_refused_store(rc, out, err, str(d), "chmod go-rwx")
+    assert not db.exists(), "the refused server created the database anyway"
+
+    s = make_server("--workers", "1", "--store", f"sqlite:{db}", "--allow-insecure-files")
+    assert decode_result(s.run(lambda: 1)) == 1
+    assert _warned(s, str(d)), f"no warning naming {d}:\n{s.log_tail()}"
+
+
+def test_world_readable_store_file_is_refused_or_warned_about(make_server, tmp_path):
+    d = tmp_path / "store"
+    d.mkdir(mode=0o700)
+    db = d / "jobs.db"
+    _start_and_stop(db, *ROOT_OK)
+    assert _mode(db) == 0o600, f"{db} is {_mode(db):04o}"
+    for path in (db, d / "jobs.db-wal"):  # a -wal left by a crash is the same data
+        path.touch()
+        path.chmod(0o644)
+        rc, out, err = _run_to_exit(["--store", f"sqlite:{db}", *ROOT_OK])
+        _assert_refused_store(rc, out, err, str(path), "chmod go-rwx")
+        path.chmod(0o600)
+    db.chmod(0o604)
+    s = make_server("--workers", "1", "--store", f"sqlite:{db}", "--allow-insecure-files")
+    assert decode_result(s.run(lambda: 2)) == 2
+    assert _warned(s, str(db)), f"no warning naming {db}:\n{s.log_tail()}"
+
+
+def test_store_of_the_workers_group_or_user_is_refused(make_server, tmp_path):
+    if not IS_ROOT:
+        pytest.skip("--worker-user needs a server running as root")
+    nob = pwd.getpwnam("nobody")
+    d = tmp_path / "store"
+    d.mkdir(mode=0o700)
+    db = d / "jobs.db"
+    _start_and_stop(db, "--worker-user", "nobody")
+    # Group-readable: refused when the group is one of the workers', not otherwise.
+    db.chmod(0o640)
+    os.chown(db, 0, nob.pw_gid)
+    rc, out, err = _run_to_exit(["--store", f"sqlite:{db}", "--worker-user", "nobody"])
+    _assert_refused_store(rc, out, err, str(db), "chmod go-rwx")
+    os.chown(db, 0, 0)
+    _start_and_stop(db, "--worker-user", "nobody")
+    # The workers' own directory: they could chmod it.
+    db.chmod(0o600)
+    os.chown(d, nob.pw_uid, -1)
+    rc, out, err = _run_to_exit(["--store", f"sqlite:{db}", "--worker-user", "nobody"])
+    _assert_refused_store(rc, out, err, str(d), "chown root")
+    os.chown(d, 0, -1)
+    # Root workers are the server's user: a store that is root's own is fine for them.
+    _start_and_stop(db, "--allow-root-workers")
