@@ -2,6 +2,11 @@
  * main.c — wiring: settings, signals, the pool, the api and the HTTP server, and an
  * orderly stop on SIGINT/SIGTERM.
  *
+ * Before anything starts, the refusals: no tokens beyond loopback, root workers, the
+ * workers of several tenants under the server's own uid, a store the workers could
+ * read. Each names its fix and the flag that overrides it. The server is non-dumpable
+ * from its first line.
+ *
  * Signals are blocked in every thread (the mask is inherited by the threads started
  * below) and taken synchronously here with sigwait, so no handler runs in an
  * arbitrary thread and no async-signal-safety rules are stretched.
