@@ -15,7 +15,7 @@ CPPFLAGS += -Iinclude -D_GNU_SOURCE $(shell pkg-config --cflags libpq 2>/dev/nul
 SAN     ?=
 
 DEB_PACKAGES := libmicrohttpd-dev libjansson-dev libcmocka-dev libpython3-dev python3-cloudpickle libsqlite3-dev libpq-dev postgresql \
-                pkg-config curl openssl python3-pytest python3-jsonschema python3-yaml
+                pkg-config curl openssl python3-pytest python3-jsonschema python3-yaml util-linux
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 SERVER_LIBS := $(shell pkg-config --libs libmicrohttpd jansson sqlite3 libpq 2>/dev/null) -lpthread

@@ -133,7 +133,8 @@ static const struct setting settings[] = {
      "anyone's jobs: for a single user)"},
     {"allow-shared-worker-uid", "PYJOBD_ALLOW_SHARED_WORKER_UID", K_FLAG,
      OFF(allow_shared_worker_uid), 0, 0,
-     "start even when several tenants' workers would run under the server's own uid"},
+     "start even when several tenants' workers would run under the server's own uid "
+     "(each tenant's jobs can then read the server's files and each other's workers)"},
     {"allow-insecure-files", "PYJOBD_ALLOW_INSECURE_FILES", K_FLAG, OFF(allow_insecure_files), 0, 0,
      "only warn about a token file or store that others could read"},
     {"log-level", "PYJOBD_LOG_LEVEL", K_LOGLEVEL, OFF(log_level), 0, 0,

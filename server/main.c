@@ -2,6 +2,11 @@
  * main.c — wiring: settings, signals, the pool, the api and the HTTP server, and an
  * orderly stop on SIGINT/SIGTERM.
  *
+ * Before anything starts, the refusals: no tokens beyond loopback, root workers, the
+ * workers of several tenants under the server's own uid, a store the workers could
+ * read. Each names its fix and the flag that overrides it. The server is non-dumpable
+ * from its first line.
+ *
  * Signals are blocked in every thread (the mask is inherited by the threads started
  * below) and taken synchronously here with sigwait, so no handler runs in an
  * arbitrary thread and no async-signal-safety rules are stretched.
@@ -17,18 +22,21 @@
 #include "pyjobd/store_shared.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
+#include <grp.h>
 #include <signal.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <pwd.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <unistd.h>
 
 /* 127.0.0.0/8 and ::1: the only addresses where no token is acceptable. */
@@ -68,8 +76,8 @@ static char *read_file(const char *path, const char *what, char *err, size_t err
     return buf;
 }
 
-/* Opens --store sqlite:PATH: creates the directory if missing and takes a lock so two
- * servers never share one database (both would run its jobs). */
+/* Opens --store sqlite:PATH: creates the directory (0700) if missing and takes a lock so
+ * two servers never share one database (both would run its jobs). */
 static struct store *open_store(const struct config *cfg, int *lock_fd, char *err, size_t errlen)
 {
     const char *spec = cfg->store;
@@ -93,7 +101,7 @@ static struct store *open_store(const struct config *cfg, int *lock_fd, char *er
     char *dir = strdup(path);
     if (dir) {
         char *d = dirname(dir);
-        if (strcmp(d, ".") != 0 && mkdir(d, 0750) != 0 && errno != EEXIST) {
+        if (strcmp(d, ".") != 0 && mkdir(d, 0700) != 0 && errno != EEXIST) {
             snprintf(err, errlen, "cannot create the directory of store %s: %s", path,
                      strerror(errno));
             free(dir);
@@ -122,8 +130,248 @@ static void raise_fd_limit(void)
     }
 }
 
+/*
+ * Who the workers will be: --worker-user, resolved as the worker resolves it (a name,
+ * else a numeric uid: pool/worker/sandbox.c), with the groups initgroups gives it; or
+ * the server's own uid and groups. known is 0 when --worker-user names no user (the
+ * workers then fail to boot and say why); the checks below then judge what they can.
+ */
+struct worker_ids {
+    int known;
+    uid_t uid;
+    gid_t *groups; /* the primary group first */
+    int ngroups;
+};
+
+static void worker_ids_load(const struct config *cfg, struct worker_ids *w)
+{
+    memset(w, 0, sizeof(*w));
+    struct passwd *pw = NULL;
+    if (cfg->worker_user) {
+        const char *u = cfg->worker_user;
+        if (!(pw = getpwnam(u)) && *u && u[strspn(u, "0123456789")] == '\0')
+            pw = getpwuid((uid_t)strtoul(u, NULL, 10));
+        if (!pw)
+            return;
+    }
+    if (pw && pw->pw_uid != geteuid()) {
+        gid_t one;
+        int n = 1;
+        getgrouplist(pw->pw_name, pw->pw_gid, &one, &n);
+        if (n < 1 || !(w->groups = calloc((size_t)n, sizeof(gid_t))) ||
+            getgrouplist(pw->pw_name, pw->pw_gid, w->groups, &n) < 0) {
+            free(w->groups);
+            w->groups = NULL;
+            return;
+        }
+        w->ngroups = n;
+        w->uid = pw->pw_uid;
+    } else {
+        /* The workers keep the server's uid, so they keep its groups too. */
+        int n = getgroups(0, NULL);
+        if (n < 0 || !(w->groups = calloc((size_t)n + 1, sizeof(gid_t))) ||
+            (n = getgroups(n, w->groups + 1)) < 0) {
+            free(w->groups);
+            w->groups = NULL;
+            return;
+        }
+        w->groups[0] = getegid();
+        w->ngroups = n + 1;
+        w->uid = geteuid();
+    }
+    w->known = 1;
+}
+
+static void worker_ids_release(struct worker_ids *w)
+{
+    free(w->groups);
+    w->groups = NULL;
+}
+
+/* The tenant of one token (NULL: not a token), asked of auth_check as a client would. */
+static const char *tenant_of(const struct auth *auth, const char *token, size_t len)
+{
+    char header[640];
+    if (len > sizeof(header) - sizeof("Bearer "))
+        return NULL;
+    snprintf(header, sizeof(header), "Bearer %.*s", (int)len, token);
+    const char *tenant = auth_check(auth, header);
+    explicit_bzero(header, sizeof(header));
+    return tenant;
+}
+
+/* Adds a tenant to the two kept so far: 1 when it is a second one. */
+static int tenant_seen(const char *tenant, const char **first)
+{
+    if (!tenant)
+        return 0;
+    if (!*first)
+        *first = tenant;
+    return strcmp(tenant, *first) != 0;
+}
+
+/* Offers the line [s, end) and every run of its ':'-separated fields to tenant_seen:
+ * 1 when one of them is a token of a second tenant. */
+static int line_names_second_tenant(const struct auth *auth, const char *s, const char *end,
+                                    const char **first)
+{
+    for (const char *a = s;;) {
+        for (const char *b = a; b <= end; b++)
+            if ((b == end || *b == ':') && tenant_seen(tenant_of(auth, a, (size_t)(b - a)), first))
+                return 1;
+        const char *colon = memchr(a, ':', (size_t)(end - a));
+        if (!colon)
+            return 0;
+        a = colon + 1;
+    }
+}
+
+/*
+ * 0, 1, or 2 for "more than one": the tenants of the tokens auth loaded. auth.h lists
+ * no tenants, and auth.c's parser is the only one that knows the token file's format,
+ * so each line of the file, and each run of its ':'-separated fields, is offered to
+ * auth_check: whatever it accepts is a token, and its answer is that token's tenant.
+ */
+static int count_tenants(const struct auth *auth, const char *token_file, const char *env_token)
+{
+    size_t ntokens = auth_count(auth);
+    if (ntokens < 2)
+        return (int)ntokens;
+    const char *first = NULL;
+    int more = env_token && tenant_seen(tenant_of(auth, env_token, strlen(env_token)), &first);
+    FILE *f = token_file ? fopen(token_file, "re") : NULL;
+    if (token_file && !f)
+        return 2; /* it was read a moment ago; if it cannot be now, count every token */
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    while (f && !more && (len = getline(&line, &cap, f)) >= 0) {
+        const char *s = line, *end = line + len;
+        while (end > s && isspace((unsigned char)end[-1]))
+            end--;
+        while (s < end && isspace((unsigned char)*s))
+            s++;
+        more = s < end && line_names_second_tenant(auth, s, end, &first);
+    }
+    if (line)
+        explicit_bzero(line, cap);
+    free(line);
+    if (f)
+        fclose(f);
+    return more ? 2 : first ? 1 : 0;
+}
+
+/* Several tenants' workers under the server's own uid: each tenant's jobs could read the
+ * server's files (the token file, the store) and ptrace or kill the other tenants'
+ * workers. 0 to go on, or an exit status. */
+static int refuse_shared_uid(const struct config *cfg, const struct auth *auth,
+                             const struct worker_ids *w)
+{
+    if (!w->known || w->uid != geteuid() ||
+        count_tenants(auth, cfg->token_file, getenv("PYJOBD_TOKEN")) < 2)
+        return 0;
+    if (cfg->allow_shared_worker_uid) {
+        log_warn("--allow-shared-worker-uid: the workers of several tenants run as uid %d, the "
+                 "server's own: each tenant's jobs can read the server's files (the token file, "
+                 "the store) and each other's workers",
+                 (int)w->uid);
+        return 0;
+    }
+    const char *env = getenv("PYJOBD_TOKEN");
+    log_error("refusing to start: the tokens (%s%s%s) name more than one tenant, and their "
+              "workers would all run as uid %d, the server's own: one tenant's jobs could read "
+              "the token file, the store and the other tenants' workers. %s --worker-user USER "
+              "(an unprivileged user of the workers' own), or pass --allow-shared-worker-uid to "
+              "accept that tenants' jobs can read the server's files and each other's workers.",
+              cfg->token_file ? "--token-file " : "", cfg->token_file ? cfg->token_file : "",
+              env && *env ? (cfg->token_file ? " and PYJOBD_TOKEN" : "PYJOBD_TOKEN") : "",
+              (int)w->uid, geteuid() == 0 ? "Pass" : "Start the server as root with");
+    return 2;
+}
+
+static int in_groups(const struct worker_ids *w, gid_t gid)
+{
+    for (int i = 0; i < w->ngroups; i++)
+        if (w->groups[i] == gid)
+            return 1;
+    return 0;
+}
+
+/*
+ * One directory or file of the store: 1 when the workers' user could read it (it is
+ * world-readable, readable by one of the workers' groups, or owned by the workers' user
+ * when that is not the server's), after saying so with the fix. A missing one is no
+ * concern: the store creates it private.
+ */
+static int store_path_exposed(const char *path, const struct worker_ids *w, int warn_only)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return 0;
+    enum log_level level = warn_only ? LOG_WARN : LOG_ERROR;
+    const char *what = S_ISDIR(st.st_mode) ? "directory" : "file";
+    const char *harm = S_ISDIR(st.st_mode) ? "the workers' jobs could look into it"
+                                           : "the workers' jobs could read every tenant's "
+                                             "payloads and results";
+    int exposed = 0;
+    if (w->known && st.st_uid == w->uid && w->uid != geteuid()) {
+        const struct passwd *me = getpwuid(geteuid());
+        char owner[32];
+        snprintf(owner, sizeof(owner), "%u", (unsigned)geteuid());
+        log_msg(level,
+                "store %s %s belongs to uid %u, the workers' user, who can change its mode "
+                "and read it. Fix: chown %s %s",
+                what, path, (unsigned)st.st_uid, me ? me->pw_name : owner, path);
+        exposed = 1;
+    }
+    const struct group *gr = NULL;
+    const char *by = NULL;
+    if (st.st_mode & S_IROTH)
+        by = "every user";
+    else if ((st.st_mode & S_IRGRP) && (!w->known || in_groups(w, st.st_gid)))
+        by = (gr = getgrgid(st.st_gid)) ? gr->gr_name : "its group, one of the workers'";
+    if (by) {
+        log_msg(level, "store %s %s (mode %04o) is readable by %s%s: %s. Fix: chmod go-rwx %s",
+                what, path, (unsigned)(st.st_mode & 07777), gr ? "group " : "", by, harm, path);
+        exposed = 1;
+    }
+    return exposed;
+}
+
+/* --store sqlite:PATH: its directory and files, checked before they are opened. 0 to go
+ * on (with warnings under --allow-insecure-files), or an exit status. */
+static int refuse_insecure_store(const struct config *cfg, const struct worker_ids *w)
+{
+    static const char *const suffixes[] = {"", "-wal", "-shm"};
+    if (strncmp(cfg->store, "sqlite:", 7) != 0)
+        return 0; /* memory; PostgreSQL's files are the database server's */
+    const char *path = cfg->store + strlen("sqlite:");
+    char *dir = strdup(path);
+    if (!dir) {
+        log_error("out of memory");
+        return 1;
+    }
+    int exposed = store_path_exposed(dirname(dir), w, cfg->allow_insecure_files);
+    free(dir);
+    for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+        char file[4200];
+        snprintf(file, sizeof(file), "%s%s", path, suffixes[i]);
+        exposed |= store_path_exposed(file, w, cfg->allow_insecure_files);
+    }
+    if (!exposed)
+        return 0;
+    if (cfg->allow_insecure_files) {
+        log_warn("--allow-insecure-files: starting on a store the workers could read");
+        return 0;
+    }
+    log_error("refusing to start on a store the workers could read: fix it as said above, or "
+              "pass --allow-insecure-files to start anyway");
+    return 2;
+}
+
 /* Policy checks that need no resources: 0 to go on, or an exit status. */
-static int refuse_unsafe(const struct config *cfg, const struct auth *auth)
+static int refuse_unsafe(const struct config *cfg, const struct auth *auth,
+                         const struct worker_ids *w)
 {
     /* Anyone who can submit a job runs code on this machine: never without a token
      * beyond loopback, unless the operator says so explicitly. */
@@ -161,7 +409,7 @@ static int refuse_unsafe(const struct config *cfg, const struct auth *auth)
                   cfg->worker_path, strerror(errno));
         return 1;
     }
-    return 0;
+    return refuse_shared_uid(cfg, auth, w);
 }
 
 /* Waits for SIGINT/SIGTERM, drains the pool for the grace period (or until a second
@@ -185,6 +433,15 @@ static void wait_for_shutdown(const sigset_t *sigs, struct pool *pool, double gr
 
 int main(int argc, char **argv)
 {
+    /* First of all: no process of this uid (a worker without --worker-user, another
+     * server's job) may ptrace the server or read its /proc/<pid>/mem or environ, where
+     * the tokens, the store's password and every tenant's payloads are. The kernel also
+     * takes away core dumps, and makes /proc/<pid>/ root's. Workers are dumpable again
+     * after their exec. */
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
+        log_error("cannot make the server non-dumpable: %s", strerror(errno));
+        return 1;
+    }
     if (argc >= 2 && strcmp(argv[1], "--health-check") == 0)
         return healthcheck_run(argc >= 3 ? argv[2] : NULL);
     struct config cfg;
@@ -202,12 +459,15 @@ int main(int argc, char **argv)
     struct pool *pool = NULL;
     struct api *api = NULL;
     struct http_server *http = NULL;
+    struct worker_ids wids;
+    worker_ids_load(&cfg, &wids);
     struct auth *auth = auth_new(cfg.token_file, getenv("PYJOBD_TOKEN"), err, sizeof(err));
     if (!auth) {
         log_error("%s", err);
+        worker_ids_release(&wids);
         return 2;
     }
-    if ((rc = refuse_unsafe(&cfg, auth)) != 0)
+    if ((rc = refuse_unsafe(&cfg, auth, &wids)) != 0)
         goto out;
     rc = 2;
     if (cfg.tls_cert && (!(cert = read_file(cfg.tls_cert, "--tls-cert", err, sizeof(err))) ||
@@ -230,6 +490,8 @@ int main(int argc, char **argv)
                  "worker's process group may outlive it",
                  strerror(errno));
 
+    if ((rc = refuse_insecure_store(&cfg, &wids)) != 0)
+        goto out;
     rc = 1;
     if (strcmp(cfg.store, "memory") != 0 &&
         !(store = open_store(&cfg, &store_lock, err, sizeof(err)))) {
@@ -332,6 +594,7 @@ out:
     if (store_lock >= 0)
         close(store_lock);
     auth_free(auth);
+    worker_ids_release(&wids);
     if (key)
         explicit_bzero(key, strlen(key));
     free(key);

@@ -78,7 +78,7 @@ int pool__recover(struct pool *p)
     int rc = store_load(p->cfg.store, load_one, &l, err, sizeof(err));
     size_t queued = 0, requeued = 0, finished = 0, interrupted = 0, indexed = 0;
     /* Indexed in creation order (listing and its cursors rely on it). */
-    if (rc == 0)
+    if (rc == 0 && l.n) /* qsort's array may not be NULL, even for no items */
         qsort(l.items, l.n, sizeof(*l.items), by_seq);
     for (; rc == 0 && indexed < l.n; indexed++)
         rc = pool__job_restored(&p->lc, l.items[indexed]);
@@ -95,7 +95,8 @@ int pool__recover(struct pool *p)
     }
     /* Finished jobs join the done list in the order they finished, their age carried
      * over from the wall clock. */
-    qsort(l.items, l.n, sizeof(*l.items), by_finish);
+    if (l.n)
+        qsort(l.items, l.n, sizeof(*l.items), by_finish);
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     int64_t mono = clock_now_ms(), real = realtime_ms(now);
@@ -105,7 +106,8 @@ int pool__recover(struct pool *p)
         finished += job_status_is_terminal(j->v.status);
     }
     /* Then what was on a worker when the server went away, in creation order. */
-    qsort(l.items, l.n, sizeof(*l.items), by_seq);
+    if (l.n)
+        qsort(l.items, l.n, sizeof(*l.items), by_seq);
     for (size_t i = 0; i < l.n; i++) {
         struct job *j = l.items[i];
         if (j->v.status == JOB_QUEUED) {

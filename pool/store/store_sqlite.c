@@ -8,17 +8,21 @@
  * lose the last few), then wakes the submitters waiting in store_sync().
  * The schema version is PRAGMA user_version: 0 is a new file, newer than
  * STORE_SCHEMA refuses to open, older ones are migrated in order.
+ * A new database is created 0600, and SQLite gives its -wal and -shm files the
+ * database's mode: the store holds every tenant's payloads and results.
  */
 #include "store_impl.h"
 #include "pyjobd/clock.h"
 #include "pyjobd/log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define STORE_SCHEMA 1
 
@@ -240,6 +244,14 @@ struct store *store_open_sqlite(const char *path, char *err, size_t errlen)
         return NULL;
     }
     s->base.ops = &sqlite_ops;
+    /* SQLite would create it 0644 (less the umask). An existing file keeps its mode. */
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+        close(fd);
+    } else if (errno != EEXIST) {
+        snprintf(err, errlen, "cannot create store %s: %s", path, strerror(errno));
+        goto fail;
+    }
     if (sqlite3_open_v2(path, &s->db,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
                             SQLITE_OPEN_EXRESCODE,
