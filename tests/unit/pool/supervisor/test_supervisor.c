@@ -1,6 +1,7 @@
 /*
- * test_pool_workers.c — what a loky user relies on and loky lacks, at the pool
- * level with real workers: output capture (print, os.write to fd 1, a subprocess),
+ * test_supervisor.c — the supervisor and the worker sources (pool/supervisor/,
+ * pool/sources/) through the pool's calls, with real workers: what a loky user relies
+ * on and loky lacks: output capture (print, os.write to fd 1, a subprocess),
  * output bounded to its tail, the idle timeout and restart on demand, recycling
  * after N jobs and past an RSS limit, the worker environment and working
  * directory, crash-loop protection, and a graceful drain.
@@ -13,7 +14,7 @@
 
 #include <errno.h>
 
-#include "pool_test_util.h"
+#include "../pool_test_util.h"
 
 static struct job_view run(struct pool *p, const char *fn)
 {
