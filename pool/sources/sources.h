@@ -114,6 +114,7 @@ struct pool {
     unsigned nslots;
     unsigned target;
     unsigned workers_ready;
+    unsigned dispatch_gen; /* the supervisor's count of dispatch rounds (struct tenant.gen) */
 
     char python_version[32];
     char cloudpickle_version[32];

@@ -236,11 +236,12 @@ static void boot_exit(struct pool *p, struct worker *w, int status, const char *
     int64_t delay =
         hopeless && w->boot_failures >= 2 ? BOOT_BACKOFF_MAX_MS : boot_backoff_ms(w->boot_failures);
     char why[512];
+    /* The reason first: the whole is cut to fit boot_error (and /readyz). */
     snprintf(why, sizeof(why), "worker %d %s before it was ready%s%s%s", (int)w->pid, how,
-             w->last_words[0] ? ": " : " (see the server log)", w->last_words,
-             hopeless ? " (its exit code 3 says its configuration is wrong: respawning will "
-                        "not help until that is fixed)"
-                      : "");
+             hopeless ? " (exit code 3: its configuration is wrong, respawning will not help "
+                        "until it is fixed)"
+                      : "",
+             w->last_words[0] ? ": " : " (see the server log)", w->last_words);
     boot_failed(p, w, why, delay);
 }
 

@@ -2,7 +2,8 @@
  * supervisor.c — the pool's one thread: an epoll loop over the wake eventfd and each
  * worker's socket, pidfd and output pipes, handing every event to its source
  * (../sources/): frames to channel.c, exits to workers.c, output to worker_output.c.
- * Between events it does what is due by itself: dispatch (FIFO to idle workers),
+ * Between events it does what is due by itself: dispatch (tenants in turn, each
+ * tenant's jobs in order, to idle workers),
  * per-job deadlines (enforced from outside the worker with SIGKILL), waiter
  * deadlines, retention, the idle timeout, respawns, and the shared store's claims.
  */
@@ -74,8 +75,7 @@ static struct worker *worker_for(struct pool *p, const struct job *j, struct wor
  */
 static void dispatch(struct pool *p)
 {
-    static unsigned gen;
-    gen++;
+    unsigned gen = ++p->dispatch_gen;
     unsigned idle = 0, coming = 0;
     for (unsigned i = 0; i < p->nslots; i++) {
         const struct worker *w = p->workers[i];
