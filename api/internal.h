@@ -50,6 +50,7 @@ struct api {
     double result_ttl;
     unsigned max_connections;
     double http_header_timeout;
+    int public_metrics;
     /* Responses by status, for /metrics; [0] counts statuses out of range. */
     atomic_uint_least64_t http_responses[API_STATUS_MAX - API_STATUS_MIN + 2];
 };
@@ -134,6 +135,14 @@ void api__respond_json(struct api_response *resp, int status, json_t *obj,
 void api__problem_ext(struct api_response *resp, int status, json_t *ext, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/*
+ * 403 unless the caller is an admin: the detail names the tenant, what it may not do
+ * (`action`, e.g. "resize the pool") and how to get the role, plus `hint` when not
+ * NULL. Returns 1 when it answered.
+ */
+int api__forbid_non_admin(const struct api_request *req, struct api_response *resp,
+                          const char *action, const char *hint);
+
 /* 405 with Allow. allow is static. */
 void api__method_not_allowed(struct api_response *resp, const char *method, const char *path,
                              const char *allow);
@@ -192,7 +201,7 @@ void api__get_pool(struct api *api, const struct api_request *req, struct api_re
 void api__patch_pool(struct api *api, const struct api_request *req, struct api_response *resp);
 void api__get_info(struct api *api, struct api_response *resp);
 void api__get_readyz(struct api *api, struct api_response *resp);
-void api__get_metrics(struct api *api, struct api_response *resp);
+void api__get_metrics(struct api *api, const struct api_request *req, struct api_response *resp);
 
 /* Renders the job (or, wait > 0 and unfinished, a wait of kind API_WAIT_JOB). */
 void api__respond_job(struct api *api, const char *id, int status, double wait,

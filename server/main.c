@@ -205,6 +205,10 @@ int main(int argc, char **argv)
         log_error("%s", err);
         return 2;
     }
+    if (auth_count(auth) && !auth_count_admins(auth))
+        log_info("no token has the role admin: no tenant may resize the pool or see other "
+                 "tenants' workers%s (give an operator's line in --token-file the option 'admin')",
+                 cfg.public_metrics ? "" : " or read /metrics");
     if ((rc = refuse_unsafe(&cfg, auth)) != 0)
         goto out;
     rc = 2;
@@ -267,6 +271,7 @@ int main(int argc, char **argv)
         .store = store ? store_describe(store) : "memory", /* never the URI's password */
         .max_connections = cfg.max_connections,
         .http_header_timeout = cfg.header_timeout,
+        .public_metrics = cfg.public_metrics,
     };
     if (!(api = api_new(&acfg))) {
         log_error("out of memory");

@@ -39,7 +39,15 @@ struct api_config {
     size_t max_queue;
     size_t max_jobs;
     double result_ttl;
+    int public_metrics; /* 1: /metrics answers every caller (--public-metrics) */
 };
+
+/*
+ * What a caller may do besides its own jobs. An admin resizes the pool, reads /metrics
+ * and sees every worker in GET /v1/pool; a user sees only the workers running its own
+ * jobs. 0 is the least privilege, so a request that says nothing is a user's.
+ */
+enum api_role { API_ROLE_USER = 0, API_ROLE_ADMIN = 1 };
 
 struct api_request {
     const char *method; /* "GET", "POST", ... */
@@ -53,6 +61,9 @@ struct api_request {
     /* The authenticated tenant, or NULL when the server runs without tokens. Jobs of
      * other tenants answer 404 and are left out of listings. */
     const char *tenant;
+    /* The server sets API_ROLE_ADMIN for a token with the role admin, and when it
+     * runs without tokens (the one user administers the service). */
+    enum api_role role;
 };
 
 /* What api_handle() asks the server to wait for. Owned by the api. */

@@ -1,9 +1,16 @@
 /*
- * auth.h — bearer tokens. Each token belongs to a tenant (a name); jobs are visible
- * only to the tenant that created them. Tokens come from --token-file (one per line,
- * "name:token" or just "token", whose tenant is then "line:N") and from PYJOBD_TOKEN
- * (tenant "env:PYJOBD_TOKEN"); generated names contain ':' so no file name can
- * collide with them.
+ * auth.h — bearer tokens and their roles. Each token belongs to a tenant (a name) and
+ * has a role; jobs are visible only to the tenant that created them, and only an
+ * admin administers the shared service (resizes the pool, reads /metrics, sees every
+ * worker). Tokens come from --token-file, one per line:
+ *
+ *     [name:]token [option ...]
+ *
+ * Options follow the token, separated by whitespace (a token never holds any, while
+ * it may hold ':'): "admin" or "role=admin", and "role=user", the default. An
+ * unnamed token's tenant is "line:N". PYJOBD_TOKEN is one admin token, tenant
+ * "env:PYJOBD_TOKEN". Generated names contain ':' so no file name can collide with
+ * them.
  */
 #ifndef PYJOBD_AUTH_H
 #define PYJOBD_AUTH_H
@@ -11,6 +18,8 @@
 #include <stddef.h>
 
 #define AUTH_TENANT_MAX 64
+
+enum auth_role { AUTH_ROLE_USER = 0, AUTH_ROLE_ADMIN = 1 };
 
 struct auth;
 
@@ -25,11 +34,15 @@ void auth_free(struct auth *a);
 /* Number of tokens loaded; 0 means authentication is off. */
 size_t auth_count(const struct auth *a);
 
+/* Number of tokens with the role admin. */
+size_t auth_count_admins(const struct auth *a);
+
 /*
  * Checks the value of an Authorization header ("Bearer <token>"). Returns the tenant
- * (borrowed, valid while a lives) or NULL. The comparison takes the same time
- * whichever token matches, or none.
+ * (borrowed, valid while a lives) and sets *role, or returns NULL (*role is then
+ * AUTH_ROLE_USER). The comparison takes the same time whichever token matches, or
+ * none.
  */
-const char *auth_check(const struct auth *a, const char *authorization);
+const char *auth_check(const struct auth *a, const char *authorization, enum auth_role *role);
 
 #endif
