@@ -12,6 +12,7 @@
  *   metrics.c        /metrics and the HTTP response counters
  *   input.c          pure helpers: JSON bodies, field checks, query values
  *   python_match.c   the client/worker Python version rule (pure)
+ *   cursor.c         opaque list cursors: SipHash-2-4, a keyed permutation (pure)
  *   job_request.c    a job request object → struct job_spec (pure)
  *   job_json.c       struct job_view → the job object (pure)
  *   problem.c        JSON answers, problem+json, errno → status
@@ -51,6 +52,8 @@ struct api {
     unsigned max_connections;
     double http_header_timeout;
     int public_metrics;
+    int cursor_keyed; /* 1: cursors go through the permutation keyed by cursor_key */
+    uint8_t cursor_key[API_CURSOR_KEY_BYTES];
     /* Responses by status, for /metrics; [0] counts statuses out of range. */
     atomic_uint_least64_t http_responses[API_STATUS_MAX - API_STATUS_MIN + 2];
 };

@@ -8,6 +8,7 @@
  * branch.
  */
 #include "pyjobd/auth.h"
+#include "pyjobd/api.h"
 #include "pyjobd/log.h"
 
 #include <ctype.h>
@@ -22,20 +23,24 @@
 #define TOKEN_MAX 512
 #define OPTION_SPACE " \t\v\f\r\n"
 
+_Static_assert(AUTH_CURSOR_KEY_BYTES == API_CURSOR_KEY_BYTES, "one cursor key size");
+
 struct token {
     char tenant[AUTH_TENANT_MAX];
     char *secret;
     size_t len;
     enum auth_role role;
+    int from_file; /* 1: a line of --token-file (the cursor key is theirs) */
 };
 
 struct auth {
     struct token *tokens;
     size_t n, cap;
+    int has_file;
 };
 
 static int add_token(struct auth *a, const char *tenant, const char *secret, size_t len,
-                     enum auth_role role)
+                     enum auth_role role, int from_file)
 {
     if (a->n == a->cap) {
         size_t cap = a->cap ? a->cap * 2 : 8;
@@ -52,6 +57,7 @@ static int add_token(struct auth *a, const char *tenant, const char *secret, siz
         return -ENOMEM;
     t->len = len;
     t->role = role;
+    t->from_file = from_file;
     a->n++;
     return 0;
 }
@@ -140,7 +146,7 @@ static int parse_line(struct auth *a, char *s, const char *path, int lineno, cha
                  path, lineno, TOKEN_MIN, TOKEN_MAX);
         return -1;
     }
-    if (add_token(a, tenant, s, strlen(s), role) != 0) {
+    if (add_token(a, tenant, s, strlen(s), role, 1) != 0) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -195,6 +201,7 @@ struct auth *auth_new(const char *token_file, const char *env_token, char *err, 
         auth_free(a);
         return NULL;
     }
+    a->has_file = token_file != NULL;
     if (env_token && *env_token) {
         if (!valid_secret(env_token, strlen(env_token))) {
             snprintf(err, errlen,
@@ -204,7 +211,8 @@ struct auth *auth_new(const char *token_file, const char *env_token, char *err, 
             return NULL;
         }
         /* The one token of the environment is the operator's own. */
-        if (add_token(a, "env:PYJOBD_TOKEN", env_token, strlen(env_token), AUTH_ROLE_ADMIN) != 0) {
+        if (add_token(a, "env:PYJOBD_TOKEN", env_token, strlen(env_token), AUTH_ROLE_ADMIN, 0) !=
+            0) {
             snprintf(err, errlen, "out of memory");
             auth_free(a);
             return NULL;
@@ -273,4 +281,31 @@ const char *auth_check(const struct auth *a, const char *authorization, enum aut
     }
     *role = (enum auth_role)r;
     return tenant;
+}
+
+int auth_cursor_key(const struct auth *a, uint8_t key[AUTH_CURSOR_KEY_BYTES])
+{
+    if (!a || !a->has_file)
+        return 0;
+    /* Each token with its length in front, in file order: the same file, the same key. */
+    size_t len = 0;
+    for (size_t i = 0; i < a->n; i++)
+        len += a->tokens[i].from_file ? 4 + a->tokens[i].len : 0;
+    uint8_t *material = malloc(len);
+    if (!material)
+        return -ENOMEM;
+    uint8_t *p = material;
+    for (size_t i = 0; i < a->n; i++) {
+        const struct token *t = &a->tokens[i];
+        if (!t->from_file)
+            continue;
+        for (int b = 0; b < 4; b++)
+            *p++ = (uint8_t)(t->len >> (8 * b));
+        memcpy(p, t->secret, t->len);
+        p += t->len;
+    }
+    api_cursor_key_derive(material, len, key);
+    explicit_bzero(material, len);
+    free(material);
+    return 1;
 }

@@ -200,6 +200,8 @@ int main(int argc, char **argv)
     struct pool *pool = NULL;
     struct api *api = NULL;
     struct http_server *http = NULL;
+    uint8_t cursor_key[AUTH_CURSOR_KEY_BYTES];
+    int cursor_keyed = 0;
     struct auth *auth = auth_new(cfg.token_file, getenv("PYJOBD_TOKEN"), err, sizeof(err));
     if (!auth) {
         log_error("%s", err);
@@ -211,6 +213,11 @@ int main(int argc, char **argv)
                  cfg.public_metrics ? "" : " or read /metrics");
     if ((rc = refuse_unsafe(&cfg, auth)) != 0)
         goto out;
+    rc = 1;
+    if ((cursor_keyed = auth_cursor_key(auth, cursor_key)) < 0) {
+        log_error("out of memory");
+        goto out;
+    }
     rc = 2;
     if (cfg.tls_cert && (!(cert = read_file(cfg.tls_cert, "--tls-cert", err, sizeof(err))) ||
                          !(key = read_file(cfg.tls_key, "--tls-key", err, sizeof(err))))) {
@@ -272,6 +279,7 @@ int main(int argc, char **argv)
         .max_connections = cfg.max_connections,
         .http_header_timeout = cfg.header_timeout,
         .public_metrics = cfg.public_metrics,
+        .cursor_key = cursor_keyed ? cursor_key : NULL,
     };
     if (!(api = api_new(&acfg))) {
         log_error("out of memory");
@@ -317,6 +325,7 @@ out:
     if (store_lock >= 0)
         close(store_lock);
     auth_free(auth);
+    explicit_bzero(cursor_key, sizeof(cursor_key));
     if (key)
         explicit_bzero(key, strlen(key));
     free(key);

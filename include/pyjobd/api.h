@@ -19,6 +19,8 @@
 struct pool;
 struct api;
 
+#define API_CURSOR_KEY_BYTES 16
+
 struct api_config {
     struct pool *pool;        /* borrowed; outlives the api */
     double max_wait;          /* largest accepted ?wait= and wait "timeout", seconds (60) */
@@ -40,6 +42,9 @@ struct api_config {
     size_t max_jobs;
     double result_ttl;
     int public_metrics; /* 1: /metrics answers every caller (--public-metrics) */
+    /* The key of list cursors (API_CURSOR_KEY_BYTES, copied), or NULL: cursors are
+     * the pool's seq in plain hex. See api_cursor_key_derive(). */
+    const uint8_t *cursor_key;
 };
 
 /*
@@ -113,5 +118,12 @@ void api_count_response(struct api *api, int status);
 
 /* Frees what the response owns (body, location, a pending wait) and zeroes it. */
 void api_response_release(struct api_response *resp);
+
+/*
+ * Derives the key of list cursors from secret material (the token file's tokens): the
+ * same material gives the same key, so every node of a cluster that shares the token
+ * file reads the others' cursors. The caller clears the material after the call.
+ */
+void api_cursor_key_derive(const void *material, size_t len, uint8_t key[API_CURSOR_KEY_BYTES]);
 
 #endif

@@ -16,8 +16,10 @@
 #define PYJOBD_AUTH_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define AUTH_TENANT_MAX 64
+#define AUTH_CURSOR_KEY_BYTES 16
 
 enum auth_role { AUTH_ROLE_USER = 0, AUTH_ROLE_ADMIN = 1 };
 
@@ -44,5 +46,12 @@ size_t auth_count_admins(const struct auth *a);
  * none.
  */
 const char *auth_check(const struct auth *a, const char *authorization, enum auth_role *role);
+
+/*
+ * The key of list cursors: a hash of the token file's tokens, so that every node
+ * given the same file agrees (see api_cursor_key_derive). 1 with key filled, 0
+ * without a token file (one user: cursors stay plain), or -ENOMEM.
+ */
+int auth_cursor_key(const struct auth *a, uint8_t key[AUTH_CURSOR_KEY_BYTES]);
 
 #endif
