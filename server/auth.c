@@ -6,6 +6,11 @@
  * early exit tells an attacker how many leading bytes were right or which token
  * nearly matched. The tenant and the role of the match are selected without a
  * branch.
+ *
+ * The token file is every tenant's secret: one that users other than its owner can
+ * read (the workers' user, whose jobs run anyone's code) is refused unless the
+ * operator says --allow-insecure-files. It is checked on the open file, so what is
+ * checked is what is read.
  */
 #include "pyjobd/auth.h"
 #include "pyjobd/api.h"
@@ -18,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #define TOKEN_MIN 16
 #define TOKEN_MAX 512
@@ -153,14 +159,40 @@ static int parse_line(struct auth *a, char *s, const char *path, int lineno, cha
     return 0;
 }
 
-static int load_file(struct auth *a, const char *path, char *err, size_t errlen)
+/* Refuses (or, allowed, warns about) a token file others than its owner can use. */
+static int check_mode(FILE *f, const char *path, int allow_insecure, char *err, size_t errlen)
+{
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0) {
+        snprintf(err, errlen, "cannot stat --token-file %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (!(st.st_mode & 077))
+        return 0;
+    unsigned mode = (unsigned)(st.st_mode & 07777);
+    if (!allow_insecure) {
+        snprintf(err, errlen,
+                 "--token-file %s can be read or written by users other than its owner "
+                 "(mode %04o), the workers' user among them, and it holds every tenant's "
+                 "token: run 'chmod 600 %s' (or pass --allow-insecure-files to start anyway)",
+                 path, mode, path);
+        return -1;
+    }
+    log_warn("--token-file %s can be read or written by users other than its owner (mode "
+             "%04o): any of them gets every tenant's token; fix it with 'chmod 600 %s' "
+             "(starting anyway: --allow-insecure-files)",
+             path, mode, path);
+    return 0;
+}
+
+static int load_file(struct auth *a, const char *path, int allow_insecure, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "re");
     if (!f) {
         snprintf(err, errlen, "cannot read --token-file %s: %s", path, strerror(errno));
         return -1;
     }
-    int rc = 0;
+    int rc = check_mode(f, path, allow_insecure, err, errlen);
     char line[1024];
     int lineno = 0;
     while (rc == 0 && fgets(line, sizeof(line), f)) {
@@ -185,14 +217,15 @@ static int load_file(struct auth *a, const char *path, char *err, size_t errlen)
     return rc;
 }
 
-struct auth *auth_new(const char *token_file, const char *env_token, char *err, size_t errlen)
+struct auth *auth_new(const char *token_file, const char *env_token, int allow_insecure_files,
+                      char *err, size_t errlen)
 {
     struct auth *a = calloc(1, sizeof(*a));
     if (!a) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    if (token_file && load_file(a, token_file, err, errlen) != 0) {
+    if (token_file && load_file(a, token_file, allow_insecure_files, err, errlen) != 0) {
         auth_free(a);
         return NULL;
     }

@@ -103,7 +103,7 @@ static const struct setting settings[] = {
      "PostgreSQL store: seconds between claims and re-checks when no notification "
      "comes (default 1)"},
     {"token-file", "PYJOBD_TOKEN_FILE", K_STR, OFF(token_file), 0, 0,
-     "bearer tokens, one per line: '[name:]token [admin|role=admin|role=user]' "
+     "bearer tokens, one per line: '[name:]token [admin|role=admin|role=user]', mode 0600 "
      "(also PYJOBD_TOKEN: one admin token)"},
     {"insecure-no-auth", "PYJOBD_INSECURE_NO_AUTH", K_FLAG, OFF(insecure_no_auth), 0, 0,
      "allow listening beyond loopback without a token (anyone could run code)"},

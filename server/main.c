@@ -193,7 +193,7 @@ int main(int argc, char **argv)
     raise_fd_limit();
 
     /* Everything below is released at `out`, in reverse order; NULL/-1 means not made. */
-    char err[256];
+    char err[1024];
     char *cert = NULL, *key = NULL;
     struct store *store = NULL;
     int store_lock = -1;
@@ -202,7 +202,8 @@ int main(int argc, char **argv)
     struct http_server *http = NULL;
     uint8_t cursor_key[AUTH_CURSOR_KEY_BYTES];
     int cursor_keyed = 0;
-    struct auth *auth = auth_new(cfg.token_file, getenv("PYJOBD_TOKEN"), err, sizeof(err));
+    struct auth *auth = auth_new(cfg.token_file, getenv("PYJOBD_TOKEN"), cfg.allow_insecure_files,
+                                 err, sizeof(err));
     if (!auth) {
         log_error("%s", err);
         return 2;

@@ -27,10 +27,13 @@ struct auth;
 
 /*
  * Loads the tokens. token_file and env_token may be NULL. Returns NULL with a message
- * in err when the file cannot be read or holds a malformed line (the line number is
- * named; tokens themselves are never printed).
+ * in err when the file cannot be read, holds a malformed line (the line number is
+ * named; tokens themselves are never printed), or can be read or written by users
+ * other than its owner (mode & 077): then the message names the chmod that fixes it,
+ * unless allow_insecure_files, which only logs a warning.
  */
-struct auth *auth_new(const char *token_file, const char *env_token, char *err, size_t errlen);
+struct auth *auth_new(const char *token_file, const char *env_token, int allow_insecure_files,
+                      char *err, size_t errlen);
 void auth_free(struct auth *a);
 
 /* Number of tokens loaded; 0 means authentication is off. */
