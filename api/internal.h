@@ -12,6 +12,7 @@
  *   metrics.c        /metrics and the HTTP response counters
  *   input.c          pure helpers: JSON bodies, field checks, query values
  *   python_match.c   the client/worker Python version rule (pure)
+ *   cursor.c         opaque list cursors: SipHash-2-4, a keyed permutation (pure)
  *   job_request.c    a job request object → struct job_spec (pure)
  *   job_json.c       struct job_view → the job object (pure)
  *   problem.c        JSON answers, problem+json, errno → status
@@ -51,6 +52,9 @@ struct api {
     double result_ttl;
     unsigned max_connections;
     double http_header_timeout;
+    int public_metrics;
+    int cursor_keyed; /* 1: cursors go through the permutation keyed by cursor_key */
+    uint8_t cursor_key[API_CURSOR_KEY_BYTES];
     /* Responses by status, for /metrics; [0] counts statuses out of range. */
     atomic_uint_least64_t http_responses[API_STATUS_MAX - API_STATUS_MIN + 2];
 };
@@ -135,6 +139,14 @@ void api__respond_json(struct api_response *resp, int status, json_t *obj,
 void api__problem_ext(struct api_response *resp, int status, json_t *ext, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/*
+ * 403 unless the caller is an admin: the detail names the tenant, what it may not do
+ * (`action`, e.g. "resize the pool") and how to get the role, plus `hint` when not
+ * NULL. Returns 1 when it answered.
+ */
+int api__forbid_non_admin(const struct api_request *req, struct api_response *resp,
+                          const char *action, const char *hint);
+
 /* 405 with Allow. allow is static. */
 void api__method_not_allowed(struct api_response *resp, const char *method, const char *path,
                              const char *allow);
@@ -197,7 +209,7 @@ void api__get_pool(struct api *api, const struct api_request *req, struct api_re
 void api__patch_pool(struct api *api, const struct api_request *req, struct api_response *resp);
 void api__get_info(struct api *api, struct api_response *resp);
 void api__get_readyz(struct api *api, struct api_response *resp);
-void api__get_metrics(struct api *api, struct api_response *resp);
+void api__get_metrics(struct api *api, const struct api_request *req, struct api_response *resp);
 
 /* Renders the job (or, wait > 0 and unfinished, a wait of kind API_WAIT_JOB). */
 void api__respond_job(struct api *api, const char *id, int status, double wait,

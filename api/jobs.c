@@ -2,7 +2,7 @@
  * jobs.c — the job collection and the job resource:
  *
  *   POST   /v1/jobs[?wait=S]               submit one job: 201 + Location (429 when full)
- *   GET    /v1/jobs?status=&limit=&cursor= a page of jobs, newest first
+ *   GET    /v1/jobs?status=&limit=&cursor= a page of jobs, newest first (api/cursor.c)
  *   GET    /v1/jobs/{id}[?wait=S]          the job (long-poll with wait)
  *   DELETE /v1/jobs/{id}                   forget a finished job: 204
  *   POST   /v1/jobs/{id}/cancel[?force=]   Future.cancel(), plus force for running jobs
@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cursor.h"
 #include "input.h"
 #include "job_json.h"
 #include "pyjobd/pool.h"
@@ -271,29 +272,6 @@ static int parse_status(const char *s, int *out)
     return -EINVAL;
 }
 
-/* Cursors are opaque to clients: the pool's uint64 written in lowercase hex. */
-static int parse_cursor(const char *s, uint64_t *out)
-{
-    size_t n = strlen(s);
-    uint64_t v = 0;
-    if (n == 0 || n > 16)
-        return -EINVAL;
-    for (const char *p = s; *p; p++) {
-        unsigned d;
-        if (*p >= '0' && *p <= '9')
-            d = (unsigned)(*p - '0');
-        else if (*p >= 'a' && *p <= 'f')
-            d = (unsigned)(*p - 'a' + 10);
-        else
-            return -EINVAL;
-        v = v << 4 | d;
-    }
-    if (v == 0)
-        return -EINVAL;
-    *out = v;
-    return 0;
-}
-
 void api__list_jobs(struct api *api, const struct api_request *req, struct api_response *resp)
 {
     struct pool_list_query q = {
@@ -319,10 +297,13 @@ void api__list_jobs(struct api *api, const struct api_request *req, struct api_r
         q.limit = (size_t)limit;
     }
     s = req->query ? req->query(req->query_ctx, "cursor") : NULL;
-    if (s && parse_cursor(s, &q.cursor) < 0) {
+    const uint8_t *key = api->cursor_keyed ? api->cursor_key : NULL;
+    if (s && api__cursor_decode(key, s, &q.cursor) < 0) {
         api_problem(resp, 400, NULL,
-                    "query parameter 'cursor' is not a cursor this server made, got '%.32s'; "
-                    "pass the 'next_cursor' of the previous page unchanged",
+                    "query parameter 'cursor' is not a cursor this server made, got '%.32s' "
+                    "(altered, or made by a server with other tokens); pass the 'next_cursor' "
+                    "of the previous page unchanged, or start again from the first page, "
+                    "without 'cursor'",
                     s);
         return;
     }
@@ -346,8 +327,15 @@ void api__list_jobs(struct api *api, const struct api_request *req, struct api_r
         job_view_release(&views[i]);
     }
     free(views);
-    char cursor[24];
-    snprintf(cursor, sizeof(cursor), "%" PRIx64, next);
+    char cursor[API_CURSOR_LEN + 1];
+    if (next && api__cursor_encode(key, next, cursor) < 0) {
+        json_decref(jobs);
+        api_problem(resp, 500, NULL,
+                    "cannot make a cursor: job sequence number %" PRIu64
+                    " is beyond 2^48, which a cursor cannot carry",
+                    next);
+        return;
+    }
     json_t *obj = json_pack("{s:o, s:o}", "jobs", jobs, "next_cursor",
                             next ? json_string(cursor) : json_null());
     api__respond_json(resp, 200, obj, "application/json");

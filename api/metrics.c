@@ -6,6 +6,8 @@
  * are relaxed atomics in struct api (a scrape may miss a response in flight, which
  * Prometheus counters tolerate). Every family has HELP and TYPE lines; label sets
  * with a fixed domain (status, state, cause) are always all present, at 0 if need be.
+ * They are the whole service's numbers, so only an admin reads them (or anyone, with
+ * --public-metrics).
  */
 #include "internal.h"
 
@@ -119,8 +121,13 @@ static void write_metrics(FILE *f, const struct api *api, const struct pool_stat
         fprintf(f, "pyjobd_http_requests_total{code=\"other\"} %" PRIu64 "\n", other);
 }
 
-void api__get_metrics(struct api *api, struct api_response *resp)
+void api__get_metrics(struct api *api, const struct api_request *req, struct api_response *resp)
 {
+    /* The whole service's numbers: an operator's, unless --public-metrics opens them. */
+    if (!api->public_metrics &&
+        api__forbid_non_admin(req, resp, "read /metrics",
+                              "or serve /metrics to every caller with --public-metrics"))
+        return;
     struct pool_stats st;
     memset(&st, 0, sizeof(st));
     int rc = pool_get_stats(api->pool, &st);

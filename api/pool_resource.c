@@ -2,12 +2,16 @@
  * pool_resource.c — the worker pool as a resource:
  *
  *   GET   /v1/pool                 workers, queue, restarts by cause, boot failures
- *   PATCH /v1/pool {"workers": N}  resize (1..1024), then the same body as GET
+ *   PATCH /v1/pool {"workers": N}  resize (1..1024), then the same body as GET; admin only
  *
  * Shape: {"workers_target", "workers": [{"pid", "state", "job_id" | null, "jobs_done",
  * "started_at" | null, "rss_bytes" | null, "retiring"}], "queued", "running",
  * "restarts": {"crash", "timeout", "recycle", "cancel", "tenant"}, "boot_failures",
  * "boot_error" | null}.
+ *
+ * An admin sees every worker; a user only the workers running its own jobs (another
+ * tenant's worker would show its pid, memory and activity), and the counts, which
+ * are the whole pool's.
  */
 #include "internal.h"
 
@@ -56,11 +60,16 @@ void api__get_pool(struct api *api, const struct api_request *req, struct api_re
     }
     st.boot_error[sizeof(st.boot_error) - 1] = '\0';
     json_t *workers = json_array();
-    for (size_t i = 0; workers && i < st.nworkers; i++)
-        if (json_array_append_new(workers, worker_json(&st.workers[i], req->tenant)) < 0) {
+    for (size_t i = 0; workers && i < st.nworkers; i++) {
+        const struct pool_worker_info *w = &st.workers[i];
+        if (req->role != API_ROLE_ADMIN &&
+            !(req->tenant && w->job_id[0] && strcmp(w->job_owner, req->tenant) == 0))
+            continue;
+        if (json_array_append_new(workers, worker_json(w, req->tenant)) < 0) {
             json_decref(workers);
             workers = NULL;
         }
+    }
     json_t *obj = json_pack(
         "{s:I, s:o, s:I, s:I, s:{s:I, s:I, s:I, s:I, s:I}, s:I, s:o}", "workers_target",
         (json_int_t)st.workers_target, "workers", workers, "queued", (json_int_t)st.queued,
@@ -75,6 +84,9 @@ void api__get_pool(struct api *api, const struct api_request *req, struct api_re
 
 void api__patch_pool(struct api *api, const struct api_request *req, struct api_response *resp)
 {
+    /* Before the body is looked at: a user learns nothing from a PATCH. */
+    if (api__forbid_non_admin(req, resp, "resize the pool", NULL))
+        return;
     if (api__reject_non_json(req, resp))
         return;
     char detail[512];

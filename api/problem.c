@@ -59,6 +59,10 @@ const char *api__reason_phrase(int status)
         return "No Content";
     case 400:
         return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
     case 404:
         return "Not Found";
     case 405:
@@ -226,6 +230,25 @@ void api__job_lookup_problem(const struct api *api, struct api_response *resp, c
     else
         api_problem(resp, api__status_from_errno(rc), NULL, "cannot read job %s: %s", id,
                     strerror(-rc));
+}
+
+int api__forbid_non_admin(const struct api_request *req, struct api_response *resp,
+                          const char *action, const char *hint)
+{
+    if (req->role == API_ROLE_ADMIN)
+        return 0;
+    /* Tenant names are [A-Za-z0-9_.-] or generated ("line:N"): safe to quote. */
+    if (req->tenant)
+        api_problem(resp, 403, NULL,
+                    "tenant '%s' may not %s: that needs the role admin in the token file "
+                    "(a line 'name:TOKEN admin'), and '%s' has the role user%s%s",
+                    req->tenant, action, req->tenant, hint ? "; " : "", hint ? hint : "");
+    else
+        api_problem(resp, 403, NULL,
+                    "a caller without a token may not %s: that needs a token with the role admin "
+                    "in the token file (a line 'name:TOKEN admin')%s%s",
+                    action, hint ? "; " : "", hint ? hint : "");
+    return 1;
 }
 
 int api__reject_bad_path_id(struct api_response *resp, const char *id)

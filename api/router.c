@@ -51,6 +51,11 @@ struct api *api_new(const struct api_config *cfg)
     api->result_ttl = cfg->result_ttl > 0 ? cfg->result_ttl : 0;
     api->max_connections = cfg->max_connections;
     api->http_header_timeout = cfg->http_header_timeout;
+    api->public_metrics = cfg->public_metrics;
+    if (cfg->cursor_key) {
+        api->cursor_keyed = 1;
+        memcpy(api->cursor_key, cfg->cursor_key, sizeof(api->cursor_key));
+    }
     for (size_t i = 0; i < sizeof(api->http_responses) / sizeof(*api->http_responses); i++)
         atomic_init(&api->http_responses[i], 0);
     api->version = strdup(cfg->version ? cfg->version : "unknown");
@@ -70,6 +75,7 @@ void api_free(struct api *api)
         return;
     free(api->store);
     free(api->version);
+    explicit_bzero(api->cursor_key, sizeof(api->cursor_key));
     free(api);
 }
 
@@ -172,7 +178,7 @@ static void route(struct api *api, const struct api_request *req, const char *me
             api__method_not_allowed(resp, method, path, "GET, HEAD");
     } else if (strcmp(path, "/metrics") == 0) {
         if (is_get(method))
-            api__get_metrics(api, resp);
+            api__get_metrics(api, req, resp);
         else
             api__method_not_allowed(resp, method, path, "GET, HEAD");
     } else if (strcmp(path, "/v1/info") == 0) {

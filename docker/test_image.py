@@ -488,7 +488,10 @@ def main():
         tokfile = os.path.join(tokdir, "token")
         with open(tokfile, "w") as f:
             f.write(f"ci:{token}\n")
-        os.chmod(tokfile, 0o644)   # readable by the container's pyjobd user
+        # A secret as it should be mounted: the container's pyjobd user's alone (the
+        # server refuses a token file that others can read).
+        os.chown(tokfile, 10001, 10001)
+        os.chmod(tokfile, 0o600)
         os.chmod(tokdir, 0o755)
         vol = eng("volume", "create", f"pyjobd-test-{os.getpid()}").stdout.strip()
         volumes.append(vol)

@@ -112,11 +112,12 @@ static const struct setting settings[] = {
      "PostgreSQL store: seconds between claims and re-checks when no notification "
      "comes (default 1)"},
     {"token-file", "PYJOBD_TOKEN_FILE", K_STR, OFF(token_file), 0, 0,
-     "bearer tokens, one per line, optionally 'name:token' (also PYJOBD_TOKEN)"},
+     "bearer tokens, one per line: '[name:]token [admin|role=admin|role=user]', mode 0600 "
+     "(also PYJOBD_TOKEN: one admin token)"},
     {"insecure-no-auth", "PYJOBD_INSECURE_NO_AUTH", K_FLAG, OFF(insecure_no_auth), 0, 0,
      "allow listening beyond loopback without a token (anyone could run code)"},
     {"public-metrics", "PYJOBD_PUBLIC_METRICS", K_FLAG, OFF(public_metrics), 0, 0,
-     "serve /metrics without a token"},
+     "serve /metrics without a token (else only admin tokens may read it)"},
     {"tls-cert", "PYJOBD_TLS_CERT", K_STR, OFF(tls_cert), 0, 0, "PEM certificate: serve HTTPS"},
     {"tls-key", "PYJOBD_TLS_KEY", K_STR, OFF(tls_key), 0, 0, "PEM private key of --tls-cert"},
     {"max-connections", "PYJOBD_MAX_CONNECTIONS", K_UINT, OFF(max_connections), 1, 1000000,

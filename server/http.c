@@ -72,6 +72,7 @@ struct request {
     int too_large;
     struct conn_track *track; /* this connection's entry in the watchdog's list */
     const char *tenant;       /* authenticated tenant (borrowed from auth) */
+    enum api_role role;       /* what that tenant may administer */
     struct api_response resp; /* a pending long-poll */
 };
 
@@ -150,17 +151,29 @@ static int open_path(const struct http_server *srv, const char *url)
     return probe_path(url) || (srv->cfg.metrics_open && strcmp(url, "/metrics") == 0);
 }
 
-/* Returns 0 when the request may go on (r->tenant set), else queues a 401. */
+/*
+ * Returns 0 when the request may go on (r->tenant and r->role set), else queues a 401.
+ * Without tokens the one user is an admin; an open path with tokens is served to an
+ * anonymous user (tenant NULL, role user).
+ */
 static int authenticate(struct request *r, const char *url, enum MHD_Result *ret)
 {
     const struct http_server *srv = r->srv;
-    if (auth_count(srv->cfg.auth) == 0 || open_path(srv, url))
+    r->role = API_ROLE_USER;
+    if (auth_count(srv->cfg.auth) == 0) {
+        r->role = API_ROLE_ADMIN;
+        return 0;
+    }
+    if (open_path(srv, url))
         return 0;
     const char *header =
         MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    r->tenant = auth_check(srv->cfg.auth, header);
-    if (r->tenant)
+    enum auth_role role;
+    r->tenant = auth_check(srv->cfg.auth, header, &role);
+    if (r->tenant) {
+        r->role = role == AUTH_ROLE_ADMIN ? API_ROLE_ADMIN : API_ROLE_USER;
         return 0;
+    }
     const char *detail;
     if (header)
         detail = "The bearer token is not valid for this server. Send 'Authorization: Bearer "
@@ -369,6 +382,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         .body = (const uint8_t *)r->body,
         .body_len = r->body_len,
         .tenant = r->tenant,
+        .role = r->role,
     };
     struct api_response resp = {0};
     api_handle(srv->cfg.api, &req, &resp);

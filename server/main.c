@@ -188,87 +188,13 @@ static void worker_ids_release(struct worker_ids *w)
     w->groups = NULL;
 }
 
-/* The tenant of one token (NULL: not a token), asked of auth_check as a client would. */
-static const char *tenant_of(const struct auth *auth, const char *token, size_t len)
-{
-    char header[640];
-    if (len > sizeof(header) - sizeof("Bearer "))
-        return NULL;
-    snprintf(header, sizeof(header), "Bearer %.*s", (int)len, token);
-    const char *tenant = auth_check(auth, header);
-    explicit_bzero(header, sizeof(header));
-    return tenant;
-}
-
-/* Adds a tenant to the two kept so far: 1 when it is a second one. */
-static int tenant_seen(const char *tenant, const char **first)
-{
-    if (!tenant)
-        return 0;
-    if (!*first)
-        *first = tenant;
-    return strcmp(tenant, *first) != 0;
-}
-
-/* Offers the line [s, end) and every run of its ':'-separated fields to tenant_seen:
- * 1 when one of them is a token of a second tenant. */
-static int line_names_second_tenant(const struct auth *auth, const char *s, const char *end,
-                                    const char **first)
-{
-    for (const char *a = s;;) {
-        for (const char *b = a; b <= end; b++)
-            if ((b == end || *b == ':') && tenant_seen(tenant_of(auth, a, (size_t)(b - a)), first))
-                return 1;
-        const char *colon = memchr(a, ':', (size_t)(end - a));
-        if (!colon)
-            return 0;
-        a = colon + 1;
-    }
-}
-
-/*
- * 0, 1, or 2 for "more than one": the tenants of the tokens auth loaded. auth.h lists
- * no tenants, and auth.c's parser is the only one that knows the token file's format,
- * so each line of the file, and each run of its ':'-separated fields, is offered to
- * auth_check: whatever it accepts is a token, and its answer is that token's tenant.
- */
-static int count_tenants(const struct auth *auth, const char *token_file, const char *env_token)
-{
-    size_t ntokens = auth_count(auth);
-    if (ntokens < 2)
-        return (int)ntokens;
-    const char *first = NULL;
-    int more = env_token && tenant_seen(tenant_of(auth, env_token, strlen(env_token)), &first);
-    FILE *f = token_file ? fopen(token_file, "re") : NULL;
-    if (token_file && !f)
-        return 2; /* it was read a moment ago; if it cannot be now, count every token */
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t len;
-    while (f && !more && (len = getline(&line, &cap, f)) >= 0) {
-        const char *s = line, *end = line + len;
-        while (end > s && isspace((unsigned char)end[-1]))
-            end--;
-        while (s < end && isspace((unsigned char)*s))
-            s++;
-        more = s < end && line_names_second_tenant(auth, s, end, &first);
-    }
-    if (line)
-        explicit_bzero(line, cap);
-    free(line);
-    if (f)
-        fclose(f);
-    return more ? 2 : first ? 1 : 0;
-}
-
 /* Several tenants' workers under the server's own uid: each tenant's jobs could read the
  * server's files (the token file, the store) and ptrace or kill the other tenants'
  * workers. 0 to go on, or an exit status. */
 static int refuse_shared_uid(const struct config *cfg, const struct auth *auth,
                              const struct worker_ids *w)
 {
-    if (!w->known || w->uid != geteuid() ||
-        count_tenants(auth, cfg->token_file, getenv("PYJOBD_TOKEN")) < 2)
+    if (!w->known || w->uid != geteuid() || auth_count_tenants(auth) < 2)
         return 0;
     if (cfg->allow_shared_worker_uid) {
         log_warn("--allow-shared-worker-uid: the workers of several tenants run as uid %d, the "
@@ -452,7 +378,7 @@ int main(int argc, char **argv)
     raise_fd_limit();
 
     /* Everything below is released at `out`, in reverse order; NULL/-1 means not made. */
-    char err[256];
+    char err[1024];
     char *cert = NULL, *key = NULL;
     struct store *store = NULL;
     int store_lock = -1;
@@ -461,14 +387,26 @@ int main(int argc, char **argv)
     struct http_server *http = NULL;
     struct worker_ids wids;
     worker_ids_load(&cfg, &wids);
-    struct auth *auth = auth_new(cfg.token_file, getenv("PYJOBD_TOKEN"), err, sizeof(err));
+    uint8_t cursor_key[AUTH_CURSOR_KEY_BYTES];
+    int cursor_keyed = 0;
+    struct auth *auth = auth_new(cfg.token_file, getenv("PYJOBD_TOKEN"), cfg.allow_insecure_files,
+                                 err, sizeof(err));
     if (!auth) {
         log_error("%s", err);
         worker_ids_release(&wids);
         return 2;
     }
+    if (auth_count(auth) && !auth_count_admins(auth))
+        log_info("no token has the role admin: no tenant may resize the pool or see other "
+                 "tenants' workers%s (give an operator's line in --token-file the option 'admin')",
+                 cfg.public_metrics ? "" : " or read /metrics");
     if ((rc = refuse_unsafe(&cfg, auth, &wids)) != 0)
         goto out;
+    rc = 1;
+    if ((cursor_keyed = auth_cursor_key(auth, cursor_key)) < 0) {
+        log_error("out of memory");
+        goto out;
+    }
     rc = 2;
     if (cfg.tls_cert && (!(cert = read_file(cfg.tls_cert, "--tls-cert", err, sizeof(err))) ||
                          !(key = read_file(cfg.tls_key, "--tls-key", err, sizeof(err))))) {
@@ -549,6 +487,8 @@ int main(int argc, char **argv)
         .store = store ? store_describe(store) : "memory", /* never the URI's password */
         .max_connections = cfg.max_connections,
         .http_header_timeout = cfg.header_timeout,
+        .public_metrics = cfg.public_metrics,
+        .cursor_key = cursor_keyed ? cursor_key : NULL,
     };
     if (!(api = api_new(&acfg))) {
         log_error("out of memory");
@@ -595,6 +535,7 @@ out:
         close(store_lock);
     auth_free(auth);
     worker_ids_release(&wids);
+    explicit_bzero(cursor_key, sizeof(cursor_key));
     if (key)
         explicit_bzero(key, strlen(key));
     free(key);

@@ -19,6 +19,8 @@
 struct pool;
 struct api;
 
+#define API_CURSOR_KEY_BYTES 16
+
 struct api_config {
     struct pool *pool;        /* borrowed; outlives the api */
     double max_wait;          /* largest accepted ?wait= and wait "timeout", seconds (60) */
@@ -40,7 +42,18 @@ struct api_config {
     size_t tenant_max_queued; /* --tenant-max-queued (0: none), named in its 429 */
     size_t max_jobs;
     double result_ttl;
+    int public_metrics; /* 1: /metrics answers every caller (--public-metrics) */
+    /* The key of list cursors (API_CURSOR_KEY_BYTES, copied), or NULL: cursors are
+     * the pool's seq in plain hex. See api_cursor_key_derive(). */
+    const uint8_t *cursor_key;
 };
+
+/*
+ * What a caller may do besides its own jobs. An admin resizes the pool, reads /metrics
+ * and sees every worker in GET /v1/pool; a user sees only the workers running its own
+ * jobs. 0 is the least privilege, so a request that says nothing is a user's.
+ */
+enum api_role { API_ROLE_USER = 0, API_ROLE_ADMIN = 1 };
 
 struct api_request {
     const char *method; /* "GET", "POST", ... */
@@ -54,6 +67,9 @@ struct api_request {
     /* The authenticated tenant, or NULL when the server runs without tokens. Jobs of
      * other tenants answer 404 and are left out of listings. */
     const char *tenant;
+    /* The server sets API_ROLE_ADMIN for a token with the role admin, and when it
+     * runs without tokens (the one user administers the service). */
+    enum api_role role;
 };
 
 /* What api_handle() asks the server to wait for. Owned by the api. */
@@ -103,5 +119,12 @@ void api_count_response(struct api *api, int status);
 
 /* Frees what the response owns (body, location, a pending wait) and zeroes it. */
 void api_response_release(struct api_response *resp);
+
+/*
+ * Derives the key of list cursors from secret material (the token file's tokens): the
+ * same material gives the same key, so every node of a cluster that shares the token
+ * file reads the others' cursors. The caller clears the material after the call.
+ */
+void api_cursor_key_derive(const void *material, size_t len, uint8_t key[API_CURSOR_KEY_BYTES]);
 
 #endif

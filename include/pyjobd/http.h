@@ -3,7 +3,8 @@
  * complete requests to api_handle() and holding long-poll connections suspended
  * (no thread is held per waiter). It also owns the transport's defences: bearer
  * authentication, body and connection limits, the header deadline that cuts off
- * slow-loris clients, and TLS.
+ * slow-loris clients, and TLS. It tells the api who asks: the tenant of the token
+ * and its role (struct api_request).
  */
 #ifndef PYJOBD_HTTP_H
 #define PYJOBD_HTTP_H
@@ -21,8 +22,8 @@ struct http_config {
     size_t max_request_bytes;
     unsigned max_connections; /* beyond it: 503 and close */
     double header_timeout;    /* seconds for a request's headers (and keep-alive idle) */
-    const struct auth *auth;  /* NULL or no tokens: no authentication */
-    int metrics_open;         /* 1: /metrics needs no token */
+    const struct auth *auth;  /* NULL or no tokens: no authentication, the user is admin */
+    int metrics_open;         /* 1: /metrics needs no token (api_config.public_metrics too) */
     const char *tls_cert_pem; /* both set: HTTPS (PEM text, borrowed) */
     const char *tls_key_pem;
     struct api *api; /* borrowed; outlives the server */

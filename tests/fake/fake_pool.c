@@ -318,8 +318,15 @@ int pool_get_stats(struct pool *p, struct pool_stats *out)
                                                 .rss_bytes = 123456,
                                                 .retiring = 0};
     memcpy(out->workers[0].job_id, fake_id(0), JOB_ID_LEN + 1);
+    memcpy(out->workers[0].job_owner, fake_jobs[0].owner, JOB_OWNER_MAX);
     out->workers[1] =
         (struct pool_worker_info){.pid = 102, .state = "idle", .rss_bytes = -1, .retiring = 1};
+    if (fake.worker2_job) {
+        size_t slot = fake.worker2_job - 1;
+        out->workers[1].state = "busy";
+        memcpy(out->workers[1].job_id, fake_id(slot), JOB_ID_LEN + 1);
+        memcpy(out->workers[1].job_owner, fake_jobs[slot].owner, JOB_OWNER_MAX);
+    }
     out->queued = 3;
     out->running = 1;
     out->submitted = 42;

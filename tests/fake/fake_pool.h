@@ -71,6 +71,9 @@ struct fake_pool {
     uint64_t out_dropped, err_dropped; /* pool_job_output's dropped bytes */
     struct pool_info info;
     int stats_rc;
+    /* pool_get_stats: worker 101 runs fake_id(0); worker 102 is idle, or with
+     * worker2_job = i + 1 runs fake_id(i). Each job's owner is its slot's owner. */
+    size_t worker2_job;
     int resize_rc;
     size_t tenant_queued; /* what pool_tenant_queued answers */
     unsigned resized_to;

@@ -237,7 +237,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                               .content_type = ctype[0] ? ctype : NULL,
                               .body = body,
                               .body_len = body_len,
-                              .tenant = tenants[(k1 >> 4) & 3]};
+                              .tenant = tenants[(k1 >> 4) & 3],
+                              /* both sides of the admin-only routes (PATCH /v1/pool, /metrics) */
+                              .role = k1 & 4 ? API_ROLE_ADMIN : API_ROLE_USER};
     struct api_response resp;
     api_handle(api, &req, &resp);
     check_response(&resp);

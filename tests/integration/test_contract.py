@@ -774,7 +774,8 @@ def _token_file(lines):
 
 
 def test_authentication(extra):
-    path = _token_file(["alice:tok-alice-0123456789", "bob:tok-bob-0123456789"])
+    path = _token_file(["alice:tok-alice-0123456789", "bob:tok-bob-0123456789",
+                        "ops:tok-ops-0123456789 admin"])
     try:
         # Two tenants, workers under the server's uid (issue 15 refuses it unless told):
         # this test is about the REST side of authentication.
@@ -782,6 +783,7 @@ def test_authentication(extra):
                   ready=False)
         alice = {"Authorization": "Bearer tok-alice-0123456789"}
         bob = {"Authorization": "Bearer tok-bob-0123456789"}
+        ops = {"Authorization": "Bearer tok-ops-0123456789"}
         # Open probes.
         a.call("GET", "/healthz", expect=200)
         deadline = time.monotonic() + 15
@@ -807,7 +809,12 @@ def test_authentication(extra):
         jid = job["id"]
         a.call("GET", f"/v1/jobs/{jid}", headers=alice, expect=200)
         a.call("GET", "/v1/info", headers=bob, expect=200)
-        a.call("GET", "/metrics", headers=bob, expect=200)
+        # /metrics and resizing the pool are an admin's: a user's token gets 403.
+        a.call("GET", "/metrics", headers=ops, expect=200)
+        r = a.call("GET", "/metrics", headers=bob, expect=403)
+        assert "'bob'" in r.value["detail"] and "admin" in r.value["detail"], r.value
+        a.call("HEAD", "/metrics", headers=bob, expect=403)
+        a.call("PATCH", "/v1/pool", {"workers": 2}, headers=bob, expect=403)
         for method, sub in (("GET", ""), ("DELETE", ""), ("GET", "/result"), ("GET", "/output"),
                             ("POST", "/cancel")):
             a.call(method, f"/v1/jobs/{jid}{sub}", headers=bob, expect=404)

@@ -252,6 +252,7 @@ def test_public_metrics_opens_only_metrics(make_server):
 def test_tenants_cannot_see_each_others_jobs(make_server, tmp_path):
     tf = tmp_path / "tokens"
     tf.write_text(f"# tenants\n\n   # indented comment\nalice:{ALICE}\nbob:{BOB}\n")
+    tf.chmod(0o600)  # a token file others can read is refused at start
     s = make_server("--workers", "2", "--token-file", str(tf), *ROOT_OK, *SHARED_UID_OK,
                     ready=False)
     wait_ready(s, ALICE)
@@ -322,6 +323,7 @@ def test_tenants_cannot_see_each_others_jobs(make_server, tmp_path):
 def test_pool_view_does_not_leak_other_tenants_job_ids(make_server, tmp_path):
     tf = tmp_path / "tokens"
     tf.write_text(f"alice:{ALICE}\nbob:{BOB}\n")
+    tf.chmod(0o600)  # a token file others can read is refused at start
     s = make_server("--workers", "1", "--token-file", str(tf), *ROOT_OK, *SHARED_UID_OK,
                     ready=False)
     wait_ready(s, ALICE)
@@ -415,6 +417,7 @@ def test_bad_token_configuration_is_a_clear_error(tmp_path):
 
     tf = tmp_path / "tokens"
     tf.write_text(f"alice:{ALICE}\nbob:tooshort\n")
+    tf.chmod(0o600)  # a token file others can read is refused at start
     rc, out, err, _ = run_binary(["--token-file", str(tf), "--port", "0"])
     assert rc not in (0, None), f"token file with a short token: rc {rc} {out!r}"
     assert "line 2" in err and "16" in err, err
@@ -825,6 +828,7 @@ def test_worker_environment_is_minimal(make_server):
 def test_worker_sandbox_basics_through_server(make_server, tmp_path):
     tf = tmp_path / "tokens"
     tf.write_text(f"alice:{ALICE}\n")
+    tf.chmod(0o600)  # a token file others can read is refused at start
     s = make_server("--workers", "1", "--token-file", str(tf), *ROOT_OK, ready=False)
     wait_ready(s, ALICE)
 

@@ -41,6 +41,10 @@ static struct api *api;
 static struct api_response resp;
 static json_t *body;
 static struct api_config cfg;
+static const char *tenant; /* the authenticated tenant of request(), NULL: no auth */
+/* The role of tenant's token (setup: user). Without a tenant, request() is the one user
+ * of a server without tokens, an admin, as server/http.c makes it. */
+static enum api_role role;
 
 /* The api as configured for tests; a test may change cfg and call api_reopen(). */
 UNUSED static void api_reopen(void)
@@ -55,6 +59,8 @@ UNUSED static int setup(void **state)
     (void)state;
     fake_reset();
     nquery = 0;
+    tenant = NULL;
+    role = API_ROLE_USER;
     cfg = (struct api_config){.pool = (struct pool *)&fake,
                               .max_wait = 60,
                               .max_request_bytes = 1 << 20,
@@ -93,13 +99,12 @@ static void load_body(void)
     }
 }
 
-static const char *tenant; /* the authenticated tenant of request(), NULL: no auth */
-
 UNUSED static void request(const char *method, const char *path, const char *ctype,
                            const char *text)
 {
     struct api_request req = {
         .tenant = tenant,
+        .role = tenant ? role : API_ROLE_ADMIN,
         .method = method,
         .path = path,
         .query = query_cb,

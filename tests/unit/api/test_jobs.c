@@ -244,6 +244,61 @@ static void jobs_list__bad_params__400(void **state)
     }
 }
 
+/* With a token file the cursor is the seq through the keyed permutation (api/cursor.c):
+ * it still pages, says nothing readable, and an altered one is a 400. */
+static void jobs_list__keyed_cursor__opaque_round_trip(void **state)
+{
+    (void)state;
+    static const uint8_t key[API_CURSOR_KEY_BYTES] = "k3y-of-the-token";
+    cfg.cursor_key = key;
+    api_reopen();
+    fake_add(JOB_QUEUED);
+    fake.list_n = 1;
+    fake.list_next = 0xbeef;
+    request("GET", "/v1/jobs", NULL, NULL);
+    assert_status(200);
+    char next[32];
+    snprintf(next, sizeof(next), "%s", jstr(body, "next_cursor"));
+    assert_int_equal(strlen(next), 16);
+    assert_null(strstr(next, "beef"));
+    fake.list_next = 0xbef0; /* the next seq: a cursor unlike the first */
+    request("GET", "/v1/jobs", NULL, NULL);
+    const char *other = jstr(body, "next_cursor");
+    assert_int_equal(strlen(other), 16);
+    size_t same = 0;
+    for (size_t i = 0; i < 16; i++)
+        same += next[i] == other[i];
+    assert_true(same < 10);
+
+    set_query("cursor", next);
+    request("GET", "/v1/jobs", NULL, NULL);
+    assert_status(200);
+    assert_int_equal(fake.list_q.cursor, 0xbeef);
+
+    char altered[32];
+    snprintf(altered, sizeof(altered), "%s", next);
+    altered[15] = altered[15] == '0' ? '1' : '0';
+    nquery = 0;
+    set_query("cursor", altered);
+    fake.list_q.cursor = 0;
+    request("GET", "/v1/jobs", NULL, NULL);
+    assert_problem(400, "start again from the first page");
+    assert_int_equal(fake.list_q.cursor, 0); /* the pool was not asked */
+    nquery = 0;
+    set_query("cursor", "beef"); /* the plain form */
+    request("GET", "/v1/jobs", NULL, NULL);
+    assert_problem(400, "not a cursor this server made");
+
+    /* Another server's key (another token file) does not read it. */
+    static const uint8_t key2[API_CURSOR_KEY_BYTES] = "k3y-of-the-toke2";
+    cfg.cursor_key = key2;
+    api_reopen();
+    nquery = 0;
+    set_query("cursor", next);
+    request("GET", "/v1/jobs", NULL, NULL);
+    assert_problem(400, "made by a server with other tokens");
+}
+
 static void jobs_create__json_fields__reach_the_spec_and_echo(void **state)
 {
     (void)state;
@@ -328,6 +383,7 @@ int main(void)
         T(jobs_result__wait_deadline__202),
         T(jobs_list__defaults_and_cursor),
         T(jobs_list__bad_params__400),
+        T(jobs_list__keyed_cursor__opaque_round_trip),
         T(jobs_create__json_fields__reach_the_spec_and_echo),
         T(jobs_output__renders_both_streams_as_valid_utf8),
         T(jobs_tenancy__other_tenants_jobs_do_not_exist),

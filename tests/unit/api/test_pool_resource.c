@@ -1,6 +1,7 @@
 /*
  * test_pool_resource.c — api/pool_resource.c and api/metrics.c: the pool JSON, PATCH
- * validation and resize, and the Prometheus exposition.
+ * validation and resize, the Prometheus exposition, and what only an admin may do
+ * (resize, /metrics, every worker in the pool view).
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -134,6 +135,136 @@ static void metrics__pool_error__problem(void **state)
     assert_problem(503, "cannot read the pool");
 }
 
+/* A request as the server makes it for an open path with tokens: no tenant, a user. */
+static void request_anonymous(const char *method, const char *path)
+{
+    struct api_request req = {.method = method, .path = path, .query = query_cb};
+    api_response_release(&resp);
+    api_handle(api, &req, &resp);
+    load_body();
+}
+
+/* The pids GET /v1/pool lists, as a bit set: 1 for 101, 2 for 102. */
+static int listed_pids(void)
+{
+    int set = 0;
+    json_t *workers = json_object_get(body, "workers");
+    assert_true(json_is_array(workers));
+    for (size_t i = 0; i < json_array_size(workers); i++) {
+        long long pid = jint(json_array_get(workers, i), "pid");
+        assert_true(pid == 101 || pid == 102);
+        set |= pid == 101 ? 1 : 2;
+    }
+    return set;
+}
+
+static void pool_get__user__sees_only_workers_running_its_jobs(void **state)
+{
+    (void)state;
+    strcpy(fake_jobs[0].owner, "alice"); /* on worker 101 */
+    strcpy(fake_jobs[1].owner, "bob");   /* on worker 102 */
+    fake.worker2_job = 2;
+    tenant = "alice";
+    request("GET", "/v1/pool", NULL, NULL);
+    assert_status(200);
+    assert_int_equal(listed_pids(), 1);
+    json_t *w = json_array_get(json_object_get(body, "workers"), 0);
+    assert_string_equal(jstr(w, "job_id"), fake_id(0));
+    assert_null(strstr(resp.body, fake_id(1)));
+    /* The counts are the whole pool's. */
+    assert_int_equal(jint(body, "workers_target"), 2);
+    assert_int_equal(jint(body, "queued"), 3);
+    assert_int_equal(jint(body, "running"), 1);
+    assert_int_equal(jint(json_object_get(body, "restarts"), "timeout"), 2);
+    assert_int_equal(jint(body, "boot_failures"), 0);
+
+    tenant = "bob";
+    request("GET", "/v1/pool", NULL, NULL);
+    assert_int_equal(listed_pids(), 2);
+    assert_null(strstr(resp.body, fake_id(0)));
+    tenant = "carol";
+    request("GET", "/v1/pool", NULL, NULL);
+    assert_status(200);
+    assert_int_equal(listed_pids(), 0);
+    request_anonymous("GET", "/v1/pool");
+    assert_int_equal(listed_pids(), 0);
+
+    /* An admin sees every worker, still without other tenants' job ids. */
+    tenant = "ops";
+    role = API_ROLE_ADMIN;
+    request("GET", "/v1/pool", NULL, NULL);
+    assert_int_equal(listed_pids(), 3);
+    assert_null(strstr(resp.body, fake_id(0)));
+    assert_null(strstr(resp.body, fake_id(1)));
+    /* Without tokens the one user sees everything. */
+    tenant = NULL;
+    request("GET", "/v1/pool", NULL, NULL);
+    assert_int_equal(listed_pids(), 3);
+    assert_non_null(strstr(resp.body, fake_id(1)));
+}
+
+static void pool_patch__user__403_before_the_body_is_read(void **state)
+{
+    (void)state;
+    tenant = "alice";
+    static const struct {
+        const char *ctype, *body;
+    } tries[] = {
+        {"application/json", "{\"workers\": 8}"},
+        {"application/json", "{\"workers\": 0}"},
+        {"application/json", "not json"},
+        {"text/plain", "workers=1"},
+    };
+    for (size_t i = 0; i < sizeof(tries) / sizeof(*tries); i++) {
+        request("PATCH", "/v1/pool", tries[i].ctype, tries[i].body);
+        assert_problem(403, "tenant 'alice' may not resize the pool");
+        assert_problem(403, "role admin in the token file");
+        assert_string_equal(jstr(body, "title"), "Forbidden");
+    }
+    request_anonymous("PATCH", "/v1/pool");
+    assert_problem(403, "without a token may not resize the pool");
+    assert_int_equal(fake.resized_to, 0);
+
+    tenant = "ops";
+    role = API_ROLE_ADMIN;
+    request("PATCH", "/v1/pool", "application/json", "{\"workers\": 8}");
+    assert_status(200);
+    assert_int_equal(fake.resized_to, 8);
+    assert_int_equal(listed_pids(), 3); /* the admin's view */
+}
+
+static void metrics__user__403_unless_public(void **state)
+{
+    (void)state;
+    tenant = "alice";
+    request("GET", "/metrics", NULL, NULL);
+    assert_problem(403, "tenant 'alice' may not read /metrics");
+    assert_problem(403, "--public-metrics");
+    assert_null(strstr(resp.body, "pyjobd_"));
+    request("HEAD", "/metrics", NULL, NULL);
+    assert_status(403);
+    request_anonymous("GET", "/metrics");
+    assert_problem(403, "without a token may not read /metrics");
+
+    role = API_ROLE_ADMIN;
+    request("GET", "/metrics", NULL, NULL);
+    assert_status(200);
+    assert_non_null(strstr(resp.body, "pyjobd_jobs_submitted_total 42\n"));
+    /* The 403s were counted like any answer. */
+    assert_non_null(strstr(resp.body, "pyjobd_http_requests_total{code=\"403\"} 3\n"));
+
+    cfg.public_metrics = 1;
+    api_reopen();
+    role = API_ROLE_USER;
+    request("GET", "/metrics", NULL, NULL);
+    assert_status(200);
+    request_anonymous("GET", "/metrics");
+    assert_status(200);
+    /* --public-metrics opens /metrics only. */
+    request("PATCH", "/v1/pool", "application/json", "{\"workers\": 8}");
+    assert_status(403);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -142,6 +273,9 @@ int main(void)
         T(pool_patch__bad_input__400_415_503),
         T(metrics__families_and_histogram),
         T(metrics__pool_error__problem),
+        T(pool_get__user__sees_only_workers_running_its_jobs),
+        T(pool_patch__user__403_before_the_body_is_read),
+        T(metrics__user__403_unless_public),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
