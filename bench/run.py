@@ -152,11 +152,11 @@ class Server:
             pass
         return out
 
-    def stop(self):
+    def stop(self, grace=5):
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(5)
+                self.proc.wait(grace)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
@@ -1000,13 +1000,7 @@ def section_instructions(args):
                     assert st in (200, 201) and job["status"] == "succeeded", (st, job)
                 c.close()
             finally:
-                srv.proc.send_signal(signal.SIGTERM)
-                try:
-                    srv.proc.wait(60)
-                except subprocess.TimeoutExpired:
-                    srv.proc.kill()
-                    srv.proc.wait(5)
-                srv.proc.stdout.close()
+                srv.stop(grace=60)  # callgrind writes its file as the server exits
             out.setdefault(n, []).append(_callgrind_ir(cg))
             os.unlink(cg)
     per_job = [(b - a) / (n2 - n1) for a, b in zip(out[n1], out[n2])]
