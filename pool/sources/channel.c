@@ -63,6 +63,7 @@ int pool__send_job(struct pool *p, struct worker *w, struct job *j)
     w->job = j;
     w->state = WORKER_BUSY;
     j->worker = w;
+    pool__output_new_job(p, w);
     pool__job_start(&p->lc, j, w->pid);
     pool__flush_channel(p, w);
     return 0;

@@ -68,6 +68,10 @@ struct worker {
     int64_t stray_since_ms;
     size_t stray_bytes;
     uint64_t stray_dropped;
+    /* Backpressure on its pipes: this window's start and bytes, reading paused. */
+    int64_t out_window_ms;
+    size_t out_window_bytes;
+    int out_paused;
     int64_t idle_since_ms;
     struct job *job;
     int64_t spawned_ms;
@@ -162,7 +166,10 @@ int pool__orphans_reap(struct pool *p);
 void pool__output_read(struct pool *p, struct worker *w, int fd);
 void pool__output_drain(struct pool *p, struct worker *w); /* both pipes, what is there */
 void pool__output_close(struct pool *p, struct worker *w);
-void pool__output_report_dropped(struct worker *w); /* what the log left out, if any */
+void pool__output_report_dropped(struct worker *w);          /* what the log left out, if any */
+void pool__output_new_job(struct pool *p, struct worker *w); /* a new window, reading on */
+/* Turns reading back on for workers whose window ended; returns the next such time. */
+int64_t pool__output_resume(struct pool *p, int64_t now);
 
 /* workers.c */
 void pool__start_worker(struct pool *p, struct worker *w);

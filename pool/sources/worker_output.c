@@ -10,6 +10,11 @@
  * every byte that is not printable ASCII escaped (\n, \xNN), so it can never pass for
  * a line of the server's; and at most STRAY_CAP bytes per worker and STRAY_WINDOW_MS
  * are logged, then how much was left out.
+ *
+ * Backpressure: a worker's pipes are read for at most --max-output-bytes (a job's) or
+ * STRAY_CAP (outside any job) per OUTPUT_WINDOW_MS, then not at all until the window
+ * ends: a job flooding its output waits on a full pipe instead of costing the
+ * supervisor a core. A job's end and a worker's end drain what is there regardless.
  */
 #include "sources.h"
 #include "pyjobd/clock.h"
@@ -24,7 +29,8 @@
 
 #define STRAY_CAP (16 * 1024)
 #define STRAY_WINDOW_MS 10000
-#define STRAY_LINE_MAX 512 /* bytes of one line shown; the rest is counted */
+#define STRAY_LINE_MAX 512    /* bytes of one line shown; the rest is counted */
+#define OUTPUT_WINDOW_MS 1000 /* a job reads --max-output-bytes per window at most */
 
 /* Says how much output was left out of the log since the last time. */
 void pool__output_report_dropped(struct worker *w)
@@ -97,7 +103,35 @@ static void log_stray_output(struct worker *w, int fd, const char *buf, size_t n
     snprintf(w->last_words, sizeof(w->last_words), "%.*s", (int)(buf + n - line), line);
 }
 
-void pool__output_read(struct pool *p, struct worker *w, int fd)
+/* Reading a worker's pipes on or off (its fds stay in the epoll set). */
+static void set_reading(struct pool *p, struct worker *w, int on)
+{
+    const int fds[2] = {w->out_fd, w->err_fd};
+    const unsigned kinds[2] = {EV_STDOUT, EV_STDERR};
+    for (int i = 0; i < 2; i++) {
+        struct epoll_event ev = {.events = on ? EPOLLIN : 0,
+                                 .data.u64 = pool__ev_key(kinds[i], w->slot)};
+        if (fds[i] >= 0)
+            epoll_ctl(p->epfd, EPOLL_CTL_MOD, fds[i], &ev);
+    }
+    w->out_paused = !on;
+}
+
+/* Counts n bytes read from w's pipes in the current window: 1 once the window's budget
+ * (--max-output-bytes for a job, STRAY_CAP outside any) is spent. */
+static int over_budget(struct pool *p, struct worker *w, size_t n)
+{
+    int64_t now = clock_now_ms();
+    if (now - w->out_window_ms >= OUTPUT_WINDOW_MS) {
+        w->out_window_ms = now;
+        w->out_window_bytes = 0;
+    }
+    w->out_window_bytes += n;
+    return w->out_window_bytes >= (w->job ? p->cfg.max_output_bytes : STRAY_CAP);
+}
+
+/* drain: read what is there whatever the budget (a job's end, a worker's end). */
+static void read_pipe(struct pool *p, struct worker *w, int fd, int drain)
 {
     char buf[65536];
     /* Bounded per call, so a job printing without end cannot starve the loop. */
@@ -109,6 +143,12 @@ void pool__output_read(struct pool *p, struct worker *w, int fd)
                 pool__outbuf_append(o, (const uint8_t *)buf, (size_t)n, p->cfg.max_output_bytes);
             } else {
                 log_stray_output(w, fd, buf, (size_t)n);
+            }
+            if (over_budget(p, w, (size_t)n) && !drain) {
+                /* Backpressure: the writer blocks on a full pipe until the window
+                 * ends, instead of the supervisor reading without end. */
+                set_reading(p, w, 0);
+                return;
             }
             continue;
         }
@@ -127,12 +167,44 @@ void pool__output_read(struct pool *p, struct worker *w, int fd)
     }
 }
 
+void pool__output_read(struct pool *p, struct worker *w, int fd)
+{
+    read_pipe(p, w, fd, 0);
+}
+
 void pool__output_drain(struct pool *p, struct worker *w)
 {
     if (w->out_fd >= 0)
-        pool__output_read(p, w, w->out_fd);
+        read_pipe(p, w, w->out_fd, 1);
     if (w->err_fd >= 0)
-        pool__output_read(p, w, w->err_fd);
+        read_pipe(p, w, w->err_fd, 1);
+}
+
+void pool__output_new_job(struct pool *p, struct worker *w)
+{
+    w->out_window_ms = clock_now_ms();
+    w->out_window_bytes = 0;
+    if (w->out_paused)
+        set_reading(p, w, 1);
+}
+
+int64_t pool__output_resume(struct pool *p, int64_t now)
+{
+    int64_t next = INT64_MAX;
+    for (unsigned i = 0; i < p->nslots; i++) {
+        struct worker *w = p->workers[i];
+        if (!w->out_paused)
+            continue;
+        int64_t due = w->out_window_ms + OUTPUT_WINDOW_MS;
+        if (now >= due || (w->out_fd < 0 && w->err_fd < 0)) {
+            w->out_window_ms = now;
+            w->out_window_bytes = 0;
+            set_reading(p, w, 1);
+        } else if (due < next) {
+            next = due;
+        }
+    }
+    return next;
 }
 
 void pool__output_close(struct pool *p, struct worker *w)

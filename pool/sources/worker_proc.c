@@ -207,6 +207,8 @@ int pool__spawn_worker(struct pool *p, struct worker *w)
     w->bound = 0;
     w->stray_since_ms = w->stray_bytes = 0;
     w->stray_dropped = 0;
+    w->out_window_ms = w->out_window_bytes = 0;
+    w->out_paused = 0;
     w->tenant[0] = 0;
     w->ready = 0;
     w->last_words[0] = 0;

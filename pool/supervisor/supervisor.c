@@ -218,7 +218,7 @@ static void start_due_workers(struct pool *p, int64_t now)
 }
 
 /* Milliseconds until the next thing the loop must do by itself, or -1. */
-static int next_timeout(struct pool *p, int64_t now, int64_t idle_look)
+static int next_timeout(struct pool *p, int64_t now, int64_t sources_due)
 {
     int64_t next = INT64_MAX;
     for (unsigned i = 0; i < p->nslots; i++) {
@@ -243,7 +243,7 @@ static int next_timeout(struct pool *p, int64_t now, int64_t idle_look)
     }
     int64_t expiry = pool__retention_next_ms(p);
     next = expiry < next ? expiry : next;
-    next = idle_look < next ? idle_look : next;
+    next = sources_due < next ? sources_due : next;
     int64_t waiter = pool__waiters_next_deadline(&p->lc.waiters);
     next = waiter < next ? waiter : next;
     if (next == INT64_MAX)
@@ -312,7 +312,7 @@ void *pool__supervisor_main(void *arg)
 
     pthread_mutex_lock(&p->lock);
     for (;;) {
-        int64_t now = clock_now_ms(), idle_look = INT64_MAX;
+        int64_t now = clock_now_ms(), sources_due = INT64_MAX;
         if (p->stopping) {
             if (!stop_deadline) {
                 interrupt_all(p);
@@ -341,12 +341,14 @@ void *pool__supervisor_main(void *arg)
             fail_queue_if_no_workers(p, now);
             start_due_workers(p, now);
             dispatch(p);
-            idle_look = pool__idle_cpu_check(p, now);
+            sources_due = pool__idle_cpu_check(p, now);
+            int64_t resume = pool__output_resume(p, now);
+            sources_due = resume < sources_due ? resume : sources_due;
             pool__cluster_want(p);
         }
         /* Reap first: a slot freed here must count in the next deadline (its respawn). */
         int polling = pool__reap_pending(p);
-        int timeout = p->stopping ? 100 : next_timeout(p, now, idle_look);
+        int timeout = p->stopping ? 100 : next_timeout(p, now, sources_due);
         if (polling && (timeout < 0 || timeout > 10))
             timeout = 10;
         pthread_mutex_unlock(&p->lock);
