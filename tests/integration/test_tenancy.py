@@ -22,6 +22,7 @@ import cloudpickle
 import pytest
 
 from conftest import REPO_ROOT, check_problem, decode_result, make_payload, pyjobd_bin
+from conftest_pg import pg_db, pg_server  # noqa: F401  (fixtures)
 
 sys.path.insert(0, os.path.join(REPO_ROOT, "client", "python"))
 # The jobs below are this module's functions: send them by value (workers cannot
@@ -529,3 +530,30 @@ def test_a_job_flooding_stdout_is_slowed_not_paid_for(make_server, tmp_path):
     # 256 KiB per second plus what the pipe holds.
     assert written < 16 * 2**20, f"the flood was not slowed: {written} bytes in 4 s"
     assert loaded < 2 * quiet + 0.002, (quiet, loaded)
+
+
+def test_tenants_take_turns_across_nodes_on_one_postgresql(make_server, pg_db, tmp_path):
+    """Two nodes on one database, one worker each: alice's 300 queued jobs of 20 ms (3 s
+    of work) wait in the database; bob's job, submitted to the other node after them, is
+    claimed before alice's rest (fewest running jobs first), not after."""
+    tf = tokens(tmp_path)
+    nodes = [make_server("--store", pg_db.uri, "--node-name", name, "--workers", "1",
+                         "--token-file", tf, *ROOT_OK, name=f"turns-{name}", ready=False)
+             for name in ("a", "b")]
+    for n in nodes:
+        ready(n, ALICE)
+    nap = json_job(lambda: __import__("time").sleep(0.02))
+    r = call(nodes[0], "POST", "/v1/jobs/batch", ALICE, {"jobs": [nap] * 300})
+    assert r.status == 201, r
+    flood = [j["id"] for j in r.json()["jobs"]]
+    time.sleep(0.3)
+    took = []
+    for i in range(3):
+        t0 = time.monotonic()
+        assert result(run(nodes[1], BOB, json_job(lambda x: x, i), wait=15)) == i
+        took.append(time.monotonic() - t0)
+    last = call(nodes[0], "GET", f"/v1/jobs/{flood[-1]}", ALICE).json()
+    assert last["status"] == "queued", f"the flood was over before bob's jobs ran: {last}"
+    print(f"\nbob's jobs behind alice's 300, on the other node: "
+          f"{', '.join(f'{t * 1000:.0f} ms' for t in took)}")
+    assert max(took) < 1.5, f"bob waited behind alice's flood across nodes: {took}"

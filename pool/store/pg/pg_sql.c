@@ -53,6 +53,11 @@ char *pg_setup_sql(PGconn *conn, const char *schema, const char *const channels[
                  /* The claim's ORDER BY, over queued unclaimed rows only. */
                  "CREATE INDEX IF NOT EXISTS jobs_claimable ON jobs (seq)"
                  " WHERE status = 0 AND node IS NULL;"
+                 /* The claim's turns: the tenants with queued jobs, and how many
+                  * each has running. */
+                 "CREATE INDEX IF NOT EXISTS jobs_claimable_owner ON jobs (owner, seq)"
+                 " WHERE status = 0 AND node IS NULL;"
+                 "CREATE INDEX IF NOT EXISTS jobs_running_owner ON jobs (owner) WHERE status = 1;"
                  "CREATE INDEX IF NOT EXISTS jobs_by_node ON jobs (node) WHERE status IN (0, 1);"
                  "CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_us) WHERE status >= 2;"
                  "CREATE TABLE IF NOT EXISTS payloads ("
@@ -114,10 +119,23 @@ const struct pg_stmt pg_sql_finish = {
 
 const struct pg_stmt pg_sql_delete = {"pyjobd_delete", "DELETE FROM jobs WHERE id = $1"};
 
+/* Tenants take turns across nodes: the tenants with queued jobs are found by a loose
+ * index scan (one probe per tenant, whatever the queue's length); each offers its
+ * oldest $1 jobs; they are taken fewest-running-tenant first (the jobs a tenant
+ * already runs on any node, plus its rank among its own), then oldest first. */
 const struct pg_stmt pg_sql_claim = {
     "pyjobd_claim",
-    "WITH picked AS MATERIALIZED (SELECT id FROM jobs WHERE status = 0 AND node IS NULL"
-    " ORDER BY seq LIMIT $1::int FOR UPDATE SKIP LOCKED),"
+    "WITH RECURSIVE owners AS ("
+    " (SELECT owner FROM jobs WHERE status = 0 AND node IS NULL ORDER BY owner LIMIT 1)"
+    " UNION ALL SELECT (SELECT j.owner FROM jobs j WHERE j.status = 0 AND j.node IS NULL"
+    " AND j.owner > o.owner ORDER BY j.owner LIMIT 1) FROM owners o WHERE o.owner IS NOT NULL),"
+    " offered AS MATERIALIZED (SELECT q.id, q.seq, o.owner,"
+    " (SELECT count(*) FROM jobs r WHERE r.owner = o.owner AND r.status = 1) AS running"
+    " FROM owners o CROSS JOIN LATERAL (SELECT id, seq FROM jobs WHERE status = 0"
+    " AND node IS NULL AND owner = o.owner ORDER BY seq LIMIT $1::int"
+    " FOR UPDATE SKIP LOCKED) q WHERE o.owner IS NOT NULL),"
+    " picked AS MATERIALIZED (SELECT id FROM offered ORDER BY running + row_number() OVER"
+    " (PARTITION BY owner ORDER BY seq), seq LIMIT $1::int),"
     " c AS (UPDATE jobs SET node = $2 FROM picked WHERE jobs.id = picked.id RETURNING jobs.*)"
     " SELECT " VIEW ", " PG_PAYLOAD_COLS " FROM c j JOIN payloads p ON p.id = j.id"
     " ORDER BY j.seq"};
