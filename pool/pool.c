@@ -7,7 +7,6 @@
  */
 #include "supervisor/supervisor.h"
 #include "pyjobd/log.h"
-#include "pyjobd/store.h"
 #include "pyjobd/store_shared.h"
 
 #include <errno.h>
@@ -20,11 +19,6 @@
 
 /* Ids of expired jobs remembered at most (33 bytes each, touched only when used). */
 #define EXPIRED_IDS_MAX 100000
-
-static void wake_cb(void *arg)
-{
-    pool__wake(arg);
-}
 
 struct pool *pool_new(const struct pool_config *cfg)
 {
@@ -63,8 +57,6 @@ struct pool *pool_new(const struct pool_config *cfg)
     if (cfg->store && pool__recover(p) != 0)
         goto err;
     pool__cluster_init(p);
-    /* A commit may let a job frame go (pool__send_started): the loop must look. */
-    store_set_commit_hook(cfg->store, wake_cb, p);
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = pool__ev_key(EV_WAKE, 0)};
     if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, p->wakefd, &ev) != 0)
         goto err;
@@ -119,8 +111,6 @@ void pool_free(struct pool *p)
     if (!p)
         return;
     pool_stop(p);
-    if (p->cfg.store)
-        store_set_commit_hook(p->cfg.store, NULL, NULL); /* it may outlive the pool */
     pool__lifecycle_free(&p->lc);
     pool__worker_env_free(p);
     free(p->worker_path);

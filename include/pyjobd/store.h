@@ -59,14 +59,6 @@ uint64_t store_delete(struct store *s, const char *id);
  * stays queued and is retried). */
 int store_sync(struct store *s, uint64_t ticket);
 
-/* 1 once every write up to ticket has been committed (or has failed); never blocks.
- * 1 for a store that does not say. */
-int store_committed(struct store *s, uint64_t ticket);
-
-/* Calls fn(arg) from the store's thread after each commit (fn must be quick and
- * thread-safe, e.g. a wake-up of the caller's loop). */
-void store_set_commit_hook(struct store *s, void (*fn)(void *arg), void *arg);
-
 /* "sqlite:/path/jobs.db", "postgresql://host:port/db (schema pyjobd)" for /v1/info. */
 const char *store_describe(const struct store *s);
 

@@ -11,7 +11,6 @@
 #include "pyjobd/format.h"
 #include "pyjobd/frame.h"
 #include "pyjobd/log.h"
-#include "pyjobd/store.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -66,23 +65,8 @@ int pool__send_job(struct pool *p, struct worker *w, struct job *j)
     j->worker = w;
     pool__output_new_job(p, w);
     pool__job_start(&p->lc, j, w->pid);
-    if (!store_committed(p->cfg.store, j->store_ticket)) {
-        w->start_pending = 1; /* pool__send_started sends it, once on record */
-        return 0;
-    }
     pool__flush_channel(p, w);
     return 0;
-}
-
-void pool__send_started(struct pool *p)
-{
-    for (unsigned i = 0; i < p->nslots; i++) {
-        struct worker *w = p->workers[i];
-        if (w->start_pending && w->job && store_committed(p->cfg.store, w->job->store_ticket)) {
-            w->start_pending = 0;
-            pool__flush_channel(p, w);
-        }
-    }
 }
 
 /* The worker broke the protocol (what says how): it is killed, and the job it runs,

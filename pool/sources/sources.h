@@ -94,9 +94,6 @@ struct worker {
     uint8_t *out;
     size_t out_len, out_off;
     int epollout; /* EPOLLOUT is armed: the frame did not fit in the socket buffer */
-    /* The job frame waits until the store has committed the job's "running": a job
-     * never runs before its start is on record (else a crash could run it twice). */
-    int start_pending;
 };
 
 struct pool {
@@ -194,8 +191,6 @@ int64_t pool__idle_cpu_check(struct pool *p, int64_t now);
 
 /* channel.c */
 int pool__send_job(struct pool *p, struct worker *w, struct job *j);
-/* Sends the job frames whose start the store has committed by now. */
-void pool__send_started(struct pool *p);
 void pool__read_channel(struct pool *p, struct worker *w);
 
 /* cluster.c (shared store) */

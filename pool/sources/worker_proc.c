@@ -271,7 +271,6 @@ void pool__close_channel(struct pool *p, struct worker *w)
     w->out = NULL;
     w->out_len = w->out_off = 0;
     w->epollout = 0;
-    w->start_pending = 0;
     w->in_len = 0;
     if (w->state == WORKER_IDLE || w->state == WORKER_BUSY)
         p->workers_ready--;

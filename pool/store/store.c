@@ -39,17 +39,6 @@ int store_sync(struct store *s, uint64_t ticket)
     return s->ops->sync(s, ticket);
 }
 
-int store_committed(struct store *s, uint64_t ticket)
-{
-    return !s || !s->ops->committed || s->ops->committed(s, ticket);
-}
-
-void store_set_commit_hook(struct store *s, void (*fn)(void *arg), void *arg)
-{
-    if (s && s->ops->set_commit_hook)
-        s->ops->set_commit_hook(s, fn, arg);
-}
-
 const char *store_describe(const struct store *s)
 {
     return s->ops->describe(s);

@@ -18,8 +18,6 @@ struct store_ops {
                     uint64_t seq, unsigned flags);
     uint64_t (*del)(struct store *s, const char *id);
     int (*sync)(struct store *s, uint64_t ticket);
-    int (*committed)(struct store *s, uint64_t ticket); /* never blocks */
-    void (*set_commit_hook)(struct store *s, void (*fn)(void *arg), void *arg);
     const char *(*describe)(const struct store *s);
     int shared; /* 1: several nodes share it (store_is_shared) */
 

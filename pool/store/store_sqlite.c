@@ -59,8 +59,6 @@ struct sqlite_store {
     pthread_cond_t work, done;
     struct op *head, *tail;
     uint64_t next_ticket, committed, failed_upto;
-    void (*commit_hook)(void *arg); /* store_set_commit_hook */
-    void *commit_arg;
     int stopping;
 };
 
@@ -172,8 +170,6 @@ static void *store_main(void *arg)
         if (rc != SQLITE_OK)
             s->failed_upto = last;
         pthread_cond_broadcast(&s->done);
-        if (s->commit_hook)
-            s->commit_hook(s->commit_arg);
     }
     pthread_mutex_unlock(&s->lock);
     return NULL;
@@ -457,24 +453,6 @@ static int sqlite_sync(struct store *base, uint64_t ticket)
     return rc;
 }
 
-static int sqlite_committed(struct store *base, uint64_t ticket)
-{
-    struct sqlite_store *s = (struct sqlite_store *)base;
-    pthread_mutex_lock(&s->lock);
-    int done = s->committed >= ticket;
-    pthread_mutex_unlock(&s->lock);
-    return done;
-}
-
-static void sqlite_set_commit_hook(struct store *base, void (*fn)(void *arg), void *arg)
-{
-    struct sqlite_store *s = (struct sqlite_store *)base;
-    pthread_mutex_lock(&s->lock);
-    s->commit_hook = fn;
-    s->commit_arg = arg;
-    pthread_mutex_unlock(&s->lock);
-}
-
 static const char *sqlite_describe(const struct store *base)
 {
     const struct sqlite_store *s = (const struct sqlite_store *)base;
@@ -488,8 +466,6 @@ static const struct store_ops sqlite_ops = {
     .put = sqlite_put,
     .del = sqlite_delete,
     .sync = sqlite_sync,
-    .committed = sqlite_committed,
-    .set_commit_hook = sqlite_set_commit_hook,
     .describe = sqlite_describe,
     .shared = 0,
 };

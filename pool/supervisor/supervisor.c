@@ -340,7 +340,6 @@ void *pool__supervisor_main(void *arg)
             unpark_for_queue(p, now);
             fail_queue_if_no_workers(p, now);
             start_due_workers(p, now);
-            pool__send_started(p); /* what the store committed since: on its way */
             dispatch(p);
             sources_due = pool__idle_cpu_check(p, now);
             int64_t resume = pool__output_resume(p, now);

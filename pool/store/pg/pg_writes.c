@@ -82,8 +82,6 @@ static void writes_done(struct pg_store *s, struct seg *g, int ok)
     struct store_events ev = s->ev;
     void *arg = s->ev_arg;
     pthread_cond_broadcast(&s->cond);
-    if (s->commit_hook)
-        s->commit_hook(s->commit_arg);
     pthread_mutex_unlock(&s->lock);
     if (ndone && ev.committed)
         ev.committed(arg, done, ndone);

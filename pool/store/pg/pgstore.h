@@ -92,8 +92,6 @@ struct pg_store {
     char node_id[JOB_NODE_MAX];
     struct wop *wh, *wt;
     uint64_t next_ticket, committed, failed_upto;
-    void (*commit_hook)(void *arg); /* store_set_commit_hook */
-    void *commit_arg;
     struct req *rh, *rt;
     struct req *watch_req; /* queued R_WATCH that more ids join, until sent */
     unsigned want;

@@ -460,32 +460,12 @@ static void pg_node_id(struct store *base, char out[JOB_NODE_MAX])
 }
 
 /* Reads, cancels and watches are requests to the thread (pg_requests.c). */
-static int pg_committed(struct store *base, uint64_t ticket)
-{
-    struct pg_store *s = (struct pg_store *)base;
-    pthread_mutex_lock(&s->lock);
-    int done = s->committed >= ticket;
-    pthread_mutex_unlock(&s->lock);
-    return done;
-}
-
-static void pg_set_commit_hook(struct store *base, void (*fn)(void *arg), void *arg)
-{
-    struct pg_store *s = (struct pg_store *)base;
-    pthread_mutex_lock(&s->lock);
-    s->commit_hook = fn;
-    s->commit_arg = arg;
-    pthread_mutex_unlock(&s->lock);
-}
-
 static const struct store_ops pg_ops = {
     .close = pg_close,
     .load = pg_load,
     .put = pg_put,
     .del = pg_delete,
     .sync = pg_sync,
-    .committed = pg_committed,
-    .set_commit_hook = pg_set_commit_hook,
     .describe = pg_describe,
     .shared = 1,
     .set_events = pg_set_events,
