@@ -304,6 +304,37 @@ def zombies():
     return out
 
 
+def plant_len():
+    """One tenant's job: patches builtins.len in its worker."""
+    import builtins
+    import os
+    builtins.len = lambda x: 1337
+    return os.getpid()
+
+
+def look_len():
+    """Another tenant's job: what len() and which process it gets."""
+    import builtins
+    import os
+    return [builtins.len([1, 2]), os.getpid()]
+
+
+def forge_hello():
+    """A job that writes a hello frame of its own on its worker's channel (fd 3)."""
+    import os
+    import time
+    os.write(3, bytes.fromhex("00000000" "02000000"))
+    time.sleep(5)
+
+
+def submit_json(base, token, fn):
+    """POST /v1/jobs?wait with result_format json (unpickles nothing); the job."""
+    body = {"callable": b64(fn), "result_format": "json"}
+    status, job = curl(f"{base}/v1/jobs?wait=30", token=token, body=body, timeout=45)
+    check(status in (200, 201) and isinstance(job, dict), "POST /v1/jobs", (status, job))
+    return job
+
+
 def processes():
     """(pid, comm, ppid) of every process in the container."""
     import os
@@ -494,6 +525,39 @@ def main():
         check(not any(comm == "sleep" for _, comm, _ in procs), "the job's orphan outlived it",
               (orphan_parent, procs))
         eng("rm", "-f", cid2)
+
+    with step("two tenants with the image's defaults (--isolation tenant): what one job "
+              "plants the other tenant's job does not meet; a forged frame is a "
+              "protocol_violation"):
+        tokdir2 = tempfile.mkdtemp(prefix="pyjobd-docker-test-")
+        tempdirs.append(tokdir2)
+        alice, bob = secrets.token_hex(16), secrets.token_hex(16)
+        tf = os.path.join(tokdir2, "tokens")
+        with open(tf, "w") as f:
+            f.write(f"alice:{alice}\nbob:{bob}\n")
+        os.chown(tf, 10001, 10001)
+        os.chmod(tf, 0o600)
+        os.chmod(tokdir2, 0o755)
+        # The image runs the server and its workers as one user, which two tenants are
+        # refused unless told (workers of their own uids are not built yet).
+        cid4 = create(iid, "-v", f"{tf}:/run/secrets/pyjobd_tokens:ro",
+                      "-e", "PYJOBD_TOKEN_FILE=/run/secrets/pyjobd_tokens",
+                      "-e", "PYJOBD_ALLOW_SHARED_WORKER_UID=1", "-e", "PYJOBD_WORKERS=1",
+                      "-p", "127.0.0.1::8080")
+        eng("start", cid4)
+        base4 = published(cid4)
+        wait_ready(cid4, base4)
+        planted = submit_json(base4, alice, plant_len)
+        check(planted["status"] == "succeeded", "alice's job", planted)
+        seen = submit_json(base4, bob, look_len)
+        check(seen["status"] == "succeeded" and seen["result_json"][0] == 2 and
+              seen["result_json"][1] != planted["result_json"],
+              "bob's job met alice's len()", (planted, seen))
+        forged = submit_json(base4, alice, forge_hello)
+        err = forged.get("error") or {}
+        check(forged["status"] == "failed" and err.get("type") == "protocol_violation",
+              "a forged hello frame", forged)
+        eng("rm", "-f", cid4)
 
     with step("build docker/examples/numpy (FROM the image + python3-numpy)"):
         numpy_iid = build(numpy_tag, "docker/examples/numpy/Dockerfile", "docker/examples/numpy",
