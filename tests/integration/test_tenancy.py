@@ -537,8 +537,11 @@ def test_tenants_take_turns_across_nodes_on_one_postgresql(make_server, pg_db, t
     of work) wait in the database; bob's job, submitted to the other node after them, is
     claimed before alice's rest (fewest running jobs first), not after."""
     tf = tokens(tmp_path)
+    # --shutdown-grace 2: at the end, the flood's jobs still queued here do not hold the
+    # stop (a node drains what it claimed for its grace, 30 s by default).
     nodes = [make_server("--store", pg_db.uri, "--node-name", name, "--workers", "1",
-                         "--token-file", tf, *ROOT_OK, name=f"turns-{name}", ready=False)
+                         "--shutdown-grace", "2", "--token-file", tf, *ROOT_OK,
+                         name=f"turns-{name}", ready=False)
              for name in ("a", "b")]
     for n in nodes:
         ready(n, ALICE)
