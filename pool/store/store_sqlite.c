@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <unistd.h>
 
 #define STORE_SCHEMA 1
@@ -46,8 +47,9 @@ struct op {
     uint64_t seq;
     struct job_view v;
     struct job_spec spec;
-    struct op *next;
+    STAILQ_ENTRY(op) link;
 };
+STAILQ_HEAD(op_list, op);
 
 struct sqlite_store {
     struct store base;
@@ -57,7 +59,7 @@ struct sqlite_store {
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t work, done;
-    struct op *head, *tail;
+    struct op_list queue; /* written in order, all at once by the thread */
     uint64_t next_ticket, committed, failed_upto;
     int stopping;
 };
@@ -125,14 +127,14 @@ static int apply(struct sqlite_store *s, const struct op *op)
     return rc == SQLITE_DONE ? 0 : rc;
 }
 
-static void free_ops(struct op *op)
+static void free_ops(struct op_list *ops)
 {
-    while (op) {
-        struct op *next = op->next;
+    struct op *op;
+    while ((op = STAILQ_FIRST(ops))) {
+        STAILQ_REMOVE_HEAD(ops, link);
         job_view_release(&op->v);
         job_spec_release(&op->spec);
         free(op);
-        op = next;
     }
 }
 
@@ -141,18 +143,20 @@ static void *store_main(void *arg)
     struct sqlite_store *s = arg;
     pthread_mutex_lock(&s->lock);
     for (;;) {
-        while (!s->head && !s->stopping)
+        while (STAILQ_EMPTY(&s->queue) && !s->stopping)
             pthread_cond_wait(&s->work, &s->lock);
-        if (!s->head && s->stopping)
+        if (STAILQ_EMPTY(&s->queue) && s->stopping)
             break;
-        struct op *batch = s->head;
-        s->head = s->tail = NULL;
+        struct op_list batch = STAILQ_HEAD_INITIALIZER(batch);
+        STAILQ_CONCAT(&batch, &s->queue);
         pthread_mutex_unlock(&s->lock);
 
         /* Group commit: everything queued so far goes in one transaction. */
         uint64_t last = 0;
         int rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-        for (struct op *op = batch; op; op = op->next) {
+        struct op *op;
+        STAILQ_FOREACH(op, &batch, link)
+        {
             if (rc == SQLITE_OK && (rc = apply(s, op)) != 0)
                 log_error("store: cannot write job %s: %s", op->v.id, sqlite3_errmsg(s->db));
             last = op->ticket;
@@ -163,7 +167,7 @@ static void *store_main(void *arg)
             log_error("store: commit failed: %s", sqlite3_errmsg(s->db));
             sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
         }
-        free_ops(batch);
+        free_ops(&batch);
 
         pthread_mutex_lock(&s->lock);
         s->committed = last;
@@ -244,6 +248,7 @@ struct store *store_open_sqlite(const char *path, char *err, size_t errlen)
         return NULL;
     }
     s->base.ops = &sqlite_ops;
+    STAILQ_INIT(&s->queue);
     /* SQLite would create it 0644 (less the umask). An existing file keeps its mode. */
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd >= 0) {
@@ -400,11 +405,7 @@ static uint64_t enqueue(struct sqlite_store *s, struct op *op)
 {
     pthread_mutex_lock(&s->lock);
     op->ticket = ++s->next_ticket;
-    if (s->tail)
-        s->tail->next = op;
-    else
-        s->head = op;
-    s->tail = op;
+    STAILQ_INSERT_TAIL(&s->queue, op, link);
     pthread_cond_signal(&s->work);
     uint64_t t = op->ticket;
     pthread_mutex_unlock(&s->lock);
