@@ -33,11 +33,8 @@ void pg_seg_clear(struct pg_seg *seg)
 
 static void finish_seg(struct pg_conn *c, int ok)
 {
-    struct pg_seg *seg = c->head;
-    c->head = seg->next;
-    if (!c->head)
-        c->tail = NULL;
-    seg->next = NULL;
+    struct pg_seg *seg = STAILQ_FIRST(&c->segs);
+    STAILQ_REMOVE_HEAD(&c->segs, link);
     seg->done(seg->ctx, seg, ok); /* frees or reuses seg */
 }
 
@@ -54,7 +51,7 @@ void pg_conn_lost(struct pg_conn *c, const char *why, int64_t now)
     c->sent_ms = 0;
     c->retry_at_ms = now + c->backoff_ms;
     c->backoff_ms = c->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : c->backoff_ms * 2;
-    while (c->head)
+    while (!STAILQ_EMPTY(&c->segs))
         finish_seg(c, -1);
     if (was_ready) {
         log_warn("database connection lost (%s); reconnecting", c->error);
@@ -68,7 +65,7 @@ void pg_conn_close(struct pg_conn *c)
     if (c->conn)
         PQfinish(c->conn);
     c->conn = NULL;
-    while (c->head)
+    while (!STAILQ_EMPTY(&c->segs))
         finish_seg(c, -1);
     c->state = PG_DOWN;
 }
@@ -176,8 +173,8 @@ static void read_setup(struct pg_conn *c, int64_t now)
 static void read_results(struct pg_conn *c, int64_t now)
 {
     int idle_nulls = 0;
-    while (c->head && c->conn && !PQisBusy(c->conn)) {
-        struct pg_seg *seg = c->head;
+    while (!STAILQ_EMPTY(&c->segs) && c->conn && !PQisBusy(c->conn)) {
+        struct pg_seg *seg = STAILQ_FIRST(&c->segs);
         PGresult *r = PQgetResult(c->conn);
         if (!r) {
             if (seg->got_cur) {
@@ -193,7 +190,7 @@ static void read_results(struct pg_conn *c, int64_t now)
         ExecStatusType st = PQresultStatus(r);
         if (st == PGRES_PIPELINE_SYNC) {
             PQclear(r);
-            c->sent_ms = c->head->next ? now : 0;
+            c->sent_ms = STAILQ_NEXT(seg, link) ? now : 0;
             finish_seg(c, seg->failed ? 0 : 1);
             continue;
         }
@@ -301,12 +298,7 @@ int pg_conn_sync(struct pg_conn *c, struct pg_seg *seg)
     seg->res = calloc(seg->n > 0 ? (size_t)seg->n : 1, sizeof(*seg->res));
     seg->cur = seg->got_cur = seg->failed = 0;
     seg->errmsg[0] = 0;
-    seg->next = NULL;
-    if (c->tail)
-        c->tail->next = seg;
-    else
-        c->head = seg;
-    c->tail = seg;
+    STAILQ_INSERT_TAIL(&c->segs, seg, link);
     if (!seg->res || c->state != PG_READY || PQpipelineSync(c->conn) != 1)
         return -1; /* the caller calls pg_conn_lost, which reports seg */
     int f = PQflush(c->conn);

@@ -12,6 +12,7 @@
 
 #include "pg_sql.h"
 #include <stdint.h>
+#include <sys/queue.h>
 
 struct pg_seg;
 
@@ -28,7 +29,7 @@ struct pg_seg {
     char errmsg[256];
     pg_seg_done done;
     void *ctx;
-    struct pg_seg *next;
+    STAILQ_ENTRY(pg_seg) link;
 };
 
 enum pg_state { PG_DOWN, PG_CONNECTING, PG_SETUP, PG_READY };
@@ -46,9 +47,9 @@ struct pg_conn {
     int64_t connect_timeout_ms;
     int64_t connect_started_ms;
     int need_flush;
-    struct pg_seg *head, *tail; /* in flight, oldest first */
-    char error[256];            /* why the last connection attempt or connection failed */
-    int setup_failed;           /* the setup script itself failed (not the network) */
+    STAILQ_HEAD(pg_seg_list, pg_seg) segs; /* in flight, oldest first (STAILQ_INIT it) */
+    char error[256];  /* why the last connection attempt or connection failed */
+    int setup_failed; /* the setup script itself failed (not the network) */
     void *ctx;
     void (*on_ready)(void *ctx);
     void (*on_lost)(void *ctx);

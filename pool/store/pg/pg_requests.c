@@ -316,11 +316,7 @@ static int queue_locked(struct pg_store *s, struct req *q)
 {
     if (!s->ready || s->stopping)
         return -ENOTCONN;
-    if (s->rt)
-        s->rt->next_req = q;
-    else
-        s->rh = q;
-    s->rt = q;
+    STAILQ_INSERT_TAIL(&s->requests, q, link);
     return 0;
 }
 

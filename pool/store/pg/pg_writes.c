@@ -25,42 +25,36 @@ void pgs__wop_free(struct wop *w)
 static void writes_done(struct pg_store *s, struct seg *g, int ok)
 {
     s->writes_inflight = 0;
-    struct wop *sent = s->sent_h;
-    s->sent_h = NULL;
-    if (ok == 0 && sent && sent->next) {
+    struct wop_list sent = STAILQ_HEAD_INITIALIZER(sent);
+    STAILQ_CONCAT(&sent, &s->sent);
+    struct wop *first = STAILQ_FIRST(&sent), *w;
+    if (ok == 0 && first && STAILQ_NEXT(first, link)) {
         /* One statement failed and took the group with it: send each write again in
          * a transaction of its own, so that only the bad one is lost. */
         log_warn("store: a group of writes failed (%s); retrying them one by one", g->ps.errmsg);
-        for (struct wop *w = sent; w; w = w->next)
-            w->solo = 1;
+        STAILQ_FOREACH(w, &sent, link)
+        w->solo = 1;
         ok = -1;
     }
     if (ok < 0) {
         /* Unknown whether it committed: send the same writes again (they are
          * idempotent) once reconnected, before anything newer. */
         pthread_mutex_lock(&s->lock);
-        struct wop *last = sent;
-        while (last && last->next)
-            last = last->next;
-        if (last) {
-            last->next = s->wh;
-            if (!s->wh)
-                s->wt = last;
-            s->wh = sent;
-        }
+        STAILQ_CONCAT(&sent, &s->writes); /* sent, then what came since */
+        STAILQ_CONCAT(&s->writes, &sent);
         pthread_mutex_unlock(&s->lock);
         return;
     }
     if (ok == 0)
         log_error("store: a write of job %s failed and was rolled back: %s",
-                  sent ? sent->v.id : "?", g->ps.errmsg);
+                  first ? first->v.id : "?", g->ps.errmsg);
     /* Fenced writes: the row was not ours (any more); accepted final states. */
     size_t nfenced = 0, ndone = 0, cap = g->ps.n ? (size_t)g->ps.n : 1;
     char(*fenced)[JOB_ID_LEN + 1] = calloc(cap, sizeof(*fenced));
     char(*done)[JOB_ID_LEN + 1] = calloc(cap, sizeof(*done));
     uint64_t upto = 0;
-    int i = 0;
-    for (struct wop *w = sent; w; w = w->next, i++) {
+    int i = 0; /* the statement's result: one per write, in order */
+    for (w = STAILQ_FIRST(&sent); w; w = STAILQ_NEXT(w, link), i++) {
         upto = w->ticket;
         if (ok != 1 || !fenced || !done || (w->kind != W_UPDATE && w->kind != W_FINISH))
             continue;
@@ -69,10 +63,9 @@ static void writes_done(struct pg_store *s, struct seg *g, int ok)
         else if (w->kind == W_FINISH)
             memcpy(done[ndone++], w->v.id, JOB_ID_LEN + 1);
     }
-    while (sent) {
-        struct wop *n = sent->next;
-        pgs__wop_free(sent);
-        sent = n;
+    while ((w = STAILQ_FIRST(&sent))) {
+        STAILQ_REMOVE_HEAD(&sent, link);
+        pgs__wop_free(w);
     }
     pthread_mutex_lock(&s->lock);
     if (upto > s->committed)
@@ -170,24 +163,17 @@ static int send_notify_waited(struct pg_store *s, char (*ids)[JOB_ID_LEN + 1], s
 void pgs__round_writes(struct pg_store *s)
 {
     pthread_mutex_lock(&s->lock);
-    struct wop *head = s->wh, *w = head, *last = NULL;
-    int n = 0;
-    while (w && n < (head->solo ? 1 : WRITES_PER_ROUND)) {
-        last = w;
-        w = w->next;
+    struct wop *w = STAILQ_FIRST(&s->writes);
+    int n = 0, most = w && w->solo ? 1 : WRITES_PER_ROUND;
+    while ((w = STAILQ_FIRST(&s->writes)) && n < most) {
+        STAILQ_REMOVE_HEAD(&s->writes, link);
+        STAILQ_INSERT_TAIL(&s->sent, w, link);
         n++;
-    }
-    if (last) {
-        last->next = NULL;
-        s->wh = w;
-        if (!w)
-            s->wt = NULL;
     }
     pthread_mutex_unlock(&s->lock);
     if (!n)
         return;
     struct seg *g = pgs__seg_new(s, writes_done);
-    s->sent_h = head;
     s->writes_inflight = 1;
     if (!g) {
         writes_done(s, &(struct seg){.ps = {.n = n}}, -1);
@@ -196,7 +182,7 @@ void pgs__round_writes(struct pg_store *s)
     int failed = 0, unclaimed = 0, count = 0;
     size_t nfin = 0;
     char(*fin)[JOB_ID_LEN + 1] = calloc((size_t)n, sizeof(*fin));
-    for (w = head; w && !failed; w = w->next) {
+    for (w = STAILQ_FIRST(&s->sent); w && !failed; w = STAILQ_NEXT(w, link)) {
         failed = send_write(s, w) != 0;
         count++;
         if (w->kind == W_INSERT && !w->claimed)

@@ -28,6 +28,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/queue.h>
 
 #define WRITES_PER_ROUND 512
 #define SYNC_WAIT_MS 10000   /* store_sync gives up (503) after this */
@@ -47,8 +48,9 @@ struct wop {
     struct job_spec spec;
     char node[JOB_NODE_MAX]; /* the node id at the time of the write: its fence */
     int solo;                /* its group failed: sent again in a transaction of its own */
-    struct wop *next;
+    STAILQ_ENTRY(wop) link;
 };
+STAILQ_HEAD(wop_list, wop);
 
 /* Requests of other threads to the store's thread; each kind is one entry of the
  * table in pg_requests.c (how it is sent, how its results are read). */
@@ -72,7 +74,7 @@ struct req {
     struct job_view *views;
     size_t n;
     uint64_t next;
-    struct req *next_req;
+    STAILQ_ENTRY(req) link;
 };
 
 struct pg_store {
@@ -90,10 +92,10 @@ struct pg_store {
     pthread_mutex_t lock; /* guards what follows */
     pthread_cond_t cond;
     char node_id[JOB_NODE_MAX];
-    struct wop *wh, *wt;
+    struct wop_list writes; /* queued, oldest first */
     uint64_t next_ticket, committed, failed_upto;
-    struct req *rh, *rt;
-    struct req *watch_req; /* queued R_WATCH that more ids join, until sent */
+    STAILQ_HEAD(req_list, req) requests; /* of other threads, for the store's thread */
+    struct req *watch_req;               /* queued R_WATCH that more ids join, until sent */
     unsigned want;
     int claim_now;
     int recheck_now; /* re-check every waited job (reconnected, a node reaped, ...) */
@@ -108,7 +110,7 @@ struct pg_store {
     void *ev_arg;
 
     /* The store thread's own. */
-    struct wop *sent_h; /* writes of the segment in flight */
+    struct wop_list sent; /* writes of the segment in flight */
     int writes_inflight, claim_inflight, hb_inflight, reap_inflight, recheck_inflight;
     int ret_inflight, registered, connected_before, adopt_needed, released;
     int reg_inflight, joined; /* joined: this node has (had) a row in nodes */

@@ -35,15 +35,15 @@
 
 static void fail_requests(struct pg_store *s, int rc)
 {
+    struct req_list all = STAILQ_HEAD_INITIALIZER(all);
     pthread_mutex_lock(&s->lock);
-    struct req *q = s->rh;
-    s->rh = s->rt = NULL;
+    STAILQ_CONCAT(&all, &s->requests);
     s->watch_req = NULL;
     pthread_mutex_unlock(&s->lock);
-    while (q) {
-        struct req *n = q->next_req;
-        pgs__req_finish(s, q, rc);
-        q = n;
+    struct req *q;
+    while ((q = STAILQ_FIRST(&all))) {
+        STAILQ_REMOVE_HEAD(&all, link);
+        pgs__req_finish(s, q, rc); /* may free q */
     }
 }
 
@@ -149,11 +149,9 @@ static void send_round(struct pg_store *s, int64_t now)
         pgs__round_writes(s);
     for (;;) {
         pthread_mutex_lock(&s->lock);
-        struct req *q = s->rh;
+        struct req *q = STAILQ_FIRST(&s->requests);
         if (q) {
-            s->rh = q->next_req;
-            if (!s->rh)
-                s->rt = NULL;
+            STAILQ_REMOVE_HEAD(&s->requests, link);
             if (q == s->watch_req)
                 s->watch_req = NULL; /* being sent: later watches start a new one */
         }
@@ -234,7 +232,7 @@ static void *pg_main(void *arg)
     for (;;) {
         int64_t now = clock_now_ms();
         pthread_mutex_lock(&s->lock);
-        int stopping = s->stopping, writes_pending = s->wh != NULL;
+        int stopping = s->stopping, writes_pending = !STAILQ_EMPTY(&s->writes);
         if (s->pc.error[0])
             snprintf(s->last_error, sizeof(s->last_error), "%s", s->pc.error);
         if (s->pc.state != PG_READY && !s->open_result && s->pc.setup_failed) {
@@ -281,8 +279,9 @@ static void *pg_main(void *arg)
     fail_requests(s, -ENOTCONN);
     pthread_mutex_lock(&s->lock);
     size_t lost = 0;
-    for (struct wop *w = s->wh; w; w = w->next)
-        lost++;
+    struct wop *w;
+    STAILQ_FOREACH(w, &s->writes, link)
+    lost++;
     if (lost)
         log_error("store: %zu writes could not reach the database before the stop", lost);
     s->committed = s->next_ticket;
@@ -299,11 +298,7 @@ static uint64_t enqueue(struct pg_store *s, struct wop *w)
     pthread_mutex_lock(&s->lock);
     w->ticket = ++s->next_ticket;
     memcpy(w->node, s->node_id, sizeof(w->node));
-    if (s->wt)
-        s->wt->next = w;
-    else
-        s->wh = w;
-    s->wt = w;
+    STAILQ_INSERT_TAIL(&s->writes, w, link);
     uint64_t t = w->ticket;
     pthread_mutex_unlock(&s->lock);
     pgs__poke(s);
@@ -388,10 +383,10 @@ static void pg_close(struct store *base)
         pgs__poke(s);
         pthread_join(s->thread, NULL);
     }
-    while (s->wh) {
-        struct wop *n = s->wh->next;
-        pgs__wop_free(s->wh);
-        s->wh = n;
+    struct wop *w;
+    while ((w = STAILQ_FIRST(&s->writes))) {
+        STAILQ_REMOVE_HEAD(&s->writes, link);
+        pgs__wop_free(w);
     }
     if (s->wakefd >= 0)
         close(s->wakefd);
@@ -534,6 +529,10 @@ struct store *store_open_pg(const struct store_pg_options *o, char *err, size_t 
     }
     s->base.ops = &pg_ops;
     s->wakefd = -1;
+    STAILQ_INIT(&s->writes);
+    STAILQ_INIT(&s->sent);
+    STAILQ_INIT(&s->requests);
+    STAILQ_INIT(&s->pc.segs);
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->cond, NULL);
     s->uri = strdup(o->uri);
