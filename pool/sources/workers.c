@@ -157,9 +157,6 @@ void pool__idle_begin(struct worker *w, int64_t now)
 
 int64_t pool__idle_cpu_check(struct pool *p, int64_t now)
 {
-    static long hz;
-    if (!hz)
-        hz = sysconf(_SC_CLK_TCK) > 0 ? sysconf(_SC_CLK_TCK) : 100;
     int64_t next = INT64_MAX;
     for (unsigned i = 0; i < p->nslots; i++) {
         struct worker *w = p->workers[i];
@@ -170,9 +167,10 @@ int64_t pool__idle_cpu_check(struct pool *p, int64_t now)
             next = due < next ? due : next;
             continue;
         }
-        long long ticks = cpu_ticks(w->pid);
-        long long used_ms =
-            w->idle_cpu_ticks >= 0 && ticks >= 0 ? (ticks - w->idle_cpu_ticks) * 1000 / hz : 0;
+        long long ticks = cpu_ticks(w->pid), hz = sysconf(_SC_CLK_TCK);
+        long long used_ms = w->idle_cpu_ticks >= 0 && ticks >= 0 && hz > 0
+                                ? (ticks - w->idle_cpu_ticks) * 1000 / hz
+                                : 0;
         if (used_ms > IDLE_CPU_MAX_MS) {
             log_warn("worker %d used %lld ms of CPU in %lld ms while idle: code of a job it ran "
                      "still runs (a thread, a signal handler); replacing it",
