@@ -289,19 +289,8 @@ def leave_orphan(seconds):
 
 
 def zombies():
-    import os
-    out = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                stat = open(f"/proc/{d}/stat").read()
-            except OSError:
-                continue
-            comm = stat[stat.index("(") + 1:stat.rindex(")")]
-            fields = stat[stat.rindex(")") + 2:].split()
-            if fields[0] == "Z":
-                out.append((int(d), comm, int(fields[1])))
-    return out
+    """(pid, comm, ppid) of the zombies in the container."""
+    return [(pid, comm, ppid) for pid, comm, ppid, state in processes() if state == "Z"]
 
 
 def plant_len():
@@ -336,7 +325,7 @@ def submit_json(base, token, fn):
 
 
 def processes():
-    """(pid, comm, ppid) of every process in the container."""
+    """(pid, comm, ppid, state) of every process in the container."""
     import os
     out = []
     for d in os.listdir("/proc"):
@@ -346,7 +335,8 @@ def processes():
             except OSError:
                 continue
             fields = stat[stat.rindex(")") + 2:].split()
-            out.append((int(d), stat[stat.index("(") + 1:stat.rindex(")")], int(fields[1])))
+            out.append((int(d), stat[stat.index("(") + 1:stat.rindex(")")], int(fields[1]),
+                        fields[0]))
     return out
 
 
@@ -522,7 +512,7 @@ def main():
         z = result_of(submit(base2, token, zombies))
         check(not z, "zombies in the container without tini", z)
         procs = result_of(submit(base2, token, processes))
-        check(not any(comm == "sleep" for _, comm, _ in procs), "the job's orphan outlived it",
+        check(not any(comm == "sleep" for _, comm, _, _ in procs), "the job's orphan outlived it",
               (orphan_parent, procs))
         eng("rm", "-f", cid2)
 
