@@ -207,7 +207,7 @@ void api__create_batch(struct api *api, const struct api_request *req, struct ap
 void api__wait_jobs(struct api *api, const struct api_request *req, struct api_response *resp);
 void api__get_pool(struct api *api, const struct api_request *req, struct api_response *resp);
 void api__patch_pool(struct api *api, const struct api_request *req, struct api_response *resp);
-void api__get_info(struct api *api, struct api_response *resp);
+void api__get_info(struct api *api, const struct api_request *req, struct api_response *resp);
 void api__get_readyz(struct api *api, struct api_response *resp);
 void api__get_metrics(struct api *api, const struct api_request *req, struct api_response *resp);
 

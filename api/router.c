@@ -183,7 +183,7 @@ static void route(struct api *api, const struct api_request *req, const char *me
             api__method_not_allowed(resp, method, path, "GET, HEAD");
     } else if (strcmp(path, "/v1/info") == 0) {
         if (is_get(method))
-            api__get_info(api, resp);
+            api__get_info(api, req, resp);
         else
             api__method_not_allowed(resp, method, path, "GET, HEAD");
     } else if (strcmp(path, "/v1/pool") == 0) {

@@ -22,7 +22,8 @@ static json_t *size_or_null(size_t n)
     return n ? json_integer((json_int_t)n) : json_null();
 }
 
-void api__get_info(struct api *api, struct api_response *resp)
+/* "isolation" is the caller's: --isolation, or isolation=job on its token-file line. */
+void api__get_info(struct api *api, const struct api_request *req, struct api_response *resp)
 {
     struct pool_info info;
     memset(&info, 0, sizeof(info));
@@ -36,12 +37,11 @@ void api__get_info(struct api *api, struct api_response *resp)
         "cloudpickle_version", string_or_null(info.cloudpickle_version), "workers",
         (json_int_t)info.workers, "workers_ready", (json_int_t)info.workers_ready, "queued",
         (json_int_t)info.queued, "running", (json_int_t)info.running, "store", api->store, "node",
-        string_or_null(info.node), "isolation", info.isolation ? info.isolation : "tenant",
-        "limits", "max_request_bytes", (json_int_t)api->max_request_bytes, "max_wait_seconds",
-        api->max_wait, "default_timeout",
-        api->default_timeout > 0 ? json_real(api->default_timeout) : json_null(), "max_batch",
-        (json_int_t)api->max_batch, "max_queue", size_or_null(api->max_queue), "max_jobs",
-        size_or_null(api->max_jobs), "result_ttl",
+        string_or_null(info.node), "isolation", pool_isolation_of(api->pool, req->tenant), "limits",
+        "max_request_bytes", (json_int_t)api->max_request_bytes, "max_wait_seconds", api->max_wait,
+        "default_timeout", api->default_timeout > 0 ? json_real(api->default_timeout) : json_null(),
+        "max_batch", (json_int_t)api->max_batch, "max_queue", size_or_null(api->max_queue),
+        "max_jobs", size_or_null(api->max_jobs), "result_ttl",
         api->result_ttl > 0 ? json_real(api->result_ttl) : json_null(), "max_retries_limit",
         (json_int_t)api->max_retries_limit, "python_match",
         api__python_match_name(api->python_match), "max_connections",

@@ -350,6 +350,17 @@ def section_throughput(args):
     finally:
         srv.stop()
         shutil.rmtree(store_dir, ignore_errors=True)
+    # --isolation job: every job in a process forked for it (and killed when it ends).
+    srv = Server(args.bin, extra=("--isolation", "job"))
+    try:
+        ex = pyjobd.Executor(srv.url)
+        timed_map(lambda k: list(ex.map(trivial.inc, range(k))), 200)  # warm up
+        for rep in range(args.reps):
+            add("pyjobd map chunksize=1, --isolation job",
+                timed_map(lambda k: list(ex.map(trivial.inc, range(k))), n))
+        ex.shutdown()
+    finally:
+        srv.stop()
     for name, vals in res.items():
         record("2 throughput", name, "jobs/s", vals, f"{n:,} jobs")
 
@@ -414,7 +425,7 @@ def submit(c, req):
     return job["id"]
 
 
-def tenant_switches(args, n):
+def tenant_switches(args, n, extra=()):
     """--isolation tenant, one worker, jobs of two tenants in turn: each job needs a
     fresh worker (the idle one is bound to the other tenant). Figure: the job's
     started_at - created_at (both the server's clock), after the previous one ended."""
@@ -423,8 +434,8 @@ def tenant_switches(args, n):
     os.write(fd, f"alice:{alice}\nbob:{bob}\n".encode())
     os.close(fd)
     os.chmod(path, 0o600)
-    srv = Server(args.bin, ("--token-file", path, "--allow-shared-worker-uid"), workers=1,
-                 token=alice)
+    srv = Server(args.bin, ("--token-file", path, "--allow-shared-worker-uid") + tuple(extra),
+                 workers=1, token=alice)
     out = []
     try:
         conns = {t: Conn(srv.port, token=t) for t in (alice, bob)}
@@ -525,7 +536,10 @@ def section_crash(args):
     record("4 crash/timeout", "pyjobd timeout → next job starts", "ms", timeout_to_next, f"{n} timeouts")
     switch = tenant_switches(args, n)
     record("4 crash/timeout", "pyjobd tenant switch → job starts", "ms", switch,
-           f"{n} switches, 1 worker, --isolation tenant")
+           f"{n} switches, 1 worker, --isolation tenant (workers forked from the zygote)")
+    switch = tenant_switches(args, n, ("--worker-start", "exec"))
+    record("4 crash/timeout", "pyjobd tenant switch → job starts, --worker-start exec", "ms",
+           switch, f"{n} switches, 1 worker: each new worker execs and boots Python")
 
     # Peers: after a crash, the whole executor is broken; time until a job runs again.
     from joblib.externals.loky import get_reusable_executor

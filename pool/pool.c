@@ -38,7 +38,7 @@ struct pool *pool_new(const struct pool_config *cfg)
         p->cfg.max_output_bytes = 1u << 20;
     if (!p->cfg.min_workers)
         p->cfg.min_workers = 1;
-    p->epfd = p->wakefd = -1;
+    p->epfd = p->wakefd = p->zygote_sock = -1;
     pthread_mutex_init(&p->lock, NULL);
     p->workers = calloc(cfg->workers, sizeof(*p->workers));
     p->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -112,6 +112,7 @@ void pool_free(struct pool *p)
         return;
     pool_stop(p);
     pool__lifecycle_free(&p->lc);
+    pool__zygote_stop(p);
     pool__worker_env_free(p);
     free(p->worker_path);
     for (unsigned i = 0; i < p->nslots; i++)
@@ -124,6 +125,13 @@ void pool_free(struct pool *p)
         close(p->wakefd);
     pthread_mutex_destroy(&p->lock);
     free(p);
+}
+
+const char *pool_isolation_of(const struct pool *p, const char *tenant)
+{
+    if (pool__tenant_isolated(p, tenant))
+        return "job";
+    return p->cfg.isolation == POOL_ISOLATION_NONE ? "none" : "tenant";
 }
 
 void pool_get_info(struct pool *p, struct pool_info *out)
@@ -139,7 +147,7 @@ void pool_get_info(struct pool *p, struct pool_info *out)
     out->queued = p->lc.jobs.nqueued;
     out->running = p->lc.running;
     out->stopping = p->stopping || p->draining;
-    out->isolation = p->cfg.isolation == POOL_ISOLATION_NONE ? "none" : "tenant";
+    out->isolation = pool_isolation_of(p, NULL);
     pthread_mutex_unlock(&p->lock);
     if (pool__shared(p)) {
         store_node_id(p->cfg.store, out->node);

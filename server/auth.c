@@ -36,7 +36,8 @@ struct token {
     char *secret;
     size_t len;
     enum auth_role role;
-    int from_file; /* 1: a line of --token-file (the cursor key is theirs) */
+    int from_file;   /* 1: a line of --token-file (the cursor key is theirs) */
+    int isolate_job; /* isolation=job: each of the tenant's jobs in a process of its own */
 };
 
 struct auth {
@@ -83,17 +84,34 @@ static int valid_secret(const char *s, size_t len)
  * message. An unknown option is not quoted: a token with a space in it would end up
  * there, and no secret is ever printed.
  */
-static int parse_options(char *opts, enum auth_role *role, const char *path, int lineno, char *err,
-                         size_t errlen)
+static int parse_options(char *opts, enum auth_role *role, int *isolate_job, const char *path,
+                         int lineno, char *err, size_t errlen)
 {
     static const char accepted[] = "accepted: 'admin' (or 'role=admin') and 'role=user', the "
-                                   "default; tokens cannot contain spaces";
-    int have_role = 0;
+                                   "default, and 'isolation=job' or 'isolation=tenant'; tokens "
+                                   "cannot contain spaces";
+    int have_role = 0, have_isolation = 0;
     char *save = NULL;
     *role = AUTH_ROLE_USER;
+    *isolate_job = 0;
     for (char *o = strtok_r(opts, OPTION_SPACE, &save); o;
          o = strtok_r(NULL, OPTION_SPACE, &save)) {
         enum auth_role r;
+        if (strncmp(o, "isolation=", 10) == 0) {
+            if (strcmp(o + 10, "job") && strcmp(o + 10, "tenant")) {
+                snprintf(err, errlen,
+                         "--token-file %s line %d: the isolation must be job or tenant; %s", path,
+                         lineno, accepted);
+                return -1;
+            }
+            if (have_isolation++) {
+                snprintf(err, errlen, "--token-file %s line %d: the isolation is given twice", path,
+                         lineno);
+                return -1;
+            }
+            *isolate_job = strcmp(o + 10, "job") == 0;
+            continue;
+        }
         if (strcmp(o, "admin") == 0 || strcmp(o, "role=admin") == 0) {
             r = AUTH_ROLE_ADMIN;
         } else if (strcmp(o, "role=user") == 0) {
@@ -127,7 +145,8 @@ static int parse_line(struct auth *a, char *s, const char *path, int lineno, cha
     if (*opts)
         *opts++ = '\0';
     enum auth_role role;
-    if (parse_options(opts, &role, path, lineno, err, errlen) != 0)
+    int isolate_job;
+    if (parse_options(opts, &role, &isolate_job, path, lineno, err, errlen) != 0)
         return -1;
     char tenant[AUTH_TENANT_MAX];
     /* Unnamed: a name no "name:" prefix can spell (it has a ':'), so two tokens
@@ -156,6 +175,7 @@ static int parse_line(struct auth *a, char *s, const char *path, int lineno, cha
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    a->tokens[a->n - 1].isolate_job = isolate_job;
     return 0;
 }
 
@@ -270,6 +290,32 @@ void auth_free(struct auth *a)
 size_t auth_count(const struct auth *a)
 {
     return a ? a->n : 0;
+}
+
+char **auth_job_isolated_tenants(const struct auth *a)
+{
+    char **out = calloc(a->n + 1, sizeof(*out));
+    size_t n = 0;
+    for (size_t i = 0; out && i < a->n; i++) {
+        const struct token *t = &a->tokens[i];
+        int seen = 0;
+        for (size_t k = 0; k < n && !seen; k++)
+            seen = strcmp(out[k], t->tenant) == 0;
+        if (!t->isolate_job || seen)
+            continue;
+        if (!(out[n++] = strdup(t->tenant))) {
+            auth_strings_free(out);
+            return NULL;
+        }
+    }
+    return out;
+}
+
+void auth_strings_free(char **list)
+{
+    for (size_t i = 0; list && list[i]; i++)
+        free(list[i]);
+    free(list);
 }
 
 size_t auth_count_admins(const struct auth *a)

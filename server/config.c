@@ -24,6 +24,7 @@ enum kind {
     K_LOGLEVEL,
     K_MATCH,
     K_ISOLATION,
+    K_WORKER_START,
     K_ENV,
     K_FLAG
 };
@@ -130,8 +131,12 @@ static const struct setting settings[] = {
     {"allow-root-workers", "PYJOBD_ALLOW_ROOT_WORKERS", K_FLAG, OFF(allow_root_workers), 0, 0,
      "let workers run as root when the server does"},
     {"isolation", "PYJOBD_ISOLATION", K_ISOLATION, OFF(isolation), 0, 0,
-     "tenant (default: a worker runs jobs of one tenant only) | none (workers run "
-     "anyone's jobs: for a single user)"},
+     "tenant (default: a worker runs jobs of one tenant only) | job (each job in a process "
+     "forked for it, gone when it ends) | none (workers run anyone's jobs: for a single "
+     "user)"},
+    {"worker-start", "PYJOBD_WORKER_START", K_WORKER_START, OFF(worker_start), 0, 0,
+     "fork (default: workers are forked from a booted template, the zygote) | exec (each "
+     "worker starts Python afresh: slower restarts)"},
     {"allow-shared-worker-uid", "PYJOBD_ALLOW_SHARED_WORKER_UID", K_FLAG,
      OFF(allow_shared_worker_uid), 0, 0,
      "start even when several tenants' workers would run under the server's own uid "
@@ -259,9 +264,15 @@ static int apply(struct config *cfg, const struct setting *st, const char *value
                         strcasecmp(value, "yes") == 0;
         return 0;
     case K_ISOLATION:
-        if (strcmp(value, "tenant") && strcmp(value, "none")) {
-            fprintf(stderr, "pyjobd: %s: expected tenant or none, got '%s'%s\n", source, value,
-                    strcmp(value, "job") == 0 ? " (per-job isolation is not available yet)" : "");
+        if (strcmp(value, "tenant") && strcmp(value, "job") && strcmp(value, "none")) {
+            fprintf(stderr, "pyjobd: %s: expected tenant, job or none, got '%s'\n", source, value);
+            return -EINVAL;
+        }
+        *(const char **)field = value;
+        return 0;
+    case K_WORKER_START:
+        if (strcmp(value, "fork") && strcmp(value, "exec")) {
+            fprintf(stderr, "pyjobd: %s: expected fork or exec, got '%s'\n", source, value);
             return -EINVAL;
         }
         *(const char **)field = value;
@@ -320,6 +331,7 @@ int config_load(struct config *cfg, int argc, char **argv)
     cfg->max_retries_limit = 3;
     cfg->python_match = "minor";
     cfg->isolation = "tenant";
+    cfg->worker_start = "fork";
     cfg->worker_max_procs = UINT_MAX; /* not given: see main.c */
     cfg->min_workers = 1;
     cfg->max_output_bytes = 1u << 20;

@@ -396,6 +396,7 @@ int main(int argc, char **argv)
         worker_ids_release(&wids);
         return 2;
     }
+    char **job_isolated = auth_job_isolated_tenants(auth);
     if (auth_count(auth) && !auth_count_admins(auth))
         log_info("no token has the role admin: no tenant may resize the pool or see other "
                  "tenants' workers%s (give an operator's line in --token-file the option 'admin')",
@@ -464,8 +465,11 @@ int main(int argc, char **argv)
         .worker_max_procs = cfg.worker_max_procs != UINT_MAX ? cfg.worker_max_procs
                             : cfg.worker_user                ? 1024
                                                              : 0,
-        .isolation =
-            strcmp(cfg.isolation, "none") == 0 ? POOL_ISOLATION_NONE : POOL_ISOLATION_TENANT,
+        .isolation = strcmp(cfg.isolation, "none") == 0  ? POOL_ISOLATION_NONE
+                     : strcmp(cfg.isolation, "job") == 0 ? POOL_ISOLATION_JOB
+                                                         : POOL_ISOLATION_TENANT,
+        .worker_exec = strcmp(cfg.worker_start, "exec") == 0,
+        .job_isolated_tenants = (const char *const *)job_isolated,
     };
     if (!(pool = pool_new(&pcfg))) {
         log_error("cannot start the worker pool: %s", strerror(errno));
@@ -534,6 +538,7 @@ out:
     if (store_lock >= 0)
         close(store_lock);
     auth_free(auth);
+    auth_strings_free(job_isolated);
     worker_ids_release(&wids);
     explicit_bzero(cursor_key, sizeof(cursor_key));
     if (key)

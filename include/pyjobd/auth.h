@@ -39,6 +39,12 @@ void auth_free(struct auth *a);
 /* Number of tokens loaded; 0 means authentication is off. */
 size_t auth_count(const struct auth *a);
 
+/* The tenants a token-file line gave isolation=job (each once), NULL-terminated and
+ * owned by the caller (auth_strings_free); NULL when out of memory. A tenant named on
+ * several lines is job-isolated if any of them says so. */
+char **auth_job_isolated_tenants(const struct auth *a);
+void auth_strings_free(char **list);
+
 /* Number of tokens with the role admin. */
 size_t auth_count_admins(const struct auth *a);
 

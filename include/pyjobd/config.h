@@ -60,7 +60,8 @@ struct config {
     double header_timeout;    /* --http-header-timeout, default 30 */
     const char *worker_user;  /* --worker-user NAME */
     int allow_root_workers;   /* --allow-root-workers */
-    const char *isolation;    /* --isolation tenant|none, default tenant */
+    const char *isolation;    /* --isolation tenant|job|none, default tenant */
+    const char *worker_start; /* --worker-start fork|exec, default fork */
     int allow_shared_worker_uid; /* --allow-shared-worker-uid */
     int allow_insecure_files;    /* --allow-insecure-files: warn instead of refusing */
     enum log_level log_level;    /* --log-level, default info */

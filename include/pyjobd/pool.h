@@ -24,6 +24,7 @@ struct store;
 enum pool_isolation {
     POOL_ISOLATION_TENANT, /* jobs of one tenant only: bound to the tenant of its first job */
     POOL_ISOLATION_NONE,   /* anyone's jobs, one after the other (a single user's machine) */
+    POOL_ISOLATION_JOB,    /* every job in a process forked for it, killed when it ends */
 };
 
 struct pool_config {
@@ -49,8 +50,12 @@ struct pool_config {
     const char *worker_user;       /* drop workers to this user (--worker-user), or NULL */
     struct store *store;           /* durable copy of every job (borrowed), or NULL */
     enum pool_isolation isolation; /* default (0): tenant */
-    size_t tenant_max_queued;      /* queued jobs of one tenant at most (this node); 0 = any */
-    unsigned tenant_max_running;   /* running jobs of one tenant at most (this node); 0 = any */
+    int worker_exec;               /* --worker-start exec: no zygote, every worker exec'd */
+    /* Tenants whose every job is forked as with POOL_ISOLATION_JOB, whatever `isolation`
+     * says (the token file's isolation=job), NULL-terminated; NULL for none. */
+    const char *const *job_isolated_tenants;
+    size_t tenant_max_queued;    /* queued jobs of one tenant at most (this node); 0 = any */
+    unsigned tenant_max_running; /* running jobs of one tenant at most (this node); 0 = any */
 };
 
 /* Runtime facts for /v1/info. Strings are copied into the struct. */
@@ -65,7 +70,7 @@ struct pool_info {
     char boot_error[256];    /* why workers fail to boot, "" when they don't */
     char node[JOB_NODE_MAX]; /* this node's id on a shared store, else "" */
     int store_down;          /* 1: the shared store's database is unreachable */
-    const char *isolation;   /* "tenant" | "none" (static) */
+    const char *isolation;   /* "tenant" | "job" | "none" (static) */
 };
 
 /* Creates the pool and starts its supervisor thread and workers.
@@ -193,6 +198,10 @@ void job_output_release(struct job_output *o);
 
 /* Fills *out with current facts. */
 void pool_get_info(struct pool *p, struct pool_info *out);
+
+/* The isolation that `tenant`'s jobs get ("tenant" | "job" | "none", static): the
+ * pool's, or "job" for a tenant of cfg.job_isolated_tenants. tenant may be NULL. */
+const char *pool_isolation_of(const struct pool *p, const char *tenant);
 
 /* One worker as GET /v1/pool shows it. */
 struct pool_worker_info {

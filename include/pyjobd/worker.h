@@ -79,6 +79,7 @@
 #define PYJOBD_WORKER_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* The worker's end of the socketpair. */
 #define WORKER_FD 3
@@ -86,6 +87,26 @@
 /* Largest FRAME_JOB payload the worker accepts; a bigger one means the server is
  * broken (the worker exits WORKER_EXIT_PROTOCOL). */
 #define WORKER_MAX_JOB_PAYLOAD ((size_t)2 << 30)
+
+/*
+ * Zygote (`pyjobd-worker --zygote`, the same other options): the template workers are
+ * forked from. fd 3 is then a SOCK_SEQPACKET socket, stdout and stderr are the
+ * server's log. It boots as a worker does (sandbox, --user, Python, cloudpickle; not
+ * --init, nor --memory-limit) and sends one message {MAGIC, 0}: ready. Each
+ * request is {MAGIC, 0} with three fds (SCM_RIGHTS): the new worker's channel (a
+ * SOCK_STREAM socket), its stdout and its stderr. The zygote forks with
+ * clone(CLONE_PARENT), so that the worker is the server's child, and answers {MAGIC,
+ * pid} or {MAGIC, -errno}. The worker puts the fds on 3, 1 and 2, closes the rest,
+ * takes a session of its own, arms PR_SET_PDEATHSIG, shows "--forked" for "--zygote"
+ * in its command line, runs --init, applies --memory-limit and goes on from FRAME_HELLO
+ * as a spawned worker would. No job runs in the zygote. EOF on
+ * fd 3 ends it (WORKER_EXIT_OK); a malformed request exits WORKER_EXIT_PROTOCOL.
+ */
+#define WORKER_ZYGOTE_MAGIC 0x7a79676fu /* "zygo" */
+struct worker_zygote_msg {
+    uint32_t magic;
+    int32_t value;
+};
 
 /* Exit codes. A job that calls os._exit(n) or dies of a signal exits otherwise. */
 

@@ -31,6 +31,21 @@ static char *dup_field(const struct frame *f, uint32_t tag)
     return strndup((const char *)fld.data, fld.len);
 }
 
+int pool__tenant_isolated(const struct pool *p, const char *tenant)
+{
+    if (p->cfg.isolation == POOL_ISOLATION_JOB)
+        return 1;
+    for (const char *const *t = p->cfg.job_isolated_tenants; tenant && t && *t; t++)
+        if (strcmp(*t, tenant) == 0)
+            return 1;
+    return 0;
+}
+
+int pool__job_isolated(const struct pool *p, const struct job *j)
+{
+    return pool__tenant_isolated(p, j->v.owner);
+}
+
 /* Sends j to the idle worker w: the frame goes out (or starts to, the rest on
  * EPOLLOUT) and the job is running. 0, or -ENOMEM (nothing changed). */
 int pool__send_job(struct pool *p, struct worker *w, struct job *j)
@@ -52,11 +67,16 @@ int pool__send_job(struct pool *p, struct worker *w, struct job *j)
                           blob_len(j->spec.json_kwargs));
     if (j->spec.result_json)
         frame_builder_add_str(&b, FRAME_TAG_RESULT_FORMAT, "json");
+    int isolated = pool__job_isolated(p, j);
+    if (isolated)
+        frame_builder_add(&b, FRAME_TAG_ISOLATE, "", 0);
     int rc = frame_builder_finish(&b, &w->out, &w->out_len);
     if (rc != 0)
         return rc;
     w->out_off = 0;
-    if (!w->bound && p->cfg.isolation == POOL_ISOLATION_TENANT) {
+    if (isolated) {
+        w->isolated = 1;
+    } else if (!w->bound) {
         w->bound = 1;
         memcpy(w->tenant, j->v.owner, sizeof(w->tenant));
     }

@@ -13,6 +13,7 @@
  *   retention.c      how long finished jobs stay (--result-ttl, --max-jobs)
  *   recovery.c       jobs found in a single-node store at start
  *   wake.c           poking the supervisor's loop from any thread
+ *   zygote.c         the template process workers are forked from
  *
  * The supervisor (../supervisor/) runs the loop that calls them; the public calls
  * (the .c files of pool/ itself) sit on top. Everything here runs with the pool lock held, unless
@@ -79,10 +80,12 @@ struct worker {
     int64_t respawn_at_ms;
     unsigned jobs_done;
     unsigned boot_failures; /* consecutive exits before hello, for backoff */
-    /* --isolation tenant: the tenant of the first job this process ran; it runs no
-     * other tenant's job (a new process is a fresh interpreter). */
+    /* It ran a job's code in itself, and then whose (with --isolation tenant it runs no
+     * other tenant's job: a new process is a fresh interpreter); or it ran every job in
+     * a process forked for it (FRAME_TAG_ISOLATE), and is still clean. Never both. */
     int bound;
     char tenant[JOB_OWNER_MAX];
+    int isolated;
     /* While idle: its CPU time (clock ticks) when last looked at, -1 before the first
      * look; a job's code that outlived the job shows up as CPU used while idle. */
     long long idle_cpu_ticks;
@@ -129,13 +132,20 @@ struct pool {
     pid_t *orphans;
     size_t norphans, caporphans;
 
+    /* The zygote (zygote.c): its pid (0: none), its socket, said it is ready. */
+    pid_t zygote_pid;
+    int zygote_sock;
+    int zygote_ready;
+    unsigned zygote_failures; /* in a row, for the backoff */
+    int64_t zygote_retry_ms;  /* no zygote: when to start one */
+
     /* Counters for /v1/pool and /metrics (the jobs' are in lc). */
     uint64_t restarts[END_RETIRE + 1];
     uint64_t boot_failures;
 };
 
 /* epoll keys of the supervisor loop: what fired, for which worker slot */
-enum { EV_WAKE = 0, EV_SOCK = 1, EV_PIDFD = 2, EV_STDOUT = 3, EV_STDERR = 4 };
+enum { EV_WAKE = 0, EV_SOCK = 1, EV_PIDFD = 2, EV_STDOUT = 3, EV_STDERR = 4, EV_ZYGOTE = 5 };
 static inline uint64_t pool__ev_key(unsigned kind, unsigned slot)
 {
     return (uint64_t)slot << 8 | kind;
@@ -190,6 +200,9 @@ void pool__idle_begin(struct worker *w, int64_t now);
 int64_t pool__idle_cpu_check(struct pool *p, int64_t now);
 
 /* channel.c */
+/* j runs in a process forked for it: --isolation job, or its tenant's isolation=job. */
+int pool__job_isolated(const struct pool *p, const struct job *j);
+int pool__tenant_isolated(const struct pool *p, const char *tenant); /* tenant may be NULL */
 int pool__send_job(struct pool *p, struct worker *w, struct job *j);
 void pool__read_channel(struct pool *p, struct worker *w);
 
@@ -205,6 +218,19 @@ int pool__elsewhere(const struct pool *p, const struct job *j);
 /* retention.c */
 void pool__retention_enforce(struct pool *p, int64_t now);
 int64_t pool__retention_next_ms(const struct pool *p);
+
+/* zygote.c */
+/* Starts a zygote when there is none and its backoff is over (not with --worker-start
+ * exec, nor while stopping); when that is due (INT64_MAX: nothing to do). */
+void pool__zygote_tick(struct pool *p, int64_t now);
+int64_t pool__zygote_next_ms(const struct pool *p);
+void pool__zygote_event(struct pool *p); /* its socket is readable */
+/* Forks a worker with these fds (the zygote gets copies): 0 and *pid, the server's
+ * child; 1 when there is no ready zygote (spawn it yourself); -errno when the fork
+ * failed. Waits at most 1 s for the answer. */
+int pool__zygote_fork(struct pool *p, int chan, int out, int err, pid_t *pid);
+int pool__is_zygote(const struct pool *p, pid_t pid);
+void pool__zygote_stop(struct pool *p);
 
 /* recovery.c */
 int pool__recover(struct pool *p);

@@ -126,6 +126,33 @@ static int output_pipe(int fds[2])
     return 0;
 }
 
+/* The worker program started afresh (exec): when there is no zygote to fork from. */
+static int spawn_exec(struct pool *p, int chan, int out, int err, pid_t *pid)
+{
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawnattr_init(&attr);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, out, 1);
+    posix_spawn_file_actions_adddup2(&fa, err, 2);
+    posix_spawn_file_actions_adddup2(&fa, chan, WORKER_FD);
+    posix_spawn_file_actions_addclosefrom_np(&fa, WORKER_FD + 1);
+    if (p->cfg.worker_cwd)
+        posix_spawn_file_actions_addchdir_np(&fa, p->cfg.worker_cwd);
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &all);
+    posix_spawnattr_setflags(&attr,
+                             POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSID);
+    int rc = posix_spawn(pid, p->cfg.worker_path, &fa, &attr, p->worker_argv, p->worker_envp);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    return -rc;
+}
+
 int pool__spawn_worker(struct pool *p, struct worker *w)
 {
     int sv[2], out[2] = {-1, -1}, err[2] = {-1, -1};
@@ -149,29 +176,10 @@ int pool__spawn_worker(struct pool *p, struct worker *w)
         return rc;
     }
 
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t attr;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawnattr_init(&attr);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-    posix_spawn_file_actions_adddup2(&fa, err[1], 2);
-    posix_spawn_file_actions_adddup2(&fa, child_fd, WORKER_FD);
-    posix_spawn_file_actions_addclosefrom_np(&fa, WORKER_FD + 1);
-    if (p->cfg.worker_cwd)
-        posix_spawn_file_actions_addchdir_np(&fa, p->cfg.worker_cwd);
-    sigset_t none, all;
-    sigemptyset(&none);
-    sigfillset(&all);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &all);
-    posix_spawnattr_setflags(&attr,
-                             POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSID);
-
     pid_t pid;
-    rc = posix_spawn(&pid, p->cfg.worker_path, &fa, &attr, p->worker_argv, p->worker_envp);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
+    rc = pool__zygote_fork(p, child_fd, out[1], err[1], &pid);
+    if (rc == 1) /* no zygote to fork from */
+        rc = spawn_exec(p, child_fd, out[1], err[1], &pid);
     close(child_fd);
     close(out[1]);
     close(err[1]);
@@ -179,7 +187,7 @@ int pool__spawn_worker(struct pool *p, struct worker *w)
         close(sv[0]);
         close(out[0]);
         close(err[0]);
-        return -rc;
+        return rc;
     }
 
     /* Without pidfds (a kernel before 5.3, or valgrind) the supervisor polls wait4
@@ -204,7 +212,7 @@ int pool__spawn_worker(struct pool *p, struct worker *w)
     w->in_len = 0;
     w->out_len = w->out_off = 0;
     w->jobs_done = 0;
-    w->bound = 0;
+    w->bound = w->isolated = 0;
     w->stray_since_ms = w->stray_bytes = 0;
     w->stray_dropped = 0;
     w->out_window_ms = w->out_window_bytes = 0;
@@ -313,6 +321,8 @@ void pool__flush_channel(struct pool *p, struct worker *w)
 
 static int is_worker(const struct pool *p, pid_t pid)
 {
+    if (pool__is_zygote(p, pid))
+        return 1;
     for (unsigned i = 0; i < p->nslots; i++)
         if (p->workers[i]->pid == pid)
             return 1;

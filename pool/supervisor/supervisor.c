@@ -40,25 +40,37 @@ static int fresh_coming(const struct worker *w)
            (w->state == WORKER_EXITING && w->ending != END_RETIRE);
 }
 
-/* The idle worker for j: with --isolation tenant one already bound to j's tenant, else
- * a fresh one (*other: an idle worker of another tenant, idle the longest); with
- * --isolation none any. */
+/* May w run j? A job forked for itself needs a worker that ran no job's code in
+ * itself; any other job one that forked none, and with --isolation tenant one that ran
+ * only jobs of j's tenant. */
+static int worker_fits(const struct pool *p, const struct worker *w, const struct job *j,
+                       int isolated)
+{
+    if (isolated)
+        return !w->bound;
+    return !w->isolated && (!w->bound || p->cfg.isolation == POOL_ISOLATION_NONE ||
+                            strcmp(w->tenant, j->v.owner) == 0);
+}
+
+/* The idle worker for j: one that already ran jobs like it (worker_fits), else a fresh
+ * one; *other: an idle worker that does not fit, idle the longest. */
 static struct worker *worker_for(struct pool *p, const struct job *j, struct worker **other)
 {
     struct worker *fresh = NULL;
+    int isolated = pool__job_isolated(p, j);
     *other = NULL;
     for (unsigned i = 0; i < p->nslots; i++) {
         struct worker *w = p->workers[i];
         if (w->state != WORKER_IDLE || !w->active)
             continue;
-        if (p->cfg.isolation == POOL_ISOLATION_NONE)
+        if (!worker_fits(p, w, j, isolated)) {
+            if (!*other || w->idle_since_ms < (*other)->idle_since_ms)
+                *other = w; /* idle the longest: the least likely to be wanted soon */
+        } else if (w->bound || w->isolated) {
             return w;
-        if (!w->bound)
+        } else {
             fresh = fresh ? fresh : w;
-        else if (strcmp(w->tenant, j->v.owner) == 0)
-            return w;
-        else if (!*other || w->idle_since_ms < (*other)->idle_since_ms)
-            *other = w; /* idle the longest: the least likely to be wanted soon */
+        }
     }
     return fresh;
 }
@@ -80,7 +92,7 @@ static void dispatch(struct pool *p)
     for (unsigned i = 0; i < p->nslots; i++) {
         const struct worker *w = p->workers[i];
         idle += w->state == WORKER_IDLE && w->active;
-        coming += p->cfg.isolation == POOL_ISOLATION_TENANT && fresh_coming(w);
+        coming += fresh_coming(w);
     }
     unsigned max_running = p->cfg.tenant_max_running;
     for (int progress = 1; progress && idle;) {
@@ -241,6 +253,8 @@ static int next_timeout(struct pool *p, int64_t now, int64_t sources_due)
         int64_t t = p->no_worker_since_ms + (int64_t)(p->cfg.boot_failure_timeout * 1000.0);
         next = t < next ? t : next;
     }
+    int64_t zygote = p->stopping ? INT64_MAX : pool__zygote_next_ms(p);
+    next = zygote < next ? zygote : next;
     int64_t expiry = pool__retention_next_ms(p);
     next = expiry < next ? expiry : next;
     next = sources_due < next ? sources_due : next;
@@ -267,6 +281,7 @@ static void expire_waiters(struct pool *p, int64_t now)
 static void interrupt_all(struct pool *p)
 {
     struct job *j;
+    pool__zygote_stop(p);
     /* With a store, queued jobs stay queued on disk for the next start. */
     while (!p->cfg.store && (j = pool__queue_first(&p->lc.jobs))) {
         pool__job_fail(&p->lc, j, JOB_ERR_INTERRUPTED,
@@ -339,6 +354,7 @@ void *pool__supervisor_main(void *arg)
             park_idle_workers(p, now);
             unpark_for_queue(p, now);
             fail_queue_if_no_workers(p, now);
+            pool__zygote_tick(p, now);
             start_due_workers(p, now);
             dispatch(p);
             sources_due = pool__idle_cpu_check(p, now);
@@ -365,6 +381,10 @@ void *pool__supervisor_main(void *arg)
                 uint64_t v;
                 ssize_t r = read(p->wakefd, &v, sizeof(v));
                 (void)r;
+                continue;
+            }
+            if (kind == EV_ZYGOTE) {
+                pool__zygote_event(p);
                 continue;
             }
             struct worker *w = p->workers[slot];

@@ -9,11 +9,13 @@
 #include <Python.h>
 
 #include "channel.h"
+#include "horse.h"
 #include "interp.h"
 #include "options.h"
 #include "reaper.h"
 #include "runner.h"
 #include "sandbox.h"
+#include "zygote.h"
 #include "pyjobd/frame.h"
 #include "pyjobd/worker.h"
 
@@ -50,7 +52,7 @@ static _Noreturn void worker_exit(int code)
  * ignored signals, and the server blocks or ignores some). Runs after
  * worker_sandbox_enter(): a uid or gid change clears PR_SET_PDEATHSIG.
  */
-static void worker_setup_process(void)
+static void worker_setup_process(int zygote)
 {
     pid_t parent = getppid();
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
@@ -68,15 +70,19 @@ static void worker_setup_process(void)
     }
     /* A gone server shows up as EPIPE on write, not as a signal. */
     signal(SIGPIPE, SIG_IGN);
-    worker_reaper_enable();
+    if (!zygote) /* the zygote's forks are the server's children, not its own */
+        worker_reaper_enable();
 
     int fl = fcntl(WORKER_FD, F_GETFD);
     int type = 0;
     socklen_t tlen = sizeof(type);
     if (fl < 0 || getsockopt(WORKER_FD, SOL_SOCKET, SO_TYPE, &type, &tlen) != 0 ||
-        type != SOCK_STREAM)
-        worker_boot_fail("%s", "fd 3 is not a stream socket; pyjobd-worker is started by the "
-                               "pyjobd server with its end of a socketpair on fd 3");
+        type != (zygote ? SOCK_SEQPACKET : SOCK_STREAM))
+        worker_boot_fail("%s", zygote ? "fd 3 is not a seqpacket socket; pyjobd-worker "
+                                        "--zygote is started by the pyjobd server"
+                                      : "fd 3 is not a stream socket; pyjobd-worker is started "
+                                        "by the pyjobd server with its end of a socketpair on "
+                                        "fd 3");
     /* Programs a job execs must not inherit the channel and talk on it, or keep
      * it open after the worker dies. */
     fcntl(WORKER_FD, F_SETFD, fl | FD_CLOEXEC);
@@ -127,6 +133,18 @@ static void *worker_map_reserve(void)
     return p == MAP_FAILED ? NULL : p;
 }
 
+/* Writes one whole frame on fd 3; returns only on success. */
+static void worker_send_bytes(const uint8_t *buf, size_t len)
+{
+    int rc = worker_channel_write(WORKER_FD, buf, len);
+    if (rc == -EPIPE || rc == -ECONNRESET)
+        worker_exit(WORKER_EXIT_OK);
+    if (rc != 0) {
+        fprintf(stderr, "pyjobd-worker: write on fd 3: %s\n", strerror(-rc));
+        worker_exit(WORKER_EXIT_OK);
+    }
+}
+
 /* Sends a finished builder's frame; returns only on success. */
 static void worker_send(struct frame_builder *b)
 {
@@ -137,14 +155,8 @@ static void worker_send(struct frame_builder *b)
         fprintf(stderr, "pyjobd-worker: cannot build a reply frame: %s\n", strerror(-rc));
         worker_exit(WORKER_EXIT_INTERNAL);
     }
-    rc = worker_channel_write(WORKER_FD, buf, len);
+    worker_send_bytes(buf, len);
     free(buf);
-    if (rc == -EPIPE || rc == -ECONNRESET)
-        worker_exit(WORKER_EXIT_OK);
-    if (rc != 0) {
-        fprintf(stderr, "pyjobd-worker: write on fd 3: %s\n", strerror(-rc));
-        worker_exit(WORKER_EXIT_OK);
-    }
 }
 
 static void worker_send_hello(const struct worker_py *py)
@@ -193,11 +205,14 @@ int main(int argc, char **argv)
     struct worker_options opts;
     worker_options_parse(argc, argv, &opts);
     worker_sandbox_enter(&opts);
-    worker_setup_process();
+    worker_setup_process(opts.zygote);
 
     struct worker_py py;
     if (worker_interp_start(&py, argc > 0 && argv[0] ? argv[0] : "pyjobd-worker") != 0)
         exit(WORKER_EXIT_BOOT_FAILED);
+    if (opts.zygote)
+        worker_zygote_serve(&py, argc, argv); /* returns in each worker it forks */
+    /* In each worker, forked or not: what --init opens (connections, threads) is its own. */
     if (opts.init && worker_interp_run_init(&py, opts.init) != 0)
         worker_exit(WORKER_EXIT_BOOT_FAILED);
     if (opts.memory_limit) {
@@ -214,9 +229,27 @@ int main(int argc, char **argv)
     }
     worker_send_hello(&py);
 
+    int isolated = -1; /* unknown until the first job: each job forked, or none */
     for (;;) {
         struct frame job;
         PyObject *owner = worker_next_job(&job);
+        struct frame_field flag;
+        int isolate = frame_find_field(&job, FRAME_TAG_ISOLATE, &flag) > 0;
+        if (isolated >= 0 && isolate != isolated) {
+            /* A forked job would inherit what a shared one left behind. */
+            fprintf(stderr, "pyjobd-worker: the server mixed isolated and shared jobs on "
+                            "one worker\n");
+            worker_exit(WORKER_EXIT_PROTOCOL);
+        }
+        isolated = isolate;
+        if (isolate) {
+            PyObject *done = worker_horse_run(&py, owner, &job);
+            Py_DECREF(owner);
+            worker_send_bytes((const uint8_t *)PyBytes_AS_STRING(done),
+                              (size_t)PyBytes_GET_SIZE(done));
+            Py_DECREF(done);
+            continue;
+        }
         struct frame_builder reply;
         int rc = worker_runner_run(&py, owner, &job, &reply);
         Py_DECREF(owner);

@@ -1,7 +1,7 @@
 /*
  * options.c — pyjobd-worker's command line: --init module:function,
  * --memory-limit BYTES, --max-procs N and --user NAME|UID, each as "--opt VALUE" or "--opt=VALUE",
- * at most once.
+ * at most once, and the flag --zygote.
  * Anything else is a boot failure: the supervisor builds this argv itself, so
  * an unknown option means the server and the worker do not match.
  */
@@ -107,9 +107,13 @@ void worker_options_parse(int argc, char **argv, struct worker_options *o)
                 options_fail("%s: invalid value '': expected a user name or a numeric uid",
                              "--user");
             o->user = v;
+        } else if (strcmp(argv[i], "--zygote") == 0) {
+            if (o->zygote)
+                options_fail("%s given more than once", "--zygote");
+            o->zygote = 1;
         } else if (argv[i][0] == '-') {
             options_fail("unknown option '%s' (known: --init module:function, "
-                         "--memory-limit BYTES, --max-procs N, --user NAME|UID)",
+                         "--memory-limit BYTES, --max-procs N, --user NAME|UID, --zygote)",
                          argv[i]);
         } else {
             options_fail("unexpected argument '%s' (pyjobd-worker takes only options)", argv[i]);

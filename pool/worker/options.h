@@ -13,6 +13,7 @@ struct worker_options {
     const char *limit_arg; /* the BYTES text as given, for messages */
     const char *user;      /* --user NAME|UID, NULL when not given */
     rlim_t max_procs;      /* --max-procs N: RLIMIT_NPROC, 0 when not given */
+    int zygote;            /* --zygote: fork workers on request instead of running jobs */
 };
 
 /*

@@ -298,6 +298,13 @@ void pool_get_info(struct pool *p, struct pool_info *out)
     *out = fake.info;
 }
 
+const char *pool_isolation_of(const struct pool *p, const char *tenant)
+{
+    (void)p;
+    (void)tenant;
+    return fake.info.isolation ? fake.info.isolation : "tenant";
+}
+
 const double pool_duration_bounds[POOL_DURATION_BUCKETS] = {
     0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300, __builtin_inf()};
 

@@ -5,11 +5,12 @@ Run from the repository root:
 
     PYJOBD_BIN=build/pyjobd /usr/bin/python3 -m pytest -q tests/integration/test_tenancy.py
 
-What holds today with --isolation tenant (the default): a worker process runs the jobs
-of one tenant only. A job of another tenant gets a fresh process, and the process a
-job planted its state in is ended, with what it started in its process group. What is
-not covered yet (per-job isolation, workers under their own uids, forged frames on the
-channel) is listed in SECURITY.md.
+What holds with --isolation tenant (the default): a worker process runs the jobs of
+one tenant only. A job of another tenant gets a fresh process (forked from the zygote),
+and the process a job planted its state in is ended, with what it started. With
+--isolation job (or isolation=job on a token-file line) every job runs in a process
+forked for it that never holds the worker's channel. What is not covered (workers
+under uids of their own) is listed in SECURITY.md.
 """
 
 import base64
@@ -236,13 +237,146 @@ def test_isolation_none_shares_workers_as_documented(make_server, tmp_path):
     assert seen["env"] == "1", seen
 
 
-def test_isolation_job_is_refused_until_it_exists():
+def test_isolation_job_leaves_nothing_even_to_the_same_tenant(make_server, tmp_path):
+    """--isolation job: each job runs in a process forked for it; what it planted, the
+    next job of the same tenant does not meet, and its child is dead once it is over."""
+    s = make_server("--workers", "1", "--isolation", "job", "--token-file", tokens(tmp_path),
+                    *ROOT_OK, ready=False)
+    assert ready(s, ALICE)["isolation"] == "job"
+    planted = result(run(s, ALICE, json_job(plant, str(tmp_path / "alice-fd"))))
+    assert not alive(planted["child"]), "the job's child outlived the job"
+    assert not alive(planted["pid"]), "the job's process outlived the job"
+    for token in (ALICE, BOB):
+        seen = result(run(s, token, json_job(look, "SECRET")))
+        assert seen["pid"] != planted["pid"]
+        assert seen["len"] == 2 and not seen["trace"] and seen["env"] is None, seen
+        assert seen["threads"] == 1 and seen["cwd"] != "/tmp", seen
+        assert str(tmp_path / "alice-fd") not in seen["fds"].values(), seen["fds"]
+        assert "3" not in seen["fds"], f"the job holds its worker's channel: {seen['fds']}"
+    # One worker served all three: no tenant switch is needed when no job runs in it.
+    assert call(s, "GET", "/v1/pool", ALICE).json()["restarts"]["tenant"] == 0
+
+
+def forge_and_linger(frame_hex, pidfile):
+    """Writes a forged reply on every fd it has, then goes on running."""
+    import os
+    import time
+
+    with open(pidfile, "w") as f:
+        f.write(str(os.getpid()))
+    for fd in range(3, 64):
+        try:
+            os.write(fd, bytes.fromhex(frame_hex))
+        except OSError:
+            pass
+    time.sleep(30)
+    return "not reached"
+
+
+def test_isolation_job_a_forged_frame_reaches_nobody_and_the_timeout_holds(make_server, tmp_path):
+    """The only channel a forked job has is its own reply: a frame written there is its
+    result (it could return anything anyway), and its process is killed on the spot, so
+    its code cannot outlive it nor read the next job."""
+    s = make_server("--workers", "1", "--isolation", "job", "--token-file", tokens(tmp_path),
+                    *ROOT_OK, ready=False)
+    ready(s, ALICE)
+    done = "09000000" "03000000" "15000000" "01000000" "31"  # RESULT {RESULT_JSON: "1"}
+    pidfile = tmp_path / "forger"
+    req = dict(json_job(forge_and_linger, done, str(pidfile)), timeout=5)
+    jid = call(s, "POST", "/v1/jobs", ALICE, req).json()["id"]
+    bob = call(s, "POST", "/v1/jobs", BOB, json_job(look, "BOB-SECRET")).json()["id"]
+    job = call(s, "GET", f"/v1/jobs/{jid}?wait=20", ALICE).json()
+    assert job["status"] == "succeeded" and job["result_json"] == 1, job
+    took = ts_of(job["finished_at"]) - ts_of(job["started_at"])
+    assert took < 1, f"the forging job was let run {took:.3f} s"
+    assert not alive(int(pidfile.read_text())), "the forging job's process outlived its reply"
+    seen = call(s, "GET", f"/v1/jobs/{bob}?wait=20", BOB).json()
+    assert seen["status"] == "succeeded", seen
+    assert result(seen)["secret"] == "BOB-SECRET" and result(seen)["len"] == 2, seen
+    # With nothing forged, the timeout holds as for any job.
+    slow = dict(json_job(forge_and_linger, "", str(pidfile)), timeout=0.5)
+    job = call(s, "POST", "/v1/jobs?wait=20", ALICE, slow).json()
+    assert job["status"] == "failed" and job["error"]["type"] == "timeout", job
+    took = ts_of(job["finished_at"]) - ts_of(job["started_at"])
+    assert 0.5 <= took < 0.6, took
+    assert not alive(int(pidfile.read_text()))
+
+
+def ts_of(text):
+    from datetime import datetime
+
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def exit_with(code):
+    import os
+
+    os._exit(code)
+
+
+def segfault():
+    import ctypes
+
+    ctypes.string_at(0)
+
+
+def close_channel_and_linger():
+    import os
+    import time
+
+    for fd in range(3, 64):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    time.sleep(30)
+
+
+@pytest.mark.parametrize("job,type_,detail", [
+    (lambda: exit_with(7), "worker_crashed", "exited with code 7"),
+    (segfault, "worker_crashed", "SIGSEGV"),
+    (close_channel_and_linger, "worker_crashed", "exited with code 4"),
+])
+def test_isolation_job_a_dying_job_is_reported_as_in_a_worker(make_server, tmp_path, job, type_,
+                                                             detail):
+    s = make_server("--workers", "1", "--isolation", "job", ready=False)
+    r = s.request("POST", "/v1/jobs?wait=20", body=json.dumps(json_job(job)),
+                  headers={"Content-Type": "application/json"})
+    j = r.json()
+    assert j["status"] == "failed" and j["error"]["type"] == type_, j
+    assert detail in j["error"]["message"], j["error"]
+    r = s.request("POST", "/v1/jobs?wait=20", body=json.dumps(json_job(lambda: "next")),
+                  headers={"Content-Type": "application/json"})
+    assert r.json().get("result_json") == "next", r.json()
+
+
+def test_isolation_job_per_tenant_in_the_token_file(make_server, tmp_path):
+    tf = tmp_path / "tokens"
+    tf.write_text(f"alice:{ALICE}\nbob:{BOB} isolation=job\n")
+    tf.chmod(0o600)
+    s = make_server("--workers", "1", "--token-file", str(tf), *ROOT_OK, ready=False)
+    assert ready(s, ALICE)["isolation"] == "tenant"
+    assert ready(s, BOB)["isolation"] == "job"
+    env = lambda: __import__("os").environ.setdefault("MINE", str(__import__("os").getpid()))  # noqa: E731
+    a1, a2 = (result(run(s, ALICE, json_job(env))) for _ in range(2))
+    assert a1 == a2, "alice (isolation tenant) keeps her worker and what she left in it"
+    b1, b2 = (result(run(s, BOB, json_job(env))) for _ in range(2))
+    assert b1 != b2, "bob (isolation=job) met what his previous job left"
+
+
+def test_isolation_job_option_errors_name_the_fix(tmp_path):
     import subprocess
 
-    p = subprocess.run([pyjobd_bin(), "--isolation", "job", "--port", "0"], capture_output=True,
+    tf = tmp_path / "tokens"
+    tf.write_text(f"bob:{BOB} isolation=process\n")
+    tf.chmod(0o600)
+    p = subprocess.run([pyjobd_bin(), "--token-file", str(tf), "--port", "0"],
+                       capture_output=True, text=True, timeout=10)
+    assert p.returncode != 0 and "isolation must be job or tenant" in p.stderr, p.stderr
+    assert BOB not in p.stderr
+    p = subprocess.run([pyjobd_bin(), "--isolation", "jobs", "--port", "0"], capture_output=True,
                        text=True, timeout=10)
-    assert p.returncode == 2, p
-    assert "not available yet" in p.stderr and "tenant or none" in p.stderr, p.stderr
+    assert p.returncode == 2 and "expected tenant, job or none" in p.stderr, p.stderr
 
 
 def flood_after_return(lines):
@@ -560,3 +694,103 @@ def test_tenants_take_turns_across_nodes_on_one_postgresql(make_server, pg_db, t
     print(f"\nbob's jobs behind alice's 300, on the other node: "
           f"{', '.join(f'{t * 1000:.0f} ms' for t in took)}")
     assert max(took) < 1.5, f"bob waited behind alice's flood across nodes: {took}"
+
+
+# --------------------------------------------------------------------------- the zygote
+
+def children(server):
+    """{pid: cmdline} of the server's live children."""
+    out = {}
+    for pid in server._child_pids():
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                out[pid] = f.read().replace(b"\0", b" ").decode()
+        except OSError:
+            pass
+    return out
+
+
+def wait_zygote(server, secs=10, other_than=None):
+    deadline = time.monotonic() + secs
+    while time.monotonic() < deadline:
+        z = [p for p, c in children(server).items() if "--zygote" in c and p != other_than]
+        if z:
+            time.sleep(0.3)  # booted: it says so within milliseconds of its start
+            return z[0]
+        time.sleep(0.05)
+    pytest.fail(f"no zygote among the server's children: {children(server)}\n{server.log_tail()}")
+
+
+def run_plain(s, fn, *args, timeout=None):
+    body = dict(json_job(fn, *args), **({"timeout": timeout} if timeout else {}))
+    r = s.request("POST", "/v1/jobs?wait=30", body=json.dumps(body),
+                  headers={"Content-Type": "application/json"})
+    return r.json()
+
+
+def test_replacement_workers_are_forked_from_the_zygote(make_server):
+    s = make_server("--workers", "1", *ROOT_OK[:-1], ready=True)
+    zygote = wait_zygote(s)
+    pids = []
+    for _ in range(3):
+        assert run_plain(s, exit_with, 3)["status"] == "failed"
+        job = run_plain(s, lambda: (__import__("os").getpid(), __import__("os").getppid()))
+        pid, ppid = job["result_json"]
+        assert ppid == s.proc.pid, "a forked worker must be the server's child"
+        cmd = children(s)[pid]
+        assert "--forked" in cmd and "--zygote" not in cmd, cmd
+        pids.append(pid)
+    assert len(set(pids)) == 3 and zygote not in pids
+    assert wait_zygote(s) == zygote, "one zygote serves every fork"
+
+
+def test_worker_start_exec_runs_no_zygote(make_server):
+    s = make_server("--workers", "1", "--worker-start", "exec", *ROOT_OK[:-1])
+    assert run_plain(s, exit_with, 3)["status"] == "failed"
+    pid = run_plain(s, lambda: __import__("os").getpid())["result_json"]
+    time.sleep(0.5)
+    cmds = children(s)
+    assert not [c for c in cmds.values() if "--zygote" in c or "--forked" in c], cmds
+    assert pid in cmds
+
+
+def signal_zygote(sig):
+    """A job, as the workers' user: finds the zygote (the server's other
+    pyjobd-worker child) and signals it."""
+    import os
+
+    server = os.getppid()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read()
+        except OSError:
+            continue
+        if ppid == server and b"--zygote" in cmd:
+            os.kill(int(entry), sig)
+            return int(entry)
+    return None
+
+
+@pytest.mark.parametrize("sig", ["SIGKILL", "SIGSTOP"])
+def test_a_job_that_kills_or_stops_the_zygote_does_not_stop_the_pool(make_server, sig):
+    import signal as signals
+
+    s = make_server("--workers", "1", *ROOT_OK[:-1])
+    zygote = wait_zygote(s)
+    hit = run_plain(s, signal_zygote, int(getattr(signals, sig)))["result_json"]
+    assert hit == zygote
+    t0 = time.monotonic()
+    assert run_plain(s, exit_with, 3)["status"] == "failed"  # its worker needs a replacement
+    job = run_plain(s, lambda: "still serving")
+    assert job.get("result_json") == "still serving", job
+    assert time.monotonic() - t0 < 5, "a stopped zygote held the pool up"
+    with open(s.log_path) as f:
+        log = f.read()
+    assert f"worker zygote {zygote}" in log, log[-3000:]
+    # A new one takes its place after the backoff.
+    assert wait_zygote(s, secs=10, other_than=zygote) != zygote

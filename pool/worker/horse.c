@@ -1,0 +1,153 @@
+/*
+ * horse.c — --isolation job: every job in a process forked for it (as RQ's "work
+ * horse"), so that nothing a job does reaches the next one, even of the same tenant.
+ *
+ * The worker reads the job frame and forks; only the child (the horse) unpickles and
+ * runs it, on a socketpair of its own: the horse never holds the channel (fd 3), so
+ * no frame it writes reaches the server unchecked. The worker takes one whole reply
+ * frame from it, then kills the horse and every process it started (the worker is
+ * their subreaper) before it forwards the reply, so no thread or child of the job
+ * outlives it. While a horse lives the worker is not dumpable, so that the job cannot
+ * ptrace its way to fd 3; the horse gets back the dumpable state the worker had.
+ */
+#include <Python.h>
+
+#include "horse.h"
+#include "channel.h"
+#include "reaper.h"
+#include "runner.h"
+#include "worker.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* How long a horse that closed its end without a reply may take to be gone. */
+#define HORSE_EXIT_GRACE_MS 200
+
+static _Noreturn void horse_fail(int code, const char *what, const char *detail)
+{
+    fprintf(stderr, "pyjobd-worker: %s%s%s\n", what, detail ? ": " : "", detail ? detail : "");
+    worker_interp_flush_stdio();
+    _exit(code);
+}
+
+/* In the horse: run the job, send its reply on fd, end. */
+static _Noreturn void horse_run_job(struct worker_py *py, PyObject *owner, const struct frame *job,
+                                    int fd)
+{
+    struct frame_builder reply;
+    if (worker_runner_run(py, owner, job, &reply) != 0)
+        horse_fail(WORKER_EXIT_PROTOCOL, "malformed fields in a job frame", NULL);
+    uint8_t *buf;
+    size_t len;
+    int rc = frame_builder_finish(&reply, &buf, &len);
+    if (rc != 0)
+        horse_fail(WORKER_EXIT_INTERNAL, "cannot build a reply frame", strerror(-rc));
+    rc = worker_channel_write(fd, buf, len);
+    if (rc != 0)
+        horse_fail(WORKER_EXIT_INTERNAL, "cannot hand the reply to the worker", strerror(-rc));
+    worker_interp_flush_stdio();
+    _exit(WORKER_EXIT_OK);
+}
+
+/* The horse's wait status once it is gone; -1 if it is still alive after the grace. */
+static int horse_wait(pid_t pid)
+{
+    struct timespec pause = {.tv_nsec = 1000000};
+    for (int i = 0; i < HORSE_EXIT_GRACE_MS; i++) {
+        int status;
+        pid_t got = waitpid(pid, &status, WNOHANG);
+        if (got == pid)
+            return status;
+        if (got < 0 && errno != EINTR)
+            return -1;
+        nanosleep(&pause, NULL);
+    }
+    return -1;
+}
+
+/* Ends the worker the way the horse ended, so the server reports the job's crash as
+ * it does for a job run in the worker itself. */
+static _Noreturn void horse_end_as(int status)
+{
+    worker_interp_flush_stdio();
+    if (WIFSIGNALED(status)) {
+        int sig = WTERMSIG(status);
+        signal(sig, SIG_DFL); /* not faulthandler's, not Python's */
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, sig);
+        sigprocmask(SIG_UNBLOCK, &set, NULL);
+        raise(sig);
+    }
+    _exit(WIFEXITED(status) ? WEXITSTATUS(status) : WORKER_EXIT_INTERNAL);
+}
+
+PyObject *worker_horse_run(struct worker_py *py, PyObject *owner, const struct frame *job)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+        horse_fail(WORKER_EXIT_INTERNAL, "cannot fork a process for the job: socketpair",
+                   strerror(errno));
+    int dumpable = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
+    if (dumpable == 1)
+        prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    pid_t worker = getpid();
+    worker_interp_flush_stdio();
+    PyOS_BeforeFork();
+    pid_t pid = fork();
+    if (pid == 0) {
+        PyOS_AfterFork_Child();
+        py->pid = getpid();
+        close(sv[0]);
+        close(WORKER_FD);
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != worker)
+            _exit(WORKER_EXIT_OK);
+        if (dumpable == 1)
+            prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+        horse_run_job(py, owner, job, sv[1]);
+    }
+    int err = errno;
+    PyOS_AfterFork_Parent();
+    close(sv[1]);
+    if (pid < 0) {
+        close(sv[0]);
+        horse_fail(WORKER_EXIT_INTERNAL, "cannot fork a process for the job", strerror(err));
+    }
+
+    PyObject *reply = NULL;
+    struct frame f;
+    int rc = worker_channel_read(sv[0], UINT32_MAX, &reply, &f);
+    close(sv[0]);
+    if (rc == 1 && (f.type == FRAME_RESULT || f.type == FRAME_ERROR)) {
+        if (worker_reaper_kill_all() != 0)
+            horse_fail(WORKER_EXIT_INTERNAL,
+                       "processes the job started did not die within 1 s of SIGKILL", NULL);
+        if (dumpable == 1)
+            prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+        return reply;
+    }
+    Py_XDECREF(reply);
+    int status = rc == 1 ? -1 : horse_wait(pid);
+    worker_reaper_kill_all();
+    if (rc == 1) {
+        char what[96];
+        snprintf(what, sizeof(what), "a frame of type %u instead of a result or an error", f.type);
+        horse_fail(WORKER_EXIT_PROTOCOL, "the job's process sent the worker", what);
+    }
+    if (status == -1)
+        horse_fail(WORKER_EXIT_PROTOCOL,
+                   "the job's process closed its reply channel without replying and went on "
+                   "running",
+                   rc == 0 ? NULL : strerror(-rc));
+    horse_end_as(status);
+}

@@ -1,0 +1,23 @@
+/*
+ * horse.h — a job in a process of its own (--isolation job): the worker forks a
+ * "horse" for the job, the horse runs it and hands the reply back, and everything
+ * the job left (threads, patched modules, children) dies with the horse.
+ */
+#ifndef PYJOBD_WORKER_HORSE_H
+#define PYJOBD_WORKER_HORSE_H
+
+#include "interp.h"
+#include "pyjobd/frame.h"
+
+/*
+ * Runs `job` (read into `owner`, not yet unpickled: the worker itself never runs a
+ * job's code) in a forked child and returns the reply frame it sent (a new bytes
+ * object holding one whole FRAME_RESULT or FRAME_ERROR) once the child and every
+ * process it started are dead. When the child gives no such reply it does not
+ * return: the worker ends as the child did (the same exit code or signal), or with
+ * WORKER_EXIT_PROTOCOL and a line on stderr when the child replied with something
+ * else or closed its pipe and went on running. Needs the GIL.
+ */
+PyObject *worker_horse_run(struct worker_py *py, PyObject *owner, const struct frame *job);
+
+#endif
