@@ -40,12 +40,12 @@ static json_t *worker_json(const struct pool_worker_info *w, const char *tenant)
     memcpy(id, w->job_id, JOB_ID_LEN);
     id[JOB_ID_LEN] = '\0';
     int visible = w->job_id[0] && (!tenant || strcmp(w->job_owner, tenant) == 0);
-    return json_pack("{s:I, s:s, s:o, s:I, s:o, s:o, s:b}", "pid", (json_int_t)w->pid, "state",
+    return json_pack("{s:I, s:s, s:o, s:I, s:o, s:o, s:b, s:o}", "pid", (json_int_t)w->pid, "state",
                      w->state ? w->state : "starting", "job_id",
                      visible ? json_string(id) : json_null(), "jobs_done", (json_int_t)w->jobs_done,
                      "started_at", timestamp_or_null(&w->started_at), "rss_bytes",
                      w->rss_bytes >= 0 ? json_integer(w->rss_bytes) : json_null(), "retiring",
-                     w->retiring != 0);
+                     w->retiring != 0, "uid", w->uid >= 0 ? json_integer(w->uid) : json_null());
 }
 
 void api__get_pool(struct api *api, const struct api_request *req, struct api_response *resp)

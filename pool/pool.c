@@ -10,11 +10,13 @@
 #include "pyjobd/store_shared.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* Ids of expired jobs remembered at most (33 bytes each, touched only when used). */
@@ -43,6 +45,9 @@ struct pool *pool_new(const struct pool_config *cfg)
     p->workers = calloc(cfg->workers, sizeof(*p->workers));
     p->epfd = epoll_create1(EPOLL_CLOEXEC);
     p->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    /* A zygote handed over is ours from here on, whatever happens next. */
+    if (cfg->zygote.pid > 0 && pool__zygote_adopt(p, &cfg->zygote) != 0)
+        goto err;
     size_t expired_cap =
         cfg->max_jobs && cfg->max_jobs < EXPIRED_IDS_MAX ? cfg->max_jobs : EXPIRED_IDS_MAX;
     if (pool__lifecycle_init(&p->lc, cfg->store, expired_cap) != 0 || !p->workers || p->epfd < 0 ||
@@ -60,6 +65,7 @@ struct pool *pool_new(const struct pool_config *cfg)
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = pool__ev_key(EV_WAKE, 0)};
     if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, p->wakefd, &ev) != 0)
         goto err;
+
     int rc = pthread_create(&p->thread, NULL, pool__supervisor_main, p);
     if (rc != 0) {
         errno = rc;
@@ -119,6 +125,7 @@ void pool_free(struct pool *p)
         pool__worker_free(p->workers[i]);
     free(p->workers);
     free(p->orphans);
+    free(p->uid_extra);
     if (p->epfd >= 0)
         close(p->epfd);
     if (p->wakefd >= 0)
@@ -132,6 +139,52 @@ const char *pool_isolation_of(const struct pool *p, const char *tenant)
     if (pool__tenant_isolated(p, tenant))
         return "job";
     return p->cfg.isolation == POOL_ISOLATION_NONE ? "none" : "tenant";
+}
+
+int pool_zygote_start(const struct pool_config *cfg, struct pool_zygote *z, char *err,
+                      size_t errlen)
+{
+    z->pid = 0;
+    z->sock = -1;
+    struct pool *p = calloc(1, sizeof(*p));
+    if (!p) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    p->cfg = *cfg;
+    p->epfd = p->wakefd = p->zygote_sock = -1;
+    p->worker_path = realpath(cfg->worker_path, NULL);
+    if (p->worker_path)
+        p->cfg.worker_path = p->worker_path;
+    int rc = pool__worker_env_init(p);
+    if (rc == 0)
+        rc = pool__zygote_spawn_ready(p, 30000);
+    if (rc == 0) {
+        z->pid = p->zygote_pid;
+        z->sock = p->zygote_sock;
+    } else {
+        snprintf(err, errlen,
+                 "cannot start the worker zygote (%s --zygote): %s; its own message, if any, "
+                 "is above",
+                 p->cfg.worker_path,
+                 rc == -ECHILD ? "it exited or did not say it was ready" : strerror(-rc));
+    }
+    pool__worker_env_free(p);
+    free(p->worker_path);
+    free(p);
+    return rc == 0 ? 0 : -1;
+}
+
+void pool_zygote_discard(struct pool_zygote *z)
+{
+    if (z->pid <= 0)
+        return;
+    close(z->sock);
+    kill(z->pid, SIGKILL);
+    while (waitpid(z->pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    z->pid = 0;
+    z->sock = -1;
 }
 
 void pool_get_info(struct pool *p, struct pool_info *out)

@@ -155,6 +155,7 @@ int pool_get_stats(struct pool *p, struct pool_stats *out)
         wi->jobs_done = w->jobs_done;
         wi->started_at = w->started_at;
         wi->rss_bytes = pool__worker_rss(w->pid);
+        wi->uid = pool__worker_uid(w->pid);
         wi->retiring = !w->active || w->ending != END_NONE;
     }
     out->workers_target = p->target;

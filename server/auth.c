@@ -292,7 +292,8 @@ size_t auth_count(const struct auth *a)
     return a ? a->n : 0;
 }
 
-char **auth_job_isolated_tenants(const struct auth *a)
+/* The tenants of the tokens `pick` accepts, each once, in token order. */
+static char **tenants_where(const struct auth *a, int (*pick)(const struct token *))
 {
     char **out = calloc(a->n + 1, sizeof(*out));
     size_t n = 0;
@@ -301,7 +302,7 @@ char **auth_job_isolated_tenants(const struct auth *a)
         int seen = 0;
         for (size_t k = 0; k < n && !seen; k++)
             seen = strcmp(out[k], t->tenant) == 0;
-        if (!t->isolate_job || seen)
+        if (!pick(t) || seen)
             continue;
         if (!(out[n++] = strdup(t->tenant))) {
             auth_strings_free(out);
@@ -309,6 +310,27 @@ char **auth_job_isolated_tenants(const struct auth *a)
         }
     }
     return out;
+}
+
+static int isolates_job(const struct token *t)
+{
+    return t->isolate_job;
+}
+
+static int any_token(const struct token *t)
+{
+    (void)t;
+    return 1;
+}
+
+char **auth_job_isolated_tenants(const struct auth *a)
+{
+    return tenants_where(a, isolates_job);
+}
+
+char **auth_tenant_names(const struct auth *a)
+{
+    return tenants_where(a, any_token);
 }
 
 void auth_strings_free(char **list)

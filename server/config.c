@@ -127,7 +127,14 @@ static const struct setting settings[] = {
      "seconds a client may take to send a request's headers, or idle between "
      "requests (default 30)"},
     {"worker-user", "PYJOBD_WORKER_USER", K_STR, OFF(worker_user), 0, 0,
-     "run workers as this user (required when the server runs as root)"},
+     "run all workers as this user (the server must run as root)"},
+    {"server-user", "PYJOBD_SERVER_USER", K_STR, OFF(server_user), 0, 0,
+     "a root server becomes this user (keeping only CAP_KILL) once its worker zygote, "
+     "which keeps root to start workers under --worker-uids, is ready"},
+    {"worker-uids", "PYJOBD_WORKER_UIDS", K_STR, OFF(worker_uids), 0, 0,
+     "FIRST-LAST: each tenant's workers run as a uid (and gid) of its own from this range, "
+     "no user database entry needed (default when the server runs as root without "
+     "--worker-user: 64000-64999; 'off' for none)"},
     {"allow-root-workers", "PYJOBD_ALLOW_ROOT_WORKERS", K_FLAG, OFF(allow_root_workers), 0, 0,
      "let workers run as root when the server does"},
     {"isolation", "PYJOBD_ISOLATION", K_ISOLATION, OFF(isolation), 0, 0,

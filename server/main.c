@@ -18,6 +18,7 @@
 #include "pyjobd/http.h"
 #include "pyjobd/log.h"
 #include "pyjobd/pool.h"
+#include "pyjobd/privileges.h"
 #include "pyjobd/store.h"
 #include "pyjobd/store_shared.h"
 
@@ -295,9 +296,113 @@ static int refuse_insecure_store(const struct config *cfg, const struct worker_i
     return 2;
 }
 
+#define DEFAULT_WORKER_UIDS "64000-64999"
+
+/*
+ * --worker-uids: the range of uids tenants' workers get (*first 0: none). A root server
+ * without --worker-user or --allow-root-workers gets DEFAULT_WORKER_UIDS. Refused: a
+ * malformed range, a server that is not root, --worker-user as well, and a range that
+ * holds a uid or gid of the user or group database (workers would get that user's
+ * files). 0, or an exit status after saying why.
+ */
+static int worker_uids_choose(const struct config *cfg, unsigned long *first, unsigned long *last)
+{
+    *first = *last = 0;
+    const char *v = cfg->worker_uids;
+    if (v && strcmp(v, "off") == 0)
+        return 0;
+    if (!v) {
+        if (geteuid() != 0 || cfg->worker_user || cfg->allow_root_workers)
+            return 0;
+        v = DEFAULT_WORKER_UIDS;
+    }
+    char *end;
+    errno = 0;
+    *first = strtoul(v, &end, 10);
+    *last = *end == '-' ? strtoul(end + 1, &end, 10) : 0;
+    if (errno || *end || v[0] < '0' || v[0] > '9' || *first == 0 || *last < *first ||
+        *last >= 0x7fffffffUL) {
+        log_error("--worker-uids %s: expected FIRST-LAST, two numbers with 0 < FIRST <= LAST < "
+                  "2147483647 (e.g. %s), or off",
+                  v, DEFAULT_WORKER_UIDS);
+        return 2;
+    }
+    if (geteuid() != 0) {
+        log_error("--worker-uids needs the server to run as root (it is uid %d), to start "
+                  "workers under other uids; run it as root, or drop --worker-uids",
+                  (int)geteuid());
+        return 2;
+    }
+    if (cfg->worker_user) {
+        log_error("--worker-uids and --worker-user both say whom workers run as: give one "
+                  "(--worker-uids off to run every tenant's workers as --worker-user)");
+        return 2;
+    }
+    const struct passwd *pw;
+    setpwent();
+    while ((pw = getpwent()))
+        if (pw->pw_uid >= *first && pw->pw_uid <= *last)
+            break;
+    endpwent();
+    const struct group *gr = NULL;
+    if (!pw) {
+        setgrent();
+        while ((gr = getgrent()))
+            if (gr->gr_gid >= *first && gr->gr_gid <= *last)
+                break;
+        endgrent();
+    }
+    if (pw || gr) {
+        log_error("--worker-uids %lu-%lu holds %s %u (%s): workers would get its files. Pick a "
+                  "range no user or group has (--worker-uids FIRST-LAST)",
+                  *first, *last, pw ? "uid" : "gid",
+                  pw ? (unsigned)pw->pw_uid : (unsigned)gr->gr_gid, pw ? pw->pw_name : gr->gr_name);
+        return 2;
+    }
+    return 0;
+}
+
+/*
+ * --server-user: starts the worker zygote while still root (it keeps root, to start
+ * each tenant's workers under its uid), then becomes the user, keeping only CAP_KILL
+ * to signal the workers. From then on the pool starts workers through that zygote
+ * only. Runs while the server has one thread. 0, or an exit status.
+ */
+static int become_server_user(const struct config *cfg, struct pool_config *pcfg,
+                              struct pool_zygote *zygote)
+{
+    if (geteuid() != 0 || !pcfg->worker_uid_first || pcfg->worker_exec) {
+        log_error("--server-user %s: %s", cfg->server_user,
+                  geteuid() != 0 ? "the server is not root, so there is nothing to give up"
+                  : pcfg->worker_exec
+                      ? "with --worker-start exec every worker is started by the server "
+                        "itself, which then needs root: use --worker-start fork"
+                      : "it needs --worker-uids (workers under uids of their own, started by a "
+                        "root zygote); with --worker-user the server must stay root");
+        return 2;
+    }
+    char err[512];
+    struct pool_zygote z;
+    if (pool_zygote_start(pcfg, &z, err, sizeof(err)) != 0) {
+        log_error("%s", err);
+        return 1;
+    }
+    if (privileges_drop(cfg->server_user, err, sizeof(err)) != 0) {
+        pool_zygote_discard(&z);
+        log_error("%s", err);
+        return 2;
+    }
+    log_info("running as uid %d (--server-user %s) with CAP_KILL only; worker zygote %d "
+             "keeps root to start workers",
+             (int)getuid(), cfg->server_user, (int)z.pid);
+    *zygote = pcfg->zygote = z;
+    pcfg->zygote_only = 1;
+    return 0;
+}
+
 /* Policy checks that need no resources: 0 to go on, or an exit status. */
 static int refuse_unsafe(const struct config *cfg, const struct auth *auth,
-                         const struct worker_ids *w)
+                         const struct worker_ids *w, unsigned long uid_first)
 {
     /* Anyone who can submit a job runs code on this machine: never without a token
      * beyond loopback, unless the operator says so explicitly. */
@@ -318,8 +423,9 @@ static int refuse_unsafe(const struct config *cfg, const struct auth *auth,
         return 2;
     }
     /* Root workers would run every client's code as root. */
-    if (geteuid() == 0 && !cfg->worker_user && !cfg->allow_root_workers) {
-        log_error("refusing to run workers as root: pass --worker-user NAME (an unprivileged "
+    if (geteuid() == 0 && !cfg->worker_user && !cfg->allow_root_workers && !uid_first) {
+        log_error("refusing to run workers as root: pass --worker-uids FIRST-LAST (each "
+                  "tenant's workers under a uid of its own), --worker-user NAME (an unprivileged "
                   "user, e.g. nobody) or, if you really mean it, --allow-root-workers");
         return 2;
     }
@@ -385,6 +491,7 @@ int main(int argc, char **argv)
     struct pool *pool = NULL;
     struct api *api = NULL;
     struct http_server *http = NULL;
+    struct pool_zygote zygote = {.pid = 0, .sock = -1}; /* --server-user: until pool_new */
     struct worker_ids wids;
     worker_ids_load(&cfg, &wids);
     uint8_t cursor_key[AUTH_CURSOR_KEY_BYTES];
@@ -397,11 +504,29 @@ int main(int argc, char **argv)
         return 2;
     }
     char **job_isolated = auth_job_isolated_tenants(auth);
+    char **tenant_names = auth_tenant_names(auth);
     if (auth_count(auth) && !auth_count_admins(auth))
         log_info("no token has the role admin: no tenant may resize the pool or see other "
                  "tenants' workers%s (give an operator's line in --token-file the option 'admin')",
                  cfg.public_metrics ? "" : " or read /metrics");
-    if ((rc = refuse_unsafe(&cfg, auth, &wids)) != 0)
+    unsigned long uid_first = 0, uid_last = 0;
+    if ((rc = worker_uids_choose(&cfg, &uid_first, &uid_last)) != 0)
+        goto out;
+    if (uid_first) {
+        if (cfg.worker_init) {
+            log_error("--worker-init does not work with --worker-uids yet (a worker gets its "
+                      "tenant's uid only with its first job, after --worker-init would have "
+                      "run, as root): drop one of them (--worker-uids off with --worker-user)");
+            rc = 2;
+            goto out;
+        }
+        /* Workers run as uids no file belongs to: only what everyone may read is theirs. */
+        worker_ids_release(&wids);
+        wids = (struct worker_ids){.known = 1, .uid = (uid_t)-1};
+        log_info("workers run as uids %lu-%lu, one per tenant (--worker-uids)", uid_first,
+                 uid_last);
+    }
+    if ((rc = refuse_unsafe(&cfg, auth, &wids, uid_first)) != 0)
         goto out;
     rc = 1;
     if ((cursor_keyed = auth_cursor_key(auth, cursor_key)) < 0) {
@@ -429,16 +554,7 @@ int main(int argc, char **argv)
                  "worker's process group may outlive it",
                  strerror(errno));
 
-    if ((rc = refuse_insecure_store(&cfg, &wids)) != 0)
-        goto out;
-    rc = 1;
-    if (strcmp(cfg.store, "memory") != 0 &&
-        !(store = open_store(&cfg, &store_lock, err, sizeof(err)))) {
-        log_error("%s", err);
-        goto out;
-    }
     struct pool_config pcfg = {
-        .store = store,
         .worker_path = cfg.worker_path,
         .workers = cfg.workers,
         .default_timeout = cfg.default_timeout,
@@ -463,15 +579,31 @@ int main(int argc, char **argv)
          * desktop's browsers too): a default there would surprise; with a user of
          * their own, workers get one. */
         .worker_max_procs = cfg.worker_max_procs != UINT_MAX ? cfg.worker_max_procs
-                            : cfg.worker_user                ? 1024
+                            : cfg.worker_user || uid_first   ? 1024
                                                              : 0,
         .isolation = strcmp(cfg.isolation, "none") == 0  ? POOL_ISOLATION_NONE
                      : strcmp(cfg.isolation, "job") == 0 ? POOL_ISOLATION_JOB
                                                          : POOL_ISOLATION_TENANT,
         .worker_exec = strcmp(cfg.worker_start, "exec") == 0,
         .job_isolated_tenants = (const char *const *)job_isolated,
+        .worker_uid_first = uid_first,
+        .worker_uid_last = uid_last,
+        .tenant_names = (const char *const *)tenant_names,
     };
-    if (!(pool = pool_new(&pcfg))) {
+    if (cfg.server_user && (rc = become_server_user(&cfg, &pcfg, &zygote)) != 0)
+        goto out;
+    if ((rc = refuse_insecure_store(&cfg, &wids)) != 0)
+        goto out;
+    rc = 1;
+    if (strcmp(cfg.store, "memory") != 0 &&
+        !(store = open_store(&cfg, &store_lock, err, sizeof(err)))) {
+        log_error("%s", err);
+        goto out;
+    }
+    pcfg.store = store;
+    pool = pool_new(&pcfg);
+    zygote.pid = 0; /* the pool's now, whether it started or not */
+    if (!pool) {
         log_error("cannot start the worker pool: %s", strerror(errno));
         goto out;
     }
@@ -531,6 +663,7 @@ out:
      * a moment to deliver those answers before it closes; the store last, so the
      * pool's final writes are committed. */
     pool_stop(pool);
+    pool_zygote_discard(&zygote);
     http_stop(http, 1000);
     api_free(api);
     pool_free(pool);
@@ -539,6 +672,7 @@ out:
         close(store_lock);
     auth_free(auth);
     auth_strings_free(job_isolated);
+    auth_strings_free(tenant_names);
     worker_ids_release(&wids);
     explicit_bzero(cursor_key, sizeof(cursor_key));
     if (key)

@@ -45,6 +45,11 @@ size_t auth_count(const struct auth *a);
 char **auth_job_isolated_tenants(const struct auth *a);
 void auth_strings_free(char **list);
 
+/* Every tenant once, in the order of their first token (the token file's lines, then
+ * PYJOBD_TOKEN's), NULL-terminated; owned by the caller (auth_strings_free), NULL when
+ * out of memory. */
+char **auth_tenant_names(const struct auth *a);
+
 /* Number of tokens with the role admin. */
 size_t auth_count_admins(const struct auth *a);
 

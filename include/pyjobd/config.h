@@ -59,6 +59,8 @@ struct config {
     unsigned max_connections; /* --max-connections, default 10000 */
     double header_timeout;    /* --http-header-timeout, default 30 */
     const char *worker_user;  /* --worker-user NAME */
+    const char *worker_uids;  /* --worker-uids FIRST-LAST | off; NULL: the default */
+    const char *server_user;  /* --server-user NAME: drop root after starting the zygote */
     int allow_root_workers;   /* --allow-root-workers */
     const char *isolation;    /* --isolation tenant|job|none, default tenant */
     const char *worker_start; /* --worker-start fork|exec, default fork */

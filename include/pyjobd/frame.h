@@ -38,6 +38,7 @@ enum frame_tag {
     FRAME_TAG_JSON_KWARGS = 5,   /* JSON text of an object, instead of KWARGS (optional) */
     FRAME_TAG_RESULT_FORMAT = 6, /* "json": reply with RESULT_JSON instead of RESULT */
     FRAME_TAG_ISOLATE = 7,       /* present (empty): run in a process forked for this job */
+    FRAME_TAG_UID = 8,           /* u32 LE: run as this uid (and gid) of --uids (optional) */
     /* FRAME_HELLO */
     FRAME_TAG_PYTHON_VERSION = 10,      /* platform.python_version() */
     FRAME_TAG_CLOUDPICKLE_VERSION = 11, /* cloudpickle.__version__ */

@@ -27,6 +27,12 @@ enum pool_isolation {
     POOL_ISOLATION_JOB,    /* every job in a process forked for it, killed when it ends */
 };
 
+/* A zygote started before the pool (pool_zygote_start) and handed over to it. */
+struct pool_zygote {
+    pid_t pid; /* 0: none */
+    int sock;
+};
+
 struct pool_config {
     const char *worker_path; /* path of the pyjobd-worker executable */
     unsigned workers;        /* number of worker processes, >= 1 */
@@ -54,6 +60,17 @@ struct pool_config {
     /* Tenants whose every job is forked as with POOL_ISOLATION_JOB, whatever `isolation`
      * says (the token file's isolation=job), NULL-terminated; NULL for none. */
     const char *const *job_isolated_tenants;
+    /* --worker-uids FIRST-LAST (0 when off): each tenant's jobs run as a uid of its own,
+     * FIRST + the tenant's place in tenant_names (NULL-terminated, the token file's
+     * order); tenants not listed there get the next free ones, in the order they come. */
+    unsigned long worker_uid_first, worker_uid_last;
+    const char *const *tenant_names;
+    /* Handed over (pid 0: the pool starts its own); pool_new owns it from the call on,
+     * and kills it if it fails. With zygote_only the server cannot
+     * start workers itself (it dropped root: --server-user): only this zygote can, and
+     * once it is gone no worker starts again. */
+    struct pool_zygote zygote;
+    int zygote_only;
     size_t tenant_max_queued;    /* queued jobs of one tenant at most (this node); 0 = any */
     unsigned tenant_max_running; /* running jobs of one tenant at most (this node); 0 = any */
 };
@@ -72,6 +89,15 @@ struct pool_info {
     int store_down;          /* 1: the shared store's database is unreachable */
     const char *isolation;   /* "tenant" | "job" | "none" (static) */
 };
+
+/*
+ * Starts the zygote workers are forked from, as the pool would, and waits (at most 30 s)
+ * until it is ready: for a server that drops root before it starts the pool. 0 and *z,
+ * or -1 with a message in err.
+ */
+int pool_zygote_start(const struct pool_config *cfg, struct pool_zygote *z, char *err,
+                      size_t errlen);
+void pool_zygote_discard(struct pool_zygote *z); /* kills and reaps it; pid 0 is a no-op */
 
 /* Creates the pool and starts its supervisor thread and workers.
  * Returns NULL and sets errno on failure. */
@@ -212,6 +238,7 @@ struct pool_worker_info {
     unsigned jobs_done;
     struct timespec started_at; /* CLOCK_REALTIME */
     long long rss_bytes;        /* from /proc; -1 when unknown */
+    long long uid;              /* its real uid, from /proc; -1 when unknown */
     int retiring;               /* 1: will exit after its current job (shrink, recycle) */
 };
 

@@ -46,6 +46,28 @@ int pool__job_isolated(const struct pool *p, const struct job *j)
     return pool__tenant_isolated(p, j->v.owner);
 }
 
+long long pool__job_uid(struct pool *p, const struct job *j)
+{
+    unsigned long first = p->cfg.worker_uid_first;
+    if (!first)
+        return 0;
+    size_t i = 0, span = p->cfg.worker_uid_last - first + 1;
+    for (const char *const *t = p->cfg.tenant_names; t && *t; t++, i++)
+        if (strcmp(*t, j->v.owner) == 0)
+            return (long long)(first + i);
+    for (size_t k = 0; k < p->nuid_extra; k++)
+        if (strcmp(p->uid_extra[k], j->v.owner) == 0)
+            return (long long)(first + i + k);
+    if (i + p->nuid_extra >= span)
+        return -ERANGE;
+    char(*more)[JOB_OWNER_MAX] = realloc(p->uid_extra, (p->nuid_extra + 1) * sizeof(*more));
+    if (!more)
+        return -ENOMEM;
+    p->uid_extra = more;
+    memcpy(p->uid_extra[p->nuid_extra++], j->v.owner, JOB_OWNER_MAX);
+    return (long long)(first + i + p->nuid_extra - 1);
+}
+
 /* Sends j to the idle worker w: the frame goes out (or starts to, the rest on
  * EPOLLOUT) and the job is running. 0, or -ENOMEM (nothing changed). */
 int pool__send_job(struct pool *p, struct worker *w, struct job *j)
@@ -70,6 +92,16 @@ int pool__send_job(struct pool *p, struct worker *w, struct job *j)
     int isolated = pool__job_isolated(p, j);
     if (isolated)
         frame_builder_add(&b, FRAME_TAG_ISOLATE, "", 0);
+    long long uid = pool__job_uid(p, j);
+    if (uid < 0) {
+        frame_builder_reset(&b);
+        return (int)uid;
+    }
+    if (uid > 0) {
+        uint8_t le[4] = {(uint8_t)uid, (uint8_t)(uid >> 8), (uint8_t)(uid >> 16),
+                         (uint8_t)(uid >> 24)};
+        frame_builder_add(&b, FRAME_TAG_UID, le, sizeof(le));
+    }
     int rc = frame_builder_finish(&b, &w->out, &w->out_len);
     if (rc != 0)
         return rc;

@@ -113,7 +113,7 @@ struct pool {
     int64_t no_worker_since_ms; /* first boot failure while no worker was ready; 0 = fine */
     char **worker_envp;         /* environment given to workers */
     char *worker_path;          /* absolute path of pyjobd-worker (owned) */
-    char *worker_argv[12];
+    char *worker_argv[16];
 
     struct lifecycle lc; /* the jobs, their waiters and counters */
 
@@ -131,6 +131,11 @@ struct pool {
      * server is their subreaper: see pool__orphans_kill). */
     pid_t *orphans;
     size_t norphans, caporphans;
+
+    /* --worker-uids: tenants not in cfg.tenant_names, in the order their first job came
+     * (their uids follow the listed tenants'). */
+    char (*uid_extra)[JOB_OWNER_MAX];
+    size_t nuid_extra;
 
     /* The zygote (zygote.c): its pid (0: none), its socket, said it is ready. */
     pid_t zygote_pid;
@@ -165,6 +170,7 @@ void pool__close_channel(struct pool *p, struct worker *w);
 void pool__flush_channel(struct pool *p, struct worker *w); /* write what is pending */
 void pool__describe_exit(int status, char *buf, size_t len);
 long long pool__worker_rss(pid_t pid);
+long long pool__worker_uid(pid_t pid); /* its real uid, -1 if unknown */
 /* When this process is the subreaper of its workers' descendants (the server sets
  * PR_SET_CHILD_SUBREAPER), a process a job started that left the worker's process
  * group becomes its child once the worker is gone: kills every child that is not a
@@ -203,6 +209,9 @@ int64_t pool__idle_cpu_check(struct pool *p, int64_t now);
 /* j runs in a process forked for it: --isolation job, or its tenant's isolation=job. */
 int pool__job_isolated(const struct pool *p, const struct job *j);
 int pool__tenant_isolated(const struct pool *p, const char *tenant); /* tenant may be NULL */
+/* --worker-uids: the uid j's tenant runs as; 0 without --worker-uids, -ERANGE when the
+ * range has no uid left for a new tenant, -ENOMEM. */
+long long pool__job_uid(struct pool *p, const struct job *j);
 int pool__send_job(struct pool *p, struct worker *w, struct job *j);
 void pool__read_channel(struct pool *p, struct worker *w);
 
@@ -230,6 +239,10 @@ void pool__zygote_event(struct pool *p); /* its socket is readable */
  * failed. Waits at most 1 s for the answer. */
 int pool__zygote_fork(struct pool *p, int chan, int out, int err, pid_t *pid);
 int pool__is_zygote(const struct pool *p, pid_t pid);
+/* Starts a zygote and waits for it to be ready (no supervisor loop yet): 0, or -errno. */
+int pool__zygote_spawn_ready(struct pool *p, int wait_ms);
+/* Takes over a zygote started by pool_zygote_start (ready already). */
+int pool__zygote_adopt(struct pool *p, const struct pool_zygote *z);
 void pool__zygote_stop(struct pool *p);
 
 /* recovery.c */

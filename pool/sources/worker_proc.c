@@ -95,6 +95,12 @@ int pool__worker_env_init(struct pool *p)
         argv[a++] = "--max-procs";
         argv[a++] = strdup(procs);
     }
+    if (p->cfg.worker_uid_first) {
+        char uids[48];
+        snprintf(uids, sizeof(uids), "%lu-%lu", p->cfg.worker_uid_first, p->cfg.worker_uid_last);
+        argv[a++] = "--uids";
+        argv[a++] = strdup(uids);
+    }
     if (p->cfg.worker_memory_limit > 0) {
         char limit[32];
         snprintf(limit, sizeof(limit), "%lld", p->cfg.worker_memory_limit);
@@ -113,7 +119,8 @@ void pool__worker_env_free(struct pool *p)
     p->worker_envp = NULL;
     for (int i = 0; p->worker_argv[i]; i++) {
         if (i > 0 && (strcmp(p->worker_argv[i - 1], "--memory-limit") == 0 ||
-                      strcmp(p->worker_argv[i - 1], "--max-procs") == 0))
+                      strcmp(p->worker_argv[i - 1], "--max-procs") == 0 ||
+                      strcmp(p->worker_argv[i - 1], "--uids") == 0))
             free(p->worker_argv[i]);
     }
 }
@@ -178,8 +185,8 @@ int pool__spawn_worker(struct pool *p, struct worker *w)
 
     pid_t pid;
     rc = pool__zygote_fork(p, child_fd, out[1], err[1], &pid);
-    if (rc == 1) /* no zygote to fork from */
-        rc = spawn_exec(p, child_fd, out[1], err[1], &pid);
+    if (rc == 1) /* no zygote to fork from: spawn it ourselves, if we still may */
+        rc = p->cfg.zygote_only ? -EPERM : spawn_exec(p, child_fd, out[1], err[1], &pid);
     close(child_fd);
     close(out[1]);
     close(err[1]);
@@ -264,6 +271,20 @@ long long pool__worker_rss(pid_t pid)
     int n = fscanf(f, "%lld %lld", &size, &resident);
     fclose(f);
     return n == 2 ? resident * sysconf(_SC_PAGESIZE) : -1;
+}
+
+long long pool__worker_uid(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "re");
+    long long uid = -1;
+    while (f && fgets(line, sizeof(line), f))
+        if (sscanf(line, "Uid: %lld", &uid) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return uid;
 }
 
 /* The worker's socket is gone (EOF, error, or we killed it): stop watching it. The

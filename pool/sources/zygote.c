@@ -32,6 +32,8 @@
 #define ZYGOTE_BACKOFF_MIN_MS 1000
 #define ZYGOTE_BACKOFF_MAX_MS 60000
 
+static int zygote_recv(struct pool *p, int32_t *value, int wait_ms);
+
 /* Ends the zygote (if any) and, unless the pool is stopping, plans the next one. */
 static void zygote_lost(struct pool *p, const char *why)
 {
@@ -48,9 +50,15 @@ static void zygote_lost(struct pool *p, const char *why)
         if (why) {
             char how[96];
             pool__describe_exit(status, how, sizeof(how));
-            log_warn("worker zygote %d %s (it %s); workers are spawned one by one until a "
-                     "new one is ready",
-                     (int)p->zygote_pid, why, how);
+            if (p->cfg.zygote_only)
+                log_error("worker zygote %d %s (it %s); the server runs unprivileged "
+                          "(--server-user) and cannot start another, so no worker starts "
+                          "any more: restart pyjobd",
+                          (int)p->zygote_pid, why, how);
+            else
+                log_warn("worker zygote %d %s (it %s); workers are spawned one by one until a "
+                         "new one is ready",
+                         (int)p->zygote_pid, why, how);
         }
         p->zygote_pid = 0;
     }
@@ -112,23 +120,31 @@ static int zygote_spawn(struct pool *p)
     struct timeval tv = {.tv_sec = ZYGOTE_REPLY_MS / 1000,
                          .tv_usec = ZYGOTE_REPLY_MS % 1000 * 1000};
     setsockopt(sv[0], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = pool__ev_key(EV_ZYGOTE, 0)};
     p->zygote_pid = pid;
     p->zygote_sock = sv[0];
     p->zygote_ready = 0;
-    if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, sv[0], &ev) != 0) {
-        rc = -errno;
-        zygote_lost(p, NULL);
-        return rc;
-    }
     return 0;
+}
+
+/* The zygote's socket joins the supervisor's loop. */
+static int zygote_watch(struct pool *p)
+{
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = pool__ev_key(EV_ZYGOTE, 0)};
+    if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, p->zygote_sock, &ev) == 0)
+        return 0;
+    int rc = -errno;
+    zygote_lost(p, NULL);
+    return rc;
 }
 
 void pool__zygote_tick(struct pool *p, int64_t now)
 {
-    if (p->cfg.worker_exec || p->zygote_pid > 0 || p->stopping || now < p->zygote_retry_ms)
+    if (p->cfg.worker_exec || p->cfg.zygote_only || p->zygote_pid > 0 || p->stopping ||
+        now < p->zygote_retry_ms)
         return;
     int rc = zygote_spawn(p);
+    if (rc == 0)
+        rc = zygote_watch(p);
     if (rc != 0) {
         log_warn("cannot start the worker zygote %s: %s", p->cfg.worker_path, strerror(-rc));
         p->zygote_failures++;
@@ -138,7 +154,8 @@ void pool__zygote_tick(struct pool *p, int64_t now)
 
 int64_t pool__zygote_next_ms(const struct pool *p)
 {
-    return p->cfg.worker_exec || p->zygote_pid > 0 ? INT64_MAX : p->zygote_retry_ms;
+    return p->cfg.worker_exec || p->cfg.zygote_only || p->zygote_pid > 0 ? INT64_MAX
+                                                                         : p->zygote_retry_ms;
 }
 
 /* One message from the zygote: 1, 0 at EOF, -1 on anything malformed. */
@@ -219,6 +236,28 @@ int pool__zygote_fork(struct pool *p, int chan, int out, int err, pid_t *pid)
     }
     *pid = (pid_t)value;
     return 0;
+}
+
+int pool__zygote_spawn_ready(struct pool *p, int wait_ms)
+{
+    int rc = zygote_spawn(p);
+    if (rc != 0)
+        return rc;
+    int32_t value = -1;
+    if (zygote_recv(p, &value, wait_ms) != 1 || value != 0) {
+        zygote_lost(p, NULL);
+        return -ECHILD;
+    }
+    p->zygote_ready = 1;
+    return 0;
+}
+
+int pool__zygote_adopt(struct pool *p, const struct pool_zygote *z)
+{
+    p->zygote_pid = z->pid;
+    p->zygote_sock = z->sock;
+    p->zygote_ready = 1;
+    return zygote_watch(p);
 }
 
 int pool__is_zygote(const struct pool *p, pid_t pid)

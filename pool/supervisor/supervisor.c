@@ -25,7 +25,14 @@
 
 static void send(struct pool *p, struct worker *w, struct job *j)
 {
-    if (pool__send_job(p, w, j) != 0)
+    int rc = pool__send_job(p, w, j);
+    if (rc == -ERANGE)
+        pool__job_fail(&p->lc, j, JOB_ERR_INVALID_PAYLOAD,
+                       str_format("No worker uid is left for tenant '%s': --worker-uids %lu-%lu "
+                                  "gives each tenant a uid of its own and all are taken. The "
+                                  "operator must widen the range (and restart the server).",
+                                  j->v.owner, p->cfg.worker_uid_first, p->cfg.worker_uid_last));
+    else if (rc != 0)
         pool__job_fail(&p->lc, j, JOB_ERR_INVALID_PAYLOAD,
                        strdup("the server ran out of memory preparing the job for a worker"));
 }
@@ -48,8 +55,9 @@ static int worker_fits(const struct pool *p, const struct worker *w, const struc
 {
     if (isolated)
         return !w->bound;
-    return !w->isolated && (!w->bound || p->cfg.isolation == POOL_ISOLATION_NONE ||
-                            strcmp(w->tenant, j->v.owner) == 0);
+    /* Under --worker-uids a worker runs as its first job's tenant's uid: as bound. */
+    int shared = p->cfg.isolation == POOL_ISOLATION_NONE && !p->cfg.worker_uid_first;
+    return !w->isolated && (!w->bound || shared || strcmp(w->tenant, j->v.owner) == 0);
 }
 
 /* The idle worker for j: one that already ran jobs like it (worker_fits), else a fresh

@@ -16,6 +16,7 @@
 #include "channel.h"
 #include "reaper.h"
 #include "runner.h"
+#include "sandbox.h"
 #include "worker.h"
 
 #include <errno.h>
@@ -92,7 +93,8 @@ static _Noreturn void horse_end_as(int status)
     _exit(WIFEXITED(status) ? WEXITSTATUS(status) : WORKER_EXIT_INTERNAL);
 }
 
-PyObject *worker_horse_run(struct worker_py *py, PyObject *owner, const struct frame *job)
+PyObject *worker_horse_run(struct worker_py *py, PyObject *owner, const struct frame *job,
+                           uid_t uid)
 {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
@@ -112,8 +114,12 @@ PyObject *worker_horse_run(struct worker_py *py, PyObject *owner, const struct f
         close(WORKER_FD);
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != worker)
             _exit(WORKER_EXIT_OK);
-        if (dumpable == 1)
+        if (uid) {
+            worker_sandbox_become(uid); /* non-dumpable for good */
+            worker_interp_sync_user_env();
+        } else if (dumpable == 1) {
             prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+        }
         horse_run_job(py, owner, job, sv[1]);
     }
     int err = errno;

@@ -9,6 +9,8 @@
 #include "interp.h"
 #include "pyjobd/frame.h"
 
+#include <sys/types.h>
+
 /*
  * Runs `job` (read into `owner`, not yet unpickled: the worker itself never runs a
  * job's code) in a forked child and returns the reply frame it sent (a new bytes
@@ -16,8 +18,10 @@
  * process it started are dead. When the child gives no such reply it does not
  * return: the worker ends as the child did (the same exit code or signal), or with
  * WORKER_EXIT_PROTOCOL and a line on stderr when the child replied with something
- * else or closed its pipe and went on running. Needs the GIL.
+ * else or closed its pipe and went on running. uid (not 0): the horse becomes it
+ * before it unpickles anything (--uids; the worker itself stays root). Needs the GIL.
  */
-PyObject *worker_horse_run(struct worker_py *py, PyObject *owner, const struct frame *job);
+PyObject *worker_horse_run(struct worker_py *py, PyObject *owner, const struct frame *job,
+                           uid_t uid);
 
 #endif

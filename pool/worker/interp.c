@@ -314,3 +314,22 @@ int worker_interp_run_init(const struct worker_py *py, const char *spec)
     worker_interp_flush_stdio();
     return 0;
 }
+
+void worker_interp_sync_user_env(void)
+{
+    static const char *const names[] = {"HOME", "USER", "LOGNAME"};
+    PyObject *os = PyImport_ImportModule("os");
+    PyObject *environ = os ? PyObject_GetAttrString(os, "environ") : NULL;
+    for (size_t i = 0; environ && i < sizeof(names) / sizeof(names[0]); i++) {
+        const char *v = getenv(names[i]);
+        PyObject *key = PyUnicode_FromString(names[i]);
+        PyObject *value = v && key ? PyUnicode_DecodeFSDefault(v) : NULL;
+        if (value)
+            PyObject_SetItem(environ, key, value);
+        Py_XDECREF(value);
+        Py_XDECREF(key);
+    }
+    Py_XDECREF(environ);
+    Py_XDECREF(os);
+    PyErr_Clear();
+}

@@ -46,6 +46,10 @@ int worker_interp_start(struct worker_py *py, const char *argv0);
  */
 int worker_interp_run_init(const struct worker_py *py, const char *spec);
 
+/* Copies HOME, USER and LOGNAME from the C environment into os.environ (which Python
+ * read once at start), after a uid change. Needs the GIL. */
+void worker_interp_sync_user_env(void);
+
 /* Flushes sys.stdout and sys.stderr, ignoring any error (needs the GIL). */
 void worker_interp_flush_stdio(void);
 

@@ -242,13 +242,27 @@ int main(int argc, char **argv)
             worker_exit(WORKER_EXIT_PROTOCOL);
         }
         isolated = isolate;
+        uid_t uid = 0;
+        int as_uid = worker_sandbox_job_uid(&opts, &job, &uid);
         if (isolate) {
-            PyObject *done = worker_horse_run(&py, owner, &job);
+            PyObject *done = worker_horse_run(&py, owner, &job, as_uid ? uid : 0);
             Py_DECREF(owner);
             worker_send_bytes((const uint8_t *)PyBytes_AS_STRING(done),
                               (size_t)PyBytes_GET_SIZE(done));
             Py_DECREF(done);
             continue;
+        }
+        if (as_uid && getuid() != uid && getuid() != 0) {
+            /* Bound to another tenant's uid: its leftovers must not meet this job. */
+            fprintf(stderr,
+                    "pyjobd-worker: the server sent a job for uid %u to a worker "
+                    "that runs as uid %u\n",
+                    (unsigned)uid, (unsigned)getuid());
+            worker_exit(WORKER_EXIT_PROTOCOL);
+        }
+        if (as_uid && getuid() == 0) {
+            worker_sandbox_become(uid);
+            worker_interp_sync_user_env();
         }
         struct frame_builder reply;
         int rc = worker_runner_run(&py, owner, &job, &reply);

@@ -107,13 +107,26 @@ void worker_options_parse(int argc, char **argv, struct worker_options *o)
                 options_fail("%s: invalid value '': expected a user name or a numeric uid",
                              "--user");
             o->user = v;
+        } else if ((v = options_value("--uids", argc, argv, &i)) != NULL) {
+            char *end;
+            if (o->uid_first)
+                options_fail("%s given more than once", "--uids");
+            errno = 0;
+            o->uid_first = strtoul(v, &end, 10);
+            o->uid_last = *end == '-' ? strtoul(end + 1, &end, 10) : 0;
+            if (errno || *end || v[0] < '0' || v[0] > '9' || o->uid_first == 0 ||
+                o->uid_last < o->uid_first || o->uid_last >= 0x7fffffffUL)
+                options_fail("--uids: invalid value '%s': expected FIRST-LAST, two uids with "
+                             "0 < FIRST <= LAST < 2^31",
+                             v);
         } else if (strcmp(argv[i], "--zygote") == 0) {
             if (o->zygote)
                 options_fail("%s given more than once", "--zygote");
             o->zygote = 1;
         } else if (argv[i][0] == '-') {
             options_fail("unknown option '%s' (known: --init module:function, "
-                         "--memory-limit BYTES, --max-procs N, --user NAME|UID, --zygote)",
+                         "--memory-limit BYTES, --max-procs N, --user NAME|UID, --uids FIRST-LAST, "
+                         "--zygote)",
                          argv[i]);
         } else {
             options_fail("unexpected argument '%s' (pyjobd-worker takes only options)", argv[i]);

@@ -14,6 +14,9 @@ struct worker_options {
     const char *user;      /* --user NAME|UID, NULL when not given */
     rlim_t max_procs;      /* --max-procs N: RLIMIT_NPROC, 0 when not given */
     int zygote;            /* --zygote: fork workers on request instead of running jobs */
+    /* --uids FIRST-LAST: jobs run as the uid their frame names, within the range; the
+     * worker stays root until then. 0-0 when not given. */
+    unsigned long uid_first, uid_last;
 };
 
 /*

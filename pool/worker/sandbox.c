@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <grp.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -186,4 +187,62 @@ void worker_sandbox_enter(const struct worker_options *o)
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
         sandbox_fail("prctl(PR_SET_NO_NEW_PRIVS): %s", strerror(errno));
     sandbox_check_cwd(o);
+}
+
+int worker_sandbox_job_uid(const struct worker_options *o, const struct frame *job, uid_t *uid)
+{
+    struct frame_field f;
+    int has = frame_find_field(job, FRAME_TAG_UID, &f);
+    if (has == 0 && !o->uid_first)
+        return 0;
+    uint32_t v = 0;
+    if (has == 1 && f.len == 4)
+        v = (uint32_t)f.data[0] | (uint32_t)f.data[1] << 8 | (uint32_t)f.data[2] << 16 |
+            (uint32_t)f.data[3] << 24;
+    if (has != 1 || f.len != 4 || !o->uid_first || v < o->uid_first || v > o->uid_last) {
+        fprintf(stderr,
+                "pyjobd-worker: the server sent a job %s (this worker's --uids is %lu-%lu)\n",
+                !o->uid_first ? "with a uid, but the worker has no --uids"
+                : has != 1    ? "without the uid to run it as"
+                              : "with a uid outside the range",
+                o->uid_first, o->uid_last);
+        exit(WORKER_EXIT_PROTOCOL);
+    }
+    *uid = (uid_t)v;
+    return 1;
+}
+
+static _Noreturn void become_fail(const char *what, uid_t uid)
+{
+    fprintf(stderr, "pyjobd-worker: cannot run as uid %u: %s: %s\n", (unsigned)uid, what,
+            strerror(errno));
+    exit(WORKER_EXIT_INTERNAL);
+}
+
+void worker_sandbox_become(uid_t uid)
+{
+    uid_t r, e, s;
+    getresuid(&r, &e, &s);
+    if (r == uid && e == uid && s == uid)
+        return;
+    pid_t parent = getppid();
+    if (setgroups(0, NULL) != 0)
+        become_fail("setgroups", uid);
+    if (setresgid((gid_t)uid, (gid_t)uid, (gid_t)uid) != 0)
+        become_fail("setresgid", uid);
+    if (setresuid(uid, uid, uid) != 0)
+        become_fail("setresuid", uid);
+    errno = EPERM;
+    if (setuid(0) == 0 || seteuid(0) == 0 || setgid(0) == 0 || setegid(0) == 0)
+        become_fail("root could be taken back", uid);
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    char name[16];
+    snprintf(name, sizeof(name), "%u", (unsigned)uid);
+    if (setenv("HOME", "/", 1) != 0 || setenv("USER", name, 1) != 0 ||
+        setenv("LOGNAME", name, 1) != 0)
+        become_fail("setenv", uid);
+    if (access(".", R_OK | X_OK) != 0 && chdir("/") != 0)
+        become_fail("chdir(\"/\")", uid);
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+        _exit(WORKER_EXIT_OK); /* the parent died while we changed uid */
 }

@@ -323,11 +323,12 @@ int pool_get_stats(struct pool *p, struct pool_stats *out)
                                                 .jobs_done = 7,
                                                 .started_at = {1795636800, 500000000},
                                                 .rss_bytes = 123456,
+                                                .uid = 64001,
                                                 .retiring = 0};
     memcpy(out->workers[0].job_id, fake_id(0), JOB_ID_LEN + 1);
     memcpy(out->workers[0].job_owner, fake_jobs[0].owner, JOB_OWNER_MAX);
-    out->workers[1] =
-        (struct pool_worker_info){.pid = 102, .state = "idle", .rss_bytes = -1, .retiring = 1};
+    out->workers[1] = (struct pool_worker_info){
+        .pid = 102, .state = "idle", .rss_bytes = -1, .uid = -1, .retiring = 1};
     if (fake.worker2_job) {
         size_t slot = fake.worker2_job - 1;
         out->workers[1].state = "busy";

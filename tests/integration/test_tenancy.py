@@ -299,7 +299,7 @@ def test_isolation_job_a_forged_frame_reaches_nobody_and_the_timeout_holds(make_
     assert job["status"] == "failed" and job["error"]["type"] == "timeout", job
     took = ts_of(job["finished_at"]) - ts_of(job["started_at"])
     assert 0.5 <= took < 0.6, took
-    assert not alive(int(pidfile.read_text()))
+    assert not wait_dead([int(pidfile.read_text())]), "the job outlived its timeout"
 
 
 def ts_of(text):
@@ -794,3 +794,92 @@ def test_a_job_that_kills_or_stops_the_zygote_does_not_stop_the_pool(make_server
     assert f"worker zygote {zygote}" in log, log[-3000:]
     # A new one takes its place after the backoff.
     assert wait_zygote(s, secs=10, other_than=zygote) != zygote
+
+
+# --------------------------------------------------------------------------- uids
+
+needs_root = pytest.mark.skipif(not IS_ROOT, reason="workers under uids of their own need root")
+UIDS = ["--worker-uids", "64100-64199"]
+
+
+def reach(server_pid, token_file, others):
+    """Alice's job: what of the server and of other uids' processes it can reach."""
+    import os
+    import signal
+
+    out = {"uid": os.getuid(), "gid": os.getgid(), "groups": os.getgroups()}
+    for name, path in (("token_file", token_file), ("environ", f"/proc/{server_pid}/environ"),
+                       ("mem", f"/proc/{server_pid}/mem")):
+        try:
+            with open(path, "rb") as f:
+                f.read(1)
+            out[name] = "read"
+        except OSError as e:
+            out[name] = e.errno
+    for name, pid in others.items():
+        try:
+            os.kill(pid, signal.SIGKILL)
+            out[name] = "killed"
+        except OSError as e:
+            out[name] = e.errno
+    return out
+
+
+def proc_status(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
+
+
+@needs_root
+@pytest.mark.parametrize("isolation", ["tenant", "job"])
+def test_each_tenant_runs_as_its_own_uid_under_an_unprivileged_server(make_server, tmp_path,
+                                                                      isolation):
+    import errno
+
+    tf = tokens(tmp_path)
+    s = make_server("--workers", "2", "--token-file", tf, "--isolation", isolation, *UIDS,
+                    "--server-user", "nobody", ready=False)
+    ready(s, ALICE)
+    server = proc_status(s.proc.pid)
+    assert server["Uid"].split()[0] == "65534", server["Uid"]
+    assert int(server["CapEff"], 16) == 1 << 5, f"the server keeps more than CAP_KILL: {server}"
+    whoami = lambda: [__import__("os").getuid(), __import__("os").getpid()]  # noqa: E731
+    bob_uid, bob_pid = result(run(s, BOB, json_job(whoami)))
+    alice_uid, _ = result(run(s, ALICE, json_job(whoami)))
+    assert 64100 <= alice_uid <= 64199 and 64100 <= bob_uid <= 64199 and alice_uid != bob_uid
+    zygote = wait_zygote(s)
+    others = {"zygote": zygote}
+    if isolation == "tenant":  # bob's worker lives on between his jobs
+        others["bob_worker"] = bob_pid
+    seen = result(run(s, ALICE, json_job(reach, s.proc.pid, tf, others)))
+    assert seen["uid"] == alice_uid and seen["gid"] == alice_uid and seen["groups"] == [], seen
+    for what in ("token_file", "environ", "mem"):
+        assert seen[what] == errno.EACCES, f"alice's job reached the server's {what}: {seen}"
+    for what in others:
+        assert seen[what] == errno.EPERM, f"alice's job could kill {what}: {seen}"
+    # The pool shows each worker's uid; the server still kills and replaces them.
+    pool = call(s, "GET", "/v1/pool", ALICE).json()
+    assert all(w["uid"] is not None for w in pool["workers"]), pool
+    slow = dict(json_job(lambda: __import__("time").sleep(30)), timeout=0.3)
+    job = call(s, "POST", "/v1/jobs?wait=20", BOB, slow).json()
+    assert job["status"] == "failed" and job["error"]["type"] == "timeout", job
+    assert result(run(s, BOB, json_job(whoami)))[0] == bob_uid
+
+
+@needs_root
+@pytest.mark.parametrize("args,message", [
+    (UIDS + ["--worker-user", "nobody"], "give one"),
+    (["--worker-uids", "1-100"], "holds uid 1"),
+    (["--worker-uids", "100-1"], "expected FIRST-LAST"),
+    (["--worker-uids", "off", "--server-user", "nobody", "--worker-user", "nobody"],
+     "needs --worker-uids"),
+    (UIDS + ["--worker-init", "os:getpid"], "--worker-init does not work with --worker-uids"),
+    (UIDS + ["--server-user", "no-such-user-here"], "no such user"),
+])
+def test_worker_uid_settings_that_cannot_work_are_refused(args, message):
+    import subprocess
+
+    p = subprocess.run([pyjobd_bin(), "--port", "0", *args], capture_output=True, text=True,
+                       timeout=20)
+    assert p.returncode != 0, p
+    assert message in p.stderr, p.stderr

@@ -39,6 +39,8 @@ static void pool_get__shape(void **state)
     assert_int_equal(jint(w0, "jobs_done"), 7);
     assert_string_equal(jstr(w0, "started_at"), "2026-11-25T20:00:00.500000Z");
     assert_int_equal(jint(w0, "rss_bytes"), 123456);
+    assert_int_equal(jint(w0, "uid"), 64001);
+    assert_true(json_is_null(json_object_get(w1, "uid")));
     assert_true(json_is_false(json_object_get(w0, "retiring")));
     assert_true(json_is_null(json_object_get(w1, "job_id")));
     assert_true(json_is_null(json_object_get(w1, "rss_bytes")));
