@@ -257,9 +257,24 @@ def start_server(image, token, *opts):
 
 
 def whoami():
+    """The job's uid and user name (None: no user database entry, as --worker-uids
+    gives), its cwd, PID 1, and the uid and effective capabilities of the server."""
     import os
     import pwd
-    return os.getuid(), pwd.getpwuid(os.getuid()).pw_name, os.getcwd(), open("/proc/1/comm").read().strip()
+    try:
+        name = pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        name = None
+    server = {}
+    with open(f"/proc/{os.getppid()}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            server[key] = value.split()
+    return (os.getuid(), name, os.getcwd(), open("/proc/1/comm").read().strip(),
+            int(server["Uid"][0]), server["CapEff"][0])
+
+
+WORKER_UIDS = range(64000, 65000)  # the image's default --worker-uids
 
 
 def sleeper(seconds):
@@ -306,6 +321,29 @@ def look_len():
     import builtins
     import os
     return [builtins.len([1, 2]), os.getpid()]
+
+
+def kill_other_uids():
+    """Alice's job: SIGKILL every process of the container that is not hers."""
+    import os
+    import signal
+    killed, denied = [], []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as f:
+                uid = int(next(line for line in f if line.startswith("Uid:")).split()[1])
+        except (OSError, StopIteration):
+            continue
+        if uid == os.getuid():
+            continue
+        try:
+            os.kill(int(entry), signal.SIGKILL)
+            killed.append(int(entry))
+        except OSError:
+            denied.append(int(entry))
+    return {"killed": killed, "denied": denied}
 
 
 def forge_hello():
@@ -414,11 +452,15 @@ def main():
         job = submit(base, token, lambda x, y: x * y, (6, 7))
         check(result_of(job) == 42, "6 * 7", job)
 
-    with step("workers run as the unprivileged user; PID 1 is tini"):
-        uid, name, cwd, init = result_of(submit(base, token, whoami))
-        check(uid != 0 and name == "pyjobd", "worker user", (uid, name))
+    with step("workers run as a uid of their tenant's, the server as pyjobd with CAP_KILL "
+              "only; PID 1 is tini"):
+        uid, name, cwd, init, server_uid, server_caps = result_of(submit(base, token, whoami))
+        check(uid in WORKER_UIDS and name is None, "worker uid", (uid, name))
+        check(server_uid == 10001 and int(server_caps, 16) == 1 << 5, "server uid and capabilities",
+              (server_uid, server_caps))
         check(init == "tini", "PID 1", init)
-        log(f"worker: uid {uid} ({name}), cwd {cwd}; PID 1: {init}")
+        log(f"worker: uid {uid}, cwd {cwd}; server: uid {server_uid}, CapEff {server_caps}; "
+            f"PID 1: {init}")
 
     with step("a job with the Python client (client/python)"):
         sys.path.insert(0, os.path.join(ROOT, "client", "python"))
@@ -516,9 +558,9 @@ def main():
               (orphan_parent, procs))
         eng("rm", "-f", cid2)
 
-    with step("two tenants with the image's defaults (--isolation tenant): what one job "
-              "plants the other tenant's job does not meet; a forged frame is a "
-              "protocol_violation"):
+    with step("two tenants with the image's defaults (--isolation tenant, a uid per tenant): "
+              "what one job plants the other tenant's job does not meet, nor can it signal "
+              "that tenant's worker; a forged frame is a protocol_violation"):
         tokdir2 = tempfile.mkdtemp(prefix="pyjobd-docker-test-")
         tempdirs.append(tokdir2)
         alice, bob = secrets.token_hex(16), secrets.token_hex(16)
@@ -528,12 +570,9 @@ def main():
         os.chown(tf, 10001, 10001)
         os.chmod(tf, 0o600)
         os.chmod(tokdir2, 0o755)
-        # The image runs the server and its workers as one user, which two tenants are
-        # refused unless told (workers of their own uids are not built yet).
         cid4 = create(iid, "-v", f"{tf}:/run/secrets/pyjobd_tokens:ro",
                       "-e", "PYJOBD_TOKEN_FILE=/run/secrets/pyjobd_tokens",
-                      "-e", "PYJOBD_ALLOW_SHARED_WORKER_UID=1", "-e", "PYJOBD_WORKERS=1",
-                      "-p", "127.0.0.1::8080")
+                      "-e", "PYJOBD_WORKERS=2", "-p", "127.0.0.1::8080")
         eng("start", cid4)
         base4 = published(cid4)
         wait_ready(cid4, base4)
@@ -543,6 +582,15 @@ def main():
         check(seen["status"] == "succeeded" and seen["result_json"][0] == 2 and
               seen["result_json"][1] != planted["result_json"],
               "bob's job met alice's len()", (planted, seen))
+        a_uid = result_of(submit(base4, alice, whoami))[0]
+        b_uid = result_of(submit(base4, bob, whoami))[0]
+        check(a_uid in WORKER_UIDS and b_uid in WORKER_UIDS and a_uid != b_uid,
+              "a uid per tenant", (a_uid, b_uid))
+        hit = submit_json(base4, alice, kill_other_uids)
+        check(hit["status"] == "succeeded" and hit["result_json"]["killed"] == [] and
+              hit["result_json"]["denied"], "alice's job signalled another uid's process", hit)
+        log(f"alice runs as uid {a_uid}, bob as {b_uid}; alice's job was denied signalling "
+            f"{len(hit['result_json']['denied'])} processes of other uids")
         forged = submit_json(base4, alice, forge_hello)
         err = forged.get("error") or {}
         check(forged["status"] == "failed" and err.get("type") == "protocol_violation",
@@ -581,8 +629,9 @@ def main():
         check(job["status"] == "succeeded", "numpy.sum by reference", job)
         total, version = result_of(submit(base3, token, numpy_sum_version))
         check(total == 6, "numpy.sum", total)
-        uid, name, _, init = result_of(submit(base3, token, whoami))
-        check(name == "pyjobd" and init == "tini", "user/PID 1 in the extended image", (name, init))
+        uid, name, _, init, server_uid, _ = result_of(submit(base3, token, whoami))
+        check(uid in WORKER_UIDS and server_uid == 10001 and init == "tini",
+              "uids/PID 1 in the extended image", (uid, server_uid, init))
         log(f"numpy {version} in the extended image")
         eng("restart", cid3, timeout=60)
         base3 = published(cid3)
@@ -639,6 +688,7 @@ def shared_store(iid, token):
     pgpass = os.path.join(d, "pgpass")
     with open(pgpass, "w") as f:
         f.write(f"127.0.0.1:{pg.port}:{db}:pyjobd:{password}\n")
+    os.chown(pgpass, 10001, 10001)  # the server reads it once it runs as pyjobd
     os.chmod(pgpass, 0o600)   # libpq ignores a password file others may read
     store = f"postgresql://pyjobd@127.0.0.1:{pg.port}/{db}"
     nodes = []
@@ -647,7 +697,7 @@ def shared_store(iid, token):
         cid = create(iid, "--network", "host", "--user", "0",
                      "-v", f"{pgpass}:/run/secrets/pgpass:ro", "-e", "PGPASSFILE=/run/secrets/pgpass",
                      "-e", f"PYJOBD_STORE={store}", "-e", f"PYJOBD_NODE_NAME={name}",
-                     "-e", "PYJOBD_WORKER_USER=pyjobd", "-e", f"PYJOBD_TOKEN={token}",
+                     "-e", f"PYJOBD_TOKEN={token}",
                      "-e", "PYJOBD_LISTEN=127.0.0.1", "-e", f"PYJOBD_PORT={port}",
                      "-e", "PYJOBD_WORKERS=1", "-e", "PYJOBD_NODE_LEASE=3")
         eng("start", cid)
@@ -685,15 +735,15 @@ def shared_store(iid, token):
         ran_on.add(done.get("node"))
     check(ran_on == {ids[base1], ids[base2]}, "two jobs sent to node one ran on both nodes", ran_on)
 
-    # Workers run as pyjobd while the server is root: no way to the password.
+    # Workers run under uids of their own, the server as pyjobd: no way to the password.
     for base in (base1, base2):
-        uid, name, _, _ = result_of(submit(base, token, whoami))
-        check(uid != 0 and name == "pyjobd", "worker user with PYJOBD_WORKER_USER", (uid, name))
+        uid, name, _, _, server_uid, _ = result_of(submit(base, token, whoami))
+        check(uid in WORKER_UIDS and server_uid == 10001, "worker and server uids", (uid, server_uid))
         seen = result_of(submit(base, token, peek_db_password))
         # (the command line is readable by anyone; the password is not on it)
         check(seen["environ"].startswith("denied") and seen["pgpass"].startswith("denied")
               and password not in json.dumps(seen), "a job could read the database password", seen)
-    log(f"jobs sent to node one ran on {sorted(ran_on)}; workers run as {name} (uid {uid}); a job "
+    log(f"jobs sent to node one ran on {sorted(ran_on)}; workers run as uid {uid}; a job "
         f"reading the server's environment: {seen['environ']}, the password file: {seen['pgpass']}")
     for cid, _ in nodes:
         p = eng("logs", cid)

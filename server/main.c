@@ -371,10 +371,16 @@ static int worker_uids_choose(const struct config *cfg, unsigned long *first, un
 static int become_server_user(const struct config *cfg, struct pool_config *pcfg,
                               struct pool_zygote *zygote)
 {
-    if (geteuid() != 0 || !pcfg->worker_uid_first || pcfg->worker_exec) {
+    if (geteuid() != 0) {
+        /* A container run with --user: already unprivileged, nothing to give up. */
+        log_info("--server-user %s: the server already runs as uid %d, not root: nothing to "
+                 "give up",
+                 cfg->server_user, (int)geteuid());
+        return 0;
+    }
+    if (!pcfg->worker_uid_first || pcfg->worker_exec) {
         log_error("--server-user %s: %s", cfg->server_user,
-                  geteuid() != 0 ? "the server is not root, so there is nothing to give up"
-                  : pcfg->worker_exec
+                  pcfg->worker_exec
                       ? "with --worker-start exec every worker is started by the server "
                         "itself, which then needs root: use --worker-start fork"
                       : "it needs --worker-uids (workers under uids of their own, started by a "

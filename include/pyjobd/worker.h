@@ -54,6 +54,15 @@
  *       worker's real uid, all of them counted, stop at N (fork gets EAGAIN). Root is
  *       not bound by it.
  *
+ *   --uids FIRST-LAST        Jobs run under a uid of this range, named by each job
+ *       frame (FRAME_TAG_UID; gid the same number, no supplementary groups, umask
+ *       077, HOME=/, no user database entry needed). The worker starts as root and
+ *       stays root until its first job; then it becomes that job's uid for good (a
+ *       later job for another uid, one without a uid, or a uid outside the range
+ *       exits WORKER_EXIT_PROTOCOL). Under FRAME_TAG_ISOLATE the worker stays root
+ *       and each job's forked process becomes the job's uid before it unpickles
+ *       anything. Not with --user.
+ *
  *   --user NAME|UID          Run as this user (looked up by name first, then as a
  *       numeric uid; it must exist in the user database): before anything else, the
  *       worker (which must then start as root, or already be that user) takes the

@@ -3,7 +3,7 @@
  * that drive jobs through their lifecycle (../lifecycle/lifecycle.h):
  *
  *   worker_proc.c    a worker process: spawn, signal, its channel socket (close, send),
- *                    how it ended, its memory; the environment workers get
+ *                    its memory and uid; the environment workers get; the orphans
  *   worker_output.c  a worker's stdout/stderr pipes: into the running job's output, or
  *                    (outside any job) into the server log
  *   workers.c        starting a worker, ending one (and the job it ran), reaping it:
@@ -33,6 +33,7 @@
 
 #include "../lifecycle/lifecycle.h"
 #include "pyjobd/pool.h"
+#include "pyjobd/wait_status.h"
 
 enum worker_state {
     WORKER_EMPTY,    /* no process; respawn at respawn_at_ms if the slot is active */
@@ -168,7 +169,6 @@ int pool__spawn_worker(struct pool *p, struct worker *w);
 void pool__kill_worker(struct worker *w, int sig);
 void pool__close_channel(struct pool *p, struct worker *w);
 void pool__flush_channel(struct pool *p, struct worker *w); /* write what is pending */
-void pool__describe_exit(int status, char *buf, size_t len);
 long long pool__worker_rss(pid_t pid);
 long long pool__worker_uid(pid_t pid); /* its real uid, -1 if unknown */
 /* When this process is the subreaper of its workers' descendants (the server sets

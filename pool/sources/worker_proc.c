@@ -247,19 +247,6 @@ void pool__kill_worker(struct worker *w, int sig)
         log_warn("worker %d: cannot kill its process group: %s", (int)w->pid, strerror(errno));
 }
 
-void pool__describe_exit(int status, char *buf, size_t len)
-{
-    if (WIFEXITED(status)) {
-        snprintf(buf, len, "exited with code %d", WEXITSTATUS(status));
-    } else if (WIFSIGNALED(status)) {
-        const char *name = sigabbrev_np(WTERMSIG(status));
-        snprintf(buf, len, "was killed by signal SIG%s (%d)%s", name ? name : "?", WTERMSIG(status),
-                 WCOREDUMP(status) ? ", core dumped" : "");
-    } else {
-        snprintf(buf, len, "ended with wait status 0x%x", status);
-    }
-}
-
 long long pool__worker_rss(pid_t pid)
 {
     char path[64];

@@ -190,7 +190,7 @@ static void crash_job(struct pool *p, struct worker *w, int status, const struct
 {
     struct job *j = pool__take_job(w);
     char how[128];
-    pool__describe_exit(status, how, sizeof(how));
+    wait_status_describe(status, how, sizeof(how));
     long long rss = (long long)ru->ru_maxrss * 1024;
     job_error_release(&j->v.error);
     j->v.error.type = JOB_ERR_WORKER_CRASHED;
@@ -267,7 +267,7 @@ void pool__reap_worker(struct pool *p, struct worker *w)
         p->restarts[END_CRASH]++;
     pool__close_channel(p, w);
     char how[128];
-    pool__describe_exit(status, how, sizeof(how));
+    wait_status_describe(status, how, sizeof(how));
     if (w->job) {
         log_warn("worker %d %s while running job %s", (int)w->pid, how, w->job->v.id);
         crash_job(p, w, status, &ru);

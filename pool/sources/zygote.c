@@ -49,7 +49,7 @@ static void zygote_lost(struct pool *p, const char *why)
             ;
         if (why) {
             char how[96];
-            pool__describe_exit(status, how, sizeof(how));
+            wait_status_describe(status, how, sizeof(how));
             if (p->cfg.zygote_only)
                 log_error("worker zygote %d %s (it %s); the server runs unprivileged "
                           "(--server-user) and cannot start another, so no worker starts "

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static _Noreturn void sandbox_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -243,6 +244,8 @@ void worker_sandbox_become(uid_t uid)
         become_fail("setenv", uid);
     if (access(".", R_OK | X_OK) != 0 && chdir("/") != 0)
         become_fail("chdir(\"/\")", uid);
+    /* Other tenants' jobs share /tmp: what a job writes is its tenant's unless it says. */
+    umask(077);
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
         _exit(WORKER_EXIT_OK); /* the parent died while we changed uid */
 }

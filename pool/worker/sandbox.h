@@ -33,7 +33,8 @@ int worker_sandbox_job_uid(const struct worker_options *o, const struct frame *j
 
 /*
  * Becomes uid (gid the same number, no supplementary groups) for good, from root:
- * checks that root cannot be regained, makes the process non-dumpable, sets HOME=/,
+ * checks that root cannot be regained, makes the process non-dumpable, sets umask 077
+ * (other tenants share /tmp), HOME=/,
  * USER and LOGNAME to the number, moves to "/" if the working directory is closed to
  * it, and re-arms PR_SET_PDEATHSIG (which the change clears), ending at once if the
  * parent is already gone. A process that already is uid does nothing. On failure one

@@ -19,19 +19,20 @@
  *     it), and EOF on fd 3 ends the worker between jobs.
  * What it does not stop (it is no seccomp filter and no namespace): a job can use
  * all the CPU, memory (unless --memory-limit), disk and network the user may use,
- * reach every system call, fork without bound (no RLIMIT_NPROC: it counts every
- * process of the user), read whatever the user can read, and signal (or, without
- * --user, ptrace) processes of the same uid: with no --user, that includes the
- * server itself and its token file. Workers of one pool share a uid, and a worker
- * runs job after job: code a job leaves behind (patched modules, threads) sees
- * later jobs, whoever submitted them. Processes a job starts stay in the worker's
+ * reach every system call, fork up to --max-procs (RLIMIT_NPROC counts every
+ * process of the uid), read whatever the uid can read, and signal (or, when
+ * dumpable, ptrace) processes of the same uid: with neither --user nor --uids,
+ * that includes the server itself and its token file. A worker runs job after job
+ * unless each is forked (FRAME_TAG_ISOLATE): code a job leaves behind (patched
+ * modules, threads) sees the later jobs the server sends it (one tenant's, unless
+ * the server runs --isolation none). Processes a job starts stay in the worker's
  * process group, so the supervisor's kill(-pid, SIGKILL) of the group ends them
  * with the worker; a process that calls setsid() or setpgid() leaves the group
- * and survives it, as do all of them when the server itself is SIGKILLed (only
- * the worker gets PDEATHSIG). The worker is no subreaper: that would only move
- * orphans under it, where nobody reaps them, and they would still outlive it.
- * Only a cgroup (systemd's KillMode=control-group, a container's PID namespace)
- * contains those.
+ * and would survive it; so the worker is their subreaper and kills them all
+ * after each job (reaper.c), and the server, subreaper of the worker's descendants,
+ * kills what is left once a worker dies. When the server itself is SIGKILLed only
+ * the worker gets PDEATHSIG: a cgroup (systemd's KillMode=control-group, a
+ * container's PID namespace) contains what its jobs left then.
  */
 #ifndef PYJOBD_WORKER_WORKER_H
 #define PYJOBD_WORKER_WORKER_H
