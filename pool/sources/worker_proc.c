@@ -117,12 +117,14 @@ void pool__worker_env_free(struct pool *p)
         free(p->worker_envp[i]);
     free(p->worker_envp);
     p->worker_envp = NULL;
-    for (int i = 0; p->worker_argv[i]; i++) {
-        if (i > 0 && (strcmp(p->worker_argv[i - 1], "--memory-limit") == 0 ||
-                      strcmp(p->worker_argv[i - 1], "--max-procs") == 0 ||
-                      strcmp(p->worker_argv[i - 1], "--uids") == 0))
-            free(p->worker_argv[i]);
+    /* The values made here (the others are the config's): each after its option. */
+    for (int i = 0; p->worker_argv[i] && p->worker_argv[i + 1]; i++) {
+        const char *opt = p->worker_argv[i];
+        if (strcmp(opt, "--memory-limit") == 0 || strcmp(opt, "--max-procs") == 0 ||
+            strcmp(opt, "--uids") == 0)
+            free(p->worker_argv[++i]); /* and skip it: it is no option */
     }
+    p->worker_argv[0] = NULL;
 }
 
 static int output_pipe(int fds[2])
