@@ -576,12 +576,6 @@ def main():
         eng("start", cid4)
         base4 = published(cid4)
         wait_ready(cid4, base4)
-        planted = submit_json(base4, alice, plant_len)
-        check(planted["status"] == "succeeded", "alice's job", planted)
-        seen = submit_json(base4, bob, look_len)
-        check(seen["status"] == "succeeded" and seen["result_json"][0] == 2 and
-              seen["result_json"][1] != planted["result_json"],
-              "bob's job met alice's len()", (planted, seen))
         a_uid = result_of(submit(base4, alice, whoami))[0]
         b_uid = result_of(submit(base4, bob, whoami))[0]
         check(a_uid in WORKER_UIDS and b_uid in WORKER_UIDS and a_uid != b_uid,
@@ -591,6 +585,12 @@ def main():
               hit["result_json"]["denied"], "alice's job signalled another uid's process", hit)
         log(f"alice runs as uid {a_uid}, bob as {b_uid}; alice's job was denied signalling "
             f"{len(hit['result_json']['denied'])} processes of other uids")
+        planted = submit_json(base4, alice, plant_len)
+        check(planted["status"] == "succeeded", "alice's job", planted)
+        seen = submit_json(base4, bob, look_len)
+        check(seen["status"] == "succeeded" and seen["result_json"][0] == 2 and
+              seen["result_json"][1] != planted["result_json"],
+              "bob's job met alice's len()", (planted, seen))
         forged = submit_json(base4, alice, forge_hello)
         err = forged.get("error") or {}
         check(forged["status"] == "failed" and err.get("type") == "protocol_violation",
