@@ -485,3 +485,15 @@ def test_cli_run_local_module_by_value_and_errors(url, tmp_path):
     r = run_cli("run", url, "lambda: 1 / 0")
     assert r.returncode == 1
     assert "ZeroDivisionError" in r.stderr
+
+
+def test_map_of_jobs_that_all_fail_raises_the_jobs_error(ex):
+    """The first failure surfaces as the job's own error while map() cancels the rest
+    (which the waiter thread may be cancelling at the same time): never a RuntimeError
+    of a future cancelled twice."""
+    def f(x):
+        raise KeyError(x)
+
+    for _ in range(5):
+        with pytest.raises(KeyError):
+            list(ex.map(f, range(300)))

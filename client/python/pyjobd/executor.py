@@ -51,12 +51,18 @@ class JobFuture(Future):
         self._waiter = executor._waiter
         self.job_id = None
         self.job = None
+        self._cancel_lock = threading.Lock()
 
     def _cancel_local(self):
-        if Future.cancel(self):
-            self.set_running_or_notify_cancel()  # wakes wait()/as_completed()
+        # The waiter thread and the caller may both cancel a future (map() cancels what
+        # is left when a job failed, while the waiter sees those jobs cancelled): only
+        # the one that moves it to CANCELLED notifies, once.
+        with self._cancel_lock:
+            if not Future.cancel(self):
+                return False
+            if self._state == _base.CANCELLED:
+                self.set_running_or_notify_cancel()  # wakes wait()/as_completed()
             return True
-        return False
 
     def cancel(self):
         with self._condition:
