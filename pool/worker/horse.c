@@ -135,6 +135,11 @@ PyObject *worker_horse_run(struct worker_py *py, PyObject *owner, const struct f
     int rc = worker_channel_read(sv[0], UINT32_MAX, &reply, &f);
     close(sv[0]);
     if (rc == 1 && (f.type == FRAME_RESULT || f.type == FRAME_ERROR)) {
+        /* The horse first, waited for at once (it cannot ignore SIGKILL): what it
+         * started, if anything, then comes to us and goes the reaper's slower way. */
+        kill(pid, SIGKILL);
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+            ;
         if (worker_reaper_kill_all() != 0)
             horse_fail(WORKER_EXIT_INTERNAL,
                        "processes the job started did not die within 1 s of SIGKILL", NULL);
