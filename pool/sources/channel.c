@@ -117,6 +117,7 @@ int pool__send_job(struct pool *p, struct worker *w, struct job *j)
     j->worker = w;
     pool__output_new_job(p, w);
     pool__job_start(&p->lc, j, w->pid);
+    pool__worker_thaw(w); /* stopped while it was idle: it reads the frame once continued */
     pool__flush_channel(p, w);
     return 0;
 }

@@ -87,6 +87,10 @@ struct worker {
     int bound;
     char tenant[JOB_OWNER_MAX];
     int isolated;
+    /* Idle after running a job in itself: SIGSTOPped, with every process it started
+     * killed, so that no code of that job runs while no job is in flight (a job that
+     * forged its reply, a thread it left); SIGCONT comes with the next job or its end. */
+    int frozen;
     /* While idle: its CPU time (clock ticks) when last looked at, -1 before the first
      * look; a job's code that outlived the job shows up as CPU used while idle. */
     long long idle_cpu_ticks;
@@ -167,6 +171,9 @@ int pool__worker_env_init(struct pool *p);
 void pool__worker_env_free(struct pool *p);
 int pool__spawn_worker(struct pool *p, struct worker *w);
 void pool__kill_worker(struct worker *w, int sig);
+int pool__signal_worker(const struct worker *w, int sig); /* 0, or -1 with errno */
+/* SIGKILLs every descendant of the worker (not the worker); returns how many. */
+int pool__kill_descendants(const struct worker *w);
 void pool__close_channel(struct pool *p, struct worker *w);
 void pool__flush_channel(struct pool *p, struct worker *w); /* write what is pending */
 long long pool__worker_rss(pid_t pid);
@@ -201,6 +208,11 @@ int pool__cancel_here(struct pool *p, struct job *j, int force);
 unsigned pool__idle_workers(const struct pool *p);
 /* The worker has just become idle: its CPU is watched from now on. */
 void pool__idle_begin(struct worker *w, int64_t now);
+/* Idle workers that ran a job's code in themselves and have had no job for 2 ms:
+ * stopped (SIGSTOP), what they started killed; returns when the next one is due
+ * (INT64_MAX: none). pool__worker_thaw: SIGCONT, if stopped. */
+int64_t pool__freeze_idle(struct pool *p, int64_t now);
+void pool__worker_thaw(struct worker *w);
 /* Kills an idle worker that used CPU (a job's code still runs in it: a thread, a
  * signal handler); returns when it should look again (INT64_MAX: no idle worker). */
 int64_t pool__idle_cpu_check(struct pool *p, int64_t now);

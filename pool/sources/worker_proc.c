@@ -222,6 +222,7 @@ int pool__spawn_worker(struct pool *p, struct worker *w)
     w->out_len = w->out_off = 0;
     w->jobs_done = 0;
     w->bound = w->isolated = 0;
+    w->frozen = 0;
     w->stray_since_ms = w->stray_bytes = 0;
     w->stray_dropped = 0;
     w->out_window_ms = w->out_window_bytes = 0;
@@ -232,21 +233,70 @@ int pool__spawn_worker(struct pool *p, struct worker *w)
     return 0;
 }
 
-void pool__kill_worker(struct worker *w, int sig)
+int pool__signal_worker(const struct worker *w, int sig)
 {
-    if (w->pid <= 0)
-        return;
     /* The worker is not reaped yet (we are its only reaper), so its pid cannot name
      * another process; the pidfd is just the belt to those braces. */
     int rc = w->pidfd >= 0 ? pidfd_send_signal(w->pidfd, sig, NULL, 0) : -1;
     if (rc != 0 && (w->pidfd < 0 || errno == ENOSYS))
         rc = kill(w->pid, sig);
+    return rc;
+}
+
+void pool__kill_worker(struct worker *w, int sig)
+{
+    if (w->pid <= 0)
+        return;
+    int rc = pool__signal_worker(w, sig);
     if (rc != 0 && errno != ESRCH)
         log_warn("worker %d: cannot send signal %d: %s", (int)w->pid, sig, strerror(errno));
     /* SIGKILL ends what its jobs started too: the worker leads its own process group,
      * whose id is its pid. */
     if (sig == SIGKILL && kill(-w->pid, SIGKILL) != 0 && errno != ESRCH)
         log_warn("worker %d: cannot kill its process group: %s", (int)w->pid, strerror(errno));
+}
+
+/* Adds the children of every thread of pid to *out (at most cap in all). */
+static void children_of(pid_t pid, pid_t *out, size_t *n, size_t cap)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+    DIR *tasks = opendir(path);
+    struct dirent *t;
+    while (tasks && (t = readdir(tasks))) {
+        if (t->d_name[0] == '.')
+            continue;
+        char file[96];
+        snprintf(file, sizeof(file), "/proc/%d/task/%.16s/children", (int)pid, t->d_name);
+        FILE *f = fopen(file, "re");
+        long child;
+        while (f && *n < cap && fscanf(f, "%ld", &child) == 1)
+            if (child > 0)
+                out[(*n)++] = (pid_t)child;
+        if (f)
+            fclose(f);
+    }
+    if (tasks)
+        closedir(tasks);
+}
+
+int pool__kill_descendants(const struct worker *w)
+{
+    enum { MAX = 4096 };
+    pid_t *tree = malloc(MAX * sizeof(*tree));
+    if (!tree || w->pid <= 0) {
+        free(tree);
+        return 0;
+    }
+    size_t n = 0;
+    children_of(w->pid, tree, &n, MAX);
+    /* Breadth first: each one found adds its own children; all get SIGKILL. */
+    for (size_t i = 0; i < n; i++)
+        children_of(tree[i], tree, &n, MAX);
+    for (size_t i = 0; i < n; i++)
+        kill(tree[i], SIGKILL);
+    free(tree);
+    return (int)n;
 }
 
 long long pool__worker_rss(pid_t pid)
@@ -280,6 +330,7 @@ long long pool__worker_uid(pid_t pid)
  * pidfd stays: the exit status will tell what happened. */
 void pool__close_channel(struct pool *p, struct worker *w)
 {
+    pool__worker_thaw(w); /* a stopped worker would never see the EOF */
     if (w->sock >= 0) {
         epoll_ctl(p->epfd, EPOLL_CTL_DEL, w->sock, NULL);
         close(w->sock);

@@ -81,9 +81,11 @@ void pool__end_worker(struct pool *p, struct worker *w, enum worker_end why)
         return;
     w->ending = why;
     p->restarts[why]++;
-    /* A busy worker is running someone's code: only SIGKILL is sure to stop it. An
-     * idle or starting one sees EOF on its channel and exits by itself. */
-    if (w->state == WORKER_BUSY || why == END_CRASH)
+    /* A busy worker is running someone's code: only SIGKILL is sure to stop it; so may
+     * an idle one that ran a job in itself (a job that forged its reply still holds the
+     * main thread, and would never read the EOF). A fresh one, or one that forked its
+     * jobs, sees EOF on its channel and exits by itself. */
+    if (w->state == WORKER_BUSY || why == END_CRASH || (w->jobs_done && !w->isolated))
         pool__kill_worker(w, SIGKILL);
     pool__close_channel(p, w);
 }
@@ -149,6 +151,64 @@ static long long cpu_ticks(pid_t pid)
     return (long long)(ut + st);
 }
 
+/* The state letter of pid's /proc stat (R, S, T, t, Z...), 0 if unknown. */
+static char proc_state(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    const char *s = strrchr(buf, ')');
+    return s && s[1] == ' ' ? s[2] : 0;
+}
+
+/* A worker idle this long is stopped: under load the next job usually comes first,
+ * and a stop and a continue per job would cost more than the job. */
+#define FREEZE_AFTER_MS 2
+
+int64_t pool__freeze_idle(struct pool *p, int64_t now)
+{
+    int64_t next = INT64_MAX;
+    for (unsigned i = 0; i < p->nslots; i++) {
+        struct worker *w = p->workers[i];
+        /* A fresh worker ran nobody's code; one that forked its jobs ran none itself. */
+        if (w->state != WORKER_IDLE || w->frozen || !w->jobs_done || w->isolated)
+            continue;
+        if (now < w->idle_since_ms + FREEZE_AFTER_MS) {
+            next = w->idle_since_ms + FREEZE_AFTER_MS < next ? w->idle_since_ms + FREEZE_AFTER_MS
+                                                             : next;
+            continue;
+        }
+        if (pool__signal_worker(w, SIGSTOP) != 0) {
+            log_warn("worker %d: cannot stop it while idle: %s; replacing it", (int)w->pid,
+                     strerror(errno));
+            pool__end_worker(p, w, END_CRASH);
+            continue;
+        }
+        w->frozen = 1;
+        /* Its reply said the job was over, and the worker kills what a job started
+         * before it replies: anything left is a job's code that outlived it. */
+        int left = pool__kill_descendants(w);
+        if (left)
+            log_warn("worker %d: killed %d process%s a job left running after its reply",
+                     (int)w->pid, left, left == 1 ? "" : "es");
+    }
+    return next;
+}
+
+void pool__worker_thaw(struct worker *w)
+{
+    if (!w->frozen)
+        return;
+    w->frozen = 0;
+    if (pool__signal_worker(w, SIGCONT) != 0 && errno != ESRCH)
+        log_warn("worker %d: cannot continue it: %s", (int)w->pid, strerror(errno));
+}
+
 void pool__idle_begin(struct worker *w, int64_t now)
 {
     w->idle_cpu_ticks = -1;
@@ -165,6 +225,16 @@ int64_t pool__idle_cpu_check(struct pool *p, int64_t now)
         int64_t due = w->idle_cpu_at_ms + IDLE_CPU_LOOK_MS;
         if (now < due) {
             next = due < next ? due : next;
+            continue;
+        }
+        /* Stopped while idle: someone else's SIGCONT (a process of the same uid) would let
+         * the code of the job it ran go on unsupervised. */
+        char state = w->frozen ? proc_state(w->pid) : 'T';
+        if (state != 'T' && state != 't' && state != 0) {
+            log_warn("worker %d was continued while idle (state %c; it was stopped after its "
+                     "last job): something sent it SIGCONT; replacing it",
+                     (int)w->pid, state);
+            pool__end_worker(p, w, END_CRASH);
             continue;
         }
         long long ticks = cpu_ticks(w->pid), hz = sysconf(_SC_CLK_TCK);

@@ -379,26 +379,26 @@ def test_isolation_job_option_errors_name_the_fix(tmp_path):
     assert p.returncode == 2 and "expected tenant, job or none" in p.stderr, p.stderr
 
 
-def flood_after_return(lines):
-    """A job that returns at once and leaves a thread printing forged log lines."""
-    import sys
-    import threading
+FLOOD_INIT = """
+import sys
 
-    def flood():
-        for i in range(lines):
-            sys.stdout.write(f"2026-12-01T00:00:00.000Z error job {i:032x} failed: FORGED\n")
-        sys.stdout.flush()
-
-    threading.Thread(target=flood).start()
-    return "returned"
+def flood():
+    # Printed before the worker's hello: outside any job, so it goes to the server log.
+    for i in range(100000):
+        sys.stdout.write(f"2026-12-01T00:00:00.000Z error job {i:032x} failed: FORGED\\n")
+    sys.stdout.flush()
+"""
 
 
 def test_output_outside_a_job_cannot_forge_or_flood_the_log(make_server, tmp_path):
-    s = make_server("--workers", "1", "--token-file", tokens(tmp_path), *ROOT_OK, ready=False)
-    ready(s, ALICE)
-    before = os.path.getsize(s.log_path)
-    assert result(run(s, ALICE, json_job(flood_after_return, 100000))) == "returned"
-    deadline = time.monotonic() + 10
+    """What a worker prints outside any job (here its --worker-init, before its hello;
+    a job's leftover thread is stopped with its idle worker) reaches the log escaped,
+    prefixed and capped."""
+    (tmp_path / "flood_init.py").write_text(FLOOD_INIT)
+    s = make_server("--workers", "1", "--worker-cwd", str(tmp_path),
+                    "--worker-init", "flood_init:flood", *ROOT_OK[:-1], ready=False)
+    before = 0
+    deadline = time.monotonic() + 15
     log = ""
     while time.monotonic() < deadline:
         with open(s.log_path, errors="replace") as f:
@@ -409,7 +409,7 @@ def test_output_outside_a_job_cannot_forge_or_flood_the_log(make_server, tmp_pat
         time.sleep(0.1)
     lines = log.splitlines()
     forged = [l for l in lines if l.startswith("2026-12-01T00:00:00.000Z")]
-    assert not forged, f"a job's output passed for the server's own log lines: {forged[:3]}"
+    assert not forged, f"a worker's output passed for the server's own log lines: {forged[:3]}"
     shown = [l for l in lines if "stdout: 2026-12-01T00:00:00.000Z error job" in l]
     assert shown and all(" info  worker " in l for l in shown), lines[:5]
     # 100,000 lines (7.4 MB) printed; at most STRAY_CAP (16 KiB) of them logged, then a count.
@@ -567,17 +567,70 @@ def spin_after_return():
     return __import__("os").getpid()
 
 
-def test_a_job_whose_code_outlives_it_loses_its_worker(make_server, tmp_path):
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), fields[0]
+
+
+def test_a_job_whose_code_outlives_it_is_stopped_with_its_idle_worker(make_server, tmp_path):
+    """A thread a job leaves spinning gets no CPU while its worker is idle: the worker
+    is stopped until its next job. Continued by someone else (a SIGCONT from a process
+    of the same uid), the worker is replaced."""
+    import signal as signals
+
     s = make_server("--workers", "1", "--token-file", tokens(tmp_path), *ROOT_OK, ready=False)
     ready(s, ALICE)
     pid = result(run(s, ALICE, json_job(spin_after_return)))
+    time.sleep(0.2)
+    used, state = cpu_seconds(pid)
+    time.sleep(1.0)
+    used_later, state_later = cpu_seconds(pid)
+    assert state_later in ("T", "t"), f"the idle worker is not stopped: state {state_later}"
+    assert used_later - used < 0.05, f"a job's thread used {used_later - used:.2f} s while idle"
+    os.kill(pid, signals.SIGCONT)  # what a sibling worker of the same uid could do
     deadline = time.monotonic() + 6
     while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not alive(pid), "a worker spinning a job's thread while idle was kept"
+    assert not alive(pid), "a worker continued while idle was kept"
     with open(s.log_path) as f:
-        assert "while idle" in f.read()
+        assert "was continued while idle" in f.read()
     assert result(run(s, ALICE, json_job(lambda: "next"))) == "next"
+
+
+def forge_done_and_count(counter):
+    """The issue's attack: a forged RESULT on fd 3, then the job's code goes on (here it
+    counts, in a file, as long as it runs)."""
+    import os
+    import time
+
+    os.write(3, bytes.fromhex("09000000" "03000000" "15000000" "01000000" "31"))
+    n = 0
+    while True:
+        n += 1
+        with open(counter, "w") as f:
+            f.write(str(n))
+        time.sleep(0.01)
+
+
+def test_a_job_that_forges_its_reply_runs_no_further_while_its_worker_is_idle(make_server,
+                                                                              tmp_path):
+    counter = tmp_path / "count"
+    s = make_server("--workers", "1", "--max-tasks-per-worker", "1", "--token-file",
+                    tokens(tmp_path), *ROOT_OK, ready=False)
+    ready(s, ALICE)
+    req = dict(json_job(forge_done_and_count, str(counter)), timeout=3)
+    job = call(s, "POST", "/v1/jobs?wait=20", ALICE, req).json()
+    assert job["status"] == "succeeded" and job["result_json"] == 1, job  # its own result
+    time.sleep(0.3)
+    first = int(counter.read_text() or 0)
+    time.sleep(1.0)
+    assert int(counter.read_text() or 0) == first, "the forging job's code ran on unsupervised"
+    # --max-tasks-per-worker 1: the worker is replaced at once, not when the code ends.
+    r = s.request("GET", "/readyz")
+    assert r.status == 200, r
+    assert not alive(job["worker_pid"]) or wait_dead([job["worker_pid"]]) == []
+    assert result(run(s, BOB, json_job(lambda: "bob's"))) == "bob's"
 
 
 def test_a_second_result_frame_kills_the_worker(make_server, tmp_path):
