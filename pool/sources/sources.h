@@ -13,6 +13,7 @@
  *   retention.c      how long finished jobs stay (--result-ttl, --max-jobs)
  *   recovery.c       jobs found in a single-node store at start
  *   wake.c           poking the supervisor's loop from any thread
+ *   spawn.c          starting the worker program afresh (posix_spawn)
  *   zygote.c         the template process workers are forked from
  *
  * The supervisor (../supervisor/) runs the loop that calls them; the public calls
@@ -239,6 +240,13 @@ int pool__elsewhere(const struct pool *p, const struct job *j);
 /* retention.c */
 void pool__retention_enforce(struct pool *p, int64_t now);
 int64_t pool__retention_next_ms(const struct pool *p);
+
+/* spawn.c */
+/* posix_spawn of the worker program with argv: chan on fd 3, out and err on 1 and 2,
+ * /dev/null on 0, nothing else open, signals reset, a session of its own, in
+ * --worker-cwd, with the workers' environment. 0 and *pid, or -errno. */
+int pool__spawn_program(const struct pool *p, char *const argv[], int chan, int out, int err,
+                        pid_t *pid);
 
 /* zygote.c */
 /* Starts a zygote when there is none and its backoff is over (not with --worker-start

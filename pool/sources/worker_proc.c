@@ -1,8 +1,9 @@
 /*
  * worker_proc.c — starting and stopping pyjobd-worker processes.
  *
- * Workers are started with posix_spawn (never a plain fork of this threaded server)
- * as include/pyjobd/worker.h describes: the child's end of a socketpair becomes fd 3,
+ * Workers are forked by the zygote (zygote.c), or started with posix_spawn when there
+ * is none (spawn.c; never a plain fork of this threaded server), as
+ * include/pyjobd/worker.h describes: the child's end of a socketpair becomes fd 3,
  * stdin is /dev/null, stdout and stderr are two pipes the supervisor reads (worker_output.c),
  * every other fd is closed, signal masks and dispositions are reset, and the child
  * gets its own session so a terminal's Ctrl-C reaches only the server, which then
@@ -17,7 +18,6 @@
 #include <stdlib.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <string.h>
 #include <dirent.h>
@@ -135,33 +135,6 @@ static int output_pipe(int fds[2])
     return 0;
 }
 
-/* The worker program started afresh (exec): when there is no zygote to fork from. */
-static int spawn_exec(struct pool *p, int chan, int out, int err, pid_t *pid)
-{
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t attr;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawnattr_init(&attr);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_adddup2(&fa, out, 1);
-    posix_spawn_file_actions_adddup2(&fa, err, 2);
-    posix_spawn_file_actions_adddup2(&fa, chan, WORKER_FD);
-    posix_spawn_file_actions_addclosefrom_np(&fa, WORKER_FD + 1);
-    if (p->cfg.worker_cwd)
-        posix_spawn_file_actions_addchdir_np(&fa, p->cfg.worker_cwd);
-    sigset_t none, all;
-    sigemptyset(&none);
-    sigfillset(&all);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &all);
-    posix_spawnattr_setflags(&attr,
-                             POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSID);
-    int rc = posix_spawn(pid, p->cfg.worker_path, &fa, &attr, p->worker_argv, p->worker_envp);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
-    return -rc;
-}
-
 int pool__spawn_worker(struct pool *p, struct worker *w)
 {
     int sv[2], out[2] = {-1, -1}, err[2] = {-1, -1};
@@ -188,7 +161,9 @@ int pool__spawn_worker(struct pool *p, struct worker *w)
     pid_t pid;
     rc = pool__zygote_fork(p, child_fd, out[1], err[1], &pid);
     if (rc == 1) /* no zygote to fork from: spawn it ourselves, if we still may */
-        rc = p->cfg.zygote_only ? -EPERM : spawn_exec(p, child_fd, out[1], err[1], &pid);
+        rc = p->cfg.zygote_only
+                 ? -EPERM
+                 : pool__spawn_program(p, p->worker_argv, child_fd, out[1], err[1], &pid);
     close(child_fd);
     close(out[1]);
     close(err[1]);

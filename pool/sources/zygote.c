@@ -20,7 +20,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -91,31 +90,12 @@ static int zygote_spawn(struct pool *p)
     argv[n++] = "--zygote";
     argv[n] = NULL;
 
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t attr;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawnattr_init(&attr);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_adddup2(&fa, 2, 1);
-    posix_spawn_file_actions_adddup2(&fa, child_fd, WORKER_FD);
-    posix_spawn_file_actions_addclosefrom_np(&fa, WORKER_FD + 1);
-    if (p->cfg.worker_cwd)
-        posix_spawn_file_actions_addchdir_np(&fa, p->cfg.worker_cwd);
-    sigset_t none, all;
-    sigemptyset(&none);
-    sigfillset(&all);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &all);
-    posix_spawnattr_setflags(&attr,
-                             POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSID);
     pid_t pid;
-    int rc = posix_spawn(&pid, p->cfg.worker_path, &fa, &attr, argv, p->worker_envp);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
+    int rc = pool__spawn_program(p, argv, child_fd, 2, 2, &pid); /* output: the server's log */
     close(child_fd);
     if (rc != 0) {
         close(sv[0]);
-        return -rc;
+        return rc;
     }
     struct timeval tv = {.tv_sec = ZYGOTE_REPLY_MS / 1000,
                          .tv_usec = ZYGOTE_REPLY_MS % 1000 * 1000};
