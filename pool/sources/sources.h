@@ -173,6 +173,10 @@ void pool__worker_env_free(struct pool *p);
 int pool__spawn_worker(struct pool *p, struct worker *w);
 void pool__kill_worker(struct worker *w, int sig);
 int pool__signal_worker(const struct worker *w, int sig); /* 0, or -1 with errno */
+/* SIGSTOP, then SIGKILL to what it started: 0, or -1 with errno (not stopped).
+ * pool__worker_thaw: SIGCONT, if it is stopped. */
+int pool__worker_freeze(struct worker *w);
+void pool__worker_thaw(struct worker *w);
 /* SIGKILLs every descendant of the worker (not the worker); returns how many. */
 int pool__kill_descendants(const struct worker *w);
 void pool__close_channel(struct pool *p, struct worker *w);
@@ -210,10 +214,8 @@ unsigned pool__idle_workers(const struct pool *p);
 /* The worker has just become idle: its CPU is watched from now on. */
 void pool__idle_begin(struct worker *w, int64_t now);
 /* Idle workers that ran a job's code in themselves and have had no job for 2 ms:
- * stopped (SIGSTOP), what they started killed; returns when the next one is due
- * (INT64_MAX: none). pool__worker_thaw: SIGCONT, if stopped. */
+ * frozen (pool__worker_freeze); returns when the next one is due (INT64_MAX: none). */
 int64_t pool__freeze_idle(struct pool *p, int64_t now);
-void pool__worker_thaw(struct worker *w);
 /* Kills an idle worker that used CPU (a job's code still runs in it: a thread, a
  * signal handler); returns when it should look again (INT64_MAX: no idle worker). */
 int64_t pool__idle_cpu_check(struct pool *p, int64_t now);

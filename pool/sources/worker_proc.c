@@ -274,6 +274,29 @@ int pool__kill_descendants(const struct worker *w)
     return (int)n;
 }
 
+int pool__worker_freeze(struct worker *w)
+{
+    if (pool__signal_worker(w, SIGSTOP) != 0)
+        return -1;
+    w->frozen = 1;
+    /* Its reply said the job was over, and the worker kills what a job started before
+     * it replies: anything left is a job's code that outlived it. */
+    int left = pool__kill_descendants(w);
+    if (left)
+        log_warn("worker %d: killed %d process%s a job left running after its reply", (int)w->pid,
+                 left, left == 1 ? "" : "es");
+    return 0;
+}
+
+void pool__worker_thaw(struct worker *w)
+{
+    if (!w->frozen)
+        return;
+    w->frozen = 0;
+    if (pool__signal_worker(w, SIGCONT) != 0 && errno != ESRCH)
+        log_warn("worker %d: cannot continue it: %s", (int)w->pid, strerror(errno));
+}
+
 long long pool__worker_rss(pid_t pid)
 {
     char path[64];

@@ -183,30 +183,13 @@ int64_t pool__freeze_idle(struct pool *p, int64_t now)
                                                              : next;
             continue;
         }
-        if (pool__signal_worker(w, SIGSTOP) != 0) {
+        if (pool__worker_freeze(w) != 0) {
             log_warn("worker %d: cannot stop it while idle: %s; replacing it", (int)w->pid,
                      strerror(errno));
             pool__end_worker(p, w, END_CRASH);
-            continue;
         }
-        w->frozen = 1;
-        /* Its reply said the job was over, and the worker kills what a job started
-         * before it replies: anything left is a job's code that outlived it. */
-        int left = pool__kill_descendants(w);
-        if (left)
-            log_warn("worker %d: killed %d process%s a job left running after its reply",
-                     (int)w->pid, left, left == 1 ? "" : "es");
     }
     return next;
-}
-
-void pool__worker_thaw(struct worker *w)
-{
-    if (!w->frozen)
-        return;
-    w->frozen = 0;
-    if (pool__signal_worker(w, SIGCONT) != 0 && errno != ESRCH)
-        log_warn("worker %d: cannot continue it: %s", (int)w->pid, strerror(errno));
 }
 
 void pool__idle_begin(struct worker *w, int64_t now)
