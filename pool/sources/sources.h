@@ -177,8 +177,6 @@ int pool__signal_worker(const struct worker *w, int sig); /* 0, or -1 with errno
  * pool__worker_thaw: SIGCONT, if it is stopped. */
 int pool__worker_freeze(struct worker *w);
 void pool__worker_thaw(struct worker *w);
-/* SIGKILLs every descendant of the worker (not the worker); returns how many. */
-int pool__kill_descendants(const struct worker *w);
 void pool__close_channel(struct pool *p, struct worker *w);
 void pool__flush_channel(struct pool *p, struct worker *w); /* write what is pending */
 long long pool__worker_rss(pid_t pid);

@@ -255,7 +255,8 @@ static void children_of(pid_t pid, pid_t *out, size_t *n, size_t cap)
         closedir(tasks);
 }
 
-int pool__kill_descendants(const struct worker *w)
+/* SIGKILLs every descendant of the worker (not the worker); returns how many. */
+static int kill_descendants(const struct worker *w)
 {
     enum { MAX = 4096 };
     pid_t *tree = malloc(MAX * sizeof(*tree));
@@ -281,7 +282,7 @@ int pool__worker_freeze(struct worker *w)
     w->frozen = 1;
     /* Its reply said the job was over, and the worker kills what a job started before
      * it replies: anything left is a job's code that outlived it. */
-    int left = pool__kill_descendants(w);
+    int left = kill_descendants(w);
     if (left)
         log_warn("worker %d: killed %d process%s a job left running after its reply", (int)w->pid,
                  left, left == 1 ? "" : "es");
