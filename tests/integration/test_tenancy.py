@@ -763,15 +763,19 @@ def children(server):
     return out
 
 
-def wait_zygote(server, secs=10, other_than=None):
+def wait_zygote(server, secs=20, other_than=None):
+    """The pid of the server's zygote once it said it is ready (the server logs that at
+    --log-level debug, which the tests that call this pass)."""
     deadline = time.monotonic() + secs
     while time.monotonic() < deadline:
         z = [p for p, c in children(server).items() if "--zygote" in c and p != other_than]
         if z:
-            time.sleep(0.3)  # booted: it says so within milliseconds of its start
-            return z[0]
+            with open(server.log_path, errors="replace") as f:
+                if f"worker zygote {z[0]} is ready" in f.read():
+                    return z[0]
         time.sleep(0.05)
-    pytest.fail(f"no zygote among the server's children: {children(server)}\n{server.log_tail()}")
+    pytest.fail(f"no ready zygote among the server's children: {children(server)}\n"
+                f"{server.log_tail()}")
 
 
 def run_plain(s, fn, *args, timeout=None):
@@ -782,7 +786,7 @@ def run_plain(s, fn, *args, timeout=None):
 
 
 def test_replacement_workers_are_forked_from_the_zygote(make_server):
-    s = make_server("--workers", "1", *ROOT_OK[:-1], ready=True)
+    s = make_server("--workers", "1", "--log-level", "debug", *ROOT_OK[:-1], ready=True)
     zygote = wait_zygote(s)
     pids = []
     for _ in range(3):
@@ -833,7 +837,7 @@ def signal_zygote(sig):
 def test_a_job_that_kills_or_stops_the_zygote_does_not_stop_the_pool(make_server, sig):
     import signal as signals
 
-    s = make_server("--workers", "1", *ROOT_OK[:-1])
+    s = make_server("--workers", "1", "--log-level", "debug", *ROOT_OK[:-1])
     zygote = wait_zygote(s)
     hit = run_plain(s, signal_zygote, int(getattr(signals, sig)))["result_json"]
     assert hit == zygote
@@ -900,7 +904,8 @@ def test_each_tenant_runs_as_its_own_uid_under_an_unprivileged_server(make_serve
     bob_uid, bob_pid = result(run(s, BOB, json_job(whoami)))
     alice_uid, _ = result(run(s, ALICE, json_job(whoami)))
     assert 64100 <= alice_uid <= 64199 and 64100 <= bob_uid <= 64199 and alice_uid != bob_uid
-    zygote = wait_zygote(s)
+    # With --server-user the zygote is ready before the server listens.
+    zygote = [p for p, c in children(s).items() if "--zygote" in c][0]
     others = {"zygote": zygote}
     if isolation == "tenant":  # bob's worker lives on between his jobs
         others["bob_worker"] = bob_pid
