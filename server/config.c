@@ -119,6 +119,12 @@ static const struct setting settings[] = {
      "allow listening beyond loopback without a token (anyone could run code)"},
     {"public-metrics", "PYJOBD_PUBLIC_METRICS", K_FLAG, OFF(public_metrics), 0, 0,
      "serve /metrics without a token (else only admin tokens may read it)"},
+    {"allowed-hosts", "PYJOBD_ALLOWED_HOSTS", K_STR, OFF(allowed_hosts), 0, 0,
+     "NAME[,NAME...]: Host names served besides loopback ones (without tokens only those; "
+     "with tokens, when given, only those): the guard against DNS rebinding"},
+    {"cors-origin", "PYJOBD_CORS_ORIGIN", K_STR, OFF(cors_origin), 0, 0,
+     "ORIGIN[,ORIGIN...]: web origins (https://host[:port]) whose pages may send requests; "
+     "a browser request from any other origin but the server's own gets 403"},
     {"tls-cert", "PYJOBD_TLS_CERT", K_STR, OFF(tls_cert), 0, 0, "PEM certificate: serve HTTPS"},
     {"tls-key", "PYJOBD_TLS_KEY", K_STR, OFF(tls_key), 0, 0, "PEM private key of --tls-cert"},
     {"max-connections", "PYJOBD_MAX_CONNECTIONS", K_UINT, OFF(max_connections), 1, 1000000,

@@ -14,6 +14,7 @@
  * connection cap its 503.
  */
 #include "pyjobd/http.h"
+#include "pyjobd/origin.h"
 #include "pyjobd/api.h"
 #include "pyjobd/auth.h"
 #include "pyjobd/clock.h"
@@ -331,6 +332,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                         srv->cfg.max_connections);
             resp.retry_after = 1;
             api_count_response(srv->cfg.api, 503);
+            return send_response(r, &resp);
+        }
+        /* Before anything else: a rebound or foreign page gets nothing (probes excepted). */
+        const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+        const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
+        char why[800];
+        int status = srv->cfg.origin && !probe_path(url)
+                         ? origin_check(srv->cfg.origin, host, origin, why, sizeof(why))
+                         : 0;
+        if (status) {
+            struct api_response resp = {0};
+            api_problem(&resp, status, status == 421 ? "Misdirected Request" : "Forbidden", "%s",
+                        why);
+            api_count_response(srv->cfg.api, status);
             return send_response(r, &resp);
         }
         enum MHD_Result denied;

@@ -17,6 +17,7 @@
 #include "pyjobd/healthcheck.h"
 #include "pyjobd/http.h"
 #include "pyjobd/log.h"
+#include "pyjobd/origin.h"
 #include "pyjobd/pool.h"
 #include "pyjobd/privileges.h"
 #include "pyjobd/store.h"
@@ -498,6 +499,7 @@ int main(int argc, char **argv)
     struct api *api = NULL;
     struct http_server *http = NULL;
     struct pool_zygote zygote = {.pid = 0, .sock = -1}; /* --server-user: until pool_new */
+    char **allowed_hosts = NULL, **cors_origins = NULL;
     struct worker_ids wids;
     worker_ids_load(&cfg, &wids);
     uint8_t cursor_key[AUTH_CURSOR_KEY_BYTES];
@@ -636,6 +638,22 @@ int main(int argc, char **argv)
         log_error("out of memory");
         goto out;
     }
+    const char *bad_host = NULL, *bad_origin = NULL;
+    allowed_hosts = origin_list_parse(cfg.allowed_hosts, &bad_host);
+    cors_origins = origin_list_parse(cfg.cors_origin, &bad_origin);
+    if (bad_host || bad_origin) {
+        log_error("--%s: '%s' is no %s", bad_host ? "allowed-hosts" : "cors-origin",
+                  bad_host ? bad_host : bad_origin,
+                  bad_host ? "host name (e.g. --allowed-hosts pyjobd.internal,10.0.0.5)"
+                           : "web origin (e.g. --cors-origin https://dash.example.com)");
+        rc = 2;
+        goto out;
+    }
+    struct origin_policy origin = {
+        .allowed_hosts = (const char *const *)allowed_hosts,
+        .tokens = auth_count(auth) > 0,
+        .cors_origins = (const char *const *)cors_origins,
+    };
     struct http_config hcfg = {
         .listen = cfg.listen,
         .port = cfg.port,
@@ -645,6 +663,7 @@ int main(int argc, char **argv)
         .header_timeout = cfg.header_timeout,
         .auth = auth,
         .metrics_open = cfg.public_metrics,
+        .origin = &origin,
         .tls_cert_pem = cert,
         .tls_key_pem = key,
         .api = api,
@@ -679,6 +698,8 @@ out:
     auth_free(auth);
     auth_strings_free(job_isolated);
     auth_strings_free(tenant_names);
+    origin_list_free(allowed_hosts);
+    origin_list_free(cors_origins);
     worker_ids_release(&wids);
     explicit_bzero(cursor_key, sizeof(cursor_key));
     if (key)

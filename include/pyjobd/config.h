@@ -51,19 +51,21 @@ struct config {
     double node_lease;     /* --node-lease, default 10 */
     double pg_poll;        /* --pg-poll, default 1 */
     /* Security */
-    const char *token_file;   /* --token-file: one token per line, optional "name:" */
-    int insecure_no_auth;     /* --insecure-no-auth: allow a non-loopback listen without tokens */
-    int public_metrics;       /* --public-metrics: /metrics without a token */
-    const char *tls_cert;     /* --tls-cert PEM file */
-    const char *tls_key;      /* --tls-key PEM file */
-    unsigned max_connections; /* --max-connections, default 10000 */
-    double header_timeout;    /* --http-header-timeout, default 30 */
-    const char *worker_user;  /* --worker-user NAME */
-    const char *worker_uids;  /* --worker-uids FIRST-LAST | off; NULL: the default */
-    const char *server_user;  /* --server-user NAME: drop root after starting the zygote */
-    int allow_root_workers;   /* --allow-root-workers */
-    const char *isolation;    /* --isolation tenant|job|none, default tenant */
-    const char *worker_start; /* --worker-start fork|exec, default fork */
+    const char *token_file;    /* --token-file: one token per line, optional "name:" */
+    int insecure_no_auth;      /* --insecure-no-auth: allow a non-loopback listen without tokens */
+    int public_metrics;        /* --public-metrics: /metrics without a token */
+    const char *allowed_hosts; /* --allowed-hosts a,b: Host names served besides loopback */
+    const char *cors_origin;   /* --cors-origin a,b: web origins allowed besides our own */
+    const char *tls_cert;      /* --tls-cert PEM file */
+    const char *tls_key;       /* --tls-key PEM file */
+    unsigned max_connections;  /* --max-connections, default 10000 */
+    double header_timeout;     /* --http-header-timeout, default 30 */
+    const char *worker_user;   /* --worker-user NAME */
+    const char *worker_uids;   /* --worker-uids FIRST-LAST | off; NULL: the default */
+    const char *server_user;   /* --server-user NAME: drop root after starting the zygote */
+    int allow_root_workers;    /* --allow-root-workers */
+    const char *isolation;     /* --isolation tenant|job|none, default tenant */
+    const char *worker_start;  /* --worker-start fork|exec, default fork */
     int allow_shared_worker_uid; /* --allow-shared-worker-uid */
     int allow_insecure_files;    /* --allow-insecure-files: warn instead of refusing */
     enum log_level log_level;    /* --log-level, default info */

@@ -15,6 +15,8 @@ struct api;
 struct auth;
 struct http_server;
 
+struct origin_policy;
+
 struct http_config {
     const char *listen; /* numeric IPv4 or IPv6 address */
     unsigned port;      /* 0 = ephemeral */
@@ -24,7 +26,8 @@ struct http_config {
     double header_timeout;    /* seconds for a request's headers (and keep-alive idle) */
     const struct auth *auth;  /* NULL or no tokens: no authentication, the user is admin */
     int metrics_open;         /* 1: /metrics needs no token (api_config.public_metrics too) */
-    const char *tls_cert_pem; /* both set: HTTPS (PEM text, borrowed) */
+    const struct origin_policy *origin; /* Host and Origin checks (borrowed); NULL: none */
+    const char *tls_cert_pem;           /* both set: HTTPS (PEM text, borrowed) */
     const char *tls_key_pem;
     struct api *api; /* borrowed; outlives the server */
 };

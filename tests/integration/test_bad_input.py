@@ -148,7 +148,7 @@ def test_client_disconnect_during_long_poll(server):
 
     job = server.submit(lambda: __import__("time").sleep(0.5) or "after hangup")
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
-        s.sendall(f"GET /v1/jobs/{job['id']}?wait=10 HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        s.sendall(f"GET /v1/jobs/{job['id']}?wait=10 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
     # the connection is gone while suspended; the job still finishes and is served
     done = server.wait_done(job["id"])
     assert decode_result(done) == "after hangup"
