@@ -21,6 +21,7 @@
 #include "pyjobd/pool.h"
 #include "pyjobd/privileges.h"
 #include "pyjobd/store.h"
+#include "pyjobd/uid_range.h"
 #include "pyjobd/store_shared.h"
 
 #include <arpa/inet.h>
@@ -317,12 +318,7 @@ static int worker_uids_choose(const struct config *cfg, unsigned long *first, un
             return 0;
         v = DEFAULT_WORKER_UIDS;
     }
-    char *end;
-    errno = 0;
-    *first = strtoul(v, &end, 10);
-    *last = *end == '-' ? strtoul(end + 1, &end, 10) : 0;
-    if (errno || *end || v[0] < '0' || v[0] > '9' || *first == 0 || *last < *first ||
-        *last >= 0x7fffffffUL) {
+    if (uid_range_parse(v, first, last) != 0) {
         log_error("--worker-uids %s: expected FIRST-LAST, two numbers with 0 < FIRST <= LAST < "
                   "2147483647 (e.g. %s), or off",
                   v, DEFAULT_WORKER_UIDS);

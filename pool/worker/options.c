@@ -6,6 +6,7 @@
  * an unknown option means the server and the worker do not match.
  */
 #include "options.h"
+#include "pyjobd/uid_range.h"
 #include "pyjobd/worker.h"
 
 #include <errno.h>
@@ -108,14 +109,9 @@ void worker_options_parse(int argc, char **argv, struct worker_options *o)
                              "--user");
             o->user = v;
         } else if ((v = options_value("--uids", argc, argv, &i)) != NULL) {
-            char *end;
             if (o->uid_first)
                 options_fail("%s given more than once", "--uids");
-            errno = 0;
-            o->uid_first = strtoul(v, &end, 10);
-            o->uid_last = *end == '-' ? strtoul(end + 1, &end, 10) : 0;
-            if (errno || *end || v[0] < '0' || v[0] > '9' || o->uid_first == 0 ||
-                o->uid_last < o->uid_first || o->uid_last >= 0x7fffffffUL)
+            if (uid_range_parse(v, &o->uid_first, &o->uid_last) != 0)
                 options_fail("--uids: invalid value '%s': expected FIRST-LAST, two uids with "
                              "0 < FIRST <= LAST < 2^31",
                              v);
