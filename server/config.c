@@ -22,9 +22,7 @@ enum kind {
     K_BYTES,
     K_COUNT,
     K_LOGLEVEL,
-    K_MATCH,
-    K_ISOLATION,
-    K_WORKER_START,
+    K_CHOICE, /* one of the words of `choices` */
     K_ENV,
     K_FLAG
 };
@@ -67,7 +65,7 @@ static const struct setting settings[] = {
      "jobs per POST /v1/jobs/batch (default 10000)"},
     {"max-retries-limit", "PYJOBD_MAX_RETRIES_LIMIT", K_UINT, OFF(max_retries_limit), 0, 100,
      "largest max_retries a job may ask for (default 3)"},
-    {"python-match", "PYJOBD_PYTHON_MATCH", K_MATCH, OFF(python_match), 0, 0,
+    {"python-match", "PYJOBD_PYTHON_MATCH", K_CHOICE, OFF(python_match), 0, 0,
      "client Python version check: minor | exact | none (default minor)"},
     {"workers", "PYJOBD_WORKERS", K_UINT, OFF(workers), 1, 1024,
      "worker processes (default: one per core)"},
@@ -143,11 +141,11 @@ static const struct setting settings[] = {
      "--worker-user: 64000-64999; 'off' for none)"},
     {"allow-root-workers", "PYJOBD_ALLOW_ROOT_WORKERS", K_FLAG, OFF(allow_root_workers), 0, 0,
      "let workers run as root when the server does"},
-    {"isolation", "PYJOBD_ISOLATION", K_ISOLATION, OFF(isolation), 0, 0,
+    {"isolation", "PYJOBD_ISOLATION", K_CHOICE, OFF(isolation), 0, 0,
      "tenant (default: a worker runs jobs of one tenant only) | job (each job in a process "
      "forked for it, gone when it ends) | none (workers run anyone's jobs: for a single "
      "user)"},
-    {"worker-start", "PYJOBD_WORKER_START", K_WORKER_START, OFF(worker_start), 0, 0,
+    {"worker-start", "PYJOBD_WORKER_START", K_CHOICE, OFF(worker_start), 0, 0,
      "fork (default: workers are forked from a booted template, the zygote) | exec (each "
      "worker starts Python afresh: slower restarts)"},
     {"allow-shared-worker-uid", "PYJOBD_ALLOW_SHARED_WORKER_UID", K_FLAG,
@@ -206,6 +204,51 @@ static int add_env(struct config *cfg, const char *entry, const char *source)
     return 0;
 }
 
+/* K_CHOICE: the values each such setting accepts, separated by spaces. */
+static const struct {
+    const char *flag;
+    const char *choices;
+} choice_sets[] = {
+    {"python-match", "minor exact none"},
+    {"isolation", "tenant job none"},
+    {"worker-start", "fork exec"},
+};
+
+static const char *choices_of(const char *flag)
+{
+    for (size_t i = 0; i < sizeof(choice_sets) / sizeof(choice_sets[0]); i++)
+        if (strcmp(choice_sets[i].flag, flag) == 0)
+            return choice_sets[i].choices;
+    return ""; /* a K_CHOICE setting without its set accepts nothing */
+}
+
+/* Is value one of the space-separated words of choices? */
+static int is_choice(const char *choices, const char *value)
+{
+    size_t n = strlen(value);
+    for (const char *c = choices; *c;) {
+        size_t w = strcspn(c, " ");
+        if (w == n && n && strncmp(c, value, n) == 0)
+            return 1;
+        c += w + (c[w] == ' ');
+    }
+    return 0;
+}
+
+/* "a, b or c" from "a b c". */
+static void describe_choices(const char *choices, char *out, size_t len)
+{
+    size_t used = 0;
+    out[0] = 0;
+    for (const char *c = choices; *c && used < len;) {
+        size_t w = strcspn(c, " ");
+        const char *next = c + w + (c[w] == ' ');
+        const char *sep = used == 0 ? "" : *next ? ", " : " or ";
+        int k = snprintf(out + used, len - used, "%s%.*s", sep, (int)w, c);
+        used += k > 0 ? (size_t)k : 0;
+        c = next;
+    }
+}
 static int apply(struct config *cfg, const struct setting *st, const char *value,
                  const char *source)
 {
@@ -276,23 +319,11 @@ static int apply(struct config *cfg, const struct setting *st, const char *value
         *(int *)field = strcmp(value, "1") == 0 || strcasecmp(value, "true") == 0 ||
                         strcasecmp(value, "yes") == 0;
         return 0;
-    case K_ISOLATION:
-        if (strcmp(value, "tenant") && strcmp(value, "job") && strcmp(value, "none")) {
-            fprintf(stderr, "pyjobd: %s: expected tenant, job or none, got '%s'\n", source, value);
-            return -EINVAL;
-        }
-        *(const char **)field = value;
-        return 0;
-    case K_WORKER_START:
-        if (strcmp(value, "fork") && strcmp(value, "exec")) {
-            fprintf(stderr, "pyjobd: %s: expected fork or exec, got '%s'\n", source, value);
-            return -EINVAL;
-        }
-        *(const char **)field = value;
-        return 0;
-    case K_MATCH:
-        if (strcmp(value, "minor") && strcmp(value, "exact") && strcmp(value, "none")) {
-            fprintf(stderr, "pyjobd: %s: expected minor, exact or none, got '%s'\n", source, value);
+    case K_CHOICE:
+        if (!is_choice(choices_of(st->flag), value)) {
+            char expected[128];
+            describe_choices(choices_of(st->flag), expected, sizeof(expected));
+            fprintf(stderr, "pyjobd: %s: expected %s, got '%s'\n", source, expected, value);
             return -EINVAL;
         }
         *(const char **)field = value;
