@@ -589,10 +589,7 @@ def test_a_job_whose_code_outlives_it_is_stopped_with_its_idle_worker(make_serve
     assert state_later in ("T", "t"), f"the idle worker is not stopped: state {state_later}"
     assert used_later - used < 0.05, f"a job's thread used {used_later - used:.2f} s while idle"
     os.kill(pid, signals.SIGCONT)  # what a sibling worker of the same uid could do
-    deadline = time.monotonic() + 6
-    while alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not alive(pid), "a worker continued while idle was kept"
+    assert not wait_dead([pid], 6), "a worker continued while idle was kept"
     with open(s.log_path) as f:
         assert "was continued while idle" in f.read()
     assert result(run(s, ALICE, json_job(lambda: "next"))) == "next"
