@@ -62,6 +62,8 @@ struct pool *pool_new(const struct pool_config *cfg)
     if (cfg->store && pool__recover(p) != 0)
         goto err;
     pool__cluster_init(p);
+    if (cfg->store)
+        store_on_commit(cfg->store, pool__wake_on_commit, p);
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = pool__ev_key(EV_WAKE, 0)};
     if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, p->wakefd, &ev) != 0)
         goto err;
@@ -117,6 +119,8 @@ void pool_free(struct pool *p)
     if (!p)
         return;
     pool_stop(p);
+    if (p->cfg.store)
+        store_on_commit(p->cfg.store, NULL, NULL);
     pool__lifecycle_free(&p->lc);
     pool__zygote_stop(p);
     pool__worker_env_free(p);

@@ -59,6 +59,20 @@ uint64_t store_delete(struct store *s, const char *id);
  * stays queued and is retried). */
 int store_sync(struct store *s, uint64_t ticket);
 
+/* 1 once every write up to ticket is committed (or failed, or given up at the stop),
+ * else 0; never blocks. 1 for ticket 0. */
+int store_committed(struct store *s, uint64_t ticket);
+
+/* The job is about to run: v its state as just put ("running"), with that write's
+ * ticket. Returns 0 when the start is on record already (SQLite logs it at once, see
+ * pool/store/start_log.h), else the ticket to wait for (store_committed) before the
+ * job's code may run: a job must not run unless a restart would know it may have. */
+uint64_t store_started(struct store *s, const struct job_view *v, uint64_t ticket);
+
+/* fn(arg) is called from the store's own thread after each commit: it must not block
+ * nor take a lock the store's callers hold while they write (the pool's wake-up). */
+void store_on_commit(struct store *s, void (*fn)(void *arg), void *arg);
+
 /* "sqlite:/path/jobs.db", "postgresql://host:port/db (schema pyjobd)" for /v1/info. */
 const char *store_describe(const struct store *s);
 

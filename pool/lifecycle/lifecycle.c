@@ -138,6 +138,14 @@ void pool__job_restored_done(struct lifecycle *lc, struct job *j, int64_t finish
 
 /* --- running and ending ------------------------------------------------------------- */
 
+void pool__job_arm_deadline(struct job *j)
+{
+    /* + 1: clock_now_ms() truncates, so the job may have started up to 1 ms before it
+     * says; it gets its whole timeout, never a little less. */
+    j->deadline_ms =
+        j->v.timeout > 0 ? clock_now_ms() + (int64_t)(j->v.timeout * 1000.0 + 0.5) + 1 : 0;
+}
+
 void pool__job_start(struct lifecycle *lc, struct job *j, pid_t pid)
 {
     pool__queue_remove(&lc->jobs, j);
@@ -146,10 +154,7 @@ void pool__job_start(struct lifecycle *lc, struct job *j, pid_t pid)
     j->v.attempts++;
     j->v.worker_pid = pid;
     j->ran_here = 1;
-    /* + 1: clock_now_ms() truncates, so the job may have started up to 1 ms before it
-     * says; it gets its whole timeout, never a little less. */
-    j->deadline_ms =
-        j->v.timeout > 0 ? clock_now_ms() + (int64_t)(j->v.timeout * 1000.0 + 0.5) + 1 : 0;
+    pool__job_arm_deadline(j);
     running_add(lc, j);
     persist(lc, j); /* "running" is on record before the worker can act */
 }

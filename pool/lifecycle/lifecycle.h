@@ -74,6 +74,8 @@ void pool__job_restored_done(struct lifecycle *lc, struct job *j, int64_t finish
 
 /* queued -> running on the worker pid (the caller has bound j->worker). */
 void pool__job_start(struct lifecycle *lc, struct job *j, pid_t pid);
+/* Its timeout counts from now (again, when its frame was held back; 0: none). */
+void pool__job_arm_deadline(struct job *j);
 
 /* -> succeeded | failed | cancelled, with the result or error already in j->v.
  * The payload is released; the job joins the done list. Its waiters fire now, or on

@@ -11,6 +11,7 @@
 #include "pyjobd/format.h"
 #include "pyjobd/frame.h"
 #include "pyjobd/log.h"
+#include "pyjobd/store.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -68,8 +69,41 @@ long long pool__job_uid(struct pool *p, const struct job *j)
     return (long long)(first + i + p->nuid_extra - 1);
 }
 
-/* Sends j to the idle worker w: the frame goes out (or starts to, the rest on
- * EPOLLOUT) and the job is running. 0, or -ENOMEM (nothing changed). */
+/* At most once: the job frame goes to the worker only once its start is on record
+ * (store_started: logged at once by SQLite, else once the store committed the job's
+ * "running"). A server killed before that finds the job queued, and it runs once,
+ * after the restart; killed after, finds it running, and re-runs it only if it has
+ * retries left. (A commit that failed releases the frame too: the store said so in
+ * the log, and the job is not held forever.) */
+static void release(struct pool *p, struct worker *w)
+{
+    pool__gate_clear(p, w);
+    if (w->job)
+        pool__job_arm_deadline(w->job); /* its timeout counts from here */
+    pool__worker_thaw(w); /* stopped while it was idle: it reads the frame once continued */
+    pool__flush_channel(p, w);
+}
+
+void pool__gate_clear(struct pool *p, struct worker *w)
+{
+    if (w->gate) {
+        w->gate = 0;
+        __atomic_sub_fetch(&p->gated, 1, __ATOMIC_SEQ_CST);
+    }
+}
+
+void pool__release_gated(struct pool *p)
+{
+    for (unsigned i = 0; __atomic_load_n(&p->gated, __ATOMIC_SEQ_CST) && i < p->nslots; i++) {
+        struct worker *w = p->workers[i];
+        if (w->gate && store_committed(p->cfg.store, w->gate))
+            release(p, w);
+    }
+}
+
+/* Sends j to the idle worker w: the job is running, and its frame goes out (or starts
+ * to, the rest on EPOLLOUT) once that is on record (see release). 0, or -ENOMEM
+ * (nothing changed). */
 int pool__send_job(struct pool *p, struct worker *w, struct job *j)
 {
     struct frame_builder b;
@@ -117,8 +151,17 @@ int pool__send_job(struct pool *p, struct worker *w, struct job *j)
     j->worker = w;
     pool__output_new_job(p, w);
     pool__job_start(&p->lc, j, w->pid);
-    pool__worker_thaw(w); /* stopped while it was idle: it reads the frame once continued */
-    pool__flush_channel(p, w);
+    uint64_t gate = p->cfg.store ? store_started(p->cfg.store, &j->v, j->store_ticket) : 0;
+    if (gate && !store_committed(p->cfg.store, gate)) {
+        /* Counted first, then checked again: a commit in between either is seen
+         * here or sees the count and wakes the supervisor (pool__wake_on_commit). */
+        w->gate = gate;
+        j->deadline_ms = 0; /* armed when the frame goes (release) */
+        __atomic_add_fetch(&p->gated, 1, __ATOMIC_SEQ_CST);
+        if (!store_committed(p->cfg.store, w->gate))
+            return 0;
+    }
+    release(p, w);
     return 0;
 }
 

@@ -103,6 +103,9 @@ struct worker {
     uint8_t *out;
     size_t out_len, out_off;
     int epollout; /* EPOLLOUT is armed: the frame did not fit in the socket buffer */
+    /* The job frame is held back until this store write (the job's "running") is
+     * committed; 0: nothing held (see pool__send_job). */
+    uint64_t gate;
 };
 
 struct pool {
@@ -153,6 +156,10 @@ struct pool {
     /* Counters for /v1/pool and /metrics (the jobs' are in lc). */
     uint64_t restarts[END_RETIRE + 1];
     uint64_t boot_failures;
+
+    /* Workers with a held-back job frame (struct worker.gate); also read, atomically,
+     * by the store's thread after a commit (pool__wake_on_commit). */
+    unsigned gated;
 };
 
 /* epoll keys of the supervisor loop: what fired, for which worker slot */
@@ -164,6 +171,7 @@ static inline uint64_t pool__ev_key(unsigned kind, unsigned slot)
 
 /* wake.c (any thread, no lock needed) */
 void pool__wake(struct pool *p);
+void pool__wake_on_commit(void *pool); /* store_on_commit: a held-back frame may go */
 
 /* worker_proc.c */
 struct worker *pool__worker_new(unsigned slot); /* an empty, active slot; NULL on ENOMEM */
@@ -226,6 +234,9 @@ int pool__tenant_isolated(const struct pool *p, const char *tenant); /* tenant m
  * range has no uid left for a new tenant, -ENOMEM. */
 long long pool__job_uid(struct pool *p, const struct job *j);
 int pool__send_job(struct pool *p, struct worker *w, struct job *j);
+/* Sends the job frames whose "running" the store has committed since (supervisor). */
+void pool__release_gated(struct pool *p);
+void pool__gate_clear(struct pool *p, struct worker *w); /* its frame is dropped */
 void pool__read_channel(struct pool *p, struct worker *w);
 
 /* cluster.c (shared store) */

@@ -13,3 +13,10 @@ void pool__wake(struct pool *p)
     ssize_t n = write(p->wakefd, &one, sizeof(one));
     (void)n; /* EAGAIN means a wake-up is already pending, which is all we need */
 }
+
+void pool__wake_on_commit(void *pool)
+{
+    struct pool *p = pool;
+    if (__atomic_load_n(&p->gated, __ATOMIC_SEQ_CST))
+        pool__wake(p);
+}

@@ -335,6 +335,7 @@ void pool__close_channel(struct pool *p, struct worker *w)
         close(w->sock);
         w->sock = -1;
     }
+    pool__gate_clear(p, w);
     free(w->out);
     w->out = NULL;
     w->out_len = w->out_off = 0;

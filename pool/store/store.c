@@ -39,6 +39,22 @@ int store_sync(struct store *s, uint64_t ticket)
     return s->ops->sync(s, ticket);
 }
 
+int store_committed(struct store *s, uint64_t ticket)
+{
+    return !ticket || !s->ops->committed || s->ops->committed(s, ticket);
+}
+
+uint64_t store_started(struct store *s, const struct job_view *v, uint64_t ticket)
+{
+    return s->ops->started ? s->ops->started(s, v, ticket) : ticket;
+}
+
+void store_on_commit(struct store *s, void (*fn)(void *arg), void *arg)
+{
+    if (s->ops->on_commit)
+        s->ops->on_commit(s, fn, arg);
+}
+
 const char *store_describe(const struct store *s)
 {
     return s->ops->describe(s);

@@ -18,6 +18,10 @@ struct store_ops {
                     uint64_t seq, unsigned flags);
     uint64_t (*del)(struct store *s, const char *id);
     int (*sync)(struct store *s, uint64_t ticket);
+    int (*committed)(struct store *s, uint64_t ticket); /* NULL: always committed */
+    uint64_t (*started)(struct store *s, const struct job_view *v,
+                        uint64_t ticket);                                 /* NULL: ticket */
+    void (*on_commit)(struct store *s, void (*fn)(void *arg), void *arg); /* NULL: never */
     const char *(*describe)(const struct store *s);
     int shared; /* 1: several nodes share it (store_is_shared) */
 

@@ -6,12 +6,16 @@
  * dedicated thread commits whatever is queued in one transaction (WAL journal,
  * synchronous=NORMAL: a commit survives a crash of this process; a power cut may
  * lose the last few), then wakes the submitters waiting in store_sync().
+ * A job's start is on record before the database commits it: store_started appends
+ * it to a log beside the database (start_log.c), emptied once the database has every
+ * logged start, replayed over the rows when the store is loaded.
  * The schema version is PRAGMA user_version: 0 is a new file, newer than
  * STORE_SCHEMA refuses to open, older ones are migrated in order.
  * A new database is created 0600, and SQLite gives its -wal and -shm files the
  * database's mode: the store holds every tenant's payloads and results.
  */
 #include "store_impl.h"
+#include "start_log.h"
 #include "pyjobd/clock.h"
 #include "pyjobd/log.h"
 
@@ -62,6 +66,13 @@ struct sqlite_store {
     struct op_list queue; /* written in order, all at once by the thread */
     uint64_t next_ticket, committed, failed_upto;
     int stopping;
+    void (*on_commit)(void *arg); /* store_on_commit */
+    void *on_commit_arg;
+    /* Starts logged (store_started); the log is emptied once the database committed
+     * starts_ticket, the write of the last one, unless a commit failed since. */
+    struct start_log *starts;
+    uint64_t starts_ticket;
+    int keep_starts;
 };
 
 static struct timespec us_ts(int64_t us)
@@ -171,9 +182,15 @@ static void *store_main(void *arg)
 
         pthread_mutex_lock(&s->lock);
         s->committed = last;
-        if (rc != SQLITE_OK)
+        if (rc != SQLITE_OK) {
             s->failed_upto = last;
+            s->keep_starts = 1; /* the rows may lack some logged start: keep them all */
+        }
+        if (!s->keep_starts && s->starts_ticket && last >= s->starts_ticket)
+            start_log_truncate(s->starts);
         pthread_cond_broadcast(&s->done);
+        if (s->on_commit)
+            s->on_commit(s->on_commit_arg);
     }
     pthread_mutex_unlock(&s->lock);
     return NULL;
@@ -295,6 +312,11 @@ struct store *store_open_sqlite(const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "store %s: %s", path, sqlite3_errmsg(s->db));
         goto fail;
     }
+    if (!(s->starts = start_log_open(path, err, errlen)))
+        goto fail;
+    /* The last run's starts (replayed by load) stay until the first start of this run
+     * is committed: the recovery's own writes come before it. */
+    s->starts_ticket = start_log_empty(s->starts) ? 0 : UINT64_MAX;
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->work, NULL);
     pthread_cond_init(&s->done, NULL);
@@ -304,6 +326,7 @@ struct store *store_open_sqlite(const char *path, char *err, size_t errlen)
     }
     return &s->base;
 fail:
+    start_log_close(s->starts);
     sqlite3_finalize(s->put);
     sqlite3_finalize(s->del);
     sqlite3_close(s->db);
@@ -325,6 +348,7 @@ static void sqlite_close(struct store *base)
     sqlite3_finalize(s->put);
     sqlite3_finalize(s->del);
     sqlite3_close(s->db);
+    start_log_close(s->starts);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->work);
     pthread_cond_destroy(&s->done);
@@ -354,7 +378,14 @@ static int sqlite_load(struct store *base, store_load_cb cb, void *arg, char *er
         snprintf(err, errlen, "%s: %s", s->describe, sqlite3_errmsg(s->db));
         return -EIO;
     }
-    int rc, out = 0;
+    struct start_entry *starts = NULL;
+    size_t nstarts = 0;
+    int rc = start_log_read(s->starts, &starts, &nstarts), out = 0;
+    if (rc != 0) {
+        snprintf(err, errlen, "%s: cannot read its start log: %s", s->describe, strerror(-rc));
+        sqlite3_finalize(st);
+        return rc;
+    }
     while (out == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         struct job_view v;
         struct job_spec spec;
@@ -391,8 +422,17 @@ static int sqlite_load(struct store *base, store_load_cb cb, void *arg, char *er
         v.error.exit_code = sqlite3_column_int(st, 26);
         v.error.signal = sqlite3_column_int(st, 27);
         v.error.max_rss_bytes = sqlite3_column_int64(st, 28);
+        /* A start the database had not committed yet: the job may have run. */
+        const struct start_entry *e = start_log_find(starts, nstarts, v.id);
+        if (e && v.status == JOB_QUEUED && e->attempts > v.attempts) {
+            v.status = JOB_RUNNING;
+            v.attempts = e->attempts;
+            v.started_at = e->started_at;
+            v.worker_pid = e->worker_pid;
+        }
         out = cb(arg, &v, &spec, seq);
     }
+    free(starts);
     if (out == 0 && rc != SQLITE_DONE) {
         snprintf(err, errlen, "%s: reading jobs failed: %s", s->describe, sqlite3_errmsg(s->db));
         out = -EIO;
@@ -454,6 +494,40 @@ static int sqlite_sync(struct store *base, uint64_t ticket)
     return rc;
 }
 
+static int sqlite_committed(struct store *base, uint64_t ticket)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    pthread_mutex_lock(&s->lock);
+    int done = s->committed >= ticket;
+    pthread_mutex_unlock(&s->lock);
+    return done;
+}
+
+static uint64_t sqlite_started(struct store *base, const struct job_view *v, uint64_t ticket)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    pthread_mutex_lock(&s->lock);
+    int rc = start_log_append(s->starts, v);
+    if (rc == 0)
+        s->starts_ticket = ticket; /* tickets only grow */
+    if (rc == 0 && !ticket)
+        s->keep_starts = 1; /* no write carries it (out of memory): the log must */
+    pthread_mutex_unlock(&s->lock);
+    if (rc != 0)
+        log_warn("store: cannot log the start of job %s (%s); it waits for the commit instead",
+                 v->id, strerror(-rc));
+    return rc == 0 ? 0 : ticket;
+}
+
+static void sqlite_on_commit(struct store *base, void (*fn)(void *arg), void *arg)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    pthread_mutex_lock(&s->lock);
+    s->on_commit = fn;
+    s->on_commit_arg = arg;
+    pthread_mutex_unlock(&s->lock);
+}
+
 static const char *sqlite_describe(const struct store *base)
 {
     const struct sqlite_store *s = (const struct sqlite_store *)base;
@@ -467,6 +541,9 @@ static const struct store_ops sqlite_ops = {
     .put = sqlite_put,
     .del = sqlite_delete,
     .sync = sqlite_sync,
+    .committed = sqlite_committed,
+    .started = sqlite_started,
+    .on_commit = sqlite_on_commit,
     .describe = sqlite_describe,
     .shared = 0,
 };

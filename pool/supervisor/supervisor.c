@@ -365,6 +365,7 @@ void *pool__supervisor_main(void *arg)
             pool__zygote_tick(p, now);
             start_due_workers(p, now);
             dispatch(p);
+            pool__release_gated(p);
             sources_due = pool__freeze_idle(p, now);
             int64_t idle_due = pool__idle_cpu_check(p, now);
             sources_due = idle_due < sources_due ? idle_due : sources_due;

@@ -74,8 +74,12 @@ static void writes_done(struct pg_store *s, struct seg *g, int ok)
         s->failed_upto = upto;
     struct store_events ev = s->ev;
     void *arg = s->ev_arg;
+    void (*on_commit)(void *) = s->on_commit;
+    void *on_commit_arg = s->on_commit_arg;
     pthread_cond_broadcast(&s->cond);
     pthread_mutex_unlock(&s->lock);
+    if (on_commit)
+        on_commit(on_commit_arg);
     if (ndone && ev.committed)
         ev.committed(arg, done, ndone);
     free(done);

@@ -108,6 +108,8 @@ struct pg_store {
     char last_error[256];
     struct store_events ev;
     void *ev_arg;
+    void (*on_commit)(void *arg); /* store_on_commit */
+    void *on_commit_arg;
 
     /* The store thread's own. */
     struct wop_list sent; /* writes of the segment in flight */

@@ -287,7 +287,11 @@ static void *pg_main(void *arg)
     s->committed = s->next_ticket;
     s->failed_upto = s->next_ticket;
     pthread_cond_broadcast(&s->cond);
+    void (*on_commit)(void *) = s->on_commit;
+    void *on_commit_arg = s->on_commit_arg;
     pthread_mutex_unlock(&s->lock);
+    if (on_commit)
+        on_commit(on_commit_arg);
     return NULL;
 }
 
@@ -359,6 +363,24 @@ static int pg_sync(struct store *base, uint64_t ticket)
         rc = s->failed_upto >= ticket ? -EIO : 0;
     pthread_mutex_unlock(&s->lock);
     return rc;
+}
+
+static int pg_committed(struct store *base, uint64_t ticket)
+{
+    struct pg_store *s = (struct pg_store *)base;
+    pthread_mutex_lock(&s->lock);
+    int done = s->committed >= ticket;
+    pthread_mutex_unlock(&s->lock);
+    return done;
+}
+
+static void pg_on_commit(struct store *base, void (*fn)(void *arg), void *arg)
+{
+    struct pg_store *s = (struct pg_store *)base;
+    pthread_mutex_lock(&s->lock);
+    s->on_commit = fn;
+    s->on_commit_arg = arg;
+    pthread_mutex_unlock(&s->lock);
 }
 
 static const char *pg_describe(const struct store *base)
@@ -461,6 +483,8 @@ static const struct store_ops pg_ops = {
     .put = pg_put,
     .del = pg_delete,
     .sync = pg_sync,
+    .committed = pg_committed,
+    .on_commit = pg_on_commit,
     .describe = pg_describe,
     .shared = 1,
     .set_events = pg_set_events,

@@ -33,6 +33,11 @@ struct fake_store {
     size_t fetches, watches;
     struct store_events ev;
     void *ev_arg;
+    /* fake_store_hold_commits: writes after held_from are not committed yet. */
+    int holding;
+    uint64_t held_from;
+    void (*on_commit)(void *arg);
+    void *on_commit_arg;
 };
 
 static struct fake_store *fake_of(struct store *s)
@@ -151,6 +156,45 @@ static int fake_sync(struct store *s, uint64_t ticket)
 {
     (void)s;
     return ticket ? 0 : -ENOMEM; /* committed as soon as written */
+}
+
+static int fake_committed(struct store *s, uint64_t ticket)
+{
+    struct fake_store *f = fake_of(s);
+    pthread_mutex_lock(&f->lock);
+    int done = !f->holding || ticket <= f->held_from;
+    pthread_mutex_unlock(&f->lock);
+    return done;
+}
+
+static void fake_on_commit(struct store *s, void (*fn)(void *arg), void *arg)
+{
+    struct fake_store *f = fake_of(s);
+    pthread_mutex_lock(&f->lock);
+    f->on_commit = fn;
+    f->on_commit_arg = arg;
+    pthread_mutex_unlock(&f->lock);
+}
+
+void fake_store_hold_commits(struct store *s)
+{
+    struct fake_store *f = fake_of(s);
+    pthread_mutex_lock(&f->lock);
+    f->holding = 1;
+    f->held_from = f->ticket;
+    pthread_mutex_unlock(&f->lock);
+}
+
+void fake_store_commit_all(struct store *s)
+{
+    struct fake_store *f = fake_of(s);
+    pthread_mutex_lock(&f->lock);
+    f->holding = 0;
+    void (*fn)(void *) = f->on_commit;
+    void *arg = f->on_commit_arg;
+    pthread_mutex_unlock(&f->lock);
+    if (fn)
+        fn(arg);
 }
 
 static const char *fake_describe(const struct store *s)
@@ -304,6 +348,8 @@ static const struct store_ops fake_ops = {
     .put = fake_put,
     .del = fake_delete,
     .sync = fake_sync,
+    .committed = fake_committed,
+    .on_commit = fake_on_commit,
     .describe = fake_describe,
     .shared = 1,
     .set_events = fake_set_events,

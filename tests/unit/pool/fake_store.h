@@ -4,7 +4,8 @@
  * (pool/store/store_impl.h) with shared = 1:
  *
  *  - put / delete record every write, in order, and apply it to a table of rows
- *    (the "database"); sync returns at once;
+ *    (the "database"); sync returns at once; writes are committed at once unless
+ *    held (fake_store_hold_commits);
  *  - want records the last n the pool asked for;
  *  - fetch / fetch_many / list / cancel / forget answer from the rows;
  *  - watch is counted; ask_cancel does nothing (there is no other node);
@@ -64,6 +65,11 @@ void fake_store_set_row(struct store *s, const struct job_view *v);
 /* This node claimed the job: the pool takes *v and *spec (it must have its events
  * set, i.e. run on this store). */
 void fake_store_claim(struct store *s, struct job_view *v, struct job_spec *spec);
+
+/* From now on, the writes are not committed (store_committed says 0) until
+ * fake_store_commit_all, which commits them all and calls the pool's on_commit. */
+void fake_store_hold_commits(struct store *s);
+void fake_store_commit_all(struct store *s);
 
 /* The job's final write was committed. */
 void fake_store_commit(struct store *s, const char *id);

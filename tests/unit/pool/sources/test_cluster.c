@@ -41,7 +41,8 @@ static struct pool *start_on(struct store *s, unsigned workers)
 }
 
 /* A job as a store hands it over when this node claims it (see pg_claims.c). */
-static void claim(struct store *s, const char *fn, const char *args, char *id)
+static void claim_timeout(struct store *s, const char *fn, const char *args, double timeout,
+                          char *id)
 {
     static unsigned next = 0xc1a1;
     struct job_view v = {.status = JOB_QUEUED};
@@ -50,9 +51,15 @@ static void claim(struct store *s, const char *fn, const char *args, char *id)
     clock_gettime(CLOCK_REALTIME, &v.created_at);
     v.error.exit_code = -1;
     v.error.max_rss_bytes = -1;
+    v.timeout = timeout;
     struct job_spec spec = {.callable = pickle(fn), .args = args ? pickle(args) : NULL};
     memcpy(id, v.id, JOB_ID_LEN + 1);
     fake_store_claim(s, &v, &spec); /* the pool takes v and spec */
+}
+
+static void claim(struct store *s, const char *fn, const char *args, char *id)
+{
+    claim_timeout(s, fn, args, 0, id);
 }
 
 /* Waits up to ms for w to fire; returns how often it did. */
@@ -113,6 +120,52 @@ static void cluster__claimed_job__runs_and_final_write_reaches_store(void **stat
     assert_int_equal(v.status, JOB_SUCCEEDED);
     assert_int_equal(flags, 0);
     job_view_release(&v);
+    pool_free(p);
+    store_close(s);
+}
+
+/* At most once: a worker gets the job only once its "running" is committed; a
+ * server killed before that finds it queued and runs it then, never twice. */
+static void cluster__running_not_committed__worker_does_not_get_the_job_yet(void **state)
+{
+    (void)state;
+    struct store *s = fake_store_new();
+    struct pool *p = start_on(s, 1);
+    char id[JOB_ID_LEN + 1], first[JOB_ID_LEN + 1];
+    /* A worker that has started (a job ran), so that only the commit holds it back. */
+    claim(s, "lambda: 1", NULL, first);
+    struct job_view v;
+    assert_int_equal(fake_store_wait_put(s, first, JOB_SUCCEEDED, LONG_MS, &v), 0);
+    job_view_release(&v);
+
+    char side[] = "/tmp/pyjobd-test-gate-XXXXXX";
+    int fd = mkstemp(side);
+    assert_true(fd >= 0);
+    close(fd);
+    unlink(side);
+    char args[128];
+    snprintf(args, sizeof(args), "('%s',)", side);
+    fake_store_hold_commits(s);
+    /* timeout 0.3 s, held 0.5 s: its time counts from when the worker got it. */
+    claim_timeout(s, "lambda path: (__import__('time').sleep(0.1), open(path, 'a').write('x'))[1]",
+                  args, 0.3, id);
+    assert_int_equal(fake_store_wait_put(s, id, JOB_RUNNING, LONG_MS, &v), 0);
+    job_view_release(&v);
+    usleep(500 * 1000);
+    assert_int_equal(access(side, F_OK), -1); /* the job's code has not run */
+    assert_int_equal(fake_store_wait_put(s, id, JOB_SUCCEEDED, 0, &v), -ETIMEDOUT);
+    assert_int_equal(fake_store_wait_put(s, id, JOB_FAILED, 0, &v), -ETIMEDOUT);
+
+    fake_store_commit_all(s);
+    assert_int_equal(fake_store_wait_put(s, id, JOB_SUCCEEDED, LONG_MS, &v), 0);
+    job_view_release(&v);
+    FILE *f = fopen(side, "r");
+    assert_non_null(f);
+    char got[8] = {0};
+    assert_int_equal(fread(got, 1, sizeof(got) - 1, f), 1);
+    fclose(f);
+    unlink(side);
+    assert_string_equal(got, "x");
     pool_free(p);
     store_close(s);
 }
@@ -307,6 +360,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(cluster__claimed_job__runs_and_final_write_reaches_store),
+        cmocka_unit_test(cluster__running_not_committed__worker_does_not_get_the_job_yet),
         cmocka_unit_test(cluster__finished_job__waiters_fire_only_once_committed),
         cmocka_unit_test(cluster__fenced_job__worker_stopped),
         cmocka_unit_test(cluster__reaped_node__unfinished_jobs_dropped),

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -146,6 +147,86 @@ static void store__put_delete_reopen__records_intact(void **state)
     store_close(s);
 }
 
+struct kept {
+    int n;
+    struct job_view v[4];
+};
+
+static int keep_cb(void *arg, struct job_view *v, struct job_spec *spec, uint64_t seq)
+{
+    (void)seq;
+    struct kept *k = arg;
+    assert_true(k->n < 4);
+    k->v[k->n++] = *v;
+    job_spec_release(spec);
+    return 0;
+}
+
+static off_t file_size(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 ? st.st_size : -1;
+}
+
+/* A start logged before the database committed it (the server was killed in between)
+ * makes the queued row running again on load; an older logged start does not, and the
+ * log is emptied once a later start is committed. */
+static void store__start_logged_not_committed__row_running_on_load(void **state)
+{
+    (void)state;
+    char err[256], log[160];
+    snprintf(log, sizeof(log), "%s-starts", path);
+    struct store *s = store_open_sqlite(path, err, sizeof(err));
+    assert_non_null(s);
+    struct job_view v[2];
+    struct job_spec spec;
+    uint64_t t = 0;
+    for (int i = 0; i < 2; i++) {
+        make_job(&v[i], &spec, i, JOB_QUEUED);
+        v[i].attempts = 0;
+        t = store_put(s, &v[i], &spec, (uint64_t)i + 1, 0);
+        job_spec_release(&spec);
+    }
+    assert_int_equal(store_sync(s, t), 0);
+    /* Job 0 starts, its "running" never written (as if killed before the commit). */
+    v[0].status = JOB_RUNNING;
+    v[0].attempts = 1;
+    v[0].worker_pid = 4242;
+    v[0].started_at = (struct timespec){1795640000, 5000};
+    assert_int_equal(store_started(s, &v[0], 0), 0); /* on record at once */
+    assert_true(file_size(log) > 0);
+    store_close(s);
+
+    s = store_open_sqlite(path, err, sizeof(err));
+    assert_non_null(s);
+    struct kept k = {0};
+    assert_int_equal(store_load(s, keep_cb, &k, err, sizeof(err)), 0);
+    assert_int_equal(k.n, 2);
+    assert_string_equal(k.v[0].id, v[0].id);
+    assert_int_equal(k.v[0].status, JOB_RUNNING);
+    assert_int_equal(k.v[0].attempts, 1);
+    assert_int_equal(k.v[0].worker_pid, 4242);
+    assert_int_equal(k.v[0].started_at.tv_sec, 1795640000);
+    assert_int_equal(k.v[1].status, JOB_QUEUED); /* never started */
+    assert_int_equal(k.v[1].attempts, 0);
+    for (int i = 0; i < k.n; i++)
+        job_view_release(&k.v[i]);
+    /* The last run's start stays logged until this run's first start is committed. */
+    assert_true(file_size(log) > 0);
+    job_view_release(&v[0]);
+    v[1].status = JOB_RUNNING; /* job 1 starts, written and committed this time */
+    v[1].attempts = 1;
+    make_job(&v[0], &spec, 1, JOB_QUEUED); /* for its payload only */
+    job_view_release(&v[0]);
+    t = store_put(s, &v[1], &spec, 2, 0);
+    job_spec_release(&spec);
+    assert_int_equal(store_started(s, &v[1], t), 0);
+    assert_int_equal(store_sync(s, t), 0);
+    assert_int_equal(file_size(log), 0);
+    job_view_release(&v[1]);
+    store_close(s);
+}
+
 static void store__newer_schema__refused(void **state)
 {
     (void)state;
@@ -175,6 +256,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(store__put_delete_reopen__records_intact, setup, teardown),
+        cmocka_unit_test_setup_teardown(store__start_logged_not_committed__row_running_on_load,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(store__newer_schema__refused, setup, teardown),
         cmocka_unit_test_setup_teardown(store__garbage_file__refused_naming_it, setup, teardown),
     };
