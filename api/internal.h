@@ -52,6 +52,12 @@ struct api {
     double result_ttl;
     unsigned max_connections;
     double http_header_timeout;
+    size_t max_buffered_bytes;
+    size_t min_transfer_rate;
+    double transfer_grace;
+    size_t max_result_bytes;
+    size_t max_results_memory;
+    json_t *allowed_hosts, *cors_origins; /* arrays of strings, for /v1/info */
     int public_metrics;
     int cursor_keyed; /* 1: cursors go through the permutation keyed by cursor_key */
     uint8_t cursor_key[API_CURSOR_KEY_BYTES];

@@ -28,6 +28,22 @@
 
 #define DEFAULT_MAX_BATCH 10000
 
+/* "a,b" -> ["a", "b"] (NULL or "": []); NULL on ENOMEM. */
+static json_t *split_list(const char *list)
+{
+    json_t *arr = json_array();
+    for (const char *s = list; arr && s && *s;) {
+        const char *comma = strchr(s, ',');
+        size_t n = comma ? (size_t)(comma - s) : strlen(s);
+        if (n && json_array_append_new(arr, json_stringn(s, n)) != 0) {
+            json_decref(arr);
+            return NULL;
+        }
+        s += n + (comma != NULL);
+    }
+    return arr;
+}
+
 struct api *api_new(const struct api_config *cfg)
 {
     enum api_python_match match;
@@ -51,6 +67,17 @@ struct api *api_new(const struct api_config *cfg)
     api->result_ttl = cfg->result_ttl > 0 ? cfg->result_ttl : 0;
     api->max_connections = cfg->max_connections;
     api->http_header_timeout = cfg->http_header_timeout;
+    api->max_buffered_bytes = cfg->max_buffered_bytes;
+    api->min_transfer_rate = cfg->min_transfer_rate;
+    api->transfer_grace = cfg->transfer_grace;
+    api->max_result_bytes = cfg->max_result_bytes;
+    api->max_results_memory = cfg->max_results_memory;
+    api->allowed_hosts = split_list(cfg->allowed_hosts);
+    api->cors_origins = split_list(cfg->cors_origins);
+    if (!api->allowed_hosts || !api->cors_origins) {
+        api_free(api);
+        return NULL;
+    }
     api->public_metrics = cfg->public_metrics;
     if (cfg->cursor_key) {
         api->cursor_keyed = 1;
@@ -75,6 +102,8 @@ void api_free(struct api *api)
         return;
     free(api->store);
     free(api->version);
+    json_decref(api->allowed_hosts);
+    json_decref(api->cors_origins);
     explicit_bzero(api->cursor_key, sizeof(api->cursor_key));
     free(api);
 }

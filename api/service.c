@@ -32,7 +32,8 @@ void api__get_info(struct api *api, const struct api_request *req, struct api_re
     info.cloudpickle_version[sizeof(info.cloudpickle_version) - 1] = '\0';
     json_t *obj = json_pack(
         "{s:s, s:o, s:o, s:I, s:I, s:I, s:I, s:s, s:o, s:s, "
-        "s:{s:I, s:f, s:o, s:I, s:o, s:o, s:o, s:I, s:s, s:I, s:f}}",
+        "s:{s:I, s:f, s:o, s:I, s:o, s:o, s:o, s:I, s:s, s:I, s:f, s:I, s:I, s:f, s:I, s:o, "
+        "s:O, s:O}}",
         "version", api->version, "python_version", string_or_null(info.python_version),
         "cloudpickle_version", string_or_null(info.cloudpickle_version), "workers",
         (json_int_t)info.workers, "workers_ready", (json_int_t)info.workers_ready, "queued",
@@ -45,7 +46,12 @@ void api__get_info(struct api *api, const struct api_request *req, struct api_re
         api->result_ttl > 0 ? json_real(api->result_ttl) : json_null(), "max_retries_limit",
         (json_int_t)api->max_retries_limit, "python_match",
         api__python_match_name(api->python_match), "max_connections",
-        (json_int_t)api->max_connections, "http_header_timeout", api->http_header_timeout);
+        (json_int_t)api->max_connections, "http_header_timeout", api->http_header_timeout,
+        "max_buffered_bytes", (json_int_t)api->max_buffered_bytes, "min_transfer_rate",
+        (json_int_t)api->min_transfer_rate, "transfer_grace", api->transfer_grace,
+        "max_result_bytes", (json_int_t)api->max_result_bytes, "max_results_memory",
+        size_or_null(api->max_results_memory), "allowed_hosts", api->allowed_hosts, "cors_origins",
+        api->cors_origins);
     api__respond_json(resp, 200, obj, "application/json");
 }
 

@@ -48,6 +48,16 @@ static const struct setting settings[] = {
      "HTTP threads (default: one per core)"},
     {"max-request-bytes", "PYJOBD_MAX_REQUEST_BYTES", K_BYTES, OFF(max_request_bytes), 64,
      1ull << 40, "largest accepted request body (default 64M)"},
+    {"max-buffered-bytes", "PYJOBD_MAX_BUFFERED_BYTES", K_BYTES, OFF(max_buffered_bytes), 64,
+     1ull << 44,
+     "request bodies all connections together may hold while they are read; beyond it "
+     "503 with Retry-After (default 256M)"},
+    {"min-transfer-rate", "PYJOBD_MIN_TRANSFER_RATE", K_BYTES, OFF(min_transfer_rate), 1,
+     1ull << 40,
+     "bytes/s a request body and a response must average after --transfer-grace, or the "
+     "connection is closed (default 64K)"},
+    {"transfer-grace", "PYJOBD_TRANSFER_GRACE", K_SECONDS, OFF(transfer_grace), 0, 3600,
+     "seconds a body or a response may take before --min-transfer-rate counts (default 10)"},
     {"default-timeout", "PYJOBD_DEFAULT_TIMEOUT", K_SECONDS, OFF(default_timeout), 0, 30 * DAY,
      "seconds a job may run when it sets no timeout (default 0 = no limit)"},
     {"max-queue", "PYJOBD_MAX_QUEUE", K_COUNT, OFF(max_queue), 1, 100000000,
@@ -61,6 +71,14 @@ static const struct setting settings[] = {
      "job records kept; the oldest finished go first (default 100000)"},
     {"result-ttl", "PYJOBD_RESULT_TTL", K_SECONDS, OFF(result_ttl), 0, 365 * DAY,
      "seconds a finished job is kept (default 3600; 0 = until --max-jobs)"},
+    {"max-result-bytes", "PYJOBD_MAX_RESULT_BYTES", K_BYTES, OFF(max_result_bytes), 1024,
+     1ull << 40,
+     "largest pickled (or JSON) result a job may return; a larger one fails the job as "
+     "result_too_large (default 64M)"},
+    {"max-results-memory", "PYJOBD_MAX_RESULTS_MEMORY", K_BYTES, OFF(max_results_memory), 0,
+     1ull << 50,
+     "bytes of finished jobs' results held in memory; beyond it the oldest leave memory (read "
+     "back from a durable store, else expired) (default 1G; 0 = no bound)"},
     {"max-batch", "PYJOBD_MAX_BATCH", K_UINT, OFF(max_batch), 1, 1000000,
      "jobs per POST /v1/jobs/batch (default 10000)"},
     {"max-retries-limit", "PYJOBD_MAX_RETRIES_LIMIT", K_UINT, OFF(max_retries_limit), 0, 100,
@@ -125,6 +143,9 @@ static const struct setting settings[] = {
      "a browser request from any other origin but the server's own gets 403"},
     {"tls-cert", "PYJOBD_TLS_CERT", K_STR, OFF(tls_cert), 0, 0, "PEM certificate: serve HTTPS"},
     {"tls-key", "PYJOBD_TLS_KEY", K_STR, OFF(tls_key), 0, 0, "PEM private key of --tls-cert"},
+    {"tls-priorities", "PYJOBD_TLS_PRIORITIES", K_STR, OFF(tls_priorities), 0, 0,
+     "GnuTLS priority string (default: TLS 1.3 and 1.2, AEAD ciphers with forward secrecy "
+     "only, the server's order)"},
     {"max-connections", "PYJOBD_MAX_CONNECTIONS", K_UINT, OFF(max_connections), 1, 1000000,
      "open connections served at once; beyond it 503 (default 10000)"},
     {"http-header-timeout", "PYJOBD_HTTP_HEADER_TIMEOUT", K_SECONDS, OFF(header_timeout), 0, 3600,
@@ -368,6 +389,11 @@ int config_load(struct config *cfg, int argc, char **argv)
     cfg->workers = cores > 0 ? (unsigned)cores : 1;
     cfg->http_threads = cfg->workers;
     cfg->max_request_bytes = 64u << 20;
+    cfg->max_buffered_bytes = 256u << 20;
+    cfg->min_transfer_rate = 64u << 10;
+    cfg->transfer_grace = 10;
+    cfg->max_result_bytes = 64u << 20;
+    cfg->max_results_memory = 1u << 30;
     cfg->max_queue = 100000;
     cfg->max_jobs = 100000;
     cfg->result_ttl = 3600;

@@ -567,6 +567,8 @@ struct http_server *http_start(const struct http_config *cfg, char *err, size_t 
     struct MHD_OptionItem tls_opts[] = {
         {tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, (void *)cfg->tls_cert_pem},
         {tls ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0, (void *)cfg->tls_key_pem},
+        {tls ? MHD_OPTION_HTTPS_PRIORITIES : MHD_OPTION_END, 0,
+         (void *)(cfg->tls_priorities ? cfg->tls_priorities : HTTP_TLS_PRIORITIES)},
         {MHD_OPTION_END, 0, NULL},
     };
     s->daemon = MHD_start_daemon(

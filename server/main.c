@@ -562,7 +562,10 @@ int main(int argc, char **argv)
         .worker_path = cfg.worker_path,
         .workers = cfg.workers,
         .default_timeout = cfg.default_timeout,
-        .max_frame_bytes = (size_t)4 << 30,
+        /* A result at its limit, with room for the frame's other fields. */
+        .max_frame_bytes = cfg.max_result_bytes + ((size_t)1 << 20),
+        .max_result_bytes = cfg.max_result_bytes,
+        .max_results_memory = cfg.max_results_memory,
         .max_queue = cfg.max_queue,
         .max_jobs = cfg.max_jobs,
         .result_ttl = cfg.result_ttl,
@@ -627,6 +630,13 @@ int main(int argc, char **argv)
         .store = store ? store_describe(store) : "memory", /* never the URI's password */
         .max_connections = cfg.max_connections,
         .http_header_timeout = cfg.header_timeout,
+        .max_buffered_bytes = cfg.max_buffered_bytes,
+        .min_transfer_rate = cfg.min_transfer_rate,
+        .transfer_grace = cfg.transfer_grace,
+        .max_result_bytes = cfg.max_result_bytes,
+        .max_results_memory = cfg.max_results_memory,
+        .allowed_hosts = cfg.allowed_hosts,
+        .cors_origins = cfg.cors_origin,
         .public_metrics = cfg.public_metrics,
         .cursor_key = cursor_keyed ? cursor_key : NULL,
     };
@@ -655,6 +665,9 @@ int main(int argc, char **argv)
         .port = cfg.port,
         .threads = cfg.http_threads,
         .max_request_bytes = cfg.max_request_bytes,
+        .max_buffered_bytes = cfg.max_buffered_bytes,
+        .min_transfer_rate = cfg.min_transfer_rate,
+        .transfer_grace = cfg.transfer_grace,
         .max_connections = cfg.max_connections,
         .header_timeout = cfg.header_timeout,
         .auth = auth,
@@ -662,6 +675,7 @@ int main(int argc, char **argv)
         .origin = &origin,
         .tls_cert_pem = cert,
         .tls_key_pem = key,
+        .tls_priorities = cfg.tls_priorities,
         .api = api,
     };
     if (!(http = http_start(&hcfg, err, sizeof(err)))) {

@@ -38,6 +38,16 @@ struct api_config {
     /* Transport limits (enforced by the server), reported in /v1/info. */
     unsigned max_connections;
     double http_header_timeout;
+    size_t max_buffered_bytes;
+    size_t min_transfer_rate;
+    double transfer_grace;
+    /* Enforced by the pool; reported in /v1/info (max_result_bytes also bounds a
+     * listing's page with ?include=result). */
+    size_t max_result_bytes;
+    size_t max_results_memory;
+    /* --allowed-hosts and --cors-origin as given (comma-separated; NULL: none), for
+     * /v1/info (copied; enforced by the server). */
+    const char *allowed_hosts, *cors_origins;
     size_t max_queue;
     size_t tenant_max_queued; /* --tenant-max-queued (0: none), named in its 429 */
     size_t max_jobs;

@@ -15,10 +15,13 @@
 
 struct config {
     /* HTTP */
-    const char *listen;       /* --listen, default 127.0.0.1 */
-    unsigned port;            /* --port, default 8080; 0 = ephemeral */
-    unsigned http_threads;    /* --http-threads, default: cores */
-    size_t max_request_bytes; /* --max-request-bytes, default 64 MiB */
+    const char *listen;        /* --listen, default 127.0.0.1 */
+    unsigned port;             /* --port, default 8080; 0 = ephemeral */
+    unsigned http_threads;     /* --http-threads, default: cores */
+    size_t max_request_bytes;  /* --max-request-bytes, default 64 MiB */
+    size_t max_buffered_bytes; /* --max-buffered-bytes: all bodies being read, default 256 MiB */
+    size_t min_transfer_rate;  /* --min-transfer-rate bytes/s, bodies and responses, 64 KiB */
+    double transfer_grace;     /* --transfer-grace seconds before that rate counts, default 10 */
     /* Jobs */
     double default_timeout;      /* --default-timeout, 0 = none */
     size_t max_queue;            /* --max-queue, default 100000 */
@@ -26,6 +29,8 @@ struct config {
     size_t tenant_max_queued;    /* --tenant-max-queued, 0 = only --max-queue */
     unsigned tenant_max_running; /* --tenant-max-running, 0 = any */
     double result_ttl;           /* --result-ttl, default 3600 */
+    size_t max_result_bytes;     /* --max-result-bytes, default 64 MiB */
+    size_t max_results_memory;   /* --max-results-memory, default 1 GiB; 0 = unbounded */
     unsigned max_batch;          /* --max-batch, default 10000 */
     unsigned max_retries_limit;  /* --max-retries-limit, default 3 */
     const char *python_match;    /* --python-match minor|exact|none, default minor */
@@ -51,21 +56,22 @@ struct config {
     double node_lease;     /* --node-lease, default 10 */
     double pg_poll;        /* --pg-poll, default 1 */
     /* Security */
-    const char *token_file;    /* --token-file: one token per line, optional "name:" */
-    int insecure_no_auth;      /* --insecure-no-auth: allow a non-loopback listen without tokens */
-    int public_metrics;        /* --public-metrics: /metrics without a token */
-    const char *allowed_hosts; /* --allowed-hosts a,b: Host names served besides loopback */
-    const char *cors_origin;   /* --cors-origin a,b: web origins allowed besides our own */
-    const char *tls_cert;      /* --tls-cert PEM file */
-    const char *tls_key;       /* --tls-key PEM file */
-    unsigned max_connections;  /* --max-connections, default 10000 */
-    double header_timeout;     /* --http-header-timeout, default 30 */
-    const char *worker_user;   /* --worker-user NAME */
-    const char *worker_uids;   /* --worker-uids FIRST-LAST | off; NULL: the default */
-    const char *server_user;   /* --server-user NAME: drop root after starting the zygote */
-    int allow_root_workers;    /* --allow-root-workers */
-    const char *isolation;     /* --isolation tenant|job|none, default tenant */
-    const char *worker_start;  /* --worker-start fork|exec, default fork */
+    const char *token_file;     /* --token-file: one token per line, optional "name:" */
+    int insecure_no_auth;       /* --insecure-no-auth: allow a non-loopback listen without tokens */
+    int public_metrics;         /* --public-metrics: /metrics without a token */
+    const char *allowed_hosts;  /* --allowed-hosts a,b: Host names served besides loopback */
+    const char *cors_origin;    /* --cors-origin a,b: web origins allowed besides our own */
+    const char *tls_cert;       /* --tls-cert PEM file */
+    const char *tls_key;        /* --tls-key PEM file */
+    const char *tls_priorities; /* --tls-priorities: GnuTLS priority string */
+    unsigned max_connections;   /* --max-connections, default 10000 */
+    double header_timeout;      /* --http-header-timeout, default 30 */
+    const char *worker_user;    /* --worker-user NAME */
+    const char *worker_uids;    /* --worker-uids FIRST-LAST | off; NULL: the default */
+    const char *server_user;    /* --server-user NAME: drop root after starting the zygote */
+    int allow_root_workers;     /* --allow-root-workers */
+    const char *isolation;      /* --isolation tenant|job|none, default tenant */
+    const char *worker_start;   /* --worker-start fork|exec, default fork */
     int allow_shared_worker_uid; /* --allow-shared-worker-uid */
     int allow_insecure_files;    /* --allow-insecure-files: warn instead of refusing */
     enum log_level log_level;    /* --log-level, default info */

@@ -17,19 +17,30 @@ struct http_server;
 
 struct origin_policy;
 
+/* TLS 1.3 and 1.2 only; AEAD ciphers (AES-GCM, ChaCha20-Poly1305) with ECDHE key
+ * exchange (forward secrecy) only; the server's order wins (--tls-priorities). */
+#define HTTP_TLS_PRIORITIES                                                                        \
+    "SECURE256:+SECURE128:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-256-GCM:"           \
+    "+CHACHA20-POLY1305:+AES-128-GCM:-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA:"              \
+    "%SERVER_PRECEDENCE"
+
 struct http_config {
     const char *listen; /* numeric IPv4 or IPv6 address */
     unsigned port;      /* 0 = ephemeral */
     unsigned threads;
     size_t max_request_bytes;
-    unsigned max_connections; /* beyond it: 503 and close */
-    double header_timeout;    /* seconds for a request's headers (and keep-alive idle) */
-    const struct auth *auth;  /* NULL or no tokens: no authentication, the user is admin */
-    int metrics_open;         /* 1: /metrics needs no token (api_config.public_metrics too) */
+    size_t max_buffered_bytes; /* all bodies being read together; beyond it 503 */
+    size_t min_transfer_rate;  /* bytes/s a body or a response averages after the grace */
+    double transfer_grace;     /* seconds */
+    unsigned max_connections;  /* beyond it: 503 and close */
+    double header_timeout;     /* seconds for a request's headers (and keep-alive idle) */
+    const struct auth *auth;   /* NULL or no tokens: no authentication, the user is admin */
+    int metrics_open;          /* 1: /metrics needs no token (api_config.public_metrics too) */
     const struct origin_policy *origin; /* Host and Origin checks (borrowed); NULL: none */
     const char *tls_cert_pem;           /* both set: HTTPS (PEM text, borrowed) */
     const char *tls_key_pem;
-    struct api *api; /* borrowed; outlives the server */
+    const char *tls_priorities; /* GnuTLS priority string; NULL: the built-in strict one */
+    struct api *api;            /* borrowed; outlives the server */
 };
 
 /* Binds and starts serving. NULL on failure, with a message in err. */

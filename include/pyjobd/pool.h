@@ -38,9 +38,13 @@ struct pool_config {
     unsigned workers;        /* number of worker processes, >= 1 */
     double default_timeout;  /* seconds applied to jobs without one; 0 = none */
     size_t max_frame_bytes;  /* largest frame accepted from a worker */
-    size_t max_queue;        /* queued jobs accepted at once; 0 = unlimited */
-    size_t max_jobs;         /* job records kept (oldest finished evicted); 0 = unlimited */
-    double result_ttl;       /* seconds a finished job is kept; 0 = forever */
+    size_t max_result_bytes; /* largest result (pickle or JSON) a job may return; 0 = any */
+    /* Bytes of finished jobs' results held in memory; beyond it the oldest results
+     * leave memory (0 = no bound). */
+    size_t max_results_memory;
+    size_t max_queue;  /* queued jobs accepted at once; 0 = unlimited */
+    size_t max_jobs;   /* job records kept (oldest finished evicted); 0 = unlimited */
+    double result_ttl; /* seconds a finished job is kept; 0 = forever */
     /* Lifecycle (all 0/NULL = off or default). */
     unsigned min_workers;          /* the idle timeout never goes below this (>= 1) */
     double idle_timeout;           /* seconds an idle worker beyond min_workers lives */
