@@ -21,6 +21,7 @@
 #include "pyjobd/pool.h"
 #include "pyjobd/privileges.h"
 #include "pyjobd/store.h"
+#include "pyjobd/tls.h"
 #include "pyjobd/uid_range.h"
 #include "pyjobd/store_shared.h"
 
@@ -540,6 +541,11 @@ int main(int argc, char **argv)
     rc = 2;
     if (cfg.tls_cert && (!(cert = read_file(cfg.tls_cert, "--tls-cert", err, sizeof(err))) ||
                          !(key = read_file(cfg.tls_key, "--tls-key", err, sizeof(err))))) {
+        log_error("%s", err);
+        goto out;
+    }
+    if ((cfg.tls_cert || cfg.tls_priorities) &&
+        tls_priorities_check(cfg.tls_priorities, err, sizeof(err)) != 0) {
         log_error("%s", err);
         goto out;
     }

@@ -18,10 +18,14 @@ struct http_server;
 struct origin_policy;
 
 /* TLS 1.3 and 1.2 only; AEAD ciphers (AES-GCM, ChaCha20-Poly1305) with ECDHE key
- * exchange (forward secrecy) only; the server's order wins (--tls-priorities). */
+ * exchange (forward secrecy) only; the server's order wins (--tls-priorities). The
+ * groups are elliptic curves only: TLS 1.3 would otherwise also offer finite-field DH
+ * (ffdhe2048-8192), and a client asking for ffdhe8192 costs the server about 0.7 s of
+ * CPU per handshake instead of a millisecond. */
 #define HTTP_TLS_PRIORITIES                                                                        \
     "SECURE256:+SECURE128:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-256-GCM:"           \
     "+CHACHA20-POLY1305:+AES-128-GCM:-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA:"              \
+    "-GROUP-ALL:+GROUP-X25519:+GROUP-SECP256R1:+GROUP-SECP384R1:+GROUP-SECP521R1:"                 \
     "%SERVER_PRECEDENCE"
 
 struct http_config {
