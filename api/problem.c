@@ -217,6 +217,13 @@ void api__job_lookup_problem(const struct api *api, struct api_response *resp, c
                     id);
     else if (rc == -ENOENT)
         api_problem(resp, 404, NULL, "no job with id %s", id);
+    else if (rc == -ENOBUFS)
+        api_problem(resp, 404, NULL,
+                    "job %s finished and was removed from memory, result and all, because "
+                    "finished jobs' results exceeded --max-results-memory (%zu bytes) and this "
+                    "server has no store to keep them in (--store sqlite:PATH keeps them on disk "
+                    "instead); fetch results sooner, or ask the operator to raise the limit",
+                    id, api->max_results_memory);
     else if (rc == -ESTALE && api->result_ttl > 0)
         api_problem(resp, 404, NULL,
                     "job %s finished and was removed after the retention period (--result-ttl / "

@@ -24,15 +24,17 @@ static void put_u32(uint8_t *p, uint32_t v)
 
 long frame_decode(const uint8_t *buf, size_t len, size_t max_payload, struct frame *out)
 {
+    out->type = out->len = 0;
+    out->payload = NULL;
     if (len < FRAME_HEADER_SIZE)
         return -EAGAIN;
     uint32_t plen = get_u32(buf);
+    out->len = plen;
+    out->type = get_u32(buf + 4);
     if (plen > max_payload)
         return -EMSGSIZE;
     if (len - FRAME_HEADER_SIZE < plen)
         return -EAGAIN;
-    out->len = plen;
-    out->type = get_u32(buf + 4);
     out->payload = buf + FRAME_HEADER_SIZE;
     return (long)(FRAME_HEADER_SIZE + plen);
 }

@@ -5,6 +5,7 @@
 #include "pyjobd/job.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,8 +51,27 @@ const char *job_error_type_name(enum job_error_type t)
         return "node_lost";
     case JOB_ERR_PROTOCOL_VIOLATION:
         return "protocol_violation";
+    case JOB_ERR_RESULT_TOO_LARGE:
+        return "result_too_large";
     }
     return NULL;
+}
+
+const char *job_bytes_text(uint64_t n, char *buf)
+{
+    static const char *const units[] = {"KiB", "MiB", "GiB", "TiB"};
+    if (n < 1024) {
+        snprintf(buf, JOB_BYTES_TEXT, "%llu bytes", (unsigned long long)n);
+        return buf;
+    }
+    double v = (double)n / 1024;
+    size_t u = 0;
+    while (v >= 1024 && u + 1 < sizeof(units) / sizeof(units[0])) {
+        v /= 1024;
+        u++;
+    }
+    snprintf(buf, JOB_BYTES_TEXT, "%.1f %s", v, units[u]);
+    return buf;
 }
 
 void job_spec_release(struct job_spec *spec)

@@ -3,7 +3,7 @@
  * resize. Like pool.c, each runs under the pool lock and leaves anything slow (a
  * worker's exit, a replacement's start) to the supervisor thread.
  */
-#include "sources/sources.h"
+#include "pool_results.h"
 #include "pyjobd/log.h"
 #include "pyjobd/store_shared.h"
 
@@ -118,6 +118,9 @@ int pool_list(struct pool *p, const struct pool_list_query *q, struct job_view *
         last = j->seq;
     }
     pthread_mutex_unlock(&p->lock);
+    /* Results that left memory come back from the store. */
+    if (rc == 0)
+        rc = pool__results_fill_views(p, views, NULL, got);
     if (rc != 0) {
         for (size_t i = 0; i < got; i++)
             job_view_release(&views[i]);
@@ -174,6 +177,7 @@ int pool_get_stats(struct pool *p, struct pool_stats *out)
     out->duration_sum = p->lc.duration_sum;
     out->duration_count = p->lc.duration_count;
     out->jobs_retained = pool__table_count(&p->lc.jobs);
+    out->results_memory_bytes = pool__results_memory_bytes(p);
     pthread_mutex_unlock(&p->lock);
     return 0;
 }

@@ -3,9 +3,9 @@
  * submit, get, watch and output. Each takes the pool lock briefly and pokes the
  * supervisor thread through its eventfd; none of them waits for a worker. With a
  * shared store, what this node does not hold is read from the database, outside the
- * lock.
+ * lock; so are, from a single-node store, results that left memory (pool_results.c).
  */
-#include "sources/sources.h"
+#include "pool_results.h"
 #include "pyjobd/log.h"
 #include "pyjobd/store.h"
 #include "pyjobd/store_shared.h"
@@ -157,8 +157,11 @@ int pool_job_get(struct pool *p, const char *id, struct job_view *out)
     pthread_mutex_lock(&p->lock);
     struct job *j = lookup(p, id, &rc);
     if (j && pool__answers_locally(p, j)) {
+        int missing = pool__results_missing(p, j);
         rc = job_view_copy(out, &j->v);
         pthread_mutex_unlock(&p->lock);
+        if (rc == 0 && missing)
+            rc = pool__results_fill(p, id, out); /* from the store, outside the lock */
         return rc;
     }
     pthread_mutex_unlock(&p->lock);
@@ -170,7 +173,8 @@ int pool_job_get(struct pool *p, const char *id, struct job_view *out)
          * right (only a deletion elsewhere could have happened since). */
         pthread_mutex_lock(&p->lock);
         struct job *done = lookup(p, id, &(int){0});
-        if (done && done->mirror && done->ran_here && job_status_is_terminal(done->v.status))
+        if (done && done->mirror && done->ran_here && job_status_is_terminal(done->v.status) &&
+            !done->results_out) /* not when its results left memory */
             rc = job_view_copy(out, &done->v);
         pthread_mutex_unlock(&p->lock);
     }
@@ -235,7 +239,7 @@ int pool_job_get_many(struct pool *p, char (*ids)[JOB_ID_LEN + 1], size_t n, str
     }
     pthread_mutex_unlock(&p->lock);
     if (!remote)
-        return 0;
+        return pool__results_fill_views(p, out, rcs, n) == -ENOMEM ? -ENOMEM : 0;
     /* One round trip for all the others. */
     char(*ask)[JOB_ID_LEN + 1] = calloc(remote, sizeof(*ask));
     struct job_view *views = calloc(remote, sizeof(*views));
@@ -270,9 +274,12 @@ int pool_job_peek(struct pool *p, const char *id, struct job_view *out)
     int rc = 0;
     pthread_mutex_lock(&p->lock);
     struct job *j = lookup(p, id, &rc);
+    int missing = j && pool__results_missing(p, j);
     if (j)
         rc = job_view_copy(out, &j->v);
     pthread_mutex_unlock(&p->lock);
+    if (rc == 0 && missing)
+        rc = pool__results_fill(p, id, out);
     return rc;
 }
 

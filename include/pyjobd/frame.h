@@ -46,7 +46,8 @@ enum frame_tag {
     FRAME_TAG_RESULT = 20,      /* cloudpickle of the return value */
     FRAME_TAG_RESULT_JSON = 21, /* json.dumps of the return value (RESULT_FORMAT "json") */
     /* FRAME_ERROR */
-    /* "exception" | "invalid_payload" | "unpicklable_result" | "unjsonable_result" */
+    /* "exception" | "invalid_payload" | "unpicklable_result" | "unjsonable_result" |
+     * "result_too_large" */
     FRAME_TAG_ERROR_TYPE = 30,
     FRAME_TAG_MESSAGE = 31,   /* human-readable text */
     FRAME_TAG_EXC_TYPE = 32,  /* qualified name of the exception type, e.g. "ValueError" */
@@ -72,8 +73,11 @@ struct frame_field {
  * Decodes the frame at the start of buf[0..len).
  * Returns the number of bytes the frame occupies (header + payload) and fills *out;
  * -EAGAIN when buf holds only part of a frame (read more and call again);
- * -EMSGSIZE when the declared payload exceeds max_payload (the peer is broken:
- * drop the connection).
+ * -EMSGSIZE when the declared payload exceeds max_payload (the peer is broken or
+ * oversteps a limit: drop the connection, without reading the payload).
+ * Whenever buf holds a whole header, out->type and out->len are what it declares
+ * (so the caller can size its buffer, or say what was refused), with out->payload
+ * NULL unless the frame is complete; with less than a header they are 0.
  */
 long frame_decode(const uint8_t *buf, size_t len, size_t max_payload, struct frame *out);
 

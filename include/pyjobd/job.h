@@ -38,7 +38,11 @@ enum job_error_type {
     JOB_ERR_UNJSONABLE_RESULT,  /* result_format "json" and the value is not JSON-encodable */
     JOB_ERR_NODE_LOST,          /* the node running it stopped heart-beating (shared store) */
     JOB_ERR_PROTOCOL_VIOLATION, /* its worker sent a frame the protocol does not allow */
+    JOB_ERR_RESULT_TOO_LARGE,   /* its result (or reply) is larger than --max-result-bytes */
+    /* Stored as numbers in the stores' rows: new types go at the end, never renumber
+     * (and JOB_ERR_MAX follows the last). */
 };
+#define JOB_ERR_MAX JOB_ERR_RESULT_TOO_LARGE
 
 /* What a client asks for. The blobs are references owned by the spec. */
 struct job_spec {
@@ -95,6 +99,11 @@ static inline int job_status_is_terminal(enum job_status s)
 {
     return s == JOB_SUCCEEDED || s == JOB_FAILED || s == JOB_CANCELLED;
 }
+
+/* A byte count for people, as messages about limits give it: "812 bytes", "3.5 KiB",
+ * "300.0 MiB", "4.0 GiB". Writes buf (JOB_BYTES_TEXT bytes) and returns it. */
+#define JOB_BYTES_TEXT 32
+const char *job_bytes_text(uint64_t n, char *buf);
 
 /* Drops the spec's references and zeroes it. */
 void job_spec_release(struct job_spec *spec);

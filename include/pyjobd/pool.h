@@ -154,7 +154,11 @@ int pool_submit_batch(struct pool *p, const struct job_spec *specs, size_t n,
 
 /* Copies the job's current state into *out (caller releases with job_view_release).
  * 0; -ENOENT for an id never seen (or deleted); -ESTALE for a job that finished and
- * was removed by retention (--result-ttl / --max-jobs); -ENOMEM. */
+ * was removed by retention (--result-ttl / --max-jobs); -ENOBUFS for a job that
+ * finished and was removed because finished jobs' results passed --max-results-memory
+ * with no store to keep them; -ENOMEM; -EIO when a result that left memory cannot be
+ * read back from the store. With a single-node store, results that left memory are read
+ * back (blocking on the store, never under the pool's lock), byte for byte. */
 int pool_job_get(struct pool *p, const char *id, struct job_view *out);
 
 /* pool_job_get for n ids at once (with a shared store, one database round trip for
@@ -192,7 +196,8 @@ struct pool_list_query {
 /*
  * Lists jobs. *out is a malloc'd array of *n views (release each view, then free the
  * array; NULL when *n is 0). *next is the cursor of the following page, 0 at the end.
- * 0 or -ENOMEM.
+ * Results that left memory (--max-results-memory) are read back from the store.
+ * 0, -ENOMEM, or -EIO (a result could not be read back).
  */
 int pool_list(struct pool *p, const struct pool_list_query *q, struct job_view **out, size_t *n,
               uint64_t *next);
@@ -266,6 +271,9 @@ struct pool_stats {
     double duration_sum;
     uint64_t duration_count;
     size_t jobs_retained; /* records in the registry */
+    /* Bytes of results (pickles, JSON, exception pickles) finished jobs hold in memory,
+     * which --max-results-memory bounds. */
+    size_t results_memory_bytes;
 };
 
 /* Fills *out. 0 or -ENOMEM. */

@@ -73,6 +73,18 @@ uint64_t store_started(struct store *s, const struct job_view *v, uint64_t ticke
  * nor take a lock the store's callers hold while they write (the pool's wake-up). */
 void store_on_commit(struct store *s, void (*fn)(void *arg), void *arg);
 
+/*
+ * The results of a finished job as they are stored (result, result_json and the
+ * pickled exception), byte for byte, for a job whose results left the pool's memory
+ * (--max-results-memory): sets those three members of *v to new references to the
+ * stored values (NULL where the row has none), dropping what they held. Blocks on the
+ * database; any thread may call it, concurrently with the writes, and sees what is
+ * committed. 0; -ENOENT when no row has this id; -ENOMEM; -EIO; -ENOTSUP for a store
+ * without it (a shared store, whose every read of a finished job is store_fetch). On
+ * failure *v is unchanged.
+ */
+int store_read_results(struct store *s, const char *id, struct job_view *v);
+
 /* "sqlite:/path/jobs.db", "postgresql://host:port/db (schema pyjobd)" for /v1/info. */
 const char *store_describe(const struct store *s);
 

@@ -54,6 +54,18 @@
  *       worker's real uid, all of them counted, stop at N (fork gets EAGAIN). Root is
  *       not bound by it.
  *
+ *   --max-result-bytes BYTES The largest result a job may return (decimal digits,
+ *       > 0; the server's --max-result-bytes): a return value whose pickle (or, with
+ *       RESULT_FORMAT "json", whose JSON text) is longer is not sent; the reply is a
+ *       FRAME_ERROR of type "result_too_large" whose MESSAGE names both sizes. A raised
+ *       exception whose pickle is longer is replied without EXCEPTION (its type,
+ *       message and traceback still go, the message saying why). Under
+ *       FRAME_TAG_ISOLATE the job's process enforces it, and the worker reads at most
+ *       BYTES + 1 MiB of reply from that process (more is a "result_too_large" reply
+ *       too, the process killed). Whatever the limit, MESSAGE is cut to 16 Ki
+ *       characters, TRACEBACK to 128 Ki and EXC_TYPE to 1 Ki (head and tail kept), so
+ *       that a reply fits the server's frame limit (BYTES + 1 MiB).
+ *
  *   --uids FIRST-LAST        Jobs run under a uid of this range, named by each job
  *       frame (FRAME_TAG_UID; gid the same number, no supplementary groups, umask
  *       077, HOME=/, no user database entry needed). The worker starts as root and
@@ -92,6 +104,11 @@
 
 /* The worker's end of the socketpair. */
 #define WORKER_FD 3
+
+/* The room a reply frame has beyond --max-result-bytes, for its other fields: the
+ * server accepts frames up to --max-result-bytes + this (server/main.c), and a worker
+ * reads at most that much of the reply of a job's forked process. */
+#define WORKER_REPLY_SLACK ((size_t)1 << 20)
 
 /* Largest FRAME_JOB payload the worker accepts; a bigger one means the server is
  * broken (the worker exits WORKER_EXIT_PROTOCOL). */

@@ -71,7 +71,7 @@ int pool__job_admit(struct lifecycle *lc, struct job *j)
 
 void pool__job_withdraw(struct lifecycle *lc, struct job *j)
 {
-    pool__table_remove(&lc->jobs, j, 0);
+    pool__table_remove(&lc->jobs, j, JOB_GONE_FORGOTTEN);
 }
 
 uint64_t pool__job_submitted(struct lifecycle *lc, struct job *j, int here)
@@ -84,7 +84,7 @@ uint64_t pool__job_submitted(struct lifecycle *lc, struct job *j, int here)
     if (here) {
         pool__queue_push(&lc->jobs, j);
     } else {
-        pool__table_remove(&lc->jobs, j, 0);
+        pool__table_remove(&lc->jobs, j, JOB_GONE_FORGOTTEN);
         pool__job_free(j);
     }
     return ticket;
@@ -111,6 +111,7 @@ int pool__job_claimed(struct lifecycle *lc, struct job_view *v, struct job_spec 
     /* A mirror that was waited for is now ours to run: its waiters stay. */
     pool__done_remove(&lc->jobs, j);
     pool__job_adopt(j, v, spec);
+    j->results_out = 0;
     j->mirror = 0;
     j->v.status = JOB_QUEUED;
     j->v.worker_pid = 0;
@@ -241,12 +242,18 @@ void pool__job_cancel(struct lifecycle *lc, struct job *j)
 
 /* --- leaving ----------------------------------------------------------------------- */
 
-void pool__job_forget(struct lifecycle *lc, struct job *j, int expired)
+void pool__job_forget(struct lifecycle *lc, struct job *j, enum job_gone gone)
 {
     pool__waiters_fire_job(&lc->waiters, j);
-    unpersist(lc, j, expired);
-    pool__table_remove(&lc->jobs, j, expired);
+    unpersist(lc, j, gone != JOB_GONE_FORGOTTEN);
+    pool__table_remove(&lc->jobs, j, gone);
     pool__job_free(j);
+}
+
+void pool__job_results_out(struct lifecycle *lc, struct job *j)
+{
+    if (job_status_is_terminal(j->v.status))
+        pool__held_drop(&lc->jobs, j);
 }
 
 void pool__job_disown(struct lifecycle *lc, struct job *j)
@@ -255,7 +262,7 @@ void pool__job_disown(struct lifecycle *lc, struct job *j)
     if (j->v.status == JOB_RUNNING)
         running_sub(lc, j);
     j->mirror = 1;
-    pool__job_forget(lc, j, 0);
+    pool__job_forget(lc, j, JOB_GONE_FORGOTTEN);
 }
 
 /* --- mirrors ----------------------------------------------------------------------- */
@@ -296,7 +303,7 @@ void pool__job_mirror_update(struct lifecycle *lc, struct job *j, const struct j
 void pool__job_mirror_release(struct lifecycle *lc, struct job *j)
 {
     if (j->mirror && LIST_EMPTY(&j->waiters) && !job_status_is_terminal(j->v.status))
-        pool__job_forget(lc, j, 0);
+        pool__job_forget(lc, j, JOB_GONE_FORGOTTEN);
 }
 
 void pool__job_committed(struct lifecycle *lc, struct job *j)

@@ -97,8 +97,13 @@ void pool__job_cancel(struct lifecycle *lc, struct job *j);
 
 /* Removes the record (waiters fire: they read the answer elsewhere, or "gone") and,
  * unless it is a mirror or (shared store) only expired from memory, the stored copy.
- * With expired, a tombstone keeps its id. */
-void pool__job_forget(struct lifecycle *lc, struct job *j, int expired);
+ * Unless gone is JOB_GONE_FORGOTTEN (0), a tombstone keeps its id and why. */
+void pool__job_forget(struct lifecycle *lc, struct job *j, enum job_gone gone);
+
+/* A finished job's results leave memory (--max-results-memory): the record stays, its
+ * result, result_json and pickled exception are released, and j->results_out says how
+ * many bytes readers must fetch from the store (or the database answers for it). */
+void pool__job_results_out(struct lifecycle *lc, struct job *j);
 
 /* Shared store: the job is not ours any more (fenced, or this node was reaped); the
  * caller stopped its worker. The record goes; reads go to the database. */

@@ -64,3 +64,19 @@ void pool__job_free(struct job *j)
     pool__outbuf_free(&j->err);
     free(j);
 }
+
+size_t pool__job_result_bytes(const struct job *j)
+{
+    const struct job_view *v = &j->v;
+    return (v->result ? blob_len(v->result) : 0) + (v->result_json ? blob_len(v->result_json) : 0) +
+           (v->error.exception ? blob_len(v->error.exception) : 0);
+}
+
+void pool__job_drop_results(struct job *j)
+{
+    j->results_out += pool__job_result_bytes(j);
+    blob_unref(j->v.result);
+    blob_unref(j->v.result_json);
+    blob_unref(j->v.error.exception);
+    j->v.result = j->v.result_json = j->v.error.exception = NULL;
+}

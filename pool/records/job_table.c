@@ -1,7 +1,9 @@
 /*
  * job_table.c — the records this node holds: by id (the registry), every one in
  * creation order (listing, newest first), the queue (queue.c), and the done list
- * (finished jobs in the order they finished, so retention only looks at its head).
+ * (finished jobs in the order they finished, so retention only looks at its head), and
+ * the held list (those of them holding results in memory, with the bytes they hold, so
+ * that --max-results-memory only looks at its head).
  * Membership flags say which lists a record is on; removal takes it off all of them.
  */
 #include "records.h"
@@ -15,6 +17,8 @@ int pool__table_init(struct job_table *t, size_t tombstones)
     TAILQ_INIT(&t->all);
     pool__queue_init(&t->q);
     TAILQ_INIT(&t->done);
+    TAILQ_INIT(&t->held);
+    t->results_bytes = 0;
     t->nqueued = 0;
     t->next_seq = 0;
     t->by_id = registry_new();
@@ -56,12 +60,14 @@ int pool__table_insert(struct job_table *t, struct job *j)
 struct job *pool__table_find(const struct job_table *t, const char *id, int *err)
 {
     struct job *j = registry_find(t->by_id, id);
-    if (!j)
-        *err = pool__tombstones_contains(&t->expired, id) ? -ESTALE : -ENOENT;
+    if (!j) {
+        enum job_gone why = pool__tombstones_find(&t->expired, id);
+        *err = why == JOB_GONE_RESULTS ? -ENOBUFS : why ? -ESTALE : -ENOENT;
+    }
     return j;
 }
 
-void pool__table_remove(struct job_table *t, struct job *j, int expired)
+void pool__table_remove(struct job_table *t, struct job *j, enum job_gone gone)
 {
     if (!j->in_table)
         return;
@@ -70,13 +76,22 @@ void pool__table_remove(struct job_table *t, struct job *j, int expired)
     j->in_table = 0;
     pool__queue_remove(t, j);
     pool__done_remove(t, j);
-    if (expired)
-        pool__tombstones_add(&t->expired, j->v.id);
+    if (gone != JOB_GONE_FORGOTTEN)
+        pool__tombstones_add(&t->expired, j->v.id, gone);
 }
 
 size_t pool__table_count(const struct job_table *t)
 {
     return registry_count(t->by_id);
+}
+
+static void held_remove(struct job_table *t, struct job *j)
+{
+    if (!j->held_bytes)
+        return;
+    TAILQ_REMOVE(&t->held, j, held_link);
+    t->results_bytes -= j->held_bytes;
+    j->held_bytes = 0;
 }
 
 void pool__done_add(struct job_table *t, struct job *j, int64_t finished_ms)
@@ -85,12 +100,17 @@ void pool__done_add(struct job_table *t, struct job *j, int64_t finished_ms)
     j->finished_ms = finished_ms;
     TAILQ_INSERT_TAIL(&t->done, j, done_link);
     j->done = 1;
+    if ((j->held_bytes = pool__job_result_bytes(j))) {
+        TAILQ_INSERT_TAIL(&t->held, j, held_link);
+        t->results_bytes += j->held_bytes;
+    }
 }
 
 void pool__done_remove(struct job_table *t, struct job *j)
 {
     if (!j->done)
         return;
+    held_remove(t, j);
     TAILQ_REMOVE(&t->done, j, done_link);
     j->done = 0;
 }
@@ -98,4 +118,15 @@ void pool__done_remove(struct job_table *t, struct job *j)
 struct job *pool__done_first(const struct job_table *t)
 {
     return TAILQ_FIRST(&t->done);
+}
+
+struct job *pool__held_first(const struct job_table *t)
+{
+    return TAILQ_FIRST(&t->held);
+}
+
+void pool__held_drop(struct job_table *t, struct job *j)
+{
+    held_remove(t, j);
+    pool__job_drop_results(j);
 }

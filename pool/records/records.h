@@ -6,9 +6,11 @@
  *
  *   job_record.c  one job: its one constructor (every default in one place), free
  *   job_table.c   every record by id and in creation order; the done list (finished,
- *                 oldest first, what retention looks at)
+ *                 oldest first, what retention looks at) and within it the held list
+ *                 (those holding results in memory, and their bytes)
  *   queue.c       the queue: one FIFO per tenant, the tenants with queued jobs in turn
- *   tombstones.c  ids removed by retention, remembered (bounded) to answer "expired"
+ *   tombstones.c  ids removed by retention, remembered (bounded) with why, to answer
+ *                 "expired"
  *   outbuf.c      the captured tail of one output stream
  *   waiters.c     long-poll waiters: a min-heap on deadline plus a list per job
  */
@@ -52,10 +54,17 @@ struct job {
     uint64_t seq;         /* creation order, 1-based: the listing cursor; 0 = unset */
     int64_t deadline_ms;  /* CLOCK_MONOTONIC deadline while running; 0 = none */
     int64_t finished_ms;  /* CLOCK_MONOTONIC time it finished (retention) */
-    TAILQ_ENTRY(job) all_link, queue_link, done_link;
+    TAILQ_ENTRY(job) all_link, queue_link, done_link, held_link;
     int in_table, queued, done; /* on the all list / the queue / the done list */
-    struct outbuf out, err;     /* captured stdout / stderr */
-    uint64_t store_ticket;      /* the store write that records the latest state */
+    /* Finished and holding results in memory (result, result_json, the pickled
+     * exception): their bytes, counted in the table's results_bytes while the record is
+     * on its held list (0: not on it). */
+    size_t held_bytes;
+    /* Bytes of results that left memory (pool__job_drop_results): the store has them
+     * (read back on demand), or the database answers for the job; 0: none left. */
+    size_t results_out;
+    struct outbuf out, err; /* captured stdout / stderr */
+    uint64_t store_ticket;  /* the store write that records the latest state */
     struct waiter_list waiters;
     struct tenant *tenant; /* its owner's queue and counts (set once queued or running) */
     struct worker *worker; /* while running */
@@ -80,19 +89,35 @@ void pool__job_adopt(struct job *j, struct job_view *v, struct job_spec *spec);
 /* Frees the record and what it owns. Accepts NULL. Not on any list any more. */
 void pool__job_free(struct job *j);
 
+/* Bytes of results j's view holds: result, result_json and the pickled exception. */
+size_t pool__job_result_bytes(const struct job *j);
+
+/* Releases the results j's view holds (their bytes added to j->results_out), for a
+ * record that is not on a held list: whoever reads it must fetch them elsewhere. */
+void pool__job_drop_results(struct job *j);
+
 /* --- tombstones.c ---------------------------------------------------------------- */
 
-/* Ids of jobs removed by retention, the last cap of them. */
+/* Why a record left the table, as its tombstone remembers it. */
+enum job_gone {
+    JOB_GONE_FORGOTTEN = 0, /* deleted, or never to be answered for here: no tombstone */
+    JOB_GONE_EXPIRED = 1,   /* retention: --result-ttl, --max-jobs */
+    JOB_GONE_RESULTS = 2,   /* --max-results-memory, with nowhere else to read them from */
+};
+
+/* Ids of jobs removed by retention, the last cap of them, each with its reason. */
 struct tombstones {
     struct registry *set;
     char (*ring)[JOB_ID_LEN + 1];
+    unsigned char *why; /* enum job_gone, by ring slot */
     size_t cap, head, len;
 };
 
 int pool__tombstones_init(struct tombstones *t, size_t cap);
 void pool__tombstones_free(struct tombstones *t);
-void pool__tombstones_add(struct tombstones *t, const char *id);
-int pool__tombstones_contains(const struct tombstones *t, const char *id);
+void pool__tombstones_add(struct tombstones *t, const char *id, enum job_gone why);
+/* Why id was removed: JOB_GONE_FORGOTTEN (0) when it is not remembered. */
+enum job_gone pool__tombstones_find(const struct tombstones *t, const char *id);
 
 /* --- queue.c --------------------------------------------------------------------- */
 
@@ -123,6 +148,8 @@ struct job_table {
     struct job_list all;  /* by creation (seq), oldest first */
     struct job_queue q;   /* what waits for a worker */
     struct job_list done; /* finished, oldest first */
+    struct job_list held; /* of those, the ones holding results in memory, oldest first */
+    size_t results_bytes; /* what they hold (the sum of their held_bytes) */
     size_t nqueued;       /* == q.n */
     uint64_t next_seq;
     struct tombstones expired;
@@ -136,12 +163,13 @@ void pool__table_free(struct job_table *t);
  * the seq it has, e.g. from a store). 0, -EEXIST (nothing changed), -ENOMEM. */
 int pool__table_insert(struct job_table *t, struct job *j);
 
-/* The record, or NULL with *err = -ENOENT, or -ESTALE for a tombstoned id. */
+/* The record, or NULL with *err = -ENOENT, or for a tombstoned id -ESTALE (expired by
+ * retention) or -ENOBUFS (its results left memory, --max-results-memory). */
 struct job *pool__table_find(const struct job_table *t, const char *id, int *err);
 
-/* Takes j out of every index and list (a tombstone remembers its id when expired).
- * The record is the caller's again. */
-void pool__table_remove(struct job_table *t, struct job *j, int expired);
+/* Takes j out of every index and list (unless gone is JOB_GONE_FORGOTTEN a tombstone
+ * remembers its id and why). The record is the caller's again. */
+void pool__table_remove(struct job_table *t, struct job *j, enum job_gone gone);
 
 size_t pool__table_count(const struct job_table *t);
 
@@ -162,10 +190,18 @@ struct tenant *pool__turn_first(const struct job_table *t);
 /* t had its turn: it goes to the back of the turns. */
 void pool__turn_served(struct job_table *t, struct tenant *tn);
 
-/* The done list: appends j, finished at finished_ms (CLOCK_MONOTONIC). */
+/* The done list: appends j, finished at finished_ms (CLOCK_MONOTONIC); with results
+ * in its view it joins the held list too (their bytes counted). */
 void pool__done_add(struct job_table *t, struct job *j, int64_t finished_ms);
 void pool__done_remove(struct job_table *t, struct job *j); /* no-op when not on it */
 struct job *pool__done_first(const struct job_table *t);
+
+/* The held list: the oldest finished record holding results in memory (NULL: none);
+ * the next one is TAILQ_NEXT(j, held_link). */
+struct job *pool__held_first(const struct job_table *t);
+/* j's results leave memory (pool__job_drop_results) and j the held list; it stays on
+ * the done list. */
+void pool__held_drop(struct job_table *t, struct job *j);
 
 /* --- waiters.c ------------------------------------------------------------------- */
 

@@ -1,8 +1,9 @@
 /*
  * channel.c — the frames on a worker's channel (the socketpair the supervisor talks
- * to it on): a job going out, and what comes back (hello, result, error) decoded,
- * turned into the job's end (lifecycle) and into what becomes of the worker: it goes
- * on, is recycled, or retires.
+ * to it on): a job going out, and what comes back read and decoded: a hello here, a
+ * result or an error handed to outcome.c. Nothing a worker sends is trusted: a frame
+ * is buffered only once its header says it fits --max-result-bytes (plus the frame's
+ * slack), and a buffer grows only with the bytes that arrive.
  * A malformed or unexpected frame ends the worker: the protocol has no recovery.
  * Called on the supervisor thread with the pool lock held.
  */
@@ -23,6 +24,10 @@
 #include <unistd.h>
 
 #define READ_CHUNK (64 * 1024)
+/* At most this much is read from one worker per turn of the supervisor's loop (epoll is
+ * level-triggered: the rest is read on the next turn), so that a worker streaming a
+ * large reply shares the loop with the others. */
+#define READ_BUDGET ((size_t)16 << 20)
 
 static char *dup_field(const struct frame *f, uint32_t tag)
 {
@@ -82,14 +87,6 @@ static void release(struct pool *p, struct worker *w)
         pool__job_arm_deadline(w->job); /* its timeout counts from here */
     pool__worker_thaw(w); /* stopped while it was idle: it reads the frame once continued */
     pool__flush_channel(p, w);
-}
-
-void pool__gate_clear(struct pool *p, struct worker *w)
-{
-    if (w->gate) {
-        w->gate = 0;
-        __atomic_sub_fetch(&p->gated, 1, __ATOMIC_SEQ_CST);
-    }
 }
 
 void pool__release_gated(struct pool *p)
@@ -168,7 +165,7 @@ int pool__send_job(struct pool *p, struct worker *w, struct job *j)
 /* The worker broke the protocol (what says how): it is killed, and the job it runs,
  * if any, fails as protocol_violation. A job's code can write to its worker's channel,
  * so this is what a job forging frames gets. */
-static void protocol_violation(struct pool *p, struct worker *w, const char *what)
+void pool__protocol_violation(struct pool *p, struct worker *w, const char *what)
 {
     log_warn("worker %d sent %s; replacing it", (int)w->pid, what);
     struct job *j = pool__take_job(w);
@@ -185,7 +182,7 @@ static void protocol_violation(struct pool *p, struct worker *w, const char *wha
 static void handle_hello(struct pool *p, struct worker *w, const struct frame *f)
 {
     if (w->state != WORKER_STARTING) {
-        protocol_violation(p, w, "a second hello frame");
+        pool__protocol_violation(p, w, "a second hello frame");
         return;
     }
     char *py = dup_field(f, FRAME_TAG_PYTHON_VERSION);
@@ -208,92 +205,6 @@ static void handle_hello(struct pool *p, struct worker *w, const struct frame *f
     p->workers_ready++;
 }
 
-static enum job_error_type error_type_from_name(const char *name)
-{
-    static const enum job_error_type types[] = {JOB_ERR_INVALID_PAYLOAD, JOB_ERR_UNPICKLABLE_RESULT,
-                                                JOB_ERR_UNJSONABLE_RESULT};
-    for (size_t i = 0; name && i < sizeof(types) / sizeof(types[0]); i++)
-        if (strcmp(name, job_error_type_name(types[i])) == 0)
-            return types[i];
-    return JOB_ERR_EXCEPTION;
-}
-
-static void record_outcome(struct pool *p, struct job *j, const struct frame *f)
-{
-    struct frame_field fld;
-    job_error_release(&j->v.error);
-    if (f->type == FRAME_RESULT) {
-        int json = frame_find_field(f, FRAME_TAG_RESULT_JSON, &fld) == 1;
-        if ((json || frame_find_field(f, FRAME_TAG_RESULT, &fld) == 1)) {
-            struct blob *b = blob_new_copy(fld.data, fld.len);
-            if (b) {
-                *(json ? &j->v.result_json : &j->v.result) = b;
-                pool__job_finish(&p->lc, j, JOB_SUCCEEDED);
-                return;
-            }
-        }
-        pool__job_fail(&p->lc, j, JOB_ERR_UNPICKLABLE_RESULT,
-                       strdup("The worker sent no result bytes (or the server ran out of memory "
-                              "storing them)."));
-        return;
-    }
-    char *type = dup_field(f, FRAME_TAG_ERROR_TYPE);
-    enum job_error_type et = error_type_from_name(type);
-    free(type);
-    j->v.error.type = et;
-    j->v.error.exc_type = dup_field(f, FRAME_TAG_EXC_TYPE);
-    j->v.error.traceback = dup_field(f, FRAME_TAG_TRACEBACK);
-    if (frame_find_field(f, FRAME_TAG_EXCEPTION, &fld) == 1)
-        j->v.error.exception = blob_new_copy(fld.data, fld.len);
-    j->v.error.message = dup_field(f, FRAME_TAG_MESSAGE);
-    if (!j->v.error.message)
-        j->v.error.message = strdup(job_error_type_name(et));
-    pool__job_finish(&p->lc, j, JOB_FAILED);
-}
-
-/* Recycling: --max-tasks-per-worker, --worker-max-rss (loky's memory-leak guard,
- * read from /proc rather than psutil), and after a MemoryError under
- * --worker-memory-limit, whose heap may be left fragmented. */
-static int needs_recycling(struct pool *p, struct worker *w, int out_of_memory)
-{
-    const char *why = NULL;
-    long long rss = 0;
-    if (out_of_memory && p->cfg.worker_memory_limit > 0)
-        why = "its job ran out of memory";
-    else if (p->cfg.max_tasks_per_worker && w->jobs_done >= p->cfg.max_tasks_per_worker)
-        why = "it ran --max-tasks-per-worker jobs";
-    else if (p->cfg.worker_max_rss > 0 && (rss = pool__worker_rss(w->pid)) > p->cfg.worker_max_rss)
-        why = "its memory grew past --worker-max-rss";
-    if (why)
-        log_info("recycling worker %d after %u jobs: %s", (int)w->pid, w->jobs_done, why);
-    return why != NULL;
-}
-
-static void handle_outcome(struct pool *p, struct worker *w, const struct frame *f)
-{
-    struct job *j = w->job;
-    if (w->state != WORKER_BUSY || !j) {
-        protocol_violation(p, w, "a result while it ran no job (a duplicate or forged frame)");
-        return;
-    }
-    /* Everything the job printed before replying is in the pipes by now. */
-    pool__output_drain(p, w);
-    struct frame_field fld;
-    int out_of_memory = frame_find_field(f, FRAME_TAG_EXC_TYPE, &fld) == 1 && fld.len == 11 &&
-                        memcmp(fld.data, "MemoryError", 11) == 0;
-    pool__take_job(w);
-    w->state = WORKER_IDLE;
-    w->idle_since_ms = clock_now_ms();
-    pool__idle_begin(w, w->idle_since_ms);
-    w->jobs_done++;
-    record_outcome(p, j, f);
-    /* A worker retired by a shrink finishes its job first, then goes. */
-    if (!w->active)
-        pool__end_worker(p, w, END_RETIRE);
-    else if (needs_recycling(p, w, out_of_memory))
-        pool__end_worker(p, w, END_RECYCLE);
-}
-
 static void handle_frame(struct pool *p, struct worker *w, const struct frame *f)
 {
     switch (f->type) {
@@ -302,22 +213,64 @@ static void handle_frame(struct pool *p, struct worker *w, const struct frame *f
         break;
     case FRAME_RESULT:
     case FRAME_ERROR:
-        handle_outcome(p, w, f);
+        pool__handle_outcome(p, w, f);
         break;
     default: {
         char what[64];
         snprintf(what, sizeof(what), "a frame of unknown type %u", f->type);
-        protocol_violation(p, w, what);
+        pool__protocol_violation(p, w, what);
     }
     }
 }
 
+/* Decodes the whole frames at the head of w->in and hands each on. A frame not complete
+ * yet is looked at as soon as its header is in: one declared larger than the server
+ * accepts ends the worker before a byte more of it is read. Returns the bytes the
+ * buffer needs to hold that frame (0: not known yet), or -1 once the channel is closed. */
+static long decode_frames(struct pool *p, struct worker *w)
+{
+    size_t off = 0;
+    long need = 0;
+    while (w->sock >= 0) {
+        struct frame f;
+        long used = frame_decode(w->in + off, w->in_len - off, p->cfg.max_frame_bytes, &f);
+        if (used == -EAGAIN) {
+            need = f.len ? (long)(FRAME_HEADER_SIZE + f.len) : 0;
+            break;
+        }
+        if (used == -EMSGSIZE) {
+            pool__reply_too_large(p, w, &f);
+            break;
+        }
+        if (used < 0) {
+            char what[96];
+            snprintf(what, sizeof(what), "a malformed frame (%s)", strerror((int)-used));
+            pool__protocol_violation(p, w, what);
+            break;
+        }
+        handle_frame(p, w, &f);
+        off += (size_t)used;
+    }
+    if (w->sock < 0)
+        return -1;
+    if (off) {
+        memmove(w->in, w->in + off, w->in_len - off);
+        w->in_len -= off;
+    }
+    return need;
+}
+
 void pool__read_channel(struct pool *p, struct worker *w)
 {
-    for (;;) {
-        if (w->in_cap - w->in_len < READ_CHUNK) {
-            size_t cap = w->in_cap ? w->in_cap * 2 : 2 * READ_CHUNK;
-            uint8_t *in = realloc(w->in, cap);
+    size_t budget = READ_BUDGET;
+    long need = 0;
+    while (budget) {
+        /* Room for a chunk, or at once for the whole frame whose header is in. */
+        size_t want = w->in_len + READ_CHUNK;
+        if (need > 0 && (size_t)need > want)
+            want = (size_t)need;
+        if (w->in_cap < want) {
+            uint8_t *in = realloc(w->in, want);
             if (!in) {
                 log_error("worker %d: out of memory reading its reply", (int)w->pid);
                 pool__kill_worker(w, SIGKILL);
@@ -325,11 +278,15 @@ void pool__read_channel(struct pool *p, struct worker *w)
                 return;
             }
             w->in = in;
-            w->in_cap = cap;
+            w->in_cap = want;
         }
-        ssize_t n = read(w->sock, w->in + w->in_len, w->in_cap - w->in_len);
+        size_t room = w->in_cap - w->in_len;
+        ssize_t n = read(w->sock, w->in + w->in_len, room < budget ? room : budget);
         if (n > 0) {
             w->in_len += (size_t)n;
+            budget -= (size_t)n;
+            if ((need = decode_frames(p, w)) < 0)
+                return;
             continue;
         }
         if (n < 0 && errno == EINTR)
@@ -339,27 +296,6 @@ void pool__read_channel(struct pool *p, struct worker *w)
         /* EOF or error: the worker is ending; its pidfd will say how. */
         pool__close_channel(p, w);
         return;
-    }
-    size_t off = 0;
-    while (w->sock >= 0) {
-        struct frame f;
-        long used = frame_decode(w->in + off, w->in_len - off, p->cfg.max_frame_bytes, &f);
-        if (used == -EAGAIN)
-            break;
-        if (used < 0) {
-            char what[128];
-            snprintf(what, sizeof(what), "a malformed frame (%s)",
-                     used == -EMSGSIZE ? "declared larger than the server accepts"
-                                       : strerror((int)-used));
-            protocol_violation(p, w, what);
-            return;
-        }
-        handle_frame(p, w, &f);
-        off += (size_t)used;
-    }
-    if (w->sock >= 0 && off) {
-        memmove(w->in, w->in + off, w->in_len - off);
-        w->in_len -= off;
     }
     /* Don't keep a large buffer around after a large result. */
     if (w->in_len == 0 && w->in_cap > 4 * READ_CHUNK) {

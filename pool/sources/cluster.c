@@ -93,6 +93,7 @@ static void on_updated(void *arg, const struct job_view *v)
     struct job *j = find(p, v->id);
     if (j)
         pool__job_mirror_update(&p->lc, j, v);
+    pool__results_memory_enforce(p); /* a final view brings its results */
     pthread_mutex_unlock(&p->lock);
 }
 
@@ -105,6 +106,7 @@ static void on_committed(void *arg, char (*ids)[JOB_ID_LEN + 1], size_t n)
         if (j)
             pool__job_committed(&p->lc, j);
     }
+    pool__results_memory_enforce(p); /* the database answers for these now */
     pthread_mutex_unlock(&p->lock);
 }
 

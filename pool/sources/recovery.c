@@ -3,7 +3,8 @@
  * taken up again through the lifecycle's own transitions: queued ones queued again in
  * their order, running ones (the server went away under them) re-queued if they have
  * retries left and otherwise failed as "interrupted", finished ones kept for the rest
- * of their retention, their age carried over from the wall clock. Nothing is written
+ * of their retention, their age carried over from the wall clock (with
+ * --max-results-memory, their results left in the store until asked for). Nothing is written
  * back while the store is still reading (one connection, one statement): the load
  * only gathers, the transitions come after it. A shared store's jobs are claimed, not
  * recovered.
@@ -22,6 +23,7 @@
 struct loaded {
     struct job **items;
     size_t n, cap;
+    int drop_results; /* --max-results-memory: finished jobs' results stay in the store */
 };
 
 static int load_one(void *arg, struct job_view *v, struct job_spec *spec, uint64_t seq)
@@ -45,6 +47,10 @@ static int load_one(void *arg, struct job_view *v, struct job_spec *spec, uint64
         return -ENOMEM;
     }
     pool__job_adopt(j, v, spec);
+    /* Read back when asked for (pool_jobs.c): the memory they take at start is then
+     * one row's, whatever the store holds. */
+    if (l->drop_results && job_status_is_terminal(j->v.status))
+        pool__job_drop_results(j);
     j->seq = seq;
     l->items[l->n++] = j;
     return 0;
@@ -72,7 +78,7 @@ int pool__recover(struct pool *p)
 {
     if (store_is_shared(p->cfg.store))
         return 0;
-    struct loaded l = {0};
+    struct loaded l = {.drop_results = p->cfg.max_results_memory > 0};
     char err[256];
     int64_t t0 = clock_now_ms();
     int rc = store_load(p->cfg.store, load_one, &l, err, sizeof(err));

@@ -13,9 +13,9 @@ void pool__retention_enforce(struct pool *p, int64_t now)
     int64_t ttl_ms = (int64_t)(p->cfg.result_ttl * 1000.0);
     struct job *j;
     while ((j = pool__done_first(t)) && ttl_ms > 0 && now - j->finished_ms >= ttl_ms)
-        pool__job_forget(&p->lc, j, 1);
+        pool__job_forget(&p->lc, j, JOB_GONE_EXPIRED);
     while ((j = pool__done_first(t)) && p->cfg.max_jobs && pool__table_count(t) > p->cfg.max_jobs)
-        pool__job_forget(&p->lc, j, 1);
+        pool__job_forget(&p->lc, j, JOB_GONE_EXPIRED);
 }
 
 int64_t pool__retention_next_ms(const struct pool *p)

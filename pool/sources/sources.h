@@ -9,8 +9,10 @@
  *   workers.c        starting a worker, ending one (and the job it ran), reaping it:
  *                    crash classification, boot failures and their backoff, a cancel
  *   channel.c        frames on a worker's channel: a job out, hello/result/error in
+ *   outcome.c        a job's reply (result, error) from its worker: the job's end, limits
  *   cluster.c        a shared store's events (claims, commits, fences, reaping)
  *   retention.c      how long finished jobs stay (--result-ttl, --max-jobs)
+ *   results_memory.c how many bytes of their results stay in memory (--max-results-memory)
  *   recovery.c       jobs found in a single-node store at start
  *   wake.c           poking the supervisor's loop from any thread
  *   spawn.c          starting the worker program afresh (posix_spawn)
@@ -35,6 +37,8 @@
 #include "../lifecycle/lifecycle.h"
 #include "pyjobd/pool.h"
 #include "pyjobd/wait_status.h"
+
+struct frame;
 
 enum worker_state {
     WORKER_EMPTY,    /* no process; respawn at respawn_at_ms if the slot is active */
@@ -160,6 +164,9 @@ struct pool {
     /* Workers with a held-back job frame (struct worker.gate); also read, atomically,
      * by the store's thread after a commit (pool__wake_on_commit). */
     unsigned gated;
+    /* --max-results-memory is passed, waiting for a commit before results can leave
+     * memory (results_memory.c); read the same way. */
+    int results_waiting;
 };
 
 /* epoll keys of the supervisor loop: what fired, for which worker slot */
@@ -186,6 +193,7 @@ int pool__signal_worker(const struct worker *w, int sig); /* 0, or -1 with errno
 int pool__worker_freeze(struct worker *w);
 void pool__worker_thaw(struct worker *w);
 void pool__close_channel(struct pool *p, struct worker *w);
+void pool__gate_clear(struct pool *p, struct worker *w); /* its held-back job frame goes */
 void pool__flush_channel(struct pool *p, struct worker *w); /* write what is pending */
 long long pool__worker_rss(pid_t pid);
 long long pool__worker_uid(pid_t pid); /* its real uid, -1 if unknown */
@@ -236,8 +244,19 @@ long long pool__job_uid(struct pool *p, const struct job *j);
 int pool__send_job(struct pool *p, struct worker *w, struct job *j);
 /* Sends the job frames whose "running" the store has committed since (supervisor). */
 void pool__release_gated(struct pool *p);
-void pool__gate_clear(struct pool *p, struct worker *w); /* its frame is dropped */
 void pool__read_channel(struct pool *p, struct worker *w);
+/* The worker broke the protocol (what says how): it is killed, and the job it runs, if
+ * any, fails as protocol_violation. */
+void pool__protocol_violation(struct pool *p, struct worker *w, const char *what);
+
+/* outcome.c */
+/* A FRAME_RESULT or FRAME_ERROR from w: the end of the job it runs (results held to
+ * --max-result-bytes, texts cut), then w goes on, is recycled or retires. */
+void pool__handle_outcome(struct pool *p, struct worker *w, const struct frame *f);
+/* head (type and length only) declares a frame larger than --max-result-bytes plus its
+ * slack: a reply of a busy worker fails its job as result_too_large, anything else is
+ * a protocol violation; the worker is killed either way, nothing more of it read. */
+void pool__reply_too_large(struct pool *p, struct worker *w, const struct frame *head);
 
 /* cluster.c (shared store) */
 int pool__shared(const struct pool *p);
@@ -251,6 +270,12 @@ int pool__elsewhere(const struct pool *p, const struct job *j);
 /* retention.c */
 void pool__retention_enforce(struct pool *p, int64_t now);
 int64_t pool__retention_next_ms(const struct pool *p);
+
+/* results_memory.c */
+/* --max-results-memory: the oldest finished jobs' results leave memory until what the
+ * rest hold is within it (see the file for where they go). */
+void pool__results_memory_enforce(struct pool *p);
+size_t pool__results_memory_bytes(const struct pool *p); /* held by finished jobs now */
 
 /* spawn.c */
 /* posix_spawn of the worker program with argv: chan on fd 3, out and err on 1 and 2,

@@ -17,6 +17,7 @@ void pool__wake(struct pool *p)
 void pool__wake_on_commit(void *pool)
 {
     struct pool *p = pool;
-    if (__atomic_load_n(&p->gated, __ATOMIC_SEQ_CST))
+    if (__atomic_load_n(&p->gated, __ATOMIC_SEQ_CST) ||
+        __atomic_load_n(&p->results_waiting, __ATOMIC_SEQ_CST))
         pool__wake(p);
 }

@@ -107,6 +107,12 @@ int pool__worker_env_init(struct pool *p)
         argv[a++] = "--memory-limit";
         argv[a++] = strdup(limit);
     }
+    if (p->cfg.max_result_bytes > 0) {
+        char limit[32];
+        snprintf(limit, sizeof(limit), "%zu", p->cfg.max_result_bytes);
+        argv[a++] = "--max-result-bytes";
+        argv[a++] = strdup(limit);
+    }
     argv[a] = NULL;
     return 0;
 }
@@ -121,7 +127,7 @@ void pool__worker_env_free(struct pool *p)
     for (int i = 0; p->worker_argv[i] && p->worker_argv[i + 1]; i++) {
         const char *opt = p->worker_argv[i];
         if (strcmp(opt, "--memory-limit") == 0 || strcmp(opt, "--max-procs") == 0 ||
-            strcmp(opt, "--uids") == 0)
+            strcmp(opt, "--uids") == 0 || strcmp(opt, "--max-result-bytes") == 0)
             free(p->worker_argv[++i]); /* and skip it: it is no option */
     }
     p->worker_argv[0] = NULL;
@@ -325,6 +331,15 @@ long long pool__worker_uid(pid_t pid)
     return uid;
 }
 
+/* Its held-back job frame (channel.c) is dropped. */
+void pool__gate_clear(struct pool *p, struct worker *w)
+{
+    if (w->gate) {
+        w->gate = 0;
+        __atomic_sub_fetch(&p->gated, 1, __ATOMIC_SEQ_CST);
+    }
+}
+
 /* The worker's socket is gone (EOF, error, or we killed it): stop watching it. The
  * pidfd stays: the exit status will tell what happened. */
 void pool__close_channel(struct pool *p, struct worker *w)
@@ -340,7 +355,9 @@ void pool__close_channel(struct pool *p, struct worker *w)
     w->out = NULL;
     w->out_len = w->out_off = 0;
     w->epollout = 0;
-    w->in_len = 0;
+    free(w->in); /* a partial reply is worth nothing now */
+    w->in = NULL;
+    w->in_len = w->in_cap = 0;
     if (w->state == WORKER_IDLE || w->state == WORKER_BUSY)
         p->workers_ready--;
     w->state = WORKER_EXITING;

@@ -55,6 +55,11 @@ void store_on_commit(struct store *s, void (*fn)(void *arg), void *arg)
         s->ops->on_commit(s, fn, arg);
 }
 
+int store_read_results(struct store *s, const char *id, struct job_view *v)
+{
+    return s && s->ops->read_results ? s->ops->read_results(s, id, v) : -ENOTSUP;
+}
+
 const char *store_describe(const struct store *s)
 {
     return s->ops->describe(s);

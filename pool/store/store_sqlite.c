@@ -13,8 +13,9 @@
  * STORE_SCHEMA refuses to open, older ones are migrated in order.
  * A new database is created 0600, and SQLite gives its -wal and -shm files the
  * database's mode: the store holds every tenant's payloads and results.
+ * What is read back (load, and results on demand) is in store_sqlite_read.c.
  */
-#include "store_impl.h"
+#include "store_sqlite.h"
 #include "start_log.h"
 #include "pyjobd/clock.h"
 #include "pyjobd/log.h"
@@ -42,43 +43,6 @@ static const char *const schema_v1 =
     " err_type INTEGER, err_message TEXT, err_exc_type TEXT, err_exception BLOB,"
     " err_traceback TEXT, err_exit_code INTEGER, err_signal INTEGER, err_max_rss INTEGER);"
     "CREATE INDEX jobs_seq ON jobs(seq);";
-
-enum op_kind { OP_PUT, OP_DELETE };
-
-struct op {
-    enum op_kind kind;
-    uint64_t ticket;
-    uint64_t seq;
-    struct job_view v;
-    struct job_spec spec;
-    STAILQ_ENTRY(op) link;
-};
-STAILQ_HEAD(op_list, op);
-
-struct sqlite_store {
-    struct store base;
-    sqlite3 *db;
-    sqlite3_stmt *put, *del;
-    char *describe;
-    pthread_t thread;
-    pthread_mutex_t lock;
-    pthread_cond_t work, done;
-    struct op_list queue; /* written in order, all at once by the thread */
-    uint64_t next_ticket, committed, failed_upto;
-    int stopping;
-    void (*on_commit)(void *arg); /* store_on_commit */
-    void *on_commit_arg;
-    /* Starts logged (store_started); the log is emptied once the database committed
-     * starts_ticket, the write of the last one, unless a commit failed since. */
-    struct start_log *starts;
-    uint64_t starts_ticket;
-    int keep_starts;
-};
-
-static struct timespec us_ts(int64_t us)
-{
-    return (struct timespec){.tv_sec = us / 1000000, .tv_nsec = (us % 1000000) * 1000};
-}
 
 static void bind_blob(sqlite3_stmt *st, int i, const struct blob *b)
 {
@@ -312,7 +276,8 @@ struct store *store_open_sqlite(const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "store %s: %s", path, sqlite3_errmsg(s->db));
         goto fail;
     }
-    if (!(s->starts = start_log_open(path, err, errlen)))
+    if (sqls__reader_open(s, path, err, errlen) != 0 ||
+        !(s->starts = start_log_open(path, err, errlen)))
         goto fail;
     /* The last run's starts (replayed by load) stay until the first start of this run
      * is committed: the recovery's own writes come before it. */
@@ -327,6 +292,7 @@ struct store *store_open_sqlite(const char *path, char *err, size_t errlen)
     return &s->base;
 fail:
     start_log_close(s->starts);
+    sqls__reader_close(s); /* zeroed when it never opened: nothing to undo */
     sqlite3_finalize(s->put);
     sqlite3_finalize(s->del);
     sqlite3_close(s->db);
@@ -348,97 +314,13 @@ static void sqlite_close(struct store *base)
     sqlite3_finalize(s->put);
     sqlite3_finalize(s->del);
     sqlite3_close(s->db);
+    sqls__reader_close(s);
     start_log_close(s->starts);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->work);
     pthread_cond_destroy(&s->done);
     free(s->describe);
     free(s);
-}
-
-static struct blob *column_blob(sqlite3_stmt *st, int i)
-{
-    if (sqlite3_column_type(st, i) == SQLITE_NULL)
-        return NULL;
-    const void *d = sqlite3_column_blob(st, i);
-    return blob_new_copy(d, (size_t)sqlite3_column_bytes(st, i));
-}
-
-static char *column_text(sqlite3_stmt *st, int i)
-{
-    const unsigned char *t = sqlite3_column_text(st, i);
-    return t ? strdup((const char *)t) : NULL;
-}
-
-static int sqlite_load(struct store *base, store_load_cb cb, void *arg, char *err, size_t errlen)
-{
-    struct sqlite_store *s = (struct sqlite_store *)base;
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(s->db, "SELECT * FROM jobs ORDER BY seq", -1, &st, NULL) != SQLITE_OK) {
-        snprintf(err, errlen, "%s: %s", s->describe, sqlite3_errmsg(s->db));
-        return -EIO;
-    }
-    struct start_entry *starts = NULL;
-    size_t nstarts = 0;
-    int rc = start_log_read(s->starts, &starts, &nstarts), out = 0;
-    if (rc != 0) {
-        snprintf(err, errlen, "%s: cannot read its start log: %s", s->describe, strerror(-rc));
-        sqlite3_finalize(st);
-        return rc;
-    }
-    while (out == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        struct job_view v;
-        struct job_spec spec;
-        memset(&v, 0, sizeof(v));
-        memset(&spec, 0, sizeof(spec));
-        snprintf(v.id, sizeof(v.id), "%s", (const char *)sqlite3_column_text(st, 0));
-        uint64_t seq = (uint64_t)sqlite3_column_int64(st, 1);
-        snprintf(v.owner, sizeof(v.owner), "%s", (const char *)sqlite3_column_text(st, 2));
-        memcpy(spec.owner, v.owner, sizeof(spec.owner));
-        v.status = (enum job_status)sqlite3_column_int(st, 3);
-        v.created_at = us_ts(sqlite3_column_int64(st, 4));
-        v.started_at = us_ts(sqlite3_column_int64(st, 5));
-        v.finished_at = us_ts(sqlite3_column_int64(st, 6));
-        v.timeout = spec.timeout = sqlite3_column_double(st, 7);
-        v.attempts = (unsigned)sqlite3_column_int(st, 8);
-        v.worker_pid = sqlite3_column_int(st, 9);
-        v.max_retries = spec.max_retries = (unsigned)sqlite3_column_int(st, 10);
-        spec.retry_on_timeout = sqlite3_column_int(st, 11);
-        spec.result_json = sqlite3_column_int(st, 12);
-        v.metadata = column_text(st, 13);
-        spec.metadata = v.metadata ? strdup(v.metadata) : NULL;
-        spec.callable = column_blob(st, 14);
-        spec.args = column_blob(st, 15);
-        spec.kwargs = column_blob(st, 16);
-        spec.json_args = column_blob(st, 17);
-        spec.json_kwargs = column_blob(st, 18);
-        v.result = column_blob(st, 19);
-        v.result_json = column_blob(st, 20);
-        v.error.type = (enum job_error_type)sqlite3_column_int(st, 21);
-        v.error.message = column_text(st, 22);
-        v.error.exc_type = column_text(st, 23);
-        v.error.exception = column_blob(st, 24);
-        v.error.traceback = column_text(st, 25);
-        v.error.exit_code = sqlite3_column_int(st, 26);
-        v.error.signal = sqlite3_column_int(st, 27);
-        v.error.max_rss_bytes = sqlite3_column_int64(st, 28);
-        /* A start the database had not committed yet: the job may have run. */
-        const struct start_entry *e = start_log_find(starts, nstarts, v.id);
-        if (e && v.status == JOB_QUEUED && e->attempts > v.attempts) {
-            v.status = JOB_RUNNING;
-            v.attempts = e->attempts;
-            v.started_at = e->started_at;
-            v.worker_pid = e->worker_pid;
-        }
-        out = cb(arg, &v, &spec, seq);
-    }
-    free(starts);
-    if (out == 0 && rc != SQLITE_DONE) {
-        snprintf(err, errlen, "%s: reading jobs failed: %s", s->describe, sqlite3_errmsg(s->db));
-        out = -EIO;
-    }
-    sqlite3_finalize(st);
-    return out;
 }
 
 static uint64_t enqueue(struct sqlite_store *s, struct op *op)
@@ -537,7 +419,8 @@ static const char *sqlite_describe(const struct store *base)
 /* One node: no shared entries (store.c answers the calls of store_shared.h). */
 static const struct store_ops sqlite_ops = {
     .close = sqlite_close,
-    .load = sqlite_load,
+    .load = sqls__load,
+    .read_results = sqls__read_results,
     .put = sqlite_put,
     .del = sqlite_delete,
     .sync = sqlite_sync,

@@ -352,6 +352,7 @@ void *pool__supervisor_main(void *arg)
             enforce_deadlines(p, now);
             expire_waiters(p, now);
             pool__retention_enforce(p, now);
+            pool__results_memory_enforce(p);
             if (p->draining && !p->cfg.store) {
                 struct job *j;
                 while ((j = pool__queue_first(&p->lc.jobs)))

@@ -81,8 +81,12 @@ int worker_channel_read(int fd, size_t max_payload, PyObject **owner, struct fra
     if ((size_t)n < sizeof(header))
         return -EPROTO;
     size_t payload = channel_le32(header);
-    if (payload > max_payload)
+    if (payload > max_payload) {
+        out->len = (uint32_t)payload; /* what was declared, for the caller's message */
+        out->type = channel_le32(header + 4);
+        out->payload = NULL;
         return -EMSGSIZE;
+    }
 
     PyObject *bytes = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(sizeof(header) + payload));
     if (!bytes) {

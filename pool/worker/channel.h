@@ -16,7 +16,8 @@
  * Reads the next whole frame. Returns 1 with *owner (a new reference to a bytes
  * object holding the frame) and *out (pointing into *owner, valid while *owner
  * lives); 0 on EOF before a frame; -EMSGSIZE when the frame declares a payload
- * larger than max_payload; -EPROTO when the peer closes mid-frame; -ENOMEM; or
+ * larger than max_payload (nothing of it is read; out->len and out->type are what its
+ * header declared); -EPROTO when the peer closes mid-frame; -ENOMEM; or
  * another -errno from read(). Needs the GIL.
  */
 int worker_channel_read(int fd, size_t max_payload, PyObject **owner, struct frame *out);

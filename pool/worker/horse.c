@@ -15,9 +15,11 @@
 #include "horse.h"
 #include "channel.h"
 #include "reaper.h"
+#include "reply.h"
 #include "runner.h"
 #include "sandbox.h"
 #include "worker.h"
+#include "pyjobd/job.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -93,6 +95,35 @@ static _Noreturn void horse_end_as(int status)
     _exit(WIFEXITED(status) ? WEXITSTATUS(status) : WORKER_EXIT_INTERNAL);
 }
 
+/* The reply the job's process declared (declared bytes) is more than max: it is not
+ * read; the worker answers result_too_large itself. A new bytes object (one frame). */
+static PyObject *horse_too_large(const struct worker_py *py, size_t declared, size_t max)
+{
+    char size[JOB_BYTES_TEXT], limit[JOB_BYTES_TEXT], result[JOB_BYTES_TEXT];
+    PyObject *msg = PyUnicode_FromFormat(
+        "The job's process sent its worker a reply of %s (%zu bytes declared), more than the "
+        "server accepts: %s, the result limit of %s (--max-result-bytes) plus 1 MiB for the "
+        "rest of the reply. Nothing of it was read and the job's process was killed. Return "
+        "less (write large outputs to shared storage and return their path), or ask the "
+        "operator to raise the limit; a job's code that writes to its reply channel gets "
+        "this too.",
+        job_bytes_text(declared, size), declared, job_bytes_text(max, limit),
+        job_bytes_text(py->max_result_bytes, result));
+    struct frame_builder b;
+    worker_reply_error(py, &b, "result_too_large", msg, NULL, NULL);
+    Py_XDECREF(msg);
+    uint8_t *buf;
+    size_t len;
+    int rc = frame_builder_finish(&b, &buf, &len);
+    if (rc != 0)
+        horse_fail(WORKER_EXIT_INTERNAL, "cannot build a reply frame", strerror(-rc));
+    PyObject *bytes = PyBytes_FromStringAndSize((const char *)buf, (Py_ssize_t)len);
+    free(buf);
+    if (!bytes)
+        horse_fail(WORKER_EXIT_INTERNAL, "out of memory building a reply", NULL);
+    return bytes;
+}
+
 PyObject *worker_horse_run(struct worker_py *py, PyObject *owner, const struct frame *job,
                            uid_t uid)
 {
@@ -132,9 +163,11 @@ PyObject *worker_horse_run(struct worker_py *py, PyObject *owner, const struct f
 
     PyObject *reply = NULL;
     struct frame f;
-    int rc = worker_channel_read(sv[0], UINT32_MAX, &reply, &f);
+    size_t max = py->max_result_bytes ? py->max_result_bytes + WORKER_REPLY_SLACK : UINT32_MAX;
+    int rc = worker_channel_read(sv[0], max, &reply, &f);
     close(sv[0]);
-    if (rc == 1 && (f.type == FRAME_RESULT || f.type == FRAME_ERROR)) {
+    int too_large = rc == -EMSGSIZE;
+    if ((rc == 1 && (f.type == FRAME_RESULT || f.type == FRAME_ERROR)) || too_large) {
         /* The horse first, waited for at once (it cannot ignore SIGKILL): what it
          * started, if anything, then comes to us and goes the reaper's slower way. */
         kill(pid, SIGKILL);
@@ -145,7 +178,7 @@ PyObject *worker_horse_run(struct worker_py *py, PyObject *owner, const struct f
                        "processes the job started did not die within 1 s of SIGKILL", NULL);
         if (dumpable == 1)
             prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
-        return reply;
+        return too_large ? horse_too_large(py, f.len, max) : reply;
     }
     Py_XDECREF(reply);
     int status = rc == 1 ? -1 : horse_wait(pid);

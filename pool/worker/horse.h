@@ -15,7 +15,9 @@
  * Runs `job` (read into `owner`, not yet unpickled: the worker itself never runs a
  * job's code) in a forked child and returns the reply frame it sent (a new bytes
  * object holding one whole FRAME_RESULT or FRAME_ERROR) once the child and every
- * process it started are dead. When the child gives no such reply it does not
+ * process it started are dead; a reply declared longer than py->max_result_bytes +
+ * WORKER_REPLY_SLACK is not read, and the worker's own result_too_large reply is
+ * returned instead (the child killed all the same). When the child gives no reply it does not
  * return: the worker ends as the child did (the same exit code or signal), or with
  * WORKER_EXIT_PROTOCOL and a line on stderr when the child replied with something
  * else or closed its pipe and went on running. uid (not 0): the horse becomes it

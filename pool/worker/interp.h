@@ -20,6 +20,7 @@ struct worker_py {
     char cloudpickle_version[64];
     pid_t pid; /* the worker's own pid, to recognise a child forked by a job */
     unsigned long long memory_limit; /* --memory-limit in bytes, 0 when none (set by main) */
+    size_t max_result_bytes;         /* --max-result-bytes, 0 when none (set by main) */
     /* With a memory limit: address space held back (WORKER_OOM_RESERVE bytes, never
      * touched) and given up when a job raises MemoryError, so that its reply can
      * still be built. NULL while given up. Managed by main and runner.c. */

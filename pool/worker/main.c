@@ -210,6 +210,7 @@ int main(int argc, char **argv)
     struct worker_py py;
     if (worker_interp_start(&py, argc > 0 && argv[0] ? argv[0] : "pyjobd-worker") != 0)
         exit(WORKER_EXIT_BOOT_FAILED);
+    py.max_result_bytes = opts.max_result_bytes; /* the zygote's forks inherit it */
     if (opts.zygote)
         worker_zygote_serve(&py, argc, argv); /* returns in each worker it forks */
     /* In each worker, forked or not: what --init opens (connections, threads) is its own. */

@@ -1,7 +1,8 @@
 /*
  * options.c — pyjobd-worker's command line: --init module:function,
- * --memory-limit BYTES, --max-procs N and --user NAME|UID, each as "--opt VALUE" or "--opt=VALUE",
- * at most once, and the flag --zygote.
+ * --memory-limit BYTES, --max-procs N, --max-result-bytes BYTES, --uids FIRST-LAST and
+ * --user NAME|UID, each as "--opt VALUE" or "--opt=VALUE", at most once, and the flag
+ * --zygote.
  * Anything else is a boot failure: the supervisor builds this argv itself, so
  * an unknown option means the server and the worker do not match.
  */
@@ -101,6 +102,10 @@ void worker_options_parse(int argc, char **argv, struct worker_options *o)
             if (o->max_procs)
                 options_fail("%s given more than once", "--max-procs");
             o->max_procs = options_parse_count("--max-procs", "processes", v);
+        } else if ((v = options_value("--max-result-bytes", argc, argv, &i)) != NULL) {
+            if (o->max_result_bytes)
+                options_fail("%s given more than once", "--max-result-bytes");
+            o->max_result_bytes = (size_t)options_parse_count("--max-result-bytes", "bytes", v);
         } else if ((v = options_value("--user", argc, argv, &i)) != NULL) {
             if (o->user)
                 options_fail("%s given more than once", "--user");
@@ -121,8 +126,8 @@ void worker_options_parse(int argc, char **argv, struct worker_options *o)
             o->zygote = 1;
         } else if (argv[i][0] == '-') {
             options_fail("unknown option '%s' (known: --init module:function, "
-                         "--memory-limit BYTES, --max-procs N, --user NAME|UID, --uids FIRST-LAST, "
-                         "--zygote)",
+                         "--memory-limit BYTES, --max-procs N, --max-result-bytes BYTES, "
+                         "--user NAME|UID, --uids FIRST-LAST, --zygote)",
                          argv[i]);
         } else {
             options_fail("unexpected argument '%s' (pyjobd-worker takes only options)", argv[i]);

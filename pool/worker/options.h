@@ -5,15 +5,17 @@
 #ifndef PYJOBD_WORKER_OPTIONS_H
 #define PYJOBD_WORKER_OPTIONS_H
 
+#include <stddef.h>
 #include <sys/resource.h>
 
 struct worker_options {
-    const char *init;      /* --init module:function, NULL when not given */
-    rlim_t memory_limit;   /* --memory-limit BYTES, 0 when not given */
-    const char *limit_arg; /* the BYTES text as given, for messages */
-    const char *user;      /* --user NAME|UID, NULL when not given */
-    rlim_t max_procs;      /* --max-procs N: RLIMIT_NPROC, 0 when not given */
-    int zygote;            /* --zygote: fork workers on request instead of running jobs */
+    const char *init;        /* --init module:function, NULL when not given */
+    rlim_t memory_limit;     /* --memory-limit BYTES, 0 when not given */
+    const char *limit_arg;   /* the BYTES text as given, for messages */
+    const char *user;        /* --user NAME|UID, NULL when not given */
+    rlim_t max_procs;        /* --max-procs N: RLIMIT_NPROC, 0 when not given */
+    int zygote;              /* --zygote: fork workers on request instead of running jobs */
+    size_t max_result_bytes; /* --max-result-bytes BYTES: larger results are refused, 0: any */
     /* --uids FIRST-LAST: jobs run as the uid their frame names, within the range; the
      * worker stays root until then. 0-0 when not given. */
     unsigned long uid_first, uid_last;

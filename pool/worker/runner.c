@@ -1,6 +1,6 @@
 /*
- * runner.c — runs one job: unpickle the callable and its arguments, call it,
- * pickle what came out, and describe it in exactly one reply frame.
+ * runner.c — runs one job: unpickle the callable and its arguments, call it, and
+ * hand what came out to reply.c, which describes it in exactly one reply frame.
  *
  * Nothing the job does may end the worker: every exception, SystemExit and
  * KeyboardInterrupt included, becomes a FRAME_ERROR. Every reference taken here
@@ -13,11 +13,11 @@
 #include "runner.h"
 #include "interp.h"
 #include "pyexc.h"
+#include "reply.h"
 
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 /* The unpickled call; each reference is owned, NULL until loaded. */
@@ -43,65 +43,12 @@ static const struct {
 };
 #define RUNNER_NPARTS (sizeof(runner_parts) / sizeof(runner_parts[0]))
 
-/* Appends str as UTF-8, escaping lone surrogates (so any str can be sent), or
- * `fallback` when str is NULL or cannot be encoded. */
-static void runner_add_text(struct frame_builder *b, uint32_t tag, PyObject *str,
-                            const char *fallback)
-{
-    PyObject *utf8 = str ? PyUnicode_AsEncodedString(str, "utf-8", "backslashreplace") : NULL;
-    if (utf8) {
-        frame_builder_add(b, tag, PyBytes_AS_STRING(utf8), (size_t)PyBytes_GET_SIZE(utf8));
-        Py_DECREF(utf8);
-    } else {
-        PyErr_Clear();
-        frame_builder_add_str(b, tag, fallback);
-    }
-}
-
-/* "".join(traceback.format_exception(exc)); a new reference or NULL. */
-static PyObject *runner_traceback(const struct worker_py *py, PyObject *exc)
-{
-    PyObject *lines = PyObject_CallOneArg(py->format_exception, exc);
-    PyObject *empty = lines ? PyUnicode_FromStringAndSize("", 0) : NULL;
-    PyObject *text = empty ? PyUnicode_Join(empty, lines) : NULL;
-    Py_XDECREF(empty);
-    Py_XDECREF(lines);
-    PyErr_Clear();
-    return text;
-}
-
-/*
- * Starts a FRAME_ERROR. exc (may be NULL) supplies EXC_TYPE and TRACEBACK,
- * exc_pickle (may be NULL) EXCEPTION. Borrows everything.
- */
-static void runner_reply_error(const struct worker_py *py, struct frame_builder *b,
-                               const char *error_type, PyObject *message, PyObject *exc,
-                               PyObject *exc_pickle)
-{
-    frame_builder_init(b, FRAME_ERROR);
-    frame_builder_add_str(b, FRAME_TAG_ERROR_TYPE, error_type);
-    runner_add_text(b, FRAME_TAG_MESSAGE, message,
-                    "the job failed (its message could not be built)");
-    if (exc) {
-        PyObject *name = worker_exc_type_name(Py_TYPE(exc));
-        runner_add_text(b, FRAME_TAG_EXC_TYPE, name, Py_TYPE(exc)->tp_name);
-        Py_XDECREF(name);
-        PyObject *tb = runner_traceback(py, exc);
-        runner_add_text(b, FRAME_TAG_TRACEBACK, tb, "(the traceback could not be formatted)\n");
-        Py_XDECREF(tb);
-    }
-    if (exc_pickle)
-        frame_builder_add(b, FRAME_TAG_EXCEPTION, PyBytes_AS_STRING(exc_pickle),
-                          (size_t)PyBytes_GET_SIZE(exc_pickle));
-    PyErr_Clear();
-}
-
 /* invalid_payload without an exception; steals message (may be NULL). */
 static void runner_reply_invalid(const struct worker_py *py, struct frame_builder *b,
                                  PyObject *message)
 {
     PyErr_Clear();
-    runner_reply_error(py, b, "invalid_payload", message, NULL, NULL);
+    worker_reply_error(py, b, "invalid_payload", message, NULL, NULL);
     Py_XDECREF(message);
 }
 
@@ -124,7 +71,7 @@ static void runner_reply_unpickle_failed(const struct worker_py *py, struct fram
                                    runner_parts[i].json ? "decode" : "unpickle",
                                    runner_parts[i].what, line);
     PyErr_Clear();
-    runner_reply_error(py, b, "invalid_payload", msg, exc, NULL);
+    worker_reply_error(py, b, "invalid_payload", msg, exc, NULL);
     Py_XDECREF(msg);
     Py_XDECREF(line);
     Py_XDECREF(exc);
@@ -277,147 +224,6 @@ static int runner_prepare(const struct worker_py *py, PyObject *owner,
     return 0;
 }
 
-/*
- * Pickles exc for the client, checking that it also unpickles: an exception
- * class whose __init__ takes other arguments than its args would otherwise blow
- * up in the client's Future.result(). Returns the pickle, or NULL and *note (a
- * new str, or NULL) saying why not.
- */
-static PyObject *runner_pickle_exception(const struct worker_py *py, PyObject *exc, PyObject **note)
-{
-    const char *failed = "could not be pickled";
-    PyObject *data = PyObject_CallOneArg(py->dumps, exc);
-    if (data && PyBytes_Check(data)) {
-        PyObject *back = PyObject_CallOneArg(py->loads, data);
-        if (back) {
-            Py_DECREF(back);
-            return data;
-        }
-        failed = "could not be unpickled";
-    }
-    Py_XDECREF(data);
-    PyObject *why = worker_exc_take();
-    PyObject *line = why ? worker_exc_line(why) : NULL;
-    *note = line ? PyUnicode_FromFormat("the exception object %s, so only its text and "
-                                        "traceback are returned: %U",
-                                        failed, line)
-                 : PyUnicode_FromFormat("the exception object %s", failed);
-    Py_XDECREF(line);
-    Py_XDECREF(why);
-    PyErr_Clear();
-    return NULL;
-}
-
-/*
- * Frees the locals of the frames a MemoryError's traceback holds (frame.clear(),
- * as traceback.clear_frames does), for it and the exceptions chained to it: a job
- * that ran out of memory by growing a local list still owns all of it through
- * the traceback, and building the reply would then fail for want of memory too.
- * The traceback text needs only the code and line numbers, which stay.
- */
-static void runner_release_frames(PyObject *exc)
-{
-    for (int depth = 0; exc && depth < 100; depth++) {
-        PyObject *tb = PyException_GetTraceback(exc);
-        while (tb && tb != Py_None) {
-            PyObject *frame = PyObject_GetAttrString(tb, "tb_frame");
-            PyObject *r = frame ? PyObject_CallMethod(frame, "clear", NULL) : NULL;
-            Py_XDECREF(r);
-            Py_XDECREF(frame);
-            PyErr_Clear(); /* a frame still running (another thread's) stays */
-            Py_SETREF(tb, PyObject_GetAttrString(tb, "tb_next"));
-        }
-        Py_XDECREF(tb);
-        PyErr_Clear();
-        PyObject *next = PyException_GetCause(exc);
-        if (!next)
-            next = PyException_GetContext(exc);
-        Py_XDECREF(next); /* still referenced by exc */
-        exc = next;
-    }
-}
-
-/* The call raised: an "exception" reply. */
-static void runner_reply_exception(struct worker_py *py, struct frame_builder *b)
-{
-    PyObject *exc = worker_exc_take();
-    if (!exc) {
-        /* Only a broken C extension returns NULL without an exception. */
-        PyObject *msg = PyUnicode_FromString("the callable failed without raising an exception");
-        runner_reply_error(py, b, "exception", msg, NULL, NULL);
-        Py_XDECREF(msg);
-        return;
-    }
-    int oom = PyErr_GivenExceptionMatches(exc, PyExc_MemoryError);
-    if (oom && py->oom_reserve) {
-        munmap(py->oom_reserve, WORKER_OOM_RESERVE);
-        py->oom_reserve = NULL;
-    }
-    if (oom)
-        runner_release_frames(exc);
-    PyObject *note = NULL;
-    PyObject *pickle = runner_pickle_exception(py, exc, &note);
-    PyObject *line = worker_exc_line(exc);
-    if (line && oom && py->memory_limit)
-        Py_SETREF(line, PyUnicode_FromFormat("%U (this worker's memory limit is %llu bytes: "
-                                             "--worker-memory-limit)",
-                                             line, py->memory_limit));
-    PyObject *msg = line && note ? PyUnicode_FromFormat("%U (%U)", line, note) : Py_XNewRef(line);
-    PyErr_Clear();
-    runner_reply_error(py, b, "exception", msg, exc, pickle);
-    Py_XDECREF(msg);
-    Py_XDECREF(line);
-    Py_XDECREF(note);
-    Py_XDECREF(pickle);
-    Py_DECREF(exc);
-}
-
-/*
- * The call returned: a FRAME_RESULT carrying RESULT (a pickle) or, when json is
- * set, RESULT_JSON (ASCII JSON text); unpicklable_result or unjsonable_result
- * when the value cannot be encoded.
- */
-static void runner_reply_result(const struct worker_py *py, struct frame_builder *b,
-                                PyObject *result, int json)
-{
-    PyObject *data;
-    if (json) {
-        PyObject *text = PyObject_CallOneArg(py->json_encode, result);
-        data = text ? PyUnicode_AsUTF8String(text) : NULL;
-        Py_XDECREF(text);
-    } else {
-        data = PyObject_CallOneArg(py->dumps, result);
-    }
-    if (data && PyBytes_Check(data) &&
-        (size_t)PyBytes_GET_SIZE(data) <= UINT32_MAX - FRAME_FIELD_HEADER_SIZE) {
-        frame_builder_init(b, FRAME_RESULT);
-        frame_builder_add(b, json ? FRAME_TAG_RESULT_JSON : FRAME_TAG_RESULT,
-                          PyBytes_AS_STRING(data), (size_t)PyBytes_GET_SIZE(data));
-        Py_DECREF(data);
-        return;
-    }
-    const char *failed = json ? "is not JSON-encodable" : "could not be pickled";
-    PyObject *exc = worker_exc_take();
-    PyObject *line = exc ? worker_exc_line(exc) : NULL;
-    PyObject *type = worker_exc_type_name(Py_TYPE(result));
-    PyObject *msg = NULL;
-    if (type && line)
-        msg = PyUnicode_FromFormat("the return value of type %U %s: %U", type, failed, line);
-    else if (type && data && PyBytes_Check(data))
-        msg = PyUnicode_FromFormat("the return value of type %U encoded to %zd bytes, more than "
-                                   "a frame can carry (4 GiB)",
-                                   type, PyBytes_GET_SIZE(data));
-    else if (type)
-        msg = PyUnicode_FromFormat("the return value of type %U %s", type, failed);
-    PyErr_Clear();
-    runner_reply_error(py, b, json ? "unjsonable_result" : "unpicklable_result", msg, exc, NULL);
-    Py_XDECREF(msg);
-    Py_XDECREF(type);
-    Py_XDECREF(line);
-    Py_XDECREF(exc);
-    Py_XDECREF(data);
-}
-
 /* A process forked by the job has come back here; end it as a script would end. */
 static void runner_exit_forked_child(PyObject *result)
 {
@@ -485,9 +291,9 @@ int worker_runner_run(struct worker_py *py, PyObject *owner, const struct frame 
         if (getpid() != py->pid)
             runner_exit_forked_child(result);
         if (result)
-            runner_reply_result(py, reply, result, json);
+            worker_reply_result(py, reply, result, json);
         else
-            runner_reply_exception(py, reply);
+            worker_reply_exception(py, reply);
         Py_XDECREF(result);
     }
     for (int s = 0; s < 3; s++)

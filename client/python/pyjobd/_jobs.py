@@ -90,7 +90,7 @@ def job_exception(job):
         return InvalidPayloadError(
             f"job {jid}: the worker could not unpickle the callable or its arguments: "
             f"{message or 'invalid payload'}\n{PICKLE_BY_VALUE_HINT}", job)
-    if kind in ("unpicklable_result", "unjsonable_result"):
+    if kind in ("unpicklable_result", "unjsonable_result", "result_too_large"):
         return ResultError(f"job {jid}: {message or kind}", job)
     if kind == "interrupted":
         return JobInterruptedError(f"job {jid} was interrupted: {message or 'the server stopped'}", job)

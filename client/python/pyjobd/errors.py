@@ -73,8 +73,9 @@ class InvalidPayloadError(JobError):
 
 
 class ResultError(JobError):
-    """The job ran but its result could not be sent back (unpicklable result, or not
-    JSON-encodable with result_format='json'), or could not be decoded here."""
+    """The job ran but its result could not be sent back (unpicklable result, not
+    JSON-encodable with result_format='json', or larger than the server's
+    --max-result-bytes), or could not be decoded here."""
 
 
 class JobInterruptedError(JobError):

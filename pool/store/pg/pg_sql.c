@@ -318,8 +318,8 @@ int pg_row_view(const PGresult *r, int row, int with_results, struct job_view *v
     v->worker_pid = (pid_t)get_int(r, row, 9);
     v->max_retries = (unsigned)get_int(r, row, 10);
     int64_t et = get_int(r, row, 12);
-    v->error.type = et >= JOB_ERR_NONE && et <= JOB_ERR_PROTOCOL_VIOLATION ? (enum job_error_type)et
-                                                                           : JOB_ERR_EXCEPTION;
+    v->error.type =
+        et >= JOB_ERR_NONE && et <= JOB_ERR_MAX ? (enum job_error_type)et : JOB_ERR_EXCEPTION;
     v->error.exit_code = (int)get_int(r, row, 15);
     v->error.signal = (int)get_int(r, row, 16);
     v->error.max_rss_bytes = get_int(r, row, 17);

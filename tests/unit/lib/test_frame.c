@@ -87,6 +87,26 @@ static void frame_decode__oversize__rejected_from_header_alone(void **state)
     assert_int_equal(frame_decode(hdr, sizeof(hdr), 0x100001, &f), -EAGAIN);
 }
 
+static void frame_decode__whole_header__says_what_it_declares(void **state)
+{
+    (void)state;
+    /* ~4 GiB declared: refused, and the caller learns the size and type to report. */
+    uint8_t hdr[FRAME_HEADER_SIZE] = {0xf0, 0xff, 0xff, 0xff, FRAME_RESULT, 0, 0, 0};
+    struct frame f;
+    assert_int_equal(frame_decode(hdr, sizeof(hdr), 64u << 20, &f), -EMSGSIZE);
+    assert_int_equal(f.len, 0xfffffff0u);
+    assert_int_equal(f.type, FRAME_RESULT);
+    assert_null(f.payload);
+    /* Within the limit but incomplete: the length sizes the caller's buffer. */
+    assert_int_equal(frame_decode(hdr, sizeof(hdr), UINT32_MAX, &f), -EAGAIN);
+    assert_int_equal(f.len, 0xfffffff0u);
+    assert_null(f.payload);
+    /* Less than a header: nothing is known yet. */
+    assert_int_equal(frame_decode(hdr, 5, UINT32_MAX, &f), -EAGAIN);
+    assert_int_equal(f.len, 0);
+    assert_int_equal(f.type, 0);
+}
+
 static void frame_next_field__field_past_end__eproto(void **state)
 {
     (void)state;
@@ -150,6 +170,7 @@ int main(void)
         cmocka_unit_test(frame_decode__every_partial_prefix__returns_again),
         cmocka_unit_test(frame_decode__two_frames_back_to_back__decodes_one_at_a_time),
         cmocka_unit_test(frame_decode__oversize__rejected_from_header_alone),
+        cmocka_unit_test(frame_decode__whole_header__says_what_it_declares),
         cmocka_unit_test(frame_next_field__field_past_end__eproto),
         cmocka_unit_test(frame_builder__empty_payload__valid_frame),
         cmocka_unit_test(frame_builder__large_field__grows),

@@ -4,8 +4,9 @@
  * PostgreSQL: claimed jobs run and their writes reach the store; waiters fire once
  * the store says the end is committed; a fenced or reaped job's worker is stopped
  * and its record dropped, so reads go to the store; idle workers make the pool ask
- * for jobs; a relayed cancel and a watched job of another node. Also what store.c
- * answers for a single-node store.
+ * for jobs; a relayed cancel and a watched job of another node; --max-results-memory
+ * drops results only once the database has them. Also what store.c answers for a
+ * single-node store.
  *
  * Everything goes through the public pool API (pyjobd/pool.h); the fake plays the
  * database and its events.
@@ -356,6 +357,49 @@ static void store__single_node__shared_calls_answer_for_one_node(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+static size_t results_memory(struct pool *p)
+{
+    struct pool_stats st;
+    assert_int_equal(pool_get_stats(p, &st), 0);
+    size_t n = st.results_memory_bytes;
+    pool_stats_release(&st);
+    return n;
+}
+
+/* --max-results-memory on a shared store: a finished job's results leave this node's
+ * memory only once the database has its end (it answers for the job from then on);
+ * reads still get them, from the database. */
+static void cluster__results_memory__dropped_once_committed_read_from_store(void **state)
+{
+    (void)state;
+    struct store *s = fake_store_new();
+    struct pool_config cfg = {.workers = 1, .store = s, .max_results_memory = 1u << 20};
+    struct pool *p = start_pool_cfg(&cfg);
+    char ids[5][JOB_ID_LEN + 1];
+    for (int i = 0; i < 5; i++) {
+        struct job_view v;
+        claim(s, "lambda: b'r' * 300000", NULL, ids[i]);
+        assert_int_equal(fake_store_wait_put(s, ids[i], JOB_SUCCEEDED, LONG_MS, &v), 0);
+        job_view_release(&v);
+    }
+    usleep(100000);
+    assert_true(results_memory(p) > 5 * 300000); /* not the database's yet: all kept */
+    for (int i = 0; i < 5; i++)
+        fake_store_commit(s, ids[i]);
+    assert_true(results_memory(p) <= 1u << 20);
+    assert_true(results_memory(p) >= 3 * 300000); /* the newest stay */
+    for (int i = 0; i < 5; i++) {
+        struct job_view v;
+        assert_int_equal(pool_job_get(p, ids[i], &v), 0);
+        assert_int_equal(v.status, JOB_SUCCEEDED);
+        assert_non_null(v.result);
+        assert_true(blob_len(v.result) > 300000);
+        job_view_release(&v);
+    }
+    pool_free(p);
+    store_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -367,6 +411,7 @@ int main(void)
         cmocka_unit_test(cluster__idle_workers__want_asked),
         cmocka_unit_test(cluster__relayed_cancel__queued_job_cancelled),
         cmocka_unit_test(cluster__job_of_another_node__waiter_fires_on_update),
+        cmocka_unit_test(cluster__results_memory__dropped_once_committed_read_from_store),
         cmocka_unit_test(store__single_node__shared_calls_answer_for_one_node),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

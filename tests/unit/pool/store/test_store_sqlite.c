@@ -1,7 +1,8 @@
 /*
  * test_store_sqlite.c — the SQLite store against a temporary file: records survive a close
  * and reopen with every field intact, deletes stick, writes come back in seq order,
- * a newer schema and a damaged file are refused with a message naming the file.
+ * one job's results are read back byte for byte from any thread, a newer schema and a
+ * damaged file are refused with a message naming the file.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,6 +11,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -227,6 +229,104 @@ static void store__start_logged_not_committed__row_running_on_load(void **state)
     store_close(s);
 }
 
+struct reader {
+    struct store *s;
+    const char *id;
+    const struct blob *want;
+    int reads;
+};
+
+/* Reads the results of one job over and over while the writer thread commits others. */
+static void *read_loop(void *arg)
+{
+    struct reader *r = arg;
+    for (int i = 0; i < 20; i++) {
+        struct job_view v;
+        memset(&v, 0, sizeof(v));
+        /* Counted, not asserted: cmocka's asserts belong to the main thread. */
+        if (store_read_results(r->s, r->id, &v) == 0 && v.result && !v.result_json &&
+            blob_len(v.result) == blob_len(r->want) &&
+            memcmp(blob_data(v.result), blob_data(r->want), blob_len(r->want)) == 0)
+            r->reads++;
+        job_view_release(&v);
+    }
+    return NULL;
+}
+
+/* Results that left the pool's memory come back from the row byte for byte: a pickle,
+ * JSON, an exception pickle; from other threads while the writer commits; an unknown or
+ * deleted id is -ENOENT and leaves the view as it was. */
+static void store__read_results__byte_identical_from_any_thread(void **state)
+{
+    (void)state;
+    char err[256];
+    struct store *s = store_open_sqlite(path, err, sizeof(err));
+    assert_non_null(s);
+    struct job_view v[3];
+    struct job_spec spec;
+    make_job(&v[0], &spec, 0, JOB_SUCCEEDED);
+    job_spec_release(&spec);
+    blob_unref(v[0].result);
+    size_t big = (3u << 20) + 11;
+    v[0].result = blob_new(big);
+    for (size_t i = 0; i < big; i++)
+        blob_mutable_data(v[0].result)[i] = (uint8_t)(i * 2654435761u >> 13);
+    make_job(&v[1], &spec, 1, JOB_SUCCEEDED);
+    job_spec_release(&spec);
+    blob_unref(v[1].result);
+    v[1].result = NULL;
+    const char *json = "{\"a\": [1, 2.5, \"\\u00e9\"]}";
+    v[1].result_json = blob_new_copy(json, strlen(json));
+    make_job(&v[2], &spec, 2, JOB_FAILED);
+    job_spec_release(&spec);
+    v[2].error.type = JOB_ERR_EXCEPTION;
+    v[2].error.exception = blob_new_copy("\x80\x05\x00exc", 6);
+    uint64_t t = 0;
+    for (int i = 0; i < 3; i++)
+        t = store_put(s, &v[i], &spec, (uint64_t)i + 1, 0);
+    assert_int_equal(store_sync(s, t), 0);
+
+    struct reader r = {.s = s, .id = v[0].id, .want = v[0].result};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, read_loop, &r), 0);
+    for (int i = 0; i < 200; i++) { /* the writer busy meanwhile, with other rows */
+        struct job_view w;
+        make_job(&w, &spec, 10 + i % 7, JOB_QUEUED);
+        t = store_put(s, &w, &spec, (uint64_t)(10 + i), 0);
+        job_view_release(&w);
+        job_spec_release(&spec);
+    }
+    pthread_join(th, NULL);
+    assert_int_equal(r.reads, 20);
+    assert_int_equal(store_sync(s, t), 0);
+
+    struct job_view got;
+    memset(&got, 0, sizeof(got));
+    assert_int_equal(store_read_results(s, v[1].id, &got), 0);
+    assert_null(got.result);
+    assert_int_equal(blob_len(got.result_json), strlen(json));
+    assert_memory_equal(blob_data(got.result_json), json, strlen(json));
+    job_view_release(&got);
+    assert_int_equal(store_read_results(s, v[2].id, &got), 0);
+    assert_int_equal(blob_len(got.error.exception), 6);
+    assert_memory_equal(blob_data(got.error.exception), "\x80\x05\x00exc", 6);
+    assert_null(got.result);
+    job_view_release(&got);
+
+    /* Unknown, then deleted: -ENOENT, the view untouched. */
+    struct blob *mine = blob_new_copy("mine", 4);
+    got.result = mine;
+    assert_int_equal(store_read_results(s, "0123456789abcdef0123456789abcdef", &got), -ENOENT);
+    assert_ptr_equal(got.result, mine);
+    assert_int_equal(store_sync(s, store_delete(s, v[0].id)), 0);
+    assert_int_equal(store_read_results(s, v[0].id, &got), -ENOENT);
+    assert_ptr_equal(got.result, mine);
+    job_view_release(&got);
+    for (int i = 0; i < 3; i++)
+        job_view_release(&v[i]);
+    store_close(s);
+}
+
 static void store__newer_schema__refused(void **state)
 {
     (void)state;
@@ -258,6 +358,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(store__put_delete_reopen__records_intact, setup, teardown),
         cmocka_unit_test_setup_teardown(store__start_logged_not_committed__row_running_on_load,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(store__read_results__byte_identical_from_any_thread, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(store__newer_schema__refused, setup, teardown),
         cmocka_unit_test_setup_teardown(store__garbage_file__refused_naming_it, setup, teardown),
     };

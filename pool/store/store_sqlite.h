@@ -1,0 +1,73 @@
+/*
+ * store_sqlite.h — the SQLite store's own structure, shared by its two files:
+ *
+ *   store_sqlite.c       opening (schema, migrations), the writer thread and its
+ *                        group commits, the store's function table
+ *   store_sqlite_read.c  what is read back: every row at start (load), and one finished
+ *                        job's results on demand, on a connection of its own
+ *
+ * The writer's connection (db) is used by the writer thread alone once the store is
+ * open (and by load, before anything is written). The reader's connection (rdb) is
+ * used under rlock by any thread: SQLite connections are not to be shared by threads
+ * at once (they are opened SQLITE_OPEN_NOMUTEX), and in WAL mode a reader sees the
+ * last commit without ever blocking the writer or being blocked by it.
+ */
+#ifndef PYJOBD_STORE_SQLITE_H
+#define PYJOBD_STORE_SQLITE_H
+
+#include "store_impl.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+enum op_kind { OP_PUT, OP_DELETE };
+
+struct op {
+    enum op_kind kind;
+    uint64_t ticket;
+    uint64_t seq;
+    struct job_view v;
+    struct job_spec spec;
+    STAILQ_ENTRY(op) link;
+};
+STAILQ_HEAD(op_list, op);
+
+struct sqlite_store {
+    struct store base;
+    sqlite3 *db;
+    sqlite3_stmt *put, *del;
+    char *describe;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t work, done;
+    struct op_list queue; /* written in order, all at once by the thread */
+    uint64_t next_ticket, committed, failed_upto;
+    int stopping;
+    void (*on_commit)(void *arg); /* store_on_commit */
+    void *on_commit_arg;
+    /* Starts logged (store_started); the log is emptied once the database committed
+     * starts_ticket, the write of the last one, unless a commit failed since. */
+    struct start_log *starts;
+    uint64_t starts_ticket;
+    int keep_starts;
+    /* The reader (store_sqlite_read.c): its connection and statement, under rlock. */
+    pthread_mutex_t rlock;
+    sqlite3 *rdb;
+    sqlite3_stmt *sizes;
+};
+
+/* store_load: every row, oldest first, through cb (on the writer's connection, before
+ * the first write). */
+int sqls__load(struct store *base, store_load_cb cb, void *arg, char *err, size_t errlen);
+
+/* Opens the reader's connection on path (the database exists and is migrated): 0, or
+ * -1 with a message in err. Closing accepts a store whose reader never opened. */
+int sqls__reader_open(struct sqlite_store *s, const char *path, char *err, size_t errlen);
+void sqls__reader_close(struct sqlite_store *s);
+
+/* store_read_results, on the reader's connection (any thread). */
+int sqls__read_results(struct store *base, const char *id, struct job_view *v);
+
+#endif
