@@ -80,11 +80,6 @@ static json_t *json_text_n(const char *text, size_t len)
     return j ? j : json_null();
 }
 
-static json_t *json_text(const struct blob *b)
-{
-    return json_text_n((const char *)blob_data(b), blob_len(b));
-}
-
 static json_t *string_or_null(const char *s)
 {
     if (!s)
@@ -118,25 +113,26 @@ static json_t *error_to_json(const struct job_error *e)
         "max_rss_bytes", e->max_rss_bytes < 0 ? json_null() : json_integer(e->max_rss_bytes));
 }
 
-json_t *api__job_to_json(const struct job_view *v)
+/* The keys before the result ... */
+static json_t *head_of(const struct job_view *v)
 {
     json_t *obj = json_pack(
-        "{s:s, s:s, s:o, s:o, s:o, s:o, s:I, s:o}", "id", v->id, "status",
+        "{s:s, s:s, s:o, s:o, s:o, s:o, s:I, s:o, s:I}", "id", v->id, "status",
         job_status_name(v->status), "created_at", timestamp_or_null(&v->created_at), "started_at",
         timestamp_or_null(&v->started_at), "finished_at", timestamp_or_null(&v->finished_at),
         "timeout", v->timeout > 0 ? json_real(v->timeout) : json_null(), "attempts",
         (json_int_t)v->attempts, "worker_pid",
-        v->worker_pid > 0 ? json_integer(v->worker_pid) : json_null());
+        v->worker_pid > 0 ? json_integer(v->worker_pid) : json_null(), "max_retries",
+        (json_int_t)v->max_retries);
+    return obj;
+}
+
+/* ... and after it. */
+static json_t *tail_of(const struct job_view *v)
+{
+    json_t *obj = json_object();
     if (!obj)
         return NULL;
-    if (json_object_set_new(obj, "max_retries", json_integer(v->max_retries)) < 0)
-        goto fail;
-    if (v->status == JOB_SUCCEEDED && v->result &&
-        json_object_set_new(obj, "result", blob_base64(v->result)) < 0)
-        goto fail;
-    if (v->status == JOB_SUCCEEDED && v->result_json &&
-        json_object_set_new(obj, "result_json", json_text(v->result_json)) < 0)
-        goto fail;
     if (v->metadata &&
         json_object_set_new(obj, "metadata", json_text_n(v->metadata, strlen(v->metadata))) < 0)
         goto fail;
@@ -147,5 +143,40 @@ json_t *api__job_to_json(const struct job_view *v)
     return obj;
 fail:
     json_decref(obj);
+    return NULL;
+}
+
+int api__job_json_halves(const struct job_view *v, json_t **head, json_t **tail)
+{
+    *head = head_of(v);
+    *tail = tail_of(v);
+    if (*head && *tail)
+        return 0;
+    json_decref(*head);
+    json_decref(*tail);
+    *head = *tail = NULL;
+    return -ENOMEM;
+}
+
+json_t *api__job_to_json(const struct job_view *v)
+{
+    json_t *obj, *tail;
+    if (api__job_json_halves(v, &obj, &tail) != 0)
+        return NULL;
+    if (v->status == JOB_SUCCEEDED && v->result &&
+        json_object_set_new(obj, "result", blob_base64(v->result)) < 0)
+        goto fail;
+    if (v->status == JOB_SUCCEEDED && v->result_json &&
+        json_object_set_new(
+            obj, "result_json",
+            json_text_n((const char *)blob_data(v->result_json), blob_len(v->result_json))) < 0)
+        goto fail;
+    if (json_object_update(obj, tail) < 0)
+        goto fail;
+    json_decref(tail);
+    return obj;
+fail:
+    json_decref(obj);
+    json_decref(tail);
     return NULL;
 }

@@ -23,7 +23,12 @@ int api__format_timestamp(const struct timespec *ts, char buf[API_TIMESTAMP_LEN]
 /* "SIGSEGV", "SIGRTMIN+3", ...; buf holds at least 16 bytes. Returns buf. */
 const char *api__signal_name(int sig, char *buf, size_t len);
 
-/* The job object of GET /v1/jobs/{id}. New reference, or NULL when out of memory. */
+/* The job object of GET /v1/jobs/{id}, its result included. New reference, or NULL
+ * when out of memory. A response sends the result from its blob instead (body.c). */
 json_t *api__job_to_json(const struct job_view *v);
+
+/* The same object in two halves, the keys before the result and those after it:
+ * 0, or -ENOMEM. */
+int api__job_json_halves(const struct job_view *v, json_t **head, json_t **tail);
 
 #endif

@@ -12,28 +12,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "body.h"
 #include "input.h"
 #include "job_json.h"
 #include "pyjobd/pool.h"
 
-static void respond_bytes(struct api_response *resp, const struct blob *b, int add_newline,
+/* The result's own bytes, sent from its blob (never copied). */
+static void respond_bytes(struct api_response *resp, struct blob *blob, int add_newline,
                           const char *content_type)
 {
-    size_t n = b ? blob_len(b) : 0;
-    char *body = malloc(n + 1 + (size_t)add_newline);
-    if (!body) {
-        api_problem(resp, 503, NULL, "out of memory; retry later");
-        return;
-    }
-    if (n)
-        memcpy(body, blob_data(b), n);
+    struct api__body b = {0};
+    if (blob)
+        api__body_blob(&b, blob, API_PART_RAW);
     if (add_newline)
-        body[n++] = '\n';
-    body[n] = '\0';
-    resp->status = 200;
-    resp->content_type = content_type;
-    resp->body = body;
-    resp->body_len = n;
+        api__body_str(&b, "\n");
+    api__body_finish(&b, resp, 200, content_type);
 }
 
 static void respond_failed(struct api_response *resp, const struct job_view *v)

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "cursor.h"
+#include "body.h"
 #include "input.h"
 #include "job_json.h"
 #include "pyjobd/pool.h"
@@ -111,8 +112,10 @@ static void respond_view(struct job_view *view, int status, double wait, struct 
         job_view_release(view);
         return;
     }
-    json_t *obj = api__job_to_json(view);
-    api__respond_json(resp, status, obj, "application/json");
+    struct api__body b = {0};
+    api__body_job(&b, view, 1);
+    api__body_str(&b, "\n");
+    api__body_finish(&b, resp, status, "application/json");
     if (status == 201 && resp->status == 201 &&
         asprintf(&resp->location, API_JOBS_PREFIX "%s", view->id) < 0)
         resp->location = NULL;
@@ -285,6 +288,18 @@ void api__list_jobs(struct api *api, const struct api_request *req, struct api_r
                     s);
         return;
     }
+    /* Summaries by default: a page of results is asked for, and bounded. */
+    s = req->query ? req->query(req->query_ctx, "include") : NULL;
+    int with_results = s && strcmp(s, "result") == 0;
+    if (s && !with_results) {
+        api_problem(resp, 400, NULL,
+                    "query parameter 'include' may only be 'result' (each finished job with "
+                    "its result; a page holds up to %zu bytes of results), got '%.32s'",
+                    api->max_result_bytes, s);
+        return;
+    }
+    if (with_results)
+        q.result_budget = api->max_result_bytes ? api->max_result_bytes : (size_t)64 << 20;
     s = req->query ? req->query(req->query_ctx, "limit") : NULL;
     uint64_t limit;
     if (s) {
@@ -318,25 +333,32 @@ void api__list_jobs(struct api *api, const struct api_request *req, struct api_r
         api_problem(resp, api__status_from_errno(rc), NULL, "cannot list jobs: %s", strerror(-rc));
         return;
     }
-    json_t *jobs = json_array();
+    struct api__body b = {0};
+    api__body_str(&b, "{\"jobs\":[");
     for (size_t i = 0; i < n; i++) {
-        if (jobs && json_array_append_new(jobs, api__job_to_json(&views[i])) < 0) {
-            json_decref(jobs);
-            jobs = NULL;
-        }
+        if (i)
+            api__body_str(&b, ",");
+        api__body_job(&b, &views[i], with_results);
         job_view_release(&views[i]);
     }
     free(views);
     char cursor[API_CURSOR_LEN + 1];
     if (next && api__cursor_encode(key, next, cursor) < 0) {
-        json_decref(jobs);
+        api__body_release(&b);
         api_problem(resp, 500, NULL,
                     "cannot make a cursor: job sequence number %" PRIu64
                     " is beyond 2^48, which a cursor cannot carry",
                     next);
         return;
     }
-    json_t *obj = json_pack("{s:o, s:o}", "jobs", jobs, "next_cursor",
-                            next ? json_string(cursor) : json_null());
-    api__respond_json(resp, 200, obj, "application/json");
+    api__body_str(&b, "],\"next_cursor\":");
+    if (next) { /* a cursor is [0-9a-zA-Z_-]: no escaping needed */
+        api__body_str(&b, "\"");
+        api__body_str(&b, cursor);
+        api__body_str(&b, "\"");
+    } else {
+        api__body_str(&b, "null");
+    }
+    api__body_str(&b, "}\n");
+    api__body_finish(&b, resp, 200, "application/json");
 }

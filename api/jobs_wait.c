@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "body.h"
 #include "input.h"
 #include "job_json.h"
 #include "pyjobd/pool.h"
@@ -129,35 +130,52 @@ static int parse_options(const struct api *api, json_t *root, double *timeout, i
     return 0;
 }
 
+/* {"done": [jobs, with their results], "not_done": [ids], "unknown": [ids]}: the
+ * results are sent from their blobs (body.h). */
 void api__respond_many(struct api *api, const struct api__multiwait *m, struct api_response *resp)
 {
-    json_t *done = json_array(), *not_done = json_array(), *unknown = json_array();
+    json_t *not_done = json_array(), *unknown = json_array();
     struct job_view *views = calloc(m->n ? m->n : 1, sizeof(*views));
     int *rcs = calloc(m->n ? m->n : 1, sizeof(*rcs));
-    int ok = done && not_done && unknown && views && rcs &&
+    struct api__body b = {0};
+    int ok = not_done && unknown && views && rcs &&
              api__jobs_get_as(api, m->has_tenant ? m->tenant : NULL, m->ids, m->n, views, rcs) == 0;
+    size_t ndone = 0;
+    api__body_str(&b, "{\"done\":[");
     for (size_t i = 0; ok && i < m->n; i++) {
-        if (rcs[i] == -ENOMEM)
+        if (rcs[i] == -ENOMEM) {
             ok = 0;
-        else if (rcs[i] < 0)
+        } else if (rcs[i] < 0) {
             ok = json_array_append_new(unknown, json_string(m->ids[i])) == 0;
-        else if (job_status_is_terminal(views[i].status))
-            ok = json_array_append_new(done, api__job_to_json(&views[i])) == 0;
-        else
+        } else if (job_status_is_terminal(views[i].status)) {
+            if (ndone++)
+                api__body_str(&b, ",");
+            api__body_job(&b, &views[i], 1);
+        } else {
             ok = json_array_append_new(not_done, json_string(m->ids[i])) == 0;
+        }
     }
     for (size_t i = 0; views && rcs && i < m->n; i++)
         if (rcs[i] == 0)
             job_view_release(&views[i]);
     free(views);
     free(rcs);
-    json_t *obj = NULL;
-    if (ok)
-        obj = json_pack("{s:O, s:O, s:O}", "done", done, "not_done", not_done, "unknown", unknown);
-    json_decref(done);
+    char *nd = ok ? json_dumps(not_done, JSON_COMPACT) : NULL;
+    char *un = ok ? json_dumps(unknown, JSON_COMPACT) : NULL;
     json_decref(not_done);
     json_decref(unknown);
-    api__respond_json(resp, 200, obj, "application/json");
+    if (!nd || !un)
+        b.failed = 1;
+    api__body_str(&b, "],\"not_done\":");
+    if (nd)
+        api__body_str(&b, nd);
+    api__body_str(&b, ",\"unknown\":");
+    if (un)
+        api__body_str(&b, un);
+    api__body_str(&b, "}\n");
+    free(nd);
+    free(un);
+    api__body_finish(&b, resp, 200, "application/json");
 }
 
 void api__multiwait_start(struct api *api, struct api__multiwait *m, void (*wake)(void *arg),

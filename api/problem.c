@@ -276,11 +276,3 @@ int api__reject_non_json(const struct api_request *req, struct api_response *res
                 req->content_type ? "'" : "");
     return 1;
 }
-
-void api_response_release(struct api_response *resp)
-{
-    free(resp->body);
-    free(resp->location);
-    api__wait_free(resp->wait);
-    memset(resp, 0, sizeof(*resp));
-}

@@ -4,6 +4,7 @@
  * worker's exit, a replacement's start) to the supervisor thread.
  */
 #include "pool_results.h"
+#include "pyjobd/blob.h"
 #include "pyjobd/log.h"
 #include "pyjobd/store_shared.h"
 
@@ -92,7 +93,7 @@ int pool_list(struct pool *p, const struct pool_list_query *q, struct job_view *
     struct job_view *views = calloc(limit, sizeof(*views));
     if (!views)
         return -ENOMEM;
-    size_t got = 0;
+    size_t got = 0, results = 0;
     int rc = 0;
     uint64_t last = 0;
     *next = 0;
@@ -108,18 +109,24 @@ int pool_list(struct pool *p, const struct pool_list_query *q, struct job_view *
             continue;
         if (q->owner && strcmp(j->v.owner, q->owner) != 0)
             continue;
-        if (got == limit) {
+        /* With what left memory (--max-results-memory): it is read back below. */
+        size_t size = (j->v.result ? blob_len(j->v.result) : 0) +
+                      (j->v.result_json ? blob_len(j->v.result_json) : 0) + j->results_out;
+        if (got == limit || (q->result_budget && got && size > q->result_budget - results)) {
             *next = last; /* there is at least one more */
             break;
         }
+        if (q->result_budget) /* saturates: a first job past the budget ends the page */
+            results = size < q->result_budget - results ? results + size : q->result_budget;
         if ((rc = job_view_copy(&views[got], &j->v)) != 0)
             break;
         got++;
         last = j->seq;
     }
     pthread_mutex_unlock(&p->lock);
-    /* Results that left memory come back from the store. */
-    if (rc == 0)
+    /* Results that left memory come back from the store only when results are asked
+     * for: a page of summaries needs none of them. */
+    if (rc == 0 && q->result_budget)
         rc = pool__results_fill_views(p, views, NULL, got);
     if (rc != 0) {
         for (size_t i = 0; i < got; i++)

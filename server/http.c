@@ -1,276 +1,36 @@
 /*
- * http.c — libmicrohttpd adapter (include/pyjobd/http.h).
+ * http.c — the libmicrohttpd daemon (include/pyjobd/http.h) and a request's course;
+ * see http_internal.h for the other files of the front end.
  *
- * Per connection-request state lives in *req_cls (struct request) and is freed in
- * the completed callback on every path. A request body is collected up to the limit
- * (413 as soon as the declared or received size exceeds it), then handed whole to the
- * api. Long-polls suspend the connection; the pool wakes it through wake_cb() from
- * its own thread and the next call of the handler writes the final answer.
- * Body bytes are passed through untouched: this process never unpickles them.
+ * Per-request state (struct request) starts in the URI log callback and is freed in
+ * the completed callback on every path. At the first call, the headers are checked
+ * (connection cap, framing, Host and Origin, token, declared length, the body budget);
+ * the body is then collected up to the limit and handed whole to the api. Long-polls
+ * suspend the connection; the pool wakes it through wake_cb() from its own thread and
+ * the next call of the handler writes the final answer. Body bytes are passed through
+ * untouched: this process never unpickles them.
  *
- * Every connection is tracked from accept to close (conn_track): a watchdog thread
- * shuts down connections that have not delivered a request's headers within the
- * header deadline (slow-loris clients, idle keep-alives), and the count gives the
- * connection cap its 503.
+ * Every connection is watched from accept to close (conn_watch.h): deadlines for
+ * headers, for bodies and responses (a minimum rate), the connection cap's count and
+ * the bytes all bodies hold together.
  */
-#include "pyjobd/http.h"
-#include "pyjobd/origin.h"
-#include "pyjobd/api.h"
-#include "pyjobd/auth.h"
+#include "http_internal.h"
 #include "pyjobd/clock.h"
 #include "pyjobd/log.h"
-#include "pyjobd/pool.h"
+#include "pyjobd/origin.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <microhttpd.h>
 #include <netinet/in.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <poll.h>
-#include <pthread.h>
-#include <strings.h>
-#include <sys/queue.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-/* Where a connection is in its current request, for the watchdog. */
-enum { CONN_IDLE, CONN_BODY, CONN_HANDLED };
-
-/* One accepted connection, from the connection-started to the -closed callback. */
-struct conn_track {
-    int fd;
-    int stage;        /* CONN_IDLE, CONN_BODY or CONN_HANDLED */
-    int64_t since_ms; /* start of the current stage */
-    size_t received;  /* body bytes so far (CONN_BODY) */
-    LIST_ENTRY(conn_track) link;
-};
-
-struct http_server {
-    struct MHD_Daemon *daemon;
-    struct http_config cfg;
-    int listen_fd;
-    unsigned port;
-    pthread_mutex_t lock; /* guards conns, nconns */
-    LIST_HEAD(, conn_track) conns;
-    unsigned nconns;
-    pthread_t watchdog;
-    int watchdog_started;
-    int stopping; /* under lock */
-    pthread_cond_t wake;
-};
-
-enum request_phase { PHASE_BODY, PHASE_WAITING, PHASE_DONE };
-
-struct request {
-    struct MHD_Connection *conn;
-    struct http_server *srv;
-    enum request_phase phase;
-    char *body;
-    size_t body_len, body_cap;
-    int too_large;
-    struct conn_track *track; /* this connection's entry in the watchdog's list */
-    const char *tenant;       /* authenticated tenant (borrowed from auth) */
-    enum api_role role;       /* what that tenant may administer */
-    struct api_response resp; /* a pending long-poll */
-};
 
 static const char *query_cb(void *ctx, const char *key)
 {
     return MHD_lookup_connection_value(ctx, MHD_GET_ARGUMENT_KIND, key);
-}
-
-static enum MHD_Result send_response(struct request *r, struct api_response *resp)
-{
-    struct MHD_Response *m =
-        MHD_create_response_from_buffer(resp->body_len, resp->body, MHD_RESPMEM_MUST_FREE);
-    if (!m) {
-        api_response_release(resp);
-        return MHD_NO;
-    }
-    resp->body = NULL; /* now libmicrohttpd's */
-    if (resp->content_type)
-        MHD_add_response_header(m, MHD_HTTP_HEADER_CONTENT_TYPE, resp->content_type);
-    if (resp->location)
-        MHD_add_response_header(m, MHD_HTTP_HEADER_LOCATION, resp->location);
-    if (resp->allow)
-        MHD_add_response_header(m, MHD_HTTP_HEADER_ALLOW, resp->allow);
-    if (resp->retry_after > 0) {
-        char secs[16];
-        snprintf(secs, sizeof(secs), "%d", resp->retry_after);
-        MHD_add_response_header(m, MHD_HTTP_HEADER_RETRY_AFTER, secs);
-    }
-    enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)resp->status, m);
-    MHD_destroy_response(m);
-    api_response_release(resp);
-    r->phase = PHASE_DONE;
-    return ret;
-}
-
-static enum MHD_Result send_too_large(struct request *r)
-{
-    api_count_response(r->srv->cfg.api, 413);
-    struct api_response resp = {0};
-    api_problem(&resp, 413, "Request body too large",
-                "The request body is larger than the server's limit of %zu bytes "
-                "(--max-request-bytes). Send a smaller payload, or raise the limit.",
-                r->srv->cfg.max_request_bytes);
-    return send_response(r, &resp);
-}
-
-static enum MHD_Result send_unauthorized(struct request *r, const char *detail)
-{
-    struct api_response resp = {0};
-    api_problem(&resp, 401, "Unauthorized", "%s", detail);
-    api_count_response(r->srv->cfg.api, 401);
-    struct MHD_Response *m =
-        MHD_create_response_from_buffer(resp.body_len, resp.body, MHD_RESPMEM_MUST_FREE);
-    if (!m) {
-        api_response_release(&resp);
-        return MHD_NO;
-    }
-    resp.body = NULL;
-    MHD_add_response_header(m, MHD_HTTP_HEADER_CONTENT_TYPE, resp.content_type);
-    MHD_add_response_header(m, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"pyjobd\"");
-    enum MHD_Result ret = MHD_queue_response(r->conn, 401, m);
-    MHD_destroy_response(m);
-    api_response_release(&resp);
-    r->phase = PHASE_DONE;
-    return ret;
-}
-
-static int probe_path(const char *url)
-{
-    return strcmp(url, "/healthz") == 0 || strcmp(url, "/readyz") == 0;
-}
-
-/* Paths anyone may read: liveness and readiness probes (and /metrics if opened). */
-static int open_path(const struct http_server *srv, const char *url)
-{
-    return probe_path(url) || (srv->cfg.metrics_open && strcmp(url, "/metrics") == 0);
-}
-
-/*
- * Returns 0 when the request may go on (r->tenant and r->role set), else queues a 401.
- * Without tokens the one user is an admin; an open path with tokens is served to an
- * anonymous user (tenant NULL, role user).
- */
-static int authenticate(struct request *r, const char *url, enum MHD_Result *ret)
-{
-    const struct http_server *srv = r->srv;
-    r->role = API_ROLE_USER;
-    if (auth_count(srv->cfg.auth) == 0) {
-        r->role = API_ROLE_ADMIN;
-        return 0;
-    }
-    if (open_path(srv, url))
-        return 0;
-    const char *header =
-        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    enum auth_role role;
-    r->tenant = auth_check(srv->cfg.auth, header, &role);
-    if (r->tenant) {
-        r->role = role == AUTH_ROLE_ADMIN ? API_ROLE_ADMIN : API_ROLE_USER;
-        return 0;
-    }
-    const char *detail;
-    if (header)
-        detail = "The bearer token is not valid for this server. Send 'Authorization: Bearer "
-                 "<token>' with a token from its --token-file or PYJOBD_TOKEN.";
-    else if (MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "token") ||
-             MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "access_token"))
-        detail = "Tokens are not accepted in the query string (URLs end up in logs). Send "
-                 "'Authorization: Bearer <token>' instead.";
-    else
-        detail = "This server requires a bearer token. Send 'Authorization: Bearer <token>'.";
-    *ret = send_unauthorized(r, detail);
-    return -1;
-}
-
-/* Moves the connection's request to a stage (see the watchdog); with CONN_BODY,
- * adds body bytes received. */
-static void track(struct request *r, int stage, size_t received)
-{
-    if (!r->track) {
-        const union MHD_ConnectionInfo *ci =
-            MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-        r->track = ci ? ci->socket_context : NULL;
-        if (!r->track)
-            return;
-    }
-    pthread_mutex_lock(&r->srv->lock);
-    if (r->track->stage != stage) {
-        r->track->stage = stage;
-        r->track->since_ms = clock_now_ms();
-        r->track->received = 0;
-    }
-    r->track->received += received;
-    pthread_mutex_unlock(&r->srv->lock);
-}
-
-static void track_request_end(struct http_server *srv, struct MHD_Connection *conn)
-{
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    struct conn_track *t = ci ? ci->socket_context : NULL;
-    if (t) {
-        pthread_mutex_lock(&srv->lock);
-        t->stage = CONN_IDLE; /* the keep-alive wait for the next request */
-        t->since_ms = clock_now_ms();
-        pthread_mutex_unlock(&srv->lock);
-    }
-}
-
-/*
- * A body that grows past the limit while it is being read. libmicrohttpd (0.9.75)
- * cannot queue a response before the request is complete, and reading an unbounded
- * chunked stream to its end is what the limit is there to prevent. So on a plain
- * connection the 413 is written to the socket directly, on this connection's own
- * thread while libmicrohttpd is between reads, and the connection is then dropped;
- * over TLS it is only dropped.
- */
-static enum MHD_Result abort_too_large(struct request *r)
-{
-    struct http_server *srv = r->srv;
-    if (!(srv->cfg.tls_cert_pem && srv->cfg.tls_key_pem) && r->track && r->track->fd >= 0) {
-        struct api_response resp = {0};
-        api_problem(&resp, 413, "Request body too large",
-                    "The request body grew past the server's limit of %zu bytes "
-                    "(--max-request-bytes) and was not read further. Send a smaller payload, "
-                    "or raise the limit.",
-                    srv->cfg.max_request_bytes);
-        char head[256];
-        int n = snprintf(head, sizeof(head),
-                         "HTTP/1.1 413 Content Too Large\r\nContent-Type: %s\r\n"
-                         "Content-Length: %zu\r\nConnection: close\r\n\r\n",
-                         resp.content_type, resp.body_len);
-        int fd = r->track->fd;
-        if (send(fd, head, (size_t)n, MSG_NOSIGNAL) == n &&
-            send(fd, resp.body, resp.body_len, MSG_NOSIGNAL) == (ssize_t)resp.body_len) {
-            /* A close with unread input sends a reset, which can destroy the answer
-             * in the client's buffers: say we are done, then drain what is in flight
-             * for a moment (bounded: 200 ms, 256 KiB) before libmicrohttpd closes. */
-            shutdown(fd, SHUT_WR);
-            char sink[16384];
-            size_t drained = 0;
-            int64_t until = clock_now_ms() + 200;
-            while (drained < (256u << 10) && clock_now_ms() < until) {
-                struct pollfd pfd = {.fd = fd, .events = POLLIN};
-                if (poll(&pfd, 1, 20) != 1)
-                    break;
-                ssize_t got = recv(fd, sink, sizeof(sink), MSG_DONTWAIT);
-                if (got <= 0)
-                    break;
-                drained += (size_t)got;
-            }
-        }
-        api_response_release(&resp);
-    }
-    api_count_response(srv->cfg.api, 413);
-    r->phase = PHASE_DONE;
-    return MHD_NO;
 }
 
 /* Runs on the pool's supervisor thread (or inline): the long-poll is over. */
@@ -280,6 +40,7 @@ static void wake_cb(void *arg)
     MHD_resume_connection(r->conn);
 }
 
+/* 0, -ENOMEM, or -EAGAIN: all connections' bodies would pass --max-buffered-bytes. */
 static int append_body(struct request *r, const char *data, size_t len)
 {
     if (r->body_len + len > r->srv->cfg.max_request_bytes) {
@@ -292,6 +53,14 @@ static int append_body(struct request *r, const char *data, size_t len)
             cap *= 2;
         if (cap > r->srv->cfg.max_request_bytes)
             cap = r->srv->cfg.max_request_bytes;
+        if (r->declared && r->declared <= r->srv->cfg.max_request_bytes &&
+            r->body_len + len <= r->declared)
+            cap = (size_t)r->declared; /* what was reserved, exactly */
+        /* The budget counts what is allocated (a declared length was reserved whole
+         * up front, and this grows only a chunked body). */
+        if (r->track && cap > r->body_cap &&
+            conn_watch_reserve_upto(r->srv->watch, r->track, cap) != 0)
+            return -EAGAIN;
         char *b = realloc(r->body, cap);
         if (!b)
             return -ENOMEM;
@@ -303,90 +72,122 @@ static int append_body(struct request *r, const char *data, size_t len)
     return 0;
 }
 
+/* The first call for a request: its headers are in, its body not yet read. */
+static enum MHD_Result on_headers(struct request *r, const char *url, const char *version)
+{
+    struct http_server *srv = r->srv;
+    struct MHD_Connection *conn = r->conn;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    r->track = ci ? ci->socket_context : NULL;
+    r->phase = PHASE_BODY;
+    const char *cl =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    unsigned long long declared = cl ? strtoull(cl, NULL, 10) : 0;
+    r->declared = declared;
+    if (r->track)
+        conn_watch_stage(srv->watch, r->track, CONN_BODY, declared);
+    /* Probes keep working in a flood, so an orchestrator does not restart a server
+     * that is merely busy. */
+    struct api_response resp = {0};
+    if (conn_watch_count(srv->watch) > srv->cfg.max_connections && !http__probe_path(url)) {
+        api_problem(&resp, 503, "Service Unavailable",
+                    "The server is at its limit of %u open connections. Retry shortly, "
+                    "or reuse connections (keep-alive).",
+                    srv->cfg.max_connections);
+        resp.retry_after = 1;
+        api_count_response(srv->cfg.api, 503);
+        return http__send(r, &resp);
+    }
+    /* One framing, strictly: anything ambiguous is refused, and the connection closed
+     * (what follows could be read as another request). */
+    char why[800];
+    int status = http__check_framing(r, version, why, sizeof(why));
+    if (status) {
+        api_problem(&resp, status,
+                    status == 501   ? "Not Implemented"
+                    : status == 431 ? "Request Header Fields Too Large"
+                                    : "Bad Request",
+                    "%s", why);
+        api_count_response(srv->cfg.api, status);
+        return http__send_closing(r, &resp, 1);
+    }
+    /* Before anything else: a rebound or foreign page gets nothing (probes excepted). */
+    const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+    const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
+    status = srv->cfg.origin && !http__probe_path(url)
+                 ? origin_check(srv->cfg.origin, host, origin, why, sizeof(why))
+                 : 0;
+    if (status) {
+        api_problem(&resp, status, status == 421 ? "Misdirected Request" : "Forbidden", "%s", why);
+        api_count_response(srv->cfg.api, status);
+        return http__send(r, &resp);
+    }
+    enum MHD_Result denied;
+    if (http__authenticate(r, url, &denied) != 0)
+        return denied;
+    /* Refuse an oversized body from its declared length, before reading it; and one
+     * the server cannot hold now. */
+    if (cl && declared > srv->cfg.max_request_bytes)
+        return http__send_too_large(r);
+    if (declared && r->track && conn_watch_reserve_upto(srv->watch, r->track, declared) != 0) {
+        http__buffered_problem(r, &resp);
+        api_count_response(srv->cfg.api, 503);
+        return http__send_closing(r, &resp, 1);
+    }
+    return MHD_YES;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **req_cls)
 {
     struct http_server *srv = cls;
     struct request *r = *req_cls;
-    (void)version;
-
-    if (!r) {
-        r = calloc(1, sizeof(*r));
-        if (!r)
-            return MHD_NO;
+    if (!r) /* not made by uri_log (it ran out of memory) */
+        return MHD_NO;
+    if (r->phase == PHASE_NEW) {
         r->conn = conn;
-        r->srv = srv;
-        *req_cls = r;
-        track(r, CONN_BODY, 0);
-        pthread_mutex_lock(&srv->lock);
-        /* Probes keep working in a flood, so an orchestrator does not restart a server
-         * that is merely busy. */
-        int crowded = srv->nconns > srv->cfg.max_connections && !probe_path(url);
-        pthread_mutex_unlock(&srv->lock);
-        if (crowded) {
-            struct api_response resp = {0};
-            api_problem(&resp, 503, "Service Unavailable",
-                        "The server is at its limit of %u open connections. Retry shortly, "
-                        "or reuse connections (keep-alive).",
-                        srv->cfg.max_connections);
-            resp.retry_after = 1;
-            api_count_response(srv->cfg.api, 503);
-            return send_response(r, &resp);
-        }
-        /* Before anything else: a rebound or foreign page gets nothing (probes excepted). */
-        const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
-        const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
-        char why[800];
-        int status = srv->cfg.origin && !probe_path(url)
-                         ? origin_check(srv->cfg.origin, host, origin, why, sizeof(why))
-                         : 0;
-        if (status) {
-            struct api_response resp = {0};
-            api_problem(&resp, status, status == 421 ? "Misdirected Request" : "Forbidden", "%s",
-                        why);
-            api_count_response(srv->cfg.api, status);
-            return send_response(r, &resp);
-        }
-        enum MHD_Result denied;
-        if (authenticate(r, url, &denied) != 0)
-            return denied;
-        /* Refuse an oversized body from its declared length, before reading it. */
-        const char *cl =
-            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl) {
-            char *end;
-            errno = 0;
-            unsigned long long n = strtoull(cl, &end, 10);
-            if (errno == ERANGE || n > srv->cfg.max_request_bytes)
-                return send_too_large(r);
-        }
-        return MHD_YES;
+        return on_headers(r, url, version);
     }
 
     if (r->phase == PHASE_BODY && *upload_data_size) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
-        track(r, CONN_BODY, n);
-        if (append_body(r, upload_data, n) != 0)
+        if (r->track)
+            conn_watch_progress(srv->watch, r->track, n);
+        int rc = append_body(r, upload_data, n);
+        struct api_response resp = {0};
+        if (rc == -EAGAIN) {
+            http__buffered_problem(r, &resp);
+            return http__abort_body(r, &resp);
+        }
+        if (rc != 0)
             return MHD_NO;
         /* Over the limit (a chunked body has no length to refuse up front): answer now
          * rather than read the rest. */
-        if (r->too_large)
-            return abort_too_large(r);
+        if (r->too_large) {
+            api_problem(&resp, 413, "Request body too large",
+                        "The request body grew past the server's limit of %zu bytes "
+                        "(--max-request-bytes) and was not read further. Send a smaller "
+                        "payload, or raise the limit.",
+                        srv->cfg.max_request_bytes);
+            return http__abort_body(r, &resp);
+        }
         return MHD_YES;
     }
     if (r->phase == PHASE_DONE)
         return MHD_YES;
     if (r->too_large)
-        return send_too_large(r);
+        return http__send_too_large(r);
 
     if (r->phase == PHASE_WAITING) {
         api_wait_finish(srv->cfg.api, &r->resp);
-        return send_response(r, &r->resp);
+        return http__send(r, &r->resp);
     }
 
-    track(r, CONN_HANDLED, 0);
+    if (r->track)
+        conn_watch_stage(srv->watch, r->track, CONN_HANDLED, 0);
     struct api_request req = {
         .method = method,
         .path = url,
@@ -404,8 +205,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     free(r->body);
     r->body = NULL;
     r->body_len = r->body_cap = 0;
+    if (r->track) /* handed to the pool (or refused): no longer the server's to hold */
+        conn_watch_unreserve(srv->watch, r->track);
     if (!resp.wait)
-        return send_response(r, &resp);
+        return http__send(r, &resp);
 
     /* Suspend first: the wake-up may come from another thread at once. */
     r->resp = resp;
@@ -419,10 +222,19 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     (void)toe;
-    track_request_end(cls, conn);
+    struct http_server *srv = cls;
     struct request *r = *req_cls;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    struct conn_track *t = ci ? ci->socket_context : NULL;
+    if (t) {
+        conn_watch_unreserve(srv->watch, t);
+        conn_watch_stage(srv->watch, t, CONN_IDLE, 0); /* the keep-alive wait */
+    }
     if (!r)
         return;
+    if (http__parsing == r)
+        http__parsing = NULL;
     free(r->body);
     api_response_release(&r->resp);
     free(r);
@@ -433,61 +245,14 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
                           enum MHD_ConnectionNotificationCode code)
 {
     struct http_server *srv = cls;
-    struct conn_track *t = *socket_context;
     if (code == MHD_CONNECTION_NOTIFY_STARTED) {
-        t = calloc(1, sizeof(*t));
-        if (!t)
-            return;
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-        t->fd = ci ? ci->connect_fd : -1;
-        t->since_ms = clock_now_ms();
-        pthread_mutex_lock(&srv->lock);
-        LIST_INSERT_HEAD(&srv->conns, t, link);
-        srv->nconns++;
-        pthread_mutex_unlock(&srv->lock);
-        *socket_context = t;
-    } else if (t) {
-        pthread_mutex_lock(&srv->lock);
-        LIST_REMOVE(t, link);
-        srv->nconns--;
-        pthread_mutex_unlock(&srv->lock);
-        free(t);
+        *socket_context = conn_watch_add(srv->watch, ci ? ci->connect_fd : -1);
+    } else if (*socket_context) {
+        conn_watch_remove(srv->watch, *socket_context);
         *socket_context = NULL;
     }
-}
-
-/* Cuts off connections that keep the server waiting for a request's headers. The
- * shutdown() makes libmicrohttpd see the peer gone and close it on its own thread. */
-static void *watchdog_main(void *arg)
-{
-    struct http_server *srv = arg;
-    int64_t limit = (int64_t)(srv->cfg.header_timeout * 1000.0);
-    pthread_mutex_lock(&srv->lock);
-    while (!srv->stopping) {
-        struct timespec ts;
-        clock_deadline_in(&ts, 250);
-        pthread_cond_timedwait(&srv->wake, &srv->lock, &ts);
-        int64_t now = clock_now_ms();
-        struct conn_track *t;
-        LIST_FOREACH(t, &srv->conns, link)
-        {
-            /* Headers within the deadline; a body at 64 KB/s or faster after it. A
-             * handled request (running, or a suspended long-poll) has no deadline here:
-             * the pool holds those. */
-            int64_t allowed = t->stage == CONN_IDLE   ? limit
-                              : t->stage == CONN_BODY ? limit + (int64_t)(t->received / 64)
-                                                      : INT64_MAX;
-            if (t->fd >= 0 && now - t->since_ms > allowed) {
-                log_debug("http: closing connection fd %d: request too slow (%s)", t->fd,
-                          t->stage == CONN_IDLE ? "headers" : "body");
-                shutdown(t->fd, SHUT_RDWR);
-                t->since_ms = INT64_MAX / 2; /* once is enough */
-            }
-        }
-    }
-    pthread_mutex_unlock(&srv->lock);
-    return NULL;
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
@@ -554,8 +319,18 @@ struct http_server *http_start(const struct http_config *cfg, char *err, size_t 
         free(s);
         return NULL;
     }
-    pthread_mutex_init(&s->lock, NULL);
-    pthread_cond_init(&s->wake, NULL);
+    struct conn_watch_config wcfg = {
+        .header_timeout = cfg->header_timeout,
+        .min_rate = cfg->min_transfer_rate,
+        .grace = cfg->transfer_grace,
+        .max_buffered = cfg->max_buffered_bytes,
+    };
+    if (!(s->watch = conn_watch_start(&wcfg))) {
+        snprintf(err, errlen, "cannot start the connection watchdog: %s", strerror(errno));
+        close(s->listen_fd);
+        free(s);
+        return NULL;
+    }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG;
     int tls = cfg->tls_cert_pem && cfg->tls_key_pem;
@@ -575,7 +350,8 @@ struct http_server *http_start(const struct http_config *cfg, char *err, size_t 
         flags, 0, NULL, NULL, on_request, s, MHD_OPTION_LISTEN_SOCKET, s->listen_fd,
         MHD_OPTION_THREAD_POOL_SIZE, cfg->threads, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-        MHD_OPTION_CONNECTION_LIMIT, hard_cap,
+        MHD_OPTION_URI_LOG_CALLBACK, http__uri_log, s, MHD_OPTION_UNESCAPE_CALLBACK, http__unescape,
+        NULL, MHD_OPTION_CONNECTION_LIMIT, hard_cap,
         /* Per-connection buffer: it bounds a request's headers, and libmicrohttpd clears
          * it for every request, so a small one is also a fast one. */
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384, MHD_OPTION_ARRAY, tls_opts,
@@ -583,12 +359,11 @@ struct http_server *http_start(const struct http_config *cfg, char *err, size_t 
     if (!s->daemon) {
         snprintf(err, errlen, "libmicrohttpd failed to start on %s port %u%s", cfg->listen, s->port,
                  tls ? " (check the TLS certificate and key)" : "");
+        conn_watch_stop(s->watch);
         close(s->listen_fd);
         free(s);
         return NULL;
     }
-    if (pthread_create(&s->watchdog, NULL, watchdog_main, s) == 0)
-        s->watchdog_started = 1;
     return s;
 }
 
@@ -608,15 +383,8 @@ void http_stop(struct http_server *s, int drain_ms)
             break;
         usleep(10000);
     }
-    pthread_mutex_lock(&s->lock);
-    s->stopping = 1;
-    pthread_cond_signal(&s->wake);
-    pthread_mutex_unlock(&s->lock);
-    if (s->watchdog_started)
-        pthread_join(s->watchdog, NULL);
-    MHD_stop_daemon(s->daemon);
+    MHD_stop_daemon(s->daemon); /* closes every connection: none is watched after */
+    conn_watch_stop(s->watch);
     close(s->listen_fd);
-    pthread_mutex_destroy(&s->lock);
-    pthread_cond_destroy(&s->wake);
     free(s);
 }

@@ -84,6 +84,17 @@ struct api_request {
 
 /* What api_handle() asks the server to wait for. Owned by the api. */
 struct api_wait;
+struct blob;
+
+/* A part of a body in parts: text, or a blob's bytes as they are (a pickled result,
+ * a JSON result already checked) or in base64, produced as the body is read. */
+enum api_part_kind { API_PART_TEXT, API_PART_RAW, API_PART_BASE64 };
+struct api_body_part {
+    enum api_part_kind kind;
+    char *text;        /* TEXT: owned */
+    size_t len;        /* TEXT: its length */
+    struct blob *blob; /* RAW, BASE64: a reference */
+};
 
 struct api_response {
     int status;               /* HTTP status */
@@ -94,6 +105,16 @@ struct api_response {
     const char *allow;     /* Allow header value or NULL (static) */
     int retry_after;       /* > 0: send "Retry-After: <seconds>" (429, 202) */
     struct api_wait *wait; /* non-NULL: suspend and call api_wait_start() */
+    /* Or (body NULL) a body in parts, read with api_response_read: a result is sent
+     * from the job's own blob, never copied whole nor encoded whole. */
+    struct api_body_part *parts;
+    size_t nparts;
+};
+
+/* Where a reader of a body in parts is (zero it before the first read). */
+struct api_body_cursor {
+    size_t part;
+    unsigned long long start; /* the body offset where that part starts */
 };
 
 struct api *api_new(const struct api_config *cfg);
@@ -126,6 +147,14 @@ void api_problem(struct api_response *resp, int status, const char *title, const
  * own answers. Safe from any thread.
  */
 void api_count_response(struct api *api, int status);
+
+/* The body's length in bytes (body_len, or the parts' total). */
+unsigned long long api_response_length(const struct api_response *resp);
+
+/* Copies up to max bytes of the body from offset pos into buf; returns how many (0
+ * at its end). Reads in increasing order of pos are O(max) with the same cursor. */
+size_t api_response_read(const struct api_response *resp, struct api_body_cursor *c,
+                         unsigned long long pos, char *buf, size_t max);
 
 /* Frees what the response owns (body, location, a pending wait) and zeroes it. */
 void api_response_release(struct api_response *resp);

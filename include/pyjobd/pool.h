@@ -191,12 +191,16 @@ struct pool_list_query {
     const char *owner; /* NULL: any owner; else only this tenant's jobs */
     uint64_t cursor;   /* 0: from the newest; else the `next` of the previous page */
     size_t limit;      /* 1..1000 */
+    /* 0: no bound; else the page ends before a job whose result (pickle or JSON) would
+     * take the page's results past this many bytes (its first job always fits). */
+    size_t result_budget;
 };
 
 /*
  * Lists jobs. *out is a malloc'd array of *n views (release each view, then free the
  * array; NULL when *n is 0). *next is the cursor of the following page, 0 at the end.
- * Results that left memory (--max-results-memory) are read back from the store.
+ * Results that left memory (--max-results-memory) are read back from the store only
+ * when q->result_budget is set; otherwise the views of those jobs lack them.
  * 0, -ENOMEM, or -EIO (a result could not be read back).
  */
 int pool_list(struct pool *p, const struct pool_list_query *q, struct job_view **out, size_t *n,

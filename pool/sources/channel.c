@@ -162,23 +162,6 @@ int pool__send_job(struct pool *p, struct worker *w, struct job *j)
     return 0;
 }
 
-/* The worker broke the protocol (what says how): it is killed, and the job it runs,
- * if any, fails as protocol_violation. A job's code can write to its worker's channel,
- * so this is what a job forging frames gets. */
-void pool__protocol_violation(struct pool *p, struct worker *w, const char *what)
-{
-    log_warn("worker %d sent %s; replacing it", (int)w->pid, what);
-    struct job *j = pool__take_job(w);
-    pool__end_worker(p, w, END_CRASH);
-    if (j)
-        pool__job_fail(&p->lc, j, JOB_ERR_PROTOCOL_VIOLATION,
-                       str_format("The worker running this job sent the server %s, which the "
-                                  "protocol between them does not allow: the job's code wrote "
-                                  "to its worker's channel (fd 3), or the worker is broken. The "
-                                  "worker was killed and replaced; other jobs are not affected.",
-                                  what));
-}
-
 static void handle_hello(struct pool *p, struct worker *w, const struct frame *f)
 {
     if (w->state != WORKER_STARTING) {

@@ -23,6 +23,23 @@
 #define MAX_TRACEBACK (1u << 20)
 #define MAX_EXC_TYPE 1024u
 
+/* The worker broke the protocol (what says how): it is killed, and the job it runs,
+ * if any, fails as protocol_violation. A job's code can write to its worker's channel,
+ * so this is what a job forging frames gets. */
+void pool__protocol_violation(struct pool *p, struct worker *w, const char *what)
+{
+    log_warn("worker %d sent %s; replacing it", (int)w->pid, what);
+    struct job *j = pool__take_job(w);
+    pool__end_worker(p, w, END_CRASH);
+    if (j)
+        pool__job_fail(&p->lc, j, JOB_ERR_PROTOCOL_VIOLATION,
+                       str_format("The worker running this job sent the server %s, which the "
+                                  "protocol between them does not allow: the job's code wrote "
+                                  "to its worker's channel (fd 3), or the worker is broken. The "
+                                  "worker was killed and replaced; other jobs are not affected.",
+                                  what));
+}
+
 /* The field as a string of at most max bytes (cut at a UTF-8 character boundary), or
  * NULL when absent (or out of memory). */
 static char *dup_text(const struct frame *f, uint32_t tag, size_t max)

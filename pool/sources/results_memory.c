@@ -28,7 +28,7 @@ static enum where results_kept(struct pool *p, const struct job *j)
     struct store *s = p->cfg.store;
     if (!s)
         return NOWHERE;
-    if (pool__shared(p))
+    if (store_is_shared(p->cfg.store))
         return j->mirror ? ON_RECORD : NOT_YET;
     if (!j->store_ticket)
         return NOWHERE; /* its write could not be queued (out of memory) */
@@ -60,7 +60,7 @@ void pool__results_memory_enforce(struct pool *p)
             /* One node's writes commit in the order the jobs finished: nothing after
              * this one is committed either. (Other nodes' jobs, behind ours on a
              * shared store, are the database's already.) */
-            if (!pool__shared(p))
+            if (!store_is_shared(p->cfg.store))
                 next = NULL;
             break;
         }

@@ -193,7 +193,7 @@ int pool__signal_worker(const struct worker *w, int sig); /* 0, or -1 with errno
 int pool__worker_freeze(struct worker *w);
 void pool__worker_thaw(struct worker *w);
 void pool__close_channel(struct pool *p, struct worker *w);
-void pool__gate_clear(struct pool *p, struct worker *w); /* its held-back job frame goes */
+void pool__gate_clear(struct pool *p, struct worker *w);    /* its held-back job frame goes */
 void pool__flush_channel(struct pool *p, struct worker *w); /* write what is pending */
 long long pool__worker_rss(pid_t pid);
 long long pool__worker_uid(pid_t pid); /* its real uid, -1 if unknown */

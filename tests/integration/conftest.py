@@ -45,6 +45,8 @@ ERROR_TYPES = (
     "interrupted",
     "node_lost",
     "protocol_violation",
+    "unjsonable_result",
+    "result_too_large",
 )
 ID_RE = re.compile(r"^[0-9a-f]{32}$")
 RFC3339_UTC_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$")

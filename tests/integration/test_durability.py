@@ -74,10 +74,11 @@ def reap_orphans(pids, within=2.0):
 
 
 def list_all(s):
-    """GET /v1/jobs, every page: {id: job}."""
+    """GET /v1/jobs, every page, results included: {id: job}."""
     jobs, cursor = {}, ""
     for _ in range(1000):
-        r = s.request("GET", "/v1/jobs?limit=1000" + (f"&cursor={cursor}" if cursor else ""))
+        r = s.request("GET", "/v1/jobs?include=result&limit=1000" +
+                      (f"&cursor={cursor}" if cursor else ""))
         assert r.status == 200, f"GET /v1/jobs: {r!r}"
         page = r.json()
         for j in page["jobs"]:
