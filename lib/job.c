@@ -94,6 +94,8 @@ void job_spec_ref_payload(struct job_spec *dst, const struct job_spec *src)
     dst->json_kwargs = blob_ref(src->json_kwargs);
     dst->result_json = src->result_json;
     dst->retry_on_timeout = src->retry_on_timeout;
+    dst->priority = src->priority;
+    dst->soft_timeout = src->soft_timeout;
 }
 
 void job_error_release(struct job_error *e)

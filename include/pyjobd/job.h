@@ -56,6 +56,8 @@ struct job_spec {
     double timeout;            /* seconds; 0 means "use the server's default" */
     unsigned max_retries;      /* re-runs after a worker crash (0 = none) */
     int retry_on_timeout;      /* 1: a timeout also counts as retryable */
+    int priority;              /* -100..100 (default 0): higher first among a tenant's jobs */
+    double soft_timeout;       /* seconds; 0: none. pyjobd.SoftTimeout raised in the job */
     char owner[JOB_OWNER_MAX]; /* tenant that submitted it ("" without authentication) */
 };
 
@@ -81,6 +83,8 @@ struct job_view {
     unsigned attempts;
     pid_t worker_pid; /* 0 when none */
     unsigned max_retries;
+    int priority;        /* as submitted (job_spec.priority) */
+    double soft_timeout; /* as submitted (job_spec.soft_timeout); 0: none */
     struct blob *result;       /* pickled return value (succeeded, pickle format) */
     struct blob *result_json;  /* JSON text of the return value (succeeded, json format) */
     char *metadata;            /* JSON text of the client's metadata object, or NULL */

@@ -35,6 +35,8 @@ struct job *pool__job_from_spec(const struct job_spec *spec, double default_time
     clock_gettime(CLOCK_REALTIME, &j->v.created_at);
     j->v.timeout = spec->timeout > 0 ? spec->timeout : default_timeout;
     j->v.max_retries = spec->max_retries;
+    j->v.priority = spec->priority;
+    j->v.soft_timeout = spec->soft_timeout;
     job_spec_ref_payload(&j->spec, spec);
     j->spec.timeout = j->v.timeout;
     j->spec.max_retries = spec->max_retries;
