@@ -8,7 +8,8 @@
  *   job_table.c   every record by id and in creation order; the done list (finished,
  *                 oldest first, what retention looks at) and within it the held list
  *                 (those holding results in memory, and their bytes)
- *   queue.c       the queue: one FIFO per tenant, the tenants with queued jobs in turn
+ *   queue.c       the queue: per tenant a FIFO per priority, the tenants with queued
+ *                 jobs in turn
  *   tombstones.c  ids removed by retention, remembered (bounded) with why, to answer
  *                 "expired"
  *   outbuf.c      the captured tail of one output stream
@@ -66,8 +67,9 @@ struct job {
     struct outbuf out, err; /* captured stdout / stderr */
     uint64_t store_ticket;  /* the store write that records the latest state */
     struct waiter_list waiters;
-    struct tenant *tenant; /* its owner's queue and counts (set once queued or running) */
-    struct worker *worker; /* while running */
+    struct tenant *tenant;    /* its owner's queue and counts (set once queued or running) */
+    struct prio_level *level; /* while queued: the list of its priority it is on */
+    struct worker *worker;    /* while running */
     /* Shared store only: */
     int mirror;          /* the database answers for it (another node's job, or ours once
                           * its end is committed); kept for waiters and output */
@@ -123,10 +125,20 @@ enum job_gone pool__tombstones_find(const struct tombstones *t, const char *id);
 
 TAILQ_HEAD(job_list, job);
 
+/* The queued jobs of one tenant with one priority, oldest first (a FIFO). */
+struct prio_level {
+    int priority;
+    struct job_list jobs;
+    TAILQ_ENTRY(prio_level) link;
+};
+TAILQ_HEAD(prio_list, prio_level);
+
 /* One tenant's share of the queue (a tenant is a job's owner; "" without tokens). */
 struct tenant {
     char name[JOB_OWNER_MAX];
-    struct job_list queue; /* FIFO */
+    /* A FIFO per priority present, highest first; a level leaves when it empties.
+     * Most jobs share one priority, so finding a job's level is a step or two. */
+    struct prio_list levels;
     size_t queued, running;
     size_t submitting; /* scratch of a submission, counting its jobs per tenant */
     int in_turn;       /* on the turns list: it has queued jobs */
@@ -173,14 +185,20 @@ void pool__table_remove(struct job_table *t, struct job *j, enum job_gone gone);
 
 size_t pool__table_count(const struct job_table *t);
 
-/* The queue (queue.c). Each tenant's jobs keep their order; tenants take turns. */
+/* The queue (queue.c). Tenants take turns; within a tenant, higher j->v.priority
+ * first, and jobs of one priority keep their order. */
 void pool__queue_init(struct job_queue *q);
 void pool__queue_free(struct job_queue *q); /* the tenants (the jobs are the table's) */
-void pool__queue_push(struct job_table *t, struct job *j); /* at its tenant's tail */
-void pool__queue_push_front(struct job_table *t, struct job *j);
+/* At the tail of its tenant's jobs of its priority. 0, or -ENOMEM (not queued). */
+int pool__queue_push(struct job_table *t, struct job *j);
+/* At the head of its tenant's jobs of its priority (a retry), and its tenant, if not in
+ * turn yet, takes the first turn. 0, or -ENOMEM (not queued). */
+int pool__queue_push_front(struct job_table *t, struct job *j);
 void pool__queue_remove(struct job_table *t, struct job *j); /* no-op when not queued */
 /* The head job of the tenant whose turn it is, or NULL when nothing is queued. */
 struct job *pool__queue_first(const struct job_table *t);
+/* The job tn runs next: its oldest of its highest priority; NULL when none is queued. */
+struct job *pool__tenant_first(const struct tenant *tn);
 /* The tenant of j (found or added, remembered in j->tenant), NULL on ENOMEM. */
 struct tenant *pool__tenant_of(struct job_table *t, struct job *j);
 /* A tenant by name, NULL if it never had a job here. */

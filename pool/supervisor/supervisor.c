@@ -85,13 +85,12 @@ static struct worker *worker_for(struct pool *p, const struct job *j, struct wor
 
 /*
  * Tenants take turns: in each pass every tenant with queued jobs (and below
- * --tenant-max-running) offers its oldest job, and a tenant served goes to the back
- * of the turns; passes go on while workers are idle. With --isolation tenant no
- * process runs code of two tenants: a job goes to an idle worker of its tenant, else
- * to a fresh one; a job that finds neither waits for a fresh worker already on its
- * way, or, if none is, has an idle worker of another tenant replaced by one (a new
- * interpreter that never ran a job). A tenant's job waits so at most once per call
- * (gen marks it).
+ * --tenant-max-running) offers its next job (its highest priority, oldest first), and a tenant
+ * served goes to the back of the turns; passes go on while workers are idle. With --isolation
+ * tenant no process runs code of two tenants: a job goes to an idle worker of its tenant, else to a
+ * fresh one; a job that finds neither waits for a fresh worker already on its way, or, if none is,
+ * has an idle worker of another tenant replaced by one (a new interpreter that never ran a job). A
+ * tenant's job waits so at most once per call (gen marks it).
  */
 static void dispatch(struct pool *p)
 {
@@ -110,7 +109,7 @@ static void dispatch(struct pool *p)
             next = TAILQ_NEXT(tn, turn_link); /* serving tn moves it to the back */
             if (tn->gen == gen || (max_running && tn->running >= max_running))
                 continue;
-            struct job *j = TAILQ_FIRST(&tn->queue);
+            struct job *j = pool__tenant_first(tn);
             struct worker *other, *w = worker_for(p, j, &other);
             if (w) {
                 pool__turn_served(&p->lc.jobs, tn);
