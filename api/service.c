@@ -2,8 +2,10 @@
  * service.c — the server as a whole:
  *
  *   GET /healthz   liveness: 200 {"status": "ok"} while the process serves HTTP
- *   GET /readyz    readiness: 200 {"status": "ready"} when a worker is ready and the
- *                  server is not stopping; else 503 problem+json saying why
+ *   GET /readyz    readiness: 200 {"status": "ready"} when a worker is ready (or, with
+ *                  --min-workers 0, workers can be started: one booted before and none
+ *                  fails to boot now) and the server is not stopping; else 503
+ *                  problem+json saying why
  *   GET /v1/info   versions, pool occupancy and every limit a client may hit
  */
 #include "internal.h"
@@ -67,7 +69,10 @@ void api__get_readyz(struct api *api, struct api_response *resp)
         api_problem(resp, 503, NULL,
                     "not ready: the job database (%s) is unreachable; this node is reconnecting",
                     api->store);
-    else if (info.workers_ready >= 1)
+    else if (info.workers_ready >= 1 ||
+             (info.scales_to_zero && info.python_version[0] && !info.boot_error[0]))
+        /* Scaled to zero on purpose: a worker has booted before and none fails to now,
+         * so the next job starts one. */
         api__respond_json(resp, 200, json_pack("{s:s}", "status", "ready"), "application/json");
     else if (info.boot_error[0])
         api_problem(resp, 503, NULL, "not ready: no worker is ready; workers fail to boot: %s",

@@ -38,8 +38,8 @@ struct pool *pool_new(const struct pool_config *cfg)
         p->cfg.worker_path = p->worker_path;
     if (!p->cfg.max_output_bytes)
         p->cfg.max_output_bytes = 1u << 20;
-    if (!p->cfg.min_workers)
-        p->cfg.min_workers = 1;
+    if (!p->cfg.min_workers && p->cfg.idle_timeout <= 0)
+        p->cfg.min_workers = 1; /* 0 (scale to zero) means something only with a timeout */
     p->epfd = p->wakefd = p->zygote_sock = -1;
     pthread_mutex_init(&p->lock, NULL);
     p->workers = calloc(cfg->workers, sizeof(*p->workers));
@@ -205,6 +205,7 @@ void pool_get_info(struct pool *p, struct pool_info *out)
     out->running = p->lc.running;
     out->stopping = p->stopping || p->draining;
     out->isolation = pool_isolation_of(p, NULL);
+    out->scales_to_zero = p->cfg.min_workers == 0;
     pthread_mutex_unlock(&p->lock);
     if (pool__shared(p)) {
         store_node_id(p->cfg.store, out->node);

@@ -485,6 +485,12 @@ int main(int argc, char **argv)
     if (rc != 0)
         return rc > 0 ? 0 : 2;
     log_set_level(cfg.log_level);
+    if (cfg.min_workers == 0 && cfg.idle_timeout <= 0) {
+        /* Without an idle timeout no worker ever exits: 0 would mean nothing. */
+        log_error("--min-workers 0 (scale to zero) needs --idle-timeout S (S > 0): the seconds "
+                  "an idle worker lives before it exits");
+        return 2;
+    }
     raise_fd_limit();
 
     /* Everything below is released at `out`, in reverse order; NULL/-1 means not made. */

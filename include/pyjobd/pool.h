@@ -46,7 +46,9 @@ struct pool_config {
     size_t max_jobs;   /* job records kept (oldest finished evicted); 0 = unlimited */
     double result_ttl; /* seconds a finished job is kept; 0 = forever */
     /* Lifecycle (all 0/NULL = off or default). */
-    unsigned min_workers;          /* the idle timeout never goes below this (>= 1) */
+    /* The idle timeout never goes below this; 0 (all workers may exit when idle, the
+     * next job starts one) only with idle_timeout > 0, else it counts as 1. */
+    unsigned min_workers;
     double idle_timeout;           /* seconds an idle worker beyond min_workers lives */
     unsigned max_tasks_per_worker; /* replace a worker after this many jobs */
     long long worker_max_rss;      /* replace a worker whose RSS is above this after a job */
@@ -92,6 +94,7 @@ struct pool_info {
     char node[JOB_NODE_MAX]; /* this node's id on a shared store, else "" */
     int store_down;          /* 1: the shared store's database is unreachable */
     const char *isolation;   /* "tenant" | "job" | "none" (static) */
+    int scales_to_zero;      /* 1: min_workers 0, no worker ready is normal when idle */
 };
 
 /*

@@ -8,6 +8,7 @@ import pathlib
 import shutil
 import signal
 import statistics
+import subprocess
 import tempfile
 import textwrap
 import threading
@@ -16,7 +17,7 @@ import time
 import pytest
 
 from conftest import (SHUTDOWN_TIMEOUT, _pid_alive, check_created, check_problem,
-                      decode_result, make_payload, parse_ts, start_server)
+                      decode_result, make_payload, parse_ts, pyjobd_bin, start_server)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -170,6 +171,36 @@ def test_idle_workers_exit_and_come_back_on_demand(make_server):
     ra, rb = (decode_result(s.wait_done(j["id"], timeout=15)) for j in (a, b))
     assert ra[0] != rb[0], f"both jobs ran on worker {ra[0]}: no worker was started on demand"
     assert ra[1] < rb[2] and rb[1] < ra[2], f"the two jobs did not run concurrently: {ra} {rb}"
+
+
+def test_scale_to_zero_idle_workers_all_exit_then_a_job_starts_one(make_server):
+    s = make_server("--workers", "2", "--min-workers", "0", "--idle-timeout", "0.3", name="zero")
+    wait_for("every idle worker exits (--min-workers 0)",
+             lambda: (lambda p: p if len(p["workers"]) == 0 else None)(get_pool(s)), 5.0)
+    time.sleep(0.5)  # nothing comes back while nothing waits
+    pool = get_pool(s)
+    assert pool["workers"] == [] and pool["workers_target"] == 2, pool
+    r = s.request("GET", "/readyz")
+    assert r.status == 200, f"/readyz must stay ready when scaled to zero on purpose: {r!r}"
+    latencies = []
+    for _ in range(3):
+        wait_for("scaled to zero again", lambda: len(get_pool(s)["workers"]) == 0, 5.0)
+        t = time.monotonic()
+        job = check_created(s.post_job(make_payload(lambda: os.getpid()), wait=10))
+        latencies.append(time.monotonic() - t)
+        assert job["status"] == "succeeded", job
+    print(f"\nfirst job after scale to zero (POST ?wait, round trip): "
+          f"{', '.join(f'{x * 1000:.1f} ms' for x in latencies)}")
+    assert max(latencies) < 5.0, latencies
+
+
+def test_min_workers_zero_needs_an_idle_timeout():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYJOBD_")}
+    env["PYJOBD_ALLOW_ROOT_WORKERS"] = "1"
+    r = subprocess.run([pyjobd_bin(), "--port", "0", "--listen", "127.0.0.1", "--min-workers", "0"],
+                       stdin=subprocess.DEVNULL, capture_output=True, timeout=15, env=env)
+    assert r.returncode == 2, f"exit {r.returncode}: {r.stdout!r} {r.stderr!r}"
+    assert b"--idle-timeout" in r.stderr and b"--min-workers 0" in r.stderr, r.stderr
 
 
 # --------------------------------------------------------------------------- recycling
