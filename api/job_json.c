@@ -4,7 +4,8 @@
  * Shape (keys always present, in this order, unless noted):
  *   id, status, created_at, started_at, finished_at (RFC 3339 UTC µs, or null),
  *   timeout (seconds, null = no limit), attempts, worker_pid (null when none),
- *   max_retries, result (base64; only present when succeeded in pickle format),
+ *   max_retries, priority (integer), soft_timeout (seconds, null = none),
+ *   result (base64; only present when succeeded in pickle format),
  *   result_json (any JSON value; only present when succeeded in json format),
  *   metadata (object; only present when the job was submitted with metadata),
  *   node (string; only present with a shared store, once a node has claimed the job),
@@ -117,13 +118,14 @@ static json_t *error_to_json(const struct job_error *e)
 static json_t *head_of(const struct job_view *v)
 {
     json_t *obj = json_pack(
-        "{s:s, s:s, s:o, s:o, s:o, s:o, s:I, s:o, s:I}", "id", v->id, "status",
+        "{s:s, s:s, s:o, s:o, s:o, s:o, s:I, s:o, s:I, s:i, s:o}", "id", v->id, "status",
         job_status_name(v->status), "created_at", timestamp_or_null(&v->created_at), "started_at",
         timestamp_or_null(&v->started_at), "finished_at", timestamp_or_null(&v->finished_at),
         "timeout", v->timeout > 0 ? json_real(v->timeout) : json_null(), "attempts",
         (json_int_t)v->attempts, "worker_pid",
         v->worker_pid > 0 ? json_integer(v->worker_pid) : json_null(), "max_retries",
-        (json_int_t)v->max_retries);
+        (json_int_t)v->max_retries, "priority", v->priority, "soft_timeout",
+        v->soft_timeout > 0 ? json_real(v->soft_timeout) : json_null());
     return obj;
 }
 

@@ -19,8 +19,9 @@
 #include "pyjobd/base64.h"
 
 static const char *const known_fields[] = {
-    "callable", "args",          "kwargs",   "json_args",   "json_kwargs",     "timeout",
-    "python",   "result_format", "metadata", "max_retries", "retry_on_timeout"};
+    "callable",         "args",     "kwargs",        "json_args", "json_kwargs",
+    "timeout",          "python",   "result_format", "metadata",  "max_retries",
+    "retry_on_timeout", "priority", "soft_timeout"};
 
 #define NFIELDS (sizeof(known_fields) / sizeof(*known_fields))
 
@@ -206,6 +207,73 @@ static int parse_retries(json_t *obj, const struct api__job_limits *lim, const c
     return 0;
 }
 
+static int parse_priority(json_t *obj, const char *where, int *out, char *detail, size_t len)
+{
+    json_t *v = json_object_get(obj, "priority");
+    *out = 0;
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_integer(v)) {
+        if (json_is_real(v))
+            return api__failf(detail, len,
+                              "%sfield 'priority' must be an integer from %d to %d (higher runs "
+                              "first; default 0), got %g",
+                              where, API_PRIORITY_MIN, API_PRIORITY_MAX, json_real_value(v));
+        return api__failf(detail, len,
+                          "%sfield 'priority' must be an integer from %d to %d (higher runs "
+                          "first; default 0), got %s",
+                          where, API_PRIORITY_MIN, API_PRIORITY_MAX, api__json_type_name(v));
+    }
+    json_int_t n = json_integer_value(v);
+    if (n < API_PRIORITY_MIN || n > API_PRIORITY_MAX)
+        return api__failf(detail, len,
+                          "%sfield 'priority' must be an integer from %d to %d (higher runs "
+                          "first; default 0), got %lld",
+                          where, API_PRIORITY_MIN, API_PRIORITY_MAX, (long long)n);
+    *out = (int)n;
+    return 0;
+}
+
+/* After parse_timeout: the soft timeout warns before the hard one, so it must come
+ * first, whether the hard one is the request's or the server's default. */
+static int parse_soft_timeout(json_t *obj, const struct api__job_limits *lim, const char *where,
+                              struct job_spec *spec, char *detail, size_t len)
+{
+    json_t *v = json_object_get(obj, "soft_timeout");
+    spec->soft_timeout = 0;
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_number(v))
+        return api__failf(detail, len,
+                          "%sfield 'soft_timeout' must be a number of seconds > 0 (or null for "
+                          "none), got %s",
+                          where, api__json_type_name(v));
+    double t = json_number_value(v);
+    if (!isfinite(t) || t <= 0)
+        return api__failf(detail, len,
+                          "%sfield 'soft_timeout' must be a number of seconds > 0 (or null for "
+                          "none), got %g",
+                          where, t);
+    if (spec->timeout > 0 && t >= spec->timeout)
+        return api__failf(detail, len,
+                          "%sfield 'soft_timeout' must be less than 'timeout' (%g s): it is the "
+                          "warning before the hard stop, got %g",
+                          where, spec->timeout, t);
+    double dflt = lim ? lim->default_timeout : 0;
+    if (spec->timeout <= 0 && dflt > 0 && t >= dflt)
+        return api__failf(detail, len,
+                          "%sfield 'soft_timeout' must be less than the job's timeout, here the "
+                          "server's --default-timeout (%g s): it is the warning before the hard "
+                          "stop, got %g; send a larger 'timeout' with it",
+                          where, dflt, t);
+    if (t > API_JOB_TIMEOUT_MAX)
+        return api__failf(detail, len,
+                          "%sfield 'soft_timeout' must be at most %.0f seconds (30 days), got %g",
+                          where, API_JOB_TIMEOUT_MAX, t);
+    spec->soft_timeout = t;
+    return 0;
+}
+
 static int both_given(json_t *obj, const char *a, const char *b)
 {
     json_t *x = json_object_get(obj, a), *y = json_object_get(obj, b);
@@ -246,6 +314,8 @@ int api__job_request_from_json(json_t *obj, const struct api__job_limits *lim, c
         (rc = encode_json_field(obj, "json_args", 1, where, &spec->json_args, detail, len)) ||
         (rc = encode_json_field(obj, "json_kwargs", 0, where, &spec->json_kwargs, detail, len)) ||
         (rc = parse_timeout(obj, where, &spec->timeout, detail, len)) ||
+        (rc = parse_soft_timeout(obj, lim, where, spec, detail, len)) ||
+        (rc = parse_priority(obj, where, &spec->priority, detail, len)) ||
         (rc = parse_result_format(obj, where, &spec->result_json, detail, len)) ||
         (rc = parse_metadata(obj, where, &spec->metadata, detail, len)) ||
         (rc = parse_retries(obj, lim, where, spec, detail, len)))

@@ -22,17 +22,23 @@
 /* max_retries_limit when no limits are given. */
 #define API_DEFAULT_MAX_RETRIES_LIMIT 3
 
+/* The range of "priority" (higher runs first among one tenant's queued jobs). */
+#define API_PRIORITY_MIN (-100)
+#define API_PRIORITY_MAX 100
+
 /* What a request is checked against besides its own shape. */
 struct api__job_limits {
     unsigned max_retries_limit;
     enum api_python_match python_match;
     char workers_python[32]; /* the workers' platform.python_version(); "" = unknown */
+    double default_timeout;  /* --default-timeout, for a request without one; 0 = none */
 };
 
 /*
  * Validates one job request object. where prefixes every detail (e.g. "jobs[17]: ";
- * "" for none). lim may be NULL: max_retries up to API_DEFAULT_MAX_RETRIES_LIMIT and no
- * Python version check. A pure function: no pool, no globals.
+ * "" for none). lim may be NULL: max_retries up to API_DEFAULT_MAX_RETRIES_LIMIT, no
+ * Python version check and no default timeout (soft_timeout is then checked against
+ * the request's own timeout only). A pure function: no pool, no globals.
  * On success returns 0 and fills *spec (new blob references and a malloc'd metadata;
  * the caller releases it with job_spec_release). On failure *spec is left zeroed and
  * returns -EINVAL with one sentence in detail[0..detail_len) (what is wrong and how to

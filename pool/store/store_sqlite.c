@@ -30,7 +30,7 @@
 #include <sys/queue.h>
 #include <unistd.h>
 
-#define STORE_SCHEMA 1
+#define STORE_SCHEMA 2
 
 static const char *const schema_v1 =
     "CREATE TABLE jobs ("
@@ -43,6 +43,22 @@ static const char *const schema_v1 =
     " err_type INTEGER, err_message TEXT, err_exc_type TEXT, err_exception BLOB,"
     " err_traceback TEXT, err_exit_code INTEGER, err_signal INTEGER, err_max_rss INTEGER);"
     "CREATE INDEX jobs_seq ON jobs(seq);";
+
+/* Version 2: the job options of issue 17 (priority, soft_timeout). */
+static const char *const schema_v2 =
+    "ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE jobs ADD COLUMN soft_timeout REAL NOT NULL DEFAULT 0;";
+
+/* Every column put writes, named: a column added later cannot shift the others. The
+ * ?N of each is its position here (apply binds by these numbers). */
+#define PUT_SQL                                                                                    \
+    "INSERT OR REPLACE INTO jobs (id, seq, owner, status, created_us, started_us, finished_us,"    \
+    " timeout, attempts, worker_pid, max_retries, retry_on_timeout, result_format_json,"           \
+    " metadata, callable, args, kwargs, json_args, json_kwargs, result, result_json, err_type,"    \
+    " err_message, err_exc_type, err_exception, err_traceback, err_exit_code, err_signal,"         \
+    " err_max_rss, priority, soft_timeout) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,"  \
+    " ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29,"   \
+    " ?30, ?31)"
 
 static void bind_blob(sqlite3_stmt *st, int i, const struct blob *b)
 {
@@ -97,6 +113,8 @@ static int apply(struct sqlite_store *s, const struct op *op)
         sqlite3_bind_int(st, 27, v->error.exit_code);
         sqlite3_bind_int(st, 28, v->error.signal);
         sqlite3_bind_int64(st, 29, v->error.max_rss_bytes);
+        sqlite3_bind_int(st, 30, v->priority);
+        sqlite3_bind_double(st, 31, v->soft_timeout);
     }
     int rc = sqlite3_step(st);
     return rc == SQLITE_DONE ? 0 : rc;
@@ -203,7 +221,8 @@ static int migrate(sqlite3 *db, const char *path, char *err, size_t errlen)
     /* Each step moves one version up, inside one transaction with its version bump. */
     if (exec_or_err(db, "BEGIN IMMEDIATE", path, err, errlen) != 0)
         return -1;
-    if (version < 1 && exec_or_err(db, schema_v1, path, err, errlen) != 0) {
+    if ((version < 1 && exec_or_err(db, schema_v1, path, err, errlen) != 0) ||
+        (version < 2 && exec_or_err(db, schema_v2, path, err, errlen) != 0)) {
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
         return -1;
     }
@@ -266,11 +285,7 @@ struct store *store_open_sqlite(const char *path, char *err, size_t errlen)
         goto fail;
     }
     sqlite3_finalize(qc);
-    if (sqlite3_prepare_v2(s->db,
-                           "INSERT OR REPLACE INTO jobs VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
-                           "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, "
-                           "?23, ?24, ?25, ?26, ?27, ?28, ?29)",
-                           -1, &s->put, NULL) != SQLITE_OK ||
+    if (sqlite3_prepare_v2(s->db, PUT_SQL, -1, &s->put, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(s->db, "DELETE FROM jobs WHERE id = ?1", -1, &s->del, NULL) !=
             SQLITE_OK) {
         snprintf(err, errlen, "store %s: %s", path, sqlite3_errmsg(s->db));

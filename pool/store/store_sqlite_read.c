@@ -41,11 +41,20 @@ static char *column_text(sqlite3_stmt *st, int i)
     return t ? strdup((const char *)t) : NULL;
 }
 
+/* The columns load reads, named (never SELECT *: the table's column order is the order
+ * the migrations added them in), numbered as load reads them. */
+#define LOAD_SQL                                                                                   \
+    "SELECT id, seq, owner, status, created_us, started_us, finished_us, timeout, attempts,"       \
+    " worker_pid, max_retries, retry_on_timeout, result_format_json, metadata, callable, args,"    \
+    " kwargs, json_args, json_kwargs, result, result_json, err_type, err_message, err_exc_type,"   \
+    " err_exception, err_traceback, err_exit_code, err_signal, err_max_rss, priority,"             \
+    " soft_timeout FROM jobs ORDER BY seq"
+
 int sqls__load(struct store *base, store_load_cb cb, void *arg, char *err, size_t errlen)
 {
     struct sqlite_store *s = (struct sqlite_store *)base;
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(s->db, "SELECT * FROM jobs ORDER BY seq", -1, &st, NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(s->db, LOAD_SQL, -1, &st, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "%s: %s", s->describe, sqlite3_errmsg(s->db));
         return -EIO;
     }
@@ -93,6 +102,8 @@ int sqls__load(struct store *base, store_load_cb cb, void *arg, char *err, size_
         v.error.exit_code = sqlite3_column_int(st, 26);
         v.error.signal = sqlite3_column_int(st, 27);
         v.error.max_rss_bytes = sqlite3_column_int64(st, 28);
+        v.priority = spec.priority = sqlite3_column_int(st, 29);
+        v.soft_timeout = spec.soft_timeout = sqlite3_column_double(st, 30);
         /* A start the database had not committed yet: the job may have run. */
         const struct start_entry *e = start_log_find(starts, nstarts, v.id);
         if (e && v.status == JOB_QUEUED && e->attempts > v.attempts) {

@@ -90,7 +90,9 @@ static void job_to_json__queued__nulls_and_no_result(void **state)
     assert_key_null(j, "worker_pid");
     assert_null(json_object_get(j, "result"));
     assert_key_null(j, "error");
-    assert_int_equal(json_object_size(j), 10) /* + max_retries */;
+    assert_int_equal(json_integer_value(json_object_get(j, "priority")), 0);
+    assert_key_null(j, "soft_timeout");
+    assert_int_equal(json_object_size(j), 12) /* + max_retries, priority, soft_timeout */;
     json_decref(j);
 }
 
@@ -119,13 +121,14 @@ static void job_to_json__succeeded__result_base64(void **state)
     /* Key order is part of the contract for readability. */
     char *text = json_dumps(j, JSON_COMPACT);
     assert_non_null(text);
-    assert_string_equal(
-        text, "{\"id\":\"0b6f4c1e9d2a4f7a8c3e5b1d2f4a6c8e\",\"status\":\"succeeded\","
-              "\"created_at\":\"2026-11-25T20:00:00.123456Z\","
-              "\"started_at\":\"2026-11-25T20:00:01.500000Z\","
-              "\"finished_at\":\"2026-11-25T20:00:02.000000Z\",\"timeout\":30.0,"
-              "\"attempts\":1,\"worker_pid\":4242,\"max_retries\":0,\"result\":\"Zm9vYmFy\","
-              "\"error\":null}");
+    assert_string_equal(text,
+                        "{\"id\":\"0b6f4c1e9d2a4f7a8c3e5b1d2f4a6c8e\",\"status\":\"succeeded\","
+                        "\"created_at\":\"2026-11-25T20:00:00.123456Z\","
+                        "\"started_at\":\"2026-11-25T20:00:01.500000Z\","
+                        "\"finished_at\":\"2026-11-25T20:00:02.000000Z\",\"timeout\":30.0,"
+                        "\"attempts\":1,\"worker_pid\":4242,\"max_retries\":0,\"priority\":0,"
+                        "\"soft_timeout\":null,\"result\":\"Zm9vYmFy\","
+                        "\"error\":null}");
     free(text);
     json_decref(j);
     job_view_release(&v);
@@ -237,6 +240,29 @@ static void job_to_json__json_result_metadata_retries__rendered(void **state)
     job_view_release(&v);
 }
 
+static void job_to_json__priority_soft_timeout__in_the_head(void **state)
+{
+    (void)state;
+    struct job_view v = base_view(JOB_QUEUED);
+    v.priority = -7;
+    v.soft_timeout = 2.5;
+    json_t *head, *tail;
+    assert_int_equal(api__job_json_halves(&v, &head, &tail), 0);
+    assert_int_equal(json_integer_value(json_object_get(head, "priority")), -7);
+    assert_true(json_is_real(json_object_get(head, "soft_timeout")));
+    assert_true(json_real_value(json_object_get(head, "soft_timeout")) == 2.5);
+    assert_null(json_object_get(tail, "priority"));
+    assert_null(json_object_get(tail, "soft_timeout"));
+    json_decref(head);
+    json_decref(tail);
+    json_t *j = api__job_to_json(&v);
+    char *text = json_dumps(j, JSON_COMPACT);
+    assert_non_null(strstr(text, "\"max_retries\":0,\"priority\":-7,\"soft_timeout\":2.5,"));
+    free(text);
+    json_decref(j);
+    job_view_release(&v);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -249,6 +275,7 @@ int main(void)
         cmocka_unit_test(job_to_json__worker_crashed__signal_and_rss),
         cmocka_unit_test(job_to_json__invalid_utf8_traceback__still_rendered),
         cmocka_unit_test(job_to_json__json_result_metadata_retries__rendered),
+        cmocka_unit_test(job_to_json__priority_soft_timeout__in_the_head),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -391,9 +391,84 @@ static void request_parse__python__format_and_match(void **state)
     lim = NULL;
 }
 
+static void request_parse__priority__integer_minus_100_to_100(void **state)
+{
+    (void)state;
+    struct job_spec spec;
+    assert_int_equal(parse("{\"callable\": \"Zm9v\"}", &spec), 0);
+    assert_int_equal(spec.priority, 0);
+    job_spec_release(&spec);
+    assert_int_equal(parse("{\"callable\": \"Zm9v\", \"priority\": -100}", &spec), 0);
+    assert_int_equal(spec.priority, -100);
+    job_spec_release(&spec);
+    assert_int_equal(parse("{\"callable\": \"Zm9v\", \"priority\": 100}", &spec), 0);
+    assert_int_equal(spec.priority, 100);
+    job_spec_release(&spec);
+    assert_int_equal(parse("{\"callable\": \"Zm9v\", \"priority\": null}", &spec), 0);
+    assert_int_equal(spec.priority, 0);
+    job_spec_release(&spec);
+    assert_rejected("{\"callable\": \"Zm9v\", \"priority\": 101}",
+                    "field 'priority' must be an integer from -100 to 100 (higher runs first; "
+                    "default 0), got 101");
+    assert_rejected("{\"callable\": \"Zm9v\", \"priority\": -101}", "got -101");
+    assert_rejected("{\"callable\": \"Zm9v\", \"priority\": 4294967296}", "got 4294967296");
+    assert_rejected("{\"callable\": \"Zm9v\", \"priority\": 1.5}",
+                    "field 'priority' must be an integer from -100 to 100");
+    assert_rejected("{\"callable\": \"Zm9v\", \"priority\": \"high\"}", "got string");
+    assert_rejected("{\"callable\": \"Zm9v\", \"priority\": true}", "got boolean");
+}
+
+static void request_parse__soft_timeout__positive_and_below_timeout(void **state)
+{
+    (void)state;
+    struct job_spec spec;
+    assert_int_equal(parse("{\"callable\": \"Zm9v\"}", &spec), 0);
+    assert_true(spec.soft_timeout == 0);
+    job_spec_release(&spec);
+    assert_int_equal(parse("{\"callable\": \"Zm9v\", \"soft_timeout\": 2.5}", &spec), 0);
+    assert_true(spec.soft_timeout == 2.5);
+    job_spec_release(&spec);
+    assert_int_equal(
+        parse("{\"callable\": \"Zm9v\", \"timeout\": 30, \"soft_timeout\": 29.5}", &spec), 0);
+    assert_true(spec.soft_timeout == 29.5);
+    assert_true(spec.timeout == 30);
+    job_spec_release(&spec);
+    assert_int_equal(parse("{\"callable\": \"Zm9v\", \"soft_timeout\": null}", &spec), 0);
+    assert_true(spec.soft_timeout == 0);
+    job_spec_release(&spec);
+    assert_rejected("{\"callable\": \"Zm9v\", \"timeout\": 30, \"soft_timeout\": 30}",
+                    "field 'soft_timeout' must be less than 'timeout' (30 s): it is the warning "
+                    "before the hard stop, got 30");
+    assert_rejected("{\"callable\": \"Zm9v\", \"timeout\": 1.5, \"soft_timeout\": 40}",
+                    "must be less than 'timeout' (1.5 s)");
+    assert_rejected("{\"callable\": \"Zm9v\", \"soft_timeout\": 0}",
+                    "field 'soft_timeout' must be a number of seconds > 0 (or null for none), "
+                    "got 0");
+    assert_rejected("{\"callable\": \"Zm9v\", \"soft_timeout\": -1}", "got -1");
+    assert_rejected("{\"callable\": \"Zm9v\", \"soft_timeout\": \"5\"}", "got string");
+    assert_rejected("{\"callable\": \"Zm9v\", \"soft_timeout\": 1e9}",
+                    "field 'soft_timeout' must be at most 2592000 seconds");
+    /* Without a timeout of its own, the server's default is the hard stop. */
+    struct api__job_limits l = {.max_retries_limit = 3, .default_timeout = 10};
+    lim = &l;
+    assert_rejected("{\"callable\": \"Zm9v\", \"soft_timeout\": 10}",
+                    "field 'soft_timeout' must be less than the job's timeout, here the server's "
+                    "--default-timeout (10 s)");
+    assert_int_equal(parse("{\"callable\": \"Zm9v\", \"soft_timeout\": 9}", &spec), 0);
+    assert_true(spec.soft_timeout == 9);
+    job_spec_release(&spec);
+    /* A timeout of the request's own replaces the default, also upwards. */
+    assert_int_equal(
+        parse("{\"callable\": \"Zm9v\", \"timeout\": 60, \"soft_timeout\": 50}", &spec), 0);
+    job_spec_release(&spec);
+    lim = NULL;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(request_parse__priority__integer_minus_100_to_100),
+        cmocka_unit_test(request_parse__soft_timeout__positive_and_below_timeout),
         cmocka_unit_test(request_parse__json_args_kwargs__serialized_compact),
         cmocka_unit_test(request_parse__json_args_kwargs__rejected),
         cmocka_unit_test(request_parse__result_format__pickle_or_json),

@@ -1,8 +1,8 @@
 /*
  * test_store_sqlite.c — the SQLite store against a temporary file: records survive a close
- * and reopen with every field intact, deletes stick, writes come back in seq order,
- * one job's results are read back byte for byte from any thread, a newer schema and a
- * damaged file are refused with a message naming the file.
+ * and reopen with every field intact (priority and soft_timeout too), deletes stick, writes come
+ * back in seq order, one job's results are read back byte for byte from any thread, a newer schema
+ * and a damaged file are refused with a message naming the file.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -70,6 +70,8 @@ static void make_job(struct job_view *v, struct job_spec *spec, int i, enum job_
         spec->max_retries = 2;
     }
     v->metadata = i == 0 ? strdup("{\"k\":1}") : NULL;
+    v->priority = spec->priority = i - 20;
+    v->soft_timeout = spec->soft_timeout = i % 3 ? 0.25 * i : 0;
 }
 
 struct seen {
@@ -107,6 +109,10 @@ static int check_cb(void *arg, struct job_view *v, struct job_spec *spec, uint64
     }
     if (i == 0)
         assert_string_equal(v->metadata, "{\"k\":1}");
+    assert_int_equal(v->priority, i - 20);
+    assert_int_equal(spec->priority, i - 20);
+    assert_true(v->soft_timeout == (i % 3 ? 0.25 * i : 0));
+    assert_true(spec->soft_timeout == v->soft_timeout);
     s->n++;
     job_view_release(v);
     job_spec_release(spec);

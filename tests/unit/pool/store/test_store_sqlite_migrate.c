@@ -1,0 +1,177 @@
+/*
+ * test_store_sqlite_migrate.c — a database written by schema version 1 (made here by
+ * hand with version 1's own CREATE TABLE, and a row inserted the way version 1 did:
+ * positional VALUES) opens with the current code, is migrated to version 2 in place,
+ * and loads its row intact with priority 0 and no soft timeout; a job put after the
+ * migration keeps its priority and soft_timeout across a reopen.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "pyjobd/store.h"
+
+static char dir[] = "/tmp/pyjobd-migrate-XXXXXX";
+static char path[128];
+
+static int setup(void **state)
+{
+    (void)state;
+    strcpy(dir, "/tmp/pyjobd-migrate-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/jobs.db", dir);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    return system(cmd);
+}
+
+/* Version 1's schema, as it shipped (pool/store/store_sqlite.c, schema_v1). */
+static const char *const v1_schema =
+    "CREATE TABLE jobs ("
+    " id TEXT PRIMARY KEY, seq INTEGER NOT NULL, owner TEXT NOT NULL, status INTEGER NOT NULL,"
+    " created_us INTEGER, started_us INTEGER, finished_us INTEGER, timeout REAL,"
+    " attempts INTEGER, worker_pid INTEGER, max_retries INTEGER, retry_on_timeout INTEGER,"
+    " result_format_json INTEGER, metadata TEXT,"
+    " callable BLOB, args BLOB, kwargs BLOB, json_args BLOB, json_kwargs BLOB,"
+    " result BLOB, result_json BLOB,"
+    " err_type INTEGER, err_message TEXT, err_exc_type TEXT, err_exception BLOB,"
+    " err_traceback TEXT, err_exit_code INTEGER, err_signal INTEGER, err_max_rss INTEGER);"
+    "CREATE INDEX jobs_seq ON jobs(seq);"
+    "PRAGMA user_version = 1;";
+
+#define OLD_ID "0000000000000000000000000000000a"
+#define NEW_ID "0000000000000000000000000000000b"
+
+static void write_v1_file(void)
+{
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, v1_schema, NULL, NULL, NULL), SQLITE_OK);
+    /* A queued job, as version 1 wrote it: every column, by position. */
+    assert_int_equal(sqlite3_exec(db,
+                                  "INSERT INTO jobs VALUES ('" OLD_ID "', 7, 'alice', 0,"
+                                  " 1795636800123456, 0, 0, 2.5, 0, 0, 1, 1, 1, '{\"k\":1}',"
+                                  " x'63616c6c', NULL, NULL, x'5b315d', NULL, NULL, NULL,"
+                                  " 0, NULL, NULL, NULL, NULL, -1, 0, -1)",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+}
+
+static int file_user_version(void)
+{
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int v = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+struct loaded {
+    int n, old_seen, new_seen;
+};
+
+static int load_cb(void *arg, struct job_view *v, struct job_spec *spec, uint64_t seq)
+{
+    struct loaded *l = arg;
+    l->n++;
+    if (strcmp(v->id, OLD_ID) == 0) {
+        l->old_seen = 1;
+        assert_int_equal(seq, 7);
+        assert_string_equal(v->owner, "alice");
+        assert_int_equal(v->status, JOB_QUEUED);
+        assert_int_equal(v->created_at.tv_sec, 1795636800);
+        assert_true(v->timeout == 2.5);
+        assert_int_equal(v->max_retries, 1);
+        assert_int_equal(spec->retry_on_timeout, 1);
+        assert_int_equal(spec->result_json, 1);
+        assert_string_equal(v->metadata, "{\"k\":1}");
+        assert_memory_equal(blob_data(spec->callable), "call", 4);
+        assert_memory_equal(blob_data(spec->json_args), "[1]", 3);
+        assert_int_equal(v->error.exit_code, -1);
+        assert_int_equal(v->priority, 0);
+        assert_int_equal(spec->priority, 0);
+        assert_true(v->soft_timeout == 0);
+        assert_true(spec->soft_timeout == 0);
+    } else {
+        assert_string_equal(v->id, NEW_ID);
+        l->new_seen = 1;
+        assert_int_equal(seq, 8);
+        assert_int_equal(v->priority, -42);
+        assert_int_equal(spec->priority, -42);
+        assert_true(v->soft_timeout == 1.25);
+        assert_true(spec->soft_timeout == 1.25);
+        assert_memory_equal(blob_data(spec->callable), "fn", 2);
+    }
+    job_view_release(v);
+    job_spec_release(spec);
+    return 0;
+}
+
+static void store__v1_file__migrated_and_loaded(void **state)
+{
+    (void)state;
+    write_v1_file();
+    char err[256];
+    struct store *s = store_open_sqlite(path, err, sizeof(err));
+    if (!s)
+        fail_msg("cannot open a version-1 file: %s", err);
+    struct loaded l = {0};
+    assert_int_equal(store_load(s, load_cb, &l, err, sizeof(err)), 0);
+    assert_int_equal(l.n, 1);
+    assert_int_equal(l.old_seen, 1);
+
+    /* A job of the new version beside the old row. */
+    struct job_view v;
+    struct job_spec spec;
+    memset(&v, 0, sizeof(v));
+    memset(&spec, 0, sizeof(spec));
+    strcpy(v.id, NEW_ID);
+    strcpy(v.owner, "bob");
+    v.created_at = (struct timespec){1795636801, 0};
+    v.error.exit_code = -1;
+    v.error.max_rss_bytes = -1;
+    v.priority = spec.priority = -42;
+    v.soft_timeout = spec.soft_timeout = 1.25;
+    spec.callable = blob_new_copy("fn", 2);
+    assert_int_equal(store_sync(s, store_put(s, &v, &spec, 8, STORE_NEW)), 0);
+    job_spec_release(&spec);
+    store_close(s);
+    assert_int_equal(file_user_version(), 2);
+
+    /* Reopened (no migration this time): both rows, both with their options. */
+    s = store_open_sqlite(path, err, sizeof(err));
+    assert_non_null(s);
+    memset(&l, 0, sizeof(l));
+    assert_int_equal(store_load(s, load_cb, &l, err, sizeof(err)), 0);
+    assert_int_equal(l.n, 2);
+    assert_int_equal(l.old_seen + l.new_seen, 2);
+    store_close(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(store__v1_file__migrated_and_loaded, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
