@@ -32,6 +32,7 @@ void api__job_limits_get(const struct api *api, struct api__job_limits *lim)
     memset(lim, 0, sizeof(*lim));
     lim->max_retries_limit = api->max_retries_limit;
     lim->python_match = api->python_match;
+    lim->default_timeout = api->default_timeout;
     if (api->python_match == API_PYTHON_MATCH_NONE)
         return;
     struct pool_info info;
