@@ -49,14 +49,22 @@ char *pg_setup_sql(PGconn *conn, const char *schema, const char *const channels[
                  " retry_on_timeout boolean NOT NULL, result_json_fmt boolean NOT NULL,"
                  " metadata text, err_type smallint NOT NULL DEFAULT 0, err_message text,"
                  " err_exc_type text, err_exit_code int NOT NULL DEFAULT -1,"
-                 " err_signal int NOT NULL DEFAULT 0, err_max_rss bigint NOT NULL DEFAULT -1);"
-                 /* The claim's ORDER BY, over queued unclaimed rows only. */
+                 " err_signal int NOT NULL DEFAULT 0, err_max_rss bigint NOT NULL DEFAULT -1,"
+                 " priority smallint NOT NULL DEFAULT 0, soft_timeout float8 NOT NULL DEFAULT 0);"
+                 /* From version 1, in place: the columns (a constant default rewrites
+                  * nothing) and the claim's index by priority instead of by age. Only
+                  * then: ALTER TABLE locks the table even when the columns exist. */
+                 "DO $$ BEGIN IF coalesce((SELECT max(version) FROM meta), 0) < 2 THEN"
+                 " ALTER TABLE jobs ADD COLUMN IF NOT EXISTS priority smallint NOT NULL"
+                 " DEFAULT 0, ADD COLUMN IF NOT EXISTS soft_timeout float8 NOT NULL DEFAULT 0;"
+                 " DROP INDEX IF EXISTS jobs_claimable_owner; END IF; END $$;"
+                 /* Queued unclaimed rows by age (their count, an index-only scan). */
                  "CREATE INDEX IF NOT EXISTS jobs_claimable ON jobs (seq)"
                  " WHERE status = 0 AND node IS NULL;"
-                 /* The claim's turns: the tenants with queued jobs, and how many
-                  * each has running. */
-                 "CREATE INDEX IF NOT EXISTS jobs_claimable_owner ON jobs (owner, seq)"
-                 " WHERE status = 0 AND node IS NULL;"
+                 /* The claim: the tenants with queued jobs (a loose scan of its first
+                  * column), and each one's jobs in the order it takes them. */
+                 "CREATE INDEX IF NOT EXISTS jobs_claimable_prio ON jobs (owner, priority DESC,"
+                 " seq) WHERE status = 0 AND node IS NULL;"
                  "CREATE INDEX IF NOT EXISTS jobs_running_owner ON jobs (owner) WHERE status = 1;"
                  "CREATE INDEX IF NOT EXISTS jobs_by_node ON jobs (node) WHERE status IN (0, 1);"
                  "CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_us) WHERE status >= 2;"
@@ -66,12 +74,13 @@ char *pg_setup_sql(PGconn *conn, const char *schema, const char *const channels[
                  "CREATE TABLE IF NOT EXISTS results ("
                  " id text PRIMARY KEY REFERENCES jobs ON DELETE CASCADE, result bytea,"
                  " result_json bytea, err_exception bytea, err_traceback text);"
+                 "UPDATE meta SET version = %d WHERE version < %d;"
                  "INSERT INTO meta (version) SELECT %d WHERE NOT EXISTS (SELECT 1 FROM meta);"
                  "COMMIT;"
                  "SET search_path TO %s;"
                  "LISTEN %s; LISTEN %s; LISTEN %s;",
                  lit, lit, lit, ident, PG_SCHEMA_VERSION, PG_SCHEMA_VERSION, lit, PG_SCHEMA_VERSION,
-                 ident, q, d, c) < 0)
+                 PG_SCHEMA_VERSION, PG_SCHEMA_VERSION, ident, q, d, c) < 0)
         sql = NULL;
     /* Every statement prepared once per connection, after search_path is set. */
     for (int i = 0; sql && pg_statements[i]; i++) {
@@ -95,8 +104,9 @@ char *pg_setup_sql(PGconn *conn, const char *schema, const char *const channels[
 const struct pg_stmt pg_sql_insert = {
     "pyjobd_insert",
     "WITH j AS (INSERT INTO jobs (id, owner, status, node, created_us, timeout, max_retries,"
-    " retry_on_timeout, result_json_fmt, metadata)"
-    " VALUES ($1, $2, 0, $3, $4::int8, $5::float8, $6::int, $7::bool, $8::bool, $9)"
+    " retry_on_timeout, result_json_fmt, metadata, priority, soft_timeout)"
+    " VALUES ($1, $2, 0, $3, $4::int8, $5::float8, $6::int, $7::bool, $8::bool, $9, $15::int2,"
+    " $16::float8)"
     " ON CONFLICT (id) DO NOTHING RETURNING id)"
     " INSERT INTO payloads (id, callable, args, kwargs, json_args, json_kwargs)"
     " SELECT id, $10::bytea, $11::bytea, $12::bytea, $13::bytea, $14::bytea FROM j"};
@@ -121,24 +131,30 @@ const struct pg_stmt pg_sql_delete = {"pyjobd_delete", "DELETE FROM jobs WHERE i
 
 /* Tenants take turns across nodes: the tenants with queued jobs are found by a loose
  * index scan (one probe per tenant, whatever the queue's length); each offers its
- * oldest $1 jobs; they are taken fewest-running-tenant first (the jobs a tenant
- * already runs on any node, plus its rank among its own), then oldest first. */
+ * first $1 jobs, highest priority first, then oldest (jobs_claimable_prio, read in
+ * its order: no sort of the queue); they are taken fewest-running-tenant first (the
+ * jobs a tenant already runs on any node, plus its rank among its own), then oldest
+ * first: a priority orders one tenant's jobs, never one tenant before another. They
+ * come back in each tenant's order. The picked ids go to the UPDATE as an array: a
+ * join with the CTE is planned, in the generic plan of the prepared statement (LIMIT
+ * $1 unknown), as a hash join over a scan of the whole table. */
 const struct pg_stmt pg_sql_claim = {
     "pyjobd_claim",
     "WITH RECURSIVE owners AS ("
     " (SELECT owner FROM jobs WHERE status = 0 AND node IS NULL ORDER BY owner LIMIT 1)"
     " UNION ALL SELECT (SELECT j.owner FROM jobs j WHERE j.status = 0 AND j.node IS NULL"
     " AND j.owner > o.owner ORDER BY j.owner LIMIT 1) FROM owners o WHERE o.owner IS NOT NULL),"
-    " offered AS MATERIALIZED (SELECT q.id, q.seq, o.owner,"
+    " offered AS MATERIALIZED (SELECT q.id, q.seq, q.priority, o.owner,"
     " (SELECT count(*) FROM jobs r WHERE r.owner = o.owner AND r.status = 1) AS running"
-    " FROM owners o CROSS JOIN LATERAL (SELECT id, seq FROM jobs WHERE status = 0"
-    " AND node IS NULL AND owner = o.owner ORDER BY seq LIMIT $1::int"
+    " FROM owners o CROSS JOIN LATERAL (SELECT id, seq, priority FROM jobs WHERE status = 0"
+    " AND node IS NULL AND owner = o.owner ORDER BY priority DESC, seq LIMIT $1::int"
     " FOR UPDATE SKIP LOCKED) q WHERE o.owner IS NOT NULL),"
     " picked AS MATERIALIZED (SELECT id FROM offered ORDER BY running + row_number() OVER"
-    " (PARTITION BY owner ORDER BY seq), seq LIMIT $1::int),"
-    " c AS (UPDATE jobs SET node = $2 FROM picked WHERE jobs.id = picked.id RETURNING jobs.*)"
+    " (PARTITION BY owner ORDER BY priority DESC, seq), seq LIMIT $1::int),"
+    " c AS (UPDATE jobs SET node = $2 WHERE id = ANY (ARRAY(SELECT id FROM picked))"
+    " RETURNING jobs.*)"
     " SELECT " VIEW ", " PG_PAYLOAD_COLS " FROM c j JOIN payloads p ON p.id = j.id"
-    " ORDER BY j.seq"};
+    " ORDER BY j.priority DESC, j.seq"};
 
 const struct pg_stmt pg_sql_adopt = {"pyjobd_adopt",
                                      "SELECT " VIEW ", " PG_PAYLOAD_COLS
@@ -325,6 +341,8 @@ int pg_row_view(const PGresult *r, int row, int with_results, struct job_view *v
     v->error.max_rss_bytes = get_int(r, row, 17);
     if (seq)
         *seq = (uint64_t)get_int(r, row, 18);
+    v->priority = (int)get_int(r, row, 19);
+    v->soft_timeout = get_f64(r, row, 20);
     int rc = get_str(r, row, 11, &v->metadata);
     rc = rc ? rc : get_str(r, row, 13, &v->error.message);
     rc = rc ? rc : get_str(r, row, 14, &v->error.exc_type);
@@ -343,7 +361,7 @@ int pg_row_view(const PGresult *r, int row, int with_results, struct job_view *v
 int pg_row_spec(const PGresult *r, int row, int col, struct job_spec *spec)
 {
     memset(spec, 0, sizeof(*spec));
-    if (PQnfields(r) < col + 7 || PQgetisnull(r, row, col))
+    if (PQnfields(r) < col + PG_PAYLOAD_NCOLS || PQgetisnull(r, row, col))
         return -EPROTO;
     int rc = get_blob(r, row, col, &spec->callable);
     rc = rc ? rc : get_blob(r, row, col + 1, &spec->args);
@@ -352,6 +370,8 @@ int pg_row_spec(const PGresult *r, int row, int col, struct job_spec *spec)
     rc = rc ? rc : get_blob(r, row, col + 4, &spec->json_kwargs);
     spec->retry_on_timeout = get_int(r, row, col + 5) != 0;
     spec->result_json = get_int(r, row, col + 6) != 0;
+    spec->priority = (int)get_int(r, row, col + 7);
+    spec->soft_timeout = get_f64(r, row, col + 8);
     if (rc)
         job_spec_release(spec);
     return rc;

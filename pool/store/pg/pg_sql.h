@@ -13,7 +13,8 @@
 
 #include "pyjobd/job.h"
 
-#define PG_SCHEMA_VERSION 1
+/* 2: jobs.priority and jobs.soft_timeout (issue 17), the claim index by priority. */
+#define PG_SCHEMA_VERSION 2
 
 /* The setup script for a connection: schema, tables, migration lock, version check,
  * LISTEN. schema is the bare name; NULL on ENOMEM or a name libpq cannot quote. */
@@ -30,16 +31,18 @@ extern const struct pg_stmt *const pg_statements[]; /* NULL-terminated */
 #define PG_VIEW_COLS                                                                               \
     "j.id, j.status, j.owner, j.node, j.created_us, j.started_us, j.finished_us, j.timeout, "      \
     "j.attempts, j.worker_pid, j.max_retries, j.metadata, j.err_type, j.err_message, "             \
-    "j.err_exc_type, j.err_exit_code, j.err_signal, j.err_max_rss, j.seq"
-#define PG_VIEW_NCOLS 19
+    "j.err_exc_type, j.err_exit_code, j.err_signal, j.err_max_rss, j.seq, j.priority, "            \
+    "j.soft_timeout"
+#define PG_VIEW_NCOLS 21
 /* Then, for a full view: */
 #define PG_RESULT_COLS "r.result, r.result_json, r.err_exception, r.err_traceback"
 /* Or, for a claim: */
 #define PG_PAYLOAD_COLS                                                                            \
     "p.callable, p.args, p.kwargs, p.json_args, p.json_kwargs, j.retry_on_timeout, "               \
-    "j.result_json_fmt"
+    "j.result_json_fmt, j.priority, j.soft_timeout"
+#define PG_PAYLOAD_NCOLS 9
 
-extern const struct pg_stmt pg_sql_insert;     /* $1..$14: a new job and its payload */
+extern const struct pg_stmt pg_sql_insert;     /* $1..$16: a new job and its payload */
 extern const struct pg_stmt pg_sql_update;     /* $1..$6: a non-final transition, fenced */
 extern const struct pg_stmt pg_sql_finish;     /* $1..$17: the final state and results, fenced */
 extern const struct pg_stmt pg_sql_delete;     /* $1 */

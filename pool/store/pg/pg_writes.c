@@ -114,6 +114,8 @@ static int send_write(struct pg_store *s, struct wop *w)
         pg_param_blob(&p, w->spec.kwargs);
         pg_param_blob(&p, w->spec.json_args);
         pg_param_blob(&p, w->spec.json_kwargs);
+        pg_param_i64(&p, v->priority);
+        pg_param_f64(&p, v->soft_timeout);
         return pg_conn_send(&s->pc, &pg_sql_insert, p.n, p.values, p.lengths, p.formats, 0);
     case W_UPDATE:
         pg_param_i64(&p, v->status);

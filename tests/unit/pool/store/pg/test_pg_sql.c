@@ -83,10 +83,12 @@ static PGresult *failed_job_row(void)
     set_int(r, 16, 0, 4);
     set_int(r, 17, -1, 8);
     set_int(r, 18, 77, 8);
-    set_null(r, 19);
-    set_null(r, 20);
-    set_text(r, 21, "\x80\x04pickled");
-    set_text(r, 22, "Traceback ...");
+    set_int(r, 19, -5, 2); /* priority: a smallint */
+    set_f64(r, 20, 0.75);  /* soft_timeout */
+    set_null(r, 21);
+    set_null(r, 22);
+    set_text(r, 23, "\x80\x04pickled");
+    set_text(r, 24, "Traceback ...");
     return r;
 }
 
@@ -115,6 +117,8 @@ static void row_view__failed_job__every_field(void **state)
     assert_int_equal(v.error.exit_code, -1);
     assert_int_equal(v.error.max_rss_bytes, -1);
     assert_int_equal(seq, 77);
+    assert_int_equal(v.priority, -5);
+    assert_true(v.soft_timeout == 0.75);
     assert_null(v.result);
     assert_non_null(v.error.exception);
     assert_int_equal(blob_len(v.error.exception), 9);
@@ -146,7 +150,7 @@ static void row_view__bad_id_or_out_of_range_enums__safe(void **state)
 static void row_spec__payload__blobs_and_flags(void **state)
 {
     (void)state;
-    PGresult *r = empty_result(7);
+    PGresult *r = empty_result(PG_PAYLOAD_NCOLS);
     set_text(r, 0, "callable-bytes");
     set_null(r, 1);
     set_text(r, 2, "kw");
@@ -154,6 +158,8 @@ static void row_spec__payload__blobs_and_flags(void **state)
     set_text(r, 4, "{\"a\": 1}");
     set_int(r, 5, 1, 1);
     set_int(r, 6, 0, 1);
+    set_int(r, 7, 100, 2);
+    set_f64(r, 8, 12.5);
     struct job_spec spec;
     assert_int_equal(pg_row_spec(r, 0, 0, &spec), 0);
     assert_int_equal(blob_len(spec.callable), 14);
@@ -163,7 +169,15 @@ static void row_spec__payload__blobs_and_flags(void **state)
     assert_int_equal(blob_len(spec.json_kwargs), 8);
     assert_int_equal(spec.retry_on_timeout, 1);
     assert_int_equal(spec.result_json, 0);
+    assert_int_equal(spec.priority, 100);
+    assert_true(spec.soft_timeout == 12.5);
     job_spec_release(&spec);
+    PQclear(r);
+    r = empty_result(PG_PAYLOAD_NCOLS - 2); /* a row without the options: refused */
+    set_text(r, 0, "callable-bytes");
+    assert_int_equal(pg_row_spec(r, 0, 0, &spec), -EPROTO);
+    PQclear(r);
+    r = empty_result(PG_PAYLOAD_NCOLS);
     set_null(r, 0); /* no callable: refused */
     assert_int_equal(pg_row_spec(r, 0, 0, &spec), -EPROTO);
     PQclear(r);
