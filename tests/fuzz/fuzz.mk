@@ -19,7 +19,7 @@ FUZZ_SAN     := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -f
 FUZZ_CFLAGS  := -std=gnu11 -g -O1 -Wall -Wextra -Werror -I. -Iinclude -Iapi -D_GNU_SOURCE $(FUZZ_SAN) \
                 $(shell pkg-config --cflags jansson 2>/dev/null)
 FUZZ_LIBS    := $(shell pkg-config --libs jansson 2>/dev/null) -lm
-FUZZ_NAMES   := fuzz_frame fuzz_base64 fuzz_request fuzz_route
+FUZZ_NAMES   := fuzz_frame fuzz_base64 fuzz_request fuzz_route fuzz_body
 FUZZ_BINS    := $(FUZZ_NAMES:%=$(FUZZ_DIR)/%)
 # api/ and the base below it over the api unit tests' fake pool (tests/fake/) instead
 # of pool/: the harnesses never start a supervisor or a worker. As in those tests,
@@ -45,6 +45,10 @@ $(FUZZ_DIR)/fuzz_base64: tests/fuzz/fuzz_base64.c api/base64.c lib/blob.c includ
 $(FUZZ_DIR)/fuzz_request: tests/fuzz/fuzz_request.c $(FUZZ_API_DEPS)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_request.c $(FUZZ_API_SRCS) $(FUZZ_API_LIBS)
+
+$(FUZZ_DIR)/fuzz_body: tests/fuzz/fuzz_body.c $(FUZZ_API_DEPS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_body.c $(FUZZ_API_SRCS) $(FUZZ_API_LIBS)
 
 $(FUZZ_DIR)/fuzz_route: tests/fuzz/fuzz_route.c $(FUZZ_API_DEPS)
 	@mkdir -p $(dir $@)
