@@ -388,6 +388,15 @@ def test_submit_with_options(ex):
     assert fut.job.get("metadata") == {"owner": "tests", "n": 1}
 
 
+def test_submit_with_priority_and_soft_timeout_reach_the_job(ex):
+    fut = ex.submit_with(lambda: 7, priority=5, timeout=20, soft_timeout=10)
+    assert fut.result(timeout=30) == 7
+    assert fut.job["priority"] == 5 and fut.job["soft_timeout"] == 10, fut.job
+    with pytest.raises(pyjobd.ServerError) as e:  # the server's 400 names the field
+        ex.submit_with(lambda: 7, priority=500)
+    assert "priority" in str(e.value)
+
+
 def test_submit_with_max_retries_reruns_after_a_crash(ex):
     def flaky(marker):
         import os

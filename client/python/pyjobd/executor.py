@@ -486,13 +486,21 @@ class Executor(_base.Executor):
         return self.submit_with(fn, args, kwargs)
 
     def submit_with(self, fn, args=(), kwargs=None, *, timeout=None, max_retries=None,
-                    metadata=None):
+                    metadata=None, priority=None, soft_timeout=None):
         """``submit`` with per-call options: ``timeout`` (seconds, overrides the
         executor's), ``max_retries`` (re-runs after a worker crash), ``metadata`` (a
-        JSON object stored with the job and echoed back in ``future.job``)."""
+        JSON object stored with the job and echoed back in ``future.job``),
+        ``priority`` (-100..100, default 0: among your queued jobs, higher first) and
+        ``soft_timeout`` (seconds, less than ``timeout``: ``pyjobd.SoftTimeout`` is raised
+        in the job then, so its ``finally`` blocks run before the hard stop)."""
         self._before_submit()
+        extra = {}
+        if priority is not None:
+            extra["priority"] = priority
+        if soft_timeout is not None:
+            extra["soft_timeout"] = soft_timeout
         req = self._request(self._dumps(fn), args, kwargs, timeout=timeout,
-                            max_retries=max_retries, metadata=metadata)
+                            max_retries=max_retries, metadata=metadata, **extra)
         return self._submit_request(req)
 
     def map(self, fn, *iterables, timeout=None, chunksize=1):
