@@ -232,7 +232,32 @@ void api__cancel_job(struct api *api, const struct api_request *req, const char 
                     "query parameter 'force' must be true, false, 1 or 0, got '%.32s'", s);
         return;
     }
-    int rc = pool_cancel(api->pool, id, force);
+    /* interrupt=S: pyjobd.Cancelled in the running job, its worker killed S s later. */
+    const char *is = req->query ? req->query(req->query_ctx, "interrupt") : NULL;
+    double interrupt = 0;
+    if (is && (api__parse_seconds(is, &interrupt) < 0 || !(interrupt > 0) || interrupt > 3600)) {
+        api_problem(resp, 400, NULL,
+                    "query parameter 'interrupt' must be a number of seconds, more than 0 and at "
+                    "most 3600 (how long the job has to end after pyjobd.Cancelled is raised in "
+                    "it), got '%.32s'",
+                    is);
+        return;
+    }
+    if (is && force) {
+        api_problem(resp, 400, NULL,
+                    "query parameters 'force' and 'interrupt' exclude each other: 'force=true' "
+                    "kills the worker at once, 'interrupt=S' raises pyjobd.Cancelled first");
+        return;
+    }
+    int rc = is ? pool_interrupt(api->pool, id, interrupt) : pool_cancel(api->pool, id, force);
+    if (rc == -EREMOTE) {
+        api_problem(resp, 409, NULL,
+                    "job %s is running on another node (see its \"node\"); 'interrupt' does not "
+                    "reach other nodes: cancel it with ?force=true, or send the request to that "
+                    "node",
+                    id);
+        return;
+    }
     if (rc == -EBUSY) {
         api_problem(resp, 409, NULL,
                     "job %s is running; cancel with ?force=true to kill its worker (only this "

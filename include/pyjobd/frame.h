@@ -39,6 +39,7 @@ enum frame_tag {
     FRAME_TAG_RESULT_FORMAT = 6, /* "json": reply with RESULT_JSON instead of RESULT */
     FRAME_TAG_ISOLATE = 7,       /* present (empty): run in a process forked for this job */
     FRAME_TAG_UID = 8,           /* u32 LE: run as this uid (and gid) of --uids (optional) */
+    FRAME_TAG_SOFT_TIMEOUT = 9,  /* u32 LE ms > 0: raise pyjobd.SoftTimeout then (optional) */
     /* FRAME_HELLO */
     FRAME_TAG_PYTHON_VERSION = 10,      /* platform.python_version() */
     FRAME_TAG_CLOUDPICKLE_VERSION = 11, /* cloudpickle.__version__ */

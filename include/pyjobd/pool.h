@@ -185,6 +185,17 @@ int pool_job_peek(struct pool *p, const char *id, struct job_view *out);
  */
 int pool_cancel(struct pool *p, const char *id, int force);
 
+/*
+ * Cancels a job gracefully (cancel?interrupt=grace): a running one gets
+ * pyjobd.Cancelled raised in it, and its worker is killed if it has not ended grace
+ * seconds later (0 < grace <= 3600); it ends cancelled whatever it does. A job not
+ * running yet is cancelled as pool_cancel(p, id, 0) does. 0: cancelled, or (running)
+ * interrupted and ending; -ENOENT / -ESTALE as pool_job_get; -EALREADY: finished;
+ * -EREMOTE: running on another node (a shared store), which this does not reach;
+ * -EINVAL: grace out of range.
+ */
+int pool_interrupt(struct pool *p, const char *id, double grace);
+
 /* Forgets a finished job. 0; -ENOENT / -ESTALE; -EBUSY when it is not finished. */
 int pool_delete(struct pool *p, const char *id);
 

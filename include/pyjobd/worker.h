@@ -91,6 +91,23 @@
  * nothing else. Whatever the job prints is flushed before its reply is sent. EOF on
  * fd 3 between jobs ends the worker (WORKER_EXIT_OK).
  *
+ * Soft timeout and interrupt: the worker (every process it forks too) has a built-in
+ * module `pyjobd` holding SoftTimeout (a subclass of TimeoutError) and Cancelled (of
+ * BaseException, like KeyboardInterrupt, so that `except Exception` lets it through).
+ * A FRAME_JOB with FRAME_TAG_SOFT_TIMEOUT gets SoftTimeout raised in its main thread
+ * that many ms after its call began (a timer of the process that runs the call). The
+ * server interrupts the job running on a worker with sigqueue(pid,
+ * WORKER_SIG_INTERRUPT, n), n the number of FRAME_JOBs it sent that worker process,
+ * 1 for the first (WORKER_INTERRUPT_JOB_MASK bits of it): pyjobd.Cancelled is raised
+ * in the job's main thread, also while it sleeps or waits in a C call that returns to
+ * Python. Anything else (a stale n, a signal the job's code sends itself, one between
+ * jobs) is ignored. Under FRAME_TAG_ISOLATE the worker passes it on to the job's
+ * process. Either exception ends the job as the job lets it: a job that catches it
+ * and returns succeeds as far as the worker is concerned (the server decides what a
+ * cancelled job's outcome is); a job that catches it and goes on is ended by the
+ * server's SIGKILL. A job that installs its own handler for WORKER_SIG_INTERRUPT gets
+ * that signal instead, until the next job.
+ *
  * Signals: SIGINT raises KeyboardInterrupt inside a running job (reported as the
  * job's exception) and is ignored between jobs; SIGTERM keeps its default action.
  * On SIGSEGV/SIGBUS/SIGFPE/SIGABRT/SIGILL faulthandler prints the Python stack to
@@ -99,6 +116,7 @@
 #ifndef PYJOBD_WORKER_H
 #define PYJOBD_WORKER_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -133,6 +151,13 @@ struct worker_zygote_msg {
     uint32_t magic;
     int32_t value;
 };
+
+/* The signal that interrupts a running job (see "Soft timeout and interrupt"), and the
+ * bits of its value that number the job; the worker's soft timer sets
+ * WORKER_INTERRUPT_SOFT in it. */
+#define WORKER_SIG_INTERRUPT SIGUSR1
+#define WORKER_INTERRUPT_JOB_MASK 0x3fffffffu
+#define WORKER_INTERRUPT_SOFT 0x40000000u
 
 /* Exit codes. A job that calls os._exit(n) or dies of a signal exits otherwise. */
 

@@ -69,7 +69,10 @@ struct job {
     struct waiter_list waiters;
     struct tenant *tenant;    /* its owner's queue and counts (set once queued or running) */
     struct prio_level *level; /* while queued: the list of its priority it is on */
-    struct worker *worker;    /* while running */
+    /* A client interrupted it while it ran (cancel?interrupt): it ends cancelled, and
+     * its worker is killed at this CLOCK_MONOTONIC time if it is still running; 0 = no. */
+    int64_t interrupt_ms;
+    struct worker *worker; /* while running */
     /* Shared store only: */
     int mirror;          /* the database answers for it (another node's job, or ours once
                           * its end is committed); kept for waiters and output */

@@ -133,10 +133,18 @@ int pool__send_job(struct pool *p, struct worker *w, struct job *j)
                          (uint8_t)(uid >> 24)};
         frame_builder_add(&b, FRAME_TAG_UID, le, sizeof(le));
     }
+    if (j->v.soft_timeout > 0) {
+        double ms = j->v.soft_timeout * 1000.0 + 0.999; /* never early */
+        uint32_t n = ms >= 4294967295.0 ? UINT32_MAX : ms < 1 ? 1 : (uint32_t)ms;
+        uint8_t le[4] = {(uint8_t)n, (uint8_t)(n >> 8), (uint8_t)(n >> 16), (uint8_t)(n >> 24)};
+        frame_builder_add(&b, FRAME_TAG_SOFT_TIMEOUT, le, sizeof(le));
+    }
     int rc = frame_builder_finish(&b, &w->out, &w->out_len);
     if (rc != 0)
         return rc;
     w->out_off = 0;
+    w->jobs_sent++;
+    j->interrupt_ms = 0;
     if (isolated) {
         w->isolated = 1;
     } else if (!w->bound) {

@@ -161,7 +161,10 @@ void pool__handle_outcome(struct pool *p, struct worker *w, const struct frame *
     w->idle_since_ms = clock_now_ms();
     pool__idle_begin(w, w->idle_since_ms);
     w->jobs_done++;
-    record_outcome(p, j, f);
+    if (j->interrupt_ms)
+        pool__interrupt_finish(p, j, f->type == FRAME_RESULT ? "it returned" : "it ended raising");
+    else
+        record_outcome(p, j, f);
     /* A worker retired by a shrink finishes its job first, then goes. */
     if (!w->active)
         pool__end_worker(p, w, END_RETIRE);

@@ -85,6 +85,7 @@ struct worker {
     struct timespec started_at;
     int64_t respawn_at_ms;
     unsigned jobs_done;
+    unsigned jobs_sent;     /* FRAME_JOBs sent this process: numbers its interrupts */
     unsigned boot_failures; /* consecutive exits before hello, for backoff */
     /* It ran a job's code in itself, and then whose (with --isolation tenant it runs no
      * other tenant's job: a new process is a fresh interpreter); or it ran every job in
@@ -224,6 +225,12 @@ void pool__reap_worker(struct pool *p, struct worker *w);
 int pool__reap_pending(struct pool *p); /* without pidfds; 1 while still polling */
 /* Cancels this node's job j: 0, -EALREADY (finished), -EBUSY (running, !force). */
 int pool__cancel_here(struct pool *p, struct job *j, int force);
+
+/* interrupt.c (the request is pool_interrupt, pool/pool_interrupt.c): j, taken off
+ * its worker with j->interrupt_ms set, -> cancelled; how says how it ended ("it
+ * returned", ...) for the message. */
+void pool__interrupt_finish(struct pool *p, struct job *j, const char *how);
+
 unsigned pool__idle_workers(const struct pool *p);
 /* The worker has just become idle: its CPU is watched from now on. */
 void pool__idle_begin(struct worker *w, int64_t now);

@@ -201,7 +201,7 @@ int pool__spawn_worker(struct pool *p, struct worker *w)
     w->state = WORKER_STARTING;
     w->in_len = 0;
     w->out_len = w->out_off = 0;
-    w->jobs_done = 0;
+    w->jobs_done = w->jobs_sent = 0;
     w->bound = w->isolated = 0;
     w->frozen = 0;
     w->stray_since_ms = w->stray_bytes = 0;

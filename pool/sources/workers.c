@@ -244,6 +244,12 @@ static void crash_job(struct pool *p, struct worker *w, int status, const struct
     struct job *j = pool__take_job(w);
     char how[128];
     wait_status_describe(status, how, sizeof(how));
+    if (j->interrupt_ms) {
+        char ended[200];
+        snprintf(ended, sizeof(ended), "its worker then died (%s)", how);
+        pool__interrupt_finish(p, j, ended);
+        return;
+    }
     long long rss = (long long)ru->ru_maxrss * 1024;
     job_error_release(&j->v.error);
     j->v.error.type = JOB_ERR_WORKER_CRASHED;

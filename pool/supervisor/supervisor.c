@@ -132,19 +132,36 @@ static void dispatch(struct pool *p)
     }
 }
 
+/* A job's timeout, and the grace of an interrupted job (cancel?interrupt). */
 static void enforce_deadlines(struct pool *p, int64_t now)
 {
     for (unsigned i = 0; i < p->nslots; i++) {
         struct worker *w = p->workers[i];
         struct job *j = w->job;
-        if (w->state != WORKER_BUSY || !j || !j->deadline_ms || now < j->deadline_ms)
+        if (w->state != WORKER_BUSY || !j)
+            continue;
+        int timed_out = j->deadline_ms && now >= j->deadline_ms;
+        if (!timed_out && !(j->interrupt_ms && now >= j->interrupt_ms))
             continue;
         /* SIGKILL from outside: a job stuck in C code cannot ignore it. */
-        log_warn("job %s exceeded its timeout of %g s; killing worker %d", j->v.id, j->v.timeout,
-                 (int)w->pid);
+        if (timed_out)
+            log_warn("job %s exceeded its timeout of %g s; killing worker %d", j->v.id,
+                     j->v.timeout, (int)w->pid);
+        else
+            log_warn("job %s did not end within its interrupt's grace; killing worker %d", j->v.id,
+                     (int)w->pid);
         pool__output_drain(p, w);
         pool__take_job(w);
-        pool__end_worker(p, w, END_TIMEOUT);
+        pool__end_worker(p, w, timed_out ? END_TIMEOUT : END_CANCEL);
+        if (j->interrupt_ms) {
+            pool__interrupt_finish(p, j,
+                                   timed_out ? "it ran into its timeout first: its worker was "
+                                               "killed"
+                                             : "since it had not ended in the time given, its "
+                                               "worker was killed and replaced; no other job "
+                                               "was affected");
+            continue;
+        }
         job_error_release(&j->v.error);
         j->v.error.type = JOB_ERR_TIMEOUT;
         j->v.error.message = str_format(
@@ -244,6 +261,8 @@ static int next_timeout(struct pool *p, int64_t now, int64_t sources_due)
         struct worker *w = p->workers[i];
         if (w->state == WORKER_BUSY && w->job && w->job->deadline_ms)
             next = w->job->deadline_ms < next ? w->job->deadline_ms : next;
+        if (w->state == WORKER_BUSY && w->job && w->job->interrupt_ms)
+            next = w->job->interrupt_ms < next ? w->job->interrupt_ms : next;
         if (w->active && !w->parked && w->state == WORKER_EMPTY && !p->stopping)
             next = w->respawn_at_ms < next ? w->respawn_at_ms : next;
     }

@@ -14,6 +14,7 @@
 
 #include "horse.h"
 #include "channel.h"
+#include "interrupt.h"
 #include "reaper.h"
 #include "reply.h"
 #include "runner.h"
@@ -137,9 +138,13 @@ PyObject *worker_horse_run(struct worker_py *py, PyObject *owner, const struct f
     pid_t worker = getpid();
     worker_interp_flush_stdio();
     PyOS_BeforeFork();
+    /* An interrupt that comes before the horse is known waits, then goes on to it. */
+    worker_interrupt_block(1);
     pid_t pid = fork();
     if (pid == 0) {
         PyOS_AfterFork_Child();
+        worker_interrupt_forward_to(0);
+        worker_interrupt_block(0);
         py->pid = getpid();
         close(sv[0]);
         close(WORKER_FD);
@@ -155,6 +160,9 @@ PyObject *worker_horse_run(struct worker_py *py, PyObject *owner, const struct f
     }
     int err = errno;
     PyOS_AfterFork_Parent();
+    if (pid > 0)
+        worker_interrupt_forward_to(pid);
+    worker_interrupt_block(0);
     close(sv[1]);
     if (pid < 0) {
         close(sv[0]);
@@ -165,6 +173,7 @@ PyObject *worker_horse_run(struct worker_py *py, PyObject *owner, const struct f
     struct frame f;
     size_t max = py->max_result_bytes ? py->max_result_bytes + WORKER_REPLY_SLACK : UINT32_MAX;
     int rc = worker_channel_read(sv[0], max, &reply, &f);
+    worker_interrupt_forward_to(0);
     close(sv[0]);
     int too_large = rc == -EMSGSIZE;
     if ((rc == 1 && (f.type == FRAME_RESULT || f.type == FRAME_ERROR)) || too_large) {

@@ -10,6 +10,7 @@
 #include <Python.h>
 
 #include "interp.h"
+#include "interrupt.h"
 #include "pyexc.h"
 
 #include <stdio.h>
@@ -185,7 +186,7 @@ int worker_interp_start(struct worker_py *py, const char *argv0)
         return -1;
     }
     py->pid = getpid();
-    return 0;
+    return worker_interrupt_module_init();
 }
 
 void worker_interp_flush_stdio(void)

@@ -11,6 +11,7 @@
 #include "channel.h"
 #include "horse.h"
 #include "interp.h"
+#include "interrupt.h"
 #include "options.h"
 #include "reaper.h"
 #include "runner.h"
@@ -216,6 +217,8 @@ int main(int argc, char **argv)
     /* In each worker, forked or not: what --init opens (connections, threads) is its own. */
     if (opts.init && worker_interp_run_init(&py, opts.init) != 0)
         worker_exit(WORKER_EXIT_BOOT_FAILED);
+    if (worker_interrupt_install() != 0)
+        worker_exit(WORKER_EXIT_BOOT_FAILED);
     if (opts.memory_limit) {
         worker_set_memory_limit(&opts);
         py.memory_limit = opts.memory_limit;
@@ -234,6 +237,7 @@ int main(int argc, char **argv)
     for (;;) {
         struct frame job;
         PyObject *owner = worker_next_job(&job);
+        worker_interrupt_job_begin();
         struct frame_field flag;
         int isolate = frame_find_field(&job, FRAME_TAG_ISOLATE, &flag) > 0;
         if (isolated >= 0 && isolate != isolated) {

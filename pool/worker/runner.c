@@ -12,6 +12,7 @@
 
 #include "runner.h"
 #include "interp.h"
+#include "interrupt.h"
 #include "pyexc.h"
 #include "reply.h"
 
@@ -282,12 +283,21 @@ int worker_runner_run(struct worker_py *py, PyObject *owner, const struct frame 
     int has_format = frame_find_field(job, FRAME_TAG_RESULT_FORMAT, &format);
     if (has_format < 0)
         return -EPROTO;
+    struct frame_field soft;
+    int has_soft = frame_find_field(job, FRAME_TAG_SOFT_TIMEOUT, &soft);
+    if (has_soft < 0 || (has_soft && soft.len != 4))
+        return -EPROTO;
+    unsigned soft_ms = has_soft ? (unsigned)soft.data[0] | (unsigned)soft.data[1] << 8 |
+                                      (unsigned)soft.data[2] << 16 | (unsigned)soft.data[3] << 24
+                                : 0;
 
     struct runner_call c = {{NULL, NULL, NULL}, {0, 0, 0}};
     int json = runner_result_format(py, reply, &format, has_format);
     if (json >= 0 && runner_prepare(py, owner, fields, present, &c, reply) == 0) {
+        worker_interrupt_arm(soft_ms);
         PyObject *result =
             PyObject_Call(c.slot[RUNNER_FN], c.slot[RUNNER_ARGS], c.slot[RUNNER_KWARGS]);
+        worker_interrupt_disarm();
         if (getpid() != py->pid)
             runner_exit_forked_child(result);
         if (result)

@@ -13,6 +13,7 @@
 #include <errno.h>
 
 #include "pool_test_util.h"
+#include "pyjobd/clock.h"
 
 static void wait_status(struct pool *p, const char *id, enum job_status want)
 {
@@ -60,6 +61,38 @@ static void cancel__queued_running_finished__like_future_cancel(void **state)
     assert_int_equal(st.restarts_cancel, 1);
     assert_int_equal(st.finished[JOB_CANCELLED], 2);
     assert_int_equal(st.finished[JOB_SUCCEEDED], 1);
+    pool_stats_release(&st);
+    pool_free(p);
+}
+
+static void interrupt__running_job_ends_cancelled_without_a_kill(void **state)
+{
+    (void)state;
+    struct pool *p = start_pool(1);
+    char run[JOB_ID_LEN + 1], queued[JOB_ID_LEN + 1];
+    submit(p, "lambda: time.sleep(30)", NULL, 0, run);
+    submit(p, "lambda: 'never'", NULL, 0, queued);
+    wait_status(p, run, JOB_RUNNING);
+    usleep(100 * 1000); /* its call has begun */
+    assert_int_equal(pool_interrupt(p, run, 0), -EINVAL);
+    assert_int_equal(pool_interrupt(p, run, 3601), -EINVAL);
+    assert_int_equal(pool_interrupt(p, queued, 1), 0); /* queued: cancelled at once */
+    struct job_view v;
+    assert_int_equal(pool_job_get(p, queued, &v), 0);
+    assert_int_equal(v.status, JOB_CANCELLED);
+    job_view_release(&v);
+    int64_t t0 = clock_now_ms();
+    assert_int_equal(pool_interrupt(p, run, 20), 0);
+    wait_status(p, run, JOB_CANCELLED); /* pyjobd.Cancelled ended the sleep: no 20 s grace */
+    assert_true(clock_now_ms() - t0 < 3000);
+    assert_int_equal(pool_job_get(p, run, &v), 0);
+    assert_int_equal(v.error.type, JOB_ERR_CANCELLED);
+    assert_non_null(strstr(v.error.message, "it ended raising"));
+    job_view_release(&v);
+    assert_int_equal(pool_interrupt(p, run, 1), -EALREADY);
+    struct pool_stats st;
+    assert_int_equal(pool_get_stats(p, &st), 0);
+    assert_int_equal(st.restarts_cancel, 0); /* the worker lives on */
     pool_stats_release(&st);
     pool_free(p);
 }
@@ -347,6 +380,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(cancel__queued_running_finished__like_future_cancel),
+        cmocka_unit_test(interrupt__running_job_ends_cancelled_without_a_kill),
         cmocka_unit_test(delete__finished_only__then_unknown),
         cmocka_unit_test(list__newest_first_with_cursor_and_filter),
         cmocka_unit_test(retention__ttl_and_max_jobs__expired_ids_say_so),
