@@ -22,6 +22,9 @@ char *pg_setup_sql(PGconn *conn, const char *schema, const char *const channels[
     if (ident && lit && q && d && c &&
         asprintf(&sql,
                  "SET client_min_messages = warning;"
+                 /* The claim's generic plan would otherwise be JIT-compiled: 520 ms
+                  * instead of 1.8 ms per claim (measured, 100,000 queued jobs). */
+                 "SET jit = off;"
                  "BEGIN;"
                  /* Nodes starting together: one creates or migrates, the others wait. */
                  "SELECT pg_advisory_xact_lock(hashtext('pyjobd schema ' || %s));"
