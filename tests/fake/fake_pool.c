@@ -196,6 +196,13 @@ int pool_submit_batch(struct pool *p, const struct job_spec *specs, size_t n,
     return 0;
 }
 
+/* An interrupt is recorded like a cancel (force 0), its grace kept for the test. */
+int pool_interrupt(struct pool *p, const char *id, double grace)
+{
+    fake.interrupt_grace = grace;
+    return pool_cancel(p, id, 0);
+}
+
 int pool_cancel(struct pool *p, const char *id, int force)
 {
     (void)p;

@@ -60,6 +60,7 @@ struct fake_pool {
     size_t batch_n;
     struct job_spec last; /* copy of the last submitted spec (blob refs held) */
     int cancel_rc, cancel_force, cancels;
+    double interrupt_grace; /* of the last pool_interrupt */
     int delete_rc, deletes;
     struct pool_list_query list_q;
     size_t list_n; /* pool_list answers the jobs fake_id(0 .. list_n - 1), at most limit */

@@ -6,6 +6,7 @@
  *   - api__json_check accepts everything jansson accepts as one value, and refuses
  *     what jansson refuses, except where jansson is stricter than RFC 8259 (numbers
  *     it cannot hold, nesting deeper than its limit, a \u escape of a surrogate);
+ *     a raw NUL byte anywhere is refused (jansson reads it as the end of the input);
  *   - spliced into {"r":X} a checked value leaves one object with one key "r";
  *   - a body in parts (texts, raw and base64 blobs cut from the input) reads the same
  *     whole and in pieces of every size the input picks, and equals its parts'
@@ -42,6 +43,10 @@ static void check_json(const uint8_t *d, size_t n)
     if (deep(d, n))
         return;
     int ours = api__json_check((const char *)d, n);
+    if (memchr(d, 0, n)) { /* never JSON; jansson takes a NUL for the end of its input */
+        CHECK(!ours);
+        return;
+    }
     json_error_t err;
     json_t *j = json_loadb((const char *)d, n, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
     if (j)
