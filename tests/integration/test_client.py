@@ -397,6 +397,26 @@ def test_submit_with_priority_and_soft_timeout_reach_the_job(ex):
     assert "priority" in str(e.value)
 
 
+def test_a_soft_timeout_is_caught_in_the_job_and_raised_here_by_type(ex, tmp_path):
+    def overrun(marker):
+        import time
+
+        import pyjobd  # in a worker: the worker's own module, with the same classes
+
+        try:
+            time.sleep(30)
+        except pyjobd.SoftTimeout:
+            open(marker, "w").write("cleaned up")
+            raise
+
+    marker = str(tmp_path / "cleanup")
+    fut = ex.submit_with(overrun, (marker,), timeout=20, soft_timeout=0.3)
+    with pytest.raises(pyjobd.SoftTimeout) as e:
+        fut.result(timeout=30)
+    assert isinstance(e.value, TimeoutError) and "soft_timeout" in str(e.value)
+    assert open(marker).read() == "cleaned up"
+
+
 def test_submit_with_max_retries_reruns_after_a_crash(ex):
     def flaky(marker):
         import os

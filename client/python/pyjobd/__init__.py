@@ -7,10 +7,10 @@
 
 from concurrent.futures import CancelledError, as_completed, wait  # noqa: F401
 
-from .errors import (InvalidPayloadError, JobError, JobInterruptedError, JobTimeoutError,
-                     PyjobdError, PythonVersionMismatchError, RemoteError, RemoteTraceback,
-                     ResultError, ServerConnectionError, ServerError, UnknownJobError,
-                     WorkerCrashedError)
+from .errors import (Cancelled, InvalidPayloadError, JobError, JobInterruptedError,
+                     JobTimeoutError, PyjobdError, PythonVersionMismatchError, RemoteError,
+                     RemoteTraceback, ResultError, ServerConnectionError, ServerError,
+                     SoftTimeout, UnknownJobError, WorkerCrashedError)
 from .executor import Executor, JobFuture
 from .pickling import Pickler, dump, dumps, loads, register, wrap_non_picklable_objects
 
@@ -21,6 +21,7 @@ __all__ = [
     "PyjobdError", "ServerError", "ServerConnectionError", "PythonVersionMismatchError",
     "JobError", "JobTimeoutError", "WorkerCrashedError", "InvalidPayloadError", "ResultError",
     "JobInterruptedError", "UnknownJobError", "RemoteError", "RemoteTraceback",
+    "SoftTimeout", "Cancelled",
     "wrap_non_picklable_objects", "register", "dump", "dumps", "loads", "Pickler",
     "CancelledError", "as_completed", "wait",
 ]

@@ -86,6 +86,19 @@ class UnknownJobError(JobError):
     """The server no longer knows the job (its record expired or the server restarted)."""
 
 
+class SoftTimeout(TimeoutError):
+    """Raised inside a job when its ``soft_timeout`` passes (its ``timeout`` still stops
+    it). In a worker, ``pyjobd`` is the worker's own small module with the same two
+    classes: a job may ``except pyjobd.SoftTimeout`` to clean up, and one that lets it
+    escape raises this from ``future.result()``."""
+
+
+class Cancelled(BaseException):
+    """Raised inside a running job cancelled with ``interrupt`` (``POST
+    /v1/jobs/{id}/cancel?interrupt=S``); like ``KeyboardInterrupt``, ``except Exception``
+    does not catch it. The job is killed if it has not ended S seconds later."""
+
+
 class RemoteTraceback(Exception):
     """Attached as ``__cause__`` of a re-raised remote exception; its ``str`` is the
     remote traceback text (like loky's ``_RemoteTraceback``)."""
