@@ -50,6 +50,7 @@ struct api {
     size_t tenant_max_queued;
     size_t max_jobs;
     double result_ttl;
+    double idempotency_ttl; /* seconds (24 h when the config says 0) */
     unsigned max_connections;
     double http_header_timeout;
     size_t max_buffered_bytes;
@@ -84,6 +85,7 @@ struct api_wait {
     char id[JOB_ID_LEN + 1];
     int64_t deadline_ms; /* clock_now_ms() clock */
     int status;          /* API_WAIT_JOB: what to answer once woken, 201 (Location) or 200 */
+    int replayed;        /* API_WAIT_JOB: an Idempotency-Key's job (Idempotent-Replayed) */
     struct api__multiwait *many;
 };
 
@@ -163,6 +165,11 @@ void api__method_not_allowed(struct api_response *resp, const char *method, cons
  */
 /* 503 problems for a shared store's -ENOTCONN / -ETIMEDOUT: 1 when rc was one. */
 int api__store_problem(const struct api *api, struct api_response *resp, int rc);
+/* Answers pool_submit_keyed's errors about a key (-EKEYREJECTED: 422, -ESTALE: 404,
+ * -EOPNOTSUPP: 501), naming where (e.g. "jobs[3]: ", "" for none) and the key: 1 when
+ * it answered, 0 for any other rc. */
+int api__idem_problem(const struct api *api, struct api_response *resp, int rc, const char *where,
+                      const char *key);
 void api__job_lookup_problem(const struct api *api, struct api_response *resp, const char *id,
                              int rc);
 

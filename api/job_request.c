@@ -15,13 +15,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "idempotency.h"
 #include "input.h"
 #include "pyjobd/base64.h"
 
 static const char *const known_fields[] = {
-    "callable",         "args",     "kwargs",        "json_args", "json_kwargs",
-    "timeout",          "python",   "result_format", "metadata",  "max_retries",
-    "retry_on_timeout", "priority", "soft_timeout"};
+    "callable",         "args",     "kwargs",        "json_args",      "json_kwargs",
+    "timeout",          "python",   "result_format", "metadata",       "max_retries",
+    "retry_on_timeout", "priority", "soft_timeout",  "idempotency_key"};
 
 #define NFIELDS (sizeof(known_fields) / sizeof(*known_fields))
 
@@ -318,13 +319,15 @@ int api__job_request_from_json(json_t *obj, const struct api__job_limits *lim, c
         (rc = parse_priority(obj, where, &spec->priority, detail, len)) ||
         (rc = parse_result_format(obj, where, &spec->result_json, detail, len)) ||
         (rc = parse_metadata(obj, where, &spec->metadata, detail, len)) ||
-        (rc = parse_retries(obj, lim, where, spec, detail, len)))
+        (rc = parse_retries(obj, lim, where, spec, detail, len)) ||
+        (rc = api__idem_from_field(obj, where, spec, detail, len)))
         job_spec_release(spec);
     return rc;
 }
 
-int api__job_request_parse(const uint8_t *body, size_t len, const struct api__job_limits *lim,
-                           struct job_spec *spec, char *detail, size_t detail_len)
+int api__job_request_parse_keyed(const uint8_t *body, size_t len, const struct api__job_limits *lim,
+                                 const char *key, struct job_spec *spec, char *detail,
+                                 size_t detail_len)
 {
     json_t *root;
     memset(spec, 0, sizeof(*spec));
@@ -333,6 +336,20 @@ int api__job_request_parse(const uint8_t *body, size_t len, const struct api__jo
     if (rc < 0)
         return rc;
     rc = api__job_request_from_json(root, lim, "", spec, detail, detail_len);
+    if (rc == 0 && key && spec->idem_key && strcmp(key, spec->idem_key) != 0)
+        rc = api__failf(detail, detail_len,
+                        "header '" API_IDEM_HEADER "' and field '" API_IDEM_FIELD
+                        "' differ; send the key once");
+    else if (rc == 0 && key && !spec->idem_key)
+        rc = api__idem_attach(root, key, spec);
+    if (rc != 0)
+        job_spec_release(spec);
     json_decref(root);
     return rc;
+}
+
+int api__job_request_parse(const uint8_t *body, size_t len, const struct api__job_limits *lim,
+                           struct job_spec *spec, char *detail, size_t detail_len)
+{
+    return api__job_request_parse_keyed(body, len, lim, NULL, spec, detail, detail_len);
 }

@@ -51,4 +51,11 @@ int api__job_request_from_json(json_t *obj, const struct api__job_limits *lim, c
 int api__job_request_parse(const uint8_t *body, size_t len, const struct api__job_limits *lim,
                            struct job_spec *spec, char *detail, size_t detail_len);
 
+/* api__job_request_parse with the Idempotency-Key header's value (NULL: none, already
+ * checked with api__idem_key_check): it is attached as api__idem_attach does; a body's
+ * own "idempotency_key" must then be the same key (-EINVAL). */
+int api__job_request_parse_keyed(const uint8_t *body, size_t len, const struct api__job_limits *lim,
+                                 const char *key, struct job_spec *spec, char *detail,
+                                 size_t detail_len);
+
 #endif

@@ -1,7 +1,9 @@
 /*
  * jobs.c — the job collection and the job resource:
  *
- *   POST   /v1/jobs[?wait=S]               submit one job: 201 + Location (429 when full)
+ *   POST   /v1/jobs[?wait=S]               submit one job: 201 + Location (429 when full);
+ *                                           with an Idempotency-Key already used, 200 and
+ *                                           that key's job (Idempotent-Replayed: true)
  *   GET    /v1/jobs?status=&limit=&cursor= a page of jobs, newest first (api/cursor.c)
  *   GET    /v1/jobs/{id}[?wait=S]          the job (long-poll with wait)
  *   DELETE /v1/jobs/{id}                   forget a finished job: 204
@@ -19,6 +21,7 @@
 #include <string.h>
 
 #include "cursor.h"
+#include "idempotency.h"
 #include "body.h"
 #include "input.h"
 #include "job_json.h"
@@ -153,11 +156,17 @@ void api__create_job(struct api *api, const struct api_request *req, struct api_
     if (api__query_wait(api, req, &wait, resp) < 0)
         return;
 
+    char detail[700];
+    const char *key = req->idempotency_key;
+    if (key && api__idem_key_check(key, "header '" API_IDEM_HEADER "'", detail, sizeof(detail))) {
+        api_problem(resp, 400, NULL, "%s", detail);
+        return;
+    }
     struct api__job_limits lim;
     api__job_limits_get(api, &lim);
     struct job_spec spec;
-    char detail[700];
-    int rc = api__job_request_parse(req->body, req->body_len, &lim, &spec, detail, sizeof(detail));
+    int rc = api__job_request_parse_keyed(req->body, req->body_len, &lim, key, &spec, detail,
+                                          sizeof(detail));
     if (rc < 0) {
         api__request_problem(resp, rc, detail);
         return;
@@ -166,8 +175,14 @@ void api__create_job(struct api *api, const struct api_request *req, struct api_
     if (req->tenant)
         snprintf(spec.owner, sizeof(spec.owner), "%s", req->tenant);
     struct job_view view;
-    rc = pool_submit(api->pool, &spec, &view);
+    unsigned char replayed = 0;
+    size_t bad = 0;
+    rc = spec.idem_key ? pool_submit_keyed(api->pool, &spec, 1, &view, &replayed, &bad)
+                       : pool_submit(api->pool, &spec, &view);
+    int answered = api__idem_problem(api, resp, rc, "", spec.idem_key);
     job_spec_release(&spec);
+    if (answered)
+        return;
     if (rc == -EAGAIN) {
         api_problem(resp, 429, NULL,
                     "the job queue is full (--max-queue %zu jobs); retry after a while",
@@ -190,7 +205,12 @@ void api__create_job(struct api *api, const struct api_request *req, struct api_
                     strerror(-rc));
         return;
     }
-    respond_view(&view, 201, wait, resp);
+    /* A key's job again: 200, the job as it is now, never a second one. */
+    respond_view(&view, replayed ? 200 : 201, wait, resp);
+    if (replayed && resp->wait)
+        resp->wait->replayed = 1;
+    else if (replayed)
+        resp->replayed = resp->status == 200;
 }
 
 void api__get_job(struct api *api, const struct api_request *req, const char *id,

@@ -205,6 +205,31 @@ int api__store_problem(const struct api *api, struct api_response *resp, int rc)
     return 1;
 }
 
+int api__idem_problem(const struct api *api, struct api_response *resp, int rc, const char *where,
+                      const char *key)
+{
+    if (rc == -EKEYREJECTED)
+        api_problem(resp, 422, "Idempotency-Key reused with another request",
+                    "%sIdempotency-Key '%.200s' was first sent with a different job request "
+                    "(keys are remembered for %g s); resend that request unchanged, or use a "
+                    "new key for a new job",
+                    where, key ? key : "", api->idempotency_ttl);
+    else if (rc == -ESTALE)
+        api_problem(resp, 404, NULL,
+                    "%sthe job of Idempotency-Key '%.200s' is gone: it was removed since (by "
+                    "retention, --result-ttl / --max-jobs, or DELETE) and the key stays used "
+                    "until it expires (%g s after its first use); use a new key for a new job",
+                    where, key ? key : "", api->idempotency_ttl);
+    else if (rc == -EOPNOTSUPP)
+        api_problem(resp, 501, NULL,
+                    "%sIdempotency-Key is not supported yet on a shared store (PostgreSQL); "
+                    "submit without it",
+                    where);
+    else
+        return 0;
+    return 1;
+}
+
 void api__job_lookup_problem(const struct api *api, struct api_response *resp, const char *id,
                              int rc)
 {

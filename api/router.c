@@ -65,6 +65,7 @@ struct api *api_new(const struct api_config *cfg)
     api->tenant_max_queued = cfg->tenant_max_queued;
     api->max_jobs = cfg->max_jobs;
     api->result_ttl = cfg->result_ttl > 0 ? cfg->result_ttl : 0;
+    api->idempotency_ttl = cfg->idempotency_ttl > 0 ? cfg->idempotency_ttl : 24.0 * 3600;
     api->max_connections = cfg->max_connections;
     api->http_header_timeout = cfg->http_header_timeout;
     api->max_buffered_bytes = cfg->max_buffered_bytes;
@@ -284,6 +285,7 @@ void api_wait_finish(struct api *api, struct api_response *resp)
     switch (w->kind) {
     case API_WAIT_JOB:
         api__respond_job(api, w->id, w->status, 0, resp);
+        resp->replayed = w->replayed && resp->status == 200;
         break;
     case API_WAIT_RESULT:
         api__respond_result(api, w->id, 0, resp);

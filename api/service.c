@@ -54,6 +54,9 @@ void api__get_info(struct api *api, const struct api_request *req, struct api_re
         "max_result_bytes", (json_int_t)api->max_result_bytes, "max_results_memory",
         size_or_null(api->max_results_memory), "allowed_hosts", api->allowed_hosts, "cors_origins",
         api->cors_origins);
+    if (obj) /* seconds an Idempotency-Key is remembered */
+        json_object_set_new(json_object_get(obj, "limits"), "idempotency_ttl",
+                            json_real(api->idempotency_ttl));
     api__respond_json(resp, 200, obj, "application/json");
 }
 

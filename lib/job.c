@@ -82,6 +82,7 @@ void job_spec_release(struct job_spec *spec)
     blob_unref(spec->json_args);
     blob_unref(spec->json_kwargs);
     free(spec->metadata);
+    free(spec->idem_key);
     memset(spec, 0, sizeof(*spec));
 }
 

@@ -50,8 +50,9 @@ struct pool *pool_new(const struct pool_config *cfg)
         goto err;
     size_t expired_cap =
         cfg->max_jobs && cfg->max_jobs < EXPIRED_IDS_MAX ? cfg->max_jobs : EXPIRED_IDS_MAX;
-    if (pool__lifecycle_init(&p->lc, cfg->store, expired_cap) != 0 || !p->workers || p->epfd < 0 ||
-        p->wakefd < 0 || pool__worker_env_init(p) != 0)
+    if (pool__lifecycle_init(&p->lc, cfg->store, expired_cap) != 0 ||
+        pool__idem_init(&p->idem) != 0 || !p->workers || p->epfd < 0 || p->wakefd < 0 ||
+        pool__worker_env_init(p) != 0)
         goto err;
     for (unsigned i = 0; i < cfg->workers; i++) {
         if (!(p->workers[i] = pool__worker_new(i)))
@@ -122,6 +123,7 @@ void pool_free(struct pool *p)
     if (p->cfg.store)
         store_on_commit(p->cfg.store, NULL, NULL);
     pool__lifecycle_free(&p->lc);
+    pool__idem_free(&p->idem);
     pool__zygote_stop(p);
     pool__worker_env_free(p);
     free(p->worker_path);

@@ -1,9 +1,9 @@
 /*
  * pool_jobs.c — the pool's public calls for job traffic (include/pyjobd/pool.h):
- * submit, get, watch and output. Each takes the pool lock briefly and pokes the
- * supervisor thread through its eventfd; none of them waits for a worker. With a
- * shared store, what this node does not hold is read from the database, outside the
- * lock; so are, from a single-node store, results that left memory (pool_results.c).
+ * get, watch and output (submissions are in pool_submit.c). Each takes the pool lock briefly and
+ * pokes the supervisor thread through its eventfd; none of them waits for a worker. With a shared
+ * store, what this node does not hold is read from the database, outside the lock; so are, from a
+ * single-node store, results that left memory (pool_results.c).
  */
 #include "pool_results.h"
 #include "pyjobd/log.h"
@@ -14,136 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-
-static void new_job_id(char *out)
-{
-    static const char hex[] = "0123456789abcdef";
-    unsigned char raw[16];
-    size_t got = 0;
-    while (got < sizeof(raw)) {
-        ssize_t n = getrandom(raw + got, sizeof(raw) - got, 0);
-        if (n > 0)
-            got += (size_t)n;
-        else if (errno != EINTR)
-            abort(); /* the kernel's CSPRNG is not optional: ids must be unguessable */
-    }
-    for (int i = 0; i < 16; i++) {
-        out[2 * i] = hex[raw[i] >> 4];
-        out[2 * i + 1] = hex[raw[i] & 15];
-    }
-    out[JOB_ID_LEN] = 0;
-}
-
-/* Lock held. Each job's tenant record (made now, so that queueing cannot fail) and,
- * with --tenant-max-queued, room for all of them: 0, -EDQUOT, -ENOMEM. */
-static int tenant_room(struct pool *p, struct job **jobs, size_t n)
-{
-    int rc = 0;
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        struct tenant *tn = pool__tenant_of(&p->lc.jobs, jobs[i]);
-        if (!tn)
-            rc = -ENOMEM;
-        else if (p->cfg.tenant_max_queued &&
-                 tn->queued + ++tn->submitting > p->cfg.tenant_max_queued)
-            rc = -EDQUOT;
-    }
-    for (size_t i = 0; i < n; i++)
-        if (jobs[i]->tenant)
-            jobs[i]->tenant->submitting = 0;
-    return rc;
-}
-
-size_t pool_tenant_queued(struct pool *p, const char *tenant)
-{
-    pthread_mutex_lock(&p->lock);
-    struct tenant *tn = pool__tenant_find(&p->lc.jobs, tenant);
-    size_t n = tn ? tn->queued : 0;
-    pthread_mutex_unlock(&p->lock);
-    return n;
-}
-
-int pool_submit_batch(struct pool *p, const struct job_spec *specs, size_t n,
-                      struct job_view *views_out)
-{
-    if (n == 0)
-        return 0;
-    int shared = pool__shared(p);
-    if (shared && !store_available(p->cfg.store))
-        return -ENOTCONN; /* nothing could be recorded: refuse now rather than lose it */
-    /* Build every record before taking the lock: allocation is the slow part. */
-    struct job **jobs = calloc(n, sizeof(*jobs));
-    if (!jobs)
-        return -ENOMEM;
-    int rc = 0;
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        jobs[i] = pool__job_from_spec(&specs[i], p->cfg.default_timeout);
-        if (!jobs[i])
-            rc = -ENOMEM;
-        else
-            new_job_id(jobs[i]->v.id);
-    }
-    uint64_t ticket = 0;
-    if (rc == 0) {
-        pthread_mutex_lock(&p->lock);
-        size_t queued = p->lc.jobs.nqueued;
-        if (p->stopping || p->draining)
-            rc = -ESHUTDOWN;
-        else if (p->cfg.max_queue && queued + n > p->cfg.max_queue)
-            rc = -EAGAIN;
-        else if (shared && p->cfg.max_queue &&
-                 store_queued(p->cfg.store) + queued + n > p->cfg.max_queue)
-            rc = -EAGAIN; /* the shared queue: every node's unclaimed jobs */
-        if (rc == 0)
-            rc = tenant_room(p, jobs, n);
-        size_t admitted = 0;
-        for (; rc == 0 && admitted < n; admitted++)
-            while ((rc = pool__job_admit(&p->lc, jobs[admitted])) == -EEXIST)
-                new_job_id(jobs[admitted]->v.id);
-        /* Shared store: this node runs what its idle workers can take at once and
-         * leaves the rest in the database's queue, for any node to claim. */
-        size_t kept = n;
-        if (rc == 0 && shared) {
-            unsigned idle = pool__idle_workers(p);
-            kept = idle > queued ? idle - queued : 0;
-            kept = kept < n ? kept : n;
-            for (size_t i = 0; i < kept; i++)
-                store_node_id(p->cfg.store, jobs[i]->v.node);
-        }
-        /* The caller's copies, before anything is queued: all or none. */
-        size_t copied = 0;
-        for (; rc == 0 && copied < n; copied++)
-            rc = job_view_copy(&views_out[copied], &jobs[copied]->v);
-        if (rc != 0) {
-            for (size_t i = 0; i + 1 < copied; i++)
-                job_view_release(&views_out[i]);
-            for (size_t i = 0; i < admitted; i++)
-                pool__job_withdraw(&p->lc, jobs[i]);
-        } else {
-            for (size_t i = 0; i < n; i++)
-                ticket = pool__job_submitted(&p->lc, jobs[i], i < kept); /* frees the others */
-            pool__retention_enforce(p, clock_now_ms()); /* keeps --max-jobs a bound */
-        }
-        pthread_mutex_unlock(&p->lock);
-    }
-    if (rc != 0)
-        for (size_t i = 0; i < n; i++)
-            pool__job_free(jobs[i]);
-    free(jobs);
-    if (rc != 0)
-        return rc;
-    pool__wake(p);
-    /* A 201 means the jobs are on disk: wait for their group commit. */
-    if (p->cfg.store && (rc = store_sync(p->cfg.store, ticket)) != 0)
-        for (size_t i = 0; i < n; i++)
-            job_view_release(&views_out[i]);
-    return rc;
-}
-
-int pool_submit(struct pool *p, const struct job_spec *spec, struct job_view *view_out)
-{
-    return pool_submit_batch(p, spec, 1, view_out);
-}
 
 /* The job, or NULL with *err = -ENOENT or -ESTALE. Lock held. */
 static struct job *lookup(struct pool *p, const char *id, int *err)

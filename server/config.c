@@ -71,6 +71,9 @@ static const struct setting settings[] = {
      "job records kept; the oldest finished go first (default 100000)"},
     {"result-ttl", "PYJOBD_RESULT_TTL", K_SECONDS, OFF(result_ttl), 0, 365 * DAY,
      "seconds a finished job is kept (default 3600; 0 = until --max-jobs)"},
+    {"idempotency-ttl", "PYJOBD_IDEMPOTENCY_TTL", K_SECONDS, OFF(idempotency_ttl), 1, 365 * DAY,
+     "seconds an Idempotency-Key is remembered: the same key and body again within it answer "
+     "the first job (default 86400)"},
     {"max-result-bytes", "PYJOBD_MAX_RESULT_BYTES", K_BYTES, OFF(max_result_bytes), 1024,
      1ull << 40,
      "largest pickled (or JSON) result a job may return; a larger one fails the job as "
@@ -397,6 +400,7 @@ int config_load(struct config *cfg, int argc, char **argv)
     cfg->max_queue = 100000;
     cfg->max_jobs = 100000;
     cfg->result_ttl = 3600;
+    cfg->idempotency_ttl = 24 * 3600;
     cfg->max_batch = 10000;
     cfg->max_retries_limit = 3;
     cfg->python_match = "minor";

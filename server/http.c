@@ -199,6 +199,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         .body_len = r->body_len,
         .tenant = r->tenant,
         .role = r->role,
+        .idempotency_key = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Idempotency-Key"),
     };
     struct api_response resp = {0};
     api_handle(srv->cfg.api, &req, &resp);

@@ -101,7 +101,7 @@ enum MHD_Result http__send_closing(struct request *r, struct api_response *resp,
     char *location = resp->location;
     resp->location = NULL;
     const char *content_type = resp->content_type, *allow = resp->allow;
-    int retry_after = resp->retry_after;
+    int retry_after = resp->retry_after, replayed = resp->replayed;
     int streamed = resp->parts != NULL && len > FLATTEN_MAX; /* make_response takes them */
     struct MHD_Response *m = make_response(r, resp);
     if (!m) {
@@ -121,6 +121,8 @@ enum MHD_Result http__send_closing(struct request *r, struct api_response *resp,
         snprintf(secs, sizeof(secs), "%d", retry_after);
         MHD_add_response_header(m, MHD_HTTP_HEADER_RETRY_AFTER, secs);
     }
+    if (replayed) /* an Idempotency-Key's job, made before */
+        MHD_add_response_header(m, "Idempotent-Replayed", "true");
     if (close)
         MHD_add_response_header(m, MHD_HTTP_HEADER_CONNECTION, "close");
     if (r->track) {

@@ -581,6 +581,7 @@ int main(int argc, char **argv)
         .max_queue = cfg.max_queue,
         .max_jobs = cfg.max_jobs,
         .result_ttl = cfg.result_ttl,
+        .idempotency_ttl = cfg.idempotency_ttl,
         .min_workers = cfg.min_workers,
         .idle_timeout = cfg.idle_timeout,
         .max_tasks_per_worker = cfg.max_tasks_per_worker,
@@ -639,6 +640,7 @@ int main(int argc, char **argv)
         .tenant_max_queued = cfg.tenant_max_queued,
         .max_jobs = cfg.max_jobs,
         .result_ttl = cfg.result_ttl,
+        .idempotency_ttl = cfg.idempotency_ttl,
         .store = store ? store_describe(store) : "memory", /* never the URI's password */
         .max_connections = cfg.max_connections,
         .http_header_timeout = cfg.header_timeout,

@@ -52,7 +52,8 @@ struct api_config {
     size_t tenant_max_queued; /* --tenant-max-queued (0: none), named in its 429 */
     size_t max_jobs;
     double result_ttl;
-    int public_metrics; /* 1: /metrics answers every caller (--public-metrics) */
+    double idempotency_ttl; /* --idempotency-ttl seconds, for /v1/info (enforced by the pool) */
+    int public_metrics;     /* 1: /metrics answers every caller (--public-metrics) */
     /* The key of list cursors (API_CURSOR_KEY_BYTES, copied), or NULL: cursors are
      * the pool's seq in plain hex. See api_cursor_key_derive(). */
     const uint8_t *cursor_key;
@@ -80,6 +81,8 @@ struct api_request {
     /* The server sets API_ROLE_ADMIN for a token with the role admin, and when it
      * runs without tokens (the one user administers the service). */
     enum api_role role;
+    /* The Idempotency-Key header as sent (NULL when absent); the api checks it. */
+    const char *idempotency_key;
 };
 
 /* What api_handle() asks the server to wait for. Owned by the api. */
@@ -104,6 +107,7 @@ struct api_response {
     char *location;        /* Location header value or NULL (malloc'd) */
     const char *allow;     /* Allow header value or NULL (static) */
     int retry_after;       /* > 0: send "Retry-After: <seconds>" (429, 202) */
+    int replayed;          /* 1: send "Idempotent-Replayed: true" (a key's job again) */
     struct api_wait *wait; /* non-NULL: suspend and call api_wait_start() */
     /* Or (body NULL) a body in parts, read with api_response_read: a result is sent
      * from the job's own blob, never copied whole nor encoded whole. */

@@ -29,6 +29,7 @@ struct config {
     size_t tenant_max_queued;    /* --tenant-max-queued, 0 = only --max-queue */
     unsigned tenant_max_running; /* --tenant-max-running, 0 = any */
     double result_ttl;           /* --result-ttl, default 3600 */
+    double idempotency_ttl;      /* --idempotency-ttl, default 86400 */
     size_t max_result_bytes;     /* --max-result-bytes, default 64 MiB */
     size_t max_results_memory;   /* --max-results-memory, default 1 GiB; 0 = unbounded */
     unsigned max_batch;          /* --max-batch, default 10000 */

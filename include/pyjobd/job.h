@@ -17,6 +17,9 @@
 #define JOB_OWNER_MAX 64
 /* Longest node id of a shared store (see store_shared.h), with its NUL. */
 #define JOB_NODE_MAX 80
+/* Longest Idempotency-Key (printable ASCII, no space), and its digest's size. */
+#define JOB_IDEM_KEY_MAX 200
+#define JOB_IDEM_DIGEST_BYTES 32
 
 enum job_status {
     JOB_QUEUED,
@@ -59,6 +62,12 @@ struct job_spec {
     int priority;              /* -100..100 (default 0): higher first among a tenant's jobs */
     double soft_timeout;       /* seconds; 0: none. pyjobd.SoftTimeout raised in the job */
     char owner[JOB_OWNER_MAX]; /* tenant that submitted it ("" without authentication) */
+    /* Idempotent submission: the tenant's Idempotency-Key (malloc'd, freed by
+     * job_spec_release; NULL: none), the SHA-256 of the request as parsed (what "the
+     * same body" means), and when the key expires (CLOCK_REALTIME us, set by the pool). */
+    char *idem_key;
+    uint8_t idem_digest[JOB_IDEM_DIGEST_BYTES];
+    int64_t idem_expires_us;
 };
 
 struct job_error {
@@ -83,8 +92,8 @@ struct job_view {
     unsigned attempts;
     pid_t worker_pid; /* 0 when none */
     unsigned max_retries;
-    int priority;        /* as submitted (job_spec.priority) */
-    double soft_timeout; /* as submitted (job_spec.soft_timeout); 0: none */
+    int priority;              /* as submitted (job_spec.priority) */
+    double soft_timeout;       /* as submitted (job_spec.soft_timeout); 0: none */
     struct blob *result;       /* pickled return value (succeeded, pickle format) */
     struct blob *result_json;  /* JSON text of the return value (succeeded, json format) */
     char *metadata;            /* JSON text of the client's metadata object, or NULL */

@@ -79,6 +79,7 @@ struct pool_config {
     int zygote_only;
     size_t tenant_max_queued;    /* queued jobs of one tenant at most (this node); 0 = any */
     unsigned tenant_max_running; /* running jobs of one tenant at most (this node); 0 = any */
+    double idempotency_ttl;      /* seconds an Idempotency-Key is remembered; 0: 24 h */
 };
 
 /* Runtime facts for /v1/info. Strings are copied into the struct. */
@@ -154,6 +155,20 @@ size_t pool_tenant_queued(struct pool *p, const char *tenant);
  */
 int pool_submit_batch(struct pool *p, const struct job_spec *specs, size_t n,
                       struct job_view *views_out);
+
+/*
+ * pool_submit_batch with Idempotency-Keys (a spec's idem_key and idem_digest; specs
+ * without one are submitted as pool_submit_batch does). A spec whose tenant sent its key
+ * within cfg.idempotency_ttl makes no job: views_out[i] is then that key's job as it is
+ * now and replayed[i] is 1 (0 for the others). The keys are checked and the new jobs
+ * queued at once, under the pool lock: concurrent submissions of one key make one job.
+ * The keys of one call must differ. Besides pool_submit_batch's errors (nothing was
+ * queued, nothing is in views_out), with *bad_index naming the spec: -EKEYREJECTED when
+ * the key came with another request (digests differ); -ESTALE when the key's job was
+ * removed since (retention, DELETE); -EOPNOTSUPP on a shared store (not supported yet).
+ */
+int pool_submit_keyed(struct pool *p, const struct job_spec *specs, size_t n,
+                      struct job_view *views_out, unsigned char *replayed, size_t *bad_index);
 
 /* Copies the job's current state into *out (caller releases with job_view_release).
  * 0; -ENOENT for an id never seen (or deleted); -ESTALE for a job that finished and

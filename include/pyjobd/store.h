@@ -40,6 +40,17 @@ void store_close(struct store *s);
 typedef int (*store_load_cb)(void *arg, struct job_view *v, struct job_spec *spec, uint64_t seq);
 int store_load(struct store *s, store_load_cb cb, void *arg, char *err, size_t errlen);
 
+/*
+ * Calls cb once per Idempotency-Key the store keeps that has not expired (expires_us,
+ * CLOCK_REALTIME), soonest to expire first; the strings and the digest
+ * (JOB_IDEM_DIGEST_BYTES) are borrowed for the call. A key is stored by the first put
+ * (STORE_NEW) of a job whose spec has idem_key, with it. 0, cb's negative value, -EIO,
+ * or -ENOTSUP for a store that keeps none (a shared store).
+ */
+typedef int (*store_key_cb)(void *arg, const char *owner, const char *key, const uint8_t *digest,
+                            const char *job_id, int64_t expires_us);
+int store_load_keys(struct store *s, store_key_cb cb, void *arg);
+
 /* store_put flags (a single-node store ignores them). */
 enum {
     STORE_NEW = 1,     /* the job's first write: its payload goes with it */

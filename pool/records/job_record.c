@@ -32,6 +32,12 @@ struct job *pool__job_from_spec(const struct job_spec *spec, double default_time
         pool__job_free(j);
         return NULL;
     }
+    if (spec->idem_key && !(j->spec.idem_key = strdup(spec->idem_key))) {
+        pool__job_free(j);
+        return NULL;
+    }
+    memcpy(j->spec.idem_digest, spec->idem_digest, sizeof(j->spec.idem_digest));
+    j->spec.idem_expires_us = spec->idem_expires_us;
     clock_gettime(CLOCK_REALTIME, &j->v.created_at);
     j->v.timeout = spec->timeout > 0 ? spec->timeout : default_timeout;
     j->v.max_retries = spec->max_retries;

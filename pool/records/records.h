@@ -14,10 +14,12 @@
  *                 "expired"
  *   outbuf.c      the captured tail of one output stream
  *   waiters.c     long-poll waiters: a min-heap on deadline plus a list per job
+ *   idempotency.c the Idempotency-Keys of the last --idempotency-ttl, per tenant
  */
 #ifndef PYJOBD_POOL_RECORDS_H
 #define PYJOBD_POOL_RECORDS_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/queue.h>
@@ -260,5 +262,42 @@ void pool__waiters_fire_all(struct waiter_heap *h);
 int64_t pool__waiters_next_deadline(const struct waiter_heap *h);
 
 void pool__waiters_free(struct waiter_heap *h); /* the heap only; it must be empty */
+
+/* --- idempotency.c ---------------------------------------------------------------- */
+
+/* One tenant's key: the request it first came with (its digest) and the job it made. */
+struct idem_entry {
+    struct idem_entry *next;          /* in its bucket */
+    TAILQ_ENTRY(idem_entry) age_link; /* by expiry, soonest first */
+    uint64_t hash;
+    int64_t expires_us; /* CLOCK_REALTIME */
+    char id[JOB_ID_LEN + 1];
+    uint8_t digest[JOB_IDEM_DIGEST_BYTES];
+    size_t owner_len;
+    char names[]; /* the owner, NUL, the key, NUL */
+};
+TAILQ_HEAD(idem_age, idem_entry);
+
+struct idem_map {
+    struct idem_entry **buckets;
+    size_t nbuckets, n;
+    struct idem_age by_age;
+};
+
+int pool__idem_init(struct idem_map *m); /* 0 or -ENOMEM */
+void pool__idem_free(struct idem_map *m);
+/* A new entry, not in any map (free() it when unused); id may be NULL (set it later).
+ * NULL on ENOMEM. */
+struct idem_entry *pool__idem_entry_new(const char *owner, const char *key,
+                                        const uint8_t digest[JOB_IDEM_DIGEST_BYTES], const char *id,
+                                        int64_t expires_us);
+/* The owner's key if it has not expired at now_us (borrowed), else NULL. */
+struct idem_entry *pool__idem_find(const struct idem_map *m, const char *owner, const char *key,
+                                   int64_t now_us);
+/* Takes e (replacing an expired entry of the same owner and key). Never fails. */
+void pool__idem_insert(struct idem_map *m, struct idem_entry *e);
+/* Drops (frees) every entry expired at now_us; returns how many. */
+size_t pool__idem_expire(struct idem_map *m, int64_t now_us);
+size_t pool__idem_count(const struct idem_map *m);
 
 #endif

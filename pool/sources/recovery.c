@@ -74,6 +74,18 @@ static int by_seq(const void *a, const void *b)
     return (x->seq > y->seq) - (x->seq < y->seq);
 }
 
+/* One stored Idempotency-Key back into the pool's map. */
+static int load_key(void *arg, const char *owner, const char *key, const uint8_t *digest,
+                    const char *job_id, int64_t expires_us)
+{
+    struct pool *p = arg;
+    struct idem_entry *e = pool__idem_entry_new(owner, key, digest, job_id, expires_us);
+    if (!e)
+        return -ENOMEM;
+    pool__idem_insert(&p->idem, e);
+    return 0;
+}
+
 int pool__recover(struct pool *p)
 {
     if (store_is_shared(p->cfg.store))
@@ -82,6 +94,11 @@ int pool__recover(struct pool *p)
     char err[256];
     int64_t t0 = clock_now_ms();
     int rc = store_load(p->cfg.store, load_one, &l, err, sizeof(err));
+    /* The keys too, before anything is written (both read on the writer's connection,
+     * which the store's thread uses from the first write on). A key whose job was
+     * removed by retention since answers "gone". */
+    if (rc == 0 && (rc = store_load_keys(p->cfg.store, load_key, p)) != 0)
+        snprintf(err, sizeof(err), "cannot read the idempotency keys");
     size_t queued = 0, requeued = 0, finished = 0, interrupted = 0, indexed = 0;
     /* Indexed in creation order (listing and its cursors rely on it). */
     if (rc == 0 && l.n) /* qsort's array may not be NULL, even for no items */
@@ -133,6 +150,8 @@ int pool__recover(struct pool *p)
     }
     free(l.items);
     pool__retention_enforce(p, mono);
+    if (pool__idem_count(&p->idem))
+        log_info("recovered %zu idempotency keys", pool__idem_count(&p->idem));
     if (queued || finished)
         log_info("recovered %zu jobs from %s in %lld ms: %zu queued (%zu of them re-queued "
                  "after running when the server stopped), %zu finished (%zu interrupted)",

@@ -3,7 +3,8 @@
  * most --max-jobs records, oldest finished first. The done list (records) holds
  * finished jobs in the order they finished, so both rules only ever look at its head;
  * what they remove is forgotten through the lifecycle, which leaves a tombstone so
- * that lookups can answer "expired" instead of "never existed".
+ * that lookups can answer "expired" instead of "never existed". Idempotency-Keys past
+ * their TTL go at the same time.
  */
 #include "sources.h"
 
@@ -16,6 +17,7 @@ void pool__retention_enforce(struct pool *p, int64_t now)
         pool__job_forget(&p->lc, j, JOB_GONE_EXPIRED);
     while ((j = pool__done_first(t)) && p->cfg.max_jobs && pool__table_count(t) > p->cfg.max_jobs)
         pool__job_forget(&p->lc, j, JOB_GONE_EXPIRED);
+    pool__idem_expire(&p->idem, clock_real_us()); /* keys past --idempotency-ttl */
 }
 
 int64_t pool__retention_next_ms(const struct pool *p)

@@ -129,7 +129,8 @@ struct pool {
     char *worker_path;          /* absolute path of pyjobd-worker (owned) */
     char *worker_argv[16];
 
-    struct lifecycle lc; /* the jobs, their waiters and counters */
+    struct lifecycle lc;  /* the jobs, their waiters and counters */
+    struct idem_map idem; /* Idempotency-Keys of the last cfg.idempotency_ttl (pool_submit.c) */
 
     struct worker **workers; /* slots; never shrinks, inactive slots are reused */
     unsigned nslots;

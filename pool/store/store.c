@@ -23,6 +23,11 @@ int store_load(struct store *s, store_load_cb cb, void *arg, char *err, size_t e
     return s->ops->load(s, cb, arg, err, errlen);
 }
 
+int store_load_keys(struct store *s, store_key_cb cb, void *arg)
+{
+    return s->ops->load_keys ? s->ops->load_keys(s, cb, arg) : -ENOTSUP;
+}
+
 uint64_t store_put(struct store *s, const struct job_view *v, const struct job_spec *spec,
                    uint64_t seq, unsigned flags)
 {

@@ -14,6 +14,7 @@ struct store_ops {
     /* Every store (store.h): */
     void (*close)(struct store *s);
     int (*load)(struct store *s, store_load_cb cb, void *arg, char *err, size_t errlen);
+    int (*load_keys)(struct store *s, store_key_cb cb, void *arg); /* NULL: -ENOTSUP */
     uint64_t (*put)(struct store *s, const struct job_view *v, const struct job_spec *spec,
                     uint64_t seq, unsigned flags);
     uint64_t (*del)(struct store *s, const char *id);

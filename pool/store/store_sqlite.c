@@ -9,11 +9,11 @@
  * A job's start is on record before the database commits it: store_started appends
  * it to a log beside the database (start_log.c), emptied once the database has every
  * logged start, replayed over the rows when the store is loaded.
- * The schema version is PRAGMA user_version: 0 is a new file, newer than
- * STORE_SCHEMA refuses to open, older ones are migrated in order.
+ * The schema and its migrations are in store_sqlite_schema.c.
  * A new database is created 0600, and SQLite gives its -wal and -shm files the
  * database's mode: the store holds every tenant's payloads and results.
- * What is read back (load, and results on demand) is in store_sqlite_read.c.
+ * What is read back (load, and results on demand) is in store_sqlite_read.c; the
+ * Idempotency-Keys' table, written with a job's first put, in store_sqlite_keys.c.
  */
 #include "store_sqlite.h"
 #include "start_log.h"
@@ -29,25 +29,6 @@
 #include <string.h>
 #include <sys/queue.h>
 #include <unistd.h>
-
-#define STORE_SCHEMA 2
-
-static const char *const schema_v1 =
-    "CREATE TABLE jobs ("
-    " id TEXT PRIMARY KEY, seq INTEGER NOT NULL, owner TEXT NOT NULL, status INTEGER NOT NULL,"
-    " created_us INTEGER, started_us INTEGER, finished_us INTEGER, timeout REAL,"
-    " attempts INTEGER, worker_pid INTEGER, max_retries INTEGER, retry_on_timeout INTEGER,"
-    " result_format_json INTEGER, metadata TEXT,"
-    " callable BLOB, args BLOB, kwargs BLOB, json_args BLOB, json_kwargs BLOB,"
-    " result BLOB, result_json BLOB,"
-    " err_type INTEGER, err_message TEXT, err_exc_type TEXT, err_exception BLOB,"
-    " err_traceback TEXT, err_exit_code INTEGER, err_signal INTEGER, err_max_rss INTEGER);"
-    "CREATE INDEX jobs_seq ON jobs(seq);";
-
-/* Version 2: the job options of issue 17 (priority, soft_timeout). */
-static const char *const schema_v2 =
-    "ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;"
-    "ALTER TABLE jobs ADD COLUMN soft_timeout REAL NOT NULL DEFAULT 0;";
 
 /* Every column put writes, named: a column added later cannot shift the others. The
  * ?N of each is its position here (apply binds by these numbers). */
@@ -117,6 +98,8 @@ static int apply(struct sqlite_store *s, const struct op *op)
         sqlite3_bind_double(st, 31, v->soft_timeout);
     }
     int rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE && op->kind == OP_PUT && op->spec.idem_key)
+        return sqls__key_put(s, op); /* the same transaction as the job's row */
     return rc == SQLITE_DONE ? 0 : rc;
 }
 
@@ -154,6 +137,8 @@ static void *store_main(void *arg)
                 log_error("store: cannot write job %s: %s", op->v.id, sqlite3_errmsg(s->db));
             last = op->ticket;
         }
+        if (rc == SQLITE_OK && (rc = sqls__keys_expire(s)) != SQLITE_OK)
+            log_error("store: cannot delete expired idempotency keys: %s", sqlite3_errmsg(s->db));
         if (rc == SQLITE_OK)
             rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
         if (rc != SQLITE_OK) {
@@ -176,65 +161,6 @@ static void *store_main(void *arg)
     }
     pthread_mutex_unlock(&s->lock);
     return NULL;
-}
-
-static int exec_or_err(sqlite3 *db, const char *sql, const char *path, char *err, size_t errlen)
-{
-    char *msg = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK)
-        return 0;
-    snprintf(err, errlen, "store %s: %s (is it a pyjobd database, and is it intact?)", path,
-             msg ? msg : sqlite3_errmsg(db));
-    sqlite3_free(msg);
-    return -1;
-}
-
-static int user_version(sqlite3 *db, int *out)
-{
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
-        return -1;
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        *out = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-    return rc == SQLITE_ROW ? 0 : -1;
-}
-
-static int migrate(sqlite3 *db, const char *path, char *err, size_t errlen)
-{
-    int version = 0;
-    if (user_version(db, &version) != 0) {
-        snprintf(err, errlen, "store %s: cannot read it: %s (corrupt, or not a database?)", path,
-                 sqlite3_errmsg(db));
-        return -1;
-    }
-    if (version > STORE_SCHEMA) {
-        snprintf(err, errlen,
-                 "store %s was written by a newer pyjobd (schema %d; this one knows up to %d); "
-                 "refusing to open it",
-                 path, version, STORE_SCHEMA);
-        return -1;
-    }
-    if (version == STORE_SCHEMA)
-        return 0;
-    /* Each step moves one version up, inside one transaction with its version bump. */
-    if (exec_or_err(db, "BEGIN IMMEDIATE", path, err, errlen) != 0)
-        return -1;
-    if ((version < 1 && exec_or_err(db, schema_v1, path, err, errlen) != 0) ||
-        (version < 2 && exec_or_err(db, schema_v2, path, err, errlen) != 0)) {
-        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-        return -1;
-    }
-    char bump[64];
-    snprintf(bump, sizeof(bump), "PRAGMA user_version = %d; COMMIT", STORE_SCHEMA);
-    if (exec_or_err(db, bump, path, err, errlen) != 0) {
-        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-        return -1;
-    }
-    if (version > 0)
-        log_info("store %s migrated from schema %d to %d", path, version, STORE_SCHEMA);
-    return 0;
 }
 
 static const struct store_ops sqlite_ops;
@@ -267,9 +193,9 @@ struct store *store_open_sqlite(const char *path, char *err, size_t errlen)
     }
     sqlite3_busy_timeout(s->db, 5000);
     /* quick_check reads every page once: a damaged file is refused, never reused. */
-    if (exec_or_err(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL", path, err,
-                    errlen) != 0 ||
-        migrate(s->db, path, err, errlen) != 0)
+    if (sqls__exec_or_err(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL", path, err,
+                          errlen) != 0 ||
+        sqls__migrate(s->db, path, err, errlen) != 0)
         goto fail;
     sqlite3_stmt *qc;
     if (sqlite3_prepare_v2(s->db, "PRAGMA quick_check", -1, &qc, NULL) != SQLITE_OK ||
@@ -287,7 +213,8 @@ struct store *store_open_sqlite(const char *path, char *err, size_t errlen)
     sqlite3_finalize(qc);
     if (sqlite3_prepare_v2(s->db, PUT_SQL, -1, &s->put, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(s->db, "DELETE FROM jobs WHERE id = ?1", -1, &s->del, NULL) !=
-            SQLITE_OK) {
+            SQLITE_OK ||
+        sqls__keys_prepare(s) != 0) {
         snprintf(err, errlen, "store %s: %s", path, sqlite3_errmsg(s->db));
         goto fail;
     }
@@ -310,6 +237,7 @@ fail:
     sqls__reader_close(s); /* zeroed when it never opened: nothing to undo */
     sqlite3_finalize(s->put);
     sqlite3_finalize(s->del);
+    sqls__keys_finalize(s);
     sqlite3_close(s->db);
     free(s->describe);
     free(s);
@@ -328,6 +256,7 @@ static void sqlite_close(struct store *base)
     pthread_join(s->thread, NULL);
     sqlite3_finalize(s->put);
     sqlite3_finalize(s->del);
+    sqls__keys_finalize(s);
     sqlite3_close(s->db);
     sqls__reader_close(s);
     start_log_close(s->starts);
@@ -353,9 +282,13 @@ static uint64_t sqlite_put(struct store *base, const struct job_view *v,
                            const struct job_spec *spec, uint64_t seq, unsigned flags)
 {
     struct sqlite_store *s = (struct sqlite_store *)base;
-    (void)flags;
     struct op *op = calloc(1, sizeof(*op));
-    if (!op || job_view_copy(&op->v, v) != 0) {
+    /* A job's first write carries its key: the row of both is one commit. */
+    int keyed = (flags & STORE_NEW) && spec->idem_key;
+    if (!op || job_view_copy(&op->v, v) != 0 ||
+        (keyed && !(op->spec.idem_key = strdup(spec->idem_key)))) {
+        if (op)
+            job_view_release(&op->v);
         free(op);
         log_error("store: out of memory queueing job %s", v->id);
         return 0;
@@ -363,6 +296,8 @@ static uint64_t sqlite_put(struct store *base, const struct job_view *v,
     op->kind = OP_PUT;
     op->seq = seq;
     job_spec_ref_payload(&op->spec, spec);
+    memcpy(op->spec.idem_digest, spec->idem_digest, sizeof(op->spec.idem_digest));
+    op->spec.idem_expires_us = spec->idem_expires_us;
     return enqueue(s, op);
 }
 
@@ -435,6 +370,7 @@ static const char *sqlite_describe(const struct store *base)
 static const struct store_ops sqlite_ops = {
     .close = sqlite_close,
     .load = sqls__load,
+    .load_keys = sqls__load_keys,
     .read_results = sqls__read_results,
     .put = sqlite_put,
     .del = sqlite_delete,

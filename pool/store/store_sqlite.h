@@ -1,10 +1,13 @@
 /*
  * store_sqlite.h — the SQLite store's own structure, shared by its two files:
  *
- *   store_sqlite.c       opening (schema, migrations), the writer thread and its
- *                        group commits, the store's function table
+ *   store_sqlite.c       opening, the writer thread and its group commits, the
+ *                        store's function table
+ *   store_sqlite_schema.c  the schema's versions and the migrations between them
  *   store_sqlite_read.c  what is read back: every row at start (load), and one finished
  *                        job's results on demand, on a connection of its own
+ *   store_sqlite_keys.c  the Idempotency-Keys' table (schema 3): written with their jobs,
+ *                        loaded at start, expired rows deleted
  *
  * The writer's connection (db) is used by the writer thread alone once the store is
  * open (and by load, before anything is written). The reader's connection (rdb) is
@@ -38,6 +41,8 @@ struct sqlite_store {
     struct store base;
     sqlite3 *db;
     sqlite3_stmt *put, *del;
+    sqlite3_stmt *key_put, *key_expire; /* store_sqlite_keys.c */
+    int64_t keys_expired_ms;            /* CLOCK_MONOTONIC of the last expiry; 0: never */
     char *describe;
     pthread_t thread;
     pthread_mutex_t lock;
@@ -69,5 +74,20 @@ void sqls__reader_close(struct sqlite_store *s);
 
 /* store_read_results, on the reader's connection (any thread). */
 int sqls__read_results(struct store *base, const char *id, struct job_view *v);
+
+/* store_sqlite_schema.c: runs sql, or fills err naming path (0 / -1); brings the file
+ * to the current schema, or refuses a newer one (0 / -1 with err). */
+int sqls__exec_or_err(sqlite3 *db, const char *sql, const char *path, char *err, size_t errlen);
+int sqls__migrate(sqlite3 *db, const char *path, char *err, size_t errlen);
+
+/* store_sqlite_keys.c. The statements (0 or -1 with the
+ * connection's error); a put's key (op->spec.idem_key set: SQLITE_OK-like 0 or the
+ * sqlite3 error); the deletion of expired keys, at most once a minute, in the writer's
+ * transaction (SQLITE_OK or the error); store_load_keys on the writer's connection. */
+int sqls__keys_prepare(struct sqlite_store *s);
+void sqls__keys_finalize(struct sqlite_store *s);
+int sqls__key_put(struct sqlite_store *s, const struct op *op);
+int sqls__keys_expire(struct sqlite_store *s);
+int sqls__load_keys(struct store *base, store_key_cb cb, void *arg);
 
 #endif

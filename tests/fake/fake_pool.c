@@ -163,7 +163,8 @@ static int fake_submit_one(const struct job_spec *spec, struct job_view *view_ou
     blob_ref(fake.last.kwargs);
     blob_ref(fake.last.json_args);
     blob_ref(fake.last.json_kwargs);
-    if (fake_strdup(&fake.last.metadata, spec->metadata) ||
+    if (fake_strdup(&fake.last.idem_key, spec->idem_key) || /* the caller's otherwise */
+        fake_strdup(&fake.last.metadata, spec->metadata) ||
         fake_strdup(&fake_jobs[i].metadata, spec->metadata))
         return -ENOMEM;
     return pool_job_get(NULL, fake_id(i), view_out);
@@ -194,6 +195,16 @@ int pool_submit_batch(struct pool *p, const struct job_spec *specs, size_t n,
         }
     }
     return 0;
+}
+
+/* Keys are the real pool's business: one spec is a pool_submit, more a batch, and
+ * nothing is ever a replay. */
+int pool_submit_keyed(struct pool *p, const struct job_spec *specs, size_t n,
+                      struct job_view *views_out, unsigned char *replayed, size_t *bad_index)
+{
+    *bad_index = 0;
+    memset(replayed, 0, n);
+    return n == 1 ? pool_submit(p, specs, views_out) : pool_submit_batch(p, specs, n, views_out);
 }
 
 /* An interrupt is recorded like a cancel (force 0), its grace kept for the test. */

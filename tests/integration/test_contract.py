@@ -999,7 +999,35 @@ def test_durable_store_interrupted_job(tmp_path):
 # --------------------------------------------------------------------------- coverage
 
 # (METHOD, template, status) documented but not produced here, and why.
+def test_idempotency_key_responses(api, extra):
+    """Idempotency-Key answers: 201 then 200 (Idempotent-Replayed) for one job and for a
+    batch, 422 for another body, 400 for a bad key, 404 once the key's job is gone."""
+    key = {"Idempotency-Key": "contract-key-1"}
+    body = job_req(IDENTITY, 1)
+    first = api.call("POST", "/v1/jobs", body, headers=key, expect=201).value
+    again = api.call("POST", "/v1/jobs", body, headers=key, expect=200)
+    assert again.value["id"] == first["id"] and again.headers["Idempotent-Replayed"] == "true"
+    api.call("POST", "/v1/jobs", job_req(IDENTITY, 2), headers=key, expect=422)
+    api.call("POST", "/v1/jobs", body, headers={"Idempotency-Key": "a b"}, expect=400)
+    items = {"jobs": [dict(job_req(IDENTITY, 3), idempotency_key="contract-b1")]}
+    api.call("POST", "/v1/jobs/batch", items, expect=201)
+    r = api.call("POST", "/v1/jobs/batch", items, expect=200)
+    assert r.value["replayed"] == [0]
+    items["jobs"][0]["json_kwargs"] = {"other": 1}
+    items["jobs"][0].pop("args")
+    api.call("POST", "/v1/jobs/batch", items, expect=422)
+    s = extra("--workers", "1", "--max-jobs", "1", name="idempotency-retention")
+    gone = {"jobs": [dict(job_req(IDENTITY, 4), idempotency_key="contract-gone")]}
+    job = s.call("POST", "/v1/jobs/batch", gone, expect=201).value["jobs"][0]
+    s.wait_terminal(job["id"])
+    s.wait_terminal(s.submit(IDENTITY, 5)["id"])  # --max-jobs 1 removes the first
+    s.call("POST", "/v1/jobs/batch", gone, expect=404)
+
+
 NOT_EXERCISED = {
+    ("POST", "/v1/jobs", "501"): "needs a shared store (PostgreSQL): test_idempotency.py::"
+                                 "test_shared_store_refuses_keys_501",
+    ("POST", "/v1/jobs/batch", "501"): "as POST /v1/jobs 501",
     ("POST", "/v1/jobs", "404"): "a race: the job must be evicted by --max-jobs between its end and the "
                                  "answer to POST ?wait (api_wait_finish re-reads it)",
 }

@@ -89,8 +89,9 @@ class HTTPClient:
 
     # ---------------------------------------------------------------- requests
 
-    def _encode(self, body):
+    def _encode(self, body, extra=None):
         headers = dict(self._headers)
+        headers.update(extra or {})
         if body is not None:
             if not isinstance(body, (bytes, bytearray)):
                 body = json.dumps(body, separators=(",", ":")).encode()
@@ -124,10 +125,11 @@ class HTTPClient:
             conn.close()
         return Response(r.status, r.headers, data)
 
-    def request(self, method, path, body=None):
+    def request(self, method, path, body=None, headers=None):
         """One request on a pooled keep-alive connection; returns a Response whatever
-        its status. Raises ServerConnectionError when the server cannot be reached."""
-        body, headers = self._encode(body)
+        its status. Raises ServerConnectionError when the server cannot be reached.
+        headers: extra request headers (an Idempotency-Key goes with every resend)."""
+        body, headers = self._encode(body, headers)
         for attempt in range(3):
             conn, reused = self._acquire()
             try:

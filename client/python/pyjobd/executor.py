@@ -8,6 +8,7 @@ import platform
 import select
 import threading
 import time
+import uuid
 import weakref
 from concurrent.futures import Future, InvalidStateError
 from concurrent.futures import _base
@@ -137,6 +138,11 @@ class _Waiter(threading.Thread):
     def forget(self, job_id):
         with self._lock:
             self._pending.pop(job_id, None)
+
+    def get(self, job_id):
+        """The future already waiting for job_id, or None."""
+        with self._lock:
+            return self._pending.get(job_id)
 
     def pending(self):
         with self._lock:
@@ -332,6 +338,9 @@ class Executor(_base.Executor):
         self._lock = threading.Lock()
         self._shutdown = False
         self._waiter = _Waiter(self._http)
+        # Idempotency keys go with every submission, unless the server said it takes
+        # none (a 501 from a PostgreSQL cluster, which does not support them yet).
+        self._keys = True
         self._server_python = None
         # An executor dropped without shutdown(): let its waiter thread finish the
         # pending futures and exit.
@@ -406,27 +415,47 @@ class Executor(_base.Executor):
             raise PythonVersionMismatchError(f"{self.url}: {text}")
         raise self._http.error(method, path, resp)
 
-    def _post(self, path, body):
-        """POST with back-off on 429 (queue full); returns the decoded answer."""
+    def _post(self, path, body, headers=None):
+        """POST with back-off on 429 (queue full); returns the decoded answer. With an
+        Idempotency-Key in headers, a connection lost before the answer is resent (twice
+        at most) with the same key: the server answers the job the first one made."""
         delay = 0.05
+        lost = 0
         while True:
-            resp = self._http.request("POST", path, body)
-            if resp.status == 201:
+            try:
+                resp = self._http.request("POST", path, body, headers=headers)
+            except ServerConnectionError:
+                lost += 1
+                if not headers or "Idempotency-Key" not in headers or lost > 2:
+                    raise
+                time.sleep(0.1 * lost)
+                continue
+            if resp.status in (200, 201):  # 200: the key's job, made by an earlier send
                 return resp.json()
+            if resp.status == 501 and headers and _refuses_keys(resp):
+                self._keys = False  # nothing was queued: send it again without a key
+                headers = None
+                continue
             if resp.status in (429, 503):
                 delay = _back_off(resp, delay)
                 continue
             self._raise_for("POST", path, resp)
 
     def _track(self, jobs):
-        futures = []
+        futures, new = [], []
         for job in jobs:
+            # A replayed Idempotency-Key answers a job already tracked: the same future.
+            known = self._waiter.get(job["id"])
+            if known is not None:
+                futures.append(known)
+                continue
             f = JobFuture(self)
             f.job_id = job["id"]
             f.job = job
             futures.append(f)
+            new.append(f)
         waiting = []
-        for f in futures:
+        for f in new:
             if f.job.get("status") in TERMINAL:
                 _set(f, *job_outcome(f.job))
             else:
@@ -435,14 +464,18 @@ class Executor(_base.Executor):
             self._waiter.add(waiting)
         return futures
 
-    def _submit_request(self, req):
+    def _submit_request(self, req, idempotency_key=None):
         self._before_submit()
-        job = self._post("/v1/jobs", req)
+        key = idempotency_key or (str(uuid.uuid4()) if self._keys else None)
+        job = self._post("/v1/jobs", req, headers={"Idempotency-Key": key} if key else None)
         return self._track([job])[0]
 
     def _submit_requests(self, reqs):
         """Submits many job requests with POST /v1/jobs/batch; returns their futures."""
         self._before_submit()
+        for r in reqs:  # a resent batch (after a lost answer) makes no job twice
+            if self._keys:
+                r.setdefault("idempotency_key", str(uuid.uuid4()))
         futures = []
         try:
             for batch in _batches(reqs):
@@ -456,9 +489,22 @@ class Executor(_base.Executor):
     def _submit_batch(self, batch):
         path = "/v1/jobs/batch"
         delay = 0.05
+        lost = 0
         while True:
-            resp = self._http.request("POST", path, {"jobs": batch})
-            if resp.status == 201:
+            try:
+                resp = self._http.request("POST", path, {"jobs": batch})
+            except ServerConnectionError:
+                lost += 1
+                if lost > 2 or not all("idempotency_key" in r for r in batch):
+                    raise  # resent only when every job has its key: then it is safe
+                time.sleep(0.1 * lost)
+                continue
+            if resp.status == 501 and _refuses_keys(resp):
+                self._keys = False  # nothing was queued: again without the keys
+                for r in batch:
+                    r.pop("idempotency_key", None)
+                continue
+            if resp.status in (200, 201):  # 200: every job was made by an earlier send
                 jobs = resp.json()["jobs"]
                 if len(jobs) != len(batch):
                     raise ServerError(f"POST {self.url}{path}: sent {len(batch)} jobs, "
@@ -486,13 +532,18 @@ class Executor(_base.Executor):
         return self.submit_with(fn, args, kwargs)
 
     def submit_with(self, fn, args=(), kwargs=None, *, timeout=None, max_retries=None,
-                    metadata=None, priority=None, soft_timeout=None):
+                    metadata=None, priority=None, soft_timeout=None, idempotency_key=None):
         """``submit`` with per-call options: ``timeout`` (seconds, overrides the
         executor's), ``max_retries`` (re-runs after a worker crash), ``metadata`` (a
         JSON object stored with the job and echoed back in ``future.job``),
         ``priority`` (-100..100, default 0: among your queued jobs, higher first) and
         ``soft_timeout`` (seconds, less than ``timeout``: ``pyjobd.SoftTimeout`` is raised
-        in the job then, so its ``finally`` blocks run before the hard stop)."""
+        in the job then, so its ``finally`` blocks run before the hard stop).
+
+        Every submission carries an ``Idempotency-Key`` (a new UUID unless
+        ``idempotency_key`` names one, 1-200 printable ASCII characters without spaces):
+        the same key and request again, within the server's ``--idempotency-ttl``,
+        answer the job the first one made instead of making another."""
         self._before_submit()
         extra = {}
         if priority is not None:
@@ -501,7 +552,7 @@ class Executor(_base.Executor):
             extra["soft_timeout"] = soft_timeout
         req = self._request(self._dumps(fn), args, kwargs, timeout=timeout,
                             max_retries=max_retries, metadata=metadata, **extra)
-        return self._submit_request(req)
+        return self._submit_request(req, idempotency_key)
 
     def map(self, fn, *iterables, timeout=None, chunksize=1):
         """Like ``Executor.map``: submits every call at once (``POST /v1/jobs/batch``,
@@ -586,6 +637,12 @@ def _result_or_cancel(fut, timeout=None):
             fut.cancel()
     finally:
         del fut
+
+
+def _refuses_keys(resp):
+    """A 501 saying the server takes no Idempotency-Key (a shared store, for now)."""
+    text, _ = problem_text(resp)
+    return "Idempotency-Key" in text
 
 
 def _batches(reqs):

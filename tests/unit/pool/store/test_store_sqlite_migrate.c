@@ -18,6 +18,7 @@
 
 #include <sqlite3.h>
 
+#include "pyjobd/clock.h"
 #include "pyjobd/store.h"
 
 static char dir[] = "/tmp/pyjobd-migrate-XXXXXX";
@@ -127,6 +128,18 @@ static int load_cb(void *arg, struct job_view *v, struct job_spec *spec, uint64_
     return 0;
 }
 
+static int key_cb(void *arg, const char *owner, const char *key, const uint8_t *digest,
+                  const char *job_id, int64_t expires_us)
+{
+    assert_string_equal(owner, "bob");
+    assert_string_equal(key, "key-1");
+    assert_int_equal(digest[0], 7);
+    assert_string_equal(job_id, NEW_ID);
+    assert_true(expires_us > clock_real_us());
+    ++*(int *)arg;
+    return 0;
+}
+
 static void store__v1_file__migrated_and_loaded(void **state)
 {
     (void)state;
@@ -153,10 +166,13 @@ static void store__v1_file__migrated_and_loaded(void **state)
     v.priority = spec.priority = -42;
     v.soft_timeout = spec.soft_timeout = 1.25;
     spec.callable = blob_new_copy("fn", 2);
+    spec.idem_key = strdup("key-1"); /* schema 3: the key is written with the job */
+    memset(spec.idem_digest, 7, sizeof(spec.idem_digest));
+    spec.idem_expires_us = clock_real_us() + 60000000;
     assert_int_equal(store_sync(s, store_put(s, &v, &spec, 8, STORE_NEW)), 0);
     job_spec_release(&spec);
     store_close(s);
-    assert_int_equal(file_user_version(), 2);
+    assert_int_equal(file_user_version(), 3);
 
     /* Reopened (no migration this time): both rows, both with their options. */
     s = store_open_sqlite(path, err, sizeof(err));
@@ -165,6 +181,9 @@ static void store__v1_file__migrated_and_loaded(void **state)
     assert_int_equal(store_load(s, load_cb, &l, err, sizeof(err)), 0);
     assert_int_equal(l.n, 2);
     assert_int_equal(l.old_seen + l.new_seen, 2);
+    int keys = 0;
+    assert_int_equal(store_load_keys(s, key_cb, &keys), 0);
+    assert_int_equal(keys, 1);
     store_close(s);
 }
 

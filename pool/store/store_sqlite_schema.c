@@ -1,0 +1,96 @@
+/*
+ * store_sqlite_schema.c — the SQLite store's schema and its migrations. The version is
+ * PRAGMA user_version: 0 is a new file, newer than STORE_SCHEMA refuses to open, older
+ * ones are migrated in order, each step inside one transaction with the version bump.
+ */
+#include "store_sqlite.h"
+#include "pyjobd/log.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+
+#define STORE_SCHEMA 3
+
+static const char *const schema_v1 =
+    "CREATE TABLE jobs ("
+    " id TEXT PRIMARY KEY, seq INTEGER NOT NULL, owner TEXT NOT NULL, status INTEGER NOT NULL,"
+    " created_us INTEGER, started_us INTEGER, finished_us INTEGER, timeout REAL,"
+    " attempts INTEGER, worker_pid INTEGER, max_retries INTEGER, retry_on_timeout INTEGER,"
+    " result_format_json INTEGER, metadata TEXT,"
+    " callable BLOB, args BLOB, kwargs BLOB, json_args BLOB, json_kwargs BLOB,"
+    " result BLOB, result_json BLOB,"
+    " err_type INTEGER, err_message TEXT, err_exc_type TEXT, err_exception BLOB,"
+    " err_traceback TEXT, err_exit_code INTEGER, err_signal INTEGER, err_max_rss INTEGER);"
+    "CREATE INDEX jobs_seq ON jobs(seq);";
+
+/* Version 2: the job options of issue 17 (priority, soft_timeout). */
+static const char *const schema_v2 =
+    "ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE jobs ADD COLUMN soft_timeout REAL NOT NULL DEFAULT 0;";
+
+/* Version 3: the Idempotency-Keys of issue 17 (store_sqlite_keys.c): one row per owner
+ * and key, written with the job it made, deleted once expired. */
+static const char *const schema_v3 =
+    "CREATE TABLE idempotency (owner TEXT NOT NULL, key TEXT NOT NULL, digest BLOB NOT NULL,"
+    " job_id TEXT NOT NULL, expires_us INTEGER NOT NULL, PRIMARY KEY (owner, key));"
+    "CREATE INDEX idempotency_expires ON idempotency(expires_us);";
+
+int sqls__exec_or_err(sqlite3 *db, const char *sql, const char *path, char *err, size_t errlen)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK)
+        return 0;
+    snprintf(err, errlen, "store %s: %s (is it a pyjobd database, and is it intact?)", path,
+             msg ? msg : sqlite3_errmsg(db));
+    sqlite3_free(msg);
+    return -1;
+}
+
+static int user_version(sqlite3 *db, int *out)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *out = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? 0 : -1;
+}
+
+int sqls__migrate(sqlite3 *db, const char *path, char *err, size_t errlen)
+{
+    int version = 0;
+    if (user_version(db, &version) != 0) {
+        snprintf(err, errlen, "store %s: cannot read it: %s (corrupt, or not a database?)", path,
+                 sqlite3_errmsg(db));
+        return -1;
+    }
+    if (version > STORE_SCHEMA) {
+        snprintf(err, errlen,
+                 "store %s was written by a newer pyjobd (schema %d; this one knows up to %d); "
+                 "refusing to open it",
+                 path, version, STORE_SCHEMA);
+        return -1;
+    }
+    if (version == STORE_SCHEMA)
+        return 0;
+    /* Each step moves one version up, inside one transaction with its version bump. */
+    if (sqls__exec_or_err(db, "BEGIN IMMEDIATE", path, err, errlen) != 0)
+        return -1;
+    if ((version < 1 && sqls__exec_or_err(db, schema_v1, path, err, errlen) != 0) ||
+        (version < 2 && sqls__exec_or_err(db, schema_v2, path, err, errlen) != 0) ||
+        (version < 3 && sqls__exec_or_err(db, schema_v3, path, err, errlen) != 0)) {
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        return -1;
+    }
+    char bump[64];
+    snprintf(bump, sizeof(bump), "PRAGMA user_version = %d; COMMIT", STORE_SCHEMA);
+    if (sqls__exec_or_err(db, bump, path, err, errlen) != 0) {
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        return -1;
+    }
+    if (version > 0)
+        log_info("store %s migrated from schema %d to %d", path, version, STORE_SCHEMA);
+    return 0;
+}
