@@ -38,10 +38,12 @@ static int all_digits(const char *s, size_t n)
 int framing_check(const struct framing_header *h, size_t n, char *why, size_t whylen)
 {
     const struct framing_header *cl = NULL, *te = NULL;
-    unsigned auths = 0, tes = 0;
+    unsigned auths = 0, tes = 0, keys = 0;
     for (size_t i = 0; i < n; i++) {
         if (is_name(&h[i], "Authorization")) {
             auths++;
+        } else if (is_name(&h[i], "Idempotency-Key")) {
+            keys++;
         } else if (is_name(&h[i], "Transfer-Encoding")) {
             tes++;
             te = &h[i];
@@ -73,6 +75,13 @@ int framing_check(const struct framing_header *h, size_t n, char *why, size_t wh
                  "the request has %u Authorization fields: send exactly one "
                  "'Authorization: Bearer <token>'",
                  auths);
+        return 400;
+    }
+    if (keys > 1) {
+        snprintf(why, whylen,
+                 "the request has %u Idempotency-Key fields: send exactly one (which job it "
+                 "names must not depend on who reads it)",
+                 keys);
         return 400;
     }
     if (te && cl) {

@@ -18,7 +18,8 @@ struct framing_header {
  * 0 when the request is framed one way only, else the status to answer with the
  * connection closed, and a detail in why:
  *  400 — both Content-Length and Transfer-Encoding; two Content-Lengths that differ;
- *        a Content-Length that is not a plain decimal number; a second Authorization;
+ *        a Content-Length that is not a plain decimal number; a second Authorization
+ *        or Idempotency-Key;
  *  501 — a Transfer-Encoding other than a single "chunked" (e.g. gzip, "gzip,
  *        chunked", or two Transfer-Encoding fields).
  */

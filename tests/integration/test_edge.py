@@ -183,6 +183,9 @@ SMUGGLED = b"GET /v1/info HTTP/1.1\r\n" + H + b"\r\n"
      400, "NUL byte (%00)"),
     ("two Authorization fields", b"GET /v1/info HTTP/1.1\r\n" + H +
      b"Authorization: Bearer a\r\nAuthorization: Bearer b\r\n\r\n", 400, "2 Authorization"),
+    ("two Idempotency-Key fields", b"POST /v1/jobs HTTP/1.1\r\n" + H + JSON_CT +
+     b"Idempotency-Key: a\r\nIdempotency-Key: b\r\nContent-Length: 2\r\n\r\n{}", 400,
+     "2 Idempotency-Key"),
     ("a space in the target", b"GET /v1/in fo HTTP/1.1\r\n" + H + b"\r\n", 400, "space"),
     ("HTTP/1.1 without Host", b"GET /v1/info HTTP/1.1\r\n\r\n", 400, "Host header"),
 ])

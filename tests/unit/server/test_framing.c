@@ -82,6 +82,11 @@ static void second_authorization__400(void **state)
                                  F("authorization", "Bearer b")};
     assert_int_equal(check(h, 3, why), 400);
     assert_non_null(strstr(why, "2 Authorization"));
+    struct framing_header k[] = {F("Idempotency-Key", "a"), F("idempotency-key", "b")};
+    assert_int_equal(check(k, 2, why), 400);
+    assert_non_null(strstr(why, "2 Idempotency-Key"));
+    struct framing_header one[] = {F("Idempotency-Key", "a")};
+    assert_int_equal(check(one, 1, why), 0);
 }
 
 int main(void)
