@@ -417,6 +417,57 @@ def test_a_soft_timeout_is_caught_in_the_job_and_raised_here_by_type(ex, tmp_pat
     assert open(marker).read() == "cleaned up"
 
 
+def test_map_against_a_server_older_than_idempotency_keys_sends_again_without_them():
+    """During an upgrade a new client meets an old server, which refuses the batch field
+    (400, nothing queued): the client sends the batch again without keys."""
+    import base64
+    import http.server
+    import json as json_mod
+
+    seen = []
+
+    class Old(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def answer(self, status, obj, ctype="application/json"):
+            body = json_mod.dumps(obj).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self):
+            self.answer(200, {"python_version": platform.python_version()})
+
+        def do_POST(self):
+            batch = json_mod.loads(self.rfile.read(int(self.headers["Content-Length"])))["jobs"]
+            seen.append([sorted(j) for j in batch])
+            if any("idempotency_key" in j for j in batch):
+                return self.answer(400, {"type": "about:blank", "title": "Bad Request",
+                                         "status": 400,
+                                         "detail": "jobs[0]: unknown field 'idempotency_key'; "
+                                                   "accepted fields: callable, args"},
+                                   "application/problem+json")
+            jobs = [{"id": f"{i:032x}", "status": "succeeded",
+                     "result": base64.b64encode(cloudpickle.dumps(i)).decode(), "error": None}
+                    for i in range(len(batch))]
+            self.answer(201, {"jobs": jobs})
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Old)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        with pyjobd.Executor(f"http://127.0.0.1:{srv.server_address[1]}") as old_ex:
+            assert list(old_ex.map(abs, [-1, -2, -3])) == [0, 1, 2]
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert len(seen) == 2 and all("idempotency_key" in j for j in seen[0])
+    assert not any("idempotency_key" in j for j in seen[1])
+
+
 def test_submit_with_max_retries_reruns_after_a_crash(ex):
     def flaky(marker):
         import os

@@ -499,7 +499,8 @@ class Executor(_base.Executor):
                     raise  # resent only when every job has its key: then it is safe
                 time.sleep(0.1 * lost)
                 continue
-            if resp.status == 501 and _refuses_keys(resp):
+            if (resp.status == 501 and _refuses_keys(resp)) or (resp.status == 400 and
+                                                                 _predates_keys(resp)):
                 self._keys = False  # nothing was queued: again without the keys
                 for r in batch:
                     r.pop("idempotency_key", None)
@@ -643,6 +644,13 @@ def _refuses_keys(resp):
     """A 501 saying the server takes no Idempotency-Key (a shared store, for now)."""
     text, _ = problem_text(resp)
     return "Idempotency-Key" in text
+
+
+def _predates_keys(resp):
+    """A 400 from a server older than idempotency keys (during an upgrade): it knows no
+    field idempotency_key, and a batch is all or nothing, so nothing was queued."""
+    text, _ = problem_text(resp)
+    return "unknown field 'idempotency_key'" in text
 
 
 def _batches(reqs):
