@@ -212,11 +212,3 @@ void conn_watch_unreserve(struct conn_watch *w, struct conn_track *t)
     t->reserved = 0;
     pthread_mutex_unlock(&w->lock);
 }
-
-size_t conn_watch_buffered(struct conn_watch *w)
-{
-    pthread_mutex_lock(&w->lock);
-    size_t n = w->buffered;
-    pthread_mutex_unlock(&w->lock);
-    return n;
-}

@@ -63,6 +63,5 @@ void conn_watch_progress(struct conn_watch *w, struct conn_track *t, size_t n);
 int conn_watch_reserve_upto(struct conn_watch *w, struct conn_track *t, size_t total);
 /* Gives back everything this connection reserved. */
 void conn_watch_unreserve(struct conn_watch *w, struct conn_track *t);
-size_t conn_watch_buffered(struct conn_watch *w); /* bytes reserved now, all connections */
 
 #endif
