@@ -368,3 +368,20 @@ def default_contract():
 def check_response(method, path, status, headers, body):
     """check() against the default contract (openapi.yaml at the repository root)."""
     return default_contract().check(method, path, status, headers, body)
+
+
+def checked_call(contract, server, method, path, body=None, expect=None, timeout=30.0, who=""):
+    """One JSON request to a test server, its answer checked against the contract;
+    returns the response with .value (the parsed body). who prefixes failures."""
+    hdrs = {}
+    if body is not None:
+        body = json.dumps(body)
+        hdrs["Content-Type"] = "application/json"
+    r = server.request(method, path, body=body, headers=hdrs, timeout=timeout)
+    try:
+        r.value = contract.check(method, path, r.status, r.headers, r.body)
+    except ContractError as e:
+        raise AssertionError(f"{who}CONTRACT MISMATCH: {e}") from None
+    if expect is not None:
+        assert r.status == expect, f"{who}{method} {path}: expected {expect}, got {r!r}"
+    return r

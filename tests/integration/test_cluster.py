@@ -33,7 +33,7 @@ import pytest
 
 from conftest import _pid_alive, b64, check_job, pyjobd_bin, Server, TERMINAL
 from conftest_pg import pg_db, pg_server  # noqa: F401  (fixtures)
-from openapi_check import Contract, ContractError
+from openapi_check import Contract, checked_call
 from pgserver import free_port
 
 CONTRACT = Contract()
@@ -150,18 +150,8 @@ class Node(Server):
         self.lost_workers = set()
 
     def call(self, method, path, body=None, expect=None, timeout=30.0):
-        hdrs = {}
-        if body is not None:
-            body = json.dumps(body)
-            hdrs["Content-Type"] = "application/json"
-        r = self.request(method, path, body=body, headers=hdrs, timeout=timeout)
-        try:
-            r.value = CONTRACT.check(method, path, r.status, r.headers, r.body)
-        except ContractError as e:
-            raise AssertionError(f"node {self.name}: CONTRACT MISMATCH: {e}") from None
-        if expect is not None:
-            assert r.status == expect, f"node {self.name}: {method} {path}: expected {expect}, got {r!r}"
-        return r
+        return checked_call(CONTRACT, self, method, path, body, expect, timeout,
+                            who=f"node {self.name}: ")
 
     def submit_req(self, req):
         job = self.call("POST", "/v1/jobs", req, expect=201).value

@@ -29,7 +29,7 @@ import pytest
 
 from conftest import TERMINAL, b64, check_problem, start_server, stop_server
 from conftest_pg import pg_db, pg_server  # noqa: F401  (fixtures)
-from openapi_check import Contract, ContractError
+from openapi_check import Contract, checked_call
 from test_cluster import Cluster, result_of, wait_for
 
 CONTRACT = Contract()
@@ -37,20 +37,8 @@ ABS = b64(cloudpickle.dumps(abs))  # builtins.abs, by reference: tiny
 
 
 def call(server, method, path, body=None, expect=None):
-    """One request, its answer checked against openapi.yaml; returns the response with
-    .value (the parsed body)."""
-    hdrs = {}
-    if body is not None:
-        body = json.dumps(body)
-        hdrs["Content-Type"] = "application/json"
-    r = server.request(method, path, body=body, headers=hdrs, timeout=30)
-    try:
-        r.value = CONTRACT.check(method, path, r.status, r.headers, r.body)
-    except ContractError as e:
-        raise AssertionError(f"CONTRACT MISMATCH: {e}") from None
-    if expect is not None:
-        assert r.status == expect, f"{method} {path}: expected {expect}, got {r!r}"
-    return r
+    """One request, its answer checked against openapi.yaml (r.value: the parsed body)."""
+    return checked_call(CONTRACT, server, method, path, body, expect)
 
 
 def abs_job(**fields):
