@@ -27,7 +27,7 @@ import time
 import cloudpickle
 import pytest
 
-from conftest import TERMINAL, b64, check_problem, start_server, stop_server
+from conftest import REPO_ROOT, TERMINAL, b64, check_problem, start_server, stop_server
 from conftest_pg import pg_db, pg_server  # noqa: F401  (fixtures)
 from openapi_check import Contract, checked_call
 from test_cluster import Cluster, result_of, wait_for
@@ -39,6 +39,17 @@ ABS = b64(cloudpickle.dumps(abs))  # builtins.abs, by reference: tiny
 def call(server, method, path, body=None, expect=None):
     """One request, its answer checked against openapi.yaml (r.value: the parsed body)."""
     return checked_call(CONTRACT, server, method, path, body, expect)
+
+
+def source_define(path, name):
+    """The number a #define in the server's source gives name: the schema version a store
+    must end at (exact, and right again when a later change bumps it)."""
+    import re
+
+    with open(os.path.join(REPO_ROOT, path)) as f:
+        m = re.search(rf"^#define {name} (\d+)$", f.read(), re.M)
+    assert m, f"no #define {name} in {path}"
+    return int(m.group(1))
 
 
 def abs_job(**fields):
@@ -157,7 +168,7 @@ def test_sqlite_queued_job_keeps_its_options_across_a_restart(tmp_path, work_dir
         finally:
             con.close()
         assert row == (0, -7, 3.5), f"the stored row (status, priority, soft_timeout): {row}"
-        assert version >= 2, version  # the schema with priority and soft_timeout, or newer
+        assert version == source_define("pool/store/store_sqlite_schema.c", "STORE_SCHEMA"), version
         s2 = start_server("options-sqlite-2", "--store", f"sqlite:{db}", "--workers", "1")
         got = call(s2, "GET", f"/v1/jobs/{job['id']}", expect=200).value
         assert got["priority"] == -7 and got["soft_timeout"] == 3.5 and got["timeout"] == 9, got
@@ -262,7 +273,8 @@ def test_pg_v1_schema_is_migrated_in_place(cluster):
     old_id = "ab" * 16
     cluster.db.sql(PG_V1.format(id=old_id, callable=cloudpickle.dumps(abs).hex()))
     a = cluster.node("a")
-    assert cluster.db.value("SELECT max(version) FROM pyjobd.meta") >= 2  # migrated to the schema with priority (2) or newer
+    assert cluster.db.value("SELECT max(version) FROM pyjobd.meta") == source_define(
+        "pool/store/pg/pg_sql.h", "PG_SCHEMA_VERSION")  # migrated to the current schema
     cols = cluster.db.query("SELECT column_name, data_type, column_default FROM information_schema.columns"
                             " WHERE table_schema = 'pyjobd' AND table_name = 'jobs'"
                             " AND column_name IN ('priority', 'soft_timeout') ORDER BY 1")
