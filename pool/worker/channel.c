@@ -1,8 +1,10 @@
 /*
  * channel.c — blocking frame I/O on the worker's socket.
  *
- * Each frame read lands in a Python bytes object so that jobs can unpickle from
- * memoryviews of it without a copy, and nothing can outlive the buffer. The GIL
+ * A job frame lands in a Python bytes object so that jobs can unpickle from
+ * memoryviews of it without a copy, and nothing can outlive the buffer; a horse's
+ * reply lands in plain memory (see horse.c: the worker writes no Python object while
+ * its horse lives). The GIL
  * is released around every read() and send(): a job may leave threads behind.
  *
  * Between jobs there is nothing to interrupt, so an exception raised by a signal
@@ -17,6 +19,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -70,7 +73,10 @@ static uint32_t channel_le32(const uint8_t *p)
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-int worker_channel_read(int fd, size_t max_payload, PyObject **owner, struct frame *out)
+/* Reads a frame into a bytes object (*owner, when owner is not NULL) or into
+ * malloc'd memory (*raw). */
+static int channel_read(int fd, size_t max_payload, PyObject **owner, uint8_t **raw,
+                        struct frame *out)
 {
     uint8_t header[FRAME_HEADER_SIZE];
     long n = channel_read_full(fd, header, sizeof(header));
@@ -88,26 +94,47 @@ int worker_channel_read(int fd, size_t max_payload, PyObject **owner, struct fra
         return -EMSGSIZE;
     }
 
-    PyObject *bytes = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(sizeof(header) + payload));
-    if (!bytes) {
-        PyErr_Clear();
+    PyObject *bytes = NULL;
+    uint8_t *buf;
+    if (owner) {
+        bytes = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(sizeof(header) + payload));
+        if (!bytes) {
+            PyErr_Clear();
+            return -ENOMEM;
+        }
+        buf = (uint8_t *)PyBytes_AS_STRING(bytes);
+    } else if (!(buf = malloc(sizeof(header) + payload))) {
         return -ENOMEM;
     }
-    uint8_t *buf = (uint8_t *)PyBytes_AS_STRING(bytes);
     memcpy(buf, header, sizeof(header));
     n = channel_read_full(fd, buf + sizeof(header), payload);
-    if (n < 0 || (size_t)n < payload) {
-        Py_DECREF(bytes);
-        return n < 0 ? (int)n : -EPROTO;
-    }
-    if (frame_decode(buf, sizeof(header) + payload, max_payload, out) < 0) {
-        Py_DECREF(bytes);
-        return -EPROTO;
+    int rc = n < 0 ? (int)n : (size_t)n < payload ? -EPROTO : 0;
+    if (rc == 0 && frame_decode(buf, sizeof(header) + payload, max_payload, out) < 0)
+        rc = -EPROTO;
+    if (rc != 0) {
+        if (owner)
+            Py_DECREF(bytes);
+        else
+            free(buf);
+        return rc;
     }
     /* A signal that came while the worker was idle is not the next job's. */
     channel_drop_signals();
-    *owner = bytes;
+    if (owner)
+        *owner = bytes;
+    else
+        *raw = buf;
     return 1;
+}
+
+int worker_channel_read(int fd, size_t max_payload, PyObject **owner, struct frame *out)
+{
+    return channel_read(fd, max_payload, owner, NULL, out);
+}
+
+int worker_channel_read_raw(int fd, size_t max_payload, uint8_t **buf, struct frame *out)
+{
+    return channel_read(fd, max_payload, NULL, buf, out);
 }
 
 int worker_channel_write(int fd, const uint8_t *buf, size_t len)

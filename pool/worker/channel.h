@@ -22,6 +22,10 @@
  */
 int worker_channel_read(int fd, size_t max_payload, PyObject **owner, struct frame *out);
 
+/* The same, the frame in malloc'd memory (*buf, the caller frees it) instead of a
+ * bytes object. Needs the GIL (released while it waits). */
+int worker_channel_read_raw(int fd, size_t max_payload, uint8_t **buf, struct frame *out);
+
 /* Writes all of buf. Returns 0, -EPIPE when the peer is gone, or another -errno.
  * Needs the GIL. */
 int worker_channel_write(int fd, const uint8_t *buf, size_t len);

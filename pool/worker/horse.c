@@ -14,6 +14,7 @@
 
 #include "horse.h"
 #include "channel.h"
+#include "fork_hooks.h"
 #include "interrupt.h"
 #include "reaper.h"
 #include "reply.h"
@@ -97,8 +98,9 @@ static _Noreturn void horse_end_as(int status)
 }
 
 /* The reply the job's process declared (declared bytes) is more than max: it is not
- * read; the worker answers result_too_large itself. A new bytes object (one frame). */
-static PyObject *horse_too_large(const struct worker_py *py, size_t declared, size_t max)
+ * read; the worker answers result_too_large itself, in a frame put in *buf (malloc'd). */
+static size_t horse_too_large(const struct worker_py *py, size_t declared, size_t max,
+                              uint8_t **buf)
 {
     char size[JOB_BYTES_TEXT], limit[JOB_BYTES_TEXT], result[JOB_BYTES_TEXT];
     PyObject *msg = PyUnicode_FromFormat(
@@ -113,20 +115,15 @@ static PyObject *horse_too_large(const struct worker_py *py, size_t declared, si
     struct frame_builder b;
     worker_reply_error(py, &b, "result_too_large", msg, NULL, NULL);
     Py_XDECREF(msg);
-    uint8_t *buf;
     size_t len;
-    int rc = frame_builder_finish(&b, &buf, &len);
+    int rc = frame_builder_finish(&b, buf, &len);
     if (rc != 0)
         horse_fail(WORKER_EXIT_INTERNAL, "cannot build a reply frame", strerror(-rc));
-    PyObject *bytes = PyBytes_FromStringAndSize((const char *)buf, (Py_ssize_t)len);
-    free(buf);
-    if (!bytes)
-        horse_fail(WORKER_EXIT_INTERNAL, "out of memory building a reply", NULL);
-    return bytes;
+    return len;
 }
 
-PyObject *worker_horse_run(struct worker_py *py, PyObject *owner, const struct frame *job,
-                           uid_t uid)
+size_t worker_horse_run(struct worker_py *py, PyObject *owner, const struct frame *job, uid_t uid,
+                        uint8_t **reply)
 {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
@@ -137,12 +134,15 @@ PyObject *worker_horse_run(struct worker_py *py, PyObject *owner, const struct f
         prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     pid_t worker = getpid();
     worker_interp_flush_stdio();
+    struct worker_fork_hooks hooks;
+    worker_fork_hooks_trim(&hooks);
     PyOS_BeforeFork();
     /* An interrupt that comes before the horse is known waits, then goes on to it. */
     worker_interrupt_block(1);
     pid_t pid = fork();
     if (pid == 0) {
         PyOS_AfterFork_Child();
+        worker_fork_hooks_restore(&hooks, 1);
         worker_interrupt_forward_to(0);
         worker_interrupt_block(0);
         py->pid = getpid();
@@ -160,6 +160,7 @@ PyObject *worker_horse_run(struct worker_py *py, PyObject *owner, const struct f
     }
     int err = errno;
     PyOS_AfterFork_Parent();
+    worker_fork_hooks_restore(&hooks, 0);
     if (pid > 0)
         worker_interrupt_forward_to(pid);
     worker_interrupt_block(0);
@@ -169,10 +170,12 @@ PyObject *worker_horse_run(struct worker_py *py, PyObject *owner, const struct f
         horse_fail(WORKER_EXIT_INTERNAL, "cannot fork a process for the job", strerror(err));
     }
 
-    PyObject *reply = NULL;
+    /* Until the horse is dead the worker writes no Python object: its pages are the
+     * horse's too, and a write would copy one (or split a huge page, see arenas.c). */
+    *reply = NULL;
     struct frame f;
     size_t max = py->max_result_bytes ? py->max_result_bytes + WORKER_REPLY_SLACK : UINT32_MAX;
-    int rc = worker_channel_read(sv[0], max, &reply, &f);
+    int rc = worker_channel_read_raw(sv[0], max, reply, &f);
     worker_interrupt_forward_to(0);
     close(sv[0]);
     int too_large = rc == -EMSGSIZE;
@@ -187,9 +190,12 @@ PyObject *worker_horse_run(struct worker_py *py, PyObject *owner, const struct f
                        "processes the job started did not die within 1 s of SIGKILL", NULL);
         if (dumpable == 1)
             prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
-        return too_large ? horse_too_large(py, f.len, max) : reply;
+        worker_fork_hooks_release(&hooks);
+        return too_large ? horse_too_large(py, f.len, max, reply)
+                         : FRAME_HEADER_SIZE + (size_t)f.len;
     }
-    Py_XDECREF(reply);
+    free(*reply);
+    *reply = NULL;
     int status = rc == 1 ? -1 : horse_wait(pid);
     worker_reaper_kill_all();
     if (rc == 1) {

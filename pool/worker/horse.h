@@ -9,12 +9,14 @@
 #include "interp.h"
 #include "pyjobd/frame.h"
 
+#include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 /*
  * Runs `job` (read into `owner`, not yet unpickled: the worker itself never runs a
- * job's code) in a forked child and returns the reply frame it sent (a new bytes
- * object holding one whole FRAME_RESULT or FRAME_ERROR) once the child and every
+ * job's code) in a forked child and returns the length of the reply frame it sent
+ * (one whole FRAME_RESULT or FRAME_ERROR, in *reply, malloc'd) once the child and every
  * process it started are dead; a reply declared longer than py->max_result_bytes +
  * WORKER_REPLY_SLACK is not read, and the worker's own result_too_large reply is
  * returned instead (the child killed all the same). When the child gives no reply it does not
@@ -23,7 +25,7 @@
  * else or closed its pipe and went on running. uid (not 0): the horse becomes it
  * before it unpickles anything (--uids; the worker itself stays root). Needs the GIL.
  */
-PyObject *worker_horse_run(struct worker_py *py, PyObject *owner, const struct frame *job,
-                           uid_t uid);
+size_t worker_horse_run(struct worker_py *py, PyObject *owner, const struct frame *job, uid_t uid,
+                        uint8_t **reply);
 
 #endif

@@ -10,6 +10,7 @@
 #include <Python.h>
 
 #include "interp.h"
+#include "arenas.h"
 #include "interrupt.h"
 #include "pyexc.h"
 
@@ -57,6 +58,7 @@ static int interp_boot_python(const char *argv0)
         return -1;
     }
 
+    worker_arenas_install(); /* before any arena is taken */
     PyConfig config;
     PyConfig_InitIsolatedConfig(&config);
     /* Isolated mode leaves site on but say so: dist-packages comes from site. */
@@ -129,6 +131,25 @@ static PyObject *interp_json_encoder(PyObject *json)
     return encode;
 }
 
+/* _pickle.dumps with cloudpickle's protocol: for None, bools, ints, floats, str and
+ * bytes it writes exactly the bytes cloudpickle.dumps does (a pickler's
+ * reducer_override is not consulted for them), without building a CloudPickler in
+ * Python for each result. Optional: without it every result goes through cloudpickle. */
+static void interp_plain_dumps(struct worker_py *py)
+{
+    PyObject *cloudpickle = PyImport_ImportModule("cloudpickle");
+    PyObject *c_pickle = cloudpickle ? PyImport_ImportModule("_pickle") : NULL;
+    py->protocol = c_pickle ? PyObject_GetAttrString(cloudpickle, "DEFAULT_PROTOCOL") : NULL;
+    py->plain_dumps = py->protocol ? PyObject_GetAttrString(c_pickle, "dumps") : NULL;
+    if (!py->plain_dumps || !PyLong_CheckExact(py->protocol)) {
+        PyErr_Clear();
+        Py_CLEAR(py->plain_dumps);
+        Py_CLEAR(py->protocol);
+    }
+    Py_XDECREF(c_pickle);
+    Py_XDECREF(cloudpickle);
+}
+
 int worker_interp_start(struct worker_py *py, const char *argv0)
 {
     memset(py, 0, sizeof(*py));
@@ -185,6 +206,7 @@ int worker_interp_start(struct worker_py *py, const char *argv0)
         Py_CLEAR(py->json_encode);
         return -1;
     }
+    interp_plain_dumps(py);
     py->pid = getpid();
     return worker_interrupt_module_init();
 }

@@ -13,6 +13,8 @@
 struct worker_py {
     PyObject *loads;            /* cloudpickle.loads */
     PyObject *dumps;            /* cloudpickle.dumps */
+    PyObject *plain_dumps;      /* _pickle.dumps, for results of atomic types; or NULL */
+    PyObject *protocol;         /* cloudpickle.DEFAULT_PROTOCOL, with plain_dumps */
     PyObject *format_exception; /* traceback.format_exception */
     PyObject *json_loads;       /* json.loads */
     PyObject *json_encode;      /* json.JSONEncoder(allow_nan=False).encode */

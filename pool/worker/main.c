@@ -9,6 +9,7 @@
 #include <Python.h>
 
 #include "channel.h"
+#include "arenas.h"
 #include "horse.h"
 #include "interp.h"
 #include "interrupt.h"
@@ -246,15 +247,17 @@ int main(int argc, char **argv)
                             "one worker\n");
             worker_exit(WORKER_EXIT_PROTOCOL);
         }
+        if (isolate && isolated < 0)
+            worker_arenas_collapse(); /* each horse's fork copies less (arenas.c) */
         isolated = isolate;
         uid_t uid = 0;
         int as_uid = worker_sandbox_job_uid(&opts, &job, &uid);
         if (isolate) {
-            PyObject *done = worker_horse_run(&py, owner, &job, as_uid ? uid : 0);
+            uint8_t *done;
+            size_t len = worker_horse_run(&py, owner, &job, as_uid ? uid : 0, &done);
             Py_DECREF(owner);
-            worker_send_bytes((const uint8_t *)PyBytes_AS_STRING(done),
-                              (size_t)PyBytes_GET_SIZE(done));
-            Py_DECREF(done);
+            worker_send_bytes(done, len);
+            free(done);
             continue;
         }
         if (as_uid && getuid() != uid && getuid() != 0) {

@@ -218,6 +218,13 @@ static void reply_too_large(const struct worker_py *py, struct frame_builder *b,
     Py_XDECREF(msg);
 }
 
+/* A value cloudpickle writes as the C pickler does (see interp_plain_dumps). */
+static int reply_atomic(PyObject *v)
+{
+    return v == Py_None || PyBool_Check(v) || PyLong_CheckExact(v) || PyFloat_CheckExact(v) ||
+           PyUnicode_CheckExact(v) || PyBytes_CheckExact(v);
+}
+
 void worker_reply_result(const struct worker_py *py, struct frame_builder *b, PyObject *result,
                          int json)
 {
@@ -226,6 +233,9 @@ void worker_reply_result(const struct worker_py *py, struct frame_builder *b, Py
         PyObject *text = PyObject_CallOneArg(py->json_encode, result);
         data = text ? PyUnicode_AsUTF8String(text) : NULL;
         Py_XDECREF(text);
+    } else if (py->plain_dumps && reply_atomic(result)) {
+        PyObject *args[2] = {result, py->protocol};
+        data = PyObject_Vectorcall(py->plain_dumps, args, 2, NULL);
     } else {
         data = PyObject_CallOneArg(py->dumps, result);
     }
