@@ -165,11 +165,12 @@ void api__method_not_allowed(struct api_response *resp, const char *method, cons
  */
 /* 503 problems for a shared store's -ENOTCONN / -ETIMEDOUT: 1 when rc was one. */
 int api__store_problem(const struct api *api, struct api_response *resp, int rc);
-/* Answers pool_submit_keyed's errors about a key (-EKEYREJECTED: 422, -ESTALE: 404,
- * -EOPNOTSUPP: 501), naming where (e.g. "jobs[3]: ", "" for none) and the key: 1 when
- * it answered, 0 for any other rc. */
-int api__idem_problem(const struct api *api, struct api_response *resp, int rc, const char *where,
-                      const char *key);
+/* Answers pool_submit_keyed's errors about a request's own fields: its key
+ * (-EKEYREJECTED: 422, -ESTALE: 404, -EOPNOTSUPP: 501) or its timing on a shared store
+ * (-ENOSYS: 501), naming where (e.g. "jobs[3]: ", "" for none) and the key: 1 when it
+ * answered, 0 for any other rc. */
+int api__submit_problem(const struct api *api, struct api_response *resp, int rc, const char *where,
+                        const char *key);
 void api__job_lookup_problem(const struct api *api, struct api_response *resp, const char *id,
                              int rc);
 

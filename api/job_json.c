@@ -4,7 +4,8 @@
  * Shape (keys always present, in this order, unless noted):
  *   id, status, created_at, started_at, finished_at (RFC 3339 UTC µs, or null),
  *   timeout (seconds, null = no limit), attempts, worker_pid (null when none),
- *   max_retries, priority (integer), soft_timeout (seconds, null = none),
+ *   max_retries, priority (integer), soft_timeout (seconds, null = none), run_at and
+ *   expires_at (RFC 3339, null = none),
  *   result (base64; only present when succeeded in pickle format),
  *   result_json (any JSON value; only present when succeeded in json format),
  *   metadata (object; only present when the job was submitted with metadata),
@@ -21,19 +22,11 @@
 #include <string.h>
 
 #include "pyjobd/base64.h"
+#include "pyjobd/clock.h"
 
 int api__format_timestamp(const struct timespec *ts, char buf[API_TIMESTAMP_LEN])
 {
-    struct tm tm;
-    if ((ts->tv_sec == 0 && ts->tv_nsec == 0) || ts->tv_nsec < 0 || ts->tv_nsec >= 1000000000L ||
-        !gmtime_r(&ts->tv_sec, &tm) || tm.tm_year < -1900 || tm.tm_year > 9999 - 1900)
-        return -EINVAL;
-    /* The modulos are no-ops after the range check; they let the compiler see it. */
-    snprintf(buf, API_TIMESTAMP_LEN, "%04u-%02u-%02uT%02u:%02u:%02u.%06luZ",
-             (unsigned)(tm.tm_year + 1900) % 10000u, (unsigned)(tm.tm_mon + 1) % 100u,
-             (unsigned)tm.tm_mday % 100u, (unsigned)tm.tm_hour % 100u, (unsigned)tm.tm_min % 100u,
-             (unsigned)tm.tm_sec % 100u, (unsigned long)(ts->tv_nsec / 1000) % 1000000ul);
-    return 0;
+    return clock_format(ts, buf);
 }
 
 const char *api__signal_name(int sig, char *buf, size_t len)
@@ -114,18 +107,25 @@ static json_t *error_to_json(const struct job_error *e)
         "max_rss_bytes", e->max_rss_bytes < 0 ? json_null() : json_integer(e->max_rss_bytes));
 }
 
+static json_t *time_us_or_null(int64_t us)
+{
+    struct timespec ts = clock_us_ts(us);
+    return us > 0 ? timestamp_or_null(&ts) : json_null();
+}
+
 /* The keys before the result ... */
 static json_t *head_of(const struct job_view *v)
 {
     json_t *obj = json_pack(
-        "{s:s, s:s, s:o, s:o, s:o, s:o, s:I, s:o, s:I, s:i, s:o}", "id", v->id, "status",
+        "{s:s, s:s, s:o, s:o, s:o, s:o, s:I, s:o, s:I, s:i, s:o, s:o, s:o}", "id", v->id, "status",
         job_status_name(v->status), "created_at", timestamp_or_null(&v->created_at), "started_at",
         timestamp_or_null(&v->started_at), "finished_at", timestamp_or_null(&v->finished_at),
         "timeout", v->timeout > 0 ? json_real(v->timeout) : json_null(), "attempts",
         (json_int_t)v->attempts, "worker_pid",
         v->worker_pid > 0 ? json_integer(v->worker_pid) : json_null(), "max_retries",
         (json_int_t)v->max_retries, "priority", v->priority, "soft_timeout",
-        v->soft_timeout > 0 ? json_real(v->soft_timeout) : json_null());
+        v->soft_timeout > 0 ? json_real(v->soft_timeout) : json_null(), "run_at",
+        time_us_or_null(v->run_at_us), "expires_at", time_us_or_null(v->expires_at_us));
     return obj;
 }
 

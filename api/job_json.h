@@ -12,7 +12,7 @@
 #include "pyjobd/job.h"
 
 /* Room for "2026-11-25T20:00:00.123456Z" and a NUL (and for years past 9999). */
-#define API_TIMESTAMP_LEN 40
+#define API_TIMESTAMP_LEN 40 /* >= CLOCK_TEXT_LEN */
 
 /*
  * Writes ts as RFC 3339 UTC with microseconds ("2026-11-25T20:00:00.123456Z").

@@ -17,12 +17,14 @@
 
 #include "idempotency.h"
 #include "input.h"
+#include "job_timing.h"
 #include "pyjobd/base64.h"
 
 static const char *const known_fields[] = {
-    "callable",         "args",     "kwargs",        "json_args",      "json_kwargs",
-    "timeout",          "python",   "result_format", "metadata",       "max_retries",
-    "retry_on_timeout", "priority", "soft_timeout",  "idempotency_key"};
+    "callable",         "args",       "kwargs",        "json_args",       "json_kwargs",
+    "timeout",          "python",     "result_format", "metadata",        "max_retries",
+    "retry_on_timeout", "priority",   "soft_timeout",  "idempotency_key", "delay",
+    "run_at",           "expires_in", "expires_at"};
 
 #define NFIELDS (sizeof(known_fields) / sizeof(*known_fields))
 
@@ -320,6 +322,7 @@ int api__job_request_from_json(json_t *obj, const struct api__job_limits *lim, c
         (rc = parse_result_format(obj, where, &spec->result_json, detail, len)) ||
         (rc = parse_metadata(obj, where, &spec->metadata, detail, len)) ||
         (rc = parse_retries(obj, lim, where, spec, detail, len)) ||
+        (rc = api__job_timing_from_json(obj, where, spec, detail, len)) ||
         (rc = api__idem_from_field(obj, where, spec, detail, len)))
         job_spec_release(spec);
     return rc;

@@ -60,6 +60,7 @@ void api__respond_result(struct api *api, const char *id, double wait, struct ap
     }
     switch (view.status) {
     case JOB_QUEUED:
+    case JOB_SCHEDULED:
     case JOB_RUNNING:
         api__respond_json(resp, 202, api__job_to_json(&view), "application/json");
         if (resp->status == 202)

@@ -179,7 +179,7 @@ void api__create_job(struct api *api, const struct api_request *req, struct api_
     size_t bad = 0;
     rc = spec.idem_key ? pool_submit_keyed(api->pool, &spec, 1, &view, &replayed, &bad)
                        : pool_submit(api->pool, &spec, &view);
-    int answered = api__idem_problem(api, resp, rc, "", spec.idem_key);
+    int answered = api__submit_problem(api, resp, rc, "", spec.idem_key);
     job_spec_release(&spec);
     if (answered)
         return;
@@ -313,7 +313,7 @@ void api__cancel_job(struct api *api, const struct api_request *req, const char 
 
 static int parse_status(const char *s, int *out)
 {
-    for (int st = JOB_QUEUED; st <= JOB_CANCELLED; st++)
+    for (int st = JOB_QUEUED; st <= JOB_STATUS_MAX; st++)
         if (strcmp(s, job_status_name((enum job_status)st)) == 0) {
             *out = st;
             return 0;

@@ -141,14 +141,12 @@ void api__create_batch(struct api *api, const struct api_request *req, struct ap
         api_problem(resp, 503, NULL, "out of memory for %zu jobs; send smaller batches", n);
         goto out;
     }
-    size_t bad = 0, nkeys = 0;
-    for (size_t i = 0; i < n; i++)
-        nkeys += specs[i].idem_key != NULL;
-    rc = nkeys ? pool_submit_keyed(api->pool, specs, n, views, replayed, &bad)
-               : pool_submit_batch(api->pool, specs, n, views);
+    size_t bad = 0;
+    /* Keyed or not: the refusals of a spec's own fields name it (bad). */
+    rc = pool_submit_keyed(api->pool, specs, n, views, replayed, &bad);
     char where[32];
     snprintf(where, sizeof(where), "jobs[%zu]: ", bad);
-    if (api__idem_problem(api, resp, rc, where, bad < n ? specs[bad].idem_key : NULL)) {
+    if (api__submit_problem(api, resp, rc, where, bad < n ? specs[bad].idem_key : NULL)) {
         /* answered */
     } else if (rc == -EAGAIN) {
         api_problem(resp, 429, NULL,

@@ -63,6 +63,8 @@ static void write_metrics(FILE *f, const struct api *api, const struct pool_stat
 
     family(f, "pyjobd_queue_depth", "gauge", "Jobs waiting for a worker.");
     fprintf(f, "pyjobd_queue_depth %zu\n", st->queued);
+    family(f, "pyjobd_jobs_scheduled", "gauge", "Jobs waiting for their run_at (delay).");
+    fprintf(f, "pyjobd_jobs_scheduled %zu\n", st->scheduled);
     family(f, "pyjobd_jobs_running", "gauge", "Jobs running on a worker.");
     fprintf(f, "pyjobd_jobs_running %zu\n", st->running);
     family(f, "pyjobd_jobs_retained", "gauge", "Job records kept by the server.");

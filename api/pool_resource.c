@@ -5,7 +5,7 @@
  *   PATCH /v1/pool {"workers": N}  resize (1..1024), then the same body as GET; admin only
  *
  * Shape: {"workers_target", "workers": [{"pid", "state", "job_id" | null, "jobs_done",
- * "started_at" | null, "rss_bytes" | null, "retiring"}], "queued", "running",
+ * "started_at" | null, "rss_bytes" | null, "retiring"}], "queued", "scheduled", "running",
  * "restarts": {"crash", "timeout", "recycle", "cancel", "tenant"}, "boot_failures",
  * "boot_error" | null}.
  *
@@ -71,13 +71,13 @@ void api__get_pool(struct api *api, const struct api_request *req, struct api_re
         }
     }
     json_t *obj = json_pack(
-        "{s:I, s:o, s:I, s:I, s:{s:I, s:I, s:I, s:I, s:I}, s:I, s:o}", "workers_target",
+        "{s:I, s:o, s:I, s:I, s:I, s:{s:I, s:I, s:I, s:I, s:I}, s:I, s:o}", "workers_target",
         (json_int_t)st.workers_target, "workers", workers, "queued", (json_int_t)st.queued,
-        "running", (json_int_t)st.running, "restarts", "crash", (json_int_t)st.restarts_crash,
-        "timeout", (json_int_t)st.restarts_timeout, "recycle", (json_int_t)st.restarts_recycle,
-        "cancel", (json_int_t)st.restarts_cancel, "tenant", (json_int_t)st.restarts_tenant,
-        "boot_failures", (json_int_t)st.boot_failures, "boot_error",
-        st.boot_error[0] ? json_string(st.boot_error) : json_null());
+        "scheduled", (json_int_t)st.scheduled, "running", (json_int_t)st.running, "restarts",
+        "crash", (json_int_t)st.restarts_crash, "timeout", (json_int_t)st.restarts_timeout,
+        "recycle", (json_int_t)st.restarts_recycle, "cancel", (json_int_t)st.restarts_cancel,
+        "tenant", (json_int_t)st.restarts_tenant, "boot_failures", (json_int_t)st.boot_failures,
+        "boot_error", st.boot_error[0] ? json_string(st.boot_error) : json_null());
     pool_stats_release(&st);
     api__respond_json(resp, 200, obj, "application/json");
 }

@@ -205,8 +205,8 @@ int api__store_problem(const struct api *api, struct api_response *resp, int rc)
     return 1;
 }
 
-int api__idem_problem(const struct api *api, struct api_response *resp, int rc, const char *where,
-                      const char *key)
+int api__submit_problem(const struct api *api, struct api_response *resp, int rc, const char *where,
+                        const char *key)
 {
     if (rc == -EKEYREJECTED)
         api_problem(resp, 422, "Idempotency-Key reused with another request",
@@ -224,6 +224,11 @@ int api__idem_problem(const struct api *api, struct api_response *resp, int rc, 
         api_problem(resp, 501, NULL,
                     "%sIdempotency-Key is not supported yet on a shared store (PostgreSQL); "
                     "submit without it",
+                    where);
+    else if (rc == -ENOSYS)
+        api_problem(resp, 501, NULL,
+                    "%sdelayed and expiring jobs (delay, run_at, expires_in, expires_at) are not "
+                    "supported yet on a shared store (PostgreSQL); submit without them",
                     where);
     else
         return 0;

@@ -22,6 +22,8 @@ const char *job_status_name(enum job_status s)
         return "failed";
     case JOB_CANCELLED:
         return "cancelled";
+    case JOB_SCHEDULED:
+        return "scheduled";
     }
     return "unknown";
 }
@@ -53,6 +55,8 @@ const char *job_error_type_name(enum job_error_type t)
         return "protocol_violation";
     case JOB_ERR_RESULT_TOO_LARGE:
         return "result_too_large";
+    case JOB_ERR_EXPIRED:
+        return "expired";
     }
     return NULL;
 }

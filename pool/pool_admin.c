@@ -170,6 +170,7 @@ int pool_get_stats(struct pool *p, struct pool_stats *out)
     }
     out->workers_target = p->target;
     out->queued = p->lc.jobs.nqueued;
+    out->scheduled = p->lc.jobs.nscheduled;
     out->running = p->lc.running;
     out->submitted = p->lc.submitted;
     memcpy(out->finished, p->lc.finished, sizeof(out->finished));

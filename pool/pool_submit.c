@@ -124,7 +124,8 @@ static int queue_fresh(struct pool *p, struct submission *s, struct job_view *vi
     struct job **jobs = s->fresh;
     size_t n = s->m;
     int shared = pool__shared(p), rc = 0;
-    size_t queued = p->lc.jobs.nqueued;
+    /* Scheduled jobs wait too: --max-queue bounds them with the queued ones. */
+    size_t queued = p->lc.jobs.nqueued + p->lc.jobs.nscheduled;
     if (n == 0)
         return 0;
     if (p->cfg.max_queue && queued + n > p->cfg.max_queue)
@@ -205,11 +206,19 @@ int pool_submit_keyed(struct pool *p, const struct job_spec *specs, size_t n,
 {
     if (n == 0)
         return 0;
-    size_t nkeys = 0, bad = 0;
-    for (size_t i = 0; i < n; i++)
+    size_t nkeys = 0, bad = 0, timed = n;
+    for (size_t i = 0; i < n; i++) {
         if (specs[i].idem_key && !nkeys++)
             bad = i;
+        if ((specs[i].run_at_us || specs[i].expires_at_us) && timed == n)
+            timed = i;
+    }
     int shared = pool__shared(p);
+    if (shared && timed < n) {
+        /* Timers on a shared store must live in the database: not there yet. */
+        *bad_index = timed;
+        return -ENOSYS;
+    }
     if (shared && nkeys) {
         /* Two nodes must agree on a key through the database: not there yet. */
         *bad_index = bad;

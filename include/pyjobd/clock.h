@@ -21,4 +21,18 @@ int64_t clock_ts_us(struct timespec t);
 /* Fills *ts with CLOCK_REALTIME now + ms (for pthread_cond_timedwait); returns ms. */
 int64_t clock_deadline_in(struct timespec *ts, int64_t ms);
 
+/* A CLOCK_REALTIME timestamp as RFC 3339 in UTC with microseconds
+ * ("2026-12-01T17:30:43.662423Z"). 0, or -EINVAL for {0,0} or a year beyond 9999. */
+#define CLOCK_TEXT_LEN 32
+int clock_format(const struct timespec *ts, char buf[CLOCK_TEXT_LEN]);
+
+/* Parses an RFC 3339 date-time ("2026-12-01T17:30:43Z", "...43.5+01:00"; 'T' or 't'
+ * or a space, 'Z' or 'z' or an offset; up to 9 fraction digits, kept to the
+ * microsecond) into microseconds since the epoch. 0, or -EINVAL with *pos the offset
+ * of the first character that is wrong. */
+int clock_parse(const char *s, int64_t *us, size_t *pos);
+
+/* The timespec of microseconds since the epoch. */
+struct timespec clock_us_ts(int64_t us);
+
 #endif

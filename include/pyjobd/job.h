@@ -27,7 +27,9 @@ enum job_status {
     JOB_SUCCEEDED,
     JOB_FAILED,
     JOB_CANCELLED,
+    JOB_SCHEDULED, /* waits for its run_at, then queued (stored as a number: at the end) */
 };
+#define JOB_STATUS_MAX JOB_SCHEDULED
 
 enum job_error_type {
     JOB_ERR_NONE,
@@ -42,25 +44,29 @@ enum job_error_type {
     JOB_ERR_NODE_LOST,          /* the node running it stopped heart-beating (shared store) */
     JOB_ERR_PROTOCOL_VIOLATION, /* its worker sent a frame the protocol does not allow */
     JOB_ERR_RESULT_TOO_LARGE,   /* its result (or reply) is larger than --max-result-bytes */
+    JOB_ERR_EXPIRED,            /* it had not started by its expires_at */
     /* Stored as numbers in the stores' rows: new types go at the end, never renumber
      * (and JOB_ERR_MAX follows the last). */
 };
-#define JOB_ERR_MAX JOB_ERR_RESULT_TOO_LARGE
+#define JOB_ERR_MAX JOB_ERR_EXPIRED
 
 /* What a client asks for. The blobs are references owned by the spec. */
 struct job_spec {
-    struct blob *callable;     /* required */
-    struct blob *args;         /* optional (NULL: no positional arguments) */
-    struct blob *kwargs;       /* optional (NULL: no keyword arguments) */
-    struct blob *json_args;    /* optional JSON text of an array (instead of args) */
-    struct blob *json_kwargs;  /* optional JSON text of an object (instead of kwargs) */
-    int result_json;           /* 1: return the result as JSON (result_format "json") */
-    char *metadata;            /* optional JSON text of an object, echoed back (malloc'd) */
-    double timeout;            /* seconds; 0 means "use the server's default" */
-    unsigned max_retries;      /* re-runs after a worker crash (0 = none) */
-    int retry_on_timeout;      /* 1: a timeout also counts as retryable */
-    int priority;              /* -100..100 (default 0): higher first among a tenant's jobs */
-    double soft_timeout;       /* seconds; 0: none. pyjobd.SoftTimeout raised in the job */
+    struct blob *callable;    /* required */
+    struct blob *args;        /* optional (NULL: no positional arguments) */
+    struct blob *kwargs;      /* optional (NULL: no keyword arguments) */
+    struct blob *json_args;   /* optional JSON text of an array (instead of args) */
+    struct blob *json_kwargs; /* optional JSON text of an object (instead of kwargs) */
+    int result_json;          /* 1: return the result as JSON (result_format "json") */
+    char *metadata;           /* optional JSON text of an object, echoed back (malloc'd) */
+    double timeout;           /* seconds; 0 means "use the server's default" */
+    unsigned max_retries;     /* re-runs after a worker crash (0 = none) */
+    int retry_on_timeout;     /* 1: a timeout also counts as retryable */
+    int priority;             /* -100..100 (default 0): higher first among a tenant's jobs */
+    double soft_timeout;      /* seconds; 0: none. pyjobd.SoftTimeout raised in the job */
+    /* Delayed and expiring jobs (CLOCK_REALTIME us; 0: none): scheduled until run_at,
+     * failed as expired if not started by expires_at. */
+    int64_t run_at_us, expires_at_us;
     char owner[JOB_OWNER_MAX]; /* tenant that submitted it ("" without authentication) */
     /* Idempotent submission: the tenant's Idempotency-Key (malloc'd, freed by
      * job_spec_release; NULL: none), the SHA-256 of the request as parsed (what "the
@@ -92,13 +98,14 @@ struct job_view {
     unsigned attempts;
     pid_t worker_pid; /* 0 when none */
     unsigned max_retries;
-    int priority;              /* as submitted (job_spec.priority) */
-    double soft_timeout;       /* as submitted (job_spec.soft_timeout); 0: none */
-    struct blob *result;       /* pickled return value (succeeded, pickle format) */
-    struct blob *result_json;  /* JSON text of the return value (succeeded, json format) */
-    char *metadata;            /* JSON text of the client's metadata object, or NULL */
-    char owner[JOB_OWNER_MAX]; /* tenant that submitted it ("" without authentication) */
-    char node[JOB_NODE_MAX];   /* node that runs or ran it (shared store), else "" */
+    int priority;                     /* as submitted (job_spec.priority) */
+    double soft_timeout;              /* as submitted (job_spec.soft_timeout); 0: none */
+    int64_t run_at_us, expires_at_us; /* as submitted (job_spec); 0: none */
+    struct blob *result;              /* pickled return value (succeeded, pickle format) */
+    struct blob *result_json;         /* JSON text of the return value (succeeded, json format) */
+    char *metadata;                   /* JSON text of the client's metadata object, or NULL */
+    char owner[JOB_OWNER_MAX];        /* tenant that submitted it ("" without authentication) */
+    char node[JOB_NODE_MAX];          /* node that runs or ran it (shared store), else "" */
     struct job_error error;
 };
 
@@ -107,6 +114,12 @@ const char *job_status_name(enum job_status s);
 
 /* "exception", "timeout", ...; NULL for JOB_ERR_NONE. */
 const char *job_error_type_name(enum job_error_type t);
+
+/* Waiting for a worker or for its time: not started, not finished. */
+static inline int job_status_is_pending(enum job_status s)
+{
+    return s == JOB_QUEUED || s == JOB_SCHEDULED;
+}
 
 static inline int job_status_is_terminal(enum job_status s)
 {

@@ -165,7 +165,9 @@ int pool_submit_batch(struct pool *p, const struct job_spec *specs, size_t n,
  * The keys of one call must differ. Besides pool_submit_batch's errors (nothing was
  * queued, nothing is in views_out), with *bad_index naming the spec: -EKEYREJECTED when
  * the key came with another request (digests differ); -ESTALE when the key's job was
- * removed since (retention, DELETE); -EOPNOTSUPP on a shared store (not supported yet).
+ * removed since (retention, DELETE); -EOPNOTSUPP on a shared store (not supported yet);
+ * -ENOSYS for a delayed or expiring job (run_at_us, expires_at_us) on a shared store
+ * (not supported yet either).
  */
 int pool_submit_keyed(struct pool *p, const struct job_spec *specs, size_t n,
                       struct job_view *views_out, unsigned char *replayed, size_t *bad_index);
@@ -293,6 +295,7 @@ struct pool_stats {
     size_t nworkers;                  /* entries in workers[] (live processes) */
     struct pool_worker_info *workers; /* malloc'd; pool_stats_release() */
     size_t queued, running;
+    size_t scheduled;                     /* waiting for their run_at */
     uint64_t submitted;                   /* jobs accepted since start */
     uint64_t finished[JOB_CANCELLED + 1]; /* by terminal enum job_status */
     uint64_t restarts_crash, restarts_timeout, restarts_recycle, restarts_cancel;

@@ -5,10 +5,12 @@
  */
 #include "lifecycle.h"
 #include "pyjobd/clock.h"
+#include "pyjobd/format.h"
 #include "pyjobd/log.h"
 #include "pyjobd/store.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -62,6 +64,61 @@ static void running_sub(struct lifecycle *lc, struct job *j)
         j->tenant->running--;
 }
 
+/* --- waiting for a time ------------------------------------------------------------- */
+
+/* A job that is not running yet takes its place: scheduled ones wait for their run_at
+ * on a timer, queued ones join the queue with a timer for their expires_at, if any. */
+static void pending(struct lifecycle *lc, struct job *j)
+{
+    if (j->v.status == JOB_SCHEDULED) {
+        lc->jobs.nscheduled++;
+        if (pool__timer_set(&lc->jobs, j, j->v.run_at_us) != 0)
+            log_error("job %s: out of memory for its run_at timer", j->v.id);
+        return;
+    }
+    pool__queue_push(&lc->jobs, j);
+    if (j->v.expires_at_us && pool__timer_set(&lc->jobs, j, j->v.expires_at_us) != 0)
+        log_error("job %s: out of memory for its expires_at timer", j->v.id);
+}
+
+/* No longer waiting: its timer and its place among the scheduled go. */
+static void not_pending(struct lifecycle *lc, struct job *j)
+{
+    pool__timer_clear(&lc->jobs, j);
+    if (j->v.status == JOB_SCHEDULED)
+        lc->jobs.nscheduled--;
+}
+
+void pool__job_due(struct lifecycle *lc, struct job *j)
+{
+    int64_t now = clock_real_us();
+    pool__timer_clear(&lc->jobs, j);
+    if (j->v.expires_at_us && now >= j->v.expires_at_us) {
+        char when[CLOCK_TEXT_LEN];
+        struct timespec at = clock_us_ts(j->v.expires_at_us);
+        if (clock_format(&at, when) != 0)
+            snprintf(when, sizeof(when), "%s", "?");
+        pool__job_fail(lc, j, JOB_ERR_EXPIRED,
+                       str_format("The job had not started by its expires_at (%s): it was "
+                                  "not run. Give it more time (expires_in, expires_at) or more "
+                                  "workers to the queue it waits in.",
+                                  when));
+        return;
+    }
+    if (j->v.status != JOB_SCHEDULED)
+        return;
+    if (now < j->v.run_at_us) {
+        /* Early by the clocks' difference (the wall clock stepped back): wait again. */
+        if (pool__timer_set(&lc->jobs, j, j->v.run_at_us) != 0)
+            log_error("job %s: out of memory for its run_at timer", j->v.id);
+        return;
+    }
+    lc->jobs.nscheduled--;
+    j->v.status = JOB_QUEUED;
+    pending(lc, j);
+    persist(lc, j);
+}
+
 /* --- entering ----------------------------------------------------------------------- */
 
 int pool__job_admit(struct lifecycle *lc, struct job *j)
@@ -82,7 +139,7 @@ uint64_t pool__job_submitted(struct lifecycle *lc, struct job *j, int here)
         ticket = j->store_ticket =
             store_put(lc->store, &j->v, &j->spec, j->seq, STORE_NEW | (here ? STORE_CLAIMED : 0));
     if (here) {
-        pool__queue_push(&lc->jobs, j);
+        pending(lc, j);
     } else {
         pool__table_remove(&lc->jobs, j, JOB_GONE_FORGOTTEN);
         pool__job_free(j);
@@ -124,8 +181,8 @@ int pool__job_restored(struct lifecycle *lc, struct job *j)
     int rc = pool__table_insert(&lc->jobs, j);
     if (rc != 0)
         return rc;
-    if (j->v.status == JOB_QUEUED)
-        pool__queue_push(&lc->jobs, j);
+    if (job_status_is_pending(j->v.status))
+        pending(lc, j);
     else if (j->v.status == JOB_RUNNING)
         running_add(lc, j); /* as far as its record says: the caller decides what now */
     return 0;
@@ -149,6 +206,7 @@ void pool__job_arm_deadline(struct job *j)
 
 void pool__job_start(struct lifecycle *lc, struct job *j, pid_t pid)
 {
+    not_pending(lc, j);
     pool__queue_remove(&lc->jobs, j);
     j->v.status = JOB_RUNNING;
     clock_gettime(CLOCK_REALTIME, &j->v.started_at);
@@ -177,6 +235,7 @@ void pool__job_finish(struct lifecycle *lc, struct job *j, enum job_status statu
     int ran = j->v.status == JOB_RUNNING;
     if (ran)
         running_sub(lc, j);
+    not_pending(lc, j);
     pool__queue_remove(&lc->jobs, j);
     j->v.status = status;
     clock_gettime(CLOCK_REALTIME, &j->v.finished_at);
@@ -233,10 +292,10 @@ void pool__job_cancel(struct lifecycle *lc, struct job *j)
 {
     job_error_release(&j->v.error);
     j->v.error.type = JOB_ERR_CANCELLED;
-    j->v.error.message =
-        strdup(j->v.status == JOB_QUEUED ? "Cancelled by a client before it started."
-                                         : "Cancelled by a client while running: its worker was "
-                                           "killed and replaced; no other job was affected.");
+    j->v.error.message = strdup(job_status_is_pending(j->v.status)
+                                    ? "Cancelled by a client before it started."
+                                    : "Cancelled by a client while running: its worker was "
+                                      "killed and replaced; no other job was affected.");
     pool__job_finish(lc, j, JOB_CANCELLED);
 }
 

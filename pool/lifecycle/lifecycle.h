@@ -1,9 +1,10 @@
 /*
  * lifecycle.h — every transition of a job, in one place:
  *
- *     submitted ─▶ queued ─▶ running ─▶ succeeded | failed | cancelled
- *                    ▲          │
- *                    └─ retry ──┘            (and: queued ─▶ cancelled | failed)
+ *     submitted ─▶ [scheduled ─▶] queued ─▶ running ─▶ succeeded | failed | cancelled
+ *                                  ▲          │
+ *                                  └─ retry ──┘  (and: scheduled | queued ─▶ cancelled |
+ *                                                 failed, e.g. expired)
  *
  * plus the records that only mirror the shared database (another node's job waited
  * for here, or ours once its end is committed), and forgetting a record. Each
@@ -69,6 +70,10 @@ int pool__job_restored(struct lifecycle *lc, struct job *j);
 /* A restored finished job joins the done list as finished at finished_ms
  * (CLOCK_MONOTONIC); call in the order they finished. */
 void pool__job_restored_done(struct lifecycle *lc, struct job *j, int64_t finished_ms);
+
+/* A timed job's time came (the supervisor, pool__timer_due): past its expires_at it
+ * fails as expired; a scheduled one whose run_at came is queued. */
+void pool__job_due(struct lifecycle *lc, struct job *j);
 
 /* --- running and ending ------------------------------------------------------------- */
 

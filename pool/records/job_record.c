@@ -4,6 +4,7 @@
  * waiter, recovery) starts from pool__job_new.
  */
 #include "records.h"
+#include "pyjobd/clock.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,10 @@ struct job *pool__job_from_spec(const struct job_spec *spec, double default_time
     j->v.max_retries = spec->max_retries;
     j->v.priority = spec->priority;
     j->v.soft_timeout = spec->soft_timeout;
+    j->v.run_at_us = spec->run_at_us;
+    j->v.expires_at_us = spec->expires_at_us;
+    if (j->v.run_at_us > 0 && j->v.run_at_us > clock_real_us())
+        j->v.status = JOB_SCHEDULED;
     job_spec_ref_payload(&j->spec, spec);
     j->spec.timeout = j->v.timeout;
     j->spec.max_retries = spec->max_retries;

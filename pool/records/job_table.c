@@ -20,6 +20,8 @@ int pool__table_init(struct job_table *t, size_t tombstones)
     TAILQ_INIT(&t->held);
     t->results_bytes = 0;
     t->nqueued = 0;
+    t->nscheduled = 0;
+    t->timers = (struct heap){0};
     t->next_seq = 0;
     t->by_id = registry_new();
     if (!t->by_id || pool__tombstones_init(&t->expired, tombstones) != 0) {
@@ -41,6 +43,7 @@ void pool__table_free(struct job_table *t)
     t->by_id = NULL;
     pool__tombstones_free(&t->expired);
     pool__queue_free(&t->q);
+    heap_free(&t->timers);
 }
 
 int pool__table_insert(struct job_table *t, struct job *j)
@@ -76,6 +79,9 @@ void pool__table_remove(struct job_table *t, struct job *j, enum job_gone gone)
     j->in_table = 0;
     pool__queue_remove(t, j);
     pool__done_remove(t, j);
+    pool__timer_clear(t, j);
+    if (j->v.status == JOB_SCHEDULED)
+        t->nscheduled--;
     if (gone != JOB_GONE_FORGOTTEN)
         pool__tombstones_add(&t->expired, j->v.id, gone);
 }

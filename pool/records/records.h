@@ -24,6 +24,7 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
+#include "pyjobd/heap.h"
 #include "pyjobd/job.h"
 #include "pyjobd/pool.h"
 
@@ -74,7 +75,9 @@ struct job {
     /* A client interrupted it while it ran (cancel?interrupt): it ends cancelled, and
      * its worker is killed at this CLOCK_MONOTONIC time if it is still running; 0 = no. */
     int64_t interrupt_ms;
-    struct worker *worker; /* while running */
+    struct worker *worker;  /* while running */
+    struct heap_node timer; /* while timed: scheduled (run_at) or pending (expires_at) */
+    int timed;
     /* Shared store only: */
     int mirror;          /* the database answers for it (another node's job, or ours once
                           * its end is committed); kept for waiters and output */
@@ -168,6 +171,8 @@ struct job_table {
     struct job_list held; /* of those, the ones holding results in memory, oldest first */
     size_t results_bytes; /* what they hold (the sum of their held_bytes) */
     size_t nqueued;       /* == q.n */
+    size_t nscheduled;    /* jobs scheduled (waiting for their run_at) */
+    struct heap timers;   /* jobs waiting for a time (timers.c) */
     uint64_t next_seq;
     struct tombstones expired;
 };
@@ -226,22 +231,39 @@ struct job *pool__held_first(const struct job_table *t);
  * the done list. */
 void pool__held_drop(struct job_table *t, struct job *j);
 
+/* --- timers.c ------------------------------------------------------------------ */
+
+/* A CLOCK_REALTIME time (us) as the CLOCK_MONOTONIC ms the supervisor sleeps on,
+ * rounded up; now for a time past. */
+int64_t pool__real_to_mono_ms(int64_t real_us);
+/* j's one timer, at real_us (CLOCK_REALTIME), replacing any it had. 0 or -ENOMEM. */
+int pool__timer_set(struct job_table *t, struct job *j, int64_t real_us);
+void pool__timer_clear(struct job_table *t, struct job *j); /* no-op when not timed */
+/* The job whose timer is due at now_ms (CLOCK_MONOTONIC) first, or NULL. */
+struct job *pool__timer_due(const struct job_table *t, int64_t now_ms);
+/* When the next timer is due (CLOCK_MONOTONIC ms), INT64_MAX when none. */
+int64_t pool__timer_next_ms(const struct job_table *t);
+
 /* --- waiters.c ------------------------------------------------------------------- */
 
 /* Someone long-polling a job. Lives in its job's list and in the deadline heap. */
 struct waiter {
     pool_watch_cb cb;
     void *arg;
-    int64_t deadline_ms;
+    struct heap_node node; /* keyed by its deadline (CLOCK_MONOTONIC ms) */
     struct job *job;
     LIST_ENTRY(waiter) link; /* in job->waiters */
-    size_t heap_idx;
 };
 
 struct waiter_heap {
-    struct waiter **items;
-    size_t len, cap;
+    struct heap heap;
 };
+
+/* The waiter a node of the heap belongs to. */
+static inline struct waiter *pool__waiter_of(struct heap_node *n)
+{
+    return (struct waiter *)((char *)n - offsetof(struct waiter, node));
+}
 
 /* Attaches a waiter to j. 0 or -ENOMEM (cb is then never called). *earliest is set
  * to 1 when it has the nearest deadline of all (the supervisor must sleep less). */

@@ -173,8 +173,8 @@ static size_t on_waited(void *arg, char (*ids)[JOB_ID_LEN + 1], size_t max)
     struct pool *p = arg;
     size_t n = 0;
     pthread_mutex_lock(&p->lock);
-    for (size_t i = 0; i < p->lc.waiters.len && n < max; i++) {
-        struct job *j = p->lc.waiters.items[i]->job;
+    for (size_t i = 0; i < p->lc.waiters.heap.len && n < max; i++) {
+        struct job *j = pool__waiter_of(p->lc.waiters.heap.items[i])->job;
         if (j->mirror && !job_status_is_terminal(j->v.status))
             memcpy(ids[n++], j->v.id, JOB_ID_LEN + 1);
     }

@@ -99,7 +99,7 @@ int pool__recover(struct pool *p)
      * removed by retention since answers "gone". */
     if (rc == 0 && (rc = store_load_keys(p->cfg.store, load_key, p)) != 0)
         snprintf(err, sizeof(err), "cannot read the idempotency keys");
-    size_t queued = 0, requeued = 0, finished = 0, interrupted = 0, indexed = 0;
+    size_t queued = 0, requeued = 0, finished = 0, interrupted = 0, indexed = 0, scheduled = 0;
     /* Indexed in creation order (listing and its cursors rely on it). */
     if (rc == 0 && l.n) /* qsort's array may not be NULL, even for no items */
         qsort(l.items, l.n, sizeof(*l.items), by_seq);
@@ -135,6 +135,8 @@ int pool__recover(struct pool *p)
         struct job *j = l.items[i];
         if (j->v.status == JOB_QUEUED) {
             queued++;
+        } else if (j->v.status == JOB_SCHEDULED) {
+            scheduled++;
         } else if (j->v.status == JOB_RUNNING && pool__job_retry(&p->lc, j, 0)) {
             queued++;
             requeued++;
@@ -152,10 +154,12 @@ int pool__recover(struct pool *p)
     pool__retention_enforce(p, mono);
     if (pool__idem_count(&p->idem))
         log_info("recovered %zu idempotency keys", pool__idem_count(&p->idem));
-    if (queued || finished)
+    if (queued || finished || scheduled)
         log_info("recovered %zu jobs from %s in %lld ms: %zu queued (%zu of them re-queued "
-                 "after running when the server stopped), %zu finished (%zu interrupted)",
-                 queued + finished, store_describe(p->cfg.store), (long long)(clock_now_ms() - t0),
-                 queued, requeued, finished, interrupted);
+                 "after running when the server stopped), %zu scheduled, %zu finished (%zu "
+                 "interrupted)",
+                 queued + scheduled + finished, store_describe(p->cfg.store),
+                 (long long)(clock_now_ms() - t0), queued, requeued, scheduled, finished,
+                 interrupted);
     return 0;
 }

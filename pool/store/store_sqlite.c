@@ -37,9 +37,9 @@
     " timeout, attempts, worker_pid, max_retries, retry_on_timeout, result_format_json,"           \
     " metadata, callable, args, kwargs, json_args, json_kwargs, result, result_json, err_type,"    \
     " err_message, err_exc_type, err_exception, err_traceback, err_exit_code, err_signal,"         \
-    " err_max_rss, priority, soft_timeout) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,"  \
-    " ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29,"   \
-    " ?30, ?31)"
+    " err_max_rss, priority, soft_timeout, run_at_us, expires_at_us) VALUES (?1, ?2, ?3, ?4, ?5,"  \
+    " ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24,"  \
+    " ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33)"
 
 static void bind_blob(sqlite3_stmt *st, int i, const struct blob *b)
 {
@@ -96,6 +96,8 @@ static int apply(struct sqlite_store *s, const struct op *op)
         sqlite3_bind_int64(st, 29, v->error.max_rss_bytes);
         sqlite3_bind_int(st, 30, v->priority);
         sqlite3_bind_double(st, 31, v->soft_timeout);
+        sqlite3_bind_int64(st, 32, v->run_at_us);
+        sqlite3_bind_int64(st, 33, v->expires_at_us);
     }
     int rc = sqlite3_step(st);
     if (rc == SQLITE_DONE && op->kind == OP_PUT && op->spec.idem_key)

@@ -48,7 +48,7 @@ static char *column_text(sqlite3_stmt *st, int i)
     " worker_pid, max_retries, retry_on_timeout, result_format_json, metadata, callable, args,"    \
     " kwargs, json_args, json_kwargs, result, result_json, err_type, err_message, err_exc_type,"   \
     " err_exception, err_traceback, err_exit_code, err_signal, err_max_rss, priority,"             \
-    " soft_timeout FROM jobs ORDER BY seq"
+    " soft_timeout, run_at_us, expires_at_us FROM jobs ORDER BY seq"
 
 int sqls__load(struct store *base, store_load_cb cb, void *arg, char *err, size_t errlen)
 {
@@ -104,6 +104,8 @@ int sqls__load(struct store *base, store_load_cb cb, void *arg, char *err, size_
         v.error.max_rss_bytes = sqlite3_column_int64(st, 28);
         v.priority = spec.priority = sqlite3_column_int(st, 29);
         v.soft_timeout = spec.soft_timeout = sqlite3_column_double(st, 30);
+        v.run_at_us = spec.run_at_us = sqlite3_column_int64(st, 31);
+        v.expires_at_us = spec.expires_at_us = sqlite3_column_int64(st, 32);
         /* A start the database had not committed yet: the job may have run. */
         const struct start_entry *e = start_log_find(starts, nstarts, v.id);
         if (e && v.status == JOB_QUEUED && e->attempts > v.attempts) {

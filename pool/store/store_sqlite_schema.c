@@ -9,7 +9,7 @@
 #include <sqlite3.h>
 #include <stdio.h>
 
-#define STORE_SCHEMA 3
+#define STORE_SCHEMA 4
 
 static const char *const schema_v1 =
     "CREATE TABLE jobs ("
@@ -34,6 +34,12 @@ static const char *const schema_v3 =
     "CREATE TABLE idempotency (owner TEXT NOT NULL, key TEXT NOT NULL, digest BLOB NOT NULL,"
     " job_id TEXT NOT NULL, expires_us INTEGER NOT NULL, PRIMARY KEY (owner, key));"
     "CREATE INDEX idempotency_expires ON idempotency(expires_us);";
+
+/* Version 4: delayed and expiring jobs of issue 17 (CLOCK_REALTIME us, 0: none); a
+ * scheduled job's status is JOB_SCHEDULED (5). */
+static const char *const schema_v4 =
+    "ALTER TABLE jobs ADD COLUMN run_at_us INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE jobs ADD COLUMN expires_at_us INTEGER NOT NULL DEFAULT 0;";
 
 int sqls__exec_or_err(sqlite3 *db, const char *sql, const char *path, char *err, size_t errlen)
 {
@@ -80,7 +86,8 @@ int sqls__migrate(sqlite3 *db, const char *path, char *err, size_t errlen)
         return -1;
     if ((version < 1 && sqls__exec_or_err(db, schema_v1, path, err, errlen) != 0) ||
         (version < 2 && sqls__exec_or_err(db, schema_v2, path, err, errlen) != 0) ||
-        (version < 3 && sqls__exec_or_err(db, schema_v3, path, err, errlen) != 0)) {
+        (version < 3 && sqls__exec_or_err(db, schema_v3, path, err, errlen) != 0) ||
+        (version < 4 && sqls__exec_or_err(db, schema_v4, path, err, errlen) != 0)) {
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
         return -1;
     }

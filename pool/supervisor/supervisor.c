@@ -286,6 +286,8 @@ static int next_timeout(struct pool *p, int64_t now, int64_t sources_due)
     next = sources_due < next ? sources_due : next;
     int64_t waiter = pool__waiters_next_deadline(&p->lc.waiters);
     next = waiter < next ? waiter : next;
+    int64_t timer = pool__timer_next_ms(&p->lc.jobs);
+    next = timer < next ? timer : next;
     if (next == INT64_MAX)
         return -1;
     if (next <= now)
@@ -302,17 +304,33 @@ static void expire_waiters(struct pool *p, int64_t now)
         pool__job_mirror_release(&p->lc, j);
 }
 
+/* Scheduled jobs whose run_at came are queued; pending ones past their expires_at fail. */
+static void fire_timers(struct pool *p, int64_t now)
+{
+    struct job *j;
+    while ((j = pool__timer_due(&p->lc.jobs, now)))
+        pool__job_due(&p->lc, j);
+}
+
+/* Without a store nothing waits for the next start: queued and scheduled jobs fail. */
+static void fail_pending(struct pool *p, const char *why)
+{
+    struct job *j;
+    while ((j = pool__queue_first(&p->lc.jobs)))
+        pool__job_fail(&p->lc, j, JOB_ERR_INTERRUPTED, strdup(why));
+    while ((j = pool__timer_due(&p->lc.jobs, INT64_MAX)))
+        pool__job_fail(&p->lc, j, JOB_ERR_INTERRUPTED, strdup(why));
+}
+
 /* --- stopping ---------------------------------------------------------------------- */
 
 static void interrupt_all(struct pool *p)
 {
     struct job *j;
     pool__zygote_stop(p);
-    /* With a store, queued jobs stay queued on disk for the next start. */
-    while (!p->cfg.store && (j = pool__queue_first(&p->lc.jobs))) {
-        pool__job_fail(&p->lc, j, JOB_ERR_INTERRUPTED,
-                       strdup("The server stopped before this job ran. Submit it again."));
-    }
+    /* With a store, queued and scheduled jobs stay on disk for the next start. */
+    if (!p->cfg.store)
+        fail_pending(p, "The server stopped before this job ran. Submit it again.");
     for (unsigned i = 0; i < p->nslots; i++) {
         struct worker *w = p->workers[i];
         if (w->state == WORKER_EMPTY)
@@ -371,13 +389,10 @@ void *pool__supervisor_main(void *arg)
             expire_waiters(p, now);
             pool__retention_enforce(p, now);
             pool__results_memory_enforce(p);
-            if (p->draining && !p->cfg.store) {
-                struct job *j;
-                while ((j = pool__queue_first(&p->lc.jobs)))
-                    pool__job_fail(&p->lc, j, JOB_ERR_INTERRUPTED,
-                                   strdup("The server is shutting down and stopped before this job "
-                                          "ran. Submit it again."));
-            }
+            fire_timers(p, now);
+            if (p->draining && !p->cfg.store)
+                fail_pending(p, "The server is shutting down and stopped before this job ran. "
+                                "Submit it again.");
             park_idle_workers(p, now);
             unpark_for_queue(p, now);
             fail_queue_if_no_workers(p, now);

@@ -204,7 +204,10 @@ int pool_submit_keyed(struct pool *p, const struct job_spec *specs, size_t n,
 {
     *bad_index = 0;
     memset(replayed, 0, n);
-    return n == 1 ? pool_submit(p, specs, views_out) : pool_submit_batch(p, specs, n, views_out);
+    /* A single keyed POST is a submit; a batch (keyed or not, the api sends every batch
+     * here) is a batch. */
+    return n == 1 && specs[0].idem_key ? pool_submit(p, specs, views_out)
+                                       : pool_submit_batch(p, specs, n, views_out);
 }
 
 /* An interrupt is recorded like a cancel (force 0), its grace kept for the test. */

@@ -34,7 +34,7 @@ SHUTDOWN_TIMEOUT = 10.0  # seconds between SIGTERM and exit
 HTTP_TIMEOUT = 70.0  # socket timeout for one request (> max ?wait=60)
 
 TERMINAL = ("succeeded", "failed", "cancelled")
-STATUSES = ("queued", "running") + TERMINAL
+STATUSES = ("queued", "running", "scheduled") + TERMINAL
 ERROR_TYPES = (
     "exception",
     "timeout",
@@ -47,6 +47,7 @@ ERROR_TYPES = (
     "protocol_violation",
     "unjsonable_result",
     "result_too_large",
+    "expired",
 )
 ID_RE = re.compile(r"^[0-9a-f]{32}$")
 RFC3339_UTC_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$")

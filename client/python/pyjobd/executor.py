@@ -1,5 +1,6 @@
 """pyjobd.Executor: a concurrent.futures.Executor whose work runs on a pyjobd server."""
 
+import datetime
 import functools
 import itertools
 import logging
@@ -311,6 +312,19 @@ def _make_chunk_runner():
 _run_chunk = _make_chunk_runner()
 
 
+def _rfc3339(name, value):
+    """A datetime (timezone-aware) or an RFC 3339 string, as the server reads it."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"{name} must be timezone-aware (e.g. datetime.now(timezone.utc) "
+                             f"+ timedelta(minutes=5)): the server cannot guess your zone")
+        return value.isoformat()
+    raise TypeError(f"{name} must be a datetime or an RFC 3339 string, got "
+                    f"{type(value).__name__}")
+
+
 class Executor(_base.Executor):
     """A ``concurrent.futures.Executor`` that runs calls on a pyjobd server.
 
@@ -533,13 +547,19 @@ class Executor(_base.Executor):
         return self.submit_with(fn, args, kwargs)
 
     def submit_with(self, fn, args=(), kwargs=None, *, timeout=None, max_retries=None,
-                    metadata=None, priority=None, soft_timeout=None, idempotency_key=None):
+                    metadata=None, priority=None, soft_timeout=None, idempotency_key=None,
+                    delay=None, run_at=None, expires_in=None, expires_at=None):
         """``submit`` with per-call options: ``timeout`` (seconds, overrides the
         executor's), ``max_retries`` (re-runs after a worker crash), ``metadata`` (a
         JSON object stored with the job and echoed back in ``future.job``),
         ``priority`` (-100..100, default 0: among your queued jobs, higher first) and
         ``soft_timeout`` (seconds, less than ``timeout``: ``pyjobd.SoftTimeout`` is raised
         in the job then, so its ``finally`` blocks run before the hard stop).
+
+        When it may run: ``delay`` (seconds) or ``run_at`` (a timezone-aware
+        ``datetime`` or an RFC 3339 string) keep the job ``scheduled`` until then;
+        ``expires_in`` (seconds) or ``expires_at`` make it fail as ``expired`` if no
+        worker has started it by then (it is then never run).
 
         Every submission carries an ``Idempotency-Key`` (a new UUID unless
         ``idempotency_key`` names one, 1-200 printable ASCII characters without spaces):
@@ -551,6 +571,12 @@ class Executor(_base.Executor):
             extra["priority"] = priority
         if soft_timeout is not None:
             extra["soft_timeout"] = soft_timeout
+        for name, value in (("delay", delay), ("expires_in", expires_in)):
+            if value is not None:
+                extra[name] = value
+        for name, value in (("run_at", run_at), ("expires_at", expires_at)):
+            if value is not None:
+                extra[name] = _rfc3339(name, value)
         req = self._request(self._dumps(fn), args, kwargs, timeout=timeout,
                             max_retries=max_retries, metadata=metadata, **extra)
         return self._submit_request(req, idempotency_key)

@@ -92,7 +92,10 @@ static void job_to_json__queued__nulls_and_no_result(void **state)
     assert_key_null(j, "error");
     assert_int_equal(json_integer_value(json_object_get(j, "priority")), 0);
     assert_key_null(j, "soft_timeout");
-    assert_int_equal(json_object_size(j), 12) /* + max_retries, priority, soft_timeout */;
+    assert_key_null(j, "run_at");
+    assert_key_null(j, "expires_at");
+    /* + max_retries, priority, soft_timeout, run_at, expires_at */
+    assert_int_equal(json_object_size(j), 14);
     json_decref(j);
 }
 
@@ -127,7 +130,8 @@ static void job_to_json__succeeded__result_base64(void **state)
                         "\"started_at\":\"2026-11-25T20:00:01.500000Z\","
                         "\"finished_at\":\"2026-11-25T20:00:02.000000Z\",\"timeout\":30.0,"
                         "\"attempts\":1,\"worker_pid\":4242,\"max_retries\":0,\"priority\":0,"
-                        "\"soft_timeout\":null,\"result\":\"Zm9vYmFy\","
+                        "\"soft_timeout\":null,\"run_at\":null,\"expires_at\":null,"
+                        "\"result\":\"Zm9vYmFy\","
                         "\"error\":null}");
     free(text);
     json_decref(j);

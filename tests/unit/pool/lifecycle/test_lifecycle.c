@@ -425,6 +425,83 @@ static void restored__each_state_where_recovery_expects_it(void **state)
     assert_int_equal(f->store.w[0].status, JOB_QUEUED);
 }
 
+/* A submitted job with run_at / expires_at (CLOCK_REALTIME us; 0: none). */
+static struct job *timed_job(struct fixture *f, int n, int64_t run_at, int64_t expires_at)
+{
+    struct job_spec spec = {0};
+    spec.callable = blob_new_copy("fn", 2);
+    spec.run_at_us = run_at;
+    spec.expires_at_us = expires_at;
+    struct job *j = pool__job_from_spec(&spec, 0);
+    job_spec_release(&spec);
+    assert_non_null(j);
+    memcpy(j->v.id, id_of(n), JOB_ID_LEN + 1);
+    assert_int_equal(pool__job_admit(&f->lc, j), 0);
+    pool__job_submitted(&f->lc, j, 1);
+    return j;
+}
+
+static void scheduled__waits_off_the_queue_then_queued_when_due(void **state)
+{
+    struct fixture *f = *state;
+    int64_t in_1s = clock_real_us() + 1000000;
+    struct job *j = timed_job(f, 0, in_1s, 0);
+    assert_int_equal(j->v.status, JOB_SCHEDULED);
+    assert_int_equal(f->lc.jobs.nscheduled, 1);
+    assert_int_equal(f->lc.jobs.nqueued, 0);
+    assert_null(pool__queue_first(&f->lc.jobs));
+    assert_int_equal(f->store.w[0].status, JOB_SCHEDULED); /* on record as scheduled */
+    int64_t now = clock_now_ms();
+    assert_null(pool__timer_due(&f->lc.jobs, now));
+    int64_t due = pool__timer_next_ms(&f->lc.jobs);
+    assert_true(due >= now + 999 && due <= now + 1001);
+    /* Its time: queued (and written so), the timer gone. */
+    j->v.run_at_us = clock_real_us() - 1;
+    assert_ptr_equal(pool__timer_due(&f->lc.jobs, due), j);
+    pool__job_due(&f->lc, j);
+    assert_int_equal(j->v.status, JOB_QUEUED);
+    assert_int_equal(f->lc.jobs.nscheduled, 0);
+    assert_ptr_equal(pool__queue_first(&f->lc.jobs), j);
+    assert_int_equal(f->store.w[f->store.n - 1].status, JOB_QUEUED);
+    assert_true(pool__timer_next_ms(&f->lc.jobs) == INT64_MAX);
+}
+
+static void expiring__not_started_in_time__failed_expired_off_the_queue(void **state)
+{
+    struct fixture *f = *state;
+    struct job *j = timed_job(f, 1, 0, clock_real_us() + 50000);
+    assert_int_equal(j->v.status, JOB_QUEUED);
+    assert_ptr_equal(pool__queue_first(&f->lc.jobs), j);
+    assert_true(pool__timer_next_ms(&f->lc.jobs) < INT64_MAX); /* its expiry */
+    j->v.expires_at_us = clock_real_us() - 1;
+    pool__job_due(&f->lc, j);
+    assert_int_equal(j->v.status, JOB_FAILED);
+    assert_int_equal(j->v.error.type, JOB_ERR_EXPIRED);
+    assert_non_null(strstr(j->v.error.message, "had not started by its expires_at"));
+    assert_null(pool__queue_first(&f->lc.jobs));
+    assert_true(pool__timer_next_ms(&f->lc.jobs) == INT64_MAX);
+    /* One that starts in time has no timer left to fire. */
+    struct job *k = timed_job(f, 2, 0, clock_real_us() + 60000000);
+    k->worker = NULL;
+    pool__job_start(&f->lc, k, 4242);
+    assert_true(pool__timer_next_ms(&f->lc.jobs) == INT64_MAX);
+}
+
+static void scheduled__cancelled_or_forgotten__timer_and_count_gone(void **state)
+{
+    struct fixture *f = *state;
+    struct job *a = timed_job(f, 3, clock_real_us() + 5000000, 0);
+    struct job *b = timed_job(f, 4, clock_real_us() + 6000000, clock_real_us() + 9000000);
+    assert_int_equal(f->lc.jobs.nscheduled, 2);
+    pool__job_cancel(&f->lc, a);
+    assert_int_equal(a->v.status, JOB_CANCELLED);
+    assert_string_equal(a->v.error.message, "Cancelled by a client before it started.");
+    assert_int_equal(f->lc.jobs.nscheduled, 1);
+    pool__job_forget(&f->lc, b, JOB_GONE_FORGOTTEN);
+    assert_int_equal(f->lc.jobs.nscheduled, 0);
+    assert_true(pool__timer_next_ms(&f->lc.jobs) == INT64_MAX);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup_single, teardown)
@@ -444,6 +521,9 @@ int main(void)
         S(mirror_release__unwatched_unfinished__forgotten),
         S(claimed__over_a_mirror__record_kept_with_its_waiters),
         T(restored__each_state_where_recovery_expects_it),
+        T(scheduled__waits_off_the_queue_then_queued_when_due),
+        T(expiring__not_started_in_time__failed_expired_off_the_queue),
+        T(scheduled__cancelled_or_forgotten__timer_and_count_gone),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -113,6 +113,7 @@ static int load_cb(void *arg, struct job_view *v, struct job_spec *spec, uint64_
         assert_int_equal(spec->priority, 0);
         assert_true(v->soft_timeout == 0);
         assert_true(spec->soft_timeout == 0);
+        assert_true(v->run_at_us == 0 && v->expires_at_us == 0); /* schema 4's defaults */
     } else {
         assert_string_equal(v->id, NEW_ID);
         l->new_seen = 1;
@@ -121,6 +122,9 @@ static int load_cb(void *arg, struct job_view *v, struct job_spec *spec, uint64_
         assert_int_equal(spec->priority, -42);
         assert_true(v->soft_timeout == 1.25);
         assert_true(spec->soft_timeout == 1.25);
+        assert_int_equal(v->status, JOB_SCHEDULED);
+        assert_true(v->run_at_us == 1796146200000001LL && spec->run_at_us == v->run_at_us);
+        assert_true(v->expires_at_us == 1796146260000000LL);
         assert_memory_equal(blob_data(spec->callable), "fn", 2);
     }
     job_view_release(v);
@@ -165,6 +169,9 @@ static void store__v1_file__migrated_and_loaded(void **state)
     v.error.max_rss_bytes = -1;
     v.priority = spec.priority = -42;
     v.soft_timeout = spec.soft_timeout = 1.25;
+    v.status = JOB_SCHEDULED; /* schema 4: its times */
+    v.run_at_us = 1796146200000001LL;
+    v.expires_at_us = 1796146260000000LL;
     spec.callable = blob_new_copy("fn", 2);
     spec.idem_key = strdup("key-1"); /* schema 3: the key is written with the job */
     memset(spec.idem_digest, 7, sizeof(spec.idem_digest));
@@ -172,7 +179,7 @@ static void store__v1_file__migrated_and_loaded(void **state)
     assert_int_equal(store_sync(s, store_put(s, &v, &spec, 8, STORE_NEW)), 0);
     job_spec_release(&spec);
     store_close(s);
-    assert_int_equal(file_user_version(), 3);
+    assert_int_equal(file_user_version(), 4);
 
     /* Reopened (no migration this time): both rows, both with their options. */
     s = store_open_sqlite(path, err, sizeof(err));
