@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """pyjobd benchmark against loky and ProcessPoolExecutor (see bench/README.md).
 
-    /usr/bin/python3 bench/run.py [--reps N] [--only 1,2,3,4,5,6] [--quick]
+    /usr/bin/python3 bench/run.py [--reps N] [--only 1,2,3,4,5,6,7,8] [--quick]
 
 Same machine, same run, 2 workers for everyone (section 6: 2 workers in all, or 2 per
 node for its (c) row). Every figure is the median of --reps repetitions, with min and
@@ -1087,11 +1087,94 @@ def binary_id(path):
         return {"error": str(e)}
 
 
+# --------------------------------------------------------------------------- 8 scheduling
+
+def section_scheduling(args):
+    """Lateness of scheduled jobs (issue 17 item 3): args.sched_waiting jobs scheduled an
+    hour ahead wait in the server, and args.sched_probes jobs due over 3 s (run_at) are
+    measured: started_at - run_at. The peer: asyncio's loop.call_at with as many timers
+    pending, in this process (a floor: no HTTP, no worker)."""
+    log(f"8. scheduling lateness ({args.sched_waiting:,} jobs waiting, "
+        f"{args.sched_probes:,} probes due over 3 s)")
+    srv = Server(args.bin, extra=("--max-queue", str(args.sched_waiting + args.sched_probes + 10)))
+    res = {"p50": [], "p99": []}
+    try:
+        c = Conn(srv.port, timeout=120)
+        far = time.time() + 3600
+        waiting = job_request(trivial.inc, 1, run_at=_rfc3339(far))
+        for k in range(0, args.sched_waiting, 1000):
+            st, body = c.post("/v1/jobs/batch", {"jobs": [waiting] * min(1000, args.sched_waiting - k)})
+            if st != 201:
+                raise RuntimeError(f"batch: {st} {str(body)[:200]}")
+        for rep in range(args.reps):
+            base = time.time() + 1.0
+            n = args.sched_probes
+            probes = [job_request(trivial.inc, i, run_at=_rfc3339(base + 3.0 * i / n)) for i in range(n)]
+            ids = []
+            for k in range(0, n, 1000):
+                st, body = c.post("/v1/jobs/batch", {"jobs": probes[k:k + 1000]})
+                ids += [j["id"] for j in body["jobs"]]
+            late = []
+            for k in range(0, n, 1000):
+                st, body = c.post("/v1/jobs/wait", {"ids": ids[k:k + 1000], "timeout": 60,
+                                                    "return_when": "ALL_COMPLETED"})
+                for j in body["done"]:
+                    late.append(_ts(j["started_at"]) - _ts(j["run_at"]))
+            late.sort()
+            res["p50"].append(late[len(late) // 2] * 1000)
+            res["p99"].append(late[int(len(late) * 0.99)] * 1000)
+        st, pool = c.get("/v1/pool")
+        note = f"{pool.get('scheduled', 0):,} still scheduled"
+        c.close()
+    finally:
+        srv.stop()
+    record("8 scheduling", "pyjobd lateness p50", "ms", res["p50"], note)
+    record("8 scheduling", "pyjobd lateness p99", "ms", res["p99"], note)
+    peer = {"p50": [], "p99": []}
+    for rep in range(args.reps):
+        p50, p99 = asyncio.run(_asyncio_lateness(args.sched_waiting, args.sched_probes))
+        peer["p50"].append(p50)
+        peer["p99"].append(p99)
+    record("8 scheduling", "asyncio call_at lateness p50", "ms", peer["p50"], "peer, in-process")
+    record("8 scheduling", "asyncio call_at lateness p99", "ms", peer["p99"], "peer, in-process")
+
+
+async def _asyncio_lateness(waiting, probes):
+    loop = asyncio.get_running_loop()
+    handles = [loop.call_at(loop.time() + 3600, lambda: None) for _ in range(waiting)]
+    late, done = [], asyncio.Event()
+    base = loop.time() + 1.0
+
+    def fire(at):
+        late.append(loop.time() - at)
+        if len(late) == probes:
+            done.set()
+    for i in range(probes):
+        at = base + 3.0 * i / probes
+        loop.call_at(at, fire, at)
+    await done.wait()
+    for h in handles:
+        h.cancel()
+    late.sort()
+    return late[len(late) // 2] * 1000, late[int(len(late) * 0.99)] * 1000
+
+
+def _rfc3339(t):
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1e6) % 1000000:06d}Z"
+
+
+def _ts(s):
+    import datetime
+    main, _, frac = s[:-1].partition(".")
+    dt = datetime.datetime.strptime(main, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc)
+    return dt.timestamp() + (float("0." + frac) if frac else 0.0)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default=os.path.join(ROOT, "build", "pyjobd"))
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--only", default="1,2,3,4,5,6,7")
+    ap.add_argument("--only", default="1,2,3,4,5,6,7,8")
     ap.add_argument("--quick", action="store_true", help="small sizes, for trying the harness")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "latest.json"))
     args = ap.parse_args()
@@ -1100,12 +1183,14 @@ def main():
     args.crashes, args.peer_crashes, args.retained, args.waiters, args.mem_reps = 20, 10, 100000, 2000, 2
     args.cluster_n = 4000
     args.instr_n = (200, 1200)
+    args.sched_waiting, args.sched_probes = 100000, 1000
     if args.quick:
         args.latency_n, args.map_n, args.http_secs = 200, 2000, 2
         args.http_conns = [16]
         args.crashes, args.peer_crashes, args.retained, args.waiters = 3, 2, 5000, 200
         args.cluster_n = 1000
         args.instr_n = (50, 250)
+        args.sched_waiting, args.sched_probes = 5000, 200
         args.reps = min(args.reps, 1)
     RESULTS["meta"] = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -1124,7 +1209,7 @@ def main():
     t0 = time.monotonic()
     sections = {"1": section_latency, "2": section_throughput, "3": section_http,
                 "4": section_crash, "5": section_memory, "6": section_cluster,
-                "7": section_instructions}
+                "7": section_instructions, "8": section_scheduling}
     for key in args.only.split(","):
         fn = sections.get(key.strip())
         if not fn:
