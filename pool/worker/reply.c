@@ -165,7 +165,8 @@ static void reply_release_frames(PyObject *exc)
     }
 }
 
-void worker_reply_exception(struct worker_py *py, struct frame_builder *b)
+void worker_reply_exception(struct worker_py *py, struct frame_builder *b,
+                            const struct worker_retry_policy *retry)
 {
     PyObject *exc = worker_exc_take();
     if (!exc) {
@@ -193,7 +194,11 @@ void worker_reply_exception(struct worker_py *py, struct frame_builder *b)
                                              line, py->memory_limit));
     PyObject *msg = line && note ? PyUnicode_FromFormat("%U (%U)", line, note) : Py_XNewRef(line);
     PyErr_Clear();
+    int retryable = retry && worker_retry_matches(exc, &retry->on, retry->has_on, &retry->not_on,
+                                                  retry->has_not_on);
     worker_reply_error(py, b, "exception", msg, exc, pickle);
+    if (retryable)
+        frame_builder_add(b, FRAME_TAG_RETRYABLE, "1", 1);
     Py_XDECREF(msg);
     Py_XDECREF(line);
     Py_XDECREF(note);

@@ -9,6 +9,7 @@
 #include <Python.h>
 
 #include "interp.h"
+#include "retry_match.h"
 #include "pyjobd/frame.h"
 
 /* Longest texts a reply carries, in characters (head and tail kept, the middle cut):
@@ -41,7 +42,11 @@ void worker_reply_result(const struct worker_py *py, struct frame_builder *b, Py
  * when it is longer than py->max_result_bytes. With a MemoryError the OOM reserve is
  * given up first and the traceback's frames are cleared, so that the reply can be
  * built.
+ *
+ * With retry (may be NULL: no policy), the reply carries RETRYABLE when the exception
+ * matches the job's policy (worker_retry_matches).
  */
-void worker_reply_exception(struct worker_py *py, struct frame_builder *b);
+void worker_reply_exception(struct worker_py *py, struct frame_builder *b,
+                            const struct worker_retry_policy *retry);
 
 #endif

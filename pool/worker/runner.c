@@ -283,6 +283,11 @@ int worker_runner_run(struct worker_py *py, PyObject *owner, const struct frame 
     int has_format = frame_find_field(job, FRAME_TAG_RESULT_FORMAT, &format);
     if (has_format < 0)
         return -EPROTO;
+    struct worker_retry_policy retry;
+    retry.has_on = frame_find_field(job, FRAME_TAG_RETRY_ON, &retry.on);
+    retry.has_not_on = frame_find_field(job, FRAME_TAG_RETRY_NOT_ON, &retry.not_on);
+    if (retry.has_on < 0 || retry.has_not_on < 0)
+        return -EPROTO;
     struct frame_field soft;
     int has_soft = frame_find_field(job, FRAME_TAG_SOFT_TIMEOUT, &soft);
     if (has_soft < 0 || (has_soft && soft.len != 4))
@@ -303,7 +308,7 @@ int worker_runner_run(struct worker_py *py, PyObject *owner, const struct frame 
         if (result)
             worker_reply_result(py, reply, result, json);
         else
-            worker_reply_exception(py, reply);
+            worker_reply_exception(py, reply, &retry);
         Py_XDECREF(result);
     }
     for (int s = 0; s < 3; s++)
