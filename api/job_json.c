@@ -129,12 +129,80 @@ static json_t *head_of(const struct job_view *v)
     return obj;
 }
 
+/* '\n'-separated names as a JSON array (null for none). */
+static json_t *names_json(const char *names)
+{
+    if (!names)
+        return json_null();
+    json_t *a = json_array();
+    for (const char *s = names; a && *s;) {
+        const char *e = strchr(s, '\n');
+        size_t n = e ? (size_t)(e - s) : strlen(s);
+        json_array_append_new(a, json_stringn(s, n));
+        s += n + (e != NULL);
+    }
+    return a;
+}
+
+/* The retry policy as the request gave it (defaults filled in). */
+static json_t *retry_json(const struct job_view *v)
+{
+    const struct job_retry *r = &v->retry;
+    json_t *backoff = r->initial > 0
+                          ? json_pack("{s:f, s:f, s:f, s:b}", "initial", r->initial, "factor",
+                                      r->factor, "max", r->max_delay, "jitter", r->jitter)
+                          : json_null();
+    return json_pack("{s:I, s:o, s:o, s:o, s:b, s:b, s:b}", "max", (json_int_t)v->max_retries, "on",
+                     names_json(r->on), "not_on", names_json(r->not_on), "backoff", backoff,
+                     "on_crash", !r->no_crash, "on_timeout", v->retry_on_timeout, "on_node_lost",
+                     !r->no_node_lost);
+}
+
+/* One attempt: when, where, how it ended (error null: it succeeded or runs). */
+static json_t *attempt_json(unsigned n, int64_t started, int64_t ended, pid_t pid,
+                            enum job_error_type type, const char *message)
+{
+    json_t *err = type == JOB_ERR_NONE ? json_null()
+                                       : json_pack("{s:s, s:o}", "type", job_error_type_name(type),
+                                                   "message", string_or_null(message));
+    return json_pack("{s:I, s:o, s:o, s:o, s:o}", "attempt", (json_int_t)n, "started_at",
+                     time_us_or_null(started), "finished_at", time_us_or_null(ended), "worker_pid",
+                     pid > 0 ? json_integer(pid) : json_null(), "error", err);
+}
+
+/* Every attempt: the ended ones kept, then the current or last one from the view. */
+static json_t *history_json(const struct job_view *v)
+{
+    json_t *a = json_array();
+    for (unsigned i = 0; a && i < v->nhistory; i++) {
+        const struct job_attempt *h = &v->history[i];
+        json_array_append_new(a, attempt_json(i + 1, h->started_us, h->ended_us, h->worker_pid,
+                                              h->error, h->message));
+    }
+    if (a && v->attempts > v->nhistory && v->started_at.tv_sec) {
+        int last = v->status != JOB_RUNNING && !job_status_is_pending(v->status);
+        json_array_append_new(a, attempt_json(v->attempts, clock_ts_us(v->started_at),
+                                              last ? clock_ts_us(v->finished_at) : 0, v->worker_pid,
+                                              last ? v->error.type : JOB_ERR_NONE,
+                                              last ? v->error.message : NULL));
+    }
+    return a;
+}
+
 /* ... and after it. */
 static json_t *tail_of(const struct job_view *v)
 {
     json_t *obj = json_object();
     if (!obj)
         return NULL;
+    if (v->next_attempt_us &&
+        json_object_set_new(obj, "next_attempt_at", time_us_or_null(v->next_attempt_us)) < 0)
+        goto fail;
+    if (v->retry.given && json_object_set_new(obj, "retry", retry_json(v)) < 0)
+        goto fail;
+    if ((v->max_retries > 0 || v->nhistory) &&
+        json_object_set_new(obj, "history", history_json(v)) < 0)
+        goto fail;
     if (v->metadata &&
         json_object_set_new(obj, "metadata", json_text_n(v->metadata, strlen(v->metadata))) < 0)
         goto fail;

@@ -17,14 +17,29 @@
 
 #include "idempotency.h"
 #include "input.h"
+#include "job_retry.h"
 #include "job_timing.h"
 #include "pyjobd/base64.h"
 
-static const char *const known_fields[] = {
-    "callable",         "args",       "kwargs",        "json_args",       "json_kwargs",
-    "timeout",          "python",     "result_format", "metadata",        "max_retries",
-    "retry_on_timeout", "priority",   "soft_timeout",  "idempotency_key", "delay",
-    "run_at",           "expires_in", "expires_at"};
+static const char *const known_fields[] = {"callable",
+                                           "args",
+                                           "kwargs",
+                                           "json_args",
+                                           "json_kwargs",
+                                           "timeout",
+                                           "python",
+                                           "result_format",
+                                           "metadata",
+                                           "max_retries",
+                                           "retry_on_timeout",
+                                           "priority",
+                                           "soft_timeout",
+                                           "idempotency_key",
+                                           "delay",
+                                           "run_at",
+                                           "expires_in",
+                                           "expires_at",
+                                           "retry"};
 
 #define NFIELDS (sizeof(known_fields) / sizeof(*known_fields))
 
@@ -323,6 +338,9 @@ int api__job_request_from_json(json_t *obj, const struct api__job_limits *lim, c
         (rc = parse_metadata(obj, where, &spec->metadata, detail, len)) ||
         (rc = parse_retries(obj, lim, where, spec, detail, len)) ||
         (rc = api__job_timing_from_json(obj, where, spec, detail, len)) ||
+        (rc = api__job_retry_from_json(obj,
+                                       lim ? lim->max_retries_limit : API_DEFAULT_MAX_RETRIES_LIMIT,
+                                       where, spec, detail, len)) ||
         (rc = api__idem_from_field(obj, where, spec, detail, len)))
         job_spec_release(spec);
     return rc;

@@ -78,6 +78,25 @@ const char *job_bytes_text(uint64_t n, char *buf)
     return buf;
 }
 
+void job_retry_release(struct job_retry *r)
+{
+    free(r->on);
+    free(r->not_on);
+    memset(r, 0, sizeof(*r));
+}
+
+int job_retry_copy(struct job_retry *dst, const struct job_retry *src)
+{
+    *dst = *src;
+    dst->on = src->on ? strdup(src->on) : NULL;
+    dst->not_on = src->not_on ? strdup(src->not_on) : NULL;
+    if ((src->on && !dst->on) || (src->not_on && !dst->not_on)) {
+        job_retry_release(dst);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
 void job_spec_release(struct job_spec *spec)
 {
     blob_unref(spec->callable);
@@ -87,6 +106,7 @@ void job_spec_release(struct job_spec *spec)
     blob_unref(spec->json_kwargs);
     free(spec->metadata);
     free(spec->idem_key);
+    job_retry_release(&spec->retry);
     memset(spec, 0, sizeof(*spec));
 }
 
@@ -120,6 +140,10 @@ void job_view_release(struct job_view *v)
     blob_unref(v->result_json);
     free(v->metadata);
     job_error_release(&v->error);
+    job_retry_release(&v->retry);
+    for (unsigned i = 0; i < v->nhistory; i++)
+        free(v->history[i].message);
+    free(v->history);
     memset(v, 0, sizeof(*v));
     v->error.exit_code = -1;
     v->error.max_rss_bytes = -1;
@@ -142,7 +166,23 @@ int job_view_copy(struct job_view *dst, const struct job_view *src)
     dst->error.exception = blob_ref(src->error.exception);
     dst->error.message = dst->error.exc_type = dst->error.traceback = NULL;
     dst->metadata = NULL;
-    if (dup_str(&dst->metadata, src->metadata) ||
+    dst->history = NULL;
+    dst->nhistory = 0;
+    dst->retry = (struct job_retry){0};
+    if (src->nhistory && (dst->history = calloc(src->nhistory, sizeof(*dst->history)))) {
+        for (unsigned i = 0; i < src->nhistory; i++) {
+            dst->history[i] = src->history[i];
+            dst->history[i].message = NULL;
+        }
+        dst->nhistory = src->nhistory;
+        for (unsigned i = 0; i < src->nhistory; i++)
+            if (dup_str(&dst->history[i].message, src->history[i].message)) {
+                job_view_release(dst);
+                return -ENOMEM;
+            }
+    }
+    if ((src->nhistory && !dst->history) || job_retry_copy(&dst->retry, &src->retry) ||
+        dup_str(&dst->metadata, src->metadata) ||
         dup_str(&dst->error.message, src->error.message) ||
         dup_str(&dst->error.exc_type, src->error.exc_type) ||
         dup_str(&dst->error.traceback, src->error.traceback)) {

@@ -210,12 +210,13 @@ int pool_submit_keyed(struct pool *p, const struct job_spec *specs, size_t n,
     for (size_t i = 0; i < n; i++) {
         if (specs[i].idem_key && !nkeys++)
             bad = i;
-        if ((specs[i].run_at_us || specs[i].expires_at_us) && timed == n)
+        if ((specs[i].run_at_us || specs[i].expires_at_us || specs[i].retry.given) && timed == n)
             timed = i;
     }
     int shared = pool__shared(p);
     if (shared && timed < n) {
-        /* Timers on a shared store must live in the database: not there yet. */
+        /* Timers (delays, expiries, backoffs) and policies on a shared store must live in
+         * the database: not there yet. */
         *bad_index = timed;
         return -ENOSYS;
     }

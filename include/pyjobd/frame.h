@@ -40,6 +40,11 @@ enum frame_tag {
     FRAME_TAG_ISOLATE = 7,       /* present (empty): run in a process forked for this job */
     FRAME_TAG_UID = 8,           /* u32 LE: run as this uid (and gid) of --uids (optional) */
     FRAME_TAG_SOFT_TIMEOUT = 9,  /* u32 LE ms > 0: raise pyjobd.SoftTimeout then (optional) */
+    /* The job's retry policy (optional): exception class names, each a qualified name
+     * ("mymod.TransientError") or a bare one ("ConnectionError"), separated by '\n'.
+     * The worker matches a raised exception's MRO against them (see RETRYABLE). */
+    FRAME_TAG_RETRY_ON = 12,
+    FRAME_TAG_RETRY_NOT_ON = 13,
     /* FRAME_HELLO */
     FRAME_TAG_PYTHON_VERSION = 10,      /* platform.python_version() */
     FRAME_TAG_CLOUDPICKLE_VERSION = 11, /* cloudpickle.__version__ */
@@ -54,6 +59,10 @@ enum frame_tag {
     FRAME_TAG_EXC_TYPE = 32,  /* qualified name of the exception type, e.g. "ValueError" */
     FRAME_TAG_EXCEPTION = 33, /* cloudpickle of the exception object (optional) */
     FRAME_TAG_TRACEBACK = 34, /* formatted remote traceback */
+    /* In an "exception" error: present (one byte, '1') when a class of the exception's
+     * MRO is named in RETRY_ON and none in RETRY_NOT_ON. A job can forge it, which
+     * gains it at most the retries its submitter allowed. */
+    FRAME_TAG_RETRYABLE = 35,
 };
 
 /* A decoded frame. payload points into the caller's buffer (borrowed). */

@@ -50,6 +50,28 @@ enum job_error_type {
 };
 #define JOB_ERR_MAX JOB_ERR_EXPIRED
 
+/* A retry policy: a request's "retry" object (max_retries and retry_on_timeout are its
+ * shorthand and hold its "max" and "on_timeout"). */
+struct job_retry {
+    char *on, *not_on; /* exception class names, '\n'-separated (malloc'd); NULL: none */
+    double initial, factor, max_delay; /* backoff in seconds; initial 0: none */
+    int jitter;                        /* full jitter: a uniform delay in [0, the delay) */
+    /* "on_crash": false / "on_node_lost": false (0, the default, retries them, as
+     * max_retries always did) */
+    int no_crash, no_node_lost;
+    int given; /* the request had a "retry" object */
+};
+
+/* One ended attempt of a job that may be retried (history). */
+struct job_attempt {
+    int64_t started_us, ended_us; /* CLOCK_REALTIME */
+    pid_t worker_pid;
+    enum job_error_type error; /* why it ended */
+    char *message;             /* malloc'd, may be NULL */
+};
+/* Most attempts a job's history keeps (its first ones beyond are dropped). */
+#define JOB_HISTORY_MAX 101
+
 /* What a client asks for. The blobs are references owned by the spec. */
 struct job_spec {
     struct blob *callable;    /* required */
@@ -62,6 +84,7 @@ struct job_spec {
     double timeout;           /* seconds; 0 means "use the server's default" */
     unsigned max_retries;     /* re-runs after a worker crash (0 = none) */
     int retry_on_timeout;     /* 1: a timeout also counts as retryable */
+    struct job_retry retry;   /* the rest of the retry policy */
     int priority;             /* -100..100 (default 0): higher first among a tenant's jobs */
     double soft_timeout;      /* seconds; 0: none. pyjobd.SoftTimeout raised in the job */
     /* Delayed and expiring jobs (CLOCK_REALTIME us; 0: none): scheduled until run_at,
@@ -101,11 +124,16 @@ struct job_view {
     int priority;                     /* as submitted (job_spec.priority) */
     double soft_timeout;              /* as submitted (job_spec.soft_timeout); 0: none */
     int64_t run_at_us, expires_at_us; /* as submitted (job_spec); 0: none */
-    struct blob *result;              /* pickled return value (succeeded, pickle format) */
-    struct blob *result_json;         /* JSON text of the return value (succeeded, json format) */
-    char *metadata;                   /* JSON text of the client's metadata object, or NULL */
-    char owner[JOB_OWNER_MAX];        /* tenant that submitted it ("" without authentication) */
-    char node[JOB_NODE_MAX];          /* node that runs or ran it (shared store), else "" */
+    int64_t next_attempt_us;          /* a retry waiting for its backoff; 0: none */
+    int retry_on_timeout;             /* as submitted (job_spec) */
+    struct job_retry retry;           /* as submitted (echoed when given) */
+    struct job_attempt *history;      /* earlier attempts, oldest first (malloc'd) */
+    unsigned nhistory;
+    struct blob *result;       /* pickled return value (succeeded, pickle format) */
+    struct blob *result_json;  /* JSON text of the return value (succeeded, json format) */
+    char *metadata;            /* JSON text of the client's metadata object, or NULL */
+    char owner[JOB_OWNER_MAX]; /* tenant that submitted it ("" without authentication) */
+    char node[JOB_NODE_MAX];   /* node that runs or ran it (shared store), else "" */
     struct job_error error;
 };
 
@@ -130,6 +158,11 @@ static inline int job_status_is_terminal(enum job_status s)
  * "300.0 MiB", "4.0 GiB". Writes buf (JOB_BYTES_TEXT bytes) and returns it. */
 #define JOB_BYTES_TEXT 32
 const char *job_bytes_text(uint64_t n, char *buf);
+
+/* Frees a policy's names and zeroes it. */
+void job_retry_release(struct job_retry *r);
+/* Deep copy (names duplicated). 0 or -ENOMEM (dst zeroed). */
+int job_retry_copy(struct job_retry *dst, const struct job_retry *src);
 
 /* Drops the spec's references and zeroes it. */
 void job_spec_release(struct job_spec *spec);

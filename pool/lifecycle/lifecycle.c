@@ -10,6 +10,7 @@
 #include "pyjobd/store.h"
 
 #include <errno.h>
+#include <sys/random.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,18 +67,29 @@ static void running_sub(struct lifecycle *lc, struct job *j)
 
 /* --- waiting for a time ------------------------------------------------------------- */
 
-/* A job that is not running yet takes its place: scheduled ones wait for their run_at
- * on a timer, queued ones join the queue with a timer for their expires_at, if any. */
-static void pending(struct lifecycle *lc, struct job *j)
+/* When a scheduled job may be queued: its retry's backoff, else its run_at. */
+static int64_t due_us(const struct job *j)
+{
+    return j->v.next_attempt_us ? j->v.next_attempt_us : j->v.run_at_us;
+}
+
+/* A job that is not running yet takes its place: scheduled ones wait for their time on
+ * a timer, queued ones join the queue (a retry at the head of its level) with a timer
+ * for their expires_at, if any (only a job that never started expires). */
+static void pending(struct lifecycle *lc, struct job *j, int front)
 {
     if (j->v.status == JOB_SCHEDULED) {
         lc->jobs.nscheduled++;
-        if (pool__timer_set(&lc->jobs, j, j->v.run_at_us) != 0)
-            log_error("job %s: out of memory for its run_at timer", j->v.id);
+        if (pool__timer_set(&lc->jobs, j, due_us(j)) != 0)
+            log_error("job %s: out of memory for its timer", j->v.id);
         return;
     }
-    pool__queue_push(&lc->jobs, j);
-    if (j->v.expires_at_us && pool__timer_set(&lc->jobs, j, j->v.expires_at_us) != 0)
+    if (front)
+        pool__queue_push_front(&lc->jobs, j);
+    else
+        pool__queue_push(&lc->jobs, j);
+    if (j->v.expires_at_us && !j->v.attempts &&
+        pool__timer_set(&lc->jobs, j, j->v.expires_at_us) != 0)
         log_error("job %s: out of memory for its expires_at timer", j->v.id);
 }
 
@@ -93,7 +105,7 @@ void pool__job_due(struct lifecycle *lc, struct job *j)
 {
     int64_t now = clock_real_us();
     pool__timer_clear(&lc->jobs, j);
-    if (j->v.expires_at_us && now >= j->v.expires_at_us) {
+    if (j->v.expires_at_us && !j->v.attempts && now >= j->v.expires_at_us) {
         char when[CLOCK_TEXT_LEN];
         struct timespec at = clock_us_ts(j->v.expires_at_us);
         if (clock_format(&at, when) != 0)
@@ -107,15 +119,17 @@ void pool__job_due(struct lifecycle *lc, struct job *j)
     }
     if (j->v.status != JOB_SCHEDULED)
         return;
-    if (now < j->v.run_at_us) {
+    if (now < due_us(j)) {
         /* Early by the clocks' difference (the wall clock stepped back): wait again. */
-        if (pool__timer_set(&lc->jobs, j, j->v.run_at_us) != 0)
-            log_error("job %s: out of memory for its run_at timer", j->v.id);
+        if (pool__timer_set(&lc->jobs, j, due_us(j)) != 0)
+            log_error("job %s: out of memory for its timer", j->v.id);
         return;
     }
     lc->jobs.nscheduled--;
+    int retry = j->v.next_attempt_us != 0;
+    j->v.next_attempt_us = 0;
     j->v.status = JOB_QUEUED;
-    pending(lc, j);
+    pending(lc, j, retry);
     persist(lc, j);
 }
 
@@ -139,7 +153,7 @@ uint64_t pool__job_submitted(struct lifecycle *lc, struct job *j, int here)
         ticket = j->store_ticket =
             store_put(lc->store, &j->v, &j->spec, j->seq, STORE_NEW | (here ? STORE_CLAIMED : 0));
     if (here) {
-        pending(lc, j);
+        pending(lc, j, 0);
     } else {
         pool__table_remove(&lc->jobs, j, JOB_GONE_FORGOTTEN);
         pool__job_free(j);
@@ -182,7 +196,7 @@ int pool__job_restored(struct lifecycle *lc, struct job *j)
     if (rc != 0)
         return rc;
     if (job_status_is_pending(j->v.status))
-        pending(lc, j);
+        pending(lc, j, 0);
     else if (j->v.status == JOB_RUNNING)
         running_add(lc, j); /* as far as its record says: the caller decides what now */
     return 0;
@@ -268,22 +282,65 @@ void pool__job_fail(struct lifecycle *lc, struct job *j, enum job_error_type typ
     pool__job_finish(lc, j, JOB_FAILED);
 }
 
+/* The attempt that just ended joins the history (its start, its end now, its worker,
+ * why it ended): the job resource shows one entry per attempt. */
+static void history_add(struct job *j)
+{
+    if (j->v.nhistory >= JOB_HISTORY_MAX)
+        return;
+    struct job_attempt *h = realloc(j->v.history, (j->v.nhistory + 1) * sizeof(*h));
+    if (!h) {
+        log_error("job %s: out of memory for its history", j->v.id);
+        return;
+    }
+    j->v.history = h;
+    h += j->v.nhistory++;
+    h->started_us = clock_ts_us(j->v.started_at);
+    h->ended_us = clock_real_us();
+    h->worker_pid = j->v.worker_pid;
+    h->error = j->v.error.type;
+    h->message = j->v.error.message ? strndup(j->v.error.message, 1024) : NULL;
+}
+
+int64_t pool__retry_delay_us(const struct job_retry *r, unsigned attempts, uint64_t rnd)
+{
+    if (r->initial <= 0 || attempts == 0)
+        return 0;
+    double d = r->initial;
+    for (unsigned k = 1; k < attempts && d < r->max_delay; k++)
+        d *= r->factor;
+    if (d > r->max_delay)
+        d = r->max_delay;
+    if (r->jitter)
+        d *= (double)(rnd >> 11) / (double)(UINT64_C(1) << 53); /* uniform in [0, d) */
+    return (int64_t)(d * 1e6);
+}
+
 int pool__job_retry(struct lifecycle *lc, struct job *j, int front)
 {
     if (j->v.attempts > j->spec.max_retries)
         return 0;
     const char *why = job_error_type_name(j->v.error.type);
-    log_info("job %s: attempt %u ended (%s); re-queued (%u retries allowed)", j->v.id,
-             j->v.attempts, why ? why : "the server stopped", j->spec.max_retries);
-    if (j->v.status == JOB_RUNNING)
+    uint64_t rnd = 0;
+    if (j->spec.retry.jitter && getrandom(&rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+        rnd = (uint64_t)clock_real_us() * UINT64_C(0x9e3779b97f4a7c15); /* never fails, but */
+    int64_t delay = pool__retry_delay_us(&j->spec.retry, j->v.attempts, rnd);
+    log_info("job %s: attempt %u ended (%s); %s (%u retries allowed)", j->v.id, j->v.attempts,
+             why ? why : "the server stopped", delay ? "retried after its backoff" : "re-queued",
+             j->spec.max_retries);
+    if (j->v.status == JOB_RUNNING) {
         running_sub(lc, j);
-    j->v.status = JOB_QUEUED;
+        history_add(j);
+    }
     j->worker = NULL;
     j->deadline_ms = 0;
-    if (front)
-        pool__queue_push_front(&lc->jobs, j);
-    else
-        pool__queue_push(&lc->jobs, j);
+    if (delay > 0) {
+        j->v.status = JOB_SCHEDULED;
+        j->v.next_attempt_us = clock_real_us() + delay;
+    } else {
+        j->v.status = JOB_QUEUED;
+    }
+    pending(lc, j, front);
     persist(lc, j);
     return 1;
 }

@@ -71,6 +71,11 @@ int pool__job_restored(struct lifecycle *lc, struct job *j);
  * (CLOCK_MONOTONIC); call in the order they finished. */
 void pool__job_restored_done(struct lifecycle *lc, struct job *j, int64_t finished_ms);
 
+/* The backoff before the attempt after `attempts` ended ones: min(max, initial ×
+ * factor^(attempts−1)) seconds, in us; with jitter, that times a uniform [0, 1) drawn
+ * from rnd; 0 without a backoff. */
+int64_t pool__retry_delay_us(const struct job_retry *r, unsigned attempts, uint64_t rnd);
+
 /* A timed job's time came (the supervisor, pool__timer_due): past its expires_at it
  * fails as expired; a scheduled one whose run_at came is queued. */
 void pool__job_due(struct lifecycle *lc, struct job *j);
@@ -91,8 +96,9 @@ void pool__job_finish(struct lifecycle *lc, struct job *j, enum job_status statu
 void pool__job_fail(struct lifecycle *lc, struct job *j, enum job_error_type type, char *message);
 
 /* running -> queued again, when it has retries left (attempts <= max_retries): at the
- * head of the queue (front) or its tail. Its error stays, showing what happened last.
- * 1 if re-queued, 0 if not (nothing changed). */
+ * head of the queue (front) or its tail; or, when its policy has a backoff,
+ * scheduled for then (next_attempt_us). The attempt joins the history; its error
+ * stays, showing what happened last. 1 if re-queued, 0 if not (nothing changed). */
 int pool__job_retry(struct lifecycle *lc, struct job *j, int front);
 
 /* A queued job, or a running one whose worker the caller stopped: -> cancelled. */

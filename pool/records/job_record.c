@@ -37,11 +37,17 @@ struct job *pool__job_from_spec(const struct job_spec *spec, double default_time
         pool__job_free(j);
         return NULL;
     }
+    if (job_retry_copy(&j->spec.retry, &spec->retry) != 0 ||
+        job_retry_copy(&j->v.retry, &spec->retry) != 0) {
+        pool__job_free(j);
+        return NULL;
+    }
     memcpy(j->spec.idem_digest, spec->idem_digest, sizeof(j->spec.idem_digest));
     j->spec.idem_expires_us = spec->idem_expires_us;
     clock_gettime(CLOCK_REALTIME, &j->v.created_at);
     j->v.timeout = spec->timeout > 0 ? spec->timeout : default_timeout;
     j->v.max_retries = spec->max_retries;
+    j->v.retry_on_timeout = spec->retry_on_timeout;
     j->v.priority = spec->priority;
     j->v.soft_timeout = spec->soft_timeout;
     j->v.run_at_us = spec->run_at_us;

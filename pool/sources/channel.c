@@ -139,6 +139,10 @@ int pool__send_job(struct pool *p, struct worker *w, struct job *j)
         uint8_t le[4] = {(uint8_t)n, (uint8_t)(n >> 8), (uint8_t)(n >> 16), (uint8_t)(n >> 24)};
         frame_builder_add(&b, FRAME_TAG_SOFT_TIMEOUT, le, sizeof(le));
     }
+    if (j->spec.retry.on)
+        frame_builder_add_str(&b, FRAME_TAG_RETRY_ON, j->spec.retry.on);
+    if (j->spec.retry.not_on)
+        frame_builder_add_str(&b, FRAME_TAG_RETRY_NOT_ON, j->spec.retry.not_on);
     int rc = frame_builder_finish(&b, &w->out, &w->out_len);
     if (rc != 0)
         return rc;

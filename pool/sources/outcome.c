@@ -122,6 +122,14 @@ static void record_outcome(struct pool *p, struct job *j, const struct frame *f)
     j->v.error.message = dup_text(f, FRAME_TAG_MESSAGE, MAX_MESSAGE);
     if (!j->v.error.message)
         j->v.error.message = strdup(job_error_type_name(et));
+    /* The worker matched the exception's MRO against the policy's "on" / "not_on"
+     * (the server never unpickles it): a job can claim this, which only spends the
+     * retries its submitter gave it. */
+    int retryable = et == JOB_ERR_EXCEPTION &&
+                    frame_find_field(f, FRAME_TAG_RETRYABLE, &fld) == 1 && fld.len == 1 &&
+                    fld.data[0] == '1';
+    if (retryable && !p->stopping && !p->draining && pool__job_retry(&p->lc, j, 1))
+        return;
     pool__job_finish(&p->lc, j, JOB_FAILED);
 }
 

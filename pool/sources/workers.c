@@ -278,7 +278,7 @@ static void crash_job(struct pool *p, struct worker *w, int status, const struct
         str_format("The worker process (pid %d) running this job %s (peak memory %.1f MiB). %s%s "
                    "The worker has been replaced; other jobs are not affected.",
                    (int)w->pid, how, (double)rss / (1024 * 1024), why, limit);
-    int may_retry = !p->stopping && !p->draining;
+    int may_retry = !p->stopping && !p->draining && !j->spec.retry.no_crash;
     if (!may_retry || !pool__job_retry(&p->lc, j, 1))
         pool__job_finish(&p->lc, j, JOB_FAILED);
 }

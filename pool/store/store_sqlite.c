@@ -37,9 +37,11 @@
     " timeout, attempts, worker_pid, max_retries, retry_on_timeout, result_format_json,"           \
     " metadata, callable, args, kwargs, json_args, json_kwargs, result, result_json, err_type,"    \
     " err_message, err_exc_type, err_exception, err_traceback, err_exit_code, err_signal,"         \
-    " err_max_rss, priority, soft_timeout, run_at_us, expires_at_us) VALUES (?1, ?2, ?3, ?4, ?5,"  \
-    " ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24,"  \
-    " ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33)"
+    " err_max_rss, priority, soft_timeout, run_at_us, expires_at_us, retry_on, retry_not_on,"      \
+    " retry_initial, retry_factor, retry_max, retry_flags, next_attempt_us, history) VALUES (?1,"  \
+    " ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21," \
+    " ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39,"   \
+    " ?40, ?41)"
 
 static void bind_blob(sqlite3_stmt *st, int i, const struct blob *b)
 {
@@ -63,6 +65,7 @@ static int apply(struct sqlite_store *s, const struct op *op)
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
     const struct job_view *v = &op->v;
+    char *history = NULL;
     bind_text(st, 1, v->id);
     if (op->kind == OP_PUT) {
         const struct job_spec *sp = &op->spec;
@@ -98,8 +101,23 @@ static int apply(struct sqlite_store *s, const struct op *op)
         sqlite3_bind_double(st, 31, v->soft_timeout);
         sqlite3_bind_int64(st, 32, v->run_at_us);
         sqlite3_bind_int64(st, 33, v->expires_at_us);
+        /* The policy from the view: the spec's goes when the job ends. */
+        bind_text(st, 34, v->retry.on);
+        bind_text(st, 35, v->retry.not_on);
+        sqlite3_bind_double(st, 36, v->retry.initial);
+        sqlite3_bind_double(st, 37, v->retry.factor);
+        sqlite3_bind_double(st, 38, v->retry.max_delay);
+        sqlite3_bind_int(st, 39,
+                         (v->retry.jitter ? 1 : 0) | (v->retry.no_crash ? 2 : 0) |
+                             (v->retry.no_node_lost ? 4 : 0) | (v->retry.given ? 8 : 0) |
+                             (v->retry_on_timeout ? 16 : 0));
+        sqlite3_bind_int64(st, 40, v->next_attempt_us);
+        history = v->nhistory ? sqls__history_encode(v->history, v->nhistory) : NULL;
+        if (history)
+            sqlite3_bind_text(st, 41, history, -1, SQLITE_STATIC);
     }
     int rc = sqlite3_step(st);
+    free(history);
     if (rc == SQLITE_DONE && op->kind == OP_PUT && op->spec.idem_key)
         return sqls__key_put(s, op); /* the same transaction as the job's row */
     return rc == SQLITE_DONE ? 0 : rc;

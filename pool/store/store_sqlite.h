@@ -77,6 +77,11 @@ int sqls__read_results(struct store *base, const char *id, struct job_view *v);
 
 /* store_sqlite_schema.c: runs sql, or fills err naming path (0 / -1); brings the file
  * to the current schema, or refuses a newer one (0 / -1 with err). */
+/* A job's attempt history as text (store_history.c): malloc'd, NULL on ENOMEM; and
+ * back (*out malloc'd, *n entries; a damaged text gives what could be read). */
+char *sqls__history_encode(const struct job_attempt *h, unsigned n);
+int sqls__history_decode(const char *text, struct job_attempt **out, unsigned *n);
+
 int sqls__exec_or_err(sqlite3 *db, const char *sql, const char *path, char *err, size_t errlen);
 int sqls__migrate(sqlite3 *db, const char *path, char *err, size_t errlen);
 

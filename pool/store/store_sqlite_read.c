@@ -48,7 +48,8 @@ static char *column_text(sqlite3_stmt *st, int i)
     " worker_pid, max_retries, retry_on_timeout, result_format_json, metadata, callable, args,"    \
     " kwargs, json_args, json_kwargs, result, result_json, err_type, err_message, err_exc_type,"   \
     " err_exception, err_traceback, err_exit_code, err_signal, err_max_rss, priority,"             \
-    " soft_timeout, run_at_us, expires_at_us FROM jobs ORDER BY seq"
+    " soft_timeout, run_at_us, expires_at_us, retry_on, retry_not_on, retry_initial,"              \
+    " retry_factor, retry_max, retry_flags, next_attempt_us, history FROM jobs ORDER BY seq"
 
 int sqls__load(struct store *base, store_load_cb cb, void *arg, char *err, size_t errlen)
 {
@@ -106,9 +107,30 @@ int sqls__load(struct store *base, store_load_cb cb, void *arg, char *err, size_
         v.soft_timeout = spec.soft_timeout = sqlite3_column_double(st, 30);
         v.run_at_us = spec.run_at_us = sqlite3_column_int64(st, 31);
         v.expires_at_us = spec.expires_at_us = sqlite3_column_int64(st, 32);
+        v.retry.on = column_text(st, 33);
+        v.retry.not_on = column_text(st, 34);
+        v.retry.initial = sqlite3_column_double(st, 35);
+        v.retry.factor = sqlite3_column_double(st, 36);
+        v.retry.max_delay = sqlite3_column_double(st, 37);
+        int flags = sqlite3_column_int(st, 38);
+        v.retry.jitter = flags & 1;
+        v.retry.no_crash = (flags & 2) != 0;
+        v.retry.no_node_lost = (flags & 4) != 0;
+        v.retry.given = (flags & 8) != 0;
+        v.retry_on_timeout = spec.retry_on_timeout || (flags & 16);
+        v.next_attempt_us = sqlite3_column_int64(st, 39);
+        if (sqls__history_decode((const char *)sqlite3_column_text(st, 40), &v.history,
+                                 &v.nhistory) != 0 ||
+            job_retry_copy(&spec.retry, &v.retry) != 0) {
+            job_view_release(&v);
+            job_spec_release(&spec);
+            out = -ENOMEM;
+            break;
+        }
         /* A start the database had not committed yet: the job may have run. */
         const struct start_entry *e = start_log_find(starts, nstarts, v.id);
-        if (e && v.status == JOB_QUEUED && e->attempts > v.attempts) {
+        if (e && job_status_is_pending(v.status) && e->attempts > v.attempts) {
+            v.next_attempt_us = 0;
             v.status = JOB_RUNNING;
             v.attempts = e->attempts;
             v.started_at = e->started_at;

@@ -9,7 +9,7 @@
 #include <sqlite3.h>
 #include <stdio.h>
 
-#define STORE_SCHEMA 4
+#define STORE_SCHEMA 5
 
 static const char *const schema_v1 =
     "CREATE TABLE jobs ("
@@ -40,6 +40,19 @@ static const char *const schema_v3 =
 static const char *const schema_v4 =
     "ALTER TABLE jobs ADD COLUMN run_at_us INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE jobs ADD COLUMN expires_at_us INTEGER NOT NULL DEFAULT 0;";
+
+/* Version 5: retry policies of issue 17 (names '\n'-separated; flags: 1 jitter, 2 not on
+ * crash, 4 not on node loss, 8 given), the backoff's next attempt, the attempt history
+ * (store_history.c). */
+static const char *const schema_v5 =
+    "ALTER TABLE jobs ADD COLUMN retry_on TEXT;"
+    "ALTER TABLE jobs ADD COLUMN retry_not_on TEXT;"
+    "ALTER TABLE jobs ADD COLUMN retry_initial REAL NOT NULL DEFAULT 0;"
+    "ALTER TABLE jobs ADD COLUMN retry_factor REAL NOT NULL DEFAULT 0;"
+    "ALTER TABLE jobs ADD COLUMN retry_max REAL NOT NULL DEFAULT 0;"
+    "ALTER TABLE jobs ADD COLUMN retry_flags INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE jobs ADD COLUMN next_attempt_us INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE jobs ADD COLUMN history TEXT;";
 
 int sqls__exec_or_err(sqlite3 *db, const char *sql, const char *path, char *err, size_t errlen)
 {
@@ -87,7 +100,8 @@ int sqls__migrate(sqlite3 *db, const char *path, char *err, size_t errlen)
     if ((version < 1 && sqls__exec_or_err(db, schema_v1, path, err, errlen) != 0) ||
         (version < 2 && sqls__exec_or_err(db, schema_v2, path, err, errlen) != 0) ||
         (version < 3 && sqls__exec_or_err(db, schema_v3, path, err, errlen) != 0) ||
-        (version < 4 && sqls__exec_or_err(db, schema_v4, path, err, errlen) != 0)) {
+        (version < 4 && sqls__exec_or_err(db, schema_v4, path, err, errlen) != 0) ||
+        (version < 5 && sqls__exec_or_err(db, schema_v5, path, err, errlen) != 0)) {
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
         return -1;
     }

@@ -13,11 +13,12 @@ from .errors import (Cancelled, InvalidPayloadError, JobError, JobInterruptedErr
                      SoftTimeout, UnknownJobError, WorkerCrashedError)
 from .executor import Executor, JobFuture
 from .pickling import Pickler, dump, dumps, loads, register, wrap_non_picklable_objects
+from .retry import Retry
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Executor", "JobFuture",
+    "Executor", "JobFuture", "Retry",
     "PyjobdError", "ServerError", "ServerConnectionError", "PythonVersionMismatchError",
     "JobError", "JobTimeoutError", "WorkerCrashedError", "InvalidPayloadError", "ResultError",
     "JobInterruptedError", "UnknownJobError", "RemoteError", "RemoteTraceback",

@@ -339,12 +339,13 @@ class Executor(_base.Executor):
     """
 
     def __init__(self, url, token=None, *, timeout=None, python_check=True, pickle_by_value=None,
-                 pickler=None):
+                 pickler=None, retry=None):
         if timeout is not None and not timeout > 0:
             raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
         self._http = HTTPClient(url, token)
         self.url = self._http.url
         self._timeout = timeout
+        self._retry = retry  # a pyjobd.Retry for every job without its own
         self._python_check = python_check
         self._python_checked = not python_check
         self._by_value = pickling.resolve_modules(pickle_by_value)
@@ -420,6 +421,8 @@ class Executor(_base.Executor):
             req["metadata"] = metadata
         if self._python_check:
             req["python"] = platform.python_version()
+        if self._retry is not None and max_retries is None and "retry" not in extra:
+            req["retry"] = self._retry.to_json()
         req.update(extra)
         return req
 
@@ -548,7 +551,7 @@ class Executor(_base.Executor):
 
     def submit_with(self, fn, args=(), kwargs=None, *, timeout=None, max_retries=None,
                     metadata=None, priority=None, soft_timeout=None, idempotency_key=None,
-                    delay=None, run_at=None, expires_in=None, expires_at=None):
+                    delay=None, run_at=None, expires_in=None, expires_at=None, retry=None):
         """``submit`` with per-call options: ``timeout`` (seconds, overrides the
         executor's), ``max_retries`` (re-runs after a worker crash), ``metadata`` (a
         JSON object stored with the job and echoed back in ``future.job``),
@@ -561,6 +564,9 @@ class Executor(_base.Executor):
         ``expires_in`` (seconds) or ``expires_at`` make it fail as ``expired`` if no
         worker has started it by then (it is then never run).
 
+        ``retry``: a ``pyjobd.Retry`` (exceptions to retry, backoff), instead of
+        ``max_retries`` and the executor's default ``retry``.
+
         Every submission carries an ``Idempotency-Key`` (a new UUID unless
         ``idempotency_key`` names one, 1-200 printable ASCII characters without spaces):
         the same key and request again, within the server's ``--idempotency-ttl``,
@@ -571,6 +577,10 @@ class Executor(_base.Executor):
             extra["priority"] = priority
         if soft_timeout is not None:
             extra["soft_timeout"] = soft_timeout
+        if retry is not None:
+            if max_retries is not None:
+                raise ValueError("give retry=pyjobd.Retry(max=...) or max_retries, not both")
+            extra["retry"] = retry.to_json()
         for name, value in (("delay", delay), ("expires_in", expires_in)):
             if value is not None:
                 extra[name] = value

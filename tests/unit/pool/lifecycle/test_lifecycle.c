@@ -502,6 +502,54 @@ static void scheduled__cancelled_or_forgotten__timer_and_count_gone(void **state
     assert_true(pool__timer_next_ms(&f->lc.jobs) == INT64_MAX);
 }
 
+static void retry_delay__exponential_capped_jittered(void **state)
+{
+    (void)state;
+    struct job_retry r = {.initial = 1.0, .factor = 2.0, .max_delay = 5.0};
+    assert_true(pool__retry_delay_us(&r, 1, 0) == 1000000);
+    assert_true(pool__retry_delay_us(&r, 2, 0) == 2000000);
+    assert_true(pool__retry_delay_us(&r, 3, 0) == 4000000);
+    assert_true(pool__retry_delay_us(&r, 4, 0) == 5000000); /* capped */
+    assert_true(pool__retry_delay_us(&r, 60, 0) == 5000000);
+    r.jitter = 1;
+    assert_true(pool__retry_delay_us(&r, 2, 0) == 0);
+    int64_t half = pool__retry_delay_us(&r, 2, UINT64_MAX / 2); /* half of 2 s */
+    assert_true(half > 999990 && half <= 1000000);
+    int64_t top = pool__retry_delay_us(&r, 2, UINT64_MAX);
+    assert_true(top < 2000000 && top > 1999000); /* below the delay, never at it */
+    struct job_retry none = {0};
+    assert_true(pool__retry_delay_us(&none, 3, 12345) == 0);
+}
+
+static void retry__backoff__scheduled_with_next_attempt_and_history(void **state)
+{
+    struct fixture *f = *state;
+    struct job *j = queued_job(f, 5, 2);
+    j->spec.retry.initial = 0.5;
+    j->spec.retry.factor = 2;
+    j->spec.retry.max_delay = 10;
+    pool__job_start(&f->lc, j, 4242);
+    j->v.error.type = JOB_ERR_EXCEPTION;
+    j->v.error.message = strdup("ConnectionError: down");
+    int64_t before = clock_real_us();
+    assert_int_equal(pool__job_retry(&f->lc, j, 1), 1);
+    assert_int_equal(j->v.status, JOB_SCHEDULED);
+    assert_true(j->v.next_attempt_us >= before + 500000 && j->v.next_attempt_us < before + 600000);
+    assert_int_equal(f->lc.jobs.nscheduled, 1);
+    assert_null(pool__queue_first(&f->lc.jobs));
+    assert_int_equal(j->v.nhistory, 1);
+    assert_int_equal(j->v.history[0].worker_pid, 4242);
+    assert_int_equal(j->v.history[0].error, JOB_ERR_EXCEPTION);
+    assert_string_equal(j->v.history[0].message, "ConnectionError: down");
+    assert_int_equal(f->store.w[f->store.n - 1].status, JOB_SCHEDULED);
+    /* Its time: queued at the head, next_attempt cleared. */
+    j->v.next_attempt_us = clock_real_us() - 1;
+    pool__job_due(&f->lc, j);
+    assert_int_equal(j->v.status, JOB_QUEUED);
+    assert_true(j->v.next_attempt_us == 0);
+    assert_ptr_equal(pool__queue_first(&f->lc.jobs), j);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup_single, teardown)
@@ -524,6 +572,8 @@ int main(void)
         T(scheduled__waits_off_the_queue_then_queued_when_due),
         T(expiring__not_started_in_time__failed_expired_off_the_queue),
         T(scheduled__cancelled_or_forgotten__timer_and_count_gone),
+        T(retry_delay__exponential_capped_jittered),
+        T(retry__backoff__scheduled_with_next_attempt_and_history),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

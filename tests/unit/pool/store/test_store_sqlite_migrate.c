@@ -114,6 +114,9 @@ static int load_cb(void *arg, struct job_view *v, struct job_spec *spec, uint64_
         assert_true(v->soft_timeout == 0);
         assert_true(spec->soft_timeout == 0);
         assert_true(v->run_at_us == 0 && v->expires_at_us == 0); /* schema 4's defaults */
+        assert_false(v->retry.given);                            /* schema 5's */
+        assert_null(v->retry.on);
+        assert_int_equal(v->nhistory, 0);
     } else {
         assert_string_equal(v->id, NEW_ID);
         l->new_seen = 1;
@@ -125,6 +128,20 @@ static int load_cb(void *arg, struct job_view *v, struct job_spec *spec, uint64_
         assert_int_equal(v->status, JOB_SCHEDULED);
         assert_true(v->run_at_us == 1796146200000001LL && spec->run_at_us == v->run_at_us);
         assert_true(v->expires_at_us == 1796146260000000LL);
+        /* schema 5: the policy, the next attempt, the history (a message with a newline
+         * and a backslash stays one entry) */
+        assert_true(v->retry.given && v->retry.jitter && v->retry.no_crash);
+        assert_string_equal(v->retry.on, "ConnectionError\nmymod.Transient");
+        assert_string_equal(spec->retry.on, v->retry.on);
+        assert_null(v->retry.not_on);
+        assert_true(v->retry.initial == 0.5 && v->retry.factor == 3 && v->retry.max_delay == 9);
+        assert_true(v->next_attempt_us == 1796146230000000LL);
+        assert_int_equal(v->nhistory, 2);
+        assert_string_equal(v->history[0].message, "first\nline \\ two");
+        assert_int_equal(v->history[0].error, JOB_ERR_EXCEPTION);
+        assert_true(v->history[1].started_us == 3 && v->history[1].ended_us == 4);
+        assert_int_equal(v->history[1].worker_pid, 77);
+        assert_null(v->history[1].message);
         assert_memory_equal(blob_data(spec->callable), "fn", 2);
     }
     job_view_release(v);
@@ -172,14 +189,28 @@ static void store__v1_file__migrated_and_loaded(void **state)
     v.status = JOB_SCHEDULED; /* schema 4: its times */
     v.run_at_us = 1796146200000001LL;
     v.expires_at_us = 1796146260000000LL;
+    v.retry = (struct job_retry){.on = strdup("ConnectionError\nmymod.Transient"),
+                                 .initial = 0.5,
+                                 .factor = 3,
+                                 .max_delay = 9,
+                                 .jitter = 1,
+                                 .no_crash = 1,
+                                 .given = 1};
+    v.next_attempt_us = 1796146230000000LL;
+    struct job_attempt hist[2] = {{1, 2, 76, JOB_ERR_EXCEPTION, "first\nline \\ two"},
+                                  {3, 4, 77, JOB_ERR_WORKER_CRASHED, NULL}};
+    v.history = hist;
+    v.nhistory = 2;
     spec.callable = blob_new_copy("fn", 2);
     spec.idem_key = strdup("key-1"); /* schema 3: the key is written with the job */
     memset(spec.idem_digest, 7, sizeof(spec.idem_digest));
     spec.idem_expires_us = clock_real_us() + 60000000;
     assert_int_equal(store_sync(s, store_put(s, &v, &spec, 8, STORE_NEW)), 0);
+    free(v.retry.on);
+    v.history = NULL; /* the test's own */
     job_spec_release(&spec);
     store_close(s);
-    assert_int_equal(file_user_version(), 4);
+    assert_int_equal(file_user_version(), 5);
 
     /* Reopened (no migration this time): both rows, both with their options. */
     s = store_open_sqlite(path, err, sizeof(err));
