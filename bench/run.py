@@ -1096,7 +1096,10 @@ def section_scheduling(args):
     pending, in this process (a floor: no HTTP, no worker)."""
     log(f"8. scheduling lateness ({args.sched_waiting:,} jobs waiting, "
         f"{args.sched_probes:,} probes due over 3 s)")
-    srv = Server(args.bin, extra=("--max-queue", str(args.sched_waiting + args.sched_probes + 10)))
+    # --max-jobs above the total: retention may only drop finished jobs, and with the
+    # table past its cap it would drop each probe as soon as it finished.
+    room = str(args.sched_waiting + args.sched_probes * (args.reps + 1) + 10)
+    srv = Server(args.bin, extra=("--max-queue", room, "--max-jobs", room))
     res = {"p50": [], "p99": []}
     try:
         c = Conn(srv.port, timeout=120)
