@@ -13,9 +13,11 @@
  *   GET, DELETE  /v1/jobs/{id}             jobs.c
  *   GET          /v1/jobs/{id}/result      job_result.c
  *   POST         /v1/jobs/{id}/cancel      jobs.c
+ *   POST         /v1/jobs/{id}/rerun       jobs_rerun.c
+ *   POST         /v1/jobs/rerun            jobs_rerun.c
  *
  * HEAD is answered like GET (the server drops the body). Any other method gets 405
- * with Allow; any other path 404. "batch" and "wait" can never be job ids (those are
+ * with Allow; any other path 404. "batch", "wait" and "rerun" can never be job ids (those are
  * 32 hex digits), so the fixed paths and /v1/jobs/{id} cannot collide.
  */
 #include "internal.h"
@@ -167,7 +169,7 @@ static int route_job(struct api *api, const struct api_request *req, const char 
     } else if (strcmp(sub, "result") == 0 || strcmp(sub, "output") == 0) {
         allow = "GET, HEAD";
         allowed = is_get(method);
-    } else if (strcmp(sub, "cancel") == 0) {
+    } else if (strcmp(sub, "cancel") == 0 || strcmp(sub, "rerun") == 0) {
         allow = "POST";
         allowed = is(method, "POST");
     } else {
@@ -185,6 +187,8 @@ static int route_job(struct api *api, const struct api_request *req, const char 
         api__get_result(api, req, id, resp);
     else if (strcmp(sub, "output") == 0)
         api__get_output(api, id, resp);
+    else if (strcmp(sub, "rerun") == 0)
+        api__rerun_job(api, req, id, resp);
     else
         api__cancel_job(api, req, id, resp);
     return 1;
@@ -240,6 +244,11 @@ static void route(struct api *api, const struct api_request *req, const char *me
             api__wait_jobs(api, req, resp);
         else
             api__method_not_allowed(resp, method, path, "POST");
+    } else if (strcmp(path, "/v1/jobs/rerun") == 0) {
+        if (is(method, "POST"))
+            api__rerun_jobs(api, req, resp);
+        else
+            api__method_not_allowed(resp, method, path, "POST");
     } else if (split_job_path(path, id, sizeof(id), &sub) && !strchr(sub, '/')) {
         if (!route_job(api, req, method, path, id, sub, resp))
             goto not_found;
@@ -250,7 +259,7 @@ static void route(struct api *api, const struct api_request *req, const char *me
 not_found:
     api_problem(resp, 404, NULL,
                 "no resource at '%.64s'; this server has /healthz, /readyz, /metrics, /v1/info, "
-                "/v1/pool, /v1/jobs, /v1/jobs/batch, /v1/jobs/wait, /v1/jobs/{id}, "
+                "/v1/pool, /v1/jobs, /v1/jobs/batch, /v1/jobs/wait, /v1/jobs/rerun, /v1/jobs/{id}, "
                 "/v1/jobs/{id}/result, /v1/jobs/{id}/output and /v1/jobs/{id}/cancel",
                 path);
 }

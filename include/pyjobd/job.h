@@ -74,19 +74,20 @@ struct job_attempt {
 
 /* What a client asks for. The blobs are references owned by the spec. */
 struct job_spec {
-    struct blob *callable;    /* required */
-    struct blob *args;        /* optional (NULL: no positional arguments) */
-    struct blob *kwargs;      /* optional (NULL: no keyword arguments) */
-    struct blob *json_args;   /* optional JSON text of an array (instead of args) */
-    struct blob *json_kwargs; /* optional JSON text of an object (instead of kwargs) */
-    int result_json;          /* 1: return the result as JSON (result_format "json") */
-    char *metadata;           /* optional JSON text of an object, echoed back (malloc'd) */
-    double timeout;           /* seconds; 0 means "use the server's default" */
-    unsigned max_retries;     /* re-runs after a worker crash (0 = none) */
-    int retry_on_timeout;     /* 1: a timeout also counts as retryable */
-    struct job_retry retry;   /* the rest of the retry policy */
-    int priority;             /* -100..100 (default 0): higher first among a tenant's jobs */
-    double soft_timeout;      /* seconds; 0: none. pyjobd.SoftTimeout raised in the job */
+    struct blob *callable;         /* required */
+    struct blob *args;             /* optional (NULL: no positional arguments) */
+    struct blob *kwargs;           /* optional (NULL: no keyword arguments) */
+    struct blob *json_args;        /* optional JSON text of an array (instead of args) */
+    struct blob *json_kwargs;      /* optional JSON text of an object (instead of kwargs) */
+    int result_json;               /* 1: return the result as JSON (result_format "json") */
+    char *metadata;                /* optional JSON text of an object, echoed back (malloc'd) */
+    double timeout;                /* seconds; 0 means "use the server's default" */
+    unsigned max_retries;          /* re-runs after a worker crash (0 = none) */
+    int retry_on_timeout;          /* 1: a timeout also counts as retryable */
+    struct job_retry retry;        /* the rest of the retry policy */
+    char rerun_of[JOB_ID_LEN + 1]; /* POST /v1/jobs/{id}/rerun: the job it repeats; "" */
+    int priority;                  /* -100..100 (default 0): higher first among a tenant's jobs */
+    double soft_timeout;           /* seconds; 0: none. pyjobd.SoftTimeout raised in the job */
     /* Delayed and expiring jobs (CLOCK_REALTIME us; 0: none): scheduled until run_at,
      * failed as expired if not started by expires_at. */
     int64_t run_at_us, expires_at_us;
@@ -128,6 +129,7 @@ struct job_view {
     int retry_on_timeout;             /* as submitted (job_spec) */
     struct job_retry retry;           /* as submitted (echoed when given) */
     struct job_attempt *history;      /* earlier attempts, oldest first (malloc'd) */
+    char rerun_of[JOB_ID_LEN + 1];    /* as job_spec.rerun_of; "" */
     unsigned nhistory;
     struct blob *result;       /* pickled return value (succeeded, pickle format) */
     struct blob *result_json;  /* JSON text of the return value (succeeded, json format) */

@@ -194,6 +194,28 @@ int pool_job_get_many(struct pool *p, char (*ids)[JOB_ID_LEN + 1], size_t n, str
 int pool_job_peek(struct pool *p, const char *id, struct job_view *out);
 
 /*
+ * Runs a finished job's request again as a new job (its rerun_of names id), queued
+ * now, as pool_submit does; its view in *out. 0; -ENOENT / -ESTALE as pool_job_get;
+ * -EBUSY: not finished; -ENODATA: its request is no longer kept (--max-results-memory
+ * dropped it); -EOPNOTSUPP on a shared store (not yet); pool_submit's errors.
+ */
+int pool_rerun(struct pool *p, const char *id, struct job_view *out);
+
+/* Which finished jobs POST /v1/jobs/rerun takes. */
+struct pool_rerun_filter {
+    enum job_status status;         /* succeeded, failed or cancelled */
+    enum job_error_type error_type; /* JOB_ERR_NONE: any */
+    int64_t since_us;               /* finished at or after (CLOCK_REALTIME us); 0: any */
+    const char *tenant;             /* only this owner's; NULL: any */
+};
+
+/* Reruns at most max finished jobs the filter takes, oldest finished first (those
+ * whose request is gone are passed over), as one batch: *n new jobs in out[0..*n).
+ * 0, -EOPNOTSUPP on a shared store, pool_submit_batch's errors (nothing queued). */
+int pool_rerun_many(struct pool *p, const struct pool_rerun_filter *f, struct job_view *out,
+                    size_t max, size_t *n);
+
+/*
  * Cancels a job, like Future.cancel(), plus a forced variant for running jobs.
  * 0: the job is now cancelled (a queued one is dequeued; with force a running one's
  * worker is killed and replaced, and only that job is affected).

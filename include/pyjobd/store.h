@@ -84,6 +84,11 @@ uint64_t store_started(struct store *s, const struct job_view *v, uint64_t ticke
  * nor take a lock the store's callers hold while they write (the pool's wake-up). */
 void store_on_commit(struct store *s, void (*fn)(void *arg), void *arg);
 
+/* A finished job's payload (callable, args, kwargs, json_args, json_kwargs) and
+ * result format, read back into spec's zeroed fields (a rerun whose request left
+ * memory). Any thread. 0, -ENOENT, -ENODATA (not kept), -ENOTSUP, -ENOMEM, -EIO. */
+int store_read_request(struct store *s, const char *id, struct job_spec *spec);
+
 /*
  * The results of a finished job as they are stored (result, result_json and the
  * pickled exception), byte for byte, for a job whose results left the pool's memory

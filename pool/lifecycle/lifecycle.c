@@ -258,7 +258,8 @@ void pool__job_finish(struct lifecycle *lc, struct job *j, enum job_status statu
     lc->finished[status]++;
     j->worker = NULL;
     j->deadline_ms = 0;
-    job_spec_release(&j->spec); /* the payload is no longer needed */
+    /* The request stays while the record does (POST /v1/jobs/{id}/rerun), unless
+     * --max-results-memory drops it with the results (pool__job_drop_results). */
     pool__done_add(&lc->jobs, j, clock_now_ms());
     persist(lc, j);
     if (status == JOB_FAILED)

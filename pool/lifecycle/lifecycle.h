@@ -88,7 +88,7 @@ void pool__job_start(struct lifecycle *lc, struct job *j, pid_t pid);
 void pool__job_arm_deadline(struct job *j);
 
 /* -> succeeded | failed | cancelled, with the result or error already in j->v.
- * The payload is released; the job joins the done list. Its waiters fire now, or on
+ * The request (payload) stays for a rerun; the job joins the done list. Its waiters fire now, or on
  * a shared store once the database has committed the end (pool__job_committed). */
 void pool__job_finish(struct lifecycle *lc, struct job *j, enum job_status status);
 

@@ -48,6 +48,8 @@ struct job *pool__job_from_spec(const struct job_spec *spec, double default_time
     j->v.timeout = spec->timeout > 0 ? spec->timeout : default_timeout;
     j->v.max_retries = spec->max_retries;
     j->v.retry_on_timeout = spec->retry_on_timeout;
+    memcpy(j->v.rerun_of, spec->rerun_of, sizeof(j->v.rerun_of));
+    j->v.rerun_of[JOB_ID_LEN] = 0;
     j->v.priority = spec->priority;
     j->v.soft_timeout = spec->soft_timeout;
     j->v.run_at_us = spec->run_at_us;
@@ -98,4 +100,7 @@ void pool__job_drop_results(struct job *j)
     blob_unref(j->v.result_json);
     blob_unref(j->v.error.exception);
     j->v.result = j->v.result_json = j->v.error.exception = NULL;
+    /* A finished job's request (kept for a rerun) goes with its results. */
+    if (job_status_is_terminal(j->v.status))
+        job_spec_release(&j->spec);
 }

@@ -60,6 +60,11 @@ void store_on_commit(struct store *s, void (*fn)(void *arg), void *arg)
         s->ops->on_commit(s, fn, arg);
 }
 
+int store_read_request(struct store *s, const char *id, struct job_spec *spec)
+{
+    return s && s->ops->read_request ? s->ops->read_request(s, id, spec) : -ENOTSUP;
+}
+
 int store_read_results(struct store *s, const char *id, struct job_view *v)
 {
     return s && s->ops->read_results ? s->ops->read_results(s, id, v) : -ENOTSUP;

@@ -24,6 +24,8 @@ struct store_ops {
                         uint64_t ticket);                                 /* NULL: ticket */
     void (*on_commit)(struct store *s, void (*fn)(void *arg), void *arg); /* NULL: never */
     const char *(*describe)(const struct store *s);
+    /* store_read_request, from any thread; NULL: -ENOTSUP. */
+    int (*read_request)(struct store *s, const char *id, struct job_spec *spec);
     /* store_read_results, from any thread; NULL: -ENOTSUP. */
     int (*read_results)(struct store *s, const char *id, struct job_view *v);
     int shared; /* 1: several nodes share it (store_is_shared) */

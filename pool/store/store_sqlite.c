@@ -38,10 +38,10 @@
     " metadata, callable, args, kwargs, json_args, json_kwargs, result, result_json, err_type,"    \
     " err_message, err_exc_type, err_exception, err_traceback, err_exit_code, err_signal,"         \
     " err_max_rss, priority, soft_timeout, run_at_us, expires_at_us, retry_on, retry_not_on,"      \
-    " retry_initial, retry_factor, retry_max, retry_flags, next_attempt_us, history) VALUES (?1,"  \
-    " ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21," \
-    " ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39,"   \
-    " ?40, ?41)"
+    " retry_initial, retry_factor, retry_max, retry_flags, next_attempt_us, history, rerun_of)"    \
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,"    \
+    " ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36,"   \
+    " ?37, ?38, ?39, ?40, ?41, ?42)"
 
 static void bind_blob(sqlite3_stmt *st, int i, const struct blob *b)
 {
@@ -115,6 +115,8 @@ static int apply(struct sqlite_store *s, const struct op *op)
         history = v->nhistory ? sqls__history_encode(v->history, v->nhistory) : NULL;
         if (history)
             sqlite3_bind_text(st, 41, history, -1, SQLITE_STATIC);
+        if (v->rerun_of[0])
+            bind_text(st, 42, v->rerun_of);
     }
     int rc = sqlite3_step(st);
     free(history);
@@ -392,6 +394,7 @@ static const struct store_ops sqlite_ops = {
     .load = sqls__load,
     .load_keys = sqls__load_keys,
     .read_results = sqls__read_results,
+    .read_request = sqls__read_request,
     .put = sqlite_put,
     .del = sqlite_delete,
     .sync = sqlite_sync,

@@ -72,6 +72,9 @@ int sqls__load(struct store *base, store_load_cb cb, void *arg, char *err, size_
 int sqls__reader_open(struct sqlite_store *s, const char *path, char *err, size_t errlen);
 void sqls__reader_close(struct sqlite_store *s);
 
+/* store_read_request, on the reader's connection (any thread). */
+int sqls__read_request(struct store *base, const char *id, struct job_spec *spec);
+
 /* store_read_results, on the reader's connection (any thread). */
 int sqls__read_results(struct store *base, const char *id, struct job_view *v);
 

@@ -49,7 +49,8 @@ static char *column_text(sqlite3_stmt *st, int i)
     " kwargs, json_args, json_kwargs, result, result_json, err_type, err_message, err_exc_type,"   \
     " err_exception, err_traceback, err_exit_code, err_signal, err_max_rss, priority,"             \
     " soft_timeout, run_at_us, expires_at_us, retry_on, retry_not_on, retry_initial,"              \
-    " retry_factor, retry_max, retry_flags, next_attempt_us, history FROM jobs ORDER BY seq"
+    " retry_factor, retry_max, retry_flags, next_attempt_us, history, rerun_of FROM jobs"          \
+    " ORDER BY seq"
 
 int sqls__load(struct store *base, store_load_cb cb, void *arg, char *err, size_t errlen)
 {
@@ -119,6 +120,11 @@ int sqls__load(struct store *base, store_load_cb cb, void *arg, char *err, size_
         v.retry.given = (flags & 8) != 0;
         v.retry_on_timeout = spec.retry_on_timeout || (flags & 16);
         v.next_attempt_us = sqlite3_column_int64(st, 39);
+        const unsigned char *rerun_of = sqlite3_column_text(st, 41);
+        if (rerun_of && job_id_is_valid((const char *)rerun_of)) {
+            memcpy(v.rerun_of, rerun_of, JOB_ID_LEN + 1);
+            memcpy(spec.rerun_of, rerun_of, JOB_ID_LEN + 1);
+        }
         if (sqls__history_decode((const char *)sqlite3_column_text(st, 40), &v.history,
                                  &v.nhistory) != 0 ||
             job_retry_copy(&spec.retry, &v.retry) != 0) {
@@ -241,4 +247,34 @@ int sqls__read_results(struct store *base, const char *id, struct job_view *v)
     if (rc != SQLITE_OK)
         return (rc & 0xff) == SQLITE_NOMEM ? -ENOMEM : -EIO;
     return found ? 0 : -ENOENT;
+}
+
+int sqls__read_request(struct store *base, const char *id, struct job_spec *spec)
+{
+    static const char *const sql = "SELECT callable, args, kwargs, json_args, json_kwargs,"
+                                   " result_format_json FROM jobs WHERE id = ?1";
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    struct blob **dst[] = {&spec->callable, &spec->args, &spec->kwargs, &spec->json_args,
+                           &spec->json_kwargs};
+    sqlite3_stmt *st = NULL;
+    pthread_mutex_lock(&s->rlock);
+    int rc = sqlite3_prepare_v2(s->rdb, sql, -1, &st, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    int step = rc == SQLITE_OK ? sqlite3_step(st) : rc, out = 0;
+    if (step == SQLITE_ROW) {
+        for (int i = 0; i < 5 && out == 0; i++) {
+            *dst[i] = column_blob(st, i);
+            if (!*dst[i] && sqlite3_column_type(st, i) != SQLITE_NULL)
+                out = -ENOMEM;
+        }
+        spec->result_json = sqlite3_column_int(st, 5);
+        if (out == 0 && !spec->callable)
+            out = -ENODATA; /* a row written before requests were kept */
+    } else {
+        out = step == SQLITE_DONE ? -ENOENT : -EIO;
+    }
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->rlock);
+    return out;
 }

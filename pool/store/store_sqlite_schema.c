@@ -9,7 +9,7 @@
 #include <sqlite3.h>
 #include <stdio.h>
 
-#define STORE_SCHEMA 5
+#define STORE_SCHEMA 6
 
 static const char *const schema_v1 =
     "CREATE TABLE jobs ("
@@ -53,6 +53,9 @@ static const char *const schema_v5 =
     "ALTER TABLE jobs ADD COLUMN retry_flags INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE jobs ADD COLUMN next_attempt_us INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE jobs ADD COLUMN history TEXT;";
+
+/* Version 6: reruns of issue 17 (the job a rerun repeats). */
+static const char *const schema_v6 = "ALTER TABLE jobs ADD COLUMN rerun_of TEXT;";
 
 int sqls__exec_or_err(sqlite3 *db, const char *sql, const char *path, char *err, size_t errlen)
 {
@@ -101,7 +104,8 @@ int sqls__migrate(sqlite3 *db, const char *path, char *err, size_t errlen)
         (version < 2 && sqls__exec_or_err(db, schema_v2, path, err, errlen) != 0) ||
         (version < 3 && sqls__exec_or_err(db, schema_v3, path, err, errlen) != 0) ||
         (version < 4 && sqls__exec_or_err(db, schema_v4, path, err, errlen) != 0) ||
-        (version < 5 && sqls__exec_or_err(db, schema_v5, path, err, errlen) != 0)) {
+        (version < 5 && sqls__exec_or_err(db, schema_v5, path, err, errlen) != 0) ||
+        (version < 6 && sqls__exec_or_err(db, schema_v6, path, err, errlen) != 0)) {
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
         return -1;
     }

@@ -395,3 +395,18 @@ int pool_resize(struct pool *p, unsigned workers)
     fake.resized_to = workers;
     return fake.resize_rc;
 }
+
+/* Reruns: not exercised through the fake (the integration tests run them). */
+int pool_rerun(struct pool *p, const char *id, struct job_view *out)
+{
+    (void)p, (void)id, (void)out;
+    return -EOPNOTSUPP;
+}
+
+int pool_rerun_many(struct pool *p, const struct pool_rerun_filter *f, struct job_view *out,
+                    size_t max, size_t *n)
+{
+    (void)p, (void)f, (void)out, (void)max;
+    *n = 0;
+    return -EOPNOTSUPP;
+}

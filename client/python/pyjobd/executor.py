@@ -94,6 +94,20 @@ class JobFuture(Future):
             log.warning("cancel of job %s: %s", self.job_id, problem_text(resp)[0])
         return False
 
+    def rerun(self):
+        """Runs this finished job's request again on the server (``POST
+        /v1/jobs/{id}/rerun``): a new JobFuture, whose ``job["rerun_of"]`` is this
+        job's id. The server keeps a request while it keeps the job."""
+        executor = self._executor_ref()
+        if executor is None:
+            raise RuntimeError("the executor of this future is gone")
+        if self.job_id is None:
+            raise RuntimeError("this future was never submitted")
+        resp = self._http.request("POST", f"/v1/jobs/{self.job_id}/rerun")
+        if resp.status != 201:
+            executor._raise_for("POST", f"/v1/jobs/{self.job_id}/rerun", resp)
+        return executor._track([resp.json()])[0]
+
     def __repr__(self):
         return super().__repr__()[:-1] + f" job={self.job_id}>"
 

@@ -187,7 +187,7 @@ static void start__running_counted_attempt_deadline_and_written(void **state)
     assert_int_equal(f->store.w[1].flags, 0);
 }
 
-static void finish__single_store__waiters_fire_payload_released_done_list(void **state)
+static void finish__single_store__waiters_fire_request_kept_done_list(void **state)
 {
     struct fixture *f = *state;
     struct job *j = queued_job(f, 0, 0);
@@ -203,11 +203,14 @@ static void finish__single_store__waiters_fire_payload_released_done_list(void *
     assert_int_equal(f->lc.running, 0);
     assert_int_equal(f->lc.finished[JOB_SUCCEEDED], 1);
     assert_int_equal(f->lc.duration_count, 1);
-    assert_null(j->spec.callable);
+    /* The request stays for a rerun, until the results leave memory with it. */
+    assert_non_null(j->spec.callable);
     assert_ptr_equal(pool__done_first(&f->lc.jobs), j);
     assert_false(j->awaiting_commit);
     assert_int_equal(f->store.w[f->store.n - 1].status, JOB_SUCCEEDED);
     assert_int_equal(pool__waiters_next_deadline(&f->lc.waiters), INT64_MAX);
+    pool__job_drop_results(j);
+    assert_null(j->spec.callable);
 }
 
 static void finish__shared_store__waiters_fire_only_once_committed(void **state)
@@ -558,7 +561,7 @@ int main(void)
         T(submitted__here__queued_counted_and_written_new),
         S(submitted__elsewhere__written_unclaimed_and_not_kept),
         T(start__running_counted_attempt_deadline_and_written),
-        T(finish__single_store__waiters_fire_payload_released_done_list),
+        T(finish__single_store__waiters_fire_request_kept_done_list),
         S(finish__shared_store__waiters_fire_only_once_committed),
         T(retry__retries_left__requeued_at_the_head_error_kept),
         T(cancel__queued__cancelled_off_the_queue),

@@ -142,6 +142,7 @@ static int load_cb(void *arg, struct job_view *v, struct job_spec *spec, uint64_
         assert_true(v->history[1].started_us == 3 && v->history[1].ended_us == 4);
         assert_int_equal(v->history[1].worker_pid, 77);
         assert_null(v->history[1].message);
+        assert_string_equal(v->rerun_of, OLD_ID); /* schema 6 */
         assert_memory_equal(blob_data(spec->callable), "fn", 2);
     }
     job_view_release(v);
@@ -201,6 +202,7 @@ static void store__v1_file__migrated_and_loaded(void **state)
                                   {3, 4, 77, JOB_ERR_WORKER_CRASHED, NULL}};
     v.history = hist;
     v.nhistory = 2;
+    memcpy(v.rerun_of, OLD_ID, JOB_ID_LEN + 1);
     spec.callable = blob_new_copy("fn", 2);
     spec.idem_key = strdup("key-1"); /* schema 3: the key is written with the job */
     memset(spec.idem_digest, 7, sizeof(spec.idem_digest));
@@ -210,7 +212,7 @@ static void store__v1_file__migrated_and_loaded(void **state)
     v.history = NULL; /* the test's own */
     job_spec_release(&spec);
     store_close(s);
-    assert_int_equal(file_user_version(), 5);
+    assert_int_equal(file_user_version(), 6);
 
     /* Reopened (no migration this time): both rows, both with their options. */
     s = store_open_sqlite(path, err, sizeof(err));
