@@ -766,6 +766,30 @@ def test_queue_full(extra):
     q.submit(lambda: 4, wait=10)
 
 
+def test_rerun_responses(api, extra):
+    """Reruns: 201 (one, and a batch by filter), 404 unknown, 409 unfinished, 400 a bad
+    filter, 429 when the queue is full."""
+    done = api.submit(IDENTITY, 1, wait=10)
+    assert done["status"] == "succeeded"
+    again = api.call("POST", f"/v1/jobs/{done['id']}/rerun", expect=201).value
+    assert again["rerun_of"] == done["id"]
+    api.call("POST", "/v1/jobs/" + "0" * 32 + "/rerun", expect=404)
+    running = api.submit(SLEEP, 20)["id"]
+    api.wait_status(running, "running")
+    api.call("POST", f"/v1/jobs/{running}/rerun", expect=409)
+    api.call("POST", f"/v1/jobs/{running}/cancel?force=true", expect=200)
+    api.call("POST", "/v1/jobs/rerun", {"status": "succeeded", "limit": 1}, expect=201)
+    api.call("POST", "/v1/jobs/rerun", {"status": "running"}, expect=400)
+    q = extra("--workers", "1", "--max-queue", "1", name="rerun-queue")
+    finished = q.submit(IDENTITY, 2, wait=10)["id"]
+    busy = q.submit(SLEEP, 20)["id"]
+    q.wait_status(busy, "running")
+    q.submit(lambda: 1)
+    q.call("POST", f"/v1/jobs/{finished}/rerun", expect=429)
+    q.call("POST", "/v1/jobs/rerun", {"status": "succeeded"}, expect=429)
+    q.call("POST", f"/v1/jobs/{busy}/cancel?force=true", expect=200)
+
+
 def _token_file(lines):
     fd, path = tempfile.mkstemp(prefix="pyjobd-tokens-")
     with os.fdopen(fd, "w") as f:
@@ -1028,6 +1052,11 @@ NOT_EXERCISED = {
     ("POST", "/v1/jobs", "501"): "needs a shared store (PostgreSQL): test_idempotency.py::"
                                  "test_shared_store_refuses_keys_501",
     ("POST", "/v1/jobs/batch", "501"): "as POST /v1/jobs 501",
+    ("POST", "/v1/jobs/{id}/rerun", "501"): "needs a shared store: test_rerun.py::"
+                                            "test_shared_store_refuses_reruns_501",
+    ("POST", "/v1/jobs/rerun", "501"): "as POST /v1/jobs/{id}/rerun 501",
+    ("POST", "/v1/jobs/{id}/rerun", "410"): "only a row stored before requests were kept has "
+                                            "no request left to read back",
     ("POST", "/v1/jobs", "404"): "a race: the job must be evicted by --max-jobs between its end and the "
                                  "answer to POST ?wait (api_wait_finish re-reads it)",
 }
