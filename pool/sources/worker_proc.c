@@ -85,6 +85,12 @@ int pool__worker_env_init(struct pool *p)
         argv[a++] = "--user";
         argv[a++] = (char *)p->cfg.worker_user;
     }
+    /* Horses fork from workers: pymalloc on huge pages makes their forks cheaper
+     * (pool/worker/arenas.c), and costs a worker forked from the zygote a little, so
+     * only where some jobs are forked. */
+    if (p->cfg.isolation == POOL_ISOLATION_JOB ||
+        (p->cfg.job_isolated_tenants && p->cfg.job_isolated_tenants[0]))
+        argv[a++] = "--huge-arenas";
     if (p->cfg.worker_init) {
         argv[a++] = "--init";
         argv[a++] = (char *)p->cfg.worker_init;

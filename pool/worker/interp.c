@@ -43,7 +43,7 @@ static int interp_copy_str(PyObject *obj, char *buf, size_t size)
     return 0;
 }
 
-static int interp_boot_python(const char *argv0)
+static int interp_boot_python(const char *argv0, int huge_arenas)
 {
     PyPreConfig pre;
     PyPreConfig_InitIsolatedConfig(&pre);
@@ -58,7 +58,8 @@ static int interp_boot_python(const char *argv0)
         return -1;
     }
 
-    worker_arenas_install(); /* before any arena is taken */
+    if (huge_arenas)
+        worker_arenas_install(); /* before any arena is taken */
     PyConfig config;
     PyConfig_InitIsolatedConfig(&config);
     /* Isolated mode leaves site on but say so: dist-packages comes from site. */
@@ -150,10 +151,10 @@ static void interp_plain_dumps(struct worker_py *py)
     Py_XDECREF(cloudpickle);
 }
 
-int worker_interp_start(struct worker_py *py, const char *argv0)
+int worker_interp_start(struct worker_py *py, const char *argv0, int huge_arenas)
 {
     memset(py, 0, sizeof(*py));
-    if (interp_boot_python(argv0) != 0)
+    if (interp_boot_python(argv0, huge_arenas) != 0)
         return -1;
     interp_fix_executable();
 

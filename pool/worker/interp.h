@@ -34,10 +34,11 @@ struct worker_py {
 /*
  * Starts CPython isolated from the caller's environment (PYTHONPATH, PYTHONHOME
  * and user site are ignored; the system site-packages are used) and imports
- * cloudpickle. argv0 becomes sys.argv[0]. Returns 0 with *py filled and the GIL
- * held, or -1 after writing one "pyjobd-worker: ..." line to stderr.
+ * cloudpickle. argv0 becomes sys.argv[0]. huge_arenas (--huge-arenas): pymalloc's
+ * arenas on huge pages (arenas.c). Returns 0 with *py filled and the GIL held, or -1
+ * after writing one "pyjobd-worker: ..." line to stderr.
  */
-int worker_interp_start(struct worker_py *py, const char *argv0);
+int worker_interp_start(struct worker_py *py, const char *argv0, int huge_arenas);
 
 /*
  * Runs --init: puts the worker's cwd (os.getcwd(), absolute) at sys.path[0], where

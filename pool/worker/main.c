@@ -210,7 +210,8 @@ int main(int argc, char **argv)
     worker_setup_process(opts.zygote);
 
     struct worker_py py;
-    if (worker_interp_start(&py, argc > 0 && argv[0] ? argv[0] : "pyjobd-worker") != 0)
+    if (worker_interp_start(&py, argc > 0 && argv[0] ? argv[0] : "pyjobd-worker",
+                            opts.huge_arenas) != 0)
         exit(WORKER_EXIT_BOOT_FAILED);
     py.max_result_bytes = opts.max_result_bytes; /* the zygote's forks inherit it */
     if (opts.zygote)
@@ -247,7 +248,7 @@ int main(int argc, char **argv)
                             "one worker\n");
             worker_exit(WORKER_EXIT_PROTOCOL);
         }
-        if (isolate && isolated < 0)
+        if (isolate && isolated < 0 && opts.huge_arenas)
             worker_arenas_collapse(); /* each horse's fork copies less (arenas.c) */
         isolated = isolate;
         uid_t uid = 0;

@@ -120,15 +120,18 @@ void worker_options_parse(int argc, char **argv, struct worker_options *o)
                 options_fail("--uids: invalid value '%s': expected FIRST-LAST, two uids with "
                              "0 < FIRST <= LAST < 2^31",
                              v);
+        } else if (strcmp(argv[i], "--huge-arenas") == 0) {
+            o->huge_arenas = 1; /* (given twice: no harm) */
         } else if (strcmp(argv[i], "--zygote") == 0) {
             if (o->zygote)
                 options_fail("%s given more than once", "--zygote");
             o->zygote = 1;
         } else if (argv[i][0] == '-') {
-            options_fail("unknown option '%s' (known: --init module:function, "
-                         "--memory-limit BYTES, --max-procs N, --max-result-bytes BYTES, "
-                         "--user NAME|UID, --uids FIRST-LAST, --zygote)",
-                         argv[i]);
+            options_fail(
+                "unknown option '%s' (known: --init module:function, "
+                "--huge-arenas, --memory-limit BYTES, --max-procs N, --max-result-bytes BYTES, "
+                "--user NAME|UID, --uids FIRST-LAST, --zygote)",
+                argv[i]);
         } else {
             options_fail("unexpected argument '%s' (pyjobd-worker takes only options)", argv[i]);
         }

@@ -15,6 +15,7 @@ struct worker_options {
     const char *user;        /* --user NAME|UID, NULL when not given */
     rlim_t max_procs;        /* --max-procs N: RLIMIT_NPROC, 0 when not given */
     int zygote;              /* --zygote: fork workers on request instead of running jobs */
+    int huge_arenas;         /* --huge-arenas: pymalloc on huge pages (arenas.c) */
     size_t max_result_bytes; /* --max-result-bytes BYTES: larger results are refused, 0: any */
     /* --uids FIRST-LAST: jobs run as the uid their frame names, within the range; the
      * worker stays root until then. 0-0 when not given. */
