@@ -192,6 +192,10 @@ void api__create_job(struct api *api, const struct api_request *req, struct api_
 void api__get_job(struct api *api, const struct api_request *req, const char *id,
                   struct api_response *resp);
 void api__delete_job(struct api *api, const char *id, struct api_response *resp);
+/* schedules.c: /v1/schedules and /v1/schedules/{id}; 1 when path was one of them
+ * (answered), 0 otherwise. */
+int api__route_schedules(struct api *api, const struct api_request *req, const char *method,
+                         const char *path, struct api_response *resp);
 /* jobs_rerun.c: POST /v1/jobs/{id}/rerun and POST /v1/jobs/rerun. */
 void api__rerun_job(struct api *api, const struct api_request *req, const char *id,
                     struct api_response *resp);

@@ -202,6 +202,8 @@ static json_t *tail_of(const struct job_view *v)
         goto fail;
     if (v->rerun_of[0] && json_object_set_new(obj, "rerun_of", json_string(v->rerun_of)) < 0)
         goto fail;
+    if (v->schedule[0] && json_object_set_new(obj, "schedule", json_string(v->schedule)) < 0)
+        goto fail;
     if ((v->max_retries > 0 || v->nhistory) &&
         json_object_set_new(obj, "history", history_json(v)) < 0)
         goto fail;

@@ -15,6 +15,8 @@
  *   POST         /v1/jobs/{id}/cancel      jobs.c
  *   POST         /v1/jobs/{id}/rerun       jobs_rerun.c
  *   POST         /v1/jobs/rerun            jobs_rerun.c
+ *   GET, POST    /v1/schedules             schedules.c
+ *   GET, DELETE  /v1/schedules/{id}        schedules.c
  *
  * HEAD is answered like GET (the server drops the body). Any other method gets 405
  * with Allow; any other path 404. "batch", "wait" and "rerun" can never be job ids (those are
@@ -249,6 +251,8 @@ static void route(struct api *api, const struct api_request *req, const char *me
             api__rerun_jobs(api, req, resp);
         else
             api__method_not_allowed(resp, method, path, "POST");
+    } else if (api__route_schedules(api, req, method, path, resp)) {
+        /* answered */
     } else if (split_job_path(path, id, sizeof(id), &sub) && !strchr(sub, '/')) {
         if (!route_job(api, req, method, path, id, sub, resp))
             goto not_found;
@@ -259,7 +263,8 @@ static void route(struct api *api, const struct api_request *req, const char *me
 not_found:
     api_problem(resp, 404, NULL,
                 "no resource at '%.64s'; this server has /healthz, /readyz, /metrics, /v1/info, "
-                "/v1/pool, /v1/jobs, /v1/jobs/batch, /v1/jobs/wait, /v1/jobs/rerun, /v1/jobs/{id}, "
+                "/v1/pool, /v1/jobs, /v1/jobs/batch, /v1/jobs/wait, /v1/jobs/rerun, /v1/schedules, "
+                "/v1/jobs/{id}, "
                 "/v1/jobs/{id}/result, /v1/jobs/{id}/output and /v1/jobs/{id}/cancel",
                 path);
 }

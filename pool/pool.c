@@ -45,6 +45,7 @@ struct pool *pool_new(const struct pool_config *cfg)
     p->workers = calloc(cfg->workers, sizeof(*p->workers));
     p->epfd = epoll_create1(EPOLL_CLOEXEC);
     p->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    TAILQ_INIT(&p->schedules);
     /* A zygote handed over is ours from here on, whatever happens next. */
     if (cfg->zygote.pid > 0 && pool__zygote_adopt(p, &cfg->zygote) != 0)
         goto err;
@@ -60,7 +61,7 @@ struct pool *pool_new(const struct pool_config *cfg)
         p->nslots++;
     }
     p->target = cfg->workers;
-    if (cfg->store && pool__recover(p) != 0)
+    if (cfg->store && (pool__recover(p) != 0 || pool__schedules_recover(p) != 0))
         goto err;
     pool__cluster_init(p);
     if (cfg->store)
@@ -122,6 +123,7 @@ void pool_free(struct pool *p)
     pool_stop(p);
     if (p->cfg.store)
         store_on_commit(p->cfg.store, NULL, NULL);
+    pool__schedules_free(p);
     pool__lifecycle_free(&p->lc);
     pool__idem_free(&p->idem);
     pool__zygote_stop(p);

@@ -130,6 +130,7 @@ struct job_view {
     struct job_retry retry;           /* as submitted (echoed when given) */
     struct job_attempt *history;      /* earlier attempts, oldest first (malloc'd) */
     char rerun_of[JOB_ID_LEN + 1];    /* as job_spec.rerun_of; "" */
+    char schedule[JOB_ID_LEN + 1];    /* the schedule whose tick submitted it; "" */
     unsigned nhistory;
     struct blob *result;       /* pickled return value (succeeded, pickle format) */
     struct blob *result_json;  /* JSON text of the return value (succeeded, json format) */

@@ -201,6 +201,48 @@ int pool_job_peek(struct pool *p, const char *id, struct job_view *out);
  */
 int pool_rerun(struct pool *p, const char *id, struct job_view *out);
 
+/* --- recurring schedules (pool_schedules.c) ---------------------------------------- */
+
+/* POST /v1/schedules: at each tick, one job from `job` (its owner set), whose schedule
+ * field names the schedule. Ticks: a cron expression in a time zone, or every N s. */
+struct pool_schedule_request {
+    struct job_spec job;
+    const char *cron;     /* or NULL */
+    double every;         /* seconds, with cron NULL */
+    const char *timezone; /* NULL: "UTC" */
+    int run_once;         /* ticks missed (server down): one job at once (1) or none (0) */
+};
+
+/* A schedule as GET /v1/schedules shows it. */
+struct pool_schedule_info {
+    char id[JOB_ID_LEN + 1];
+    char owner[JOB_OWNER_MAX];
+    char cron[256]; /* "" with every */
+    double every;
+    char timezone[72];
+    int run_once;
+    int64_t created_us, next_us, last_tick_us; /* CLOCK_REALTIME; last 0: never fired */
+    uint64_t runs;
+    char last_job[JOB_ID_LEN + 1];
+};
+
+/* Most schedules one server keeps. */
+#define POOL_MAX_SCHEDULES 10000
+
+/* 0 with *out; -EINVAL with err (a cron expression or a time zone that is wrong: the
+ * api checks them first); -EAGAIN (POOL_MAX_SCHEDULES); -EOPNOTSUPP on a shared store
+ * (not yet); -ENOMEM. */
+int pool_schedule_create(struct pool *p, const struct pool_schedule_request *rq,
+                         struct pool_schedule_info *out, char *err, size_t errlen);
+/* tenant NULL: any owner. 0, -ENOENT (none, or another tenant's). */
+int pool_schedule_get(struct pool *p, const char *id, const char *tenant,
+                      struct pool_schedule_info *out);
+/* The tenant's schedules, oldest first: *out malloc'd (free()), *n of them. */
+int pool_schedule_list(struct pool *p, const char *tenant, struct pool_schedule_info **out,
+                       size_t *n);
+/* 0, -ENOENT. Jobs it submitted stay. */
+int pool_schedule_delete(struct pool *p, const char *id, const char *tenant);
+
 /* Which finished jobs POST /v1/jobs/rerun takes. */
 struct pool_rerun_filter {
     enum job_status status;         /* succeeded, failed or cancelled */

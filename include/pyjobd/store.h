@@ -47,6 +47,34 @@ int store_load(struct store *s, store_load_cb cb, void *arg, char *err, size_t e
  * (STORE_NEW) of a job whose spec has idem_key, with it. 0, cb's negative value, -EIO,
  * or -ENOTSUP for a store that keeps none (a shared store).
  */
+/* A recurring schedule as a store keeps it (POST /v1/schedules): its definition, the
+ * job request it submits (spec_codec bytes) and how far it has fired. */
+struct store_schedule {
+    char id[JOB_ID_LEN + 1];
+    char owner[JOB_OWNER_MAX];
+    const uint8_t *job; /* spec_encode's bytes (borrowed) */
+    size_t job_len;
+    const char *cron;                 /* NULL with every */
+    double every;                     /* seconds; 0 with cron */
+    const char *timezone;             /* "UTC" ... */
+    int run_once;                     /* "missed": "run_once" */
+    int64_t created_us, last_tick_us; /* CLOCK_REALTIME; last_tick 0: never fired */
+    uint64_t runs;
+    char last_job[JOB_ID_LEN + 1];
+};
+
+/* Writes a schedule's row after every write queued before it (a tick's job first: a
+ * row that says a tick fired is never committed without that tick's job). Returns
+ * the write's ticket (0: no store or ENOMEM). */
+uint64_t store_put_schedule(struct store *s, const struct store_schedule *sc);
+uint64_t store_delete_schedule(struct store *s, const char *id);
+
+/* Every schedule kept, through cb (its strings and bytes are valid during the call).
+ * A non-zero return from cb stops and is returned. -ENOTSUP for a store that keeps
+ * none (PostgreSQL, for now). */
+typedef int (*store_schedule_cb)(void *arg, const struct store_schedule *sc);
+int store_load_schedules(struct store *s, store_schedule_cb cb, void *arg);
+
 typedef int (*store_key_cb)(void *arg, const char *owner, const char *key, const uint8_t *digest,
                             const char *job_id, int64_t expires_us);
 int store_load_keys(struct store *s, store_key_cb cb, void *arg);

@@ -36,6 +36,8 @@
 
 #include "../lifecycle/lifecycle.h"
 #include "pyjobd/pool.h"
+#include "pyjobd/cron.h"
+#include "pyjobd/tzif.h"
 #include "pyjobd/wait_status.h"
 
 struct frame;
@@ -159,6 +161,11 @@ struct pool {
     unsigned zygote_failures; /* in a row, for the backoff */
     int64_t zygote_retry_ms;  /* no zygote: when to start one */
 
+    /* Recurring schedules (schedules.c): oldest first, and their next ticks. */
+    TAILQ_HEAD(, schedule) schedules;
+    size_t nschedules;
+    struct heap schedule_ticks;
+
     /* Counters for /v1/pool and /metrics (the jobs' are in lc). */
     uint64_t restarts[END_RETIRE + 1];
     uint64_t boot_failures;
@@ -276,6 +283,41 @@ int pool__answers_locally(const struct pool *p, const struct job *j);
 int pool__elsewhere(const struct pool *p, const struct job *j);
 
 /* retention.c */
+/* --- schedules.c ----------------------------------------------------------------- */
+
+struct schedule {
+    char id[JOB_ID_LEN + 1];
+    char owner[JOB_OWNER_MAX];
+    struct job_spec job; /* what each tick submits */
+    char *cron_text;     /* NULL with every */
+    struct cron cron;
+    double every;
+    char tz_name[TZ_NAME_MAX + 8];
+    struct tz *tz; /* NULL: UTC */
+    int run_once;
+    int64_t created_us, last_tick_us, next_us; /* CLOCK_REALTIME */
+    uint64_t runs;
+    char last_job[JOB_ID_LEN + 1];
+    struct heap_node tick; /* keyed by next_us as CLOCK_MONOTONIC ms */
+    TAILQ_ENTRY(schedule) link;
+};
+
+/* A new schedule (not yet in the pool): its definition checked and its first tick
+ * after now. NULL with err on a bad definition or ENOMEM. */
+struct schedule *pool__schedule_new(const char *id, const struct pool_schedule_request *rq,
+                                    int64_t created_us, char *err, size_t errlen);
+void pool__schedule_free(struct schedule *s);
+/* Adds s to the pool (lock held), written to the store; restored ones are not. */
+void pool__schedule_add(struct pool *p, struct schedule *s, int write);
+/* Takes s out (lock held), deleted from the store; the caller frees it. */
+void pool__schedule_remove(struct pool *p, struct schedule *s);
+/* Fires the ticks due (lock held): a job each; returns when the next one is due
+ * (CLOCK_MONOTONIC ms, INT64_MAX: none). */
+int64_t pool__schedules_fire(struct pool *p, int64_t now_ms);
+/* Recovery: every stored schedule back (and one job for missed ticks if it says so). */
+int pool__schedules_recover(struct pool *p);
+void pool__schedules_free(struct pool *p);
+
 void pool__retention_enforce(struct pool *p, int64_t now);
 int64_t pool__retention_next_ms(const struct pool *p);
 

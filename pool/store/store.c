@@ -23,6 +23,21 @@ int store_load(struct store *s, store_load_cb cb, void *arg, char *err, size_t e
     return s->ops->load(s, cb, arg, err, errlen);
 }
 
+uint64_t store_put_schedule(struct store *s, const struct store_schedule *sc)
+{
+    return s && s->ops->put_schedule ? s->ops->put_schedule(s, sc) : 0;
+}
+
+uint64_t store_delete_schedule(struct store *s, const char *id)
+{
+    return s && s->ops->delete_schedule ? s->ops->delete_schedule(s, id) : 0;
+}
+
+int store_load_schedules(struct store *s, store_schedule_cb cb, void *arg)
+{
+    return s && s->ops->load_schedules ? s->ops->load_schedules(s, cb, arg) : -ENOTSUP;
+}
+
 int store_load_keys(struct store *s, store_key_cb cb, void *arg)
 {
     return s->ops->load_keys ? s->ops->load_keys(s, cb, arg) : -ENOTSUP;

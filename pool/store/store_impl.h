@@ -15,6 +15,10 @@ struct store_ops {
     void (*close)(struct store *s);
     int (*load)(struct store *s, store_load_cb cb, void *arg, char *err, size_t errlen);
     int (*load_keys)(struct store *s, store_key_cb cb, void *arg); /* NULL: -ENOTSUP */
+    /* Schedules (store_sqlite_schedules.c); NULL: none kept (-ENOTSUP / 0). */
+    uint64_t (*put_schedule)(struct store *s, const struct store_schedule *sc);
+    uint64_t (*delete_schedule)(struct store *s, const char *id);
+    int (*load_schedules)(struct store *s, store_schedule_cb cb, void *arg);
     uint64_t (*put)(struct store *s, const struct job_view *v, const struct job_spec *spec,
                     uint64_t seq, unsigned flags);
     uint64_t (*del)(struct store *s, const char *id);

@@ -38,10 +38,10 @@
     " metadata, callable, args, kwargs, json_args, json_kwargs, result, result_json, err_type,"    \
     " err_message, err_exc_type, err_exception, err_traceback, err_exit_code, err_signal,"         \
     " err_max_rss, priority, soft_timeout, run_at_us, expires_at_us, retry_on, retry_not_on,"      \
-    " retry_initial, retry_factor, retry_max, retry_flags, next_attempt_us, history, rerun_of)"    \
-    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,"    \
-    " ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36,"   \
-    " ?37, ?38, ?39, ?40, ?41, ?42)"
+    " retry_initial, retry_factor, retry_max, retry_flags, next_attempt_us, history, rerun_of,"    \
+    " schedule) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,"    \
+    " ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34,"   \
+    " ?35, ?36, ?37, ?38, ?39, ?40, ?41, ?42, ?43)"
 
 static void bind_blob(sqlite3_stmt *st, int i, const struct blob *b)
 {
@@ -61,6 +61,8 @@ static void bind_text(sqlite3_stmt *st, int i, const char *s)
 
 static int apply(struct sqlite_store *s, const struct op *op)
 {
+    if (op->kind == OP_SCHEDULE_PUT || op->kind == OP_SCHEDULE_DELETE)
+        return sqls__schedule_apply(s, op);
     sqlite3_stmt *st = op->kind == OP_PUT ? s->put : s->del;
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
@@ -117,6 +119,8 @@ static int apply(struct sqlite_store *s, const struct op *op)
             sqlite3_bind_text(st, 41, history, -1, SQLITE_STATIC);
         if (v->rerun_of[0])
             bind_text(st, 42, v->rerun_of);
+        if (v->schedule[0])
+            bind_text(st, 43, v->schedule);
     }
     int rc = sqlite3_step(st);
     free(history);
@@ -132,6 +136,7 @@ static void free_ops(struct op_list *ops)
         STAILQ_REMOVE_HEAD(ops, link);
         job_view_release(&op->v);
         job_spec_release(&op->spec);
+        sqls__schedule_free(op->schedule);
         free(op);
     }
 }
@@ -236,7 +241,7 @@ struct store *store_open_sqlite(const char *path, char *err, size_t errlen)
     if (sqlite3_prepare_v2(s->db, PUT_SQL, -1, &s->put, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(s->db, "DELETE FROM jobs WHERE id = ?1", -1, &s->del, NULL) !=
             SQLITE_OK ||
-        sqls__keys_prepare(s) != 0) {
+        sqls__keys_prepare(s) != 0 || sqls__schedules_prepare(s) != 0) {
         snprintf(err, errlen, "store %s: %s", path, sqlite3_errmsg(s->db));
         goto fail;
     }
@@ -260,6 +265,7 @@ fail:
     sqlite3_finalize(s->put);
     sqlite3_finalize(s->del);
     sqls__keys_finalize(s);
+    sqls__schedules_finalize(s);
     sqlite3_close(s->db);
     free(s->describe);
     free(s);
@@ -279,6 +285,7 @@ static void sqlite_close(struct store *base)
     sqlite3_finalize(s->put);
     sqlite3_finalize(s->del);
     sqls__keys_finalize(s);
+    sqls__schedules_finalize(s);
     sqlite3_close(s->db);
     sqls__reader_close(s);
     start_log_close(s->starts);
@@ -289,7 +296,7 @@ static void sqlite_close(struct store *base)
     free(s);
 }
 
-static uint64_t enqueue(struct sqlite_store *s, struct op *op)
+uint64_t sqls__enqueue(struct sqlite_store *s, struct op *op)
 {
     pthread_mutex_lock(&s->lock);
     op->ticket = ++s->next_ticket;
@@ -320,7 +327,7 @@ static uint64_t sqlite_put(struct store *base, const struct job_view *v,
     job_spec_ref_payload(&op->spec, spec);
     memcpy(op->spec.idem_digest, spec->idem_digest, sizeof(op->spec.idem_digest));
     op->spec.idem_expires_us = spec->idem_expires_us;
-    return enqueue(s, op);
+    return sqls__enqueue(s, op);
 }
 
 static uint64_t sqlite_delete(struct store *base, const char *id)
@@ -332,7 +339,7 @@ static uint64_t sqlite_delete(struct store *base, const char *id)
     op->kind = OP_DELETE;
     op->v.error.exit_code = -1;
     snprintf(op->v.id, sizeof(op->v.id), "%s", id);
-    return enqueue(s, op);
+    return sqls__enqueue(s, op);
 }
 
 static int sqlite_sync(struct store *base, uint64_t ticket)
@@ -395,6 +402,9 @@ static const struct store_ops sqlite_ops = {
     .load_keys = sqls__load_keys,
     .read_results = sqls__read_results,
     .read_request = sqls__read_request,
+    .put_schedule = sqls__put_schedule,
+    .delete_schedule = sqls__delete_schedule,
+    .load_schedules = sqls__load_schedules,
     .put = sqlite_put,
     .del = sqlite_delete,
     .sync = sqlite_sync,

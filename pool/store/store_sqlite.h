@@ -25,14 +25,22 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
-enum op_kind { OP_PUT, OP_DELETE };
+enum op_kind { OP_PUT, OP_DELETE, OP_SCHEDULE_PUT, OP_SCHEDULE_DELETE };
+
+/* A schedule's row as an op carries it (store_sqlite_schedules.c): copies. */
+struct op_schedule {
+    struct store_schedule row; /* its pointers point at the copies below */
+    uint8_t *job;
+    char *cron, *timezone;
+};
 
 struct op {
     enum op_kind kind;
     uint64_t ticket;
     uint64_t seq;
-    struct job_view v;
+    struct job_view v; /* OP_PUT; OP_DELETE and OP_SCHEDULE_DELETE: its id */
     struct job_spec spec;
+    struct op_schedule *schedule; /* OP_SCHEDULE_PUT */
     STAILQ_ENTRY(op) link;
 };
 STAILQ_HEAD(op_list, op);
@@ -41,8 +49,9 @@ struct sqlite_store {
     struct store base;
     sqlite3 *db;
     sqlite3_stmt *put, *del;
-    sqlite3_stmt *key_put, *key_expire; /* store_sqlite_keys.c */
-    int64_t keys_expired_ms;            /* CLOCK_MONOTONIC of the last expiry; 0: never */
+    sqlite3_stmt *key_put, *key_expire;  /* store_sqlite_keys.c */
+    sqlite3_stmt *sched_put, *sched_del; /* store_sqlite_schedules.c */
+    int64_t keys_expired_ms;             /* CLOCK_MONOTONIC of the last expiry; 0: never */
     char *describe;
     pthread_t thread;
     pthread_mutex_t lock;
@@ -84,6 +93,18 @@ int sqls__read_results(struct store *base, const char *id, struct job_view *v);
  * back (*out malloc'd, *n entries; a damaged text gives what could be read). */
 char *sqls__history_encode(const struct job_attempt *h, unsigned n);
 int sqls__history_decode(const char *text, struct job_attempt **out, unsigned *n);
+
+/* Schedules (store_sqlite_schedules.c): statements, the writer's apply of an op,
+ * queueing, loading, and freeing an op's copy. */
+int sqls__schedules_prepare(struct sqlite_store *s);
+void sqls__schedules_finalize(struct sqlite_store *s);
+int sqls__schedule_apply(struct sqlite_store *s, const struct op *op);
+uint64_t sqls__put_schedule(struct store *base, const struct store_schedule *sc);
+uint64_t sqls__delete_schedule(struct store *base, const char *id);
+int sqls__load_schedules(struct store *base, store_schedule_cb cb, void *arg);
+void sqls__schedule_free(struct op_schedule *o);
+/* The writer's queue (store_sqlite.c): takes op, returns its ticket (0: ENOMEM). */
+uint64_t sqls__enqueue(struct sqlite_store *s, struct op *op);
 
 int sqls__exec_or_err(sqlite3 *db, const char *sql, const char *path, char *err, size_t errlen);
 int sqls__migrate(sqlite3 *db, const char *path, char *err, size_t errlen);

@@ -49,8 +49,8 @@ static char *column_text(sqlite3_stmt *st, int i)
     " kwargs, json_args, json_kwargs, result, result_json, err_type, err_message, err_exc_type,"   \
     " err_exception, err_traceback, err_exit_code, err_signal, err_max_rss, priority,"             \
     " soft_timeout, run_at_us, expires_at_us, retry_on, retry_not_on, retry_initial,"              \
-    " retry_factor, retry_max, retry_flags, next_attempt_us, history, rerun_of FROM jobs"          \
-    " ORDER BY seq"
+    " retry_factor, retry_max, retry_flags, next_attempt_us, history, rerun_of, schedule FROM"     \
+    " jobs ORDER BY seq"
 
 int sqls__load(struct store *base, store_load_cb cb, void *arg, char *err, size_t errlen)
 {
@@ -120,6 +120,9 @@ int sqls__load(struct store *base, store_load_cb cb, void *arg, char *err, size_
         v.retry.given = (flags & 8) != 0;
         v.retry_on_timeout = spec.retry_on_timeout || (flags & 16);
         v.next_attempt_us = sqlite3_column_int64(st, 39);
+        const unsigned char *sched = sqlite3_column_text(st, 42);
+        if (sched && job_id_is_valid((const char *)sched))
+            memcpy(v.schedule, sched, JOB_ID_LEN + 1);
         const unsigned char *rerun_of = sqlite3_column_text(st, 41);
         if (rerun_of && job_id_is_valid((const char *)rerun_of)) {
             memcpy(v.rerun_of, rerun_of, JOB_ID_LEN + 1);

@@ -9,7 +9,7 @@
 #include <sqlite3.h>
 #include <stdio.h>
 
-#define STORE_SCHEMA 6
+#define STORE_SCHEMA 7
 
 static const char *const schema_v1 =
     "CREATE TABLE jobs ("
@@ -56,6 +56,15 @@ static const char *const schema_v5 =
 
 /* Version 6: reruns of issue 17 (the job a rerun repeats). */
 static const char *const schema_v6 = "ALTER TABLE jobs ADD COLUMN rerun_of TEXT;";
+
+/* Version 7: recurring schedules of issue 17 (store_sqlite_schedules.c), and the
+ * schedule a job was submitted by. */
+static const char *const schema_v7 =
+    "CREATE TABLE schedules (id TEXT PRIMARY KEY, owner TEXT NOT NULL, job BLOB NOT NULL,"
+    " cron TEXT, every REAL NOT NULL DEFAULT 0, timezone TEXT NOT NULL, run_once INTEGER"
+    " NOT NULL DEFAULT 0, created_us INTEGER NOT NULL, last_tick_us INTEGER NOT NULL DEFAULT 0,"
+    " runs INTEGER NOT NULL DEFAULT 0, last_job TEXT);"
+    "ALTER TABLE jobs ADD COLUMN schedule TEXT;";
 
 int sqls__exec_or_err(sqlite3 *db, const char *sql, const char *path, char *err, size_t errlen)
 {
@@ -105,7 +114,8 @@ int sqls__migrate(sqlite3 *db, const char *path, char *err, size_t errlen)
         (version < 3 && sqls__exec_or_err(db, schema_v3, path, err, errlen) != 0) ||
         (version < 4 && sqls__exec_or_err(db, schema_v4, path, err, errlen) != 0) ||
         (version < 5 && sqls__exec_or_err(db, schema_v5, path, err, errlen) != 0) ||
-        (version < 6 && sqls__exec_or_err(db, schema_v6, path, err, errlen) != 0)) {
+        (version < 6 && sqls__exec_or_err(db, schema_v6, path, err, errlen) != 0) ||
+        (version < 7 && sqls__exec_or_err(db, schema_v7, path, err, errlen) != 0)) {
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
         return -1;
     }

@@ -390,6 +390,7 @@ void *pool__supervisor_main(void *arg)
             pool__retention_enforce(p, now);
             pool__results_memory_enforce(p);
             fire_timers(p, now);
+            int64_t ticks = p->draining ? INT64_MAX : pool__schedules_fire(p, now);
             if (p->draining && !p->cfg.store)
                 fail_pending(p, "The server is shutting down and stopped before this job ran. "
                                 "Submit it again.");
@@ -401,6 +402,7 @@ void *pool__supervisor_main(void *arg)
             dispatch(p);
             pool__release_gated(p);
             sources_due = pool__freeze_idle(p, now);
+            sources_due = ticks < sources_due ? ticks : sources_due;
             int64_t idle_due = pool__idle_cpu_check(p, now);
             sources_due = idle_due < sources_due ? idle_due : sources_due;
             int64_t resume = pool__output_resume(p, now);

@@ -410,3 +410,33 @@ int pool_rerun_many(struct pool *p, const struct pool_rerun_filter *f, struct jo
     *n = 0;
     return -EOPNOTSUPP;
 }
+
+/* Schedules: not exercised through the fake (the integration tests run them). */
+int pool_schedule_create(struct pool *p, const struct pool_schedule_request *rq,
+                         struct pool_schedule_info *out, char *err, size_t errlen)
+{
+    (void)p, (void)rq, (void)out, (void)err, (void)errlen;
+    return -EOPNOTSUPP;
+}
+
+int pool_schedule_get(struct pool *p, const char *id, const char *tenant,
+                      struct pool_schedule_info *out)
+{
+    (void)p, (void)id, (void)tenant, (void)out;
+    return -ENOENT;
+}
+
+int pool_schedule_list(struct pool *p, const char *tenant, struct pool_schedule_info **out,
+                       size_t *n)
+{
+    (void)p, (void)tenant;
+    *out = NULL;
+    *n = 0;
+    return 0;
+}
+
+int pool_schedule_delete(struct pool *p, const char *id, const char *tenant)
+{
+    (void)p, (void)id, (void)tenant;
+    return -ENOENT;
+}

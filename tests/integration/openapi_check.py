@@ -287,8 +287,10 @@ class Contract:
                     job_id = _strict_json(body.decode()).get("id")
                 except Exception:
                     job_id = None
-                if job_id and loc != f"/v1/jobs/{job_id}":
-                    raise ContractError(f"Location {loc!r} does not name the created job {job_id}")
+                made = "/v1/schedules" if path.split("?")[0] == "/v1/schedules" else "/v1/jobs"
+                if job_id and loc != f"{made}/{job_id}":
+                    raise ContractError(f"Location {loc!r} does not name the created {made[4:-1]} "
+                                        f"{job_id}")
 
         # Content.
         content = resp.get("content") or {}

@@ -790,6 +790,33 @@ def test_rerun_responses(api, extra):
     q.call("POST", f"/v1/jobs/{busy}/cancel?force=true", expect=200)
 
 
+def test_schedule_responses(api, extra):
+    """Schedules: 201, 200 (one, all), 204, 404, 400; 429 past the server's cap is
+    said why not (10,000 schedules)."""
+    sc = api.call("POST", "/v1/schedules", {"every": 3600, "job": job_req(IDENTITY, 1)},
+                  expect=201).value
+    assert api.call("GET", f"/v1/schedules/{sc['id']}", expect=200).value["id"] == sc["id"]
+    assert sc["id"] in [x["id"] for x in api.call("GET", "/v1/schedules", expect=200).value["schedules"]]
+    api.call("POST", "/v1/schedules", {"cron": "99 * * * *", "job": job_req(IDENTITY, 1)},
+             expect=400)
+    api.call("DELETE", f"/v1/schedules/{sc['id']}", expect=204)
+    api.call("GET", f"/v1/schedules/{sc['id']}", expect=404)
+    api.call("DELETE", f"/v1/schedules/{sc['id']}", expect=404)
+    # A tick's job says which schedule made it.
+    s = extra("--workers", "1", name="schedule-tick")
+    sid = s.call("POST", "/v1/schedules", {"every": 1, "job": job_req(IDENTITY, 2)},
+                 expect=201).value["id"]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        jobs = [j for j in s.call("GET", "/v1/jobs", expect=200).value["jobs"]
+                if j.get("schedule") == sid]
+        if jobs:
+            break
+        time.sleep(0.1)
+    assert jobs, "no job of the schedule"
+    s.call("DELETE", f"/v1/schedules/{sid}", expect=204)
+
+
 def _token_file(lines):
     fd, path = tempfile.mkstemp(prefix="pyjobd-tokens-")
     with os.fdopen(fd, "w") as f:
@@ -1057,6 +1084,9 @@ NOT_EXERCISED = {
     ("POST", "/v1/jobs/rerun", "501"): "as POST /v1/jobs/{id}/rerun 501",
     ("POST", "/v1/jobs/{id}/rerun", "410"): "only a row stored before requests were kept has "
                                             "no request left to read back",
+    ("POST", "/v1/schedules", "429"): "past POOL_MAX_SCHEDULES (10,000 schedules on one server)",
+    ("POST", "/v1/schedules", "501"): "needs a shared store: test_schedules.py::"
+                                      "test_shared_store_refuses_schedules_501",
     ("POST", "/v1/jobs", "404"): "a race: the job must be evicted by --max-jobs between its end and the "
                                  "answer to POST ?wait (api_wait_finish re-reads it)",
 }

@@ -605,6 +605,52 @@ class Executor(_base.Executor):
                             max_retries=max_retries, metadata=metadata, **extra)
         return self._submit_request(req, idempotency_key)
 
+    def schedule(self, fn, args=(), kwargs=None, *, cron=None, every=None, timezone=None,
+                 missed=None, timeout=None, max_retries=None, metadata=None, priority=None,
+                 retry=None):
+        """Submits ``fn(*args, **kwargs)`` at every tick, on the server: ``cron`` (five
+        fields, e.g. ``"0 3 * * *"``, in ``timezone``, default UTC) or ``every`` (seconds).
+        ``missed="run_once"`` makes one job at start for ticks the server was down for
+        (default: none). Returns the schedule (a dict: ``id``, ``next_run_at``, ...); each
+        tick's job names it in ``job["schedule"]``. ``unschedule(id)`` stops it."""
+        if (cron is None) == (every is None):
+            raise ValueError("give cron= or every=")
+        extra = {}
+        if priority is not None:
+            extra["priority"] = priority
+        if retry is not None:
+            if max_retries is not None:
+                raise ValueError("give retry=pyjobd.Retry(max=...) or max_retries, not both")
+            extra["retry"] = retry.to_json()
+        job = self._request(self._dumps(fn), args, kwargs, timeout=timeout,
+                            max_retries=max_retries, metadata=metadata, **extra)
+        body = {"job": job}
+        for name, value in (("cron", cron), ("every", every), ("timezone", timezone),
+                            ("missed", missed)):
+            if value is not None:
+                body[name] = value
+        resp = self._http.request("POST", "/v1/schedules", body)
+        if resp.status != 201:
+            self._raise_for("POST", "/v1/schedules", resp)
+        return resp.json()
+
+    def schedules(self):
+        """Your schedules on the server (a list of dicts)."""
+        resp = self._http.request("GET", "/v1/schedules")
+        if resp.status != 200:
+            self._raise_for("GET", "/v1/schedules", resp)
+        return resp.json()["schedules"]
+
+    def unschedule(self, schedule_id):
+        """Stops a schedule (the jobs it made stay). False if the server knows no such
+        schedule of yours."""
+        resp = self._http.request("DELETE", f"/v1/schedules/{schedule_id}")
+        if resp.status == 404:
+            return False
+        if resp.status != 204:
+            self._raise_for("DELETE", f"/v1/schedules/{schedule_id}", resp)
+        return True
+
     def map(self, fn, *iterables, timeout=None, chunksize=1):
         """Like ``Executor.map``: submits every call at once (``POST /v1/jobs/batch``,
         the pickled ``fn`` is shared), yields results in order, lazily. ``timeout``

@@ -143,6 +143,7 @@ static int load_cb(void *arg, struct job_view *v, struct job_spec *spec, uint64_
         assert_int_equal(v->history[1].worker_pid, 77);
         assert_null(v->history[1].message);
         assert_string_equal(v->rerun_of, OLD_ID); /* schema 6 */
+        assert_string_equal(v->schedule, OLD_ID); /* schema 7 */
         assert_memory_equal(blob_data(spec->callable), "fn", 2);
     }
     job_view_release(v);
@@ -203,6 +204,7 @@ static void store__v1_file__migrated_and_loaded(void **state)
     v.history = hist;
     v.nhistory = 2;
     memcpy(v.rerun_of, OLD_ID, JOB_ID_LEN + 1);
+    memcpy(v.schedule, OLD_ID, JOB_ID_LEN + 1);
     spec.callable = blob_new_copy("fn", 2);
     spec.idem_key = strdup("key-1"); /* schema 3: the key is written with the job */
     memset(spec.idem_digest, 7, sizeof(spec.idem_digest));
@@ -212,7 +214,7 @@ static void store__v1_file__migrated_and_loaded(void **state)
     v.history = NULL; /* the test's own */
     job_spec_release(&spec);
     store_close(s);
-    assert_int_equal(file_user_version(), 6);
+    assert_int_equal(file_user_version(), 7);
 
     /* Reopened (no migration this time): both rows, both with their options. */
     s = store_open_sqlite(path, err, sizeof(err));
