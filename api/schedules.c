@@ -159,9 +159,11 @@ static void create(struct api *api, const struct api_request *req, struct api_re
         api_problem(resp, 501, NULL,
                     "schedules are not supported yet on a shared store (PostgreSQL); run a "
                     "scheduler that submits the jobs (cron and curl, for example)");
-    else if (rc == -EAGAIN)
-        api_problem(resp, 429, NULL, "this server keeps at most %d schedules; delete some first",
-                    POOL_MAX_SCHEDULES);
+    else if (rc == -EAGAIN || rc == -EDQUOT)
+        api_problem(resp, 429, NULL,
+                    "this server keeps at most %d schedules, and %d of one tenant; delete "
+                    "some first (GET /v1/schedules lists yours)",
+                    POOL_MAX_SCHEDULES, POOL_MAX_SCHEDULES_PER_TENANT);
     else if (rc == -EINVAL)
         api_problem(resp, 400, NULL, "%s", detail);
     else if (rc < 0)

@@ -54,7 +54,15 @@ int pool_schedule_create(struct pool *p, const struct pool_schedule_request *rq,
     if (!s)
         return strstr(err, "out of memory") ? -ENOMEM : -EINVAL;
     pthread_mutex_lock(&p->lock);
-    int rc = p->nschedules >= POOL_MAX_SCHEDULES ? -EAGAIN : 0;
+    size_t mine = 0;
+    struct schedule *o;
+    TAILQ_FOREACH(o, &p->schedules, link)
+    mine += strcmp(o->owner, s->owner) == 0;
+    int rc = 0;
+    if (p->nschedules >= POOL_MAX_SCHEDULES)
+        rc = -EAGAIN;
+    else if (mine >= POOL_MAX_SCHEDULES_PER_TENANT)
+        rc = -EDQUOT;
     if (rc == 0) {
         pool__schedule_add(p, s, 1);
         info_of(s, out);

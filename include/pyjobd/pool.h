@@ -226,11 +226,13 @@ struct pool_schedule_info {
     char last_job[JOB_ID_LEN + 1];
 };
 
-/* Most schedules one server keeps. */
+/* Most schedules one server keeps, and one tenant of it. */
 #define POOL_MAX_SCHEDULES 10000
+#define POOL_MAX_SCHEDULES_PER_TENANT 1000
 
 /* 0 with *out; -EINVAL with err (a cron expression or a time zone that is wrong: the
- * api checks them first); -EAGAIN (POOL_MAX_SCHEDULES); -EOPNOTSUPP on a shared store
+ * api checks them first); -EAGAIN (POOL_MAX_SCHEDULES); -EDQUOT (the tenant has
+ * POOL_MAX_SCHEDULES_PER_TENANT); -EOPNOTSUPP on a shared store
  * (not yet); -ENOMEM. */
 int pool_schedule_create(struct pool *p, const struct pool_schedule_request *rq,
                          struct pool_schedule_info *out, char *err, size_t errlen);

@@ -174,12 +174,21 @@ static void fire(struct pool *p, struct schedule *s, int64_t tick_us)
     tick_job_id(s, tick_us, j->v.id);
     memcpy(j->v.schedule, s->id, sizeof(j->v.schedule));
     size_t pending = p->lc.jobs.nqueued + p->lc.jobs.nscheduled;
-    int rc = p->cfg.max_queue && pending >= p->cfg.max_queue ? -EAGAIN : pool__job_admit(&p->lc, j);
+    struct tenant *tn = pool__tenant_of(&p->lc.jobs, j);
+    int rc = 0;
+    if (!tn)
+        rc = -ENOMEM;
+    else if (p->cfg.max_queue && pending >= p->cfg.max_queue)
+        rc = -EAGAIN;
+    else if (p->cfg.tenant_max_queued && tn->queued >= p->cfg.tenant_max_queued)
+        rc = -EDQUOT;
+    else
+        rc = pool__job_admit(&p->lc, j);
     if (rc != 0) {
-        if (rc == -EAGAIN)
-            log_warn("schedule %s: the queue is full (--max-queue %zu); this tick's job "
-                     "was not made",
-                     s->id, p->cfg.max_queue);
+        /* A tick is not worth a queue past its limits: it is lost, and said. */
+        if (rc == -EAGAIN || rc == -EDQUOT)
+            log_warn("schedule %s: the queue is full (%s); this tick's job was not made", s->id,
+                     rc == -EAGAIN ? "--max-queue" : "--tenant-max-queued");
         pool__job_free(j);
         return;
     }

@@ -233,3 +233,23 @@ def test_client_schedule(server, runs_dir):
     while not marks(log) and time.time() < deadline:
         time.sleep(0.1)
     assert len(marks(log)) >= 1
+
+
+def nap(s):
+    import time
+    time.sleep(s)
+
+
+def test_ticks_respect_the_tenants_queue_limit(make_server, runs_dir):
+    """A schedule cannot flood the queue: a tick past --tenant-max-queued makes no job
+    (said in the log), the next one in room does."""
+    s = make_server("--workers", "1", "--tenant-max-queued", "1")
+    log = os.path.join(runs_dir, "n")
+    busy = call(s, "POST", "/v1/jobs", make_payload(nap, 3.5)).json()["id"]
+    sid = call(s, "POST", "/v1/schedules", {"every": 1, "job": make_payload(mark, log)}).json()["id"]
+    time.sleep(3.2)
+    assert call(s, "GET", "/v1/pool").json()["queued"] <= 1
+    assert len(jobs_of(s, sid)) == 1, jobs_of(s, sid)
+    assert "this tick's job was not made" in s.log_tail()
+    s.wait_done(busy)
+    call(s, "DELETE", f"/v1/schedules/{sid}")
