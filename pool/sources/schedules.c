@@ -131,13 +131,23 @@ static void arm(struct pool *p, struct schedule *s)
 {
     if (heap_push(&p->schedule_ticks, &s->tick, pool__real_to_mono_ms(s->next_us)) != 0)
         log_error("schedule %s: out of memory for its next tick; it will not fire", s->id);
+    else
+        s->armed = 1;
+}
+
+static void disarm(struct pool *p, struct schedule *s)
+{
+    if (s->armed)
+        heap_remove(&p->schedule_ticks, &s->tick);
+    s->armed = 0;
 }
 
 void pool__schedule_add(struct pool *p, struct schedule *s, int write)
 {
     TAILQ_INSERT_TAIL(&p->schedules, s, link);
     p->nschedules++;
-    arm(p, s);
+    if (s->next_us)
+        arm(p, s);
     if (write)
         persist(p, s);
 }
@@ -146,7 +156,7 @@ void pool__schedule_remove(struct pool *p, struct schedule *s)
 {
     TAILQ_REMOVE(&p->schedules, s, link);
     p->nschedules--;
-    heap_remove(&p->schedule_ticks, &s->tick);
+    disarm(p, s);
     if (p->cfg.store)
         store_delete_schedule(p->cfg.store, s->id);
 }
@@ -204,7 +214,7 @@ int64_t pool__schedules_fire(struct pool *p, int64_t now_ms)
     int fired = 0;
     while ((top = heap_top(&p->schedule_ticks)) && top->key <= now_ms) {
         struct schedule *s = of(top);
-        heap_remove(&p->schedule_ticks, top);
+        disarm(p, s);
         int64_t now = clock_real_us();
         if (now < s->next_us) { /* early by the clocks' difference */
             arm(p, s);
@@ -247,10 +257,19 @@ static int restore_one(void *arg, const struct store_schedule *sc)
     /* The tick it missed last, if it did: once, as that tick (its id makes a second
      * try of it, had it fired, no job). */
     int64_t after = s->last_tick_us ? s->last_tick_us : s->created_us;
-    int64_t missed = next_tick(s, after), now = clock_real_us(), last_missed = 0;
-    for (int guard = 0; missed && missed <= now && guard < 1000000; guard++) {
-        last_missed = missed;
-        missed = next_tick(s, missed);
+    int64_t now = clock_real_us(), last_missed = 0;
+    if (s->every > 0) {
+        /* The last tick at or before now, if it came after the last one fired. */
+        int64_t step = (int64_t)(s->every * 1e6);
+        int64_t last =
+            now < s->created_us + step ? 0 : s->created_us + (now - s->created_us) / step * step;
+        last_missed = last > after ? last : 0;
+    } else {
+        int64_t missed = next_tick(s, after);
+        for (int guard = 0; missed && missed <= now && guard < 1000000; guard++) {
+            last_missed = missed;
+            missed = next_tick(s, missed);
+        }
     }
     if (last_missed && s->run_once) {
         fire(p, s, last_missed);

@@ -299,6 +299,7 @@ struct schedule {
     uint64_t runs;
     char last_job[JOB_ID_LEN + 1];
     struct heap_node tick; /* keyed by next_us as CLOCK_MONOTONIC ms */
+    int armed;             /* tick is in the pool's heap */
     TAILQ_ENTRY(schedule) link;
 };
 
