@@ -296,7 +296,7 @@ static void sqlite_close(struct store *base)
     free(s);
 }
 
-uint64_t sqls__enqueue(struct sqlite_store *s, struct op *op)
+static uint64_t enqueue(struct sqlite_store *s, struct op *op)
 {
     pthread_mutex_lock(&s->lock);
     op->ticket = ++s->next_ticket;
@@ -327,7 +327,31 @@ static uint64_t sqlite_put(struct store *base, const struct job_view *v,
     job_spec_ref_payload(&op->spec, spec);
     memcpy(op->spec.idem_digest, spec->idem_digest, sizeof(op->spec.idem_digest));
     op->spec.idem_expires_us = spec->idem_expires_us;
-    return sqls__enqueue(s, op);
+    return enqueue(s, op);
+}
+
+static uint64_t sqlite_put_schedule(struct store *base, const struct store_schedule *sc)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    struct op *op = calloc(1, sizeof(*op));
+    if (!op || sqls__schedule_op(op, sc) != 0) {
+        free(op);
+        log_error("store: out of memory queueing schedule %s", sc->id);
+        return 0;
+    }
+    return enqueue(s, op);
+}
+
+static uint64_t sqlite_delete_schedule(struct store *base, const char *id)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    struct op *op = calloc(1, sizeof(*op));
+    if (!op)
+        return 0;
+    op->kind = OP_SCHEDULE_DELETE;
+    op->v.error.exit_code = -1;
+    snprintf(op->v.id, sizeof(op->v.id), "%s", id);
+    return enqueue(s, op);
 }
 
 static uint64_t sqlite_delete(struct store *base, const char *id)
@@ -339,7 +363,7 @@ static uint64_t sqlite_delete(struct store *base, const char *id)
     op->kind = OP_DELETE;
     op->v.error.exit_code = -1;
     snprintf(op->v.id, sizeof(op->v.id), "%s", id);
-    return sqls__enqueue(s, op);
+    return enqueue(s, op);
 }
 
 static int sqlite_sync(struct store *base, uint64_t ticket)
@@ -402,8 +426,8 @@ static const struct store_ops sqlite_ops = {
     .load_keys = sqls__load_keys,
     .read_results = sqls__read_results,
     .read_request = sqls__read_request,
-    .put_schedule = sqls__put_schedule,
-    .delete_schedule = sqls__delete_schedule,
+    .put_schedule = sqlite_put_schedule,
+    .delete_schedule = sqlite_delete_schedule,
     .load_schedules = sqls__load_schedules,
     .put = sqlite_put,
     .del = sqlite_delete,

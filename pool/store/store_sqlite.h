@@ -94,17 +94,15 @@ int sqls__read_results(struct store *base, const char *id, struct job_view *v);
 char *sqls__history_encode(const struct job_attempt *h, unsigned n);
 int sqls__history_decode(const char *text, struct job_attempt **out, unsigned *n);
 
-/* Schedules (store_sqlite_schedules.c): statements, the writer's apply of an op,
- * queueing, loading, and freeing an op's copy. */
+/* Schedules (store_sqlite_schedules.c): statements, the writer's apply of an op, an
+ * op for a row, loading, and freeing an op's copy. */
 int sqls__schedules_prepare(struct sqlite_store *s);
 void sqls__schedules_finalize(struct sqlite_store *s);
 int sqls__schedule_apply(struct sqlite_store *s, const struct op *op);
-uint64_t sqls__put_schedule(struct store *base, const struct store_schedule *sc);
-uint64_t sqls__delete_schedule(struct store *base, const char *id);
+/* Fills op (zeroed) to write sc's row: 0 or -ENOMEM. */
+int sqls__schedule_op(struct op *op, const struct store_schedule *sc);
 int sqls__load_schedules(struct store *base, store_schedule_cb cb, void *arg);
 void sqls__schedule_free(struct op_schedule *o);
-/* The writer's queue (store_sqlite.c): takes op, returns its ticket (0: ENOMEM). */
-uint64_t sqls__enqueue(struct sqlite_store *s, struct op *op);
 
 int sqls__exec_or_err(sqlite3 *db, const char *sql, const char *path, char *err, size_t errlen);
 int sqls__migrate(sqlite3 *db, const char *path, char *err, size_t errlen);

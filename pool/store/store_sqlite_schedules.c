@@ -7,7 +7,6 @@
  * a middle). Loaded at start.
  */
 #include "store_sqlite.h"
-#include "pyjobd/log.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -71,11 +70,9 @@ int sqls__schedule_apply(struct sqlite_store *s, const struct op *op)
     return rc == SQLITE_DONE ? 0 : rc;
 }
 
-uint64_t sqls__put_schedule(struct store *base, const struct store_schedule *sc)
+int sqls__schedule_op(struct op *op, const struct store_schedule *sc)
 {
-    struct sqlite_store *s = (struct sqlite_store *)base;
-    struct op *op = calloc(1, sizeof(*op));
-    struct op_schedule *o = op ? calloc(1, sizeof(*o)) : NULL;
+    struct op_schedule *o = calloc(1, sizeof(*o));
     if (o) {
         o->row = *sc;
         o->job = malloc(sc->job_len ? sc->job_len : 1);
@@ -84,9 +81,7 @@ uint64_t sqls__put_schedule(struct store *base, const struct store_schedule *sc)
     }
     if (!o || !o->job || (sc->cron && !o->cron) || !o->timezone) {
         sqls__schedule_free(o);
-        free(op);
-        log_error("store: out of memory queueing schedule %s", sc->id);
-        return 0;
+        return -ENOMEM;
     }
     memcpy(o->job, sc->job, sc->job_len);
     o->row.job = o->job;
@@ -96,19 +91,7 @@ uint64_t sqls__put_schedule(struct store *base, const struct store_schedule *sc)
     op->schedule = o;
     op->v.error.exit_code = -1;
     snprintf(op->v.id, sizeof(op->v.id), "%s", sc->id);
-    return sqls__enqueue(s, op);
-}
-
-uint64_t sqls__delete_schedule(struct store *base, const char *id)
-{
-    struct sqlite_store *s = (struct sqlite_store *)base;
-    struct op *op = calloc(1, sizeof(*op));
-    if (!op)
-        return 0;
-    op->kind = OP_SCHEDULE_DELETE;
-    op->v.error.exit_code = -1;
-    snprintf(op->v.id, sizeof(op->v.id), "%s", id);
-    return sqls__enqueue(s, op);
+    return 0;
 }
 
 int sqls__load_schedules(struct store *base, store_schedule_cb cb, void *arg)
