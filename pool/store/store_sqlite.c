@@ -342,28 +342,27 @@ static uint64_t sqlite_put_schedule(struct store *base, const struct store_sched
     return enqueue(s, op);
 }
 
-static uint64_t sqlite_delete_schedule(struct store *base, const char *id)
+/* A row of id goes (a job's, or a schedule's). */
+static uint64_t delete_op(struct store *base, enum op_kind kind, const char *id)
 {
     struct sqlite_store *s = (struct sqlite_store *)base;
     struct op *op = calloc(1, sizeof(*op));
     if (!op)
         return 0;
-    op->kind = OP_SCHEDULE_DELETE;
+    op->kind = kind;
     op->v.error.exit_code = -1;
     snprintf(op->v.id, sizeof(op->v.id), "%s", id);
     return enqueue(s, op);
 }
 
+static uint64_t sqlite_delete_schedule(struct store *base, const char *id)
+{
+    return delete_op(base, OP_SCHEDULE_DELETE, id);
+}
+
 static uint64_t sqlite_delete(struct store *base, const char *id)
 {
-    struct sqlite_store *s = (struct sqlite_store *)base;
-    struct op *op = calloc(1, sizeof(*op));
-    if (!op)
-        return 0;
-    op->kind = OP_DELETE;
-    op->v.error.exit_code = -1;
-    snprintf(op->v.id, sizeof(op->v.id), "%s", id);
-    return enqueue(s, op);
+    return delete_op(base, OP_DELETE, id);
 }
 
 static int sqlite_sync(struct store *base, uint64_t ticket)

@@ -499,6 +499,18 @@ def server():
 
 
 @pytest.fixture
+def runs_dir():
+    """A directory for jobs' side-effect files (counting their runs), writable by
+    whatever user the workers run as."""
+    d = tempfile.mkdtemp(prefix="pyjobd-runs-")
+    os.chmod(d, 0o777)
+    yield d
+    for f in os.listdir(d):
+        os.unlink(os.path.join(d, f))
+    os.rmdir(d)
+
+
+@pytest.fixture
 def make_server():
     """Factory for servers with other flags; each is stopped (and checked) at teardown."""
     started = []

@@ -12,7 +12,6 @@ meanwhile, and a kill -9 during that wait (SQLite) neither loses nor doubles it.
 import json
 import os
 import sys
-import tempfile
 import time
 
 import cloudpickle
@@ -23,16 +22,6 @@ from conftest_pg import pg_db, pg_server  # noqa: F401  (fixtures)
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "client", "python"))
-
-
-@pytest.fixture
-def runs_dir():
-    d = tempfile.mkdtemp(prefix="pyjobd-retry-")
-    os.chmod(d, 0o777)
-    yield d
-    for f in os.listdir(d):
-        os.unlink(os.path.join(d, f))
-    os.rmdir(d)
 
 
 def flaky(path, failures, exc_name):

@@ -12,7 +12,6 @@ import datetime
 import json
 import os
 import sys
-import tempfile
 import time
 
 import cloudpickle
@@ -23,17 +22,6 @@ from conftest_pg import pg_db, pg_server  # noqa: F401  (fixtures)
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "client", "python"))
-
-
-@pytest.fixture
-def runs_dir():
-    """Where jobs write their side effects, whatever user the workers run as."""
-    d = tempfile.mkdtemp(prefix="pyjobd-sched-")
-    os.chmod(d, 0o777)
-    yield d
-    for f in os.listdir(d):
-        os.unlink(os.path.join(d, f))
-    os.rmdir(d)
 
 
 def record_run(path, tag):

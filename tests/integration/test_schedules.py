@@ -11,7 +11,6 @@ import datetime
 import json
 import os
 import sys
-import tempfile
 import time
 
 import cloudpickle
@@ -26,16 +25,6 @@ IS_ROOT = os.geteuid() == 0
 ROOT_OK = (["--allow-root-workers"] if IS_ROOT else []) + ["--allow-shared-worker-uid"]
 ALICE = "alice-token-aaaaaaaaaaaaaaaaaaaa"
 BOB = "bob-token-bbbbbbbbbbbbbbbbbbbbbbbb"
-
-
-@pytest.fixture
-def runs_dir():
-    d = tempfile.mkdtemp(prefix="pyjobd-sched-")
-    os.chmod(d, 0o777)
-    yield d
-    for f in os.listdir(d):
-        os.unlink(os.path.join(d, f))
-    os.rmdir(d)
 
 
 def mark(path):
