@@ -4,7 +4,7 @@
  * how far it has fired. A row is written through the writer's queue like a job's, so
  * it commits after every job queued before it: a row saying that a tick fired never
  * reaches the disk without that tick's job (a crash loses a suffix of the queue, never
- * a middle). Loaded at start.
+ * a middle). Loaded at start, on the reader's connection.
  */
 #include "store_sqlite.h"
 
@@ -96,13 +96,18 @@ int sqls__schedule_op(struct op *op, const struct store_schedule *sc)
 
 int sqls__load_schedules(struct store *base, store_schedule_cb cb, void *arg)
 {
+    /* On the reader's connection: recovery has queued writes by now, and the writer's
+     * connection is its thread's (a connection must not be used by two at once). */
     struct sqlite_store *s = (struct sqlite_store *)base;
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(s->db,
+    pthread_mutex_lock(&s->rlock);
+    if (sqlite3_prepare_v2(s->rdb,
                            "SELECT id, owner, job, cron, every, timezone, run_once, created_us,"
                            " last_tick_us, runs, last_job FROM schedules ORDER BY created_us",
-                           -1, &st, NULL) != SQLITE_OK)
+                           -1, &st, NULL) != SQLITE_OK) {
+        pthread_mutex_unlock(&s->rlock);
         return -EIO;
+    }
     int rc, out = 0;
     while (out == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         struct store_schedule sc;
@@ -128,5 +133,6 @@ int sqls__load_schedules(struct store *base, store_schedule_cb cb, void *arg)
         out = cb(arg, &sc);
     }
     sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->rlock);
     return out;
 }
