@@ -169,6 +169,11 @@ int api__store_problem(const struct api *api, struct api_response *resp, int rc)
  * (-EKEYREJECTED: 422, -ESTALE: 404, -EOPNOTSUPP: 501) or its timing on a shared store
  * (-ENOSYS: 501), naming where (e.g. "jobs[3]: ", "" for none) and the key: 1 when it
  * answered, 0 for any other rc. */
+/* Answers a submission's refusals by the queue (-EAGAIN: 429 with Retry-After, -EDQUOT:
+ * the tenant's limit), -ESHUTDOWN (503), the store's, or any other error, naming what
+ * was to be queued ("job", "jobs"): 1 when it answered, 0 for rc >= 0. */
+int api__queue_problem(struct api *api, const char *tenant, struct api_response *resp, int rc,
+                       const char *what);
 int api__submit_problem(const struct api *api, struct api_response *resp, int rc, const char *where,
                         const char *key);
 void api__job_lookup_problem(const struct api *api, struct api_response *resp, const char *id,

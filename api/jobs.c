@@ -183,28 +183,8 @@ void api__create_job(struct api *api, const struct api_request *req, struct api_
     job_spec_release(&spec);
     if (answered)
         return;
-    if (rc == -EAGAIN) {
-        api_problem(resp, 429, NULL,
-                    "the job queue is full (--max-queue %zu jobs); retry after a while",
-                    api->max_queue);
-        resp->retry_after = 1;
+    if (api__queue_problem(api, req->tenant, resp, rc, "job"))
         return;
-    }
-    if (rc == -EDQUOT) {
-        api__tenant_full_problem(api, req->tenant, resp);
-        return;
-    }
-    if (rc == -ESHUTDOWN) {
-        api_problem(resp, 503, NULL, "server is shutting down; submit the job again elsewhere");
-        return;
-    }
-    if (api__store_problem(api, resp, rc))
-        return;
-    if (rc < 0) {
-        api_problem(resp, api__status_from_errno(rc), NULL, "cannot queue the job: %s",
-                    strerror(-rc));
-        return;
-    }
     /* A key's job again: 200, the job as it is now, never a second one. */
     respond_view(&view, replayed ? 200 : 201, wait, resp);
     if (replayed && resp->wait)

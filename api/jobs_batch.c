@@ -154,15 +154,8 @@ void api__create_batch(struct api *api, const struct api_request *req, struct ap
                     "queued; retry after a while or send smaller batches",
                     n, api->max_queue);
         resp->retry_after = 1;
-    } else if (rc == -EDQUOT) {
-        api__tenant_full_problem(api, req->tenant, resp);
-    } else if (rc == -ESHUTDOWN) {
-        api_problem(resp, 503, NULL, "server is shutting down; submit the jobs again elsewhere");
-    } else if (api__store_problem(api, resp, rc)) {
+    } else if (api__queue_problem(api, req->tenant, resp, rc, "jobs")) {
         /* answered */
-    } else if (rc < 0) {
-        api_problem(resp, api__status_from_errno(rc), NULL, "cannot queue the jobs: %s",
-                    strerror(-rc));
     } else {
         size_t again = 0;
         for (size_t i = 0; i < n; i++)

@@ -45,24 +45,10 @@ static int rerun_problem(struct api *api, const struct api_request *req, const c
         api_problem(resp, 501, NULL,
                     "reruns are not supported yet on a shared store (PostgreSQL): submit the "
                     "job again");
-    else if (rc == -EAGAIN) {
-        api_problem(resp, 429, NULL,
-                    "the job queue is full (--max-queue %zu jobs); retry after a while",
-                    api->max_queue);
-        resp->retry_after = 1;
-    } else if (rc == -EDQUOT)
-        api__tenant_full_problem(api, req->tenant, resp);
-    else if (rc == -ESHUTDOWN)
-        api_problem(resp, 503, NULL, "server is shutting down; submit the job again elsewhere");
     else if (rc == -ENOENT || rc == -ESTALE || rc == -ENOBUFS)
         api__job_lookup_problem(api, resp, id, rc);
-    else if (api__store_problem(api, resp, rc))
-        ;
-    else if (rc < 0)
-        api_problem(resp, api__status_from_errno(rc), NULL, "cannot queue the rerun: %s",
-                    strerror(-rc));
     else
-        return 0;
+        return api__queue_problem(api, req->tenant, resp, rc, "job");
     return 1;
 }
 

@@ -236,6 +236,30 @@ int api__submit_problem(const struct api *api, struct api_response *resp, int rc
     return 1;
 }
 
+int api__queue_problem(struct api *api, const char *tenant, struct api_response *resp, int rc,
+                       const char *what)
+{
+    if (rc == -EAGAIN) {
+        api_problem(resp, 429, NULL,
+                    "the job queue is full (--max-queue %zu jobs); retry after a while",
+                    api->max_queue);
+        resp->retry_after = 1;
+    } else if (rc == -EDQUOT) {
+        api__tenant_full_problem(api, tenant, resp);
+    } else if (rc == -ESHUTDOWN) {
+        api_problem(resp, 503, NULL, "server is shutting down; submit the %s again elsewhere",
+                    what);
+    } else if (api__store_problem(api, resp, rc)) {
+        /* answered */
+    } else if (rc < 0) {
+        api_problem(resp, api__status_from_errno(rc), NULL, "cannot queue the %s: %s", what,
+                    strerror(-rc));
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
 void api__job_lookup_problem(const struct api *api, struct api_response *resp, const char *id,
                              int rc)
 {
