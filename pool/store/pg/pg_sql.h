@@ -13,8 +13,8 @@
 
 #include "pyjobd/job.h"
 
-/* 2: jobs.priority and jobs.soft_timeout (issue 17), the claim index by priority. */
-#define PG_SCHEMA_VERSION 2
+/* See pg_schema.c for what each version added. */
+#define PG_SCHEMA_VERSION 3
 
 /* The setup script for a connection: schema, tables, migration lock, version check,
  * LISTEN. schema is the bare name; NULL on ENOMEM or a name libpq cannot quote. */
@@ -25,7 +25,12 @@ struct pg_stmt {
     const char *name;
     const char *sql;
 };
-extern const struct pg_stmt *const pg_statements[]; /* NULL-terminated */
+/* NULL-terminated lists: the jobs' (pg_sql.c), the Idempotency-Keys' (pg_sql_keys.c),
+ * the schedules' (pg_sql_schedules.c); pg_statement_sets lists them, NULL-terminated. */
+extern const struct pg_stmt *const pg_statements[];
+extern const struct pg_stmt *const pg_key_statements[];
+extern const struct pg_stmt *const pg_schedule_statements[];
+extern const struct pg_stmt *const *const pg_statement_sets[];
 
 /* Columns of a job view, in the order pg_row_view reads them. */
 #define PG_VIEW_COLS                                                                               \

@@ -2,7 +2,10 @@
  * pgstore.h — the PostgreSQL store's own structures, shared by its files. From the
  * bottom up; each file calls only those below it:
  *
- *   pg_sql.c          the schema, the statements, decoding result rows
+ *   pg_schema.c       the schema and its migrations, run by every new connection
+ *   pg_sql.c          the statements about jobs (pg_sql_keys.c, pg_sql_schedules.c:
+ *                     about Idempotency-Keys, about schedules)
+ *   pg_rows.c         decoding result rows, statement parameters
  *   pg_conn.c         one non-blocking libpq connection in pipeline mode
  *   pg_seg.c          what every round uses: segments and their handlers, NOTIFY,
  *                     id arrays, waking the thread, node ids
