@@ -225,12 +225,6 @@ int api__submit_problem(const struct api *api, struct api_response *resp, int rc
                     "%sIdempotency-Key is not supported yet on a shared store (PostgreSQL); "
                     "submit without it",
                     where);
-    else if (rc == -ENOSYS)
-        api_problem(resp, 501, NULL,
-                    "%sdelayed and expiring jobs (delay, run_at, expires_in, expires_at) and "
-                    "retry policies (retry; max_retries and retry_on_timeout work) are not "
-                    "supported yet on a shared store (PostgreSQL); submit without them",
-                    where);
     else
         return 0;
     return 1;

@@ -140,14 +140,19 @@ static int queue_fresh(struct pool *p, struct submission *s, struct job_view *vi
         while ((rc = pool__job_admit(&p->lc, jobs[admitted])) == -EEXIST)
             new_job_id(jobs[admitted]->v.id);
     /* Shared store: this node runs what its idle workers can take at once and
-     * leaves the rest in the database's queue, for any node to claim. */
-    size_t kept = n;
+     * leaves the rest in the database's queue, for any node to claim; a scheduled job
+     * waits there too (the database's timers queue it when due, pg_sql_promote). */
+    size_t room = n;
     if (rc == 0 && shared) {
         unsigned idle = pool__idle_workers(p);
-        kept = idle > queued ? idle - queued : 0;
-        kept = kept < n ? kept : n;
-        for (size_t i = 0; i < kept; i++)
-            store_node_id(p->cfg.store, jobs[i]->v.node);
+        room = idle > queued ? idle - queued : 0;
+        for (size_t i = 0; i < n; i++) {
+            jobs[i]->claim_here = room > 0 && jobs[i]->v.status != JOB_SCHEDULED;
+            if (jobs[i]->claim_here) {
+                room--;
+                store_node_id(p->cfg.store, jobs[i]->v.node);
+            }
+        }
     }
     /* The caller's copies, before anything is queued: all or none. */
     size_t copied = 0;
@@ -167,7 +172,8 @@ static int queue_fresh(struct pool *p, struct submission *s, struct job_view *vi
             pool__idem_insert(&p->idem, e);
             s->keys[s->at[i]] = NULL;
         }
-        uint64_t t = pool__job_submitted(&p->lc, jobs[i], i < kept); /* frees the others */
+        int here = !shared || jobs[i]->claim_here;
+        uint64_t t = pool__job_submitted(&p->lc, jobs[i], here); /* frees the others */
         *ticket = t > *ticket ? t : *ticket;
     }
     pool__retention_enforce(p, clock_now_ms()); /* keeps --max-jobs a bound */
@@ -206,20 +212,11 @@ int pool_submit_keyed(struct pool *p, const struct job_spec *specs, size_t n,
 {
     if (n == 0)
         return 0;
-    size_t nkeys = 0, bad = 0, timed = n;
-    for (size_t i = 0; i < n; i++) {
+    size_t nkeys = 0, bad = 0;
+    for (size_t i = 0; i < n; i++)
         if (specs[i].idem_key && !nkeys++)
             bad = i;
-        if ((specs[i].run_at_us || specs[i].expires_at_us || specs[i].retry.given) && timed == n)
-            timed = i;
-    }
     int shared = pool__shared(p);
-    if (shared && timed < n) {
-        /* Timers (delays, expiries, backoffs) and policies on a shared store must live in
-         * the database: not there yet. */
-        *bad_index = timed;
-        return -ENOSYS;
-    }
     if (shared && nkeys) {
         /* Two nodes must agree on a key through the database: not there yet. */
         *bad_index = bad;

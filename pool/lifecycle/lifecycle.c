@@ -80,6 +80,7 @@ static void pending(struct lifecycle *lc, struct job *j, int front)
 {
     if (j->v.status == JOB_SCHEDULED) {
         lc->jobs.nscheduled++;
+        j->counted_scheduled = 1;
         if (pool__timer_set(&lc->jobs, j, due_us(j)) != 0)
             log_error("job %s: out of memory for its timer", j->v.id);
         return;
@@ -97,8 +98,7 @@ static void pending(struct lifecycle *lc, struct job *j, int front)
 static void not_pending(struct lifecycle *lc, struct job *j)
 {
     pool__timer_clear(&lc->jobs, j);
-    if (j->v.status == JOB_SCHEDULED)
-        lc->jobs.nscheduled--;
+    pool__scheduled_uncount(&lc->jobs, j);
 }
 
 void pool__job_due(struct lifecycle *lc, struct job *j)
@@ -125,7 +125,7 @@ void pool__job_due(struct lifecycle *lc, struct job *j)
             log_error("job %s: out of memory for its timer", j->v.id);
         return;
     }
-    lc->jobs.nscheduled--;
+    pool__scheduled_uncount(&lc->jobs, j);
     int retry = j->v.next_attempt_us != 0;
     j->v.next_attempt_us = 0;
     j->v.status = JOB_QUEUED;
@@ -184,9 +184,12 @@ int pool__job_claimed(struct lifecycle *lc, struct job_view *v, struct job_spec 
     pool__job_adopt(j, v, spec);
     j->results_out = 0;
     j->mirror = 0;
-    j->v.status = JOB_QUEUED;
+    /* Queued (armed for its expires_at, if any), or, taken up again after a reconnect, a
+     * retry still waiting for its backoff. */
+    if (j->v.status != JOB_SCHEDULED)
+        j->v.status = JOB_QUEUED;
     j->v.worker_pid = 0;
-    pool__queue_push(&lc->jobs, j);
+    pending(lc, j, 0);
     return 0;
 }
 
@@ -333,6 +336,9 @@ int pool__job_retry(struct lifecycle *lc, struct job *j, int front)
         running_sub(lc, j);
         history_add(j);
     }
+    /* The attempt's error is in the history now: a job waiting for its next attempt
+     * has none (only a failed or cancelled job does). */
+    job_error_release(&j->v.error);
     j->worker = NULL;
     j->deadline_ms = 0;
     if (delay > 0) {

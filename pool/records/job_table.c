@@ -80,10 +80,16 @@ void pool__table_remove(struct job_table *t, struct job *j, enum job_gone gone)
     pool__queue_remove(t, j);
     pool__done_remove(t, j);
     pool__timer_clear(t, j);
-    if (j->v.status == JOB_SCHEDULED)
-        t->nscheduled--;
+    pool__scheduled_uncount(t, j);
     if (gone != JOB_GONE_FORGOTTEN)
         pool__tombstones_add(&t->expired, j->v.id, gone);
+}
+
+void pool__scheduled_uncount(struct job_table *t, struct job *j)
+{
+    if (j->counted_scheduled)
+        t->nscheduled--;
+    j->counted_scheduled = 0;
 }
 
 size_t pool__table_count(const struct job_table *t)

@@ -82,6 +82,8 @@ struct job {
     int mirror;          /* the database answers for it (another node's job, or ours once
                           * its end is committed); kept for waiters and output */
     int ran_here;        /* it ran on a worker of this node: its output is here */
+    int claim_here;      /* being submitted on a shared store: this node runs it */
+    int counted_scheduled; /* waiting for its time here: one of the table's nscheduled */
     int awaiting_commit; /* finished here; waiters fire once the database has it */
 };
 
@@ -193,6 +195,8 @@ struct job *pool__table_find(const struct job_table *t, const char *id, int *err
  * remembers its id and why). The record is the caller's again. */
 void pool__table_remove(struct job_table *t, struct job *j, enum job_gone gone);
 
+/* A scheduled job stops counting among the table's nscheduled (if it did). */
+void pool__scheduled_uncount(struct job_table *t, struct job *j);
 size_t pool__table_count(const struct job_table *t);
 
 /* The queue (queue.c). Tenants take turns; within a tenant, higher j->v.priority

@@ -18,7 +18,6 @@ import cloudpickle
 import pytest
 
 from conftest import check_problem, make_payload, parse_ts, start_server
-from conftest_pg import pg_db, pg_server  # noqa: F401  (fixtures)
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "client", "python"))
@@ -195,14 +194,3 @@ def test_client_retry_policy(server, runs_dir):
         with pytest.raises(ConnectionError):
             f.result(30)
         assert f.job["attempts"] == 1 and f.job["retry"]["not_on"] == ["ConnectionError"]
-
-
-def test_shared_store_refuses_retry_policies_501(make_server, pg_db):
-    s = make_server("--workers", "1", "--store", pg_db.uri, name="pg-retry")
-    body = make_payload(abs, -1)
-    body["retry"] = {"max": 1, "on": ["ConnectionError"]}
-    p = check_problem(post(s, body), 501)
-    assert "retry" in p["detail"], p
-    body = make_payload(abs, -1)
-    body["max_retries"] = 1  # the shorthand works there
-    assert post(s, body).status == 201

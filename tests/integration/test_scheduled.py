@@ -5,7 +5,7 @@ started it in time.
 Each job here records its runs in a side-effect file, so "never ran" and "ran once" are
 counted, not assumed. With SQLite a scheduled job survives a restart and a kill -9
 (neither lost nor doubled); a time that passed while the server was down queues it at
-once. Bad fields answer 400 naming the field. PostgreSQL refuses them with 501 for now.
+once. Bad fields answer 400 naming the field. On PostgreSQL, see test_pg_jobs.py.
 """
 
 import datetime
@@ -18,7 +18,6 @@ import cloudpickle
 import pytest
 
 from conftest import check_problem, make_payload, parse_ts, start_server, stop_server
-from conftest_pg import pg_db, pg_server  # noqa: F401  (fixtures)
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "client", "python"))
@@ -237,13 +236,3 @@ def test_client_delay_and_run_at(server):
         assert ex.submit_with(time.time, run_at=at).result(10) >= at.timestamp()
         with pytest.raises(ValueError, match="timezone-aware"):
             ex.submit_with(time.time, run_at=datetime.datetime.now())
-
-
-def test_shared_store_refuses_timing_501(make_server, pg_db):
-    s = make_server("--workers", "1", "--store", pg_db.uri, name="pg-sched")
-    p = check_problem(post(s, dict(make_payload(abs, -1), delay=1)), 501)
-    assert "shared store" in p["detail"] and "delay" in p["detail"], p
-    batch = {"jobs": [make_payload(abs, -1), dict(make_payload(abs, -1), expires_in=5)]}
-    p = check_problem(post(s, batch, "/v1/jobs/batch"), 501)
-    assert p["detail"].startswith("jobs[1]: "), p
-    assert post(s, make_payload(abs, -1)).status == 201  # without them, as before

@@ -1,9 +1,13 @@
 /*
  * pg_claims.c — taking queued jobs for this node: up to its free capacity, with a
  * CTE over FOR UPDATE SKIP LOCKED (pg_sql.c), when notified or at the poll
- * interval; after a reconnect, the jobs already claimed here are taken up again.
+ * interval, or when a scheduled job submitted here is due; after a reconnect, the jobs
+ * already claimed here are taken up again. Each claim, and each count of the shared
+ * queue, first runs the database's timers (pg_sql_promote): expired jobs fail, due
+ * scheduled jobs are queued.
  */
 #include "pgstore.h"
+#include "pyjobd/clock.h"
 #include "pyjobd/log.h"
 
 #include <errno.h>
@@ -32,10 +36,7 @@ static void deliver_jobs(struct pg_store *s, PGresult *r)
             job_view_release(&v);
             continue;
         }
-        spec.timeout = v.timeout;
-        spec.max_retries = v.max_retries;
-        memcpy(spec.owner, v.owner, sizeof(spec.owner));
-        if (v.metadata && !(spec.metadata = strdup(v.metadata))) {
+        if (pg_spec_options(&spec, &v) != 0) {
             job_view_release(&v);
             job_spec_release(&spec);
             continue;
@@ -49,13 +50,22 @@ static void deliver_jobs(struct pg_store *s, PGresult *r)
     }
 }
 
+/* The database's timers, first in a claim's or a count's segment (pg_sql_promote). */
+static int send_promote(struct pg_store *s)
+{
+    char now[24];
+    snprintf(now, sizeof(now), "%lld", (long long)clock_real_us());
+    const char *vals[3] = {now, s->chan_queued, s->chan_done};
+    return pg_conn_send(&s->pc, &pg_sql_promote, 3, vals, NULL, NULL, 0);
+}
+
 static void claim_done(struct pg_store *s, struct seg *g, int ok)
 {
     s->claim_inflight = 0;
     if (ok == 1) {
-        deliver_jobs(s, g->ps.res[0]);
+        deliver_jobs(s, g->ps.res[1]);
         /* A full batch: there may be more, go again as soon as there is room. */
-        if (g->ps.res[0] && (size_t)PQntuples(g->ps.res[0]) == g->limit) {
+        if (g->ps.res[1] && (size_t)PQntuples(g->ps.res[1]) == g->limit) {
             pthread_mutex_lock(&s->lock);
             s->claim_now = 1;
             pthread_mutex_unlock(&s->lock);
@@ -69,9 +79,12 @@ void pgs__round_claim(struct pg_store *s, int64_t now)
 {
     pthread_mutex_lock(&s->lock);
     unsigned want = s->want;
-    int go = want > 0 && (s->claim_now || now >= s->next_claim_ms);
+    int due = now >= s->due_ms; /* a scheduled job queued here is due */
+    int go = want > 0 && (s->claim_now || now >= s->next_claim_ms || due);
     if (go)
         s->claim_now = 0;
+    if (go && due)
+        s->due_ms = INT64_MAX;
     char node[JOB_NODE_MAX];
     memcpy(node, s->node_id, sizeof(node));
     pthread_mutex_unlock(&s->lock);
@@ -85,9 +98,11 @@ void pgs__round_claim(struct pg_store *s, int64_t now)
     snprintf(lim, sizeof(lim), "%u", want);
     const char *vals[2] = {lim, node};
     g->limit = want;
-    g->ps.n = 1;
+    g->ps.n = 2;
     s->claim_inflight = 1;
-    pgs__send_or_lose(s, g, pg_conn_send(&s->pc, &pg_sql_claim, 2, vals, NULL, NULL, 1) != 0);
+    pgs__send_or_lose(s, g,
+                      send_promote(s) != 0 ||
+                          pg_conn_send(&s->pc, &pg_sql_claim, 2, vals, NULL, NULL, 1) != 0);
 }
 
 static void adopt_done(struct pg_store *s, struct seg *g, int ok)
@@ -123,9 +138,9 @@ void pgs__round_adopt(struct pg_store *s)
 static void count_done(struct pg_store *s, struct seg *g, int ok)
 {
     s->count_inflight = 0;
-    if (ok != 1 || !g->ps.res[0] || PQntuples(g->ps.res[0]) != 1)
+    if (ok != 1 || !g->ps.res[1] || PQntuples(g->ps.res[1]) != 1)
         return;
-    atomic_store(&s->queue_counted, atoll(PQgetvalue(g->ps.res[0], 0, 0)));
+    atomic_store(&s->queue_counted, atoll(PQgetvalue(g->ps.res[1], 0, 0)));
     atomic_fetch_sub(&s->queue_added, s->added_at_count);
 }
 
@@ -138,8 +153,11 @@ void pgs__round_count(struct pg_store *s, int64_t now)
     if (!g)
         return;
     s->added_at_count = atomic_load(&s->queue_added);
-    g->ps.n = 1;
+    g->ps.n = 2;
     s->count_inflight = 1;
+    /* With the count, the timers of the jobs no node holds, whether or not this node has
+     * room: an expired job fails and a due one is queued even when every worker is busy. */
     pgs__send_or_lose(s, g,
-                      pg_conn_send(&s->pc, &pg_sql_count_queued, 0, NULL, NULL, NULL, 0) != 0);
+                      send_promote(s) != 0 ||
+                          pg_conn_send(&s->pc, &pg_sql_count_queued, 0, NULL, NULL, NULL, 0) != 0);
 }

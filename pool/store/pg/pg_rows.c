@@ -3,6 +3,7 @@
  * specs, and the parameters of its statements (pg_sql.h).
  */
 #include "pg_sql.h"
+#include "../store_history.h"
 
 #include <endian.h>
 #include <errno.h>
@@ -80,7 +81,7 @@ int pg_row_view(const PGresult *r, int row, int with_results, struct job_view *v
         return -EPROTO;
     get_fixed(r, row, 0, v->id, sizeof(v->id));
     int64_t st = get_int(r, row, 1);
-    v->status = st >= JOB_QUEUED && st <= JOB_CANCELLED ? (enum job_status)st : JOB_FAILED;
+    v->status = st >= JOB_QUEUED && st <= JOB_STATUS_MAX ? (enum job_status)st : JOB_FAILED;
     get_fixed(r, row, 2, v->owner, sizeof(v->owner));
     get_fixed(r, row, 3, v->node, sizeof(v->node));
     v->created_at = us_ts(get_int(r, row, 4));
@@ -100,9 +101,35 @@ int pg_row_view(const PGresult *r, int row, int with_results, struct job_view *v
         *seq = (uint64_t)get_int(r, row, 18);
     v->priority = (int)get_int(r, row, 19);
     v->soft_timeout = get_f64(r, row, 20);
+    v->run_at_us = get_int(r, row, 21);
+    v->expires_at_us = get_int(r, row, 22);
+    v->next_attempt_us = get_int(r, row, 23);
+    v->retry.initial = get_f64(r, row, 26);
+    v->retry.factor = get_f64(r, row, 27);
+    v->retry.max_delay = get_f64(r, row, 28);
+    int64_t flags = get_int(r, row, 29);
+    v->retry.jitter = (flags & 1) != 0;
+    v->retry.no_crash = (flags & 2) != 0;
+    v->retry.no_node_lost = (flags & 4) != 0;
+    v->retry.given = (flags & 8) != 0;
+    v->retry_on_timeout = (flags & 16) != 0;
+    get_fixed(r, row, 31, v->rerun_of, sizeof(v->rerun_of));
+    get_fixed(r, row, 32, v->schedule, sizeof(v->schedule));
+    if (v->rerun_of[0] && !job_id_is_valid(v->rerun_of))
+        v->rerun_of[0] = 0;
+    if (v->schedule[0] && !job_id_is_valid(v->schedule))
+        v->schedule[0] = 0;
     int rc = get_str(r, row, 11, &v->metadata);
     rc = rc ? rc : get_str(r, row, 13, &v->error.message);
     rc = rc ? rc : get_str(r, row, 14, &v->error.exc_type);
+    rc = rc ? rc : get_str(r, row, 24, &v->retry.on);
+    rc = rc ? rc : get_str(r, row, 25, &v->retry.not_on);
+    if (rc == 0 && !PQgetisnull(r, row, 30)) {
+        char *text = NULL;
+        rc = get_str(r, row, 30, &text);
+        rc = rc ? rc : sqls__history_decode(text, &v->history, &v->nhistory);
+        free(text);
+    }
     if (with_results) {
         int c = PG_VIEW_NCOLS;
         rc = rc ? rc : get_blob(r, row, c, &v->result);
@@ -132,6 +159,19 @@ int pg_row_spec(const PGresult *r, int row, int col, struct job_spec *spec)
     if (rc)
         job_spec_release(spec);
     return rc;
+}
+
+int pg_spec_options(struct job_spec *spec, const struct job_view *v)
+{
+    spec->timeout = v->timeout;
+    spec->max_retries = v->max_retries;
+    spec->run_at_us = v->run_at_us;
+    spec->expires_at_us = v->expires_at_us;
+    memcpy(spec->owner, v->owner, sizeof(spec->owner));
+    memcpy(spec->rerun_of, v->rerun_of, sizeof(spec->rerun_of));
+    if (v->metadata && !(spec->metadata = strdup(v->metadata)))
+        return -ENOMEM;
+    return job_retry_copy(&spec->retry, &v->retry);
 }
 
 /* --- parameters ----------------------------------------------------------------------- */

@@ -57,7 +57,7 @@ static const char ddl[] =
     " ADD COLUMN IF NOT EXISTS retry_flags int NOT NULL DEFAULT 0,"
     " ADD COLUMN IF NOT EXISTS history text, ADD COLUMN IF NOT EXISTS rerun_of text,"
     " ADD COLUMN IF NOT EXISTS schedule text;"
-    " DROP INDEX IF EXISTS jobs_by_node; END IF; END $$;"
+    " DROP INDEX IF EXISTS jobs_by_node; DROP INDEX IF EXISTS jobs_finished; END IF; END $$;"
     /* Queued unclaimed rows by age (their count, an index-only scan). */
     "CREATE INDEX IF NOT EXISTS jobs_claimable ON jobs (seq)"
     " WHERE status = 0 AND node IS NULL;"
@@ -72,7 +72,8 @@ static const char ddl[] =
     " WHERE expires_at_us > 0 AND status IN (0, 5) AND node IS NULL;"
     "CREATE INDEX IF NOT EXISTS jobs_running_owner ON jobs (owner) WHERE status = 1;"
     "CREATE INDEX IF NOT EXISTS jobs_by_node_v3 ON jobs (node) WHERE status IN (0, 1, 5);"
-    "CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_us) WHERE status >= 2;"
+    /* Finished jobs (2, 3, 4; not 5, scheduled) by age, for retention. */
+    "CREATE INDEX IF NOT EXISTS jobs_finished_v3 ON jobs (finished_us) WHERE status IN (2, 3, 4);"
     "CREATE TABLE IF NOT EXISTS payloads ("
     " id text PRIMARY KEY REFERENCES jobs ON DELETE CASCADE, callable bytea NOT NULL,"
     " args bytea, kwargs bytea, json_args bytea, json_kwargs bytea);"

@@ -37,8 +37,10 @@ extern const struct pg_stmt *const *const pg_statement_sets[];
     "j.id, j.status, j.owner, j.node, j.created_us, j.started_us, j.finished_us, j.timeout, "      \
     "j.attempts, j.worker_pid, j.max_retries, j.metadata, j.err_type, j.err_message, "             \
     "j.err_exc_type, j.err_exit_code, j.err_signal, j.err_max_rss, j.seq, j.priority, "            \
-    "j.soft_timeout"
-#define PG_VIEW_NCOLS 21
+    "j.soft_timeout, j.run_at_us, j.expires_at_us, j.next_attempt_us, j.retry_on, "                \
+    "j.retry_not_on, j.retry_initial, j.retry_factor, j.retry_max, j.retry_flags, j.history, "     \
+    "j.rerun_of, j.schedule"
+#define PG_VIEW_NCOLS 33
 /* Then, for a full view: */
 #define PG_RESULT_COLS "r.result, r.result_json, r.err_exception, r.err_traceback"
 /* Or, for a claim: */
@@ -47,13 +49,13 @@ extern const struct pg_stmt *const *const pg_statement_sets[];
     "j.result_json_fmt, j.priority, j.soft_timeout"
 #define PG_PAYLOAD_NCOLS 9
 
-extern const struct pg_stmt pg_sql_insert;     /* $1..$16: a new job and its payload */
-extern const struct pg_stmt pg_sql_update;     /* $1..$6: a non-final transition, fenced */
-extern const struct pg_stmt pg_sql_finish;     /* $1..$17: the final state and results, fenced */
-extern const struct pg_stmt pg_sql_delete;     /* $1 */
-extern const struct pg_stmt pg_sql_claim;      /* $1 limit, $2 node */
-extern const struct pg_stmt pg_sql_adopt;      /* $1 node */
-extern const struct pg_stmt pg_sql_fetch;      /* $1 id */
+extern const struct pg_stmt pg_sql_insert; /* $1..$28: a new job and its payload (pg_writes.c) */
+extern const struct pg_stmt pg_sql_update; /* $1..$9: a non-final transition, fenced */
+extern const struct pg_stmt pg_sql_finish; /* $1..$18: the final state and results, fenced */
+extern const struct pg_stmt pg_sql_delete; /* $1 */
+extern const struct pg_stmt pg_sql_claim;  /* $1 limit, $2 node */
+extern const struct pg_stmt pg_sql_adopt;  /* $1 node */
+extern const struct pg_stmt pg_sql_fetch;  /* $1 id */
 extern const struct pg_stmt pg_sql_fetch_many; /* $1 '{id,...}' */
 extern const struct pg_stmt pg_sql_fetch_done; /* $1 '{id,...}': finished ones only */
 extern const struct pg_stmt pg_sql_list;      /* $1 status|-1, $2 owner|NULL, $3 cursor, $4 limit */
@@ -66,8 +68,10 @@ extern const struct pg_stmt pg_sql_heartbeat; /* $1 node → one row while regis
 extern const struct pg_stmt pg_sql_reap;      /* $1 now_us, $2, $3 channels, $4 this node */
 extern const struct pg_stmt pg_sql_release;   /* $1 node: unclaim its queued jobs, unregister */
 extern const struct pg_stmt pg_sql_retention; /* $1 finished before (µs) → deleted count */
-extern const struct pg_stmt pg_sql_count_queued;  /* → unclaimed queued jobs */
-extern const struct pg_stmt pg_sql_notify;        /* $1 channel, $2 payload */
+extern const struct pg_stmt pg_sql_count_queued; /* → unclaimed queued and scheduled jobs */
+extern const struct pg_stmt pg_sql_promote; /* $1 now_us, $2, $3 channels → due, expired, - */
+extern const struct pg_stmt pg_sql_request; /* $1 id → payload columns, result_json_fmt */
+extern const struct pg_stmt pg_sql_notify;  /* $1 channel, $2 payload */
 extern const struct pg_stmt pg_sql_notify_waited; /* $1 channel, $2 '{id,...}' */
 
 /* Decodes PG_VIEW_COLS at col 0 of a binary result row (and PG_RESULT_COLS after them
@@ -77,8 +81,13 @@ int pg_row_view(const PGresult *r, int row, int with_results, struct job_view *v
 /* Decodes PG_PAYLOAD_COLS starting at col. */
 int pg_row_spec(const PGresult *r, int row, int col, struct job_spec *spec);
 
+/* The options of a claimed job's spec that its row keeps in the view's columns
+ * (timeout, retries and their policy, timing, owner, metadata, rerun_of): 0 or
+ * -ENOMEM (the caller releases spec). */
+int pg_spec_options(struct job_spec *spec, const struct job_view *v);
+
 /* Parameters of one statement: text, except blobs (binary). */
-#define PG_MAX_PARAMS 20
+#define PG_MAX_PARAMS 32
 struct pg_params {
     int n;
     const char *values[PG_MAX_PARAMS];

@@ -5,6 +5,7 @@
  * along: one when unclaimed jobs were added, one for finished jobs someone waits on.
  */
 #include "pgstore.h"
+#include "../store_history.h"
 #include "pyjobd/clock.h"
 #include "pyjobd/log.h"
 
@@ -93,11 +94,26 @@ static void writes_done(struct pg_store *s, struct seg *g, int ok)
     free(fenced);
 }
 
+/* When a scheduled job becomes queued: its retry's backoff, else its run_at. */
+static int64_t due_us(const struct job_view *v)
+{
+    return v->next_attempt_us ? v->next_attempt_us : v->run_at_us;
+}
+
+static int retry_flags(const struct job_view *v)
+{
+    return (v->retry.jitter ? 1 : 0) | (v->retry.no_crash ? 2 : 0) |
+           (v->retry.no_node_lost ? 4 : 0) | (v->retry.given ? 8 : 0) |
+           (v->retry_on_timeout ? 16 : 0);
+}
+
 static int send_write(struct pg_store *s, struct wop *w)
 {
     struct pg_params p;
     pg_params_reset(&p);
     const struct job_view *v = &w->v;
+    char *history = NULL;
+    int rc;
     pg_param_text(&p, v->id);
     switch (w->kind) {
     case W_INSERT:
@@ -116,6 +132,18 @@ static int send_write(struct pg_store *s, struct wop *w)
         pg_param_blob(&p, w->spec.json_kwargs);
         pg_param_i64(&p, v->priority);
         pg_param_f64(&p, v->soft_timeout);
+        pg_param_i64(&p, v->status == JOB_SCHEDULED ? JOB_SCHEDULED : JOB_QUEUED);
+        pg_param_i64(&p, v->run_at_us);
+        pg_param_i64(&p, v->expires_at_us);
+        pg_param_i64(&p, due_us(v));
+        pg_param_text(&p, v->retry.on);
+        pg_param_text(&p, v->retry.not_on);
+        pg_param_f64(&p, v->retry.initial);
+        pg_param_f64(&p, v->retry.factor);
+        pg_param_f64(&p, v->retry.max_delay);
+        pg_param_i64(&p, retry_flags(v));
+        pg_param_text(&p, v->rerun_of[0] ? v->rerun_of : NULL);
+        pg_param_text(&p, v->schedule[0] ? v->schedule : NULL);
         return pg_conn_send(&s->pc, &pg_sql_insert, p.n, p.values, p.lengths, p.formats, 0);
     case W_UPDATE:
         pg_param_i64(&p, v->status);
@@ -123,7 +151,13 @@ static int send_write(struct pg_store *s, struct wop *w)
         pg_param_i64(&p, clock_ts_us(v->started_at));
         pg_param_i64(&p, v->worker_pid);
         pg_param_text(&p, w->node);
-        return pg_conn_send(&s->pc, &pg_sql_update, p.n, p.values, p.lengths, p.formats, 0);
+        pg_param_i64(&p, v->next_attempt_us);
+        pg_param_i64(&p, due_us(v));
+        history = v->nhistory ? sqls__history_encode(v->history, v->nhistory) : NULL;
+        pg_param_text(&p, history);
+        rc = pg_conn_send(&s->pc, &pg_sql_update, p.n, p.values, p.lengths, p.formats, 0);
+        free(history);
+        return rc;
     case W_FINISH:
         pg_param_i64(&p, v->status);
         pg_param_i64(&p, v->attempts);
@@ -141,7 +175,11 @@ static int send_write(struct pg_store *s, struct wop *w)
         pg_param_blob(&p, v->result_json);
         pg_param_blob(&p, v->error.exception);
         pg_param_text(&p, v->error.traceback);
-        return pg_conn_send(&s->pc, &pg_sql_finish, p.n, p.values, p.lengths, p.formats, 0);
+        history = v->nhistory ? sqls__history_encode(v->history, v->nhistory) : NULL;
+        pg_param_text(&p, history);
+        rc = pg_conn_send(&s->pc, &pg_sql_finish, p.n, p.values, p.lengths, p.formats, 0);
+        free(history);
+        return rc;
     case W_DELETE:
         return pg_conn_send(&s->pc, &pg_sql_delete, p.n, p.values, p.lengths, p.formats, 0);
     }

@@ -114,6 +114,7 @@ struct pg_store {
     void (*on_commit)(void *arg); /* store_on_commit */
     void *on_commit_arg;
 
+    int64_t due_ms;  /* the earliest a scheduled job queued here is due (INT64_MAX: none) */
     /* The store thread's own. */
     struct wop_list sent; /* writes of the segment in flight */
     int writes_inflight, claim_inflight, hb_inflight, reap_inflight, recheck_inflight;

@@ -190,6 +190,8 @@ static int64_t next_timer(struct pg_store *s)
     pthread_mutex_lock(&s->lock);
     if (s->want && s->next_claim_ms < t)
         t = s->next_claim_ms;
+    if (s->want && s->due_ms < t)
+        t = s->due_ms;
     pthread_mutex_unlock(&s->lock);
     if (s->ttl_ms > 0 && s->next_ret_ms < t)
         t = s->next_ret_ms;
@@ -334,6 +336,17 @@ static uint64_t pg_put(struct store *base, const struct job_view *v, const struc
     utf8_scrub(w->v.error.message);
     utf8_scrub(w->v.error.exc_type);
     utf8_scrub(w->v.error.traceback);
+    for (unsigned i = 0; i < w->v.nhistory; i++)
+        utf8_scrub(w->v.history[i].message);
+    if (w->kind == W_INSERT && v->status == JOB_SCHEDULED) {
+        /* Claim when it is due rather than at the next poll (if this node has room). */
+        int64_t in_us = (v->run_at_us > 0 ? v->run_at_us : 0) - clock_real_us();
+        int64_t due = clock_now_ms() + (in_us > 0 ? in_us / 1000 + 1 : 0);
+        pthread_mutex_lock(&s->lock);
+        if (due < s->due_ms)
+            s->due_ms = due;
+        pthread_mutex_unlock(&s->lock);
+    }
     return enqueue(s, w);
 }
 
@@ -554,6 +567,7 @@ struct store *store_open_pg(const struct store_pg_options *o, char *err, size_t 
     s->base.ops = &pg_ops;
     s->wakefd = -1;
     STAILQ_INIT(&s->writes);
+    s->due_ms = INT64_MAX;
     STAILQ_INIT(&s->sent);
     STAILQ_INIT(&s->requests);
     STAILQ_INIT(&s->pc.segs);

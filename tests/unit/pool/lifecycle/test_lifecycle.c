@@ -234,7 +234,7 @@ static void finish__shared_store__waiters_fire_only_once_committed(void **state)
     assert_int_equal(fired, 1);
 }
 
-static void retry__retries_left__requeued_at_the_head_error_kept(void **state)
+static void retry__retries_left__requeued_at_the_head_error_in_history(void **state)
 {
     struct fixture *f = *state;
     struct job *other = queued_job(f, 1, 0);
@@ -248,7 +248,12 @@ static void retry__retries_left__requeued_at_the_head_error_kept(void **state)
     assert_int_equal(f->lc.jobs.nqueued, 2);
     assert_ptr_equal(pool__queue_first(&f->lc.jobs), j); /* ahead of the older job */
     assert_ptr_not_equal(pool__queue_first(&f->lc.jobs), other);
-    assert_string_equal(j->v.error.message, "it crashed");
+    /* The attempt's error went to its history: a waiting job has none of its own. */
+    assert_int_equal(j->v.nhistory, 1);
+    assert_int_equal(j->v.history[0].error, JOB_ERR_WORKER_CRASHED);
+    assert_string_equal(j->v.history[0].message, "it crashed");
+    assert_int_equal(j->v.error.type, JOB_ERR_NONE);
+    assert_null(j->v.error.message);
     assert_int_equal(f->store.w[f->store.n - 1].status, JOB_QUEUED);
     /* The second attempt has no retry left. */
     pool__job_start(&f->lc, j, 2);
@@ -563,7 +568,7 @@ int main(void)
         T(start__running_counted_attempt_deadline_and_written),
         T(finish__single_store__waiters_fire_request_kept_done_list),
         S(finish__shared_store__waiters_fire_only_once_committed),
-        T(retry__retries_left__requeued_at_the_head_error_kept),
+        T(retry__retries_left__requeued_at_the_head_error_in_history),
         T(cancel__queued__cancelled_off_the_queue),
         T(forget__expired__tombstone_and_stored_copy_deleted),
         S(forget__shared_store_expired__database_keeps_it),

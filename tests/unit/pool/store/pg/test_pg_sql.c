@@ -85,10 +85,22 @@ static PGresult *failed_job_row(void)
     set_int(r, 18, 77, 8);
     set_int(r, 19, -5, 2); /* priority: a smallint */
     set_f64(r, 20, 0.75);  /* soft_timeout */
-    set_null(r, 21);
-    set_null(r, 22);
-    set_text(r, 23, "\x80\x04pickled");
-    set_text(r, 24, "Traceback ...");
+    set_int(r, 21, 1764000000500000LL, 8); /* run_at_us */
+    set_int(r, 22, 0, 8);                  /* expires_at_us */
+    set_int(r, 23, 0, 8);                  /* next_attempt_us */
+    set_text(r, 24, "ConnectionError\nmymod.Transient");
+    set_null(r, 25);
+    set_f64(r, 26, 1.0);
+    set_f64(r, 27, 2.0);
+    set_f64(r, 28, 300.0);
+    set_int(r, 29, 1 | 4 | 8, 4); /* jitter, no_node_lost, given */
+    set_text(r, 30, "1764000000600000 1764000000900000 4241 1 ConnectionError: down\n");
+    set_text(r, 31, "fedcba9876543210fedcba9876543210"); /* rerun_of */
+    set_text(r, 32, "not an id");                        /* schedule: refused */
+    set_null(r, PG_VIEW_NCOLS);
+    set_null(r, PG_VIEW_NCOLS + 1);
+    set_text(r, PG_VIEW_NCOLS + 2, "\x80\x04pickled");
+    set_text(r, PG_VIEW_NCOLS + 3, "Traceback ...");
     return r;
 }
 
@@ -119,6 +131,19 @@ static void row_view__failed_job__every_field(void **state)
     assert_int_equal(seq, 77);
     assert_int_equal(v.priority, -5);
     assert_true(v.soft_timeout == 0.75);
+    assert_int_equal(v.run_at_us, 1764000000500000LL);
+    assert_int_equal(v.expires_at_us, 0);
+    assert_string_equal(v.retry.on, "ConnectionError\nmymod.Transient");
+    assert_null(v.retry.not_on);
+    assert_true(v.retry.initial == 1.0 && v.retry.factor == 2.0 && v.retry.max_delay == 300.0);
+    assert_true(v.retry.jitter && !v.retry.no_crash && v.retry.no_node_lost && v.retry.given);
+    assert_false(v.retry_on_timeout);
+    assert_int_equal(v.nhistory, 1);
+    assert_int_equal(v.history[0].worker_pid, 4241);
+    assert_int_equal(v.history[0].error, JOB_ERR_EXCEPTION);
+    assert_string_equal(v.history[0].message, "ConnectionError: down");
+    assert_string_equal(v.rerun_of, "fedcba9876543210fedcba9876543210");
+    assert_string_equal(v.schedule, "");
     assert_null(v.result);
     assert_non_null(v.error.exception);
     assert_int_equal(blob_len(v.error.exception), 9);
