@@ -7,8 +7,8 @@
  *
  * Only the caller's own jobs (another tenant's are unknown here as everywhere). A
  * job's request is kept while its record is (--result-ttl, --max-jobs) unless
- * --max-results-memory dropped it with its results: 410 then. Not yet on a shared
- * store (501).
+ * --max-results-memory dropped it with its results: 410 then. On a shared store any
+ * node reruns any finished job (the pool reads it from the database).
  */
 #include "internal.h"
 #include "input.h"
@@ -41,10 +41,6 @@ static int rerun_problem(struct api *api, const struct api_request *req, const c
                     "the request of job %s is no longer kept (the server dropped it with the "
                     "job's results to stay within --max-results-memory): submit it again",
                     id);
-    else if (rc == -EOPNOTSUPP)
-        api_problem(resp, 501, NULL,
-                    "reruns are not supported yet on a shared store (PostgreSQL): submit the "
-                    "job again");
     else if (rc == -ENOENT || rc == -ESTALE || rc == -ENOBUFS)
         api__job_lookup_problem(api, resp, id, rc);
     else

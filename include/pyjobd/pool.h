@@ -197,7 +197,8 @@ int pool_job_peek(struct pool *p, const char *id, struct job_view *out);
  * Runs a finished job's request again as a new job (its rerun_of names id), queued
  * now, as pool_submit does; its view in *out. 0; -ENOENT / -ESTALE as pool_job_get;
  * -EBUSY: not finished; -ENODATA: its request is no longer kept (--max-results-memory
- * dropped it); -EOPNOTSUPP on a shared store (not yet); pool_submit's errors.
+ * dropped it); pool_submit's errors; on a shared store (the job and its request read
+ * from the database) also -ENOTCONN, -ETIMEDOUT, -EIO.
  */
 int pool_rerun(struct pool *p, const char *id, struct job_view *out);
 
@@ -255,7 +256,8 @@ struct pool_rerun_filter {
 
 /* Reruns at most max finished jobs the filter takes, oldest finished first (those
  * whose request is gone are passed over), as one batch: *n new jobs in out[0..*n).
- * 0, -EOPNOTSUPP on a shared store, pool_submit_batch's errors (nothing queued). */
+ * 0, pool_submit_batch's errors (nothing queued); on a shared store (the jobs and their
+ * requests read from the database) also -ENOTCONN, -ETIMEDOUT. */
 int pool_rerun_many(struct pool *p, const struct pool_rerun_filter *f, struct job_view *out,
                     size_t max, size_t *n);
 

@@ -105,6 +105,12 @@ void store_ask_cancel(struct store *s, const char *node, const char *id, int for
 /* Deletes a finished job: 0, -EBUSY (not finished), -ENOENT, -ENOTCONN, -ETIMEDOUT. */
 int store_forget(struct store *s, const char *id);
 
+/* The finished jobs f takes (f->tenant's only, when set), oldest finished first, at most
+ * max, with their requests (a bulk rerun): *views and *specs, n of each, malloc'd (the
+ * caller releases each and frees both). 0, -ENOTCONN, -ETIMEDOUT, -ENOMEM, -ENOTSUP. */
+int store_finished_requests(struct store *s, const struct pool_rerun_filter *f, size_t max,
+                            struct job_view **views, struct job_spec **specs, size_t *n);
+
 /* Marks the job waited-on and re-reads it (the answer comes as events.updated). */
 void store_watch(struct store *s, const char *id);
 

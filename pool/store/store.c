@@ -134,6 +134,14 @@ void store_node_id(struct store *s, char out[JOB_NODE_MAX])
 /* The pool reads other nodes' jobs only from a shared store (pool__elsewhere); what a
  * single-node store answers below is what these calls always answered without one. */
 
+int store_finished_requests(struct store *s, const struct pool_rerun_filter *f, size_t max,
+                            struct job_view **views, struct job_spec **specs, size_t *n)
+{
+    *n = 0;
+    return s && s->ops->finished_requests ? s->ops->finished_requests(s, f, max, views, specs, n)
+                                          : -ENOTSUP;
+}
+
 int store_fetch(struct store *s, const char *id, struct job_view *out)
 {
     return s && s->ops->fetch ? s->ops->fetch(s, id, out) : -ENOENT;

@@ -52,6 +52,9 @@ struct store_ops {
     void (*ask_cancel)(struct store *s, const char *node, const char *id, int force);
     int (*forget)(struct store *s, const char *id);
     void (*watch)(struct store *s, const char *id);
+    int (*finished_requests)(struct store *s, const struct pool_rerun_filter *f, size_t max,
+                             struct job_view **views, struct job_spec **specs,
+                             size_t *n); /* NULL: -ENOTSUP */
 };
 
 struct store {

@@ -1079,9 +1079,6 @@ NOT_EXERCISED = {
     ("POST", "/v1/jobs", "501"): "needs a shared store (PostgreSQL): test_idempotency.py::"
                                  "test_shared_store_refuses_keys_501",
     ("POST", "/v1/jobs/batch", "501"): "as POST /v1/jobs 501",
-    ("POST", "/v1/jobs/{id}/rerun", "501"): "needs a shared store: test_rerun.py::"
-                                            "test_shared_store_refuses_reruns_501",
-    ("POST", "/v1/jobs/rerun", "501"): "as POST /v1/jobs/{id}/rerun 501",
     ("POST", "/v1/jobs/{id}/rerun", "410"): "only a row stored before requests were kept has "
                                             "no request left to read back",
     ("POST", "/v1/schedules", "429"): "past POOL_MAX_SCHEDULES (10,000 schedules on one server)",

@@ -10,13 +10,12 @@ written by the job itself), never assumed.
     PYJOBD_BIN=build/pyjobd /usr/bin/python3 -m pytest -q tests/integration/test_pg_jobs.py
 """
 
-import base64
 import time
 
 import cloudpickle
 import pytest
 
-from conftest import parse_ts
+from conftest import make_server, parse_ts  # noqa: F401  (a fixture)
 from conftest_pg import pg_db, pg_server  # noqa: F401  (fixtures)
 from test_cluster import (RECORD_B64, REAP_BOUND, b64, cluster, job_request,  # noqa: F401
                           result_of, wait_for)
@@ -198,5 +197,53 @@ def test_cancel_a_scheduled_job_from_another_node(cluster):
     assert runs(cluster, "cx") == []
 
 
-def _decode(s):
-    return cloudpickle.loads(base64.b64decode(s))
+def test_rerun_on_another_node_and_in_bulk(cluster):
+    a, b = node(cluster, "a"), node(cluster, "b")
+    failed = [a.submit_req(flaky_request(cluster, f"r{i}", 1, metadata={"i": i})) for i in range(3)]
+    for j in failed:
+        assert a.done(j["id"])["status"] == "failed"
+    # One, from the other node: the same request (its metadata too), rerun_of names it.
+    again = b.call("POST", f"/v1/jobs/{failed[0]['id']}/rerun", expect=201).value
+    assert again["rerun_of"] == failed[0]["id"] and again["metadata"] == {"i": 0}, again
+    done = a.done(again["id"])
+    assert done["status"] == "succeeded" and result_of(done) == 2, done
+    # A job that has not finished: 409; an unknown id: 404.
+    hold = a.submit_req(cluster.gated_request("hold"))
+    cluster.wait_line("start", "hold")
+    b.call("POST", f"/v1/jobs/{hold['id']}/rerun", expect=409)
+    b.call("POST", f"/v1/jobs/{'0' * 32}/rerun", expect=404)
+    cluster.open_gate("hold")
+    # In bulk, from node b: the three failed ones (a rerun leaves its original as it
+    # was), oldest finished first.
+    r = b.call("POST", "/v1/jobs/rerun", {"status": "failed", "error_type": "exception"},
+               expect=201).value
+    # (Two nodes ran them: the order is the database's finished_at, not the submissions'.)
+    finished = sorted(failed, key=lambda j: (parse_ts(a.job(j["id"])["finished_at"])))
+    assert [j["rerun_of"] for j in r["jobs"]] == [j["id"] for j in finished], r
+    for j in r["jobs"]:
+        assert b.done(j["id"])["status"] == "succeeded"
+    for i in range(3):
+        assert len(runs(cluster, f"r{i}")) == 2 + (i == 0), (i, runs(cluster, f"r{i}"))
+
+
+def test_rerun_of_another_tenants_job_is_unknown(make_server, pg_db, tmp_path, cluster):
+    from test_tenancy import ALICE, BOB, ROOT_OK, call, ready, tokens
+    tf = tokens(tmp_path)
+    a, b = (make_server("--workers", "1", "--store", pg_db.uri, "--token-file", tf, "--node-lease",
+                        "1.5", "--pg-poll", str(POLL_S), *ROOT_OK, name=f"pg-t{n}", ready=False)
+            for n in "ab")
+    ready(a, ALICE), ready(b, ALICE)
+    r = call(a, "POST", "/v1/jobs?wait=20", ALICE, flaky_request(cluster, "t", 1))
+    assert r.status in (200, 201), r
+    jid = r.json()["id"]
+    assert r.json()["status"] == "failed", r.json()
+    for path, body in ((f"/v1/jobs/{jid}/rerun", None), ("/v1/jobs/rerun", {"status": "failed"})):
+        got = call(b, "POST", path, BOB, body)
+        if body is None:
+            assert got.status == 404, got  # as for an unknown job: nothing leaks
+        else:
+            assert got.status == 201 and got.json()["jobs"] == [], got
+    got = call(b, "POST", f"/v1/jobs/{jid}/rerun", ALICE)
+    assert got.status == 201 and got.json()["rerun_of"] == jid, got
+    assert call(a, "GET", f"/v1/jobs/{got.json()['id']}?wait=20", ALICE).json()["status"] == "succeeded"
+    assert len(runs(cluster, "t")) == 2

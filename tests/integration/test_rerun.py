@@ -178,10 +178,3 @@ def test_client_future_rerun(server, runs_dir):
         g = f.rerun()
         assert g.result(30) == 2
         assert g.job.get("rerun_of") == f.job["id"], g.job
-
-
-def test_shared_store_refuses_reruns_501(make_server, pg_db):
-    s = make_server("--workers", "1", "--store", pg_db.uri, name="pg-rerun")
-    jid = s.wait_done(post(s, "/v1/jobs", make_payload(abs, -1)).json()["id"])["id"]
-    check_problem(post(s, f"/v1/jobs/{jid}/rerun"), 501)
-    check_problem(post(s, "/v1/jobs/rerun", {"status": "succeeded"}), 501)

@@ -282,6 +282,8 @@ static const struct req_kind {
     [R_FORGET] = {send_forget, forget_result},
     [R_WATCH] = {send_watch, watch_result},
     [R_ASK_CANCEL] = {send_ask_cancel, no_result},
+    [R_REQUEST] = {pgs__request_send, pgs__request_result},
+    [R_RERUNS] = {pgs__reruns_send, pgs__reruns_result},
 };
 
 static void req_done(struct pg_store *s, struct seg *g, int ok)
@@ -322,8 +324,13 @@ static int queue_locked(struct pg_store *s, struct req *q)
 
 static int request(struct pg_store *s, struct req *q)
 {
+    return pgs__request(s, q, REQUEST_WAIT_MS);
+}
+
+int pgs__request(struct pg_store *s, struct req *q, int wait_ms)
+{
     struct timespec until;
-    clock_deadline_in(&until, REQUEST_WAIT_MS);
+    clock_deadline_in(&until, wait_ms);
     pthread_mutex_lock(&s->lock);
     if (queue_locked(s, q) != 0) {
         pthread_mutex_unlock(&s->lock);
@@ -349,10 +356,13 @@ void pgs__req_free(struct req *q)
     free(q->views);
     free(q->ids);
     free(q->watch);
+    for (size_t i = 0; i < q->nspecs; i++)
+        job_spec_release(&q->specs[i]);
+    free(q->specs);
     free(q);
 }
 
-static struct req *req_new(enum rkind kind, const char *id)
+struct req *pgs__req_new(enum rkind kind, const char *id)
 {
     struct req *q = calloc(1, sizeof(*q));
     if (q) {
@@ -366,7 +376,7 @@ static struct req *req_new(enum rkind kind, const char *id)
 int pgs__fetch(struct store *base, const char *id, struct job_view *out)
 {
     struct pg_store *s = (struct pg_store *)base;
-    struct req *q = req_new(R_FETCH, id);
+    struct req *q = pgs__req_new(R_FETCH, id);
     if (!q)
         return -ENOMEM;
     int rc = request(s, q);
@@ -386,7 +396,7 @@ int pgs__fetch_many(struct store *base, char (*ids)[JOB_ID_LEN + 1], size_t n, s
                     int *found)
 {
     struct pg_store *s = (struct pg_store *)base;
-    struct req *q = req_new(R_FETCH_MANY, NULL);
+    struct req *q = pgs__req_new(R_FETCH_MANY, NULL);
     if (!q || !(q->ids = pgs__id_array(ids, 0, n))) {
         free(q);
         return -ENOMEM;
@@ -429,7 +439,7 @@ int pgs__list(struct store *base, const struct pool_list_query *lq, struct job_v
               size_t *n, uint64_t *next)
 {
     struct pg_store *s = (struct pg_store *)base;
-    struct req *q = req_new(R_LIST, NULL);
+    struct req *q = pgs__req_new(R_LIST, NULL);
     if (!q)
         return -ENOMEM;
     q->status = lq->status;
@@ -455,7 +465,7 @@ int pgs__list(struct store *base, const struct pool_list_query *lq, struct job_v
 static int simple_request(struct store *base, enum rkind kind, const char *id)
 {
     struct pg_store *s = (struct pg_store *)base;
-    struct req *q = req_new(kind, id);
+    struct req *q = pgs__req_new(kind, id);
     if (!q)
         return -ENOMEM;
     int rc = request(s, q);
@@ -467,7 +477,7 @@ static int simple_request(struct store *base, enum rkind kind, const char *id)
 int pgs__cancel(struct store *base, const char *id, int *status, char *node)
 {
     struct pg_store *s = (struct pg_store *)base;
-    struct req *q = req_new(R_CANCEL, id);
+    struct req *q = pgs__req_new(R_CANCEL, id);
     if (!q)
         return -ENOMEM;
     int rc = request(s, q);
@@ -502,7 +512,7 @@ void pgs__watch(struct store *base, const char *id)
     struct pg_store *s = (struct pg_store *)base;
     pthread_mutex_lock(&s->lock);
     struct req *q = s->watch_req;
-    if (!q && (q = req_new(R_WATCH, NULL))) {
+    if (!q && (q = pgs__req_new(R_WATCH, NULL))) {
         q->abandoned = 1; /* the thread frees it; the answer comes as events.updated */
         if (queue_locked(s, q) != 0) {
             pthread_mutex_unlock(&s->lock);
@@ -526,7 +536,7 @@ void pgs__watch(struct store *base, const char *id)
 void pgs__ask_cancel(struct store *base, const char *node, const char *id, int force)
 {
     struct pg_store *s = (struct pg_store *)base;
-    struct req *q = req_new(R_ASK_CANCEL, id);
+    struct req *q = pgs__req_new(R_ASK_CANCEL, id);
     if (!q)
         return;
     snprintf(q->node, sizeof(q->node), "%s", node);

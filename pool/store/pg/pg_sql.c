@@ -201,10 +201,19 @@ const struct pg_stmt pg_sql_promote = {
     " (SELECT count(*) FROM nq) + (SELECT count(*) FROM nd)"};
 
 /* The request of a job, for a rerun ($1 id). */
-const struct pg_stmt pg_sql_request = {
-    "pyjobd_request", "SELECT p.callable, p.args, p.kwargs, p.json_args, p.json_kwargs,"
-                      " j.result_json_fmt FROM jobs j JOIN payloads p ON p.id = j.id"
-                      " WHERE j.id = $1"};
+const struct pg_stmt pg_sql_request = {"pyjobd_request",
+                                       "SELECT " PG_PAYLOAD_COLS
+                                       " FROM jobs j JOIN payloads p ON p.id = j.id"
+                                       " WHERE j.id = $1"};
+
+/* Finished jobs and their requests, for a bulk rerun, oldest finished first ($1
+ * status, $2 owner or NULL, $3 error type or 0, $4 finished at or after (µs), $5 limit). */
+const struct pg_stmt pg_sql_reruns = {
+    "pyjobd_reruns",
+    "SELECT " VIEW ", " PG_PAYLOAD_COLS " FROM jobs j JOIN payloads p ON p.id = j.id"
+    " WHERE j.status = $1::int2 AND j.status IN (2, 3, 4) AND ($2::text IS NULL OR j.owner = $2)"
+    " AND ($3::int = 0 OR j.err_type = $3::int) AND j.finished_us >= $4::int8"
+    " ORDER BY j.finished_us, j.seq LIMIT $5::int"};
 
 const struct pg_stmt pg_sql_notify_waited = {
     "pyjobd_notify_waited",
@@ -235,6 +244,7 @@ const struct pg_stmt *const pg_statements[] = {
     &pg_sql_count_queued,
     &pg_sql_promote,
     &pg_sql_request,
+    &pg_sql_reruns,
     &pg_sql_notify_waited,
     NULL,
 };

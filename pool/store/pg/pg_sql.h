@@ -70,7 +70,8 @@ extern const struct pg_stmt pg_sql_release;   /* $1 node: unclaim its queued job
 extern const struct pg_stmt pg_sql_retention; /* $1 finished before (µs) → deleted count */
 extern const struct pg_stmt pg_sql_count_queued; /* → unclaimed queued and scheduled jobs */
 extern const struct pg_stmt pg_sql_promote; /* $1 now_us, $2, $3 channels → due, expired, - */
-extern const struct pg_stmt pg_sql_request; /* $1 id → payload columns, result_json_fmt */
+extern const struct pg_stmt pg_sql_request; /* $1 id → PG_PAYLOAD_COLS */
+extern const struct pg_stmt pg_sql_reruns;  /* $1..$5 (filter) → view, payload columns */
 extern const struct pg_stmt pg_sql_notify;  /* $1 channel, $2 payload */
 extern const struct pg_stmt pg_sql_notify_waited; /* $1 channel, $2 '{id,...}' */
 

@@ -57,7 +57,18 @@ STAILQ_HEAD(wop_list, wop);
 
 /* Requests of other threads to the store's thread; each kind is one entry of the
  * table in pg_requests.c (how it is sent, how its results are read). */
-enum rkind { R_FETCH, R_FETCH_MANY, R_LIST, R_CANCEL, R_FORGET, R_WATCH, R_ASK_CANCEL, R_NKINDS };
+enum rkind {
+    R_FETCH,
+    R_FETCH_MANY,
+    R_LIST,
+    R_CANCEL,
+    R_FORGET,
+    R_WATCH,
+    R_ASK_CANCEL,
+    R_REQUEST, /* pg_reruns.c: a job's request */
+    R_RERUNS,  /* pg_reruns.c: finished jobs' requests */
+    R_NKINDS
+};
 
 struct req {
     enum rkind kind;
@@ -71,6 +82,10 @@ struct req {
     size_t limit;
     char *ids;                     /* R_FETCH_MANY: '{id,...}' (malloc'd) */
     char (*watch)[JOB_ID_LEN + 1]; /* R_WATCH: the ids, gathered until the thread sends it */
+    int error_type;                /* R_RERUNS: the filter (with status, owner, limit) */
+    int64_t since_us;
+    struct job_spec *specs; /* R_REQUEST, R_RERUNS: the requests read */
+    size_t nspecs;
     size_t nwatch, capwatch;
     /* answer */
     int done, rc, abandoned;
@@ -170,6 +185,19 @@ void pgs__round_request(struct pg_store *s, struct req *q);
 void pgs__req_finish(struct pg_store *s, struct req *q, int rc);
 void pgs__req_free(struct req *q);
 void pgs__round_recheck(struct pg_store *s, int64_t now);
+/* A new request of kind (id copied when given), and queueing one for the thread and
+ * waiting up to wait_ms for its answer (any thread but the store's): q->rc, -ENOTCONN,
+ * -ETIMEDOUT (q is then the thread's to free), -ENOMEM. */
+struct req *pgs__req_new(enum rkind kind, const char *id);
+int pgs__request(struct pg_store *s, struct req *q, int wait_ms);
+/* pg_reruns.c: reading back requests for reruns (R_REQUEST, R_RERUNS). */
+int pgs__request_send(struct pg_store *s, struct seg *g, struct req *q);
+int pgs__request_result(struct pg_store *s, struct seg *g, struct req *q);
+int pgs__reruns_send(struct pg_store *s, struct seg *g, struct req *q);
+int pgs__reruns_result(struct pg_store *s, struct seg *g, struct req *q);
+int pgs__read_request(struct store *base, const char *id, struct job_spec *spec);
+int pgs__finished_requests(struct store *base, const struct pool_rerun_filter *f, size_t max,
+                           struct job_view **views, struct job_spec **specs, size_t *n);
 /* The store's requests (entries of store_pg.c's struct store_ops; any thread but the
  * store's): see store_shared.h. */
 int pgs__fetch(struct store *base, const char *id, struct job_view *out);

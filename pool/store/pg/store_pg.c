@@ -513,6 +513,8 @@ static const struct store_ops pg_ops = {
     .ask_cancel = pgs__ask_cancel,
     .forget = pgs__forget,
     .watch = pgs__watch,
+    .read_request = pgs__read_request,
+    .finished_requests = pgs__finished_requests,
 };
 
 /* --- opening ------------------------------------------------------------------------------- */
