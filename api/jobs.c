@@ -250,14 +250,6 @@ void api__cancel_job(struct api *api, const struct api_request *req, const char 
         return;
     }
     int rc = is ? pool_interrupt(api->pool, id, interrupt) : pool_cancel(api->pool, id, force);
-    if (rc == -EREMOTE) {
-        api_problem(resp, 409, NULL,
-                    "job %s is running on another node (see its \"node\"); 'interrupt' does not "
-                    "reach other nodes: cancel it with ?force=true, or send the request to that "
-                    "node",
-                    id);
-        return;
-    }
     if (rc == -EBUSY) {
         api_problem(resp, 409, NULL,
                     "job %s is running; cancel with ?force=true to kill its worker (only this "

@@ -15,18 +15,20 @@
 
 #define CANCEL_CONFIRM_MS 3000
 
-/* Shared store, a job this node does not run: cancelled in the database when no node
- * has claimed it; else its node is asked (NOTIFY) and the answer read back. */
-static int cancel_elsewhere(struct pool *p, const char *id, int force)
+int pool__cancel_elsewhere(struct pool *p, const char *id, int force, double grace)
 {
     int status;
     char node[JOB_NODE_MAX];
     int rc = store_cancel(p->cfg.store, id, &status, node);
     if (rc != -EXDEV)
         return rc;
-    if (status == JOB_RUNNING && !force)
+    if (status == JOB_RUNNING && !force && !(grace > 0))
         return -EBUSY;
-    store_ask_cancel(p->cfg.store, node, id, force);
+    store_ask_cancel(p->cfg.store, node, id, force, grace);
+    /* An interrupted job has its grace to end: its node kills it then, or its lease
+     * runs out. Nothing to wait for here. */
+    if (status == JOB_RUNNING && grace > 0)
+        return 0;
     for (int64_t until = clock_now_ms() + CANCEL_CONFIRM_MS; clock_now_ms() < until;) {
         struct timespec pause = {.tv_nsec = 20 * 1000000};
         nanosleep(&pause, NULL);
@@ -51,7 +53,7 @@ int pool_cancel(struct pool *p, const char *id, int force)
     struct job *j = pool__table_find(&p->lc.jobs, id, &rc);
     if (pool__elsewhere(p, j)) {
         pthread_mutex_unlock(&p->lock);
-        return cancel_elsewhere(p, id, force);
+        return pool__cancel_elsewhere(p, id, force, 0);
     }
     uint64_t ticket = 0;
     if (j && (rc = pool__cancel_here(p, j, force)) == 0)

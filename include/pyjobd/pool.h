@@ -275,9 +275,10 @@ int pool_cancel(struct pool *p, const char *id, int force);
  * pyjobd.Cancelled raised in it, and its worker is killed if it has not ended grace
  * seconds later (0 < grace <= 3600); it ends cancelled whatever it does. A job not
  * running yet is cancelled as pool_cancel(p, id, 0) does. 0: cancelled, or (running)
- * interrupted and ending; -ENOENT / -ESTALE as pool_job_get; -EALREADY: finished;
- * -EREMOTE: running on another node (a shared store), which this does not reach;
- * -EINVAL: grace out of range.
+ * interrupted and ending (on a shared store, also by the node that runs it, asked
+ * through the database); -ENOENT / -ESTALE as pool_job_get; -EALREADY: finished;
+ * -EXDEV: its node did not confirm a cancel before the job started; -EINVAL: grace
+ * out of range.
  */
 int pool_interrupt(struct pool *p, const char *id, double grace);
 

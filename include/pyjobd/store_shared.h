@@ -50,8 +50,9 @@ struct store_events {
     void (*committed)(void *arg, char (*ids)[JOB_ID_LEN + 1], size_t n);
     /* A write about this job was refused: another node has it now. */
     void (*fenced)(void *arg, const char *id);
-    /* Another node asks this one to cancel a job it has (see store_ask_cancel). */
-    void (*cancel)(void *arg, const char *id, int force);
+    /* Another node asks this one to cancel a job it has (see store_ask_cancel; grace
+     * > 0: interrupt it, pool_interrupt). */
+    void (*cancel)(void *arg, const char *id, int force, double grace);
     /* This node's lease ran out and its jobs went to others: drop them all. */
     void (*reaped)(void *arg);
     /* Ids of jobs of other nodes that a local waiter waits for: writes up to max ids
@@ -99,8 +100,11 @@ int store_list(struct store *s, const struct pool_list_query *q, struct job_view
  * node[JOB_NODE_MAX] say where it stands); -EALREADY, -ENOENT, -ENOTCONN, -ETIMEDOUT. */
 int store_cancel(struct store *s, const char *id, int *status, char *node);
 
-/* Asks the node that has the job to cancel it (its events.cancel); fire and forget. */
-void store_ask_cancel(struct store *s, const char *node, const char *id, int force);
+/* Asks the node that has the job to cancel it (its events.cancel), or, with grace > 0
+ * seconds, to interrupt it (pyjobd.Cancelled, its worker killed grace s later if it
+ * has not ended); fire and forget. */
+void store_ask_cancel(struct store *s, const char *node, const char *id, int force,
+                      double grace);
 
 /* Deletes a finished job: 0, -EBUSY (not finished), -ENOENT, -ENOTCONN, -ETIMEDOUT. */
 int store_forget(struct store *s, const char *id);

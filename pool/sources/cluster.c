@@ -110,16 +110,23 @@ static void on_committed(void *arg, char (*ids)[JOB_ID_LEN + 1], size_t n)
     pthread_mutex_unlock(&p->lock);
 }
 
-/* Another node relays a client's cancel of a job this node has. */
-static void on_cancel(void *arg, const char *id, int force)
+/* Another node relays a client's cancel of a job this node has (grace > 0: an
+ * interrupt, as pool_interrupt's here). */
+static void on_cancel(void *arg, const char *id, int force, double grace)
 {
     struct pool *p = arg;
     pthread_mutex_lock(&p->lock);
     struct job *j = find(p, id);
-    int rc = j && !j->mirror ? pool__cancel_here(p, j, force) : -ENOENT;
+    int rc = -ENOENT, interrupted = 0;
+    if (j && !j->mirror && grace > 0 && j->v.status == JOB_RUNNING && j->worker &&
+        pool__interrupt_running(j, grace) == 0)
+        rc = 0, interrupted = 1;
+    else if (j && !j->mirror)
+        rc = pool__cancel_here(p, j, force || grace > 0);
     pthread_mutex_unlock(&p->lock);
     if (rc == 0) {
-        log_info("job %s cancelled at the request of another node", id);
+        log_info("job %s %s at the request of another node", id,
+                 interrupted ? "interrupted" : "cancelled");
         pool__wake(p);
     }
 }

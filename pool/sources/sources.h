@@ -234,6 +234,9 @@ int pool__reap_pending(struct pool *p); /* without pidfds; 1 while still polling
 /* Cancels this node's job j: 0, -EALREADY (finished), -EBUSY (running, !force). */
 int pool__cancel_here(struct pool *p, struct job *j, int force);
 
+/* interrupt.c: j (this node's running job, with a worker) is interrupted: 0, or 1 when
+ * its frame is still held back (no code of it ran: the caller cancels it outright). */
+int pool__interrupt_running(struct job *j, double grace);
 /* interrupt.c (the request is pool_interrupt, pool/pool_interrupt.c): j, taken off
  * its worker with j->interrupt_ms set, -> cancelled; how says how it ended ("it
  * returned", ...) for the message. */
@@ -281,6 +284,12 @@ void pool__cluster_want(struct pool *p);
 int pool__answers_locally(const struct pool *p, const struct job *j);
 /* Shared store, and this node does not run the job (no record, or only a mirror). */
 int pool__elsewhere(const struct pool *p, const struct job *j);
+/* pool_admin.c. Shared store, a job this node does not run: cancelled in the database
+ * when no node has claimed it; else its node is asked (NOTIFY; grace > 0: interrupted,
+ * see pool_interrupt) and, but for an interrupt of a running job, the answer read
+ * back. 0, -EBUSY (running, neither force nor grace), -EALREADY, -EXDEV (no answer),
+ * and store_cancel's errors. */
+int pool__cancel_elsewhere(struct pool *p, const char *id, int force, double grace);
 
 /* retention.c */
 /* --- schedules.c ----------------------------------------------------------------- */

@@ -164,10 +164,10 @@ int store_cancel(struct store *s, const char *id, int *status, char *node)
     return s && s->ops->cancel ? s->ops->cancel(s, id, status, node) : -ENOMEM;
 }
 
-void store_ask_cancel(struct store *s, const char *node, const char *id, int force)
+void store_ask_cancel(struct store *s, const char *node, const char *id, int force, double grace)
 {
     if (s && s->ops->ask_cancel)
-        s->ops->ask_cancel(s, node, id, force);
+        s->ops->ask_cancel(s, node, id, force, grace);
 }
 
 int store_forget(struct store *s, const char *id)

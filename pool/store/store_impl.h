@@ -49,7 +49,8 @@ struct store_ops {
     int (*list)(struct store *s, const struct pool_list_query *q, struct job_view **out, size_t *n,
                 uint64_t *next);
     int (*cancel)(struct store *s, const char *id, int *status, char *node);
-    void (*ask_cancel)(struct store *s, const char *node, const char *id, int force);
+    void (*ask_cancel)(struct store *s, const char *node, const char *id, int force,
+                       double grace);
     int (*forget)(struct store *s, const char *id);
     void (*watch)(struct store *s, const char *id);
     int (*finished_requests)(struct store *s, const struct pool_rerun_filter *f, size_t max,

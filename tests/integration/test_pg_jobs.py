@@ -247,3 +247,67 @@ def test_rerun_of_another_tenants_job_is_unknown(make_server, pg_db, tmp_path, c
     assert got.status == 201 and got.json()["rerun_of"] == jid, got
     assert call(a, "GET", f"/v1/jobs/{got.json()['id']}?wait=20", ALICE).json()["status"] == "succeeded"
     assert len(runs(cluster, "t")) == 2
+
+
+def _interruptible_functions():
+    def cleans_up(log, token):
+        """Notes 'start', sleeps; its finally notes 'finally' (pyjobd.Cancelled ends it)."""
+        import os
+        import time
+
+        def note(what):
+            fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+            try:
+                os.write(fd, f"{what} {token} {os.environ.get('NODE', '?')} {os.getpid()} {time.time():.6f}\n".encode())
+            finally:
+                os.close(fd)
+        note("start")
+        try:
+            time.sleep(60)
+        finally:
+            note("finally")
+
+    def stubborn(log, token):
+        """Notes 'start', then swallows everything pyjobd raises in it."""
+        import os
+        import time
+        fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        os.write(fd, f"start {token} {os.environ.get('NODE', '?')} {os.getpid()} {time.time():.6f}\n".encode())
+        os.close(fd)
+        while True:
+            try:
+                time.sleep(10)
+            except BaseException:
+                pass
+
+    return cleans_up, stubborn
+
+
+CLEANS_UP_B64, STUBBORN_B64 = (b64(cloudpickle.dumps(f)) for f in _interruptible_functions())
+
+
+def test_interrupt_reaches_a_job_running_on_another_node(cluster):
+    a = node(cluster, "a")
+    job = a.submit_req(job_request(CLEANS_UP_B64, cluster.log, "int", timeout=120))
+    cluster.wait_line("start", "int", node="a")
+    b = node(cluster, "b")
+    t = time.monotonic()
+    r = b.call("POST", f"/v1/jobs/{job['id']}/cancel?interrupt=5", expect=200).value
+    assert r["id"] == job["id"], r
+    done = b.done(job["id"], timeout=15)
+    took = time.monotonic() - t
+    assert done["status"] == "cancelled" and "Cancelled was raised" in done["error"]["message"], done
+    assert cluster.wait_line("finally", "int", node="a")  # its finally ran, on its node
+    print(f"\ninterrupt from another node: the job ended {took * 1000:.0f} ms later")
+    assert took < 3, f"ended {took:.2f}s after the interrupt: killed at the grace, not interrupted"
+    # One that ignores pyjobd.Cancelled is still killed when its grace ends.
+    job = a.submit_req(job_request(STUBBORN_B64, cluster.log, "stub", timeout=120))
+    cluster.wait_line("start", "stub", node="a")
+    t = time.monotonic()
+    b.call("POST", f"/v1/jobs/{job['id']}/cancel?interrupt=1.5", expect=200)
+    done = b.done(job["id"], timeout=15)
+    took = time.monotonic() - t
+    assert done["status"] == "cancelled" and "killed" in done["error"]["message"], done
+    assert 1.4 <= took < 4, f"killed {took:.2f}s after an interrupt with 1.5 s of grace"
+    # Node a goes on with a new worker.
+    assert a.done(a.submit_req(cluster.record_request("after"))["id"])["status"] == "succeeded"

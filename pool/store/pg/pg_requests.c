@@ -236,8 +236,10 @@ static int forget_result(struct pg_store *s, struct seg *g, struct req *q)
 
 static int send_ask_cancel(struct pg_store *s, struct seg *g, struct req *q)
 {
-    char payload[JOB_NODE_MAX + JOB_ID_LEN + 8];
-    snprintf(payload, sizeof(payload), "%s %s %d", q->node, q->id, q->force);
+    char payload[JOB_NODE_MAX + JOB_ID_LEN + 48];
+    /* "node id force grace_ms": a node that reads only three fields cancels outright. */
+    snprintf(payload, sizeof(payload), "%s %s %d %lld", q->node, q->id, q->force,
+             (long long)(q->grace > 0 ? q->grace * 1000.0 + 0.5 : 0));
     g->ps.n = 1;
     return pgs__send_notify(s, s->chan_cancel, payload);
 }
@@ -533,7 +535,8 @@ void pgs__watch(struct store *base, const char *id)
     pgs__poke(s);
 }
 
-void pgs__ask_cancel(struct store *base, const char *node, const char *id, int force)
+void pgs__ask_cancel(struct store *base, const char *node, const char *id, int force,
+                     double grace)
 {
     struct pg_store *s = (struct pg_store *)base;
     struct req *q = pgs__req_new(R_ASK_CANCEL, id);
@@ -541,5 +544,6 @@ void pgs__ask_cancel(struct store *base, const char *node, const char *id, int f
         return;
     snprintf(q->node, sizeof(q->node), "%s", node);
     q->force = force;
+    q->grace = grace;
     post_request(s, q);
 }

@@ -78,6 +78,7 @@ struct req {
     int has_owner;
     char node[JOB_NODE_MAX]; /* R_CANCEL: where the job is; R_ASK_CANCEL: whom to ask */
     int force;
+    double grace; /* R_ASK_CANCEL: > 0, an interrupt */
     uint64_t cursor;
     size_t limit;
     char *ids;                     /* R_FETCH_MANY: '{id,...}' (malloc'd) */
@@ -208,6 +209,7 @@ int pgs__list(struct store *base, const struct pool_list_query *q, struct job_vi
 int pgs__cancel(struct store *base, const char *id, int *status, char *node);
 int pgs__forget(struct store *base, const char *id);
 void pgs__watch(struct store *base, const char *id);
-void pgs__ask_cancel(struct store *base, const char *node, const char *id, int force);
+void pgs__ask_cancel(struct store *base, const char *node, const char *id, int force,
+                     double grace);
 
 #endif

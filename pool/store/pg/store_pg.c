@@ -105,10 +105,12 @@ static void on_notify(void *ctx, const char *channel, const char *payload)
 {
     struct pg_store *s = ctx;
     if (strcmp(channel, s->chan_cancel) == 0) {
-        /* "node id force": for us? */
+        /* "node id force [grace_ms]": for us? */
         char node[JOB_NODE_MAX], id[JOB_ID_LEN + 1];
         int force = 0;
-        if (sscanf(payload, "%79s %32s %d", node, id, &force) != 3 || !job_id_is_valid(id))
+        long long grace_ms = 0;
+        int got = sscanf(payload, "%79s %32s %d %lld", node, id, &force, &grace_ms);
+        if (got < 3 || !job_id_is_valid(id) || grace_ms < 0 || grace_ms > 3600 * 1000)
             return;
         pthread_mutex_lock(&s->lock);
         int mine = strcmp(node, s->node_id) == 0;
@@ -116,7 +118,7 @@ static void on_notify(void *ctx, const char *channel, const char *payload)
         void *arg = s->ev_arg;
         pthread_mutex_unlock(&s->lock);
         if (mine && ev.cancel)
-            ev.cancel(arg, id, force);
+            ev.cancel(arg, id, force, (double)grace_ms / 1000.0);
         return;
     }
     pthread_mutex_lock(&s->lock);

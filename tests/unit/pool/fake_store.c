@@ -316,9 +316,10 @@ static int fake_cancel(struct store *s, const char *id, int *status, char *node)
     return rc;
 }
 
-static void fake_ask_cancel(struct store *s, const char *node, const char *id, int force)
+static void fake_ask_cancel(struct store *s, const char *node, const char *id, int force,
+                            double grace)
 {
-    (void)s, (void)node, (void)id, (void)force;
+    (void)s, (void)node, (void)id, (void)force, (void)grace;
 }
 
 static int fake_forget(struct store *s, const char *id)
@@ -549,5 +550,5 @@ void fake_store_cancel(struct store *s, const char *id, int force)
     void *arg;
     struct store_events ev = events(fake_of(s), &arg);
     if (ev.cancel)
-        ev.cancel(arg, id, force);
+        ev.cancel(arg, id, force, 0);
 }
