@@ -166,8 +166,8 @@ void api__method_not_allowed(struct api_response *resp, const char *method, cons
 /* 503 problems for a shared store's -ENOTCONN / -ETIMEDOUT: 1 when rc was one. */
 int api__store_problem(const struct api *api, struct api_response *resp, int rc);
 /* Answers pool_submit_keyed's errors about a request's own fields: its key
- * (-EKEYREJECTED: 422, -ESTALE: 404, -EOPNOTSUPP: 501), naming where (e.g. "jobs[3]: ", "" for none) and the key: 1 when it
- * answered, 0 for any other rc. */
+ * (-EKEYREJECTED: 422, -ESTALE: 404), naming where (e.g. "jobs[3]: ", "" for none) and the key: 1
+ * when it answered, 0 for any other rc. */
 /* Answers a submission's refusals by the queue (-EAGAIN: 429 with Retry-After, -EDQUOT:
  * the tenant's limit), -ESHUTDOWN (503), the store's, or any other error, naming what
  * was to be queued ("job", "jobs"): 1 when it answered, 0 for rc >= 0. */

@@ -220,11 +220,6 @@ int api__submit_problem(const struct api *api, struct api_response *resp, int rc
                     "retention, --result-ttl / --max-jobs, or DELETE) and the key stays used "
                     "until it expires (%g s after its first use); use a new key for a new job",
                     where, key ? key : "", api->idempotency_ttl);
-    else if (rc == -EOPNOTSUPP)
-        api_problem(resp, 501, NULL,
-                    "%sIdempotency-Key is not supported yet on a shared store (PostgreSQL); "
-                    "submit without it",
-                    where);
     else
         return 0;
     return 1;

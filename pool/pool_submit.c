@@ -207,27 +207,163 @@ static int build(struct pool *p, const struct job_spec *specs, size_t n, struct 
     return 0;
 }
 
+/* --- a shared store: the database decides each key's job --------------------------------- */
+
+/* Lock held. The limits for all n jobs (the replays among them included: which they are
+ * is known only after the database's round), and which of them this node runs (as
+ * queue_fresh chooses): 0, -EAGAIN, -EDQUOT, -ENOMEM. */
+static int place(struct pool *p, struct job **jobs, size_t n)
+{
+    size_t queued = p->lc.jobs.nqueued + p->lc.jobs.nscheduled;
+    if (p->cfg.max_queue && (queued + n > p->cfg.max_queue ||
+                             store_queued(p->cfg.store) + queued + n > p->cfg.max_queue))
+        return -EAGAIN;
+    int rc = tenant_room(p, jobs, n);
+    unsigned idle = pool__idle_workers(p);
+    size_t room = idle > queued ? idle - queued : 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        jobs[i]->claim_here = room > 0 && jobs[i]->v.status != JOB_SCHEDULED;
+        if (jobs[i]->claim_here) {
+            room--;
+            store_node_id(p->cfg.store, jobs[i]->v.node); /* inserted as claimed here */
+        }
+    }
+    return rc;
+}
+
+/* Lock held. Admits and queues s->fresh, which the database has already (their limits
+ * were checked by place; nothing here may refuse them any more): each runs here
+ * (claim_here) or is left to the database's queue. One that this node already holds
+ * (its own claim, or an adoption, was faster) is answered as it is and dropped from
+ * fresh (jobs of the caller to free). 0 or -ENOMEM (nothing queued). */
+static int queue_placed(struct pool *p, struct submission *s, struct job_view *views_out,
+                        struct job **dropped)
+{
+    int rc = 0;
+    size_t admitted = 0, copied = 0;
+    for (size_t i = 0; rc == 0 && i < s->m; i++)
+        if (!pool__tenant_of(&p->lc.jobs, s->fresh[i]))
+            rc = -ENOMEM;
+    for (; rc == 0 && admitted < s->m; admitted++) {
+        struct job *j = s->fresh[admitted];
+        dropped[admitted] = pool__table_find(&p->lc.jobs, j->v.id, &(int){0}) ? j : NULL;
+        if (!dropped[admitted] && (rc = pool__job_admit(&p->lc, j)) != 0)
+            break;
+    }
+    for (; rc == 0 && copied < s->m; copied++) {
+        struct job *j = s->fresh[copied];
+        if (dropped[copied]) /* the record this node holds, as it is */
+            j = pool__table_find(&p->lc.jobs, j->v.id, &(int){0});
+        rc = job_view_copy(&views_out[s->at[copied]], &j->v);
+    }
+    if (rc != 0) { /* all or none: views copied and jobs admitted so far are undone */
+        for (size_t i = 0; i + 1 < copied; i++)
+            job_view_release(&views_out[s->at[i]]);
+        for (size_t i = 0; i < admitted; i++)
+            if (!dropped[i])
+                pool__job_withdraw(&p->lc, s->fresh[i]);
+        memset(dropped, 0, s->m * sizeof(*dropped));
+        return rc;
+    }
+    for (size_t i = 0; i < s->m; i++)
+        if (!dropped[i]) /* its insert again: a no-op, the job is committed already */
+            pool__job_submitted(&p->lc, s->fresh[i], s->fresh[i]->claim_here);
+    pool__retention_enforce(p, clock_now_ms());
+    return 0;
+}
+
+/* Replays: each key's job as it is now (this node's copy, else the database's). */
+static int fetch_replays(struct pool *p, const struct store_keyed_job *kj, size_t n,
+                         struct job_view *views_out, unsigned char *replayed, size_t *bad)
+{
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (kj[i].outcome != STORE_KEY_SAME)
+            continue;
+        rc = pool_job_get(p, kj[i].job_id, &views_out[i]);
+        rc = rc == -ENOENT || rc == -ENOBUFS ? -ESTALE : rc; /* removed since */
+        replayed[i] = rc == 0;
+        if (rc != 0)
+            *bad = i;
+    }
+    for (size_t i = 0; rc != 0 && i < n; i++)
+        if (replayed[i])
+            job_view_release(&views_out[i]), replayed[i] = 0;
+    return rc;
+}
+
+/* pool_submit_keyed on a shared store with keys: the limits and this node's share are
+ * settled under the lock, every job and key go to the database in one transaction
+ * (store_submit_keyed), then the new jobs are queued under the lock as the database
+ * has them. No store_sync: that transaction was the commit. jobs[i] is freed here when
+ * it was not queued. */
+static int submit_shared(struct pool *p, struct job **jobs, size_t n, struct submission *s,
+                         struct job_view *views_out, unsigned char *replayed, size_t *bad)
+{
+    struct store_keyed_job *kj = calloc(n, sizeof(*kj));
+    struct job **dropped = calloc(n, sizeof(*dropped));
+    int rc = kj && dropped ? 0 : -ENOMEM;
+    memset(replayed, 0, n);
+    if (rc == 0) {
+        pthread_mutex_lock(&p->lock);
+        rc = p->stopping || p->draining ? -ESHUTDOWN : place(p, jobs, n);
+        pthread_mutex_unlock(&p->lock);
+    }
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        kj[i].v = &jobs[i]->v, kj[i].spec = &jobs[i]->spec;
+    if (rc == 0)
+        rc = store_submit_keyed(p->cfg.store, kj, n);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        if (kj[i].outcome == STORE_KEY_OTHER || kj[i].outcome == STORE_KEY_GONE) {
+            rc = kj[i].outcome == STORE_KEY_OTHER ? -EKEYREJECTED : -ESTALE;
+            *bad = i; /* nothing was inserted */
+        }
+    if (rc == 0)
+        rc = fetch_replays(p, kj, n, views_out, replayed, bad);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        if (kj[i].outcome == STORE_KEY_NEW)
+            s->fresh[s->m] = jobs[i], s->at[s->m++] = i;
+    if (rc == 0 && s->m) {
+        /* In the database now: queued here even if the pool began to stop meanwhile
+         * (its jobs claimed here go back to the queue as it stops). */
+        pthread_mutex_lock(&p->lock);
+        rc = queue_placed(p, s, views_out, dropped);
+        pthread_mutex_unlock(&p->lock);
+        for (size_t i = 0; rc != 0 && i < n; i++)
+            if (replayed[i])
+                job_view_release(&views_out[i]), replayed[i] = 0;
+        if (rc == 0)
+            pool__wake(p);
+    }
+    for (size_t i = 0; i < n; i++) /* what was not queued: replays, failures, dropped */
+        if (rc != 0 || kj[i].outcome != STORE_KEY_NEW)
+            pool__job_free(jobs[i]);
+    for (size_t k = 0; rc == 0 && k < s->m; k++)
+        pool__job_free(dropped[k]);
+    free(kj);
+    free(dropped);
+    return rc;
+}
+
 int pool_submit_keyed(struct pool *p, const struct job_spec *specs, size_t n,
                       struct job_view *views_out, unsigned char *replayed, size_t *bad_index)
 {
     if (n == 0)
         return 0;
-    size_t nkeys = 0, bad = 0;
+    size_t nkeys = 0;
     for (size_t i = 0; i < n; i++)
-        if (specs[i].idem_key && !nkeys++)
-            bad = i;
+        nkeys += specs[i].idem_key != NULL;
     int shared = pool__shared(p);
-    if (shared && nkeys) {
-        /* Two nodes must agree on a key through the database: not there yet. */
-        *bad_index = bad;
-        return -EOPNOTSUPP;
-    }
     if (shared && !store_available(p->cfg.store))
         return -ENOTCONN; /* nothing could be recorded: refuse now rather than lose it */
     struct job **jobs = calloc(n, sizeof(*jobs));
     struct submission s = {0};
     int rc = jobs ? build(p, specs, n, jobs, &s, nkeys) : -ENOMEM;
     uint64_t ticket = 0;
+    if (rc == 0 && shared && nkeys) { /* two nodes agree on a key through the database */
+        rc = submit_shared(p, jobs, n, &s, views_out, replayed, bad_index);
+        goto out;
+    }
     if (rc == 0) {
         pthread_mutex_lock(&p->lock);
         if (p->stopping || p->draining)
@@ -250,8 +386,6 @@ int pool_submit_keyed(struct pool *p, const struct job_spec *specs, size_t n,
     for (size_t i = 0; jobs && i < n; i++)
         if (!filled || replayed[i])
             pool__job_free(jobs[i]);
-    for (size_t i = 0; s.keys && i < n; i++)
-        free(s.keys[i]);
     for (size_t i = 0; rc == 0 && i < n; i++)
         if (s.fill[i] && (rc = pool__results_fill(p, views_out[i].id, &views_out[i])) != 0)
             *bad_index = i;
@@ -261,6 +395,9 @@ int pool_submit_keyed(struct pool *p, const struct job_spec *specs, size_t n,
     if (rc != 0 && filled)
         for (size_t i = 0; i < n; i++)
             job_view_release(&views_out[i]);
+out:
+    for (size_t i = 0; s.keys && i < n; i++)
+        free(s.keys[i]); /* NULL once remembered */
     free(jobs);
     free(s.fresh);
     free(s.at);

@@ -165,7 +165,8 @@ int pool_submit_batch(struct pool *p, const struct job_spec *specs, size_t n,
  * The keys of one call must differ. Besides pool_submit_batch's errors (nothing was
  * queued, nothing is in views_out), with *bad_index naming the spec: -EKEYREJECTED when
  * the key came with another request (digests differ); -ESTALE when the key's job was
- * removed since (retention, DELETE); -EOPNOTSUPP on a shared store (not supported yet);
+ * removed since (retention, DELETE). (On a shared store the database decides for every
+ * node at once: store_submit_keyed writes the keys and the new jobs in one transaction.)
  * -ENOSYS for a delayed or expiring job (run_at_us, expires_at_us) on a shared store
  * (not supported yet either).
  */
@@ -233,8 +234,10 @@ struct pool_schedule_info {
 
 /* 0 with *out; -EINVAL with err (a cron expression or a time zone that is wrong: the
  * api checks them first); -EAGAIN (POOL_MAX_SCHEDULES); -EDQUOT (the tenant has
- * POOL_MAX_SCHEDULES_PER_TENANT); -EOPNOTSUPP on a shared store
- * (not yet); -ENOMEM. */
+ * POOL_MAX_SCHEDULES_PER_TENANT, counted in the database on a shared store); -ENOSYS
+ * for a job with a retry policy on a shared store (not kept there yet); -ENOMEM; on a
+ * shared store also -ENOTCONN, -ETIMEDOUT, -EIO (the database). The reads and delete
+ * below: the same database errors on a shared store. */
 int pool_schedule_create(struct pool *p, const struct pool_schedule_request *rq,
                          struct pool_schedule_info *out, char *err, size_t errlen);
 /* tenant NULL: any owner. 0, -ENOENT (none, or another tenant's). */

@@ -118,4 +118,97 @@ int store_finished_requests(struct store *s, const struct pool_rerun_filter *f, 
 /* Marks the job waited-on and re-reads it (the answer comes as events.updated). */
 void store_watch(struct store *s, const char *id);
 
+/* Idempotent submission on a shared store: the database decides which node's job a
+ * key names (store_submit_keyed). */
+enum store_key_outcome {
+    STORE_KEY_NEW,   /* inserted: the key (if any) names this job now */
+    STORE_KEY_SAME,  /* the key names job_id, first sent with the same request: a replay */
+    STORE_KEY_OTHER, /* the key names job_id, first sent with another request */
+    STORE_KEY_GONE,  /* the key names job_id, same request, but that job was removed */
+};
+struct store_keyed_job {
+    const struct job_view *v;    /* v->node "": left in the queue for any node; else this
+                                  * node's: inserted as claimed by this node */
+    const struct job_spec *spec; /* idem_key NULL: no key, inserted with the others */
+    enum store_key_outcome outcome; /* the answer */
+    char job_id[JOB_ID_LEN + 1];    /* the answer for SAME, OTHER, GONE */
+};
+
+/* Inserts jobs[0..n) and takes the keys of those that carry one (spec->idem_key, its
+ * digest, until spec->idem_expires_us), in one transaction: a job is inserted only if
+ * its key names it (a key is new, or expired and taken over), and nothing is inserted
+ * when any key is OTHER or GONE. Two nodes taking one key at once: the second waits
+ * for the first's commit and finds SAME or OTHER. The keys of one call must differ.
+ * 0 (every outcome filled), -ENOTCONN (the database is out of reach, or the connection
+ * was lost: whether it committed is unknown; a retry with the same keys tells),
+ * -EIO, -ENOMEM; -ENOTSUP for a single-node store. */
+int store_submit_keyed(struct store *s, struct store_keyed_job *jobs, size_t n);
+
+/* --- recurring schedules (issue 17 item 4) ---------------------------------------------
+ *
+ * Schedules are rows of the database; any node creates, reads and deletes them
+ * (synchronous requests, as store_fetch). One node at a time fires them, the leader:
+ * the node whose connection holds the database's advisory lock for this schema (lost
+ * with that connection, so a dead node's lock goes with its connection and another node
+ * takes it within --pg-poll). The store tells the pool when it leads and which
+ * schedules there are; the pool fires their ticks (store_schedule_tick), and the store
+ * commits each tick's job with the schedule's progress in one transaction, or not at
+ * all once this node no longer leads. A tick's job id is derived from the schedule and
+ * the tick, so a tick fired twice (two leaders, one after the other) makes one job.
+ */
+
+enum store_schedules_how {
+    /* This node just became the leader: rows are every schedule, with its job; the
+     * callee replaces what it had, and ticks missed since each one's last tick go as
+     * its "missed" says. */
+    STORE_SCHEDULES_LEAD,
+    /* A re-read (at the poll interval, or when one was created or deleted anywhere):
+     * every schedule without its job (job NULL). The callee drops those not listed and
+     * copies into unknown[] the ids of those it does not have, returning how many; the
+     * store then reads those with their jobs (STORE_SCHEDULES_ADDED). */
+    STORE_SCHEDULES_LISTING,
+    /* Schedules the leader did not have, with their jobs. */
+    STORE_SCHEDULES_ADDED,
+};
+
+/* Called on the store's thread, no store lock held (they may take the pool's). */
+struct store_schedule_events {
+    size_t (*loaded)(void *arg, enum store_schedules_how how, const struct store_schedule *rows,
+                     size_t n, char (*unknown)[JOB_ID_LEN + 1]);
+    /* This node stopped leading (its connection was lost): fire nothing more. */
+    void (*lost)(void *arg);
+    /* A tick was committed: its schedule has fired runs jobs, the last last_job; or
+     * (gone) the schedule was deleted meanwhile and the tick made no job. */
+    void (*ticked)(void *arg, const char *id, int gone, uint64_t runs, const char *last_job);
+};
+
+/* Registers the pool (ev NULL: no more calls; returns once a call in progress ended).
+ * Only a store with events registered tries to lead. */
+void store_set_schedule_events(struct store *s, const struct store_schedule_events *ev, void *arg);
+
+/* The tick tick_us of schedule id: its job (v: id, owner, created_at, options; spec: its
+ * payload; both copied) is inserted unless a job has that id, and the schedule's last
+ * tick, runs and last job advanced, in one transaction — only while this node leads,
+ * the schedule exists and has not fired that tick. Never blocks: 0 (queued), -ENOMEM,
+ * -ENOTCONN (this node does not lead), -ENOTSUP (not a shared store). */
+int store_schedule_tick(struct store *s, const char *id, int64_t tick_us, const struct job_view *v,
+                        const struct job_spec *spec);
+
+/* A new schedule's row (its runs, last tick and last job are ignored): 0; -EDQUOT when
+ * its owner has tenant_max schedules already, -EAGAIN when there are max in all;
+ * -ENOTCONN, -ETIMEDOUT, -EIO, -ENOMEM, -ENOTSUP. */
+int store_schedule_create(struct store *s, const struct store_schedule *sc, size_t tenant_max,
+                          size_t max);
+
+/* Schedules (id NULL: all; owner NULL: anyone's), oldest first, without their jobs:
+ * *rows malloc'd (store_schedules_free). 0, -ENOTCONN, -ETIMEDOUT, -EIO, -ENOMEM,
+ * -ENOTSUP. */
+int store_schedule_read(struct store *s, const char *id, const char *owner,
+                        struct store_schedule **rows, size_t *n);
+void store_schedules_free(struct store_schedule *rows, size_t n);
+
+/* Deletes a schedule (owner NULL: anyone's): 0, -ENOENT (none, or another owner's),
+ * -ENOTCONN, -ETIMEDOUT, -EIO, -ENOMEM, -ENOTSUP. */
+int store_schedule_delete(struct store *s, const char *id, const char *owner);
+
 #endif

@@ -11,6 +11,7 @@
 #include "store_impl.h"
 
 #include <errno.h>
+#include <stdlib.h>
 
 void store_close(struct store *s)
 {
@@ -179,4 +180,54 @@ void store_watch(struct store *s, const char *id)
 {
     if (s && s->ops->watch)
         s->ops->watch(s, id);
+}
+
+/* --- recurring schedules on a shared store ------------------------------------------------ */
+
+void store_set_schedule_events(struct store *s, const struct store_schedule_events *ev, void *arg)
+{
+    if (s && s->ops->set_schedule_events)
+        s->ops->set_schedule_events(s, ev, arg);
+}
+
+int store_schedule_tick(struct store *s, const char *id, int64_t tick_us, const struct job_view *v,
+                        const struct job_spec *spec)
+{
+    return s && s->ops->schedule_tick ? s->ops->schedule_tick(s, id, tick_us, v, spec) : -ENOTSUP;
+}
+
+int store_schedule_create(struct store *s, const struct store_schedule *sc, size_t tenant_max,
+                          size_t max)
+{
+    return s && s->ops->schedule_create ? s->ops->schedule_create(s, sc, tenant_max, max)
+                                        : -ENOTSUP;
+}
+
+int store_schedule_read(struct store *s, const char *id, const char *owner,
+                        struct store_schedule **rows, size_t *n)
+{
+    *rows = NULL;
+    *n = 0;
+    return s && s->ops->schedule_read ? s->ops->schedule_read(s, id, owner, rows, n) : -ENOTSUP;
+}
+
+int store_schedule_delete(struct store *s, const char *id, const char *owner)
+{
+    return s && s->ops->schedule_delete ? s->ops->schedule_delete(s, id, owner) : -ENOTSUP;
+}
+
+/* Rows a store read for its caller: their strings and bytes are the caller's. */
+void store_schedules_free(struct store_schedule *rows, size_t n)
+{
+    for (size_t i = 0; rows && i < n; i++) {
+        free((void *)rows[i].job);
+        free((void *)rows[i].cron);
+        free((void *)rows[i].timezone);
+    }
+    free(rows);
+}
+
+int store_submit_keyed(struct store *s, struct store_keyed_job *jobs, size_t n)
+{
+    return s && s->ops->submit_keyed ? s->ops->submit_keyed(s, jobs, n) : -ENOTSUP;
 }

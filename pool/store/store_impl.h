@@ -56,6 +56,17 @@ struct store_ops {
     int (*finished_requests)(struct store *s, const struct pool_rerun_filter *f, size_t max,
                              struct job_view **views, struct job_spec **specs,
                              size_t *n); /* NULL: -ENOTSUP */
+    int (*submit_keyed)(struct store *s, struct store_keyed_job *jobs, size_t n); /* NULL: -ENOTSUP */
+    /* Recurring schedules on a shared store (store_shared.h); NULL: -ENOTSUP. */
+    void (*set_schedule_events)(struct store *s, const struct store_schedule_events *ev,
+                                void *arg);
+    int (*schedule_tick)(struct store *s, const char *id, int64_t tick_us,
+                         const struct job_view *v, const struct job_spec *spec);
+    int (*schedule_create)(struct store *s, const struct store_schedule *sc, size_t tenant_max,
+                           size_t max);
+    int (*schedule_read)(struct store *s, const char *id, const char *owner,
+                         struct store_schedule **rows, size_t *n);
+    int (*schedule_delete)(struct store *s, const char *id, const char *owner);
 };
 
 struct store {

@@ -7,7 +7,7 @@ threads at once, and after a restart with SQLite. The same key with another requ
 422 naming the key; another tenant's same key is its own job; a bad key is 400 naming
 the header (or the field). The Python client sends a key with every submission, so its
 resend after a lost answer runs the job once (counted in a side-effect file).
-PostgreSQL (a shared store) refuses keys with 501 for now.
+PostgreSQL (a shared store, several nodes): test_pg_idempotency.py.
 """
 
 import json
@@ -19,7 +19,6 @@ import cloudpickle
 import pytest
 
 from conftest import check_job, check_problem, make_payload, start_server, stop_server
-from conftest_pg import pg_db, pg_server  # noqa: F401  (fixtures)
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
@@ -224,16 +223,3 @@ def test_client_resend_runs_once(server, tmp_path):
         server.wait_done(jobs[0]["id"])
     with open(log) as f:
         assert f.read().count("ran") == 1 + 1 + 3
-
-
-def test_shared_store_refuses_keys_501(make_server, pg_db):
-    s = make_server("--workers", "1", "--store", pg_db.uri, name="pg-node")
-    problem = check_problem(post(s, payload(1), key="pg-key"), 501)
-    assert "shared store" in problem["detail"], problem
-    assert post(s, payload(1)).status == 201  # without a key, as before
-    # The client notices and submits without keys (rather than failing every submit).
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "client", "python"))
-    import pyjobd
-    with pyjobd.Executor(s.base_url) as ex:
-        assert ex.submit(lambda: 5).result(30) == 5
-        assert list(ex.map(lambda x: x * 2, [1, 2])) == [2, 4]

@@ -284,6 +284,7 @@ static const struct req_kind {
     [R_FORGET] = {send_forget, forget_result},
     [R_WATCH] = {send_watch, watch_result},
     [R_ASK_CANCEL] = {send_ask_cancel, no_result},
+    [R_KEYED] = {pgs__keyed_send, pgs__keyed_result},
     [R_REQUEST] = {pgs__request_send, pgs__request_result},
     [R_RERUNS] = {pgs__reruns_send, pgs__reruns_result},
 };
@@ -358,6 +359,7 @@ void pgs__req_free(struct req *q)
     free(q->views);
     free(q->ids);
     free(q->watch);
+    pgs__keyed_free(q);
     for (size_t i = 0; i < q->nspecs; i++)
         job_spec_release(&q->specs[i]);
     free(q->specs);

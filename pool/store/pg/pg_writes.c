@@ -245,3 +245,8 @@ void pgs__round_writes(struct pg_store *s)
     g->ps.n = count; /* results past the writes (notifies) are ignored */
     pgs__send_or_lose(s, g, failed);
 }
+
+int pgs__send_insert(struct pg_store *s, struct wop *w)
+{
+    return w->kind == W_INSERT ? send_write(s, w) : -1;
+}

@@ -15,6 +15,8 @@
  *                     of the shared queue
  *     pg_membership.c registering, heartbeat, reaping, retention
  *     pg_requests.c   reads and watches for other threads, re-checks of waited jobs
+ *     pg_schedules.c  recurring schedules: leading (an advisory lock), firing, their
+ *                     requests (pg_schedule_requests.c; pg_sched.h)
  *   store_pg.c        the top: the thread and its loop, opening and closing, the
  *                     store's function table (pool/store/store_impl.h)
  *
@@ -40,6 +42,7 @@
 #define RETENTION_EVERY_MS 5000
 #define WAITED_MAX 512
 #define NOTIFY_IDS 200 /* ids per NOTIFY payload (its limit is 8000 bytes) */
+#define DUE_MAX 131072 /* due times of scheduled jobs kept to claim them on time */
 
 enum wkind { W_INSERT, W_UPDATE, W_FINISH, W_DELETE };
 
@@ -65,6 +68,7 @@ enum rkind {
     R_FORGET,
     R_WATCH,
     R_ASK_CANCEL,
+    R_KEYED,   /* pg_keys.c */
     R_REQUEST, /* pg_reruns.c: a job's request */
     R_RERUNS,  /* pg_reruns.c: finished jobs' requests */
     R_NKINDS
@@ -83,9 +87,10 @@ struct req {
     size_t limit;
     char *ids;                     /* R_FETCH_MANY: '{id,...}' (malloc'd) */
     char (*watch)[JOB_ID_LEN + 1]; /* R_WATCH: the ids, gathered until the thread sends it */
-    int error_type;                /* R_RERUNS: the filter (with status, owner, limit) */
+    struct keyed *keyed;           /* R_KEYED: its jobs (pg_keys.c) */
+    int error_type;   /* R_RERUNS: the filter (with status, owner, limit) */
     int64_t since_us;
-    struct job_spec *specs; /* R_REQUEST, R_RERUNS: the requests read */
+    struct job_spec *specs;                 /* R_REQUEST, R_RERUNS: the requests read */
     size_t nspecs;
     size_t nwatch, capwatch;
     /* answer */
@@ -117,6 +122,10 @@ struct pg_store {
     struct req *watch_req;               /* queued R_WATCH that more ids join, until sent */
     unsigned want;
     int claim_now;
+    /* When the scheduled jobs queued here are due (monotonic ms), a min-heap, at most
+     * DUE_MAX (beyond, the poll finds them): a claim goes then (pg_claims.c). */
+    int64_t *due;
+    size_t ndue, capdue;
     int recheck_now; /* re-check every waited job (reconnected, a node reaped, ...) */
     /* Finished jobs named by completion notifications, to re-check if waited here. */
     char (*done_ids)[JOB_ID_LEN + 1];
@@ -130,7 +139,6 @@ struct pg_store {
     void (*on_commit)(void *arg); /* store_on_commit */
     void *on_commit_arg;
 
-    int64_t due_ms;  /* the earliest a scheduled job queued here is due (INT64_MAX: none) */
     /* The store thread's own. */
     struct wop_list sent; /* writes of the segment in flight */
     int writes_inflight, claim_inflight, hb_inflight, reap_inflight, recheck_inflight;
@@ -144,6 +152,10 @@ struct pg_store {
     _Atomic int64_t queue_counted, queue_added;
     int64_t added_at_count, next_count_ms;
     int count_inflight;
+    int keys_inflight; /* pg_keys.c: deleting expired keys, next at next_keys_ms */
+    struct registry *keyed_ids; /* lock held: inserted by keyed rounds, not yet put */
+    int64_t next_keys_ms;
+    struct pg_sched *sched; /* recurring schedules (pg_sched.h) */
 };
 
 /* Segments carry their context: what to do with the results. */
@@ -172,8 +184,12 @@ char *pgs__id_array(char (*ids)[JOB_ID_LEN + 1], size_t from, size_t to);
 /* pg_writes.c */
 void pgs__round_writes(struct pg_store *s);
 void pgs__wop_free(struct wop *w);
+/* Sends w (a W_INSERT) as the writes' round does, into the segment being built: 0 or -1. */
+int pgs__send_insert(struct pg_store *s, struct wop *w);
 /* pg_claims.c */
 void pgs__round_claim(struct pg_store *s, int64_t now);
+void pgs__due_add(struct pg_store *s, int64_t ms); /* lock held */
+int64_t pgs__due_next(const struct pg_store *s);   /* lock held; INT64_MAX: none */
 void pgs__round_count(struct pg_store *s, int64_t now);
 void pgs__round_adopt(struct pg_store *s);
 /* pg_membership.c */
@@ -199,6 +215,20 @@ int pgs__reruns_result(struct pg_store *s, struct seg *g, struct req *q);
 int pgs__read_request(struct store *base, const char *id, struct job_spec *spec);
 int pgs__finished_requests(struct store *base, const struct pool_rerun_filter *f, size_t max,
                            struct job_view **views, struct job_spec **specs, size_t *n);
+/* pg_keys.c: keyed submissions (R_KEYED, sent and read by pg_requests.c's table)
+ * and deleting expired keys (a round of its own); the statements in pg_sql_keys.c. */
+extern const struct pg_stmt pg_sql_key_take, pg_sql_key_settle, pg_sql_key_expire;
+int pgs__keyed_send(struct pg_store *s, struct seg *g, struct req *q);
+int pgs__keyed_result(struct pg_store *s, struct seg *g, struct req *q);
+void pgs__keyed_free(struct req *q);
+void pgs__round_keys_expire(struct pg_store *s, int64_t now);
+/* Any thread: the store_put (STORE_NEW) of a job a keyed round inserted already is not
+ * written again (a second insert of a job another node may be updating would wait for
+ * that node's writes: two nodes' groups of writes could then deadlock). Its ticket (one
+ * committed), or 0 for any other job. */
+uint64_t pgs__keyed_put(struct pg_store *s, const char *id, int claimed);
+void pgs__keyed_ids_free(struct pg_store *s);
+int pgs__submit_keyed(struct store *base, struct store_keyed_job *jobs, size_t n);
 /* The store's requests (entries of store_pg.c's struct store_ops; any thread but the
  * store's): see store_shared.h. */
 int pgs__fetch(struct store *base, const char *id, struct job_view *out);
@@ -211,5 +241,25 @@ int pgs__forget(struct store *base, const char *id);
 void pgs__watch(struct store *base, const char *id);
 void pgs__ask_cancel(struct store *base, const char *node, const char *id, int force,
                      double grace);
+
+/* pg_schedules.c, pg_schedule_requests.c: recurring schedules (store_shared.h). */
+int pgs__sched_new(struct pg_store *s); /* before the thread starts: 0 or -ENOMEM */
+void pgs__sched_free(struct pg_store *s);
+void pgs__round_schedules(struct pg_store *s, int64_t now);
+int64_t pgs__sched_next_ms(struct pg_store *s);
+void pgs__sched_lost(struct pg_store *s);         /* the connection was lost: not leading */
+void pgs__sched_fail(struct pg_store *s, int rc); /* queued requests fail with rc */
+void pgs__sched_reread(struct pg_store *s);       /* lock held: a NOTIFY said so */
+void pgs__set_schedule_events(struct store *base, const struct store_schedule_events *ev,
+                              void *arg);
+int pgs__schedule_tick(struct store *base, const char *id, int64_t tick_us,
+                       const struct job_view *v, const struct job_spec *spec);
+int pgs__schedule_create(struct store *base, const struct store_schedule *sc, size_t tenant_max,
+                         size_t max);
+int pgs__schedule_read(struct store *base, const char *id, const char *owner,
+                       struct store_schedule **rows, size_t *n);
+int pgs__schedule_delete(struct store *base, const char *id, const char *owner);
+/* The NOTIFY payload on the queued channel that says "schedules changed". */
+#define PG_SCHEDULES_PAYLOAD "schedules"
 
 #endif

@@ -45,6 +45,7 @@ static void fail_requests(struct pg_store *s, int rc)
         STAILQ_REMOVE_HEAD(&all, link);
         pgs__req_finish(s, q, rc); /* may free q */
     }
+    pgs__sched_fail(s, rc);
 }
 
 static void on_ready(void *ctx)
@@ -53,6 +54,7 @@ static void on_ready(void *ctx)
     s->registered = 0;
     s->writes_inflight = s->claim_inflight = s->hb_inflight = s->reap_inflight = 0;
     s->recheck_inflight = s->ret_inflight = s->reg_inflight = 0;
+    s->keys_inflight = 0;
     s->next_reg_ms = 0; /* send_round registers, or checks the membership by a heartbeat */
     /* After an outage every heartbeat is stale: give the other nodes one lease to
      * reconnect before presuming any of them dead. */
@@ -71,6 +73,7 @@ static void on_lost(void *ctx)
     s->ready = 0;
     pthread_mutex_unlock(&s->lock);
     s->registered = 0;
+    pgs__sched_lost(s); /* the lead of the schedules went with the connection */
 }
 
 /* Lock held. A completion notification: "id,id,..." (or "" for "re-check all"). */
@@ -122,7 +125,9 @@ static void on_notify(void *ctx, const char *channel, const char *payload)
         return;
     }
     pthread_mutex_lock(&s->lock);
-    if (strcmp(channel, s->chan_queued) == 0)
+    if (strcmp(channel, s->chan_queued) == 0 && strcmp(payload, PG_SCHEDULES_PAYLOAD) == 0)
+        pgs__sched_reread(s);
+    else if (strcmp(channel, s->chan_queued) == 0)
         s->claim_now = 1;
     else if (strcmp(channel, s->chan_done) == 0)
         note_done(s, payload);
@@ -167,6 +172,7 @@ static void send_round(struct pg_store *s, int64_t now)
     }
     if (s->pc.state != PG_READY)
         return;
+    pgs__round_schedules(s, now);
     if (!s->claim_inflight)
         pgs__round_claim(s, now);
     pgs__round_count(s, now);
@@ -178,6 +184,8 @@ static void send_round(struct pg_store *s, int64_t now)
         pgs__round_recheck(s, now);
     if (s->ttl_ms > 0 && !s->ret_inflight && now >= s->next_ret_ms)
         pgs__round_retention(s, now);
+    if (!s->keys_inflight && now >= s->next_keys_ms)
+        pgs__round_keys_expire(s, now);
 }
 
 static int64_t next_timer(struct pg_store *s)
@@ -192,12 +200,13 @@ static int64_t next_timer(struct pg_store *s)
     pthread_mutex_lock(&s->lock);
     if (s->want && s->next_claim_ms < t)
         t = s->next_claim_ms;
-    if (s->want && s->due_ms < t)
-        t = s->due_ms;
+    if (s->want && pgs__due_next(s) < t)
+        t = pgs__due_next(s);
     pthread_mutex_unlock(&s->lock);
     if (s->ttl_ms > 0 && s->next_ret_ms < t)
         t = s->next_ret_ms;
-    return t;
+    int64_t sched = pgs__sched_next_ms(s);
+    return sched < t ? sched : t;
 }
 
 /* On stop: the queued jobs this node claimed go back to the queue for the others, and
@@ -318,6 +327,9 @@ static uint64_t pg_put(struct store *base, const struct job_view *v, const struc
 {
     struct pg_store *s = (struct pg_store *)base;
     (void)seq;
+    uint64_t inserted = flags & STORE_NEW ? pgs__keyed_put(s, v->id, flags & STORE_CLAIMED) : 0;
+    if (inserted)
+        return inserted;
     struct wop *w = calloc(1, sizeof(*w));
     if (!w || job_view_copy(&w->v, v) != 0) {
         free(w);
@@ -345,8 +357,7 @@ static uint64_t pg_put(struct store *base, const struct job_view *v, const struc
         int64_t in_us = (v->run_at_us > 0 ? v->run_at_us : 0) - clock_real_us();
         int64_t due = clock_now_ms() + (in_us > 0 ? in_us / 1000 + 1 : 0);
         pthread_mutex_lock(&s->lock);
-        if (due < s->due_ms)
-            s->due_ms = due;
+        pgs__due_add(s, due);
         pthread_mutex_unlock(&s->lock);
     }
     return enqueue(s, w);
@@ -434,6 +445,9 @@ static void pg_close(struct store *base)
     free(s->setup_sql);
     free(s->describe);
     free(s->done_ids);
+    free(s->due);
+    pgs__keyed_ids_free(s);
+    pgs__sched_free(s);
     free(s);
 }
 
@@ -517,6 +531,12 @@ static const struct store_ops pg_ops = {
     .watch = pgs__watch,
     .read_request = pgs__read_request,
     .finished_requests = pgs__finished_requests,
+    .submit_keyed = pgs__submit_keyed,
+    .set_schedule_events = pgs__set_schedule_events,
+    .schedule_tick = pgs__schedule_tick,
+    .schedule_create = pgs__schedule_create,
+    .schedule_read = pgs__schedule_read,
+    .schedule_delete = pgs__schedule_delete,
 };
 
 /* --- opening ------------------------------------------------------------------------------- */
@@ -571,7 +591,6 @@ struct store *store_open_pg(const struct store_pg_options *o, char *err, size_t 
     s->base.ops = &pg_ops;
     s->wakefd = -1;
     STAILQ_INIT(&s->writes);
-    s->due_ms = INT64_MAX;
     STAILQ_INIT(&s->sent);
     STAILQ_INIT(&s->requests);
     STAILQ_INIT(&s->pc.segs);
@@ -584,6 +603,10 @@ struct store *store_open_pg(const struct store_pg_options *o, char *err, size_t 
     s->ttl_ms = (int64_t)(o->result_ttl * 1000);
     snprintf(s->node_name, sizeof(s->node_name), "%s", o->node_name ? o->node_name : "node");
     pgs__new_node_id(s);
+    if (pgs__sched_new(s) != 0) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     snprintf(s->chan_queued, sizeof(s->chan_queued), "%.80s.queued", s->schema);
     snprintf(s->chan_done, sizeof(s->chan_done), "%.80s.done", s->schema);
     snprintf(s->chan_cancel, sizeof(s->chan_cancel), "%.80s.cancel", s->schema);
