@@ -1089,43 +1089,59 @@ def binary_id(path):
 
 # --------------------------------------------------------------------------- 8 scheduling
 
+def _lateness(conns, args, waiting_note):
+    """Fills conns[0]'s store with args.sched_waiting jobs an hour ahead, then per rep
+    submits args.sched_probes jobs due over 3 s (alternately through each conn) and
+    returns {"p50": [...], "p99": [...]} of started_at - run_at (ms) and a note."""
+    res = {"p50": [], "p99": []}
+    c = conns[0]
+    far = time.time() + 3600
+    waiting = job_request(trivial.inc, 1, run_at=_rfc3339(far))
+    for k in range(0, args.sched_waiting, 1000):
+        st, body = c.post("/v1/jobs/batch", {"jobs": [waiting] * min(1000, args.sched_waiting - k)})
+        if st != 201:
+            raise RuntimeError(f"batch: {st} {str(body)[:200]}")
+    for rep in range(args.reps):
+        base = time.time() + 1.0
+        n = args.sched_probes
+        probes = [job_request(trivial.inc, i, run_at=_rfc3339(base + 3.0 * i / n)) for i in range(n)]
+        ids = []
+        for k in range(0, n, 1000):
+            via = conns[(k // 1000) % len(conns)]
+            st, body = via.post("/v1/jobs/batch", {"jobs": probes[k:k + 1000]})
+            if st != 201:
+                raise RuntimeError(f"batch: {st} {str(body)[:200]}")
+            ids += [j["id"] for j in body["jobs"]]
+        late = []
+        for k in range(0, n, 1000):
+            st, body = c.post("/v1/jobs/wait", {"ids": ids[k:k + 1000], "timeout": 60,
+                                                "return_when": "ALL_COMPLETED"})
+            for j in body["done"]:
+                late.append(_ts(j["started_at"]) - _ts(j["run_at"]))
+        if len(late) != n:
+            raise RuntimeError(f"only {len(late)} of {n} probes finished")
+        late.sort()
+        res["p50"].append(late[len(late) // 2] * 1000)
+        res["p99"].append(late[int(len(late) * 0.99)] * 1000)
+    return res
+
+
 def section_scheduling(args):
     """Lateness of scheduled jobs (issue 17 item 3): args.sched_waiting jobs scheduled an
     hour ahead wait in the server, and args.sched_probes jobs due over 3 s (run_at) are
-    measured: started_at - run_at. The peer: asyncio's loop.call_at with as many timers
-    pending, in this process (a floor: no HTTP, no worker)."""
+    measured: started_at - run_at. One node in memory, then two nodes on one PostgreSQL
+    (the timers in the database: the bound there is --pg-poll + 20 ms). The peer:
+    asyncio's loop.call_at with as many timers pending, in this process (a floor: no
+    HTTP, no worker)."""
     log(f"8. scheduling lateness ({args.sched_waiting:,} jobs waiting, "
         f"{args.sched_probes:,} probes due over 3 s)")
     # --max-jobs above the total: retention may only drop finished jobs, and with the
     # table past its cap it would drop each probe as soon as it finished.
     room = str(args.sched_waiting + args.sched_probes * (args.reps + 1) + 10)
     srv = Server(args.bin, extra=("--max-queue", room, "--max-jobs", room))
-    res = {"p50": [], "p99": []}
     try:
         c = Conn(srv.port, timeout=120)
-        far = time.time() + 3600
-        waiting = job_request(trivial.inc, 1, run_at=_rfc3339(far))
-        for k in range(0, args.sched_waiting, 1000):
-            st, body = c.post("/v1/jobs/batch", {"jobs": [waiting] * min(1000, args.sched_waiting - k)})
-            if st != 201:
-                raise RuntimeError(f"batch: {st} {str(body)[:200]}")
-        for rep in range(args.reps):
-            base = time.time() + 1.0
-            n = args.sched_probes
-            probes = [job_request(trivial.inc, i, run_at=_rfc3339(base + 3.0 * i / n)) for i in range(n)]
-            ids = []
-            for k in range(0, n, 1000):
-                st, body = c.post("/v1/jobs/batch", {"jobs": probes[k:k + 1000]})
-                ids += [j["id"] for j in body["jobs"]]
-            late = []
-            for k in range(0, n, 1000):
-                st, body = c.post("/v1/jobs/wait", {"ids": ids[k:k + 1000], "timeout": 60,
-                                                    "return_when": "ALL_COMPLETED"})
-                for j in body["done"]:
-                    late.append(_ts(j["started_at"]) - _ts(j["run_at"]))
-            late.sort()
-            res["p50"].append(late[len(late) // 2] * 1000)
-            res["p99"].append(late[int(len(late) * 0.99)] * 1000)
+        res = _lateness([c], args, "")
         st, pool = c.get("/v1/pool")
         note = f"{pool.get('scheduled', 0):,} still scheduled"
         c.close()
@@ -1133,6 +1149,7 @@ def section_scheduling(args):
         srv.stop()
     record("8 scheduling", "pyjobd lateness p50", "ms", res["p50"], note)
     record("8 scheduling", "pyjobd lateness p99", "ms", res["p99"], note)
+    _scheduling_pg(args, room)
     peer = {"p50": [], "p99": []}
     for rep in range(args.reps):
         p50, p99 = asyncio.run(_asyncio_lateness(args.sched_waiting, args.sched_probes))
@@ -1140,6 +1157,39 @@ def section_scheduling(args):
         peer["p99"].append(p99)
     record("8 scheduling", "asyncio call_at lateness p50", "ms", peer["p50"], "peer, in-process")
     record("8 scheduling", "asyncio call_at lateness p99", "ms", peer["p99"], "peer, in-process")
+
+
+def _scheduling_pg(args, room):
+    """Section 8 on two nodes sharing one PostgreSQL, --pg-poll 1 (the default)."""
+    try:
+        sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+        import pgserver
+    except ImportError as e:
+        log(f"  tests/integration/pgserver.py not importable ({e!r}): PostgreSQL part skipped")
+        return
+    if not pgserver.find_bindir():
+        log("  PostgreSQL server binaries not found: PostgreSQL part skipped")
+        return
+    pg = pgserver.PgServer().start()
+    servers, conns = [], []
+    try:
+        uri = pg.create_database("bench_sched")
+        for name in ("sched1", "sched2"):
+            servers.append(Server(args.bin, extra=("--store", uri, "--node-name", name,
+                                                   "--max-queue", room, "--pg-poll", "1")))
+        conns = [Conn(s.port, timeout=120) for s in servers]
+        t0 = time.monotonic()
+        res = _lateness(conns, args, "")
+        log(f"  PostgreSQL: {args.sched_waiting:,} waiting + probes in {time.monotonic() - t0:.0f} s")
+        note = "2 nodes, one PostgreSQL, --pg-poll 1 s"
+        record("8 scheduling", "pyjobd on PostgreSQL lateness p50", "ms", res["p50"], note)
+        record("8 scheduling", "pyjobd on PostgreSQL lateness p99", "ms", res["p99"], note)
+    finally:
+        for c in conns:
+            c.close()
+        for s in servers:
+            s.stop()
+        pg.close()
 
 
 async def _asyncio_lateness(waiting, probes):

@@ -50,6 +50,49 @@ static void deliver_jobs(struct pg_store *s, PGresult *r)
     }
 }
 
+/* --- due times -------------------------------------------------------------------------- */
+
+void pgs__due_add(struct pg_store *s, int64_t ms)
+{
+    if (s->ndue == s->capdue) {
+        size_t cap = s->capdue ? s->capdue * 2 : 64;
+        int64_t *more = cap <= DUE_MAX ? realloc(s->due, cap * sizeof(*more)) : NULL;
+        if (!more)
+            return; /* the poll finds it, a little later */
+        s->due = more, s->capdue = cap;
+    }
+    size_t i = s->ndue++;
+    for (; i > 0 && s->due[(i - 1) / 2] > ms; i = (i - 1) / 2)
+        s->due[i] = s->due[(i - 1) / 2];
+    s->due[i] = ms;
+}
+
+int64_t pgs__due_next(const struct pg_store *s)
+{
+    return s->ndue ? s->due[0] : INT64_MAX;
+}
+
+static void due_pop(struct pg_store *s)
+{
+    int64_t last = s->due[--s->ndue];
+    size_t i = 0, n = s->ndue;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n)
+            break;
+        if (c + 1 < n && s->due[c + 1] < s->due[c])
+            c++;
+        if (s->due[c] >= last)
+            break;
+        s->due[i] = s->due[c];
+        i = c;
+    }
+    if (n)
+        s->due[i] = last;
+}
+
+/* --- claims ------------------------------------------------------------------------------ */
+
 /* The database's timers, first in a claim's or a count's segment (pg_sql_promote). */
 static int send_promote(struct pg_store *s)
 {
@@ -79,12 +122,12 @@ void pgs__round_claim(struct pg_store *s, int64_t now)
 {
     pthread_mutex_lock(&s->lock);
     unsigned want = s->want;
-    int due = now >= s->due_ms; /* a scheduled job queued here is due */
+    int due = now >= pgs__due_next(s); /* a scheduled job queued here is due */
     int go = want > 0 && (s->claim_now || now >= s->next_claim_ms || due);
     if (go)
         s->claim_now = 0;
-    if (go && due)
-        s->due_ms = INT64_MAX;
+    while (go && s->ndue && s->due[0] <= now)
+        due_pop(s);
     char node[JOB_NODE_MAX];
     memcpy(node, s->node_id, sizeof(node));
     pthread_mutex_unlock(&s->lock);
