@@ -2,9 +2,9 @@
  * pg_claims.c — taking queued jobs for this node: up to its free capacity, with a
  * CTE over FOR UPDATE SKIP LOCKED (pg_sql.c), when notified or at the poll
  * interval, or when a scheduled job submitted here is due; after a reconnect, the jobs
- * already claimed here are taken up again. Each claim, and each count of the shared
- * queue, first runs the database's timers (pg_sql_promote): expired jobs fail, due
- * scheduled jobs are queued.
+ * already claimed here are taken up again. Each count of the shared queue (every
+ * --pg-poll, on every node), and a claim for a due job, first runs the database's
+ * timers (pg_sql_promote): expired jobs fail, due scheduled jobs are queued.
  */
 #include "pgstore.h"
 #include "pyjobd/clock.h"
@@ -106,9 +106,10 @@ static void claim_done(struct pg_store *s, struct seg *g, int ok)
 {
     s->claim_inflight = 0;
     if (ok == 1) {
-        deliver_jobs(s, g->ps.res[1]);
+        PGresult *r = g->ps.res[g->ps.n - 1]; /* the claim: after the timers, if sent */
+        deliver_jobs(s, r);
         /* A full batch: there may be more, go again as soon as there is room. */
-        if (g->ps.res[1] && (size_t)PQntuples(g->ps.res[1]) == g->limit) {
+        if (r && (size_t)PQntuples(r) == g->limit) {
             pthread_mutex_lock(&s->lock);
             s->claim_now = 1;
             pthread_mutex_unlock(&s->lock);
@@ -141,10 +142,12 @@ void pgs__round_claim(struct pg_store *s, int64_t now)
     snprintf(lim, sizeof(lim), "%u", want);
     const char *vals[2] = {lim, node};
     g->limit = want;
-    g->ps.n = 2;
+    /* The timers only when a job queued here is due: every node runs them at each
+     * count of the queue anyway (pgs__round_count), and a claim is frequent. */
+    g->ps.n = due ? 2 : 1;
     s->claim_inflight = 1;
     pgs__send_or_lose(s, g,
-                      send_promote(s) != 0 ||
+                      (due && send_promote(s) != 0) ||
                           pg_conn_send(&s->pc, &pg_sql_claim, 2, vals, NULL, NULL, 1) != 0);
 }
 

@@ -275,30 +275,12 @@ int pgs__submit_keyed(struct store *base, struct store_keyed_job *jobs, size_t n
         pgs__req_free(q);
         return -EINVAL;
     }
-    struct timespec until;
-    clock_deadline_in(&until, KEYED_WAIT_MS);
-    int rc = 0;
-    pthread_mutex_lock(&s->lock);
-    if (!s->ready || s->stopping)
-        rc = -ENOTCONN;
-    else
-        STAILQ_INSERT_TAIL(&s->requests, q, link);
-    pthread_mutex_unlock(&s->lock);
-    if (rc) {
-        pgs__req_free(q);
+    int rc = pgs__request(s, q, KEYED_WAIT_MS);
+    if (rc == -ETIMEDOUT) {
+        /* q is the thread's now (see the top of this file) */
+        log_error("store: a keyed submission got no answer in %d ms", KEYED_WAIT_MS);
         return rc;
     }
-    pgs__poke(s);
-    pthread_mutex_lock(&s->lock);
-    while (!q->done)
-        if (pthread_cond_timedwait(&s->cond, &s->lock, &until) == ETIMEDOUT && !q->done) {
-            q->abandoned = 1; /* the thread frees it (see the top of this file) */
-            pthread_mutex_unlock(&s->lock);
-            log_error("store: a keyed submission got no answer in %d ms", KEYED_WAIT_MS);
-            return -ETIMEDOUT;
-        }
-    pthread_mutex_unlock(&s->lock);
-    rc = q->rc;
     for (size_t i = 0; rc == 0 && i < n; i++) {
         jobs[i].outcome = q->keyed->j[i].outcome;
         memcpy(jobs[i].job_id, q->keyed->j[i].job_id, JOB_ID_LEN + 1);
