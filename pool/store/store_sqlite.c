@@ -1,7 +1,7 @@
 /*
  * store_sqlite.c — the durable job store on SQLite (include/pyjobd/store.h).
  *
- * One table, one row per job, written whole (insert or replace) at each transition:
+ * One table, one row per job, written whole at each transition (inserted, then updated):
  * submitted, started, finished, re-queued; deleted by retention or DELETE. A
  * dedicated thread commits whatever is queued in one transaction (WAL journal,
  * synchronous=NORMAL: a commit survives a crash of this process; a power cut may
@@ -14,10 +14,11 @@
  * database's mode: the store holds every tenant's payloads and results.
  * What is read back (load, and results on demand) is in store_sqlite_read.c; the
  * Idempotency-Keys' table, written with a job's first put, in store_sqlite_keys.c.
+ * Of a job's puts in one commit only the last one's row is written (store_sqlite_batch.c),
+ * inserted or updated by store_sqlite_rows.c.
  */
 #include "store_sqlite.h"
 #include "start_log.h"
-#include "pyjobd/clock.h"
 #include "pyjobd/log.h"
 
 #include <errno.h>
@@ -30,103 +31,11 @@
 #include <sys/queue.h>
 #include <unistd.h>
 
-/* Every column put writes, named: a column added later cannot shift the others. The
- * ?N of each is its position here (apply binds by these numbers). */
-#define PUT_SQL                                                                                    \
-    "INSERT OR REPLACE INTO jobs (id, seq, owner, status, created_us, started_us, finished_us,"    \
-    " timeout, attempts, worker_pid, max_retries, retry_on_timeout, result_format_json,"           \
-    " metadata, callable, args, kwargs, json_args, json_kwargs, result, result_json, err_type,"    \
-    " err_message, err_exc_type, err_exception, err_traceback, err_exit_code, err_signal,"         \
-    " err_max_rss, priority, soft_timeout, run_at_us, expires_at_us, retry_on, retry_not_on,"      \
-    " retry_initial, retry_factor, retry_max, retry_flags, next_attempt_us, history, rerun_of,"    \
-    " schedule) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,"    \
-    " ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34,"   \
-    " ?35, ?36, ?37, ?38, ?39, ?40, ?41, ?42, ?43)"
-
-static void bind_blob(sqlite3_stmt *st, int i, const struct blob *b)
-{
-    if (b)
-        sqlite3_bind_blob64(st, i, blob_data(b), blob_len(b), SQLITE_STATIC);
-    else
-        sqlite3_bind_null(st, i);
-}
-
-static void bind_text(sqlite3_stmt *st, int i, const char *s)
-{
-    if (s)
-        sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
-    else
-        sqlite3_bind_null(st, i);
-}
-
 static int apply(struct sqlite_store *s, const struct op *op)
 {
     if (op->kind == OP_SCHEDULE_PUT || op->kind == OP_SCHEDULE_DELETE)
         return sqls__schedule_apply(s, op);
-    sqlite3_stmt *st = op->kind == OP_PUT ? s->put : s->del;
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    const struct job_view *v = &op->v;
-    char *history = NULL;
-    bind_text(st, 1, v->id);
-    if (op->kind == OP_PUT) {
-        const struct job_spec *sp = &op->spec;
-        sqlite3_bind_int64(st, 2, (sqlite3_int64)op->seq);
-        bind_text(st, 3, v->owner);
-        sqlite3_bind_int(st, 4, v->status);
-        sqlite3_bind_int64(st, 5, clock_ts_us(v->created_at));
-        sqlite3_bind_int64(st, 6, clock_ts_us(v->started_at));
-        sqlite3_bind_int64(st, 7, clock_ts_us(v->finished_at));
-        sqlite3_bind_double(st, 8, v->timeout);
-        sqlite3_bind_int(st, 9, (int)v->attempts);
-        sqlite3_bind_int(st, 10, v->worker_pid);
-        sqlite3_bind_int(st, 11, (int)v->max_retries);
-        sqlite3_bind_int(st, 12, sp->retry_on_timeout);
-        sqlite3_bind_int(st, 13, sp->result_json);
-        bind_text(st, 14, v->metadata);
-        bind_blob(st, 15, sp->callable);
-        bind_blob(st, 16, sp->args);
-        bind_blob(st, 17, sp->kwargs);
-        bind_blob(st, 18, sp->json_args);
-        bind_blob(st, 19, sp->json_kwargs);
-        bind_blob(st, 20, v->result);
-        bind_blob(st, 21, v->result_json);
-        sqlite3_bind_int(st, 22, v->error.type);
-        bind_text(st, 23, v->error.message);
-        bind_text(st, 24, v->error.exc_type);
-        bind_blob(st, 25, v->error.exception);
-        bind_text(st, 26, v->error.traceback);
-        sqlite3_bind_int(st, 27, v->error.exit_code);
-        sqlite3_bind_int(st, 28, v->error.signal);
-        sqlite3_bind_int64(st, 29, v->error.max_rss_bytes);
-        sqlite3_bind_int(st, 30, v->priority);
-        sqlite3_bind_double(st, 31, v->soft_timeout);
-        sqlite3_bind_int64(st, 32, v->run_at_us);
-        sqlite3_bind_int64(st, 33, v->expires_at_us);
-        /* The policy from the view: the spec's goes when the job ends. */
-        bind_text(st, 34, v->retry.on);
-        bind_text(st, 35, v->retry.not_on);
-        sqlite3_bind_double(st, 36, v->retry.initial);
-        sqlite3_bind_double(st, 37, v->retry.factor);
-        sqlite3_bind_double(st, 38, v->retry.max_delay);
-        sqlite3_bind_int(st, 39,
-                         (v->retry.jitter ? 1 : 0) | (v->retry.no_crash ? 2 : 0) |
-                             (v->retry.no_node_lost ? 4 : 0) | (v->retry.given ? 8 : 0) |
-                             (v->retry_on_timeout ? 16 : 0));
-        sqlite3_bind_int64(st, 40, v->next_attempt_us);
-        history = v->nhistory ? sqls__history_encode(v->history, v->nhistory) : NULL;
-        if (history)
-            sqlite3_bind_text(st, 41, history, -1, SQLITE_STATIC);
-        if (v->rerun_of[0])
-            bind_text(st, 42, v->rerun_of);
-        if (v->schedule[0])
-            bind_text(st, 43, v->schedule);
-    }
-    int rc = sqlite3_step(st);
-    free(history);
-    if (rc == SQLITE_DONE && op->kind == OP_PUT && op->spec.idem_key)
-        return sqls__key_put(s, op); /* the same transaction as the job's row */
-    return rc == SQLITE_DONE ? 0 : rc;
+    return sqls__row_apply(s, op);
 }
 
 static void free_ops(struct op_list *ops)
@@ -154,7 +63,9 @@ static void *store_main(void *arg)
         STAILQ_CONCAT(&batch, &s->queue);
         pthread_mutex_unlock(&s->lock);
 
-        /* Group commit: everything queued so far goes in one transaction. */
+        /* Group commit: everything queued so far goes in one transaction, each job's
+         * row written once (store_sqlite_batch.c). */
+        sqls__batch_coalesce(&batch);
         uint64_t last = 0;
         int rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
         struct op *op;
@@ -238,10 +149,8 @@ struct store *store_open_sqlite(const char *path, char *err, size_t errlen)
         goto fail;
     }
     sqlite3_finalize(qc);
-    if (sqlite3_prepare_v2(s->db, PUT_SQL, -1, &s->put, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(s->db, "DELETE FROM jobs WHERE id = ?1", -1, &s->del, NULL) !=
-            SQLITE_OK ||
-        sqls__keys_prepare(s) != 0 || sqls__schedules_prepare(s) != 0) {
+    if (sqls__rows_prepare(s) != 0 || sqls__keys_prepare(s) != 0 ||
+        sqls__schedules_prepare(s) != 0) {
         snprintf(err, errlen, "store %s: %s", path, sqlite3_errmsg(s->db));
         goto fail;
     }
@@ -262,8 +171,7 @@ struct store *store_open_sqlite(const char *path, char *err, size_t errlen)
 fail:
     start_log_close(s->starts);
     sqls__reader_close(s); /* zeroed when it never opened: nothing to undo */
-    sqlite3_finalize(s->put);
-    sqlite3_finalize(s->del);
+    sqls__rows_finalize(s);
     sqls__keys_finalize(s);
     sqls__schedules_finalize(s);
     sqlite3_close(s->db);
@@ -282,8 +190,7 @@ static void sqlite_close(struct store *base)
     pthread_cond_signal(&s->work);
     pthread_mutex_unlock(&s->lock);
     pthread_join(s->thread, NULL);
-    sqlite3_finalize(s->put);
-    sqlite3_finalize(s->del);
+    sqls__rows_finalize(s);
     sqls__keys_finalize(s);
     sqls__schedules_finalize(s);
     sqlite3_close(s->db);
@@ -323,6 +230,7 @@ static uint64_t sqlite_put(struct store *base, const struct job_view *v,
         return 0;
     }
     op->kind = OP_PUT;
+    op->fresh = (flags & STORE_NEW) != 0;
     op->seq = seq;
     job_spec_ref_payload(&op->spec, spec);
     memcpy(op->spec.idem_digest, spec->idem_digest, sizeof(op->spec.idem_digest));

@@ -1,5 +1,5 @@
 /*
- * store_sqlite.h — the SQLite store's own structure, shared by its two files:
+ * store_sqlite.h — the SQLite store's own structure, shared by its files:
  *
  *   store_sqlite.c       opening, the writer thread and its group commits, the
  *                        store's function table
@@ -8,6 +8,9 @@
  *                        job's results on demand, on a connection of its own
  *   store_sqlite_keys.c  the Idempotency-Keys' table (schema 3): written with their jobs,
  *                        loaded at start, expired rows deleted
+ *   store_sqlite_batch.c a batch's puts of one job before the writer applies them: only
+ *                        the last one's row is written
+ *   store_sqlite_rows.c  a job's row as the writer writes it: inserted, updated, deleted
  *
  * The writer's connection (db) is used by the writer thread alone once the store is
  * open (and by load, before anything is written). The reader's connection (rdb) is
@@ -41,6 +44,8 @@ struct op {
     struct job_view v; /* OP_PUT; OP_DELETE and OP_SCHEDULE_DELETE: its id */
     struct job_spec spec;
     struct op_schedule *schedule; /* OP_SCHEDULE_PUT */
+    int fresh;                    /* OP_PUT: the job's first write (STORE_NEW): no row to update */
+    int superseded; /* OP_PUT: a later op of its batch writes the row (its key still goes) */
     STAILQ_ENTRY(op) link;
 };
 STAILQ_HEAD(op_list, op);
@@ -48,7 +53,7 @@ STAILQ_HEAD(op_list, op);
 struct sqlite_store {
     struct store base;
     sqlite3 *db;
-    sqlite3_stmt *put, *del;
+    sqlite3_stmt *put, *update, *del;    /* store_sqlite_rows.c */
     sqlite3_stmt *key_put, *key_expire;  /* store_sqlite_keys.c */
     sqlite3_stmt *sched_put, *sched_del; /* store_sqlite_schedules.c */
     int64_t keys_expired_ms;             /* CLOCK_MONOTONIC of the last expiry; 0: never */
@@ -116,5 +121,16 @@ void sqls__keys_finalize(struct sqlite_store *s);
 int sqls__key_put(struct sqlite_store *s, const struct op *op);
 int sqls__keys_expire(struct sqlite_store *s);
 int sqls__load_keys(struct store *base, store_key_cb cb, void *arg);
+
+/* store_sqlite_batch.c: marks superseded the puts of the batch whose row a later op of
+ * the same id writes or deletes (ops in queue order; the rest untouched); the op that
+ * supersedes a first put is a first put too (fresh). */
+void sqls__batch_coalesce(struct op_list *batch);
+
+/* store_sqlite_rows.c. The statements (0 or -1 with the connection's error); the
+ * writer's apply of a job's put or delete (0 or the sqlite3 error). */
+int sqls__rows_prepare(struct sqlite_store *s);
+void sqls__rows_finalize(struct sqlite_store *s);
+int sqls__row_apply(struct sqlite_store *s, const struct op *op);
 
 #endif
