@@ -11,8 +11,9 @@
  * Each tick submits one job whose "schedule" names the schedule. A schedule belongs
  * to its tenant as a job does (another's is unknown, 404). The job request is checked
  * as POST /v1/jobs checks one, without the fields that say when it runs (the schedule
- * does) or its Idempotency-Key (each tick's job has an id of its own). Not yet on a
- * shared store (501).
+ * does) or its Idempotency-Key (each tick's job has an id of its own). On a shared
+ * store (PostgreSQL) any node answers for any schedule, and one node at a time fires
+ * them; a job with a retry policy is refused there (501), as POST /v1/jobs does.
  */
 #include "internal.h"
 #include "input.h"
@@ -155,10 +156,10 @@ static void create(struct api *api, const struct api_request *req, struct api_re
     rc = pool_schedule_create(api->pool, &rq, &info, detail, sizeof(detail));
     job_spec_release(&rq.job);
     json_decref(root); /* after: rq.cron and rq.timezone point into it */
-    if (rc == -EOPNOTSUPP)
+    if (rc == -ENOSYS)
         api_problem(resp, 501, NULL,
-                    "schedules are not supported yet on a shared store (PostgreSQL); run a "
-                    "scheduler that submits the jobs (cron and curl, for example)");
+                    "job: field 'retry' (a retry policy) is not supported yet on a shared store "
+                    "(PostgreSQL); max_retries and retry_on_timeout work");
     else if (rc == -EAGAIN || rc == -EDQUOT)
         api_problem(resp, 429, NULL,
                     "this server keeps at most %d schedules, and %d of one tenant; delete "
@@ -166,6 +167,8 @@ static void create(struct api *api, const struct api_request *req, struct api_re
                     POOL_MAX_SCHEDULES, POOL_MAX_SCHEDULES_PER_TENANT);
     else if (rc == -EINVAL)
         api_problem(resp, 400, NULL, "%s", detail);
+    else if (rc < 0 && api__store_problem(api, resp, rc))
+        ; /* the database: 503 */
     else if (rc < 0)
         api_problem(resp, api__status_from_errno(rc), NULL, "cannot make the schedule: %s",
                     strerror(-rc));
@@ -180,8 +183,11 @@ static void list(struct api *api, const struct api_request *req, struct api_resp
 {
     struct pool_schedule_info *all;
     size_t n;
-    if (pool_schedule_list(api->pool, req->tenant, &all, &n) != 0) {
-        api_problem(resp, 503, NULL, "out of memory; retry later");
+    int rc = pool_schedule_list(api->pool, req->tenant, &all, &n);
+    if (rc != 0) {
+        if (!api__store_problem(api, resp, rc))
+            api_problem(resp, 503, NULL, "cannot list the schedules: %s; retry later",
+                        strerror(-rc));
         return;
     }
     json_t *arr = json_array();
@@ -224,9 +230,17 @@ int api__route_schedules(struct api *api, const struct api_request *req, const c
         return 1;
     }
     struct pool_schedule_info info;
-    if (!job_id_is_valid(id) || (get ? pool_schedule_get(api->pool, id, req->tenant, &info)
-                                     : pool_schedule_delete(api->pool, id, req->tenant)) != 0) {
+    int rc = !job_id_is_valid(id) ? -ENOENT
+             : get                ? pool_schedule_get(api->pool, id, req->tenant, &info)
+                                  : pool_schedule_delete(api->pool, id, req->tenant);
+    if (rc == -ENOENT) {
         not_found(resp, id);
+        return 1;
+    }
+    if (rc != 0) {
+        if (!api__store_problem(api, resp, rc))
+            api_problem(resp, api__status_from_errno(rc), NULL, "cannot %s the schedule: %s",
+                        get ? "read" : "delete", strerror(-rc));
         return 1;
     }
     if (get)

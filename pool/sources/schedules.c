@@ -8,14 +8,18 @@
  * far it fired, is written after the job in the store's one queue, so it never
  * reaches the disk without that job. A tick missed while the server was down is
  * skipped, or ("missed": "run_once") run once at start, as the tick it was.
+ *
+ * On a shared store (PostgreSQL) the schedules live in the database and one node at a
+ * time fires them (schedules_shared.c): this node holds them only while it leads.
  * Called with the pool lock held.
  */
 #include "sources.h"
 #include "pyjobd/clock.h"
 #include "pyjobd/log.h"
+#include "pyjobd/registry.h"
 #include "pyjobd/sha256.h"
 #include "pyjobd/spec_codec.h"
-#include "pyjobd/store.h"
+#include "pyjobd/store_shared.h"
 
 #include <errno.h>
 #include <math.h>
@@ -100,10 +104,11 @@ void pool__schedule_free(struct schedule *s)
     free(s);
 }
 
-/* Its row, written after everything queued so far. */
+/* Its row, written after everything queued so far (a shared store's rows are written
+ * by each tick's transaction). */
 static void persist(struct pool *p, struct schedule *s)
 {
-    if (!p->cfg.store)
+    if (!p->cfg.store || pool__shared(p))
         return;
     uint8_t *job = NULL;
     size_t len = 0;
@@ -172,6 +177,22 @@ static void tick_job_id(const struct schedule *s, int64_t tick_us, char out[JOB_
         snprintf(out + 2 * i, 3, "%02x", d[i]);
 }
 
+/* A shared store: the tick's job goes to the database's queue with the schedule's
+ * progress, in one transaction (runs and last_job come back through ticked). */
+static void fire_shared(struct pool *p, struct schedule *s, struct job *j, int64_t tick_us,
+                        size_t pending)
+{
+    int rc = -EAGAIN;
+    if (!p->cfg.max_queue || store_queued(p->cfg.store) + pending < p->cfg.max_queue)
+        rc = store_schedule_tick(p->cfg.store, s->id, tick_us, &j->v, &j->spec);
+    if (rc == -EAGAIN)
+        log_warn("schedule %s: the queue is full (--max-queue); this tick's job was not made",
+                 s->id);
+    else if (rc == -ENOMEM)
+        log_error("schedule %s: out of memory for the job of a tick", s->id);
+    pool__job_free(j); /* -ENOTCONN: this node does not lead any more; the leader fires */
+}
+
 /* One job for the tick; none when that tick's job exists already (fired before a
  * restart) or the queue is full (the tick is lost: said in the log). */
 static void fire(struct pool *p, struct schedule *s, int64_t tick_us)
@@ -184,6 +205,10 @@ static void fire(struct pool *p, struct schedule *s, int64_t tick_us)
     tick_job_id(s, tick_us, j->v.id);
     memcpy(j->v.schedule, s->id, sizeof(j->v.schedule));
     size_t pending = p->lc.jobs.nqueued + p->lc.jobs.nscheduled;
+    if (pool__shared(p)) {
+        fire_shared(p, s, j, tick_us, pending);
+        return;
+    }
     struct tenant *tn = pool__tenant_of(&p->lc.jobs, j);
     int rc = 0;
     if (!tn)
@@ -235,21 +260,22 @@ int64_t pool__schedules_fire(struct pool *p, int64_t now_ms)
     return top ? top->key : INT64_MAX;
 }
 
-static int restore_one(void *arg, const struct store_schedule *sc)
+/* A stored schedule back in the pool; catch_up: its last missed tick fires whatever
+ * its "missed" says (a schedule that never had a leader to fire it). */
+static void restore(struct pool *p, const struct store_schedule *sc, int catch_up)
 {
-    struct pool *p = arg;
     struct pool_schedule_request rq = {
         .cron = sc->cron, .every = sc->every, .timezone = sc->timezone, .run_once = sc->run_once};
     char err[256];
     if (spec_decode(sc->job, sc->job_len, &rq.job) != 0) {
         log_error("schedule %s: its stored job cannot be read; left out", sc->id);
-        return 0;
+        return;
     }
     struct schedule *s = pool__schedule_new(sc->id, &rq, sc->created_us, err, sizeof(err));
     job_spec_release(&rq.job);
     if (!s) {
         log_error("schedule %s: %s; left out", sc->id, err);
-        return 0;
+        return;
     }
     s->last_tick_us = sc->last_tick_us;
     s->runs = sc->runs;
@@ -271,17 +297,116 @@ static int restore_one(void *arg, const struct store_schedule *sc)
             missed = next_tick(s, missed);
         }
     }
-    if (last_missed && s->run_once) {
+    int once = last_missed && (s->run_once || catch_up);
+    if (once) {
         fire(p, s, last_missed);
         s->last_tick_us = last_missed;
     }
     s->next_us = next_tick(s, now);
-    pool__schedule_add(p, s, last_missed && s->run_once);
+    pool__schedule_add(p, s, once);
+}
+
+static int restore_one(void *arg, const struct store_schedule *sc)
+{
+    restore(arg, sc, 0);
     return 0;
+}
+
+/* Takes s out of the pool (not out of the store) and frees it. */
+static void drop(struct pool *p, struct schedule *s)
+{
+    TAILQ_REMOVE(&p->schedules, s, link);
+    p->nschedules--;
+    disarm(p, s);
+    pool__schedule_free(s);
+}
+
+/* --- a shared store: the events of the leader's store (store_shared.h) ----------------- */
+
+/* Lock held. An index of this node's schedules by id, or NULL (ENOMEM). */
+static struct registry *index_here(struct pool *p)
+{
+    struct registry *r = registry_new();
+    struct schedule *s;
+    TAILQ_FOREACH(s, &p->schedules, link)
+    if (r && registry_insert(r, s->id, s) == -ENOMEM) {
+        registry_free(r);
+        r = NULL;
+    }
+    return r;
+}
+
+static size_t on_loaded(void *arg, enum store_schedules_how how, const struct store_schedule *rows,
+                        size_t n, char (*unknown)[JOB_ID_LEN + 1])
+{
+    struct pool *p = arg;
+    size_t k = 0;
+    pthread_mutex_lock(&p->lock);
+    struct schedule *s, *next;
+    if (how == STORE_SCHEDULES_LEAD)
+        while ((s = TAILQ_FIRST(&p->schedules)))
+            drop(p, s);
+    struct registry *here = index_here(p), *listed = NULL;
+    if (here && how == STORE_SCHEDULES_LISTING && (listed = registry_new())) {
+        /* Deleted anywhere: not listed any more. */
+        for (size_t i = 0; i < n; i++)
+            registry_insert(listed, rows[i].id, (void *)&rows[i]);
+        for (s = TAILQ_FIRST(&p->schedules); s; s = next) {
+            next = TAILQ_NEXT(s, link);
+            if (!registry_find(listed, s->id))
+                drop(p, s);
+        }
+    }
+    for (size_t i = 0; here && i < n; i++) {
+        if (registry_find(here, rows[i].id))
+            continue;
+        if (how == STORE_SCHEDULES_LISTING)
+            memcpy(unknown[k++], rows[i].id, JOB_ID_LEN + 1);
+        else if (rows[i].job)
+            restore(p, &rows[i], how == STORE_SCHEDULES_ADDED && !rows[i].last_tick_us);
+    }
+    registry_free(listed);
+    registry_free(here);
+    pthread_mutex_unlock(&p->lock);
+    pool__wake(p); /* the supervisor sleeps until the next tick */
+    return k;
+}
+
+static void on_lost(void *arg)
+{
+    struct pool *p = arg;
+    pthread_mutex_lock(&p->lock);
+    struct schedule *s;
+    while ((s = TAILQ_FIRST(&p->schedules)))
+        drop(p, s);
+    pthread_mutex_unlock(&p->lock);
+}
+
+static void on_ticked(void *arg, const char *id, int gone, uint64_t runs, const char *last_job)
+{
+    struct pool *p = arg;
+    pthread_mutex_lock(&p->lock);
+    struct schedule *s;
+    TAILQ_FOREACH(s, &p->schedules, link)
+    if (strcmp(s->id, id) == 0)
+        break;
+    if (s && gone) {
+        drop(p, s); /* deleted on another node since the last re-read */
+    } else if (s) {
+        s->runs = runs;
+        snprintf(s->last_job, sizeof(s->last_job), "%s", last_job);
+    }
+    pthread_mutex_unlock(&p->lock);
 }
 
 int pool__schedules_recover(struct pool *p)
 {
+    if (pool__shared(p)) {
+        /* Loaded when this node leads (on_loaded). */
+        const struct store_schedule_events ev = {on_loaded, on_lost, on_ticked};
+        store_set_schedule_events(p->cfg.store, &ev, p);
+        return 0;
+    }
     int rc = store_load_schedules(p->cfg.store, restore_one, p);
     if (rc == -ENOTSUP)
         return 0;
@@ -292,6 +417,8 @@ int pool__schedules_recover(struct pool *p)
 
 void pool__schedules_free(struct pool *p)
 {
+    if (pool__shared(p))
+        store_set_schedule_events(p->cfg.store, NULL, NULL); /* before the pool goes */
     struct schedule *s;
     while ((s = TAILQ_FIRST(&p->schedules))) {
         TAILQ_REMOVE(&p->schedules, s, link);

@@ -17,7 +17,6 @@ import cloudpickle
 import pytest
 
 from conftest import check_problem, make_payload, parse_ts, start_server, stop_server
-from conftest_pg import pg_db, pg_server  # noqa: F401  (fixtures)
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
@@ -198,12 +197,6 @@ def test_kill_9_never_doubles_a_tick(make_server, tmp_path, runs_dir):
     assert len(marks(log)) == len(jobs), (len(marks(log)), len(jobs))
     ticks = sorted(marks(log))
     assert all(b - a > 0.3 for a, b in zip(ticks, ticks[1:])), ticks
-
-
-def test_shared_store_refuses_schedules_501(make_server, pg_db):
-    s = make_server("--workers", "1", "--store", pg_db.uri, name="pg-sched")
-    p = check_problem(call(s, "POST", "/v1/schedules", {"every": 5, "job": make_payload(abs, -1)}), 501)
-    assert "shared store" in p["detail"], p
 
 
 def test_client_schedule(server, runs_dir):
