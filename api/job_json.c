@@ -158,16 +158,22 @@ static json_t *retry_json(const struct job_view *v)
                      !r->no_node_lost);
 }
 
-/* One attempt: when, where, how it ended (error null: it succeeded or runs). */
-static json_t *attempt_json(unsigned n, int64_t started, int64_t ended, pid_t pid,
+/* One attempt: when, where (its worker, and its node on a shared store), how it ended
+ * (error null: it succeeded or runs). */
+static json_t *attempt_json(unsigned n, int64_t started, int64_t ended, pid_t pid, const char *node,
                             enum job_error_type type, const char *message)
 {
     json_t *err = type == JOB_ERR_NONE ? json_null()
                                        : json_pack("{s:s, s:o}", "type", job_error_type_name(type),
                                                    "message", string_or_null(message));
-    return json_pack("{s:I, s:o, s:o, s:o, s:o}", "attempt", (json_int_t)n, "started_at",
-                     time_us_or_null(started), "finished_at", time_us_or_null(ended), "worker_pid",
-                     pid > 0 ? json_integer(pid) : json_null(), "error", err);
+    json_t *a = json_pack("{s:I, s:o, s:o, s:o, s:o}", "attempt", (json_int_t)n, "started_at",
+                          time_us_or_null(started), "finished_at", time_us_or_null(ended),
+                          "worker_pid", pid > 0 ? json_integer(pid) : json_null(), "error", err);
+    if (a && node && node[0] && json_object_set_new(a, "node", json_string(node)) < 0) {
+        json_decref(a);
+        return NULL;
+    }
+    return a;
 }
 
 /* Every attempt: the ended ones kept, then the current or last one from the view. */
@@ -177,13 +183,13 @@ static json_t *history_json(const struct job_view *v)
     for (unsigned i = 0; a && i < v->nhistory; i++) {
         const struct job_attempt *h = &v->history[i];
         json_array_append_new(a, attempt_json(i + 1, h->started_us, h->ended_us, h->worker_pid,
-                                              h->error, h->message));
+                                              h->node, h->error, h->message));
     }
     if (a && v->attempts > v->nhistory && v->started_at.tv_sec) {
         int last = v->status != JOB_RUNNING && !job_status_is_pending(v->status);
         json_array_append_new(a, attempt_json(v->attempts, clock_ts_us(v->started_at),
                                               last ? clock_ts_us(v->finished_at) : 0, v->worker_pid,
-                                              last ? v->error.type : JOB_ERR_NONE,
+                                              v->node, last ? v->error.type : JOB_ERR_NONE,
                                               last ? v->error.message : NULL));
     }
     return a;

@@ -68,6 +68,7 @@ struct job_attempt {
     pid_t worker_pid;
     enum job_error_type error; /* why it ended */
     char *message;             /* malloc'd, may be NULL */
+    char node[JOB_NODE_MAX];   /* the node it ran on (shared store), else "" */
 };
 /* Most attempts a job's history keeps (its first ones beyond are dropped). */
 #define JOB_HISTORY_MAX 101

@@ -302,6 +302,7 @@ static void history_add(struct job *j)
     h->started_us = clock_ts_us(j->v.started_at);
     h->ended_us = clock_real_us();
     h->worker_pid = j->v.worker_pid;
+    memcpy(h->node, j->v.node, sizeof(h->node));
     h->error = j->v.error.type;
     h->message = j->v.error.message ? strndup(j->v.error.message, 1024) : NULL;
 }

@@ -185,6 +185,23 @@ def test_node_lost_is_not_retried_when_the_policy_says_so(cluster):
     assert done["status"] == "failed" and done["error"]["type"] == "node_lost", done
     assert "on_node_lost" in done["error"]["message"], done
     assert [ln.node for ln in cluster.lines() if ln.what == "start"] == [victim.short]
+    # The lost attempt is in the history, with the node it ran on.
+    h = done["history"]
+    assert len(h) == 1 and h[0]["node"] == victim.node_id, h
+    assert h[0]["error"]["type"] == "node_lost" and h[0]["finished_at"], h
+
+
+def test_a_lost_attempt_joins_the_history_and_the_retry_names_its_node(cluster):
+    a, b = node(cluster, "a"), node(cluster, "b")
+    job = a.submit_req(cluster.gated_request("lost", max_retries=1))
+    victim = cluster.by_name(cluster.wait_line("start", "lost").node)
+    survivor = b if victim is a else a
+    victim.kill9()
+    done = survivor.done(job["id"], timeout=REAP_BOUND + 15)
+    assert done["status"] == "succeeded" and done["attempts"] == 2, done
+    h = done["history"]
+    assert [x["node"] for x in h] == [victim.node_id, survivor.node_id], h
+    assert h[0]["error"]["type"] == "node_lost" and h[1]["error"] is None, h
 
 
 def test_cancel_a_scheduled_job_from_another_node(cluster):

@@ -135,6 +135,11 @@ const struct pg_stmt pg_sql_reap = {
     " AND id <> $4 RETURNING id),"
     " lost AS (UPDATE jobs j SET node = NULL, worker_pid = 0,"
     " status = CASE WHEN " LOST " THEN 3 WHEN j.status = 5 OR " BACKS_OFF " THEN 5 ELSE 0 END,"
+    /* A running attempt ends here: it joins the history (store_history.c's lines). */
+    " history = CASE WHEN j.status = 1 THEN coalesce(j.history, '') || format("
+    "E'%s %s %s 9 @%s The node running this attempt stopped renewing its lease and was"
+    " presumed dead.\\n', j.started_us, $1::int8, j.worker_pid, translate(j.node, E' \\t', '__'))"
+    " ELSE j.history END,"
     " due_us = CASE WHEN " LOST " THEN j.due_us WHEN " BACKS_OFF " THEN $1::int8 + " BACKOFF_US
     " ELSE j.due_us END,"
     " next_attempt_us = CASE WHEN " LOST " THEN 0 WHEN " BACKS_OFF " THEN $1::int8 + " BACKOFF_US
@@ -201,10 +206,9 @@ const struct pg_stmt pg_sql_promote = {
     " (SELECT count(*) FROM nq) + (SELECT count(*) FROM nd)"};
 
 /* The request of a job, for a rerun ($1 id). */
-const struct pg_stmt pg_sql_request = {"pyjobd_request",
-                                       "SELECT " PG_PAYLOAD_COLS
-                                       " FROM jobs j JOIN payloads p ON p.id = j.id"
-                                       " WHERE j.id = $1"};
+const struct pg_stmt pg_sql_request = {
+    "pyjobd_request", "SELECT " PG_PAYLOAD_COLS " FROM jobs j JOIN payloads p ON p.id = j.id"
+                      " WHERE j.id = $1"};
 
 /* Finished jobs and their requests, for a bulk rerun, oldest finished first ($1
  * status, $2 owner or NULL, $3 error type or 0, $4 finished at or after (µs), $5 limit). */
@@ -221,32 +225,19 @@ const struct pg_stmt pg_sql_notify_waited = {
     " AND has_waiter HAVING count(*) > 0"};
 
 const struct pg_stmt *const pg_statements[] = {
-    &pg_sql_insert,
-    &pg_sql_update,
-    &pg_sql_finish,
-    &pg_sql_delete,
-    &pg_sql_claim,
-    &pg_sql_adopt,
-    &pg_sql_fetch,
-    &pg_sql_fetch_many,
-    &pg_sql_fetch_done,
-    &pg_sql_list,
-    &pg_sql_cancel,
-    &pg_sql_forget,
-    &pg_sql_status,
-    &pg_sql_watch,
-    &pg_sql_register,
-    &pg_sql_heartbeat,
-    &pg_sql_reap,
-    &pg_sql_release,
-    &pg_sql_retention,
-    &pg_sql_notify,
-    &pg_sql_count_queued,
-    &pg_sql_promote,
-    &pg_sql_request,
-    &pg_sql_reruns,
-    &pg_sql_notify_waited,
-    NULL,
+    &pg_sql_insert,        &pg_sql_update,
+    &pg_sql_finish,        &pg_sql_delete,
+    &pg_sql_claim,         &pg_sql_adopt,
+    &pg_sql_fetch,         &pg_sql_fetch_many,
+    &pg_sql_fetch_done,    &pg_sql_list,
+    &pg_sql_cancel,        &pg_sql_forget,
+    &pg_sql_status,        &pg_sql_watch,
+    &pg_sql_register,      &pg_sql_heartbeat,
+    &pg_sql_reap,          &pg_sql_release,
+    &pg_sql_retention,     &pg_sql_notify,
+    &pg_sql_count_queued,  &pg_sql_promote,
+    &pg_sql_request,       &pg_sql_reruns,
+    &pg_sql_notify_waited, NULL,
 };
 
 const struct pg_stmt *const *const pg_statement_sets[] = {

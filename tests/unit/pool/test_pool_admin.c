@@ -185,7 +185,7 @@ static void queue__full__eagain_and_nothing_lost(void **state)
     struct pool_config cfg = {.workers = 1, .max_queue = 2};
     struct pool *p = start_pool_cfg(&cfg);
     char a[JOB_ID_LEN + 1], b[JOB_ID_LEN + 1], c[JOB_ID_LEN + 1];
-    submit(p, "lambda: time.sleep(0.3) or 'a'", NULL, 0, a);
+    submit(p, "lambda: time.sleep(1.5) or 'a'", NULL, 0, a);
     wait_status(p, a, JOB_RUNNING);
     submit(p, "lambda: 'b'", NULL, 0, b);
     submit(p, "lambda: 'c'", NULL, 0, c);

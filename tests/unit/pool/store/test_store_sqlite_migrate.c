@@ -142,8 +142,10 @@ static int load_cb(void *arg, struct job_view *v, struct job_spec *spec, uint64_
         assert_true(v->history[1].started_us == 3 && v->history[1].ended_us == 4);
         assert_int_equal(v->history[1].worker_pid, 77);
         assert_null(v->history[1].message);
-        assert_string_equal(v->rerun_of, OLD_ID); /* schema 6 */
-        assert_string_equal(v->schedule, OLD_ID); /* schema 7 */
+        assert_string_equal(v->history[0].node, "");
+        assert_string_equal(v->history[1].node, "host_1-1a2b3c4d"); /* a blank written '_' */
+        assert_string_equal(v->rerun_of, OLD_ID);                   /* schema 6 */
+        assert_string_equal(v->schedule, OLD_ID);                   /* schema 7 */
         assert_memory_equal(blob_data(spec->callable), "fn", 2);
     }
     job_view_release(v);
@@ -199,8 +201,9 @@ static void store__v1_file__migrated_and_loaded(void **state)
                                  .no_crash = 1,
                                  .given = 1};
     v.next_attempt_us = 1796146230000000LL;
-    struct job_attempt hist[2] = {{1, 2, 76, JOB_ERR_EXCEPTION, "first\nline \\ two"},
-                                  {3, 4, 77, JOB_ERR_WORKER_CRASHED, NULL}};
+    /* The second with the node it ran on (the codec's "@node", from a shared store). */
+    struct job_attempt hist[2] = {{1, 2, 76, JOB_ERR_EXCEPTION, "first\nline \\ two", ""},
+                                  {3, 4, 77, JOB_ERR_WORKER_CRASHED, NULL, "host 1-1a2b3c4d"}};
     v.history = hist;
     v.nhistory = 2;
     memcpy(v.rerun_of, OLD_ID, JOB_ID_LEN + 1);
