@@ -156,11 +156,7 @@ static void create(struct api *api, const struct api_request *req, struct api_re
     rc = pool_schedule_create(api->pool, &rq, &info, detail, sizeof(detail));
     job_spec_release(&rq.job);
     json_decref(root); /* after: rq.cron and rq.timezone point into it */
-    if (rc == -ENOSYS)
-        api_problem(resp, 501, NULL,
-                    "job: field 'retry' (a retry policy) is not supported yet on a shared store "
-                    "(PostgreSQL); max_retries and retry_on_timeout work");
-    else if (rc == -EAGAIN || rc == -EDQUOT)
+    if (rc == -EAGAIN || rc == -EDQUOT)
         api_problem(resp, 429, NULL,
                     "this server keeps at most %d schedules, and %d of one tenant; delete "
                     "some first (GET /v1/schedules lists yours)",

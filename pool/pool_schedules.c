@@ -115,8 +115,6 @@ int pool_schedule_create(struct pool *p, const struct pool_schedule_request *rq,
                          struct pool_schedule_info *out, char *err, size_t errlen)
 {
     int shared = pool__shared(p);
-    if (shared && rq->job.retry.given)
-        return -ENOSYS; /* as for a job: a retry policy is not kept there yet */
     uint8_t raw[16];
     char id[JOB_ID_LEN + 1];
     if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw))

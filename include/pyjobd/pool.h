@@ -167,8 +167,6 @@ int pool_submit_batch(struct pool *p, const struct job_spec *specs, size_t n,
  * the key came with another request (digests differ); -ESTALE when the key's job was
  * removed since (retention, DELETE). (On a shared store the database decides for every
  * node at once: store_submit_keyed writes the keys and the new jobs in one transaction.)
- * -ENOSYS for a delayed or expiring job (run_at_us, expires_at_us) on a shared store
- * (not supported yet either).
  */
 int pool_submit_keyed(struct pool *p, const struct job_spec *specs, size_t n,
                       struct job_view *views_out, unsigned char *replayed, size_t *bad_index);
@@ -234,8 +232,7 @@ struct pool_schedule_info {
 
 /* 0 with *out; -EINVAL with err (a cron expression or a time zone that is wrong: the
  * api checks them first); -EAGAIN (POOL_MAX_SCHEDULES); -EDQUOT (the tenant has
- * POOL_MAX_SCHEDULES_PER_TENANT, counted in the database on a shared store); -ENOSYS
- * for a job with a retry policy on a shared store (not kept there yet); -ENOMEM; on a
+ * POOL_MAX_SCHEDULES_PER_TENANT, counted in the database on a shared store); -ENOMEM; on a
  * shared store also -ENOTCONN, -ETIMEDOUT, -EIO (the database). The reads and delete
  * below: the same database errors on a shared store. */
 int pool_schedule_create(struct pool *p, const struct pool_schedule_request *rq,

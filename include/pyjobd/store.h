@@ -70,8 +70,9 @@ uint64_t store_put_schedule(struct store *s, const struct store_schedule *sc);
 uint64_t store_delete_schedule(struct store *s, const char *id);
 
 /* Every schedule kept, through cb (its strings and bytes are valid during the call).
- * A non-zero return from cb stops and is returned. -ENOTSUP for a store that keeps
- * none (PostgreSQL, for now). */
+ * A non-zero return from cb stops and is returned. -ENOTSUP for a store that loads
+ * none at start (PostgreSQL: its schedules are rows any node reads, and the leading
+ * node fires them; see the schedule calls of store_shared.h). */
 typedef int (*store_schedule_cb)(void *arg, const struct store_schedule *sc);
 int store_load_schedules(struct store *s, store_schedule_cb cb, void *arg);
 

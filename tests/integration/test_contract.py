@@ -1079,8 +1079,6 @@ NOT_EXERCISED = {
     ("POST", "/v1/jobs/{id}/rerun", "410"): "only a row stored before requests were kept has "
                                             "no request left to read back",
     ("POST", "/v1/schedules", "429"): "past POOL_MAX_SCHEDULES (10,000 schedules on one server)",
-    ("POST", "/v1/schedules", "501"): "a retry policy on a shared store: test_pg_schedules.py::"
-                                      "test_bad_or_refused_schedules_on_postgres",
     ("POST", "/v1/jobs", "404"): "a race: the job must be evicted by --max-jobs between its end and the "
                                  "answer to POST ?wait (api_wait_finish re-reads it)",
 }

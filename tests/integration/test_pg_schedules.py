@@ -268,11 +268,25 @@ def test_schedules_survive_a_restart_of_every_node(cluster):
     assert sid not in [x["id"] for x in got_runs]
 
 
-def test_bad_or_refused_schedules_on_postgres(cluster):
+def test_a_ticks_job_keeps_its_retry_policy(cluster):
+    """The job of a tick carries the schedule's job's retry policy: it fails once with
+    ConnectionError and is retried (after its backoff) to success."""
+    from test_pg_jobs import flaky_request
+    a = node(cluster, "a")
+    job = flaky_request(cluster, "sr", 1, retry={"max": 2, "on": ["ConnectionError"],
+                                                 "backoff": {"initial": 0.2}})
+    sid = create(a, {"every": 1, "job": job})["id"]
+    first = wait_for("the schedule's first job", lambda: tick_jobs(cluster.db, sid), 10)[0]
+    done = a.done(first, timeout=20)
+    assert delete(a, sid).status == 204
+    assert done["status"] == "succeeded" and done["attempts"] == 2, done
+    assert done["schedule"] == sid and done["retry"]["on"] == ["ConnectionError"], done
+    assert done["history"][0]["error"]["type"] == "exception", done
+
+
+def test_bad_schedules_on_postgres(cluster):
     a = node(cluster, "a")
     job = cluster.record_request("bad")
-    r = create(a, {"every": 5, "job": dict(job, retry={"max": 2})}, expect=501)
-    assert "retry" in r.json()["detail"], r.json()
     r = create(a, {"cron": "61 * * * *", "job": job}, expect=400)
     assert "field 'cron'" in r.json()["detail"]
     assert get(a, "/v1/schedules/" + "0" * 32).status == 404

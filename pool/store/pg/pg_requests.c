@@ -537,8 +537,7 @@ void pgs__watch(struct store *base, const char *id)
     pgs__poke(s);
 }
 
-void pgs__ask_cancel(struct store *base, const char *node, const char *id, int force,
-                     double grace)
+void pgs__ask_cancel(struct store *base, const char *node, const char *id, int force, double grace)
 {
     struct pg_store *s = (struct pg_store *)base;
     struct req *q = pgs__req_new(R_ASK_CANCEL, id);

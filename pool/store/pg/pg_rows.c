@@ -161,6 +161,13 @@ int pg_row_spec(const PGresult *r, int row, int col, struct job_spec *spec)
     return rc;
 }
 
+int pg_retry_flags(const struct job_view *v)
+{
+    return (v->retry.jitter ? 1 : 0) | (v->retry.no_crash ? 2 : 0) |
+           (v->retry.no_node_lost ? 4 : 0) | (v->retry.given ? 8 : 0) |
+           (v->retry_on_timeout ? 16 : 0);
+}
+
 int pg_spec_options(struct job_spec *spec, const struct job_view *v)
 {
     spec->timeout = v->timeout;

@@ -82,6 +82,10 @@ int pg_row_view(const PGresult *r, int row, int with_results, struct job_view *v
 /* Decodes PG_PAYLOAD_COLS starting at col. */
 int pg_row_spec(const PGresult *r, int row, int col, struct job_spec *spec);
 
+/* jobs.retry_flags of v's policy, as pg_row_view reads them back (1 jitter, 2 no_crash,
+ * 4 no_node_lost, 8 given, 16 retry_on_timeout). */
+int pg_retry_flags(const struct job_view *v);
+
 /* The options of a claimed job's spec that its row keeps in the view's columns
  * (timeout, retries and their policy, timing, owner, metadata, rerun_of): 0 or
  * -ENOMEM (the caller releases spec). */

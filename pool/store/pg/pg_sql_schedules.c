@@ -57,16 +57,19 @@ const struct pg_stmt pg_sql_schedule_delete = {
 /* A tick, all or nothing: the schedule's row locked if it exists and has not fired
  * this tick; then the job (unless one has its id: fired before) and its payload, the
  * schedule's progress, and a NOTIFY for the nodes that claim. $1 schedule, $2 tick,
- * $3..$12 the job as pg_sql_insert has it, $13..$17 its payload, $18 the channel.
+ * $3..$12 the job as pg_sql_insert has it, $13..$17 its payload, $18 the channel,
+ * $19..$24 its retry policy (on, not_on, initial, factor, max, pg_retry_flags).
  * → locked, inserted, runs, last_job, the schedule exists, notified. */
 const struct pg_stmt pg_sql_schedule_tick = {
     "pyjobd_schedule_tick",
     "WITH sc AS (SELECT id FROM schedules WHERE id = $1 AND last_tick_us < $2::int8"
     " FOR UPDATE),"
     " j AS (INSERT INTO jobs (id, owner, status, node, created_us, timeout, max_retries,"
-    " retry_on_timeout, result_json_fmt, metadata, priority, soft_timeout, schedule)"
+    " retry_on_timeout, result_json_fmt, metadata, priority, soft_timeout, schedule,"
+    " retry_on, retry_not_on, retry_initial, retry_factor, retry_max, retry_flags)"
     " SELECT $3, $4, 0, NULL, $5::int8, $6::float8, $7::int, $8::bool, $9::bool, $10,"
-    " $11::int2, $12::float8, sc.id FROM sc ON CONFLICT (id) DO NOTHING RETURNING id),"
+    " $11::int2, $12::float8, sc.id, $19, $20, $21::float8, $22::float8, $23::float8, $24::int"
+    " FROM sc ON CONFLICT (id) DO NOTHING RETURNING id),"
     " p AS (INSERT INTO payloads (id, callable, args, kwargs, json_args, json_kwargs)"
     " SELECT id, $13::bytea, $14::bytea, $15::bytea, $16::bytea, $17::bytea FROM j),"
     " u AS (UPDATE schedules s SET last_tick_us = $2::int8,"

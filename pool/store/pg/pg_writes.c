@@ -100,13 +100,6 @@ static int64_t due_us(const struct job_view *v)
     return v->next_attempt_us ? v->next_attempt_us : v->run_at_us;
 }
 
-static int retry_flags(const struct job_view *v)
-{
-    return (v->retry.jitter ? 1 : 0) | (v->retry.no_crash ? 2 : 0) |
-           (v->retry.no_node_lost ? 4 : 0) | (v->retry.given ? 8 : 0) |
-           (v->retry_on_timeout ? 16 : 0);
-}
-
 static int send_write(struct pg_store *s, struct wop *w)
 {
     struct pg_params p;
@@ -141,7 +134,7 @@ static int send_write(struct pg_store *s, struct wop *w)
         pg_param_f64(&p, v->retry.initial);
         pg_param_f64(&p, v->retry.factor);
         pg_param_f64(&p, v->retry.max_delay);
-        pg_param_i64(&p, retry_flags(v));
+        pg_param_i64(&p, pg_retry_flags(v));
         pg_param_text(&p, v->rerun_of[0] ? v->rerun_of : NULL);
         pg_param_text(&p, v->schedule[0] ? v->schedule : NULL);
         return pg_conn_send(&s->pc, &pg_sql_insert, p.n, p.values, p.lengths, p.formats, 0);

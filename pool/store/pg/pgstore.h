@@ -88,9 +88,9 @@ struct req {
     char *ids;                     /* R_FETCH_MANY: '{id,...}' (malloc'd) */
     char (*watch)[JOB_ID_LEN + 1]; /* R_WATCH: the ids, gathered until the thread sends it */
     struct keyed *keyed;           /* R_KEYED: its jobs (pg_keys.c) */
-    int error_type;   /* R_RERUNS: the filter (with status, owner, limit) */
+    int error_type;                /* R_RERUNS: the filter (with status, owner, limit) */
     int64_t since_us;
-    struct job_spec *specs;                 /* R_REQUEST, R_RERUNS: the requests read */
+    struct job_spec *specs; /* R_REQUEST, R_RERUNS: the requests read */
     size_t nspecs;
     size_t nwatch, capwatch;
     /* answer */
@@ -152,7 +152,7 @@ struct pg_store {
     _Atomic int64_t queue_counted, queue_added;
     int64_t added_at_count, next_count_ms;
     int count_inflight;
-    int keys_inflight; /* pg_keys.c: deleting expired keys, next at next_keys_ms */
+    int keys_inflight;          /* pg_keys.c: deleting expired keys, next at next_keys_ms */
     struct registry *keyed_ids; /* lock held: inserted by keyed rounds, not yet put */
     int64_t next_keys_ms;
     struct pg_sched *sched; /* recurring schedules (pg_sched.h) */
@@ -239,8 +239,7 @@ int pgs__list(struct store *base, const struct pool_list_query *q, struct job_vi
 int pgs__cancel(struct store *base, const char *id, int *status, char *node);
 int pgs__forget(struct store *base, const char *id);
 void pgs__watch(struct store *base, const char *id);
-void pgs__ask_cancel(struct store *base, const char *node, const char *id, int force,
-                     double grace);
+void pgs__ask_cancel(struct store *base, const char *node, const char *id, int force, double grace);
 
 /* pg_schedules.c, pg_schedule_requests.c: recurring schedules (store_shared.h). */
 int pgs__sched_new(struct pg_store *s); /* before the thread starts: 0 or -ENOMEM */
