@@ -214,9 +214,6 @@ void api__wait_for_job(struct api_response *resp, int kind, const char *id, doub
 
 /* pool_job_get() as seen by a tenant: another tenant's job answers -ENOENT, so that
  * its existence does not leak. tenant NULL: no authentication, every job is seen. */
-/* 429 for -EDQUOT from pool_submit: the tenant's queue is full (--tenant-max-queued),
- * naming the limit and its current count. */
-void api__tenant_full_problem(struct api *api, const char *tenant, struct api_response *resp);
 
 int api__job_get_as(struct api *api, const char *tenant, const char *id, struct job_view *v);
 /* api__job_get_as for n ids at once (one database round trip with a shared store):

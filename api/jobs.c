@@ -126,16 +126,6 @@ static void respond_view(struct job_view *view, int status, double wait, struct 
     job_view_release(view);
 }
 
-void api__tenant_full_problem(struct api *api, const char *tenant, struct api_response *resp)
-{
-    const char *name = tenant ? tenant : "";
-    api_problem(resp, 429, NULL,
-                "tenant '%s' has %zu jobs queued and may have at most %zu "
-                "(--tenant-max-queued); retry once some have started",
-                name, pool_tenant_queued(api->pool, name), api->tenant_max_queued);
-    resp->retry_after = 1;
-}
-
 void api__respond_job(struct api *api, const char *id, int status, double wait,
                       struct api_response *resp)
 {

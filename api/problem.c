@@ -7,6 +7,7 @@
  * status's reason phrase and the detail carries what went wrong and how to fix it.
  */
 #include "internal.h"
+#include "pyjobd/pool.h"
 #include "input.h"
 
 #include <errno.h>
@@ -225,6 +226,17 @@ int api__submit_problem(const struct api *api, struct api_response *resp, int rc
     return 1;
 }
 
+/* A tenant at its --tenant-max-queued: 429, how many it has. */
+static void tenant_full_problem(struct api *api, const char *tenant, struct api_response *resp)
+{
+    const char *name = tenant ? tenant : "";
+    api_problem(resp, 429, NULL,
+                "tenant '%s' has %zu jobs queued and may have at most %zu "
+                "(--tenant-max-queued); retry once some have started",
+                name, pool_tenant_queued(api->pool, name), api->tenant_max_queued);
+    resp->retry_after = 1;
+}
+
 int api__queue_problem(struct api *api, const char *tenant, struct api_response *resp, int rc,
                        const char *what)
 {
@@ -234,7 +246,7 @@ int api__queue_problem(struct api *api, const char *tenant, struct api_response 
                     api->max_queue);
         resp->retry_after = 1;
     } else if (rc == -EDQUOT) {
-        api__tenant_full_problem(api, tenant, resp);
+        tenant_full_problem(api, tenant, resp);
     } else if (rc == -ESHUTDOWN) {
         api_problem(resp, 503, NULL, "server is shutting down; submit the %s again elsewhere",
                     what);

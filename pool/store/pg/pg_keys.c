@@ -2,7 +2,7 @@
  * pg_keys.c — idempotent submission on the shared store (store_submit_keyed) and the
  * deletion of expired keys.
  *
- * A keyed submission is one request (R_KEYED, in pg_requests.c's table) whose segment
+ * A keyed submission is one request (R_KEYED, carried by pg_request.c) whose segment
  * is one transaction: every job of the submission inserted as the writes' round
  * inserts it (pgs__send_insert: claimed by this node, or left in the queue), then the
  * keys taken (pg_sql_key_take: new keys, expired ones taken over; a key another node
@@ -47,7 +47,7 @@ struct keyed {
     struct keyed_job j[];
 };
 
-void pgs__keyed_free(struct req *q)
+static void keyed_free(struct req *q)
 {
     struct keyed *k = q->keyed;
     for (size_t i = 0; k && i < k->n; i++) {
@@ -132,7 +132,7 @@ static const char *item_expires(const struct keyed_job *e, char *buf)
 
 /* --- the request (the store's thread) ---------------------------------------------------- */
 
-int pgs__keyed_send(struct pg_store *s, struct seg *g, struct req *q)
+static int keyed_send(struct pg_store *s, struct seg *g, struct req *q)
 {
     struct keyed *k = q->keyed;
     char node[JOB_NODE_MAX];
@@ -195,7 +195,7 @@ void pgs__keyed_ids_free(struct pg_store *s)
     s->keyed_ids = NULL;
 }
 
-int pgs__keyed_result(struct pg_store *s, struct seg *g, struct req *q)
+static int keyed_result(struct pg_store *s, struct seg *g, struct req *q)
 {
     struct keyed *k = q->keyed;
     PGresult *r = g->ps.res[g->ps.n - 1];
@@ -230,6 +230,8 @@ int pgs__keyed_result(struct pg_store *s, struct seg *g, struct req *q)
 
 /* --- the call (another thread) ----------------------------------------------------------- */
 
+static const struct req_ops keyed_ops = {keyed_send, keyed_result, keyed_free};
+
 static struct keyed *keyed_new(const struct store_keyed_job *jobs, size_t n)
 {
     struct keyed *k = calloc(1, sizeof(*k) + n * sizeof(k->j[0]));
@@ -258,19 +260,18 @@ static struct keyed *keyed_new(const struct store_keyed_job *jobs, size_t n)
     }
     return k;
 fail:
-    pgs__keyed_free(&(struct req){.keyed = k});
+    keyed_free(&(struct req){.keyed = k});
     return NULL;
 }
 
 int pgs__submit_keyed(struct store *base, struct store_keyed_job *jobs, size_t n)
 {
     struct pg_store *s = (struct pg_store *)base;
-    struct req *q = calloc(1, sizeof(*q));
+    struct req *q = pgs__req_new(R_KEYED, &keyed_ops, NULL);
     if (!q || !(q->keyed = keyed_new(jobs, n))) {
         free(q);
         return -ENOMEM;
     }
-    q->kind = R_KEYED;
     if (!q->keyed->nkeys) {
         pgs__req_free(q);
         return -EINVAL;

@@ -1,6 +1,7 @@
 /*
  * pg_requests.c — reads for other threads: fetch, list, cancel, forget (waited for,
- * with a bound), and watches and cancel requests (fire and forget); plus the
+ * with a bound), and watches and cancel requests (fire and forget), each a kind of
+ * request (pg_request.c carries them to the store's thread and back); plus the
  * periodic re-check of jobs that local waiters wait for on other nodes.
  */
 #include "pgstore.h"
@@ -83,18 +84,6 @@ void pgs__round_recheck(struct pg_store *s, int64_t now)
 }
 
 /* --- requests of HTTP threads ------------------------------------------------------------ */
-
-void pgs__req_finish(struct pg_store *s, struct req *q, int rc)
-{
-    pthread_mutex_lock(&s->lock);
-    q->rc = rc;
-    q->done = 1;
-    int abandoned = q->abandoned;
-    pthread_cond_broadcast(&s->cond);
-    pthread_mutex_unlock(&s->lock);
-    if (abandoned)
-        pgs__req_free(q);
-}
 
 /* --- the kinds of request: how each is sent, how its results are read ------------------- */
 
@@ -269,118 +258,24 @@ static int watch_result(struct pg_store *s, struct seg *g, struct req *q)
     return 0;
 }
 
-/* One entry per kind of request. */
-static const struct req_kind {
-    /* Sends q's statements into segment g (and sets g->ps.n): 0, or nonzero when one
-     * could not be sent. */
-    int (*send)(struct pg_store *s, struct seg *g, struct req *q);
-    /* Reads the results of g, committed, into q: the request's answer (0 or -errno). */
-    int (*result)(struct pg_store *s, struct seg *g, struct req *q);
-} req_kinds[R_NKINDS] = {
-    [R_FETCH] = {send_fetch, fetch_result},
-    [R_FETCH_MANY] = {send_fetch_many, fetch_many_result},
-    [R_LIST] = {send_list, list_result},
-    [R_CANCEL] = {send_cancel, cancel_result},
-    [R_FORGET] = {send_forget, forget_result},
-    [R_WATCH] = {send_watch, watch_result},
-    [R_ASK_CANCEL] = {send_ask_cancel, no_result},
-    [R_KEYED] = {pgs__keyed_send, pgs__keyed_result},
-    [R_REQUEST] = {pgs__request_send, pgs__request_result},
-    [R_RERUNS] = {pgs__reruns_send, pgs__reruns_result},
-};
-
-static void req_done(struct pg_store *s, struct seg *g, int ok)
-{
-    struct req *q = g->req;
-    if (ok < 0) {
-        pgs__req_finish(s, q, -ENOTCONN);
-        return;
-    }
-    if (ok == 0) {
-        log_error("store: a read failed: %s", g->ps.errmsg);
-        pgs__req_finish(s, q, -EIO);
-        return;
-    }
-    pgs__req_finish(s, q, req_kinds[q->kind].result(s, g, q));
-}
-
-void pgs__round_request(struct pg_store *s, struct req *q)
-{
-    struct seg *g = pgs__seg_new(s, req_done);
-    if (!g) {
-        pgs__req_finish(s, q, -ENOMEM);
-        return;
-    }
-    g->req = q;
-    pgs__send_or_lose(s, g, req_kinds[q->kind].send(s, g, q) != 0);
-}
-
-/* Lock held. Appends q to the thread's requests: 0, or -ENOTCONN (not queued) while
- * the database is out of reach or the store stops. */
-static int queue_locked(struct pg_store *s, struct req *q)
-{
-    if (!s->ready || s->stopping)
-        return -ENOTCONN;
-    STAILQ_INSERT_TAIL(&s->requests, q, link);
-    return 0;
-}
+/* The kinds of this file. */
+static const struct req_ops fetch_ops = {send_fetch, fetch_result, NULL};
+static const struct req_ops fetch_many_ops = {send_fetch_many, fetch_many_result, NULL};
+static const struct req_ops list_ops = {send_list, list_result, NULL};
+static const struct req_ops cancel_ops = {send_cancel, cancel_result, NULL};
+static const struct req_ops forget_ops = {send_forget, forget_result, NULL};
+static const struct req_ops watch_ops = {send_watch, watch_result, NULL};
+static const struct req_ops ask_cancel_ops = {send_ask_cancel, no_result, NULL};
 
 static int request(struct pg_store *s, struct req *q)
 {
     return pgs__request(s, q, REQUEST_WAIT_MS);
 }
 
-int pgs__request(struct pg_store *s, struct req *q, int wait_ms)
-{
-    struct timespec until;
-    clock_deadline_in(&until, wait_ms);
-    pthread_mutex_lock(&s->lock);
-    if (queue_locked(s, q) != 0) {
-        pthread_mutex_unlock(&s->lock);
-        return -ENOTCONN;
-    }
-    pthread_mutex_unlock(&s->lock);
-    pgs__poke(s);
-    pthread_mutex_lock(&s->lock);
-    while (!q->done)
-        if (pthread_cond_timedwait(&s->cond, &s->lock, &until) == ETIMEDOUT && !q->done) {
-            q->abandoned = 1; /* the thread frees it */
-            pthread_mutex_unlock(&s->lock);
-            return -ETIMEDOUT;
-        }
-    pthread_mutex_unlock(&s->lock);
-    return q->rc;
-}
-
-void pgs__req_free(struct req *q)
-{
-    for (size_t i = 0; i < q->n; i++)
-        job_view_release(&q->views[i]);
-    free(q->views);
-    free(q->ids);
-    free(q->watch);
-    pgs__keyed_free(q);
-    for (size_t i = 0; i < q->nspecs; i++)
-        job_spec_release(&q->specs[i]);
-    free(q->specs);
-    free(q);
-}
-
-struct req *pgs__req_new(enum rkind kind, const char *id)
-{
-    struct req *q = calloc(1, sizeof(*q));
-    if (q) {
-        q->kind = kind;
-        if (id)
-            snprintf(q->id, sizeof(q->id), "%s", id);
-    }
-    return q;
-}
-
 int pgs__fetch(struct store *base, const char *id, struct job_view *out)
 {
     struct pg_store *s = (struct pg_store *)base;
-    struct req *q = pgs__req_new(R_FETCH, id);
+    struct req *q = pgs__req_new(R_FETCH, &fetch_ops, id);
     if (!q)
         return -ENOMEM;
     int rc = request(s, q);
@@ -400,7 +295,7 @@ int pgs__fetch_many(struct store *base, char (*ids)[JOB_ID_LEN + 1], size_t n, s
                     int *found)
 {
     struct pg_store *s = (struct pg_store *)base;
-    struct req *q = pgs__req_new(R_FETCH_MANY, NULL);
+    struct req *q = pgs__req_new(R_FETCH_MANY, &fetch_many_ops, NULL);
     if (!q || !(q->ids = pgs__id_array(ids, 0, n))) {
         free(q);
         return -ENOMEM;
@@ -443,7 +338,7 @@ int pgs__list(struct store *base, const struct pool_list_query *lq, struct job_v
               size_t *n, uint64_t *next)
 {
     struct pg_store *s = (struct pg_store *)base;
-    struct req *q = pgs__req_new(R_LIST, NULL);
+    struct req *q = pgs__req_new(R_LIST, &list_ops, NULL);
     if (!q)
         return -ENOMEM;
     q->status = lq->status;
@@ -466,10 +361,11 @@ int pgs__list(struct store *base, const struct pool_list_query *lq, struct job_v
     return rc;
 }
 
-static int simple_request(struct store *base, enum rkind kind, const char *id)
+static int simple_request(struct store *base, enum rkind kind, const struct req_ops *ops,
+                          const char *id)
 {
     struct pg_store *s = (struct pg_store *)base;
-    struct req *q = pgs__req_new(kind, id);
+    struct req *q = pgs__req_new(kind, ops, id);
     if (!q)
         return -ENOMEM;
     int rc = request(s, q);
@@ -481,7 +377,7 @@ static int simple_request(struct store *base, enum rkind kind, const char *id)
 int pgs__cancel(struct store *base, const char *id, int *status, char *node)
 {
     struct pg_store *s = (struct pg_store *)base;
-    struct req *q = pgs__req_new(R_CANCEL, id);
+    struct req *q = pgs__req_new(R_CANCEL, &cancel_ops, id);
     if (!q)
         return -ENOMEM;
     int rc = request(s, q);
@@ -495,20 +391,7 @@ int pgs__cancel(struct store *base, const char *id, int *status, char *node)
 
 int pgs__forget(struct store *base, const char *id)
 {
-    return simple_request(base, R_FORGET, id);
-}
-
-/* Queues a request nobody waits for (its effect comes back as an event). */
-static void post_request(struct pg_store *s, struct req *q)
-{
-    q->abandoned = 1; /* the thread frees it */
-    pthread_mutex_lock(&s->lock);
-    int rc = queue_locked(s, q);
-    pthread_mutex_unlock(&s->lock);
-    if (rc != 0)
-        free(q); /* a cancel asked of another node: its asker sees no answer (409) */
-    else
-        pgs__poke(s);
+    return simple_request(base, R_FORGET, &forget_ops, id);
 }
 
 void pgs__watch(struct store *base, const char *id)
@@ -516,9 +399,9 @@ void pgs__watch(struct store *base, const char *id)
     struct pg_store *s = (struct pg_store *)base;
     pthread_mutex_lock(&s->lock);
     struct req *q = s->watch_req;
-    if (!q && (q = pgs__req_new(R_WATCH, NULL))) {
+    if (!q && (q = pgs__req_new(R_WATCH, &watch_ops, NULL))) {
         q->abandoned = 1; /* the thread frees it; the answer comes as events.updated */
-        if (queue_locked(s, q) != 0) {
+        if (pgs__req_queue_locked(s, q) != 0) {
             pthread_mutex_unlock(&s->lock);
             free(q);
             return; /* the periodic re-check covers it once connected */
@@ -540,11 +423,11 @@ void pgs__watch(struct store *base, const char *id)
 void pgs__ask_cancel(struct store *base, const char *node, const char *id, int force, double grace)
 {
     struct pg_store *s = (struct pg_store *)base;
-    struct req *q = pgs__req_new(R_ASK_CANCEL, id);
+    struct req *q = pgs__req_new(R_ASK_CANCEL, &ask_cancel_ops, id);
     if (!q)
         return;
     snprintf(q->node, sizeof(q->node), "%s", node);
     q->force = force;
     q->grace = grace;
-    post_request(s, q);
+    pgs__req_post(s, q);
 }

@@ -1,8 +1,8 @@
 /*
  * pg_reruns.c — reading finished jobs' requests back for reruns (POST /v1/jobs/{id}/rerun,
  * POST /v1/jobs/rerun) on the PostgreSQL store: one job's payload (store_read_request),
- * or the finished jobs a filter takes with theirs (store_finished_requests). Requests of
- * other threads, sent and read by pg_requests.c's table (R_REQUEST, R_RERUNS).
+ * or the finished jobs a filter takes with theirs (store_finished_requests). Two kinds
+ * of request of other threads (R_REQUEST, R_RERUNS), carried by pg_request.c.
  */
 #include "pgstore.h"
 
@@ -11,14 +11,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-int pgs__request_send(struct pg_store *s, struct seg *g, struct req *q)
+static int request_send(struct pg_store *s, struct seg *g, struct req *q)
 {
     const char *one[1] = {q->id};
     g->ps.n = 1;
     return pg_conn_send(&s->pc, &pg_sql_request, 1, one, NULL, NULL, 1);
 }
 
-int pgs__request_result(struct pg_store *s, struct seg *g, struct req *q)
+static int request_result(struct pg_store *s, struct seg *g, struct req *q)
 {
     (void)s;
     PGresult *r = g->ps.res[0];
@@ -32,7 +32,7 @@ int pgs__request_result(struct pg_store *s, struct seg *g, struct req *q)
     return rc == -EPROTO ? -EIO : rc;
 }
 
-int pgs__reruns_send(struct pg_store *s, struct seg *g, struct req *q)
+static int reruns_send(struct pg_store *s, struct seg *g, struct req *q)
 {
     struct pg_params p;
     pg_params_reset(&p);
@@ -45,7 +45,7 @@ int pgs__reruns_send(struct pg_store *s, struct seg *g, struct req *q)
     return pg_conn_send(&s->pc, &pg_sql_reruns, p.n, p.values, p.lengths, p.formats, 1);
 }
 
-int pgs__reruns_result(struct pg_store *s, struct seg *g, struct req *q)
+static int reruns_result(struct pg_store *s, struct seg *g, struct req *q)
 {
     (void)s;
     PGresult *r = g->ps.res[0];
@@ -68,10 +68,13 @@ int pgs__reruns_result(struct pg_store *s, struct seg *g, struct req *q)
     return 0;
 }
 
+static const struct req_ops request_ops = {request_send, request_result, NULL};
+static const struct req_ops reruns_ops = {reruns_send, reruns_result, NULL};
+
 int pgs__read_request(struct store *base, const char *id, struct job_spec *spec)
 {
     struct pg_store *s = (struct pg_store *)base;
-    struct req *q = pgs__req_new(R_REQUEST, id);
+    struct req *q = pgs__req_new(R_REQUEST, &request_ops, id);
     if (!q)
         return -ENOMEM;
     int rc = pgs__request(s, q, REQUEST_WAIT_MS);
@@ -97,7 +100,7 @@ int pgs__finished_requests(struct store *base, const struct pool_rerun_filter *f
 {
     struct pg_store *s = (struct pg_store *)base;
     *n = 0;
-    struct req *q = pgs__req_new(R_RERUNS, NULL);
+    struct req *q = pgs__req_new(R_RERUNS, &reruns_ops, NULL);
     if (!q)
         return -ENOMEM;
     q->status = f->status;

@@ -9,12 +9,16 @@
  *   pg_conn.c         one non-blocking libpq connection in pipeline mode
  *   pg_seg.c          what every round uses: segments and their handlers, NOTIFY,
  *                     id arrays, waking the thread, node ids
+ *   pg_request.c      carrying other threads' requests to the thread and back (the
+ *                     kinds of request are in the files above that make them)
  *   the rounds, side by side (none calls another):
  *     pg_writes.c     group-committed, fenced writes
  *     pg_claims.c     claiming queued jobs, adopting them after a reconnect, the size
- *                     of the shared queue
+ *                     of the shared queue, due times of scheduled jobs
  *     pg_membership.c registering, heartbeat, reaping, retention
  *     pg_requests.c   reads and watches for other threads, re-checks of waited jobs
+ *     pg_keys.c       keyed submissions (Idempotency-Keys), expired keys
+ *     pg_reruns.c     reruns: requests read back
  *     pg_schedules.c  recurring schedules: leading (an advisory lock), firing, their
  *                     requests (pg_schedule_requests.c; pg_sched.h)
  *   store_pg.c        the top: the thread and its loop, opening and closing, the
@@ -58,8 +62,8 @@ struct wop {
 };
 STAILQ_HEAD(wop_list, wop);
 
-/* Requests of other threads to the store's thread; each kind is one entry of the
- * table in pg_requests.c (how it is sent, how its results are read). */
+/* Requests of other threads to the store's thread (carried by pg_request.c); each is
+ * made with its kind's operations by the file of that kind. */
 enum rkind {
     R_FETCH,
     R_FETCH_MANY,
@@ -74,8 +78,22 @@ enum rkind {
     R_NKINDS
 };
 
+struct req;
+struct pg_store;
+struct seg;
+struct req_ops {
+    /* Sends q's statements into segment g (and sets g->ps.n): 0, or nonzero when one
+     * could not be sent. */
+    int (*send)(struct pg_store *s, struct seg *g, struct req *q);
+    /* Reads the results of g, committed, into q: the request's answer (0 or -errno). */
+    int (*result)(struct pg_store *s, struct seg *g, struct req *q);
+    /* Frees what the kind keeps in q (NULL: nothing of its own). */
+    void (*release)(struct req *q);
+};
+
 struct req {
     enum rkind kind;
+    const struct req_ops *ops;
     char id[JOB_ID_LEN + 1];
     int status;
     char owner[JOB_OWNER_MAX];
@@ -197,30 +215,27 @@ void pgs__send_register(struct pg_store *s);
 void pgs__round_heartbeat(struct pg_store *s, int64_t now);
 void pgs__round_reap(struct pg_store *s, int64_t now);
 void pgs__round_retention(struct pg_store *s, int64_t now);
-/* pg_requests.c */
-void pgs__round_request(struct pg_store *s, struct req *q);
-void pgs__req_finish(struct pg_store *s, struct req *q, int rc);
+/* pg_request.c: a new request of kind with its operations (id copied when given; NULL
+ * on ENOMEM), and its end: freed (what its kind keeps with it), answered (the thread),
+ * sent (the thread's round). Any thread but the store's: queueing one (lock held; 0 or
+ * -ENOTCONN); queueing one and waiting up to wait_ms for its answer: q->rc, -ENOTCONN,
+ * -ETIMEDOUT (q is then the thread's to free); posting one nobody waits for. */
+struct req *pgs__req_new(enum rkind kind, const struct req_ops *ops, const char *id);
 void pgs__req_free(struct req *q);
-void pgs__round_recheck(struct pg_store *s, int64_t now);
-/* A new request of kind (id copied when given), and queueing one for the thread and
- * waiting up to wait_ms for its answer (any thread but the store's): q->rc, -ENOTCONN,
- * -ETIMEDOUT (q is then the thread's to free), -ENOMEM. */
-struct req *pgs__req_new(enum rkind kind, const char *id);
+void pgs__req_finish(struct pg_store *s, struct req *q, int rc);
+void pgs__round_request(struct pg_store *s, struct req *q);
+int pgs__req_queue_locked(struct pg_store *s, struct req *q);
 int pgs__request(struct pg_store *s, struct req *q, int wait_ms);
+void pgs__req_post(struct pg_store *s, struct req *q);
+/* pg_requests.c */
+void pgs__round_recheck(struct pg_store *s, int64_t now);
 /* pg_reruns.c: reading back requests for reruns (R_REQUEST, R_RERUNS). */
-int pgs__request_send(struct pg_store *s, struct seg *g, struct req *q);
-int pgs__request_result(struct pg_store *s, struct seg *g, struct req *q);
-int pgs__reruns_send(struct pg_store *s, struct seg *g, struct req *q);
-int pgs__reruns_result(struct pg_store *s, struct seg *g, struct req *q);
 int pgs__read_request(struct store *base, const char *id, struct job_spec *spec);
 int pgs__finished_requests(struct store *base, const struct pool_rerun_filter *f, size_t max,
                            struct job_view **views, struct job_spec **specs, size_t *n);
-/* pg_keys.c: keyed submissions (R_KEYED, sent and read by pg_requests.c's table)
- * and deleting expired keys (a round of its own); the statements in pg_sql_keys.c. */
+/* pg_keys.c: keyed submissions (R_KEYED) and deleting expired keys (a round of its
+ * own); the statements in pg_sql_keys.c. */
 extern const struct pg_stmt pg_sql_key_take, pg_sql_key_settle, pg_sql_key_expire;
-int pgs__keyed_send(struct pg_store *s, struct seg *g, struct req *q);
-int pgs__keyed_result(struct pg_store *s, struct seg *g, struct req *q);
-void pgs__keyed_free(struct req *q);
 void pgs__round_keys_expire(struct pg_store *s, int64_t now);
 /* Any thread: the store_put (STORE_NEW) of a job a keyed round inserted already is not
  * written again (a second insert of a job another node may be updating would wait for
