@@ -130,13 +130,9 @@ struct store *store_open_sqlite(const char *path, char *err, size_t errlen)
         goto fail;
     }
     sqlite3_busy_timeout(s->db, 5000);
-    /* cache_size: the writer connection's own page cache, 16 MiB (SQLite's default is 2):
-     * with less, the indexes of random ids and keys are read back page by page.
-     * quick_check reads every page once: a damaged file is refused, never reused. */
-    if (sqls__exec_or_err(s->db,
-                          "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-                          " PRAGMA cache_size=-16384",
-                          path, err, errlen) != 0 ||
+    /* quick_check reads every page once: a damaged file is refused, never reused. */
+    if (sqls__exec_or_err(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL", path, err,
+                          errlen) != 0 ||
         sqls__migrate(s->db, path, err, errlen) != 0)
         goto fail;
     sqlite3_stmt *qc;
