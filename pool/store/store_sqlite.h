@@ -71,6 +71,10 @@ struct sqlite_store {
     struct start_log *starts;
     uint64_t starts_ticket;
     int keep_starts;
+    /* make bench's measure of what at-most-once costs (PYJOBD_BENCH_STARTS, read at
+     * open; never set in use): 1 a start waits for the database's commit instead of
+     * the log, 2 a start is not put on record at all (a kill -9 may run a job twice). */
+    int bench_starts;
     /* The reader (store_sqlite_read.c): its connection and statement, under rlock. */
     pthread_mutex_t rlock;
     sqlite3 *rdb;
