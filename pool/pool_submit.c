@@ -117,6 +117,23 @@ static int check_keys(struct pool *p, const struct job_spec *specs, size_t n, st
     return rc;
 }
 
+/* Lock held; shared store. This node runs what its idle workers can take at once (it
+ * inserts them as claimed by it) and leaves the rest in the database's queue, for any
+ * node to claim; a scheduled job waits there too (the database's timers queue it when
+ * due, pg_sql_promote). queued: the jobs waiting here already. */
+static void choose_here(struct pool *p, struct job **jobs, size_t n, size_t queued)
+{
+    unsigned idle = pool__idle_workers(p);
+    size_t room = idle > queued ? idle - queued : 0;
+    for (size_t i = 0; i < n; i++) {
+        jobs[i]->claim_here = room > 0 && jobs[i]->v.status != JOB_SCHEDULED;
+        if (jobs[i]->claim_here) {
+            room--;
+            store_node_id(p->cfg.store, jobs[i]->v.node);
+        }
+    }
+}
+
 /* Lock held. Admits and queues s->fresh (all or none), remembers their keys. */
 static int queue_fresh(struct pool *p, struct submission *s, struct job_view *views_out,
                        uint64_t *ticket)
@@ -139,21 +156,8 @@ static int queue_fresh(struct pool *p, struct submission *s, struct job_view *vi
     for (; rc == 0 && admitted < n; admitted++)
         while ((rc = pool__job_admit(&p->lc, jobs[admitted])) == -EEXIST)
             new_job_id(jobs[admitted]->v.id);
-    /* Shared store: this node runs what its idle workers can take at once and
-     * leaves the rest in the database's queue, for any node to claim; a scheduled job
-     * waits there too (the database's timers queue it when due, pg_sql_promote). */
-    size_t room = n;
-    if (rc == 0 && shared) {
-        unsigned idle = pool__idle_workers(p);
-        room = idle > queued ? idle - queued : 0;
-        for (size_t i = 0; i < n; i++) {
-            jobs[i]->claim_here = room > 0 && jobs[i]->v.status != JOB_SCHEDULED;
-            if (jobs[i]->claim_here) {
-                room--;
-                store_node_id(p->cfg.store, jobs[i]->v.node);
-            }
-        }
-    }
+    if (rc == 0 && shared)
+        choose_here(p, jobs, n, queued);
     /* The caller's copies, before anything is queued: all or none. */
     size_t copied = 0;
     for (; rc == 0 && copied < n; copied++)
@@ -219,15 +223,8 @@ static int place(struct pool *p, struct job **jobs, size_t n)
                              store_queued(p->cfg.store) + queued + n > p->cfg.max_queue))
         return -EAGAIN;
     int rc = tenant_room(p, jobs, n);
-    unsigned idle = pool__idle_workers(p);
-    size_t room = idle > queued ? idle - queued : 0;
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        jobs[i]->claim_here = room > 0 && jobs[i]->v.status != JOB_SCHEDULED;
-        if (jobs[i]->claim_here) {
-            room--;
-            store_node_id(p->cfg.store, jobs[i]->v.node); /* inserted as claimed here */
-        }
-    }
+    if (rc == 0)
+        choose_here(p, jobs, n, queued);
     return rc;
 }
 

@@ -199,11 +199,18 @@ void pgs__round_count(struct pg_store *s, int64_t now)
     if (!g)
         return;
     s->added_at_count = atomic_load(&s->queue_added);
-    g->ps.n = 2;
+    /* Many jobs since the statistics were made: fresh ones (and fresh plans). */
+    int64_t ins = atomic_load(&s->inserted);
+    int analyze = ins - s->analyzed_at >= ANALYZE_ROWS && now >= s->next_analyze_ms;
+    if (analyze)
+        s->analyzed_at = ins, s->next_analyze_ms = now + ANALYZE_EVERY_MS;
+    g->ps.n = analyze ? 3 : 2;
     s->count_inflight = 1;
     /* With the count, the timers of the jobs no node holds, whether or not this node has
      * room: an expired job fails and a due one is queued even when every worker is busy. */
-    pgs__send_or_lose(s, g,
-                      send_promote(s) != 0 ||
-                          pg_conn_send(&s->pc, &pg_sql_count_queued, 0, NULL, NULL, NULL, 0) != 0);
+    pgs__send_or_lose(
+        s, g,
+        send_promote(s) != 0 ||
+            pg_conn_send(&s->pc, &pg_sql_count_queued, 0, NULL, NULL, NULL, 0) != 0 ||
+            (analyze && pg_conn_send(&s->pc, &pg_sql_analyze, 0, NULL, NULL, NULL, 0) != 0));
 }

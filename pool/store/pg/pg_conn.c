@@ -284,7 +284,10 @@ int pg_conn_send(struct pg_conn *c, const struct pg_stmt *st, int nparams,
     if (c->state != PG_READY)
         return -1;
     /* Prepared by the setup script: parsed and planned once per connection. */
-    if (!PQsendQueryPrepared(c->conn, st->name, nparams, values, lengths, formats, binary)) {
+    if (!(!st->name
+              ? PQsendQueryParams(c->conn, st->sql, nparams, NULL, values, lengths, formats, binary)
+              : PQsendQueryPrepared(c->conn, st->name, nparams, values, lengths, formats,
+                                    binary))) {
         set_error(c, "");
         return -1;
     }

@@ -101,6 +101,8 @@ static char *prepare_all(char *sql, const struct pg_stmt *const *list)
 {
     for (int i = 0; sql && list[i]; i++) {
         char *more = NULL;
+        if (!list[i]->name)
+            continue;
         if (asprintf(&more, "%sPREPARE %s AS %s;", sql, list[i]->name, list[i]->sql) < 0)
             more = NULL;
         free(sql);

@@ -205,6 +205,13 @@ const struct pg_stmt pg_sql_promote = {
     " SELECT (SELECT count(*) FROM due), (SELECT count(*) FROM exp),"
     " (SELECT count(*) FROM nq) + (SELECT count(*) FROM nd)"};
 
+/* Fresh statistics of jobs, after many inserts: the prepared statements' generic plans
+ * were made for the table as it was (empty, at the first claims), and a plan made for
+ * an empty table scans all of it (measured: each claim 40-55 ms with 100,000 scheduled
+ * jobs inserted a few seconds before, 0.6 ms once analyzed). ANALYZE invalidates them:
+ * each is planned again, for the table as it is now. */
+const struct pg_stmt pg_sql_analyze = {NULL, "ANALYZE jobs"};
+
 /* The request of a job, for a rerun ($1 id). */
 const struct pg_stmt pg_sql_request = {
     "pyjobd_request", "SELECT " PG_PAYLOAD_COLS " FROM jobs j JOIN payloads p ON p.id = j.id"

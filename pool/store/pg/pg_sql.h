@@ -22,7 +22,7 @@ char *pg_setup_sql(PGconn *conn, const char *schema, const char *const channels[
 
 /* A statement, prepared under its name on every connection by the setup script. */
 struct pg_stmt {
-    const char *name;
+    const char *name; /* NULL: not prepared, sent with its text (a utility statement) */
     const char *sql;
 };
 /* NULL-terminated lists: the jobs' (pg_sql.c), the Idempotency-Keys' (pg_sql_keys.c),
@@ -71,6 +71,7 @@ extern const struct pg_stmt pg_sql_retention; /* $1 finished before (µs) → de
 extern const struct pg_stmt pg_sql_count_queued; /* → unclaimed queued and scheduled jobs */
 extern const struct pg_stmt pg_sql_promote; /* $1 now_us, $2, $3 channels → due, expired, - */
 extern const struct pg_stmt pg_sql_request; /* $1 id → PG_PAYLOAD_COLS */
+extern const struct pg_stmt pg_sql_analyze; /* fresh statistics of jobs (not prepared) */
 extern const struct pg_stmt pg_sql_reruns;  /* $1..$5 (filter) → view, payload columns */
 extern const struct pg_stmt pg_sql_notify;  /* $1 channel, $2 payload */
 extern const struct pg_stmt pg_sql_notify_waited; /* $1 channel, $2 '{id,...}' */

@@ -45,8 +45,10 @@
 #define STALL_MS 15000       /* a connection that answers nothing this long is dropped */
 #define RETENTION_EVERY_MS 5000
 #define WAITED_MAX 512
-#define NOTIFY_IDS 200 /* ids per NOTIFY payload (its limit is 8000 bytes) */
-#define DUE_MAX 131072 /* due times of scheduled jobs kept to claim them on time */
+#define NOTIFY_IDS 200         /* ids per NOTIFY payload (its limit is 8000 bytes) */
+#define DUE_MAX 131072         /* due times of scheduled jobs kept to claim them on time */
+#define ANALYZE_ROWS 10000     /* new jobs after which the statistics are refreshed, */
+#define ANALYZE_EVERY_MS 10000 /* at most this often */
 
 enum wkind { W_INSERT, W_UPDATE, W_FINISH, W_DELETE };
 
@@ -170,6 +172,10 @@ struct pg_store {
     _Atomic int64_t queue_counted, queue_added;
     int64_t added_at_count, next_count_ms;
     int count_inflight;
+    /* Jobs put since the store started (any thread), and when the statistics of jobs
+     * were last refreshed (the store's thread): see pg_sql_analyze. */
+    _Atomic int64_t inserted;
+    int64_t analyzed_at, next_analyze_ms;
     int keys_inflight;          /* pg_keys.c: deleting expired keys, next at next_keys_ms */
     struct registry *keyed_ids; /* lock held: inserted by keyed rounds, not yet put */
     int64_t next_keys_ms;

@@ -200,7 +200,7 @@ static int64_t next_timer(struct pg_store *s)
     pthread_mutex_lock(&s->lock);
     if (s->want && s->next_claim_ms < t)
         t = s->next_claim_ms;
-    if (s->want && pgs__due_next(s) < t)
+    if (s->want && !s->claim_inflight && pgs__due_next(s) < t) /* else: when it answers */
         t = pgs__due_next(s);
     pthread_mutex_unlock(&s->lock);
     if (s->ttl_ms > 0 && s->next_ret_ms < t)
@@ -327,6 +327,8 @@ static uint64_t pg_put(struct store *base, const struct job_view *v, const struc
 {
     struct pg_store *s = (struct pg_store *)base;
     (void)seq;
+    if (flags & STORE_NEW)
+        atomic_fetch_add(&s->inserted, 1);
     uint64_t inserted = flags & STORE_NEW ? pgs__keyed_put(s, v->id, flags & STORE_CLAIMED) : 0;
     if (inserted)
         return inserted;
