@@ -74,22 +74,12 @@ static void info_of_row(const struct store_schedule *r, struct pool_schedule_inf
 
 static int create_shared(struct pool *p, struct schedule *s)
 {
-    uint8_t *job = NULL;
-    size_t len = 0;
-    if (spec_encode(&s->job, &job, &len) != 0)
+    struct store_schedule row;
+    if (pool__schedule_row(s, &row) != 0)
         return -ENOMEM;
-    struct store_schedule row = {.job = job,
-                                 .job_len = len,
-                                 .cron = s->cron_text,
-                                 .every = s->every,
-                                 .timezone = s->tz_name,
-                                 .run_once = s->run_once,
-                                 .created_us = s->created_us};
-    memcpy(row.id, s->id, sizeof(row.id));
-    memcpy(row.owner, s->owner, sizeof(row.owner));
     int rc = store_schedule_create(p->cfg.store, &row, POOL_MAX_SCHEDULES_PER_TENANT,
                                    POOL_MAX_SCHEDULES);
-    free(job);
+    free((void *)row.job);
     return rc;
 }
 

@@ -103,8 +103,7 @@ int store_cancel(struct store *s, const char *id, int *status, char *node);
 /* Asks the node that has the job to cancel it (its events.cancel), or, with grace > 0
  * seconds, to interrupt it (pyjobd.Cancelled, its worker killed grace s later if it
  * has not ended); fire and forget. */
-void store_ask_cancel(struct store *s, const char *node, const char *id, int force,
-                      double grace);
+void store_ask_cancel(struct store *s, const char *node, const char *id, int force, double grace);
 
 /* Deletes a finished job: 0, -EBUSY (not finished), -ENOENT, -ENOTCONN, -ETIMEDOUT. */
 int store_forget(struct store *s, const char *id);
@@ -127,9 +126,9 @@ enum store_key_outcome {
     STORE_KEY_GONE,  /* the key names job_id, same request, but that job was removed */
 };
 struct store_keyed_job {
-    const struct job_view *v;    /* v->node "": left in the queue for any node; else this
-                                  * node's: inserted as claimed by this node */
-    const struct job_spec *spec; /* idem_key NULL: no key, inserted with the others */
+    const struct job_view *v;       /* v->node "": left in the queue for any node; else this
+                                     * node's: inserted as claimed by this node */
+    const struct job_spec *spec;    /* idem_key NULL: no key, inserted with the others */
     enum store_key_outcome outcome; /* the answer */
     char job_id[JOB_ID_LEN + 1];    /* the answer for SAME, OTHER, GONE */
 };

@@ -79,12 +79,12 @@ struct job {
     struct heap_node timer; /* while timed: scheduled (run_at) or pending (expires_at) */
     int timed;
     /* Shared store only: */
-    int mirror;          /* the database answers for it (another node's job, or ours once
-                          * its end is committed); kept for waiters and output */
-    int ran_here;        /* it ran on a worker of this node: its output is here */
-    int claim_here;      /* being submitted on a shared store: this node runs it */
+    int mirror;            /* the database answers for it (another node's job, or ours once
+                            * its end is committed); kept for waiters and output */
+    int ran_here;          /* it ran on a worker of this node: its output is here */
+    int claim_here;        /* being submitted on a shared store: this node runs it */
     int counted_scheduled; /* waiting for its time here: one of the table's nscheduled */
-    int awaiting_commit; /* finished here; waiters fire once the database has it */
+    int awaiting_commit;   /* finished here; waiters fire once the database has it */
 };
 
 /* The one constructor: a queued job with no payload, every default set (no error:

@@ -104,32 +104,40 @@ void pool__schedule_free(struct schedule *s)
     free(s);
 }
 
+int pool__schedule_row(const struct schedule *s, struct store_schedule *row)
+{
+    uint8_t *job = NULL;
+    size_t len = 0;
+    if (spec_encode(&s->job, &job, &len) != 0)
+        return -ENOMEM;
+    *row = (struct store_schedule){.job = job,
+                                   .job_len = len,
+                                   .cron = s->cron_text,
+                                   .every = s->every,
+                                   .timezone = s->tz_name,
+                                   .run_once = s->run_once,
+                                   .created_us = s->created_us,
+                                   .last_tick_us = s->last_tick_us,
+                                   .runs = s->runs};
+    memcpy(row->id, s->id, sizeof(row->id));
+    memcpy(row->owner, s->owner, sizeof(row->owner));
+    memcpy(row->last_job, s->last_job, sizeof(row->last_job));
+    return 0;
+}
+
 /* Its row, written after everything queued so far (a shared store's rows are written
  * by each tick's transaction). */
 static void persist(struct pool *p, struct schedule *s)
 {
     if (!p->cfg.store || pool__shared(p))
         return;
-    uint8_t *job = NULL;
-    size_t len = 0;
-    if (spec_encode(&s->job, &job, &len) != 0) {
+    struct store_schedule row;
+    if (pool__schedule_row(s, &row) != 0) {
         log_error("schedule %s: out of memory writing it", s->id);
         return;
     }
-    struct store_schedule row = {.job = job,
-                                 .job_len = len,
-                                 .cron = s->cron_text,
-                                 .every = s->every,
-                                 .timezone = s->tz_name,
-                                 .run_once = s->run_once,
-                                 .created_us = s->created_us,
-                                 .last_tick_us = s->last_tick_us,
-                                 .runs = s->runs};
-    memcpy(row.id, s->id, sizeof(row.id));
-    memcpy(row.owner, s->owner, sizeof(row.owner));
-    memcpy(row.last_job, s->last_job, sizeof(row.last_job));
     store_put_schedule(p->cfg.store, &row);
-    free(job);
+    free((void *)row.job);
 }
 
 static void arm(struct pool *p, struct schedule *s)

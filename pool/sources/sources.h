@@ -317,6 +317,10 @@ struct schedule {
 struct schedule *pool__schedule_new(const char *id, const struct pool_schedule_request *rq,
                                     int64_t created_us, char *err, size_t errlen);
 void pool__schedule_free(struct schedule *s);
+/* The row a store keeps of s (row->job malloc'd: free it; the strings are s's): 0 or
+ * -ENOMEM. */
+struct store_schedule;
+int pool__schedule_row(const struct schedule *s, struct store_schedule *row);
 /* Adds s to the pool (lock held), written to the store; restored ones are not. */
 void pool__schedule_add(struct pool *p, struct schedule *s, int write);
 /* Takes s out (lock held), deleted from the store; the caller frees it. */

@@ -49,19 +49,18 @@ struct store_ops {
     int (*list)(struct store *s, const struct pool_list_query *q, struct job_view **out, size_t *n,
                 uint64_t *next);
     int (*cancel)(struct store *s, const char *id, int *status, char *node);
-    void (*ask_cancel)(struct store *s, const char *node, const char *id, int force,
-                       double grace);
+    void (*ask_cancel)(struct store *s, const char *node, const char *id, int force, double grace);
     int (*forget)(struct store *s, const char *id);
     void (*watch)(struct store *s, const char *id);
     int (*finished_requests)(struct store *s, const struct pool_rerun_filter *f, size_t max,
                              struct job_view **views, struct job_spec **specs,
                              size_t *n); /* NULL: -ENOTSUP */
-    int (*submit_keyed)(struct store *s, struct store_keyed_job *jobs, size_t n); /* NULL: -ENOTSUP */
+    int (*submit_keyed)(struct store *s, struct store_keyed_job *jobs,
+                        size_t n); /* NULL: -ENOTSUP */
     /* Recurring schedules on a shared store (store_shared.h); NULL: -ENOTSUP. */
-    void (*set_schedule_events)(struct store *s, const struct store_schedule_events *ev,
-                                void *arg);
-    int (*schedule_tick)(struct store *s, const char *id, int64_t tick_us,
-                         const struct job_view *v, const struct job_spec *spec);
+    void (*set_schedule_events)(struct store *s, const struct store_schedule_events *ev, void *arg);
+    int (*schedule_tick)(struct store *s, const char *id, int64_t tick_us, const struct job_view *v,
+                         const struct job_spec *spec);
     int (*schedule_create)(struct store *s, const struct store_schedule *sc, size_t tenant_max,
                            size_t max);
     int (*schedule_read)(struct store *s, const char *id, const char *owner,

@@ -83,8 +83,8 @@ static PGresult *failed_job_row(void)
     set_int(r, 16, 0, 4);
     set_int(r, 17, -1, 8);
     set_int(r, 18, 77, 8);
-    set_int(r, 19, -5, 2); /* priority: a smallint */
-    set_f64(r, 20, 0.75);  /* soft_timeout */
+    set_int(r, 19, -5, 2);                 /* priority: a smallint */
+    set_f64(r, 20, 0.75);                  /* soft_timeout */
     set_int(r, 21, 1764000000500000LL, 8); /* run_at_us */
     set_int(r, 22, 0, 8);                  /* expires_at_us */
     set_int(r, 23, 0, 8);                  /* next_attempt_us */
