@@ -311,12 +311,30 @@ def test_kill_9_mid_way_loses_nothing_and_runs_nothing_twice(tmp_path, worker_di
                 start_failures.append(" | ".join(str(e).splitlines()[-2:]))
         assert s2 is not None, f"the server does not restart after kill -9: {start_failures}"
         final, interrupted = check_restarted(s2, accepted, snapshot, side, allow_interrupted=True)
-        assert len(interrupted) <= 2, f"{len(interrupted)} jobs interrupted with 2 workers: {interrupted[:3]}"
+        # Interrupted: a job whose start is on record (the start log writes it at once)
+        # and whose end was not committed at the kill. Ends are committed in order, so
+        # on each worker the interrupted jobs are its last ones: none of them started
+        # before a job of the same worker whose end the restart found. (Usually one per
+        # worker; two or more when the group commit lagged behind short jobs.)
+        by_worker = {}
+        for jid in accepted:
+            job = final[jid]
+            if job["worker_pid"] in workers and job["started_at"]:
+                by_worker.setdefault(job["worker_pid"], []).append(job)
+        ids = {j["id"] for j in interrupted}
+        for pid, jobs in by_worker.items():
+            jobs.sort(key=lambda j: parse_ts(j["started_at"]))
+            flags = [j["id"] in ids for j in jobs]
+            first = flags.index(True) if True in flags else len(flags)
+            assert all(flags[first:]), (
+                f"worker {pid}: a job is interrupted although a later job of the same worker "
+                f"ended on record: {[(j['id'][:8], j['status']) for j in jobs[first:]]}")
+        assert all(j["worker_pid"] in workers for j in interrupted), interrupted[:3]
         for job in interrupted:
             msg = job["error"]["message"].lower()
             assert "stop" in msg or "interrupt" in msg or "restart" in msg, job
         resumed = [i for i in pending if final[i]["status"] == "succeeded"]
-        assert len(resumed) >= len(pending) - 2
+        assert len(resumed) == len(pending) - len(interrupted)
         resumed_after = [i for i in resumed if snapshot.get(i, {}).get("status") != "running"]
         unordered = out_of_order(s2, final, resumed_after)
         late = submit_rest(s2, sub, side)
