@@ -168,6 +168,25 @@ int pg_retry_flags(const struct job_view *v)
            (v->retry_on_timeout ? 16 : 0);
 }
 
+void pg_param_payload(struct pg_params *p, const struct job_spec *spec)
+{
+    pg_param_blob(p, spec->callable);
+    pg_param_blob(p, spec->args);
+    pg_param_blob(p, spec->kwargs);
+    pg_param_blob(p, spec->json_args);
+    pg_param_blob(p, spec->json_kwargs);
+}
+
+void pg_param_retry(struct pg_params *p, const struct job_view *v)
+{
+    pg_param_text(p, v->retry.on);
+    pg_param_text(p, v->retry.not_on);
+    pg_param_f64(p, v->retry.initial);
+    pg_param_f64(p, v->retry.factor);
+    pg_param_f64(p, v->retry.max_delay);
+    pg_param_i64(p, pg_retry_flags(v));
+}
+
 int pg_spec_options(struct job_spec *spec, const struct job_view *v)
 {
     spec->timeout = v->timeout;

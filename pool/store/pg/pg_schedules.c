@@ -267,18 +267,9 @@ static int send_tick(struct pg_store *s, struct stick *t)
     pg_param_text(&p, v->metadata);
     pg_param_i64(&p, v->priority);
     pg_param_f64(&p, v->soft_timeout);
-    pg_param_blob(&p, sp->callable);
-    pg_param_blob(&p, sp->args);
-    pg_param_blob(&p, sp->kwargs);
-    pg_param_blob(&p, sp->json_args);
-    pg_param_blob(&p, sp->json_kwargs);
+    pg_param_payload(&p, sp);
     pg_param_text(&p, s->chan_queued);
-    pg_param_text(&p, v->retry.on);
-    pg_param_text(&p, v->retry.not_on);
-    pg_param_f64(&p, v->retry.initial);
-    pg_param_f64(&p, v->retry.factor);
-    pg_param_f64(&p, v->retry.max_delay);
-    pg_param_i64(&p, pg_retry_flags(v));
+    pg_param_retry(&p, v);
     return pg_conn_send(&s->pc, &pg_sql_schedule_tick, p.n, p.values, p.lengths, p.formats, 0);
 }
 

@@ -106,5 +106,10 @@ void pg_param_text(struct pg_params *p, const char *s); /* NULL: SQL NULL */
 void pg_param_i64(struct pg_params *p, int64_t v);
 void pg_param_f64(struct pg_params *p, double v);
 void pg_param_blob(struct pg_params *p, const struct blob *b); /* NULL: SQL NULL */
+/* A job's payload (callable, args, kwargs, json_args, json_kwargs: 5 parameters) and its
+ * retry policy (on, not_on, initial, factor, max, pg_retry_flags: 6), as the jobs'
+ * insert and a schedule's tick write them. */
+void pg_param_payload(struct pg_params *p, const struct job_spec *spec);
+void pg_param_retry(struct pg_params *p, const struct job_view *v);
 
 #endif
