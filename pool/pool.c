@@ -121,6 +121,9 @@ void pool_free(struct pool *p)
     if (!p)
         return;
     pool_stop(p);
+    /* The store's thread calls no more into this pool (and finished any call) before
+     * it goes: the store outlives it (store_close comes after). */
+    pool__cluster_stop(p);
     if (p->cfg.store)
         store_on_commit(p->cfg.store, NULL, NULL);
     pool__schedules_free(p);

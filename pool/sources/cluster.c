@@ -189,6 +189,12 @@ static size_t on_waited(void *arg, char (*ids)[JOB_ID_LEN + 1], size_t max)
     return n;
 }
 
+void pool__cluster_stop(struct pool *p)
+{
+    if (pool__shared(p))
+        store_set_events(p->cfg.store, &(struct store_events){0}, NULL); /* waits for a call */
+}
+
 void pool__cluster_init(struct pool *p)
 {
     if (!pool__shared(p))

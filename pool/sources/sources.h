@@ -279,6 +279,8 @@ void pool__reply_too_large(struct pool *p, struct worker *w, const struct frame 
 /* cluster.c (shared store) */
 int pool__shared(const struct pool *p);
 void pool__cluster_init(struct pool *p);
+/* The store stops calling the pool (a call under way ends first); the pool lock not held. */
+void pool__cluster_stop(struct pool *p);
 void pool__cluster_want(struct pool *p);
 /* From memory, or (shared store) from the database? */
 int pool__answers_locally(const struct pool *p, const struct job *j);

@@ -22,6 +22,7 @@ static void deliver_jobs(struct pg_store *s, PGresult *r)
     pthread_mutex_lock(&s->lock);
     struct store_events ev = s->ev;
     void *arg = s->ev_arg;
+    s->in_events++;
     pthread_mutex_unlock(&s->lock);
     int rows = r ? PQntuples(r) : 0;
     for (int i = 0; i < rows; i++) {
@@ -48,6 +49,7 @@ static void deliver_jobs(struct pg_store *s, PGresult *r)
             job_spec_release(&spec);
         }
     }
+    pgs__events_done(s);
 }
 
 /* --- due times -------------------------------------------------------------------------- */

@@ -70,6 +70,7 @@ static void heartbeat_done(struct pg_store *s, struct seg *g, int ok)
     pgs__new_node_id(s);
     struct store_events ev = s->ev;
     void *arg = s->ev_arg;
+    s->in_events++;
     s->ready = 0;
     pthread_mutex_unlock(&s->lock);
     log_warn("store: this node (%s) missed its lease and was reaped by another node: its jobs "
@@ -78,6 +79,7 @@ static void heartbeat_done(struct pg_store *s, struct seg *g, int ok)
              old, s->node_id);
     if (ev.reaped)
         ev.reaped(arg);
+    pgs__events_done(s);
     s->registered = 0;
     s->joined = 0; /* send_round registers the new id */
 }

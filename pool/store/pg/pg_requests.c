@@ -21,6 +21,7 @@ static void deliver_views(struct pg_store *s, PGresult *r)
     pthread_mutex_lock(&s->lock);
     struct store_events ev = s->ev;
     void *arg = s->ev_arg;
+    s->in_events++;
     pthread_mutex_unlock(&s->lock);
     int rows = r ? PQntuples(r) : 0;
     for (int i = 0; i < rows; i++) {
@@ -31,6 +32,7 @@ static void deliver_views(struct pg_store *s, PGresult *r)
             ev.updated(arg, &v);
         job_view_release(&v);
     }
+    pgs__events_done(s);
 }
 
 static void recheck_done(struct pg_store *s, struct seg *g, int ok)
@@ -52,8 +54,10 @@ void pgs__round_recheck(struct pg_store *s, int64_t now)
     s->ndone = s->capdone = 0;
     struct store_events ev = s->ev;
     void *arg = s->ev_arg;
+    s->in_events++;
     pthread_mutex_unlock(&s->lock);
     if (!ev.waited || !ev.keep_waited || (!all && !n)) {
+        pgs__events_done(s);
         free(ids);
         return;
     }
@@ -66,6 +70,7 @@ void pgs__round_recheck(struct pg_store *s, int64_t now)
     } else {
         n = ev.keep_waited(arg, ids, n); /* the notified ones waited for here */
     }
+    pgs__events_done(s);
     char *arr = n ? pgs__id_array(ids, 0, n) : NULL;
     free(ids);
     if (!arr)

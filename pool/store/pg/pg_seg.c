@@ -23,6 +23,14 @@ void pgs__poke(struct pg_store *s)
     (void)r;
 }
 
+void pgs__events_done(struct pg_store *s)
+{
+    pthread_mutex_lock(&s->lock);
+    s->in_events--;
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+}
+
 void pgs__new_node_id(struct pg_store *s)
 {
     unsigned char raw[4];

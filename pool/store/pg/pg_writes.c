@@ -77,6 +77,7 @@ static void writes_done(struct pg_store *s, struct seg *g, int ok)
     void *arg = s->ev_arg;
     void (*on_commit)(void *) = s->on_commit;
     void *on_commit_arg = s->on_commit_arg;
+    s->in_events++; /* on_commit's too */
     pthread_cond_broadcast(&s->cond);
     pthread_mutex_unlock(&s->lock);
     if (on_commit)
@@ -91,6 +92,7 @@ static void writes_done(struct pg_store *s, struct seg *g, int ok)
         if (ev.fenced)
             ev.fenced(arg, fenced[k]);
     }
+    pgs__events_done(s);
     free(fenced);
 }
 

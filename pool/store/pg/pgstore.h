@@ -156,6 +156,10 @@ struct pg_store {
     char last_error[256];
     struct store_events ev;
     void *ev_arg;
+    /* The store's thread is calling ev (it took a copy under the lock): pg_set_events
+     * waits for it to end (pgs__events_done), so that the pool the events go to can be
+     * freed once they are cleared. */
+    int in_events;
     void (*on_commit)(void *arg); /* store_on_commit */
     void *on_commit_arg;
 
@@ -193,6 +197,9 @@ struct seg {
 
 /* pg_seg.c. Any thread: */
 void pgs__poke(struct pg_store *s); /* wakes the store's thread */
+/* The store's thread: the calls of a copy of s->ev taken with s->in_events++ (under the
+ * lock) are over. */
+void pgs__events_done(struct pg_store *s);
 /* The store's thread (and store_open_pg, before it starts): */
 void pgs__new_node_id(struct pg_store *s); /* a new random s->node_id (lock held) */
 struct seg *pgs__seg_new(struct pg_store *s,

@@ -119,9 +119,11 @@ static void on_notify(void *ctx, const char *channel, const char *payload)
         int mine = strcmp(node, s->node_id) == 0;
         struct store_events ev = s->ev;
         void *arg = s->ev_arg;
+        s->in_events++;
         pthread_mutex_unlock(&s->lock);
         if (mine && ev.cancel)
             ev.cancel(arg, id, force, (double)grace_ms / 1000.0);
+        pgs__events_done(s);
         return;
     }
     pthread_mutex_lock(&s->lock);
@@ -408,6 +410,8 @@ static void pg_on_commit(struct store *base, void (*fn)(void *arg), void *arg)
     pthread_mutex_lock(&s->lock);
     s->on_commit = fn;
     s->on_commit_arg = arg;
+    while (s->in_events) /* a call of the old one may be under way */
+        pthread_cond_wait(&s->cond, &s->lock);
     pthread_mutex_unlock(&s->lock);
 }
 
@@ -461,6 +465,8 @@ static void pg_set_events(struct store *base, const struct store_events *ev, voi
     pthread_mutex_lock(&s->lock);
     s->ev = *ev;
     s->ev_arg = arg;
+    while (s->in_events) /* a call of the old ones may be under way */
+        pthread_cond_wait(&s->cond, &s->lock);
     pthread_mutex_unlock(&s->lock);
 }
 
