@@ -1,6 +1,5 @@
 """pyjobd.Executor: a concurrent.futures.Executor whose work runs on a pyjobd server."""
 
-import datetime
 import functools
 import itertools
 import logging
@@ -14,9 +13,9 @@ import weakref
 from concurrent.futures import Future, InvalidStateError
 from concurrent.futures import _base
 
-from . import pickling
 from ._http import HTTPClient, problem_text
-from ._jobs import TERMINAL, b64encode, job_outcome
+from ._jobs import TERMINAL, job_outcome
+from ._requests import RequestBuilder, job_options
 from .errors import (PythonVersionMismatchError, ServerConnectionError, ServerError,
                      UnknownJobError)
 
@@ -326,19 +325,6 @@ def _make_chunk_runner():
 _run_chunk = _make_chunk_runner()
 
 
-def _rfc3339(name, value):
-    """A datetime (timezone-aware) or an RFC 3339 string, as the server reads it."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, datetime.datetime):
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError(f"{name} must be timezone-aware (e.g. datetime.now(timezone.utc) "
-                             f"+ timedelta(minutes=5)): the server cannot guess your zone")
-        return value.isoformat()
-    raise TypeError(f"{name} must be a datetime or an RFC 3339 string, got "
-                    f"{type(value).__name__}")
-
-
 class Executor(_base.Executor):
     """A ``concurrent.futures.Executor`` that runs calls on a pyjobd server.
 
@@ -354,16 +340,12 @@ class Executor(_base.Executor):
 
     def __init__(self, url, token=None, *, timeout=None, python_check=True, pickle_by_value=None,
                  pickler=None, retry=None):
-        if timeout is not None and not timeout > 0:
-            raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
+        self._builder = RequestBuilder(timeout=timeout, retry=retry, python_check=python_check,
+                                       pickle_by_value=pickle_by_value, pickler=pickler)
         self._http = HTTPClient(url, token)
         self.url = self._http.url
-        self._timeout = timeout
-        self._retry = retry  # a pyjobd.Retry for every job without its own
         self._python_check = python_check
         self._python_checked = not python_check
-        self._by_value = pickling.resolve_modules(pickle_by_value)
-        self._pickler = pickler
         self._lock = threading.Lock()
         self._shutdown = False
         self._waiter = _Waiter(self._http)
@@ -416,29 +398,10 @@ class Executor(_base.Executor):
     # ------------------------------------------------------------------ payloads
 
     def _dumps(self, obj):
-        with pickling.pickled_by_value(self._by_value):
-            return b64encode(pickling.dumps(obj, pickler=self._pickler))
+        return self._builder.dumps(obj)
 
-    def _request(self, fn_b64, args=(), kwargs=None, *, timeout=None, max_retries=None,
-                 metadata=None, **extra):
-        req = {"callable": fn_b64}
-        if args:
-            req["args"] = self._dumps(tuple(args))
-        if kwargs:
-            req["kwargs"] = self._dumps(dict(kwargs))
-        t = self._timeout if timeout is None else timeout
-        if t is not None:
-            req["timeout"] = t
-        if max_retries is not None:
-            req["max_retries"] = max_retries
-        if metadata is not None:
-            req["metadata"] = metadata
-        if self._python_check:
-            req["python"] = platform.python_version()
-        if self._retry is not None and max_retries is None and "retry" not in extra:
-            req["retry"] = self._retry.to_json()
-        req.update(extra)
-        return req
+    def _request(self, fn_b64, args=(), kwargs=None, **options):
+        return self._builder.request(fn_b64, args, kwargs, **options)
 
     def _raise_for(self, method, path, resp):
         text, problem = problem_text(resp)
@@ -586,21 +549,9 @@ class Executor(_base.Executor):
         the same key and request again, within the server's ``--idempotency-ttl``,
         answer the job the first one made instead of making another."""
         self._before_submit()
-        extra = {}
-        if priority is not None:
-            extra["priority"] = priority
-        if soft_timeout is not None:
-            extra["soft_timeout"] = soft_timeout
-        if retry is not None:
-            if max_retries is not None:
-                raise ValueError("give retry=pyjobd.Retry(max=...) or max_retries, not both")
-            extra["retry"] = retry.to_json()
-        for name, value in (("delay", delay), ("expires_in", expires_in)):
-            if value is not None:
-                extra[name] = value
-        for name, value in (("run_at", run_at), ("expires_at", expires_at)):
-            if value is not None:
-                extra[name] = _rfc3339(name, value)
+        extra = job_options(priority=priority, soft_timeout=soft_timeout, retry=retry,
+                            max_retries=max_retries, delay=delay, run_at=run_at,
+                            expires_in=expires_in, expires_at=expires_at)
         req = self._request(self._dumps(fn), args, kwargs, timeout=timeout,
                             max_retries=max_retries, metadata=metadata, **extra)
         return self._submit_request(req, idempotency_key)
@@ -615,13 +566,7 @@ class Executor(_base.Executor):
         tick's job names it in ``job["schedule"]``. ``unschedule(id)`` stops it."""
         if (cron is None) == (every is None):
             raise ValueError("give cron= or every=")
-        extra = {}
-        if priority is not None:
-            extra["priority"] = priority
-        if retry is not None:
-            if max_retries is not None:
-                raise ValueError("give retry=pyjobd.Retry(max=...) or max_retries, not both")
-            extra["retry"] = retry.to_json()
+        extra = job_options(priority=priority, retry=retry, max_retries=max_retries)
         job = self._request(self._dumps(fn), args, kwargs, timeout=timeout,
                             max_retries=max_retries, metadata=metadata, **extra)
         body = {"job": job}
