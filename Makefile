@@ -15,7 +15,8 @@ CPPFLAGS += -Iinclude -D_GNU_SOURCE $(shell pkg-config --cflags libpq gnutls 2>/
 SAN     ?=
 
 DEB_PACKAGES := libmicrohttpd-dev libgnutls28-dev libjansson-dev libcmocka-dev libpython3-dev python3-cloudpickle libsqlite3-dev libpq-dev postgresql \
-                pkg-config curl openssl python3-pytest python3-jsonschema python3-yaml util-linux tzdata
+                pkg-config curl openssl python3-pytest python3-jsonschema python3-yaml util-linux tzdata \
+                python3-joblib python3-sklearn python3-tqdm libpython3.11-testsuite
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 SERVER_LIBS := $(shell pkg-config --libs libmicrohttpd gnutls jansson sqlite3 libpq 2>/dev/null) -lpthread
@@ -169,3 +170,4 @@ $(FUZZ_BINS): | fuzz-deps
 include docker/docker.mk
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+include client/python/client.mk

@@ -1,0 +1,1 @@
+# client/python/client.mk — the Python client's targets (included from the Makefile).
