@@ -688,7 +688,7 @@ async def submit_to(url, **options):
 BAD_ANSWERS = {
     "garbage": (b"hello, this is not HTTP\r\n\r\n", "not an HTTP status line"),
     "huge header": (b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * (1 << 20) + b"\r\n\r\n",
-                    "longer than 65536 bytes"),
+                    "headers longer than 65536 bytes"),
     "many headers": (b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(500))
                      + b"\r\n", "more than 100 headers"),
     "bad header": (b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", "not a header line"),

@@ -171,9 +171,9 @@ class _AsyncHTTP:
         for c in idle:
             c.close()
 
-    def connection_error(self, exc, what=None):
+    def connection_error(self, exc, what=None, wait=0.0):
         if isinstance(exc, asyncio.TimeoutError):
-            text = f"no answer{' to ' + what if what else ''} within {self.timeout:g} s"
+            text = f"no answer{' to ' + what if what else ''} within {self.timeout + wait:g} s"
         else:
             text = f"{exc.__class__.__name__}: {exc}"
         hint = (" (is the server running? start it with `make run` or `pyjobd --port N`)"
@@ -212,7 +212,7 @@ class _AsyncHTTP:
             _check_header(name, value)
             head += f"{name}: {value}\r\n"
         payload = (head + "\r\n").encode("latin-1") + data
-        what = f"{method} {path}"
+        what = f"{method} {path.split('?')[0]}"
         for _ in range(3):
             conn = None
             while self._idle and conn is None:
@@ -237,7 +237,7 @@ class _AsyncHTTP:
             except (OSError, EOFError, asyncio.IncompleteReadError, asyncio.TimeoutError,
                     ssl.SSLError) as e:
                 conn.close()
-                raise self.connection_error(e, what) from e
+                raise self.connection_error(e, what, wait) from e
             except BaseException:  # cancelled mid-exchange: the connection is unusable
                 conn.close()
                 raise
@@ -307,44 +307,34 @@ class _AsyncHTTP:
         return _Response(status, headers, body, keep_alive)
 
     async def _read_head(self, reader, first_read):
-        total = 0
         for _ in range(10):  # interim 1xx answers before the real one
             try:
-                line = await reader.readuntil(b"\n")
+                head = await reader.readuntil(b"\r\n\r\n")
             except asyncio.IncompleteReadError as e:
                 if first_read and not e.partial:
                     raise _Stale(ConnectionError("the server closed the connection")) from None
-                raise _BadAnswer(f"the connection closed in the status line ({e.partial[:80]!r})") from None
+                raise _BadAnswer(f"the connection closed before the end of the headers "
+                                 f"({e.partial[:80]!r})") from None
             except asyncio.LimitOverrunError:
-                raise _BadAnswer(f"a status line longer than {MAX_HEAD_BYTES} bytes") from None
+                raise _BadAnswer(f"a status line and headers longer than {MAX_HEAD_BYTES} "
+                                 f"bytes") from None
             except ConnectionResetError as e:
                 if first_read:
                     raise _Stale(e) from e
                 raise
             first_read = False
-            total += len(line)
-            m = _STATUS_RE.match(line)
+            lines = head[:-4].split(b"\r\n")
+            m = _STATUS_RE.match(lines[0] + b"\r\n")
             if not m:
-                raise _BadAnswer(f"not an HTTP status line: {line[:80]!r}")
+                raise _BadAnswer(f"not an HTTP status line: {lines[0][:80]!r}")
             version, status = int(m.group(1)), int(m.group(2))
+            if len(lines) > MAX_HEADERS + 1:
+                raise _BadAnswer(f"more than {MAX_HEADERS} headers")
             headers = {}
-            while True:
-                try:
-                    line = await reader.readuntil(b"\n")
-                except asyncio.IncompleteReadError:
-                    raise _BadAnswer("the connection closed in the headers") from None
-                except asyncio.LimitOverrunError:
-                    raise _BadAnswer(f"a header line longer than {MAX_HEAD_BYTES} bytes") from None
-                total += len(line)
-                if total > MAX_HEAD_BYTES:
-                    raise _BadAnswer(f"headers longer than {MAX_HEAD_BYTES} bytes")
-                if line in (b"\r\n", b"\n"):
-                    break
+            for line in lines[1:]:
                 name, sep, value = line.partition(b":")
                 if not sep or not _TOKEN_RE.match(name):
                     raise _BadAnswer(f"not a header line: {line[:80]!r}")
-                if len(headers) >= MAX_HEADERS:
-                    raise _BadAnswer(f"more than {MAX_HEADERS} headers")
                 key = name.decode("ascii").lower()
                 text = value.strip().decode("latin-1")
                 if key == "content-length" and headers.get(key, text) != text:
@@ -503,7 +493,8 @@ class AsyncExecutor:
         self.server_python = None
         self._live = set()          # futures not done yet
         self._queue = collections.deque()  # (future, request, key) not sent yet
-        self._submitter = None
+        self._dispatching = False
+        self._sending = 0            # submission requests under way
         self._sends = set()
         self._waited = 0            # submissions waiting for their job (?wait)
         self._pending = {}          # job id -> [futures], oldest first
@@ -527,7 +518,6 @@ class AsyncExecutor:
         if self._loop is None:
             self._loop = loop
             self._waiter_wake = asyncio.Event()
-            self._send_slots = asyncio.Semaphore(MAX_SENDS)
         elif loop is not self._loop:
             raise RuntimeError("this AsyncExecutor belongs to another event loop")
         return loop
@@ -573,18 +563,21 @@ class AsyncExecutor:
                 client_version=client, server_version=server)
         self._python_checked = True
 
-    async def _ensure_python(self):
-        if self._python_checked:
+    def _python_done(self, task):
+        """The version check ended: send what waited for it, or fail it."""
+        if task.cancelled():
+            self._python_task = None
             return
-        if self._python_task is None:
-            self._python_task = self._loop.create_task(self._check_python())
-        task = self._python_task
-        try:
-            await asyncio.shield(task)
-        except Exception:
-            if not isinstance(task.exception() if task.done() else None, PythonVersionMismatchError):
-                self._python_task = None  # try again with the next submission
-            raise
+        exc = task.exception()
+        if exc is None:
+            self._python_checked = True  # (a version still unknown: the server checks each job)
+            self._dispatch()
+            return
+        if not isinstance(exc, PythonVersionMismatchError):
+            self._python_task = None  # try again with the next submission
+        while self._queue:
+            f, _, _ = self._queue.popleft()
+            _fail(f, exc)
 
     # ------------------------------------------------------------------ submitting
 
@@ -617,22 +610,23 @@ class AsyncExecutor:
         self._live.add(fut)
         fut.add_done_callback(self._live.discard)
         self._queue.append((fut, req, key))
-        if self._submitter is None or self._submitter.done():
-            self._submitter = self._loop.create_task(self._submit_loop())
+        if not self._dispatching:
+            # On the next turn of the loop: what is submitted until then goes together.
+            self._dispatching = True
+            self._loop.call_soon(self._dispatch)
         return fut
 
-    async def _submit_loop(self):
-        while True:
-            if not self._queue:
-                return  # started again by the next submission
-            try:
-                await self._ensure_python()
-            except Exception as e:
-                while self._queue:
-                    f, _, _ = self._queue.popleft()
-                    _fail(f, e)
-                continue
-            await self._send_slots.acquire()
+    def _dispatch(self):
+        """Sends the queued submissions, in batches, MAX_SENDS requests at most at once."""
+        self._dispatching = False
+        if not self._queue:
+            return
+        if not self._python_checked:
+            if self._python_task is None:
+                self._python_task = self._loop.create_task(self._check_python())
+                self._python_task.add_done_callback(self._python_done)
+            return
+        while self._queue and self._sending < MAX_SENDS:
             batch, size = [], 0
             while self._queue and len(batch) < BATCH_JOBS:
                 f, req, key = self._queue[0]
@@ -648,10 +642,14 @@ class AsyncExecutor:
                 size += n
                 f._queued = False
             if not batch:
-                self._send_slots.release()
-                continue
-            task = self._spawn(self._send(batch), self._sends)
-            task.add_done_callback(lambda _t: self._send_slots.release())
+                return
+            self._sending += 1
+            self._spawn(self._send(batch), self._sends).add_done_callback(self._sent)
+
+    def _sent(self, _task):
+        self._sending -= 1
+        if self._queue and not self._dispatching:
+            self._dispatch()
 
     def _key(self, key):
         return key or (str(uuid.uuid4()) if self._keys else None)
@@ -1078,7 +1076,7 @@ class AsyncExecutor:
         if chores:
             await asyncio.wait(chores, timeout=self._http.timeout)
         self._closed = True
-        for t in (self._waiter, self._submitter):
+        for t in (self._waiter,):
             if t is not None and not t.done():
                 t.cancel()
         for t in list(self._polls) + list(self._sends):
