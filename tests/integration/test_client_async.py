@@ -11,7 +11,10 @@ import base64
 import contextlib
 import json
 import os
+import shutil
 import socket
+import ssl
+import subprocess
 import sys
 import threading
 import time
@@ -848,3 +851,59 @@ def test_token_is_sent(make_server, tmp_path):
                 await ex.submit(abs, -3)
         assert e.value.status == 401
     run(main())
+
+
+def test_cancelling_the_task_of_an_async_with_block_cancels_its_jobs(server, runs_dir):
+    url = server.base_url
+
+    async def main():
+        started = [os.path.join(runs_dir, f"s{i}") for i in range(2)]
+        release = os.path.join(runs_dir, "release")
+        made = []
+
+        async def block():
+            async with pyjobd.AsyncExecutor(url, cancel_grace=1) as ex:
+                made.extend(ex.submit(blocker(s, release)) for s in started)
+                made.extend(ex.submit(abs, -i) for i in range(3))
+                await made[0]
+
+        task = asyncio.ensure_future(block())
+        try:
+            await until(lambda: all(map(os.path.exists, started)), what="both workers busy")
+            await until(lambda: all(f.job_id for f in made), what="the jobs' ids")
+            t0 = time.monotonic()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert time.monotonic() - t0 < 5  # it did not wait for the 20 s blockers
+            for f in made:
+                assert f.cancelled()
+                await server_status(server, f.job_id, "cancelled")
+        finally:
+            open(release, "w").close()
+    run(main())
+
+
+def test_https_with_a_context(tmp_path):
+    if not shutil.which("openssl"):
+        pytest.skip("needs openssl")
+    cert, key = str(tmp_path / "c.pem"), str(tmp_path / "c.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                    "-out", cert, "-subj", "/CN=127.0.0.1", "-addext",
+                    "subjectAltName=IP:127.0.0.1", "-days", "1"], check=True,
+                   capture_output=True, timeout=60)
+    s = start_server("aio-tls", "--workers", "1", "--tls-cert", cert, "--tls-key", key)
+    try:
+        url = f"https://127.0.0.1:{s.port}"
+
+        async def main():
+            async with pyjobd.AsyncExecutor(url, ssl=ssl.create_default_context(cafile=cert)) as ex:
+                assert await ex.submit(abs, -4) == 4
+                assert [r async for r in ex.map(abs, [-1, -2, -3])] == [1, 2, 3]
+            with pytest.raises(pyjobd.ServerConnectionError) as e:  # not trusted by default
+                async with pyjobd.AsyncExecutor(url) as ex:
+                    await ex.submit(abs, -4)
+            assert "CERTIFICATE_VERIFY_FAILED" in str(e.value) or "certificate" in str(e.value)
+        run(main())
+    finally:
+        stop_server(s)

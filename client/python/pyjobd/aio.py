@@ -120,7 +120,7 @@ class _AsyncHTTP:
     """HTTP/1.1 over asyncio streams: keep-alive connections, Content-Length and
     chunked bodies, bounded heads and bodies, and a deadline for every answer."""
 
-    def __init__(self, url, token=None, timeout=60.0):
+    def __init__(self, url, token=None, timeout=60.0, ssl_context=None):
         parsed = urllib.parse.urlsplit(url if "//" in url else "http://" + url)
         if parsed.scheme not in ("http", "https"):
             raise ValueError(f"pyjobd URL must be http:// or https://, got {url!r}")
@@ -129,7 +129,9 @@ class _AsyncHTTP:
         self.url = urllib.parse.urlunsplit((parsed.scheme, parsed.netloc, parsed.path.rstrip("/"), "", ""))
         self._host = parsed.hostname
         self._port = parsed.port or (443 if parsed.scheme == "https" else 80)
-        self._ssl = ssl.create_default_context() if parsed.scheme == "https" else None
+        self._ssl = None
+        if parsed.scheme == "https":
+            self._ssl = ssl_context or ssl.create_default_context()
         self._prefix = parsed.path.rstrip("/")
         host = f"[{self._host}]" if ":" in self._host else self._host
         default = 443 if parsed.scheme == "https" else 80
@@ -469,18 +471,19 @@ class AsyncExecutor:
     0 kills it at once (``?force=true``); None leaves running jobs alone (only queued
     ones are cancelled). ``http_timeout``: seconds the server has to answer a request
     (beyond a long-poll's own wait). ``reconnect_timeout``: how long waits keep retrying
-    a server that cannot be reached before the pending futures fail.
+    a server that cannot be reached before the pending futures fail. ``ssl``: an
+    ``ssl.SSLContext`` for an https URL (default: the system's trusted certificates).
 
     Bound to the event loop of its first submission; ``async with`` shuts it down."""
 
     def __init__(self, url, token=None, *, timeout=None, retry=None, python_check=True,
                  pickle_by_value=None, pickler=None, cancel_grace=5.0, http_timeout=60.0,
-                 reconnect_timeout=60.0):
+                 reconnect_timeout=60.0, ssl=None):
         self._builder = RequestBuilder(timeout=timeout, retry=retry, python_check=python_check,
                                        pickle_by_value=pickle_by_value, pickler=pickler)
         if cancel_grace is not None and not 0 <= cancel_grace <= 3600:
             raise ValueError(f"cancel_grace must be None or 0..3600 seconds, got {cancel_grace!r}")
-        self._http = _AsyncHTTP(url, token, http_timeout)
+        self._http = _AsyncHTTP(url, token, http_timeout, ssl)
         self.url = self._http.url
         self._cancel_grace = cancel_grace
         self._reconnect_timeout = reconnect_timeout
@@ -1090,8 +1093,12 @@ class AsyncExecutor:
     async def __aenter__(self):
         return self
 
-    async def __aexit__(self, *exc):
-        await self.shutdown(wait=True)
+    async def __aexit__(self, exc_type, exc, tb):
+        # The block's task was cancelled (or interrupted): its jobs go with it, as the
+        # job of a cancelled await does. Otherwise wait for them, as Executor does.
+        cancelled = exc_type is not None and issubclass(
+            exc_type, (asyncio.CancelledError, KeyboardInterrupt))
+        await self.shutdown(wait=True, cancel_futures=cancelled)
         return False
 
     def __repr__(self):
