@@ -851,6 +851,9 @@ def test_token_is_sent(make_server, tmp_path):
                 await ex.submit(abs, -3)
         assert e.value.status == 401
     run(main())
+    with pytest.raises(ValueError) as e:  # no header injection, and the token is not echoed
+        pyjobd.AsyncExecutor(s.base_url, token="secret\r\nX-Evil: 1")
+    assert "secret" not in str(e.value)
 
 
 def test_cancelling_the_task_of_an_async_with_block_cancels_its_jobs(server, runs_dir):

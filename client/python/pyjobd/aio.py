@@ -401,7 +401,8 @@ class _AsyncHTTP:
 def _check_header(name, value):
     value = str(value)
     if "\r" in value or "\n" in value or "\0" in value:
-        raise ValueError(f"the {name} header cannot contain CR, LF or NUL: {value!r}")
+        shown = "(the token is not shown)" if name == "Authorization" else repr(value)
+        raise ValueError(f"the {name} header cannot contain CR, LF or NUL: {shown}")
 
 
 def _retry_after(resp, default):
