@@ -1008,12 +1008,17 @@ class AsyncExecutor:
         more = asyncio.Event()
         state = {"done": False, "error": None}
 
+        # Once the window is full, it is refilled when a quarter of it is free: jobs
+        # then go in batches rather than one by one as each result is taken.
+        low = buffersize - max(1, buffersize // 4)
+
         async def feed():
             try:
                 async for args in _azip(iterables):
-                    while len(window) >= buffersize:
-                        room.clear()
-                        await room.wait()
+                    if len(window) >= buffersize:
+                        while len(window) > low:
+                            room.clear()
+                            await room.wait()
                     if self._shutdown:
                         raise RuntimeError("cannot schedule new futures after shutdown")
                     window.append(self._enqueue(self._builder.request(fn_b64, args), None))
