@@ -19,6 +19,7 @@
  */
 #include "store_sqlite.h"
 #include "start_log.h"
+#include "pyjobd/clock.h"
 #include "pyjobd/log.h"
 
 #include <errno.h>
@@ -29,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <time.h>
 #include <unistd.h>
 
 static int apply(struct sqlite_store *s, const struct op *op)
@@ -50,49 +52,116 @@ static void free_ops(struct op_list *ops)
     }
 }
 
+/* A start's row waits (is carried from batch to batch) while the log holds the start,
+ * for at most CARRY_MS: most jobs end by then, and their end's row is written instead,
+ * one write of the row rather than two. The log is emptied only when nothing is
+ * carried, so once CARRY_UNTIL_LOGGED starts are logged every row is written at once
+ * until it is; nothing is carried at the stop. */
+#define CARRY_UNTIL_LOGGED 4096
+#define CARRY_MS 50
+
+/* Moves out of batch (coalesced) the starts whose rows wait: a put the log holds, not
+ * written by a later op of the batch, within CARRY_MS of its first batch, and not the
+ * job's first row (its submission's answer waits for this commit). */
+static void carry_starts(struct op_list *batch, struct op_list *carried, int64_t now_ms)
+{
+    struct op_list keep = STAILQ_HEAD_INITIALIZER(keep);
+    struct op *op;
+    while ((op = STAILQ_FIRST(batch))) {
+        STAILQ_REMOVE_HEAD(batch, link);
+        if (op->kind == OP_PUT && op->deferrable && !op->superseded && !op->fresh &&
+            (!op->carry_until_ms || now_ms < op->carry_until_ms)) {
+            if (!op->carry_until_ms)
+                op->carry_until_ms = now_ms + CARRY_MS;
+            STAILQ_INSERT_TAIL(carried, op, link);
+        } else {
+            STAILQ_INSERT_TAIL(&keep, op, link);
+        }
+    }
+    STAILQ_CONCAT(batch, &keep);
+}
+
+/* A start's put does not wake the writer when the log holds the start (its row may
+ * wait), so an idle writer looks at its queue this often too. */
+#define IDLE_MS 1000
+
+/* Waits for work: 1 when there is some (queued, a carried row whose wait is over, or
+ * the stop with rows carried), 0 when there is none and the store stops. Under
+ * s->lock. Carried rows are in the order they were first carried: the first one's
+ * wait ends first. */
+static int await_work(struct sqlite_store *s)
+{
+    while (STAILQ_EMPTY(&s->queue) && !s->stopping) {
+        int carried = !STAILQ_EMPTY(&s->carried);
+        int64_t until =
+            carried ? STAILQ_FIRST(&s->carried)->carry_until_ms : clock_now_ms() + IDLE_MS;
+        struct timespec at = {until / 1000, (long)(until % 1000) * 1000000L};
+        if (pthread_cond_timedwait(&s->work, &s->lock, &at) == ETIMEDOUT && carried)
+            return 1;
+    }
+    return !STAILQ_EMPTY(&s->queue) || !STAILQ_EMPTY(&s->carried);
+}
+
 static void *store_main(void *arg)
 {
     struct sqlite_store *s = arg;
     pthread_mutex_lock(&s->lock);
-    for (;;) {
-        while (STAILQ_EMPTY(&s->queue) && !s->stopping)
-            pthread_cond_wait(&s->work, &s->lock);
-        if (STAILQ_EMPTY(&s->queue) && s->stopping)
-            break;
+    while (await_work(s)) {
+        int carry = !s->stopping && !s->keep_starts && s->starts_logged < CARRY_UNTIL_LOGGED;
         struct op_list batch = STAILQ_HEAD_INITIALIZER(batch);
+        STAILQ_CONCAT(&batch, &s->carried); /* older than the queue: first */
         STAILQ_CONCAT(&batch, &s->queue);
+        s->queue_tail = NULL;
         pthread_mutex_unlock(&s->lock);
 
         /* Group commit: everything queued so far goes in one transaction, each job's
-         * row written once (store_sqlite_batch.c). */
+         * row written once (store_sqlite_batch.c). A carried start is on record in the
+         * log, so its ticket counts as done with the batch. */
         sqls__batch_coalesce(&batch);
         uint64_t last = 0;
-        int rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
         struct op *op;
         STAILQ_FOREACH(op, &batch, link)
         {
-            if (rc == SQLITE_OK && (rc = apply(s, op)) != 0)
-                log_error("store: cannot write job %s: %s", op->v.id, sqlite3_errmsg(s->db));
-            last = op->ticket;
+            if (op->ticket > last)
+                last = op->ticket;
         }
-        if (rc == SQLITE_OK && (rc = sqls__keys_expire(s)) != SQLITE_OK)
-            log_error("store: cannot delete expired idempotency keys: %s", sqlite3_errmsg(s->db));
-        if (rc == SQLITE_OK)
-            rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
-        if (rc != SQLITE_OK) {
-            log_error("store: commit failed: %s", sqlite3_errmsg(s->db));
-            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        if (carry)
+            carry_starts(&batch, &s->carried, clock_now_ms());
+        int rc = SQLITE_OK;
+        if (!STAILQ_EMPTY(&batch)) {
+            rc = sqlite3_step(s->begin) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(s->db);
+            sqlite3_reset(s->begin);
+            STAILQ_FOREACH(op, &batch, link)
+            {
+                if (rc == SQLITE_OK && (rc = apply(s, op)) != 0)
+                    log_error("store: cannot write job %s: %s", op->v.id, sqlite3_errmsg(s->db));
+            }
+            if (rc == SQLITE_OK && (rc = sqls__keys_expire(s)) != SQLITE_OK)
+                log_error("store: cannot delete expired idempotency keys: %s",
+                          sqlite3_errmsg(s->db));
+            if (rc == SQLITE_OK) {
+                rc = sqlite3_step(s->commit) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(s->db);
+                sqlite3_reset(s->commit);
+            }
+            if (rc != SQLITE_OK) {
+                log_error("store: commit failed: %s", sqlite3_errmsg(s->db));
+                sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+            }
         }
         free_ops(&batch);
 
         pthread_mutex_lock(&s->lock);
-        s->committed = last;
+        if (last > s->committed) /* a batch of carried rows alone is older */
+            s->committed = last;
         if (rc != SQLITE_OK) {
             s->failed_upto = last;
             s->keep_starts = 1; /* the rows may lack some logged start: keep them all */
         }
-        if (!s->keep_starts && s->starts_ticket && last >= s->starts_ticket)
+        if (!s->keep_starts && s->starts_ticket && last >= s->starts_ticket &&
+            STAILQ_EMPTY(&s->carried)) {
             start_log_truncate(s->starts);
+            s->starts_logged = 0;
+        }
         pthread_cond_broadcast(&s->done);
         if (s->on_commit)
             s->on_commit(s->on_commit_arg);
@@ -113,6 +182,7 @@ struct store *store_open_sqlite(const char *path, char *err, size_t errlen)
     }
     s->base.ops = &sqlite_ops;
     STAILQ_INIT(&s->queue);
+    STAILQ_INIT(&s->carried);
     /* SQLite would create it 0644 (less the umask). An existing file keeps its mode. */
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd >= 0) {
@@ -149,7 +219,9 @@ struct store *store_open_sqlite(const char *path, char *err, size_t errlen)
         goto fail;
     }
     sqlite3_finalize(qc);
-    if (sqls__rows_prepare(s) != 0 || sqls__keys_prepare(s) != 0 ||
+    if (sqlite3_prepare_v2(s->db, "BEGIN IMMEDIATE", -1, &s->begin, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(s->db, "COMMIT", -1, &s->commit, NULL) != SQLITE_OK ||
+        sqls__rows_prepare(s) != 0 || sqls__keys_prepare(s) != 0 ||
         sqls__schedules_prepare(s) != 0) {
         snprintf(err, errlen, "store %s: %s", path, sqlite3_errmsg(s->db));
         goto fail;
@@ -169,16 +241,23 @@ struct store *store_open_sqlite(const char *path, char *err, size_t errlen)
                                         "twice");
     }
     pthread_mutex_init(&s->lock, NULL);
-    pthread_cond_init(&s->work, NULL);
+    pthread_condattr_t monotonic;
+    pthread_condattr_init(&monotonic);
+    pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC); /* await_work's timed wait */
+    pthread_cond_init(&s->work, &monotonic);
+    pthread_condattr_destroy(&monotonic);
     pthread_cond_init(&s->done, NULL);
     if (pthread_create(&s->thread, NULL, store_main, s) != 0) {
         snprintf(err, errlen, "cannot start the store thread");
         goto fail;
     }
+    pthread_setname_np(s->thread, "store-sqlite"); /* as top -H and perf name it */
     return &s->base;
 fail:
     start_log_close(s->starts);
     sqls__reader_close(s); /* zeroed when it never opened: nothing to undo */
+    sqlite3_finalize(s->begin);
+    sqlite3_finalize(s->commit);
     sqls__rows_finalize(s);
     sqls__keys_finalize(s);
     sqls__schedules_finalize(s);
@@ -198,6 +277,8 @@ static void sqlite_close(struct store *base)
     pthread_cond_signal(&s->work);
     pthread_mutex_unlock(&s->lock);
     pthread_join(s->thread, NULL);
+    sqlite3_finalize(s->begin);
+    sqlite3_finalize(s->commit);
     sqls__rows_finalize(s);
     sqls__keys_finalize(s);
     sqls__schedules_finalize(s);
@@ -211,12 +292,16 @@ static void sqlite_close(struct store *base)
     free(s);
 }
 
-static uint64_t enqueue(struct sqlite_store *s, struct op *op)
+/* wake: 0 for a start's put, whose store_started wakes the writer unless the log holds
+ * the start (then its row may wait: no wake-up of the writer for it). */
+static uint64_t enqueue(struct sqlite_store *s, struct op *op, int wake)
 {
     pthread_mutex_lock(&s->lock);
     op->ticket = ++s->next_ticket;
     STAILQ_INSERT_TAIL(&s->queue, op, link);
-    pthread_cond_signal(&s->work);
+    s->queue_tail = op;
+    if (wake)
+        pthread_cond_signal(&s->work);
     uint64_t t = op->ticket;
     pthread_mutex_unlock(&s->lock);
     return t;
@@ -243,7 +328,7 @@ static uint64_t sqlite_put(struct store *base, const struct job_view *v,
     job_spec_ref_payload(&op->spec, spec);
     memcpy(op->spec.idem_digest, spec->idem_digest, sizeof(op->spec.idem_digest));
     op->spec.idem_expires_us = spec->idem_expires_us;
-    return enqueue(s, op);
+    return enqueue(s, op, !(v->status == JOB_RUNNING && !(flags & STORE_NEW)));
 }
 
 static uint64_t sqlite_put_schedule(struct store *base, const struct store_schedule *sc)
@@ -255,7 +340,7 @@ static uint64_t sqlite_put_schedule(struct store *base, const struct store_sched
         log_error("store: out of memory queueing schedule %s", sc->id);
         return 0;
     }
-    return enqueue(s, op);
+    return enqueue(s, op, 1);
 }
 
 /* A row of id goes (a job's, or a schedule's). */
@@ -268,7 +353,7 @@ static uint64_t delete_op(struct store *base, enum op_kind kind, const char *id)
     op->kind = kind;
     op->v.error.exit_code = -1;
     snprintf(op->v.id, sizeof(op->v.id), "%s", id);
-    return enqueue(s, op);
+    return enqueue(s, op, 1);
 }
 
 static uint64_t sqlite_delete_schedule(struct store *base, const char *id)
@@ -287,6 +372,8 @@ static int sqlite_sync(struct store *base, uint64_t ticket)
     if (!ticket)
         return -ENOMEM;
     pthread_mutex_lock(&s->lock);
+    if (s->committed < ticket)
+        pthread_cond_signal(&s->work); /* a start's put may not have woken the writer */
     while (s->committed < ticket)
         pthread_cond_wait(&s->done, &s->lock);
     int rc = s->failed_upto >= ticket ? -EIO : 0;
@@ -306,15 +393,25 @@ static int sqlite_committed(struct store *base, uint64_t ticket)
 static uint64_t sqlite_started(struct store *base, const struct job_view *v, uint64_t ticket)
 {
     struct sqlite_store *s = (struct sqlite_store *)base;
-    if (s->bench_starts)
-        return s->bench_starts == 1 ? ticket : 0;
     pthread_mutex_lock(&s->lock);
-    int rc = start_log_append(s->starts, v);
-    if (rc == 0)
+    int rc = s->bench_starts ? -ENOTSUP : start_log_append(s->starts, v);
+    int waits = 1; /* its put is written as it comes */
+    if (rc == 0) {
         s->starts_ticket = ticket; /* tickets only grow */
+        s->starts_logged++;
+        /* Its put, still queued: its row may wait for the job's next put. */
+        if (ticket && s->queue_tail && s->queue_tail->ticket == ticket) {
+            s->queue_tail->deferrable = 1;
+            waits = 0;
+        }
+    }
     if (rc == 0 && !ticket)
         s->keep_starts = 1; /* no write carries it (out of memory): the log must */
+    if (waits)
+        pthread_cond_signal(&s->work); /* the put did not wake the writer */
     pthread_mutex_unlock(&s->lock);
+    if (s->bench_starts)
+        return s->bench_starts == 1 ? ticket : 0;
     if (rc != 0)
         log_warn("store: cannot log the start of job %s (%s); it waits for the commit instead",
                  v->id, strerror(-rc));

@@ -6,8 +6,8 @@
  *   store_sqlite_schema.c  the schema's versions and the migrations between them
  *   store_sqlite_read.c  what is read back: every row at start (load), and one finished
  *                        job's results on demand, on a connection of its own
- *   store_sqlite_keys.c  the Idempotency-Keys' table (schema 3): written with their jobs,
- *                        loaded at start, expired rows deleted
+ *   store_sqlite_keys.c  the Idempotency-Keys: in their jobs' rows, and those of deleted
+ *                        jobs in a table of their own until they expire
  *   store_sqlite_batch.c a batch's puts of one job before the writer applies them: only
  *                        the last one's row is written
  *   store_sqlite_rows.c  a job's row as the writer writes it: inserted, updated, deleted
@@ -46,6 +46,11 @@ struct op {
     struct op_schedule *schedule; /* OP_SCHEDULE_PUT */
     int fresh;                    /* OP_PUT: the job's first write (STORE_NEW): no row to update */
     int superseded; /* OP_PUT: a later op of its batch writes the row (its key still goes) */
+    /* OP_PUT of a start the log holds (store_started): its row may wait, until
+     * carry_until_ms (CLOCK_MONOTONIC; 0: not carried yet), for the job's next put,
+     * which then writes it instead (store_sqlite.c). */
+    int deferrable;
+    int64_t carry_until_ms;
     STAILQ_ENTRY(op) link;
 };
 STAILQ_HEAD(op_list, op);
@@ -53,15 +58,18 @@ STAILQ_HEAD(op_list, op);
 struct sqlite_store {
     struct store base;
     sqlite3 *db;
-    sqlite3_stmt *put, *update, *del;    /* store_sqlite_rows.c */
-    sqlite3_stmt *key_put, *key_expire;  /* store_sqlite_keys.c */
-    sqlite3_stmt *sched_put, *sched_del; /* store_sqlite_schedules.c */
-    int64_t keys_expired_ms;             /* CLOCK_MONOTONIC of the last expiry; 0: never */
+    sqlite3_stmt *begin, *commit;                  /* a group commit's (store_sqlite.c) */
+    sqlite3_stmt *put, *update, *del;              /* store_sqlite_rows.c */
+    sqlite3_stmt *key_put, *key_expire, *key_keep; /* store_sqlite_keys.c */
+    sqlite3_stmt *sched_put, *sched_del;           /* store_sqlite_schedules.c */
+    int64_t keys_expired_ms; /* CLOCK_MONOTONIC of the last expiry; 0: never */
     char *describe;
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t work, done;
-    struct op_list queue; /* written in order, all at once by the thread */
+    struct op_list queue;   /* written in order, all at once by the thread */
+    struct op *queue_tail;  /* the last op queued, while it is in queue */
+    struct op_list carried; /* the writer's: starts whose rows wait for the next batch */
     uint64_t next_ticket, committed, failed_upto;
     int stopping;
     void (*on_commit)(void *arg); /* store_on_commit */
@@ -70,6 +78,7 @@ struct sqlite_store {
      * starts_ticket, the write of the last one, unless a commit failed since. */
     struct start_log *starts;
     uint64_t starts_ticket;
+    unsigned starts_logged; /* since the log was last emptied */
     int keep_starts;
     /* make bench's measure of what at-most-once costs (PYJOBD_BENCH_STARTS, read at
      * open; never set in use): 1 a start waits for the database's commit instead of
@@ -123,6 +132,8 @@ int sqls__migrate(sqlite3 *db, const char *path, char *err, size_t errlen);
 int sqls__keys_prepare(struct sqlite_store *s);
 void sqls__keys_finalize(struct sqlite_store *s);
 int sqls__key_put(struct sqlite_store *s, const struct op *op);
+/* Before job id's row is deleted: its key, if still valid, into the keys' table. */
+int sqls__key_keep(struct sqlite_store *s, const char *id);
 int sqls__keys_expire(struct sqlite_store *s);
 int sqls__load_keys(struct store *base, store_key_cb cb, void *arg);
 

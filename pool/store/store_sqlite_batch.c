@@ -2,10 +2,10 @@
  * store_sqlite_batch.c — one group commit's ops, looked over before the writer applies
  * them (store_sqlite.c). A job often has several puts in one batch (submitted, started,
  * finished); each put writes the whole row, so the last one alone leaves the row the
- * whole sequence would have left, and the earlier ones are marked superseded. A
- * superseded put still writes the Idempotency-Key it carries (a job's first put), in
- * the same transaction as the row. A delete supersedes the puts of its id before it
- * and is applied itself; a put after it is written. Schedules' ops are left alone.
+ * whole sequence would have left, and the earlier ones are marked superseded. The
+ * Idempotency-Key of a job's first put goes to the put that supersedes it, whose row
+ * is then the first one (fresh) and is inserted with it. A delete supersedes the puts of its id
+ * before it and is applied itself; a put after it is written. Schedules' ops are left alone.
  *
  * The index is a table of the batch's ops by id, open addressing, made for one batch
  * and freed after it: its slots point at the ops (whose ids they compare), at least
@@ -17,11 +17,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Job ids are random: their first 16 hex digits are well spread already. */
+/* The last 16 hex digits of a job id are random (its first ones are its time). */
 static size_t id_hash(const char *id)
 {
     uint64_t h = 1469598103934665603ull;
-    for (int i = 0; i < 16 && id[i]; i++)
+    size_t n = strlen(id);
+    for (size_t i = n > 16 ? n - 16 : 0; i < n; i++)
         h = (h ^ (unsigned char)id[i]) * 1099511628211ull;
     return (size_t)h;
 }
@@ -55,8 +56,16 @@ void sqls__batch_coalesce(struct op_list *batch)
         while (last[i] && strcmp(last[i]->v.id, op->v.id) != 0)
             i = (i + 1) & (cap - 1);
         if (last[i] && last[i]->kind == OP_PUT) {
-            last[i]->superseded = 1;
-            op->fresh |= last[i]->fresh; /* its row is not there either */
+            struct op *old = last[i];
+            old->superseded = 1;
+            op->fresh |= old->fresh; /* its row is not there either */
+            if (op->kind == OP_PUT && old->spec.idem_key && !op->spec.idem_key) {
+                /* The row that op inserts carries the key (a delete leaves it to old). */
+                op->spec.idem_key = old->spec.idem_key;
+                old->spec.idem_key = NULL;
+                memcpy(op->spec.idem_digest, old->spec.idem_digest, JOB_IDEM_DIGEST_BYTES);
+                op->spec.idem_expires_us = old->spec.idem_expires_us;
+            }
         }
         last[i] = op;
     }

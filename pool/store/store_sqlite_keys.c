@@ -1,9 +1,11 @@
 /*
- * store_sqlite_keys.c — the SQLite store's Idempotency-Keys (schema 3): one row per
- * (owner, key) with the digest of the request, the job it made and when it expires.
- * A key is written by its job's first put, in the same transaction as the job's row,
- * so a restart finds both or neither. Expired rows are deleted by the writer, inside a
- * group commit, at most once a minute; the keys still valid are loaded at start.
+ * store_sqlite_keys.c — the SQLite store's Idempotency-Keys: a key, the digest of the
+ * request and when it expires are written in its job's row (schema 8), when the row is
+ * inserted, so a restart finds both or neither. When the job is deleted before its key
+ * expires, the key moves to the idempotency table (one row per owner and key, naming
+ * the job), in the same transaction: the key keeps answering "that job is gone". The
+ * table's expired rows are deleted by the writer, inside a group commit, at most once a
+ * minute; the keys still valid, of both, are loaded at start.
  */
 #include "store_sqlite.h"
 #include "pyjobd/clock.h"
@@ -21,6 +23,12 @@ int sqls__keys_prepare(struct sqlite_store *s)
                            "INSERT OR REPLACE INTO idempotency (owner, key, digest, job_id,"
                            " expires_us) VALUES (?1, ?2, ?3, ?4, ?5)",
                            -1, &s->key_put, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(s->db,
+                           "INSERT OR REPLACE INTO idempotency (owner, key, digest, job_id,"
+                           " expires_us) SELECT owner, idem_key, idem_digest, id, idem_expires_us"
+                           " FROM jobs WHERE id = ?1 AND idem_key IS NOT NULL AND"
+                           " idem_expires_us > ?2",
+                           -1, &s->key_keep, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(s->db, "DELETE FROM idempotency WHERE expires_us <= ?1", -1,
                            &s->key_expire, NULL) != SQLITE_OK)
         return -1;
@@ -31,7 +39,8 @@ void sqls__keys_finalize(struct sqlite_store *s)
 {
     sqlite3_finalize(s->key_put);
     sqlite3_finalize(s->key_expire);
-    s->key_put = s->key_expire = NULL;
+    sqlite3_finalize(s->key_keep);
+    s->key_put = s->key_expire = s->key_keep = NULL;
 }
 
 int sqls__key_put(struct sqlite_store *s, const struct op *op)
@@ -44,6 +53,16 @@ int sqls__key_put(struct sqlite_store *s, const struct op *op)
     sqlite3_bind_blob(st, 3, op->spec.idem_digest, JOB_IDEM_DIGEST_BYTES, SQLITE_STATIC);
     sqlite3_bind_text(st, 4, op->v.id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 5, op->spec.idem_expires_us);
+    int rc = sqlite3_step(st);
+    return rc == SQLITE_DONE ? 0 : rc;
+}
+
+int sqls__key_keep(struct sqlite_store *s, const char *id)
+{
+    sqlite3_stmt *st = s->key_keep;
+    sqlite3_reset(st);
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, clock_real_us());
     int rc = sqlite3_step(st);
     return rc == SQLITE_DONE ? 0 : rc;
 }
@@ -65,8 +84,10 @@ int sqls__load_keys(struct store *base, store_key_cb cb, void *arg)
     struct sqlite_store *s = (struct sqlite_store *)base;
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(s->db,
-                           "SELECT owner, key, digest, job_id, expires_us FROM idempotency"
-                           " WHERE expires_us > ?1 ORDER BY expires_us",
+                           "SELECT owner, idem_key, idem_digest, id, idem_expires_us FROM jobs"
+                           " WHERE idem_key IS NOT NULL AND idem_expires_us > ?1 UNION ALL"
+                           " SELECT owner, key, digest, job_id, expires_us FROM idempotency"
+                           " WHERE expires_us > ?1 ORDER BY 5",
                            -1, &st, NULL) != SQLITE_OK) {
         log_error("store: cannot read the idempotency keys: %s", sqlite3_errmsg(s->db));
         return -EIO;

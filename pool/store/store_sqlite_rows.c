@@ -1,33 +1,40 @@
 /*
  * store_sqlite_rows.c — a job's row as the writer thread writes it (store_sqlite.c),
  * whole at each put, every parameter bound each time. A job's first put inserts the
- * row (insert or replace); a later one updates it in place, every column but the id
- * set, which leaves the row a replace would have left without deleting and inserting
- * its id's index entry again; a row that is not there (deleted, or never committed)
- * is inserted then. A put superseded in its batch (store_sqlite_batch.c) writes only
- * its Idempotency-Key; the key of a first put goes in the same transaction as the row.
+ * row (insert or replace); a later one updates it in place, by its seq, every column
+ * but the id and the seq set, which leaves the row a replace would have left without deleting and
+ * inserting its id's index entry again; a row that is not there (deleted, or never committed) is
+ * inserted then. A job's Idempotency-Key goes in its row when the row is inserted. A put superseded
+ * in its batch (store_sqlite_batch.c) hands its key to the put that supersedes it; superseded by a
+ * delete, it writes its key alone (store_sqlite_keys.c), and so does a delete of a row whose key
+ * has not expired.
  */
 #include "store_sqlite.h"
 #include "pyjobd/clock.h"
 
 #include <stdlib.h>
 
-/* Every column a put writes but the id, named: a column added later cannot shift the
- * others. The ?N of each is its position here, after the id's ?1 (bind_row binds by
- * these numbers); the insert and the update name the same list. */
+/* Every column a put writes but the id (?1) and the seq (?2), named: a column added
+ * later cannot shift the others. The ?N of each is its position here, after those two
+ * (bind_row binds by these numbers); the insert and the update name the same list. The
+ * row is keyed by its seq (schema 8): the update finds it by rowid and leaves both keys,
+ * so neither the table's b-tree nor the id's index moves. */
 #define COLUMNS                                                                                    \
-    "seq, owner, status, created_us, started_us, finished_us, timeout, attempts, worker_pid,"      \
+    "owner, status, created_us, started_us, finished_us, timeout, attempts, worker_pid,"           \
     " max_retries, retry_on_timeout, result_format_json, metadata, callable, args, kwargs,"        \
     " json_args, json_kwargs, result, result_json, err_type, err_message, err_exc_type,"           \
     " err_exception, err_traceback, err_exit_code, err_signal, err_max_rss, priority,"             \
     " soft_timeout, run_at_us, expires_at_us, retry_on, retry_not_on, retry_initial,"              \
     " retry_factor, retry_max, retry_flags, next_attempt_us, history, rerun_of, schedule"
 #define PARAMS                                                                                     \
-    "?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,"  \
+    "?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,"      \
     " ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39,"   \
     " ?40, ?41, ?42, ?43"
-#define INSERT_SQL "INSERT OR REPLACE INTO jobs (id, " COLUMNS ") VALUES (?1, " PARAMS ")"
-#define UPDATE_SQL "UPDATE jobs SET (" COLUMNS ") = (" PARAMS ") WHERE id = ?1"
+/* The insert also writes the job's Idempotency-Key (its first put's), which stays. */
+#define INSERT_SQL                                                                                 \
+    "INSERT OR REPLACE INTO jobs (id, seq, " COLUMNS ", idem_key, idem_digest, idem_expires_us)"   \
+    " VALUES (?1, ?2, " PARAMS ", ?44, ?45, ?46)"
+#define UPDATE_SQL "UPDATE jobs SET (" COLUMNS ") = (" PARAMS ") WHERE seq = ?2 AND id = ?1"
 
 int sqls__rows_prepare(struct sqlite_store *s)
 {
@@ -68,7 +75,10 @@ static void bind_row(sqlite3_stmt *st, const struct op *op, const char *history)
     const struct job_view *v = &op->v;
     const struct job_spec *sp = &op->spec;
     bind_text(st, 1, v->id);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)op->seq);
+    if (op->seq) /* always, from the job table; else the insert numbers it, the update misses */
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)op->seq);
+    else
+        sqlite3_bind_null(st, 2);
     bind_text(st, 3, v->owner);
     sqlite3_bind_int(st, 4, v->status);
     sqlite3_bind_int64(st, 5, clock_ts_us(v->created_at));
@@ -126,8 +136,9 @@ static int step(sqlite3_stmt *st)
 int sqls__row_apply(struct sqlite_store *s, const struct op *op)
 {
     if (op->kind == OP_DELETE) {
+        int rc = sqls__key_keep(s, op->v.id); /* its key outlives it until it expires */
         bind_text(s->del, 1, op->v.id);
-        return step(s->del);
+        return rc ? rc : step(s->del);
     }
     if (op->superseded) /* a later op of the batch writes the row: only the key goes */
         return op->spec.idem_key ? sqls__key_put(s, op) : 0;
@@ -140,10 +151,18 @@ int sqls__row_apply(struct sqlite_store *s, const struct op *op)
     }
     if (rc == 0 && !done) {
         bind_row(s->put, op, history);
+        const char *key = op->spec.idem_key;
+        bind_text(s->put, 44, key);
+        if (key)
+            sqlite3_bind_blob(s->put, 45, op->spec.idem_digest, JOB_IDEM_DIGEST_BYTES,
+                              SQLITE_STATIC);
+        else
+            sqlite3_bind_null(s->put, 45);
+        sqlite3_bind_int64(s->put, 46, key ? op->spec.idem_expires_us : 0);
         rc = step(s->put);
+    } else if (rc == 0 && op->spec.idem_key) {
+        rc = sqls__key_put(s, op); /* a row already there: its key goes beside it */
     }
     free(history);
-    if (rc == 0 && op->spec.idem_key)
-        return sqls__key_put(s, op); /* the same transaction as the job's row */
     return rc;
 }

@@ -9,7 +9,7 @@
 #include <sqlite3.h>
 #include <stdio.h>
 
-#define STORE_SCHEMA 7
+#define STORE_SCHEMA 8
 
 static const char *const schema_v1 =
     "CREATE TABLE jobs ("
@@ -66,6 +66,49 @@ static const char *const schema_v7 =
     " runs INTEGER NOT NULL DEFAULT 0, last_job TEXT);"
     "ALTER TABLE jobs ADD COLUMN schedule TEXT;";
 
+/* Version 8: the write path's b-trees (issue 17, item 8). A job's row is keyed by its
+ * seq (its submission order, unique: pool/records/job_table.c), so a new row is
+ * appended to the table's b-tree, and the writer updates a row by its rowid without a
+ * lookup; the id keeps one unique index. The old rows are copied with their seq
+ * (the pool gave each job its own). A job's Idempotency-Key is
+ * written in its row (store_sqlite_keys.c): a client's keys are random, and their own
+ * b-tree took a write at a random place for each job. The keys table keeps those of
+ * deleted jobs until they expire, as a WITHOUT ROWID table (one b-tree, not two). */
+#define JOB_COLUMNS_V8                                                                             \
+    "owner, status, created_us, started_us, finished_us, timeout, attempts, worker_pid,"           \
+    " max_retries, retry_on_timeout, result_format_json, metadata, callable, args, kwargs,"        \
+    " json_args, json_kwargs, result, result_json, err_type, err_message, err_exc_type,"           \
+    " err_exception, err_traceback, err_exit_code, err_signal, err_max_rss, priority,"             \
+    " soft_timeout, run_at_us, expires_at_us, retry_on, retry_not_on, retry_initial,"              \
+    " retry_factor, retry_max, retry_flags, next_attempt_us, history, rerun_of, schedule"
+static const char *const schema_v8 =
+    "CREATE TABLE jobs_v8 ("
+    " seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, owner TEXT NOT NULL,"
+    " status INTEGER NOT NULL, created_us INTEGER, started_us INTEGER, finished_us INTEGER,"
+    " timeout REAL, attempts INTEGER, worker_pid INTEGER, max_retries INTEGER,"
+    " retry_on_timeout INTEGER, result_format_json INTEGER, metadata TEXT,"
+    " callable BLOB, args BLOB, kwargs BLOB, json_args BLOB, json_kwargs BLOB,"
+    " result BLOB, result_json BLOB,"
+    " err_type INTEGER, err_message TEXT, err_exc_type TEXT, err_exception BLOB,"
+    " err_traceback TEXT, err_exit_code INTEGER, err_signal INTEGER, err_max_rss INTEGER,"
+    " priority INTEGER NOT NULL DEFAULT 0, soft_timeout REAL NOT NULL DEFAULT 0,"
+    " run_at_us INTEGER NOT NULL DEFAULT 0, expires_at_us INTEGER NOT NULL DEFAULT 0,"
+    " retry_on TEXT, retry_not_on TEXT, retry_initial REAL NOT NULL DEFAULT 0,"
+    " retry_factor REAL NOT NULL DEFAULT 0, retry_max REAL NOT NULL DEFAULT 0,"
+    " retry_flags INTEGER NOT NULL DEFAULT 0, next_attempt_us INTEGER NOT NULL DEFAULT 0,"
+    " history TEXT, rerun_of TEXT, schedule TEXT,"
+    " idem_key TEXT, idem_digest BLOB, idem_expires_us INTEGER NOT NULL DEFAULT 0);"
+    "INSERT INTO jobs_v8 (seq, id, " JOB_COLUMNS_V8 ") SELECT seq, id, " JOB_COLUMNS_V8
+    " FROM jobs ORDER BY seq;"
+    "DROP TABLE jobs;"
+    "ALTER TABLE jobs_v8 RENAME TO jobs;"
+    "CREATE TABLE idempotency_v8 (owner TEXT NOT NULL, key TEXT NOT NULL, digest BLOB NOT NULL,"
+    " job_id TEXT NOT NULL, expires_us INTEGER NOT NULL, PRIMARY KEY (owner, key)) WITHOUT ROWID;"
+    "INSERT INTO idempotency_v8 SELECT owner, key, digest, job_id, expires_us FROM idempotency;"
+    "DROP TABLE idempotency;"
+    "ALTER TABLE idempotency_v8 RENAME TO idempotency;"
+    "CREATE INDEX idempotency_expires ON idempotency(expires_us);";
+
 int sqls__exec_or_err(sqlite3 *db, const char *sql, const char *path, char *err, size_t errlen)
 {
     char *msg = NULL;
@@ -115,7 +158,8 @@ int sqls__migrate(sqlite3 *db, const char *path, char *err, size_t errlen)
         (version < 4 && sqls__exec_or_err(db, schema_v4, path, err, errlen) != 0) ||
         (version < 5 && sqls__exec_or_err(db, schema_v5, path, err, errlen) != 0) ||
         (version < 6 && sqls__exec_or_err(db, schema_v6, path, err, errlen) != 0) ||
-        (version < 7 && sqls__exec_or_err(db, schema_v7, path, err, errlen) != 0)) {
+        (version < 7 && sqls__exec_or_err(db, schema_v7, path, err, errlen) != 0) ||
+        (version < 8 && sqls__exec_or_err(db, schema_v8, path, err, errlen) != 0)) {
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
         return -1;
     }

@@ -2,7 +2,8 @@
  * test_store_sqlite_batch.c — a group commit writes each job's row once
  * (pool/store/store_sqlite_batch.c): of a job's puts in one batch only the last one
  * writes the row, a delete supersedes the puts before it and not those after it, a
- * superseded first put still writes its Idempotency-Key, schedules' ops are untouched.
+ * superseded first put hands its Idempotency-Key to the put that writes the row (or
+ * writes it alone when a delete supersedes it), schedules' ops are untouched.
  * Then through the store: a burst held in one batch (the test holds the database's
  * write lock meanwhile) leaves, after a reopen, every job in its last state, the
  * deleted ones gone, every key naming its job.
@@ -61,6 +62,7 @@ static void free_batch(struct op_list *batch)
     struct op *op;
     while ((op = STAILQ_FIRST(batch))) {
         STAILQ_REMOVE_HEAD(batch, link);
+        free(op->spec.idem_key);
         free(op);
     }
 }
@@ -77,10 +79,19 @@ static void coalesce__last_put_of_each_id__writes_the_row(void **state)
     struct op *a3 = add(&batch, OP_PUT, 1, 0); /* finished */
     struct op *b2 = add(&batch, OP_PUT, 2, 0); /* a put after the delete */
     struct op *c1 = add(&batch, OP_PUT, 3, 0);
+    a1->spec.idem_key = strdup("key-a");
+    b1->spec.idem_key = strdup("key-b");
+    b1->fresh = 1;
     sqls__batch_coalesce(&batch);
     assert_true(a1->superseded && a2->superseded);
     assert_false(a3->superseded);
     assert_true(a3->fresh); /* the row a1 would have inserted is not there yet */
+    /* a1's key goes with the row a3 inserts; b1's stays (a delete supersedes it). */
+    assert_null(a1->spec.idem_key);
+    assert_null(a2->spec.idem_key);
+    assert_string_equal(a3->spec.idem_key, "key-a");
+    assert_string_equal(b1->spec.idem_key, "key-b");
+    assert_null(b2->spec.idem_key);
     assert_true(b1->superseded);
     assert_false(bdel->superseded);
     assert_false(b2->superseded);
@@ -257,12 +268,66 @@ static void store__burst_in_one_batch__last_states_and_keys_after_reopen(void **
     store_close(s);
 }
 
+/* A key lives in its job's row (schema 8); deleting the job in a later commit moves a
+ * key not yet expired to the keys' table, so a restart still knows it names a job that
+ * is gone; an expired one is not kept. A start's row, carried while the log holds it,
+ * is on record after a reopen with the job's later state. */
+static void store__deleted_job__key_kept_until_it_expires(void **state)
+{
+    (void)state;
+    char err[256];
+    struct store *s = store_open_sqlite(path, err, sizeof(err));
+    assert_non_null(s);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(store_sync(s, put(s, i, JOB_QUEUED, (uint64_t)i + 1, 1)), 0);
+    /* Job 3's key has expired by the time the job is deleted. */
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "UPDATE jobs SET idem_expires_us = 1 WHERE id = '"
+                                  "00000000000000000000000000001003'",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    char id[JOB_ID_LEN + 1];
+    for (int i = 1; i < 4; i += 2) {
+        snprintf(id, sizeof(id), "%032x", 0x1000 + i);
+        assert_int_equal(store_sync(s, store_delete(s, id)), 0);
+    }
+    /* Job 2 starts (logged, its row carried) and ends: one row with its end. */
+    struct job_view v;
+    struct job_spec spec;
+    job(&v, &spec, 2, JOB_RUNNING);
+    uint64_t t = store_put(s, &v, &spec, 3, 0);
+    assert_int_equal(store_started(s, &v, t), 0);
+    job_view_release(&v);
+    job_spec_release(&spec);
+    assert_int_equal(store_sync(s, put(s, 2, JOB_SUCCEEDED, 3, 0)), 0);
+    store_close(s);
+
+    s = store_open_sqlite(path, err, sizeof(err));
+    assert_non_null(s);
+    struct found f = {0};
+    assert_int_equal(store_load(s, load_cb, &f, err, sizeof(err)), 0);
+    assert_int_equal(store_load_keys(s, key_cb, &f), 0);
+    assert_int_equal(f.n, 2);
+    assert_true(f.seen[0] && f.seen[2] && !f.seen[1] && !f.seen[3]);
+    assert_int_equal(f.status[2], JOB_SUCCEEDED);
+    assert_int_equal(f.keys[0], 1);
+    assert_int_equal(f.keys[1], 1); /* deleted, its key kept */
+    assert_int_equal(f.keys[2], 1);
+    assert_int_equal(f.keys[3], 0); /* expired before the delete */
+    store_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(coalesce__last_put_of_each_id__writes_the_row),
         cmocka_unit_test_setup_teardown(
             store__burst_in_one_batch__last_states_and_keys_after_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(store__deleted_job__key_kept_until_it_expires, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

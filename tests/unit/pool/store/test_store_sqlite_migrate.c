@@ -217,7 +217,7 @@ static void store__v1_file__migrated_and_loaded(void **state)
     v.history = NULL; /* the test's own */
     job_spec_release(&spec);
     store_close(s);
-    assert_int_equal(file_user_version(), 7);
+    assert_int_equal(file_user_version(), 8);
 
     /* Reopened (no migration this time): both rows, both with their options. */
     s = store_open_sqlite(path, err, sizeof(err));
