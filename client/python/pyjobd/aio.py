@@ -495,7 +495,8 @@ class AsyncExecutor:
         self._python_checked = not python_check
         self._python_task = None
         self.server_python = None
-        self._live = set()          # futures not done yet
+        self._live = {}             # futures not done yet (an ordered set)
+        self._cancel_ids = []       # jobs to cancel on the server, on the next turn
         self._queue = collections.deque()  # (future, request, key) not sent yet
         self._dispatching = False
         self._sending = 0            # submission requests under way
@@ -525,6 +526,9 @@ class AsyncExecutor:
         elif loop is not self._loop:
             raise RuntimeError("this AsyncExecutor belongs to another event loop")
         return loop
+
+    def _forget(self, fut):
+        self._live.pop(fut, None)
 
     def _spawn(self, coro, where):
         task = self._loop.create_task(coro)
@@ -611,8 +615,8 @@ class AsyncExecutor:
 
     def _enqueue(self, req, key):
         fut = AsyncJobFuture(self, self._loop)
-        self._live.add(fut)
-        fut.add_done_callback(self._live.discard)
+        self._live[fut] = None
+        fut.add_done_callback(self._forget)
         self._queue.append((fut, req, key))
         if not self._dispatching:
             # On the next turn of the loop: what is submitted until then goes together.
@@ -960,11 +964,37 @@ class AsyncExecutor:
         self._send_cancel(fut.job_id)
 
     def _send_cancel(self, job_id):
-        self._spawn(self._cancel_request(job_id), self._chores)
+        # Cancels made in one turn of the loop go together (see _cancel_jobs).
+        self._cancel_ids.append(job_id)
+        if len(self._cancel_ids) == 1:
+            self._loop.call_soon(self._flush_cancels)
 
-    async def _cancel_request(self, job_id):
+    def _flush_cancels(self):
+        ids, self._cancel_ids = self._cancel_ids, []
+        if ids:
+            self._spawn(self._cancel_jobs(ids), self._chores)
+
+    def _cancel_all(self, futures):
+        for f in futures:
+            f.cancel()
+
+    async def _cancel_jobs(self, ids):
+        """One job: one request (it also cancels a queued job). Several: the plain cancel
+        of each first, which cancels the queued ones, then the running ones (409) are
+        interrupted or killed, so that a worker an interrupt frees cannot start a job
+        whose own cancel is still on its way."""
         grace = self._cancel_grace
-        query = "" if grace is None else ("?force=true" if grace == 0 else f"?interrupt={grace:g}")
+        strong = "" if grace is None else ("?force=true" if grace == 0 else f"?interrupt={grace:g}")
+        if len(ids) == 1:
+            await self._cancel_request(ids[0], strong)
+            return
+        statuses = await asyncio.gather(*(self._cancel_request(j, "") for j in ids))
+        if strong:
+            await asyncio.gather(*(self._cancel_request(j, strong)
+                                   for j, status in zip(ids, statuses) if status == 409))
+
+    async def _cancel_request(self, job_id, query):
+        """POST /v1/jobs/{id}/cancel{query}; returns the answer's status (None: none)."""
         path = f"/v1/jobs/{job_id}/cancel{query}"
         for attempt in range(3):
             try:
@@ -972,19 +1002,20 @@ class AsyncExecutor:
             except ServerConnectionError as e:
                 if attempt == 2:
                     log.warning("cancel of job %s failed: %s", job_id, e)
-                    return
+                    return None
                 await asyncio.sleep(0.2 * (attempt + 1))
                 continue
             except (ServerError, RuntimeError) as e:
                 log.warning("cancel of job %s failed: %s", job_id, e)
-                return
+                return None
             if resp.status in (429, 503):
                 await asyncio.sleep(min(2.0, _retry_after(resp, 0.5)))
                 continue
             if resp.status not in (200, 404, 409):
                 log.warning("cancel of job %s: HTTP %s: %s", job_id, resp.status,
                             problem_text(resp)[0])
-            return
+            return resp.status
+        return None
 
     # ------------------------------------------------------------------ map
 
@@ -1048,8 +1079,7 @@ class AsyncExecutor:
                     await more.wait()
         finally:
             feeder.cancel()
-            for f in window:
-                f.cancel()
+            self._cancel_all(list(window))
 
     # ------------------------------------------------------------------ shutting down
 
@@ -1064,8 +1094,7 @@ class AsyncExecutor:
             self._http.close()
             return
         if cancel_futures:
-            for f in list(self._live):
-                f.cancel()
+            self._cancel_all(list(self._live))
         if not wait:
             self._wake_waiter_if_running()
             self._spawn(self._close_when_idle(), self._chores)
@@ -1081,6 +1110,7 @@ class AsyncExecutor:
     async def _close_when_idle(self):
         if self._live:
             await asyncio.wait(list(self._live))
+        self._flush_cancels()
         chores = [t for t in self._chores if t is not asyncio.current_task()]
         if chores:
             await asyncio.wait(chores, timeout=self._http.timeout)
