@@ -5,6 +5,7 @@ the remote traceback is attached as ``__cause__`` (a :class:`RemoteTraceback`), 
 loky does.  Everything else that can go wrong is one of the classes below.
 """
 
+from concurrent.futures.process import BrokenProcessPool
 
 PICKLE_BY_VALUE_HINT = (
     "Hint: cloudpickle pickles functions and classes of importable modules *by reference* "
@@ -35,6 +36,14 @@ class ServerConnectionError(ServerError, ConnectionError):
     """The server could not be reached (connection refused, reset, DNS failure...)."""
 
 
+class PayloadTooLargeError(ServerError, ValueError):
+    """The server refused a request body larger than its ``--max-request-bytes`` (HTTP
+    413): typically an argument too large to send (pass a path or a URL instead, or
+    raise the server's limit). ``problem`` is the server's problem+json answer, and its
+    detail is in the message. Nothing was queued. Also a ``ValueError``: the argument
+    was not acceptable."""
+
+
 class PythonVersionMismatchError(PyjobdError):
     """The server's worker Python differs (major.minor) from this client's Python.
     Pickles of code are not portable across Python versions."""
@@ -59,23 +68,53 @@ class JobError(PyjobdError):
 
 
 class JobTimeoutError(JobError, TimeoutError):
-    """The job ran longer than its timeout and was killed by the server."""
+    """The job ran longer than its timeout and was killed by the server. Also a
+    ``TimeoutError`` (``concurrent.futures.TimeoutError`` is the same class), so ported
+    ``except TimeoutError:`` handlers catch it. Only this job failed: the executor stays
+    usable."""
 
 
-class WorkerCrashedError(JobError):
+class WorkerCrashedError(JobError, BrokenProcessPool):
     """The worker process running the job died (signal, os._exit, OOM kill...).
-    Like loky's TerminatedWorkerError, but only this job fails."""
+
+    Also a ``concurrent.futures.process.BrokenProcessPool`` (like loky's
+    ``TerminatedWorkerError``), so ported ``except BrokenProcessPool:`` handlers catch
+    it. Unlike a local process pool, only this job failed: the server replaced the
+    worker, and the executor stays usable (no need to make a new one)."""
 
 
-class InvalidPayloadError(JobError):
+class InvalidPayloadError(JobError, BrokenProcessPool):
     """The worker could not unpickle the callable or its arguments (typically a
-    function pickled by reference to a module the server does not have)."""
+    function pickled by reference to a module the server does not have: then the
+    message says to use ``pickle_by_value``).
+
+    Also a ``BrokenProcessPool``, which is what a local ``ProcessPoolExecutor`` raises
+    when its worker cannot unpickle a task. Only this job failed: the executor stays
+    usable."""
 
 
 class ResultError(JobError):
     """The job ran but its result could not be sent back (unpicklable result, not
     JSON-encodable with result_format='json', or larger than the server's
     --max-result-bytes), or could not be decoded here."""
+
+
+class ResultPicklingError(ResultError):
+    """The worker could not pickle the job's return value. ``exc_type`` names the
+    exception pickling raised there; when that class exists in this process too (a
+    builtin such as ``TypeError``, or ``pickle.PicklingError``), the error raised is
+    also an instance of it, as a local ``ProcessPoolExecutor`` raises that exception
+    itself."""
+
+    exc_type = None
+
+
+class ResultUnpicklingError(ResultError, BrokenProcessPool):
+    """The job succeeded, but unpickling its result here raised (a class this client
+    cannot import, or a ``__reduce__`` that raises, even ``SystemExit``); ``__cause__``
+    is that exception. Also a ``BrokenProcessPool``, which a local
+    ``ProcessPoolExecutor`` raises then; only this future failed: the executor stays
+    usable."""
 
 
 class JobInterruptedError(JobError):
