@@ -12,6 +12,7 @@ import contextlib
 import copyreg
 import importlib
 import io
+import pickle
 import threading
 import types
 from collections import ChainMap
@@ -42,16 +43,44 @@ def register(type_, reduce_function):
 
 def dump(obj, file, reducers=None, protocol=None, pickler=None):
     """Pickles ``obj`` to the binary ``file`` with cloudpickle (plus ``reducers``, a
-    ``{type: reduce_function}`` dict used on top of the registered ones)."""
+    ``{type: reduce_function}`` dict used on top of the registered ones and of the
+    ``pickler`` class's own ``dispatch_table``)."""
     cls = pickler or Pickler
-    p = cls(file, protocol=cloudpickle.DEFAULT_PROTOCOL if protocol is None else protocol)
+    protocol = cloudpickle.DEFAULT_PROTOCOL if protocol is None else protocol
     if reducers:
-        p.dispatch_table = ChainMap(dict(reducers), getattr(cls, "dispatch_table", copyreg.dispatch_table))
+        if not isinstance(reducers, dict):
+            raise TypeError(f"reducers must be a dict {{type: reduce_function}}, got {reducers!r}")
+        # The C pickler reads dispatch_table once, in __init__: an attribute set on the
+        # instance afterwards is never looked at. So the instance gets its table first.
+        p = cls.__new__(cls)
+        p.dispatch_table = ChainMap(dict(reducers),
+                                    getattr(cls, "dispatch_table", copyreg.dispatch_table))
+        cls.__init__(p, file, protocol=protocol)
+    else:
+        p = cls(file, protocol=protocol)
     p.dump(obj)
+
+
+_SCALARS = (int, float, str, bytes, bool, type(None))
+
+
+def _plain(obj, depth=2):
+    """Whether obj is builtin scalars, or small tuples/lists of them (e.g. the
+    arguments of most calls): pickle and cloudpickle write the same bytes for it."""
+    t = type(obj)
+    if t in _SCALARS:
+        return True
+    if (t is tuple or t is list) and depth and len(obj) <= 32:
+        return all(_plain(x, depth - 1) for x in obj)
+    return False
 
 
 def dumps(obj, reducers=None, protocol=None, pickler=None):
     """Returns the cloudpickle bytes of ``obj`` (see :func:`dump`)."""
+    if not reducers and pickler is None and not _REDUCERS and _plain(obj):
+        # The common case of a call's arguments: the C pickler alone, without making a
+        # cloudpickle Pickler (a few microseconds a submission).
+        return pickle.dumps(obj, cloudpickle.DEFAULT_PROTOCOL if protocol is None else protocol)
     buf = io.BytesIO()
     dump(obj, buf, reducers=reducers, protocol=protocol, pickler=pickler)
     return buf.getvalue()
@@ -86,14 +115,20 @@ def resolve_modules(modules):
     return out
 
 
-@contextlib.contextmanager
 def pickled_by_value(modules):
     """Within the block, cloudpickle pickles code of ``modules`` by value
     (``cloudpickle.register_pickle_by_value``); registrations made here are undone on
     exit, so one executor's choice does not leak into others."""
     if not modules:
-        yield
-        return
+        return _NOTHING
+    return _by_value(modules)
+
+
+_NOTHING = contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _by_value(modules):
     with _by_value_lock:
         added = []
         try:
