@@ -1,317 +1,31 @@
 """pyjobd.Executor: a concurrent.futures.Executor whose work runs on a pyjobd server."""
 
+import collections
 import functools
 import itertools
 import logging
-import os
 import platform
-import select
 import threading
 import time
 import uuid
 import weakref
-from concurrent.futures import Future, InvalidStateError
 from concurrent.futures import _base
 
+from ._futures import JobFuture, _Waiter
 from ._http import HTTPClient, problem_text
 from ._jobs import TERMINAL, job_outcome
 from ._requests import RequestBuilder, job_options
-from .errors import (PythonVersionMismatchError, ServerConnectionError, ServerError,
-                     UnknownJobError)
+from .errors import PythonVersionMismatchError, ServerConnectionError, ServerError
 
 log = logging.getLogger("pyjobd")
 
-# Long-poll length asked of POST /v1/jobs/wait (the server caps waits at 60 s).
-POLL_SECONDS = 30.0
-# Largest number of ids in one wait request (older ids first).
-MAX_WAIT_IDS = 10000
 # Jobs per POST /v1/jobs/batch, and a soft cap on one batch body.
 BATCH_JOBS = 1000
 BATCH_BYTES = 16 << 20
-# New submissions arriving during a long-poll are folded in after at most this delay.
-COALESCE_SECONDS = 0.01
-# The waiter gives up (failing the pending futures) after this long without a server.
-GIVE_UP_SECONDS = 60.0
 
 
 def _major_minor(version):
     return ".".join(str(version).split(".")[:2])
-
-
-class JobFuture(Future):
-    """A concurrent.futures.Future for one pyjobd job.
-
-    ``job_id`` is the server's id; ``job`` the last job resource seen (a dict).
-    ``cancel()`` asks the server: only a job still queued there can be cancelled.
-    ``running()`` stays False: the client learns about jobs when they end."""
-
-    def __init__(self, executor):
-        super().__init__()
-        self._executor_ref = weakref.ref(executor)
-        self._http = executor._http
-        self._waiter = executor._waiter
-        self.job_id = None
-        self.job = None
-        self._cancel_lock = threading.Lock()
-
-    def _cancel_local(self):
-        # The waiter thread and the caller may both cancel a future (map() cancels what
-        # is left when a job failed, while the waiter sees those jobs cancelled): only
-        # the one that moves it to CANCELLED notifies, once.
-        with self._cancel_lock:
-            if not Future.cancel(self):
-                return False
-            if self._state == _base.CANCELLED:
-                self.set_running_or_notify_cancel()  # wakes wait()/as_completed()
-            return True
-
-    def cancel(self):
-        with self._condition:
-            if self._state in (_base.CANCELLED, _base.CANCELLED_AND_NOTIFIED):
-                return True
-            if self._state == _base.FINISHED:
-                return False
-        if self.job_id is None:
-            return self._cancel_local()
-        try:
-            resp = self._http.request("POST", f"/v1/jobs/{self.job_id}/cancel")
-        except ServerError as e:
-            log.warning("cancel of job %s failed: %s", self.job_id, e)
-            return False
-        if resp.status == 200:
-            try:
-                job = resp.json()
-            except ValueError:
-                job = None
-            if isinstance(job, dict):
-                self.job = job
-                if job.get("status") == "cancelled":
-                    self._waiter.forget(self.job_id)
-                    return self._cancel_local()
-            return False
-        if resp.status not in (404, 409):
-            log.warning("cancel of job %s: %s", self.job_id, problem_text(resp)[0])
-        return False
-
-    def rerun(self):
-        """Runs this finished job's request again on the server (``POST
-        /v1/jobs/{id}/rerun``): a new JobFuture, whose ``job["rerun_of"]`` is this
-        job's id. The server keeps a request while it keeps the job."""
-        executor = self._executor_ref()
-        if executor is None:
-            raise RuntimeError("the executor of this future is gone")
-        if self.job_id is None:
-            raise RuntimeError("this future was never submitted")
-        resp = self._http.request("POST", f"/v1/jobs/{self.job_id}/rerun")
-        if resp.status != 201:
-            executor._raise_for("POST", f"/v1/jobs/{self.job_id}/rerun", resp)
-        return executor._track([resp.json()])[0]
-
-    def __repr__(self):
-        return super().__repr__()[:-1] + f" job={self.job_id}>"
-
-
-class _Waiter(threading.Thread):
-    """The one background thread that resolves futures, with POST /v1/jobs/wait
-    long-polls over all pending ids (FIRST_COMPLETED)."""
-
-    def __init__(self, http):
-        super().__init__(name="pyjobd-waiter", daemon=True)
-        self._http = http
-        self._pending = {}  # job id -> JobFuture, oldest first
-        self._lock = threading.Lock()
-        self._cond = threading.Condition(self._lock)
-        self._new = False
-        self._closing = False
-        self._max_ids = MAX_WAIT_IDS
-        self._thread_started = False
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
-
-    # -------------------------------------------------------------- other threads
-
-    def _wake(self):
-        try:
-            os.write(self._wake_w, b"x")
-        except (BlockingIOError, OSError):
-            pass
-
-    def add(self, futures):
-        with self._lock:
-            for f in futures:
-                self._pending[f.job_id] = f
-            self._new = True
-            self._cond.notify_all()
-        with self._lock:
-            if not self._thread_started:
-                self._thread_started = True
-                self.start()
-        self._wake()
-
-    def forget(self, job_id):
-        with self._lock:
-            self._pending.pop(job_id, None)
-
-    def get(self, job_id):
-        """The future already waiting for job_id, or None."""
-        with self._lock:
-            return self._pending.get(job_id)
-
-    def pending(self):
-        with self._lock:
-            return list(self._pending.values())
-
-    def close(self):
-        """Exit once nothing is pending (futures still pending keep resolving)."""
-        with self._lock:
-            self._closing = True
-            self._cond.notify_all()
-        self._wake()
-
-    # -------------------------------------------------------------- the thread
-
-    def _drain(self):
-        try:
-            while os.read(self._wake_r, 4096):
-                pass
-        except (BlockingIOError, OSError):
-            pass
-
-    def _fail_all(self, exc_factory):
-        with self._lock:
-            futures = list(self._pending.values())
-            self._pending.clear()
-        for f in futures:
-            _set(f, "exception", exc_factory(f))
-
-    def run(self):
-        conn = None
-        failing_since = None
-        backoff = 0.05
-        try:
-            while True:
-                with self._lock:
-                    while not self._pending and not self._closing:
-                        self._cond.wait()
-                    if not self._pending:
-                        return  # closing and nothing left
-                    ids = list(itertools.islice(self._pending, self._max_ids))
-                    self._new = False
-                self._drain()
-                if conn is None:
-                    conn = self._http.new_connection(timeout=POLL_SECONDS + 30)
-                body = {"ids": ids, "timeout": POLL_SECONDS, "return_when": "FIRST_COMPLETED"}
-                try:
-                    self._http.send(conn, "POST", "/v1/jobs/wait", body)
-                    if not self._await_answer(conn):
-                        conn.close()  # abandoned: new ids (or closing) -- ask again
-                        conn = None
-                        continue
-                    resp = self._http.receive(conn)
-                except ServerConnectionError as e:
-                    conn = None
-                    now = time.monotonic()
-                    failing_since = failing_since or now
-                    if now - failing_since > GIVE_UP_SECONDS:
-                        self._fail_all(lambda f, e=e: ServerConnectionError(
-                            f"lost the pyjobd server while waiting for job {f.job_id}: {e}",
-                            url=self._http.url))
-                        failing_since = None
-                        continue
-                    time.sleep(backoff)
-                    backoff = min(backoff * 2, 2.0)
-                    continue
-                failing_since = None
-                backoff = 0.05
-                self._handle(ids, resp)
-        except BaseException:  # never die silently with futures pending
-            log.exception("pyjobd waiter thread crashed")
-            self._fail_all(lambda f: ServerError("pyjobd client waiter thread crashed (see the log)"))
-            raise
-        finally:
-            if conn is not None:
-                conn.close()
-
-    def _await_answer(self, conn):
-        """Waits for the long-poll's answer; False when it should be abandoned because
-        new ids were submitted (after COALESCE_SECONDS) or the executor is closing
-        with nothing pending."""
-        sock = conn.sock
-        deadline = time.monotonic() + POLL_SECONDS + 30
-        abandon_at = None
-        while True:
-            now = time.monotonic()
-            if now >= deadline:
-                raise ServerConnectionError(
-                    f"no answer from the pyjobd server at {self._http.url} to a wait request "
-                    f"within {POLL_SECONDS + 30:g} s", url=self._http.url)
-            limit = deadline - now
-            if abandon_at is not None:
-                limit = max(0.0, min(limit, abandon_at - now))
-            r, _, _ = select.select([sock, self._wake_r], [], [], limit)
-            if sock in r:
-                return True
-            if self._wake_r in r:
-                self._drain()
-                with self._lock:
-                    if self._closing and not self._pending:
-                        return False
-                    if self._new and abandon_at is None:
-                        abandon_at = time.monotonic() + COALESCE_SECONDS
-            if abandon_at is not None and time.monotonic() >= abandon_at:
-                return False
-
-    def _handle(self, ids, resp):
-        if resp.status == 200:
-            try:
-                data = resp.json()
-            except ValueError:
-                data = None
-            if not isinstance(data, dict):
-                log.warning("POST /v1/jobs/wait: unexpected answer %r", resp.body[:200])
-                time.sleep(0.5)
-                return
-            for job in data.get("done") or ():
-                if not isinstance(job, dict) or job.get("status") not in TERMINAL:
-                    continue
-                with self._lock:
-                    f = self._pending.pop(job.get("id"), None)
-                if f is not None:
-                    f.job = job
-                    _set(f, *job_outcome(job))
-            for jid in data.get("unknown") or ():
-                with self._lock:
-                    f = self._pending.pop(jid, None)
-                if f is not None:
-                    _set(f, "exception", UnknownJobError(
-                        f"the pyjobd server at {self._http.url} no longer knows job {jid} "
-                        "(its record expired or was deleted, or the server restarted)", f.job))
-            return
-        if resp.status in (400, 413) and len(ids) > 1:
-            # Too many ids for one request on this server: ask for fewer.
-            self._max_ids = max(1, len(ids) // 2)
-            return
-        if resp.status in (429, 500, 502, 503, 504):
-            time.sleep(1.0)
-            return
-        err = self._http.error("POST", "/v1/jobs/wait", resp)
-        self._fail_all(lambda f: ServerError(
-            f"cannot wait for job {f.job_id}: {err}", status=err.status, problem=err.problem,
-            url=err.url))
-
-
-def _set(future, kind, value):
-    """Completes future (ignoring futures already cancelled/finished locally)."""
-    try:
-        if kind == "result":
-            future.set_result(value)
-        elif kind == "exception":
-            future.set_exception(value)
-        else:
-            future._cancel_local()
-    except InvalidStateError:
-        pass
 
 
 def _make_chunk_runner():
@@ -435,7 +149,7 @@ class Executor(_base.Executor):
                 continue
             self._raise_for("POST", path, resp)
 
-    def _track(self, jobs):
+    def _track(self, jobs, defer=False):
         futures, new = [], []
         for job in jobs:
             # A replayed Idempotency-Key answers a job already tracked: the same future.
@@ -451,18 +165,18 @@ class Executor(_base.Executor):
         waiting = []
         for f in new:
             if f.job.get("status") in TERMINAL:
-                _set(f, *job_outcome(f.job))
+                f._finish(*job_outcome(f.job))
             else:
                 waiting.append(f)
         if waiting:
-            self._waiter.add(waiting)
+            self._waiter.add(waiting, defer=defer)
         return futures
 
     def _submit_request(self, req, idempotency_key=None):
         self._before_submit()
         key = idempotency_key or (str(uuid.uuid4()) if self._keys else None)
         job = self._post("/v1/jobs", req, headers={"Idempotency-Key": key} if key else None)
-        return self._track([job])[0]
+        return self._track([job], defer=True)[0]
 
     def _submit_requests(self, reqs):
         """Submits many job requests with POST /v1/jobs/batch; returns their futures."""
@@ -596,41 +310,94 @@ class Executor(_base.Executor):
             self._raise_for("DELETE", f"/v1/schedules/{schedule_id}", resp)
         return True
 
-    def map(self, fn, *iterables, timeout=None, chunksize=1):
-        """Like ``Executor.map``: submits every call at once (``POST /v1/jobs/batch``,
-        the pickled ``fn`` is shared), yields results in order, lazily. ``timeout``
-        bounds the whole iteration (TimeoutError); ``chunksize`` > 1 runs that many
-        calls per job."""
+    def map(self, fn, *iterables, timeout=None, chunksize=1, buffersize=None, progress=False):
+        """Like ``Executor.map`` (Python 3.14's signature): yields ``fn(*args)`` for
+        the items of ``iterables`` in order, lazily, re-raising the first failed
+        call's exception when its turn comes. ``timeout`` bounds the whole iteration
+        (TimeoutError); ``chunksize`` > 1 runs that many calls per job.
+
+        ``buffersize=None`` (the default) submits every call at once (``POST
+        /v1/jobs/batch``, 1,000 jobs a request, ``fn`` pickled once). ``buffersize=N``
+        keeps at most N jobs submitted and not yet yielded: the iterables are read
+        only as results are consumed, so an endless generator works and memory stays
+        flat.
+
+        ``progress=True`` draws a progress bar (``pyjobd.progress.Bar``) of the map's
+        jobs (chunks when ``chunksize`` > 1), closed when the iteration ends."""
         if chunksize < 1:
             raise ValueError("chunksize must be >= 1.")
+        if buffersize is not None:
+            if not isinstance(buffersize, int) or isinstance(buffersize, bool):
+                raise TypeError("buffersize must be an integer or None")
+            if buffersize < 1:
+                raise ValueError("buffersize must be None or > 0")
         end_time = None if timeout is None else timeout + time.monotonic()
         self._before_submit()
         if chunksize == 1:
             fn_b64 = self._dumps(fn)
-            reqs = [self._request(fn_b64, args) for args in zip(*iterables)]
+            calls = zip(*iterables)
         else:
             fn_b64 = self._dumps(functools.partial(_run_chunk, fn))
-            it = zip(*iterables)
-            reqs = []
-            while True:
-                chunk = tuple(itertools.islice(it, chunksize))
-                if not chunk:
-                    break
-                reqs.append(self._request(fn_b64, (chunk,)))
-        fs = self._submit_requests(reqs)
+            calls = _chunks(zip(*iterables), chunksize)
+        requests = (self._request(fn_b64, (args,) if chunksize > 1 else args) for args in calls)
+        bar = None
+        if progress:
+            from .progress import Bar  # the progress module, loaded on demand
+            total = None
+            if buffersize is None:
+                requests = list(requests)
+                total = len(requests)
+            else:
+                total = _known_length(iterables, chunksize)
+            bar = Bar(total=total)
+        try:
+            if buffersize is None:
+                fs = collections.deque(self._submit_requests(list(requests)))
+            else:
+                fs = collections.deque(self._submit_requests(list(itertools.islice(requests, buffersize))))
+            if bar is not None:
+                for f in fs:
+                    bar.track(f)
+        except BaseException:
+            if bar is not None:
+                bar.close()
+            raise
+        executor_ref = weakref.ref(self)
+
+        def refill():
+            # Keeps buffersize jobs submitted and not yet yielded, in batches of at
+            # least a quarter of it once it is large.
+            missing = buffersize - len(fs)
+            if missing < max(1, buffersize // 4):
+                return
+            executor = executor_ref()
+            if executor is None or executor._shutdown:
+                return
+            reqs = list(itertools.islice(requests, missing))
+            if reqs:
+                new = executor._submit_requests(reqs)
+                fs.extend(new)
+                if bar is not None:
+                    for f in new:
+                        bar.track(f)
 
         def result_iterator():
             try:
-                fs.reverse()
-                while fs:
+                while True:
+                    if buffersize is not None:
+                        refill()
+                    if not fs:
+                        break
                     if end_time is None:
-                        yield _result_or_cancel(fs.pop())
+                        yield _result_or_cancel(fs.popleft())
                     else:
-                        yield _result_or_cancel(fs.pop(), end_time - time.monotonic())
+                        yield _result_or_cancel(fs.popleft(), end_time - time.monotonic())
             finally:
                 for future in fs:
                     if not future.done():
                         future.cancel()
+                if bar is not None:
+                    bar.close()
 
         results = result_iterator()
         if chunksize == 1:
@@ -651,9 +418,8 @@ class Executor(_base.Executor):
             if pending:
                 _base.wait(pending)
         self._waiter.close()
-        if wait and self._waiter._thread_started:
-            self._waiter.join()
         if wait:
+            self._waiter.join()
             self._http.close()
 
 
@@ -692,6 +458,23 @@ def _predates_keys(resp):
     field idempotency_key, and a batch is all or nothing, so nothing was queued."""
     text, _ = problem_text(resp)
     return "unknown field 'idempotency_key'" in text
+
+
+def _chunks(calls, chunksize):
+    while True:
+        chunk = tuple(itertools.islice(calls, chunksize))
+        if not chunk:
+            return
+        yield chunk
+
+
+def _known_length(iterables, chunksize):
+    """The number of jobs of a map over iterables that all have a length, else None."""
+    try:
+        n = min(len(it) for it in iterables)
+    except (TypeError, ValueError):
+        return None
+    return -(-n // chunksize)
 
 
 def _batches(reqs):
