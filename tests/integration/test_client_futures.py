@@ -632,3 +632,118 @@ def test_map_progress_tracks_every_job_of_the_map(ex, monkeypatch):
     n = len(bars)
     assert list(ex.map(abs, [-1])) == [1]
     assert len(bars) == n
+
+
+# ------------------------------------------------------------ the HTTP client, against a fake server
+
+
+class FakeServer:
+    """Answers each connection with the next of ``scripts``: a function of (conn) that
+    reads what it wants and writes what it wants. Counts connections."""
+
+    def __init__(self, scripts):
+        import socket
+
+        self.scripts = list(scripts)
+        self.connections = 0
+        self.errors = []
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while self.scripts:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            script = self.scripts.pop(0)
+            try:
+                conn.settimeout(10)
+                script(conn)
+            except Exception as e:  # shown by the test that fails
+                self.errors.append(repr(e))
+            finally:
+                conn.close()
+
+    def close(self):
+        self.sock.close()
+        self.thread.join(5)
+
+
+def read_request(conn):
+    """The head and body of one request on conn."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        data = conn.recv(65536)
+        if not data:
+            return None, None
+        buf += data
+    head, _, body = buf.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        k, _, v = line.partition(b":")
+        if k.strip().lower() == b"content-length":
+            length = int(v)
+    while len(body) < length:
+        body += conn.recv(65536)
+    return head, body
+
+
+def test_http_client_reads_every_answer_framing_and_resends_on_a_closed_keep_alive():
+    from pyjobd._http import HTTPClient
+
+    def chunked_then_keep_alive_then_close(conn):
+        read_request(conn)
+        conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+                     b"Retry-After: 3\r\n\r\n4\r\n{\"a\"\r\n3;x=y\r\n:1}\r\n0\r\nTrailer: t\r\n\r\n")
+        read_request(conn)
+        conn.sendall(b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}")
+        # then the server drops the kept-alive connection, as after its idle timeout
+
+    def http10_close_delimited(conn):
+        head, body = read_request(conn)
+        assert head.startswith(b"POST /v1/x HTTP/1.1\r\n") and body == b'{"n":1}', (head, body)
+        conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nhello, ")
+        time.sleep(0.05)
+        conn.sendall(b"world")
+
+    def garbage(conn):
+        read_request(conn)
+        conn.sendall(b"SSH-2.0-OpenSSH\r\n\r\n")
+
+    def early_413_then_close(conn):
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            buf += conn.recv(65536)
+        body = b'{"status":413,"title":"Too large","detail":"over the 1 MiB limit"}'
+        conn.sendall(b"HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\n"
+                     b"Content-Type: application/problem+json\r\nContent-Length: %d\r\n\r\n%s"
+                     % (len(body), body))
+        time.sleep(0.2)  # then close with the body unread (the kernel resets the connection)
+
+    fake = FakeServer([chunked_then_keep_alive_then_close, http10_close_delimited, garbage,
+                       early_413_then_close])
+    try:
+        http = HTTPClient(fake.url, "tok")
+        r = http.request("GET", "/v1/a")
+        assert (r.status, r.body, r.headers.get("retry-after"), r.headers["Retry-After"]) == \
+            (200, b'{"a":1}', "3", "3")
+        r = http.request("GET", "/v1/b")  # the same connection, kept alive
+        assert (r.status, r.json()) == (201, {})
+        assert fake.connections == 1
+        r = http.request("POST", "/v1/x", {"n": 1})  # the server closed it: sent again anew
+        assert (r.status, r.body) == (200, b"hello, world")
+        assert fake.connections == 2
+        with pytest.raises(pyjobd.ServerConnectionError) as info:
+            http.request("GET", "/v1/c")
+        assert "not an HTTP answer" in str(info.value) and fake.url in str(info.value)
+        r = http.request("POST", "/v1/jobs", b"x" * (5 << 20))
+        assert r.status == 413 and r.json()["detail"] == "over the 1 MiB limit"
+        err = http.error("POST", "/v1/jobs", r)
+        assert isinstance(err, pyjobd.PayloadTooLargeError) and "over the 1 MiB limit" in str(err)
+        assert not fake.errors, fake.errors
+    finally:
+        fake.close()
