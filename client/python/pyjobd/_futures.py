@@ -55,6 +55,18 @@ class _Watchers(list):
             f._hurry()
 
 
+class SubmitRecord:
+    """What Executor.submit remembers of its last future (not the future itself, nor
+    its result): whether its result was asked for, and how long its job took."""
+
+    __slots__ = ("submitted_at", "asked", "took")
+
+    def __init__(self, submitted_at):
+        self.submitted_at = submitted_at
+        self.asked = False
+        self.took = None
+
+
 class JobFuture(Future):
     """A concurrent.futures.Future for one pyjobd job.
 
@@ -76,6 +88,7 @@ class JobFuture(Future):
         self.job_id = None
         self.job = None
         self._deferred = False  # left to its caller for now (see _Waiter.add)
+        self._record = None  # a submit()'s SubmitRecord
 
     # ------------------------------------------------------------- the one transition
 
@@ -105,6 +118,8 @@ class JobFuture(Future):
                 for w in self._waiters:
                     w.add_cancelled(self)
             self._condition.notify_all()
+        if self._record is not None and self._record.took is None:
+            self._record.took = time.monotonic() - self._record.submitted_at
         if self.job_id is not None:
             self._waiter.forget(self.job_id)
         self._invoke_callbacks()
@@ -154,11 +169,15 @@ class JobFuture(Future):
         super().add_done_callback(fn)
 
     def result(self, timeout=None):
+        if self._record is not None:
+            self._record.asked = True
         if self._state == _base.PENDING and self.job_id is not None:
             timeout = self._wait_here(timeout)
         return super().result(timeout)
 
     def exception(self, timeout=None):
+        if self._record is not None:
+            self._record.asked = True
         if self._state == _base.PENDING and self.job_id is not None:
             timeout = self._wait_here(timeout)
         return super().exception(timeout)
