@@ -779,3 +779,32 @@ def test_http_client_reads_every_answer_framing_and_resends_on_a_closed_keep_ali
         assert not fake.errors, fake.errors
     finally:
         fake.close()
+
+
+def test_the_executor_over_https(make_server, tmp_path, monkeypatch):
+    import shutil
+    import subprocess
+
+    if not shutil.which("openssl"):
+        pytest.skip("needs openssl")
+    cert, key = str(tmp_path / "c.pem"), str(tmp_path / "c.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                    "-out", cert, "-subj", "/CN=127.0.0.1", "-addext",
+                    "subjectAltName=IP:127.0.0.1", "-days", "1"],
+                   check=True, capture_output=True, timeout=60)
+    s = make_server("--tls-cert", cert, "--tls-key", key, "--max-request-bytes", "1M",
+                    "--workers", "2", ready=False)  # (the fixture's readiness check is plain HTTP)
+    url = f"https://127.0.0.1:{s.port}"
+    with pytest.raises(pyjobd.ServerConnectionError) as info:  # not trusted: refused
+        pyjobd.Executor(url, python_check=False).info()
+    assert "CERTIFICATE_VERIFY_FAILED" in str(info.value), str(info.value)
+    monkeypatch.setenv("SSL_CERT_FILE", cert)  # read by the default context
+    eventually(lambda: pyjobd.Executor(url, python_check=False).info().get("python_version"),
+               timeout=15, what="the HTTPS server's workers")
+    with pyjobd.Executor(url) as ex:
+        assert ex.submit(pow, 2, 9).result(timeout=20) == 512
+        assert list(ex.map(abs, range(-300, 0))) == list(range(300, 0, -1))
+        assert ex.submit(len, b"x" * 700_000).result(timeout=20) == 700_000
+        with pytest.raises(pyjobd.PayloadTooLargeError):
+            ex.submit(len, os.urandom(4 << 20))
+        assert ex.submit(pow, 3, 4).result(timeout=20) == 81
