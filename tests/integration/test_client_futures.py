@@ -808,3 +808,36 @@ def test_the_executor_over_https(make_server, tmp_path, monkeypatch):
         with pytest.raises(pyjobd.PayloadTooLargeError):
             ex.submit(len, os.urandom(4 << 20))
         assert ex.submit(pow, 3, 4).result(timeout=20) == 81
+
+
+def test_another_threads_waiting_loop_does_not_make_submit_wait(ex):
+    # The guess is per thread: a thread submitting without waiting never waits in its
+    # POST, however another thread of the same executor uses it.
+    stop = threading.Event()
+    posts = []
+    request = ex._http.request
+
+    def recording(method, path, *a, **k):
+        if method == "POST":
+            posts.append((threading.get_ident(), path))
+        return request(method, path, *a, **k)
+
+    ex._http.request = recording
+
+    def loop():
+        while not stop.is_set():
+            ex.submit(abs, -1).result(timeout=20)
+
+    t = threading.Thread(target=loop)
+    t.start()
+    try:
+        time.sleep(0.2)
+        fs = [ex.submit(time.sleep, 0.05) for _ in range(10)]
+        assert [f.result(timeout=20) for f in fs] == [None] * 10
+    finally:
+        stop.set()
+        t.join(20)
+    main = [path for ident, path in posts if ident == threading.get_ident()]
+    other = [path for ident, path in posts if ident == t.ident]
+    assert len(main) == 10 and not any("?wait" in p for p in main), main
+    assert sum("?wait" in p for p in other) >= 0.8 * len(other), other

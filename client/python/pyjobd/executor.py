@@ -66,7 +66,7 @@ class Executor(_base.Executor):
         self._python_checked = not python_check
         self._lock = threading.Lock()
         self._shutdown = False
-        self._last = None  # the SubmitRecord of submit()'s last future
+        self._local = threading.local()  # .last: this thread's last SubmitRecord
         self._waiter = _Waiter(self._http)
         # Idempotency keys go with every submission, unless the server said it takes
         # none (a 501 from a PostgreSQL cluster, which does not support them yet).
@@ -181,10 +181,10 @@ class Executor(_base.Executor):
         self._before_submit()
         key = idempotency_key or (str(uuid.uuid4()) if self._keys else None)
         path = "/v1/jobs"
-        prev = self._last
+        prev = getattr(self._local, "last", None)
         if (may_wait and prev is not None and prev.asked and prev.took is not None
                 and prev.took < SYNC_WAIT_SECONDS / 2):
-            # The caller waited for its previous submission before this one, and that
+            # This thread waited for its previous submission before this one, and that
             # job was quick: this one is likely awaited at once too. Its POST waits
             # briefly, so that a quick job's result comes with the answer.
             path = f"/v1/jobs?wait={SYNC_WAIT_SECONDS:g}"
@@ -194,7 +194,7 @@ class Executor(_base.Executor):
         if _base.Future.done(f):  # (JobFuture.done would hand it to the waiter thread)
             record.took = time.monotonic() - record.submitted_at
         f._record = record
-        self._last = record
+        self._local.last = record
         return f
 
     def _submit_requests(self, reqs):
