@@ -127,7 +127,7 @@ class Connection:
                 raise TimeoutError(f"could not send the request body within {self.timeout:g} s")
             try:
                 sent += sock.send(view[sent:sent + SEND_PIECE])
-            except (BrokenPipeError, ConnectionResetError):
+            except (BrokenPipeError, ConnectionResetError, ssl.SSLEOFError, ssl.SSLZeroReturnError):
                 # The server may have answered (413) and closed: its answer can still
                 # be in our receive buffer.
                 raise _EarlyAnswer() from None
