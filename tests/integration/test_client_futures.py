@@ -841,3 +841,22 @@ def test_another_threads_waiting_loop_does_not_make_submit_wait(ex):
     other = [path for ident, path in posts if ident == t.ident]
     assert len(main) == 10 and not any("?wait" in p for p in main), main
     assert sum("?wait" in p for p in other) >= 0.8 * len(other), other
+
+
+def test_values_given_to_the_client_cannot_write_headers_or_requests(make_server):
+    # http.client refused these; the socket client must too.
+    server = make_server("--workers", "1")
+    url = server.base_url
+    with pytest.raises(ValueError):
+        pyjobd.Executor(url, "tok\r\nX-Injected: 1")
+    with pyjobd.Executor(url) as ex:
+        before = len(server.request("GET", "/v1/jobs?limit=1000").json()["jobs"])
+        with pytest.raises(ValueError):
+            ex.submit_with(abs, (-1,), idempotency_key="k\r\nX-Injected: 1")
+        f = ex.submit(abs, -2)
+        assert f.result(timeout=20) == 2
+        f.job_id = "0" * 32 + " HTTP/1.1\r\nHost: evil"  # as if a server sent such an id
+        with pytest.raises(ValueError):
+            ex._http.request("GET", f"/v1/jobs/{f.job_id}")
+        after = len(server.request("GET", "/v1/jobs?limit=1000").json()["jobs"])
+        assert after == before + 1

@@ -8,6 +8,7 @@ answer, so that a server refusing it (413, then closing the connection) is heard
 instead of a broken pipe."""
 
 import json
+import re
 import select
 import socket
 import ssl
@@ -17,6 +18,12 @@ import urllib.parse
 from .errors import PayloadTooLargeError, ServerConnectionError, ServerError
 
 USER_AGENT = "pyjobd-python-client/0.1"
+
+# What may not appear in a request's path (controls, space) or in a header value (CR,
+# LF, NUL): either would let a value given to the client (a token, an idempotency key,
+# a job id in an answer) write other headers or another request.
+_BAD_PATH = re.compile(r"[\x00-\x20\x7f]")
+_BAD_VALUE = re.compile(r"[\r\n\x00]")
 
 # Largest head (status line and headers) of an answer.
 MAX_HEAD_BYTES = 1 << 20
@@ -262,6 +269,8 @@ class HTTPClient:
         host_hdr = host if self._port == default else f"{host}:{self._port}"
         self._headers = {"Host": host_hdr, "User-Agent": USER_AGENT, "Accept": "application/json"}
         if token:
+            if _BAD_VALUE.search(token):
+                raise ValueError("the token contains a line break or NUL character")
             self._headers["Authorization"] = f"Bearer {token}"
         # Every request's fixed headers, encoded once.
         self._fixed = "".join(f"{k}: {v}\r\n" for k, v in self._headers.items()).encode("latin-1")
@@ -299,8 +308,13 @@ class HTTPClient:
     def _encode(self, method, path, body, extra=None):
         if body is not None and not isinstance(body, (bytes, bytearray, memoryview)):
             body = json.dumps(body, separators=(",", ":")).encode()
+        if _BAD_PATH.search(path):
+            raise ValueError(f"invalid character in the request path {path!r}")
         head = [f"{method} {self._prefix}{path} HTTP/1.1\r\n".encode("latin-1"), self._fixed]
         if extra:
+            for k, v in extra.items():
+                if _BAD_VALUE.search(f"{k}{v}") or ":" in k:
+                    raise ValueError(f"invalid character in the {k!r} header")
             head.append("".join(f"{k}: {v}\r\n" for k, v in extra.items()).encode("latin-1"))
         if body is not None:
             head.append(b"Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body))
