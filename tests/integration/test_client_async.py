@@ -830,9 +830,10 @@ def test_payload_too_large_is_the_servers_413(make_server):
 
     async def main():
         async with pyjobd.AsyncExecutor(s.base_url) as ex:
-            with pytest.raises(pyjobd.ServerError) as e:
+            with pytest.raises(pyjobd.PayloadTooLargeError) as e:
                 await ex.submit(len, b"x" * (8 << 20))
             assert e.value.status == 413, e.value
+            assert "max-request-bytes" in str(e.value) or "large" in str(e.value).lower(), e.value
             assert await ex.submit(len, b"x" * 1000) == 1000
     run(main())
 

@@ -32,8 +32,8 @@ import uuid
 from ._http import USER_AGENT, problem_text
 from ._jobs import TERMINAL, job_outcome
 from ._requests import RequestBuilder, job_options
-from .errors import (PythonVersionMismatchError, ResultError, ServerConnectionError,
-                     ServerError, UnknownJobError)
+from .errors import (PayloadTooLargeError, PythonVersionMismatchError, ResultError,
+                     ServerConnectionError, ServerError, UnknownJobError)
 
 log = logging.getLogger("pyjobd")
 
@@ -548,8 +548,9 @@ class AsyncExecutor:
         text, problem = problem_text(resp)
         if resp.status == 400 and "python" in text.lower() and "version" in text.lower():
             return PythonVersionMismatchError(f"{self.url}: {text}")
-        return ServerError(f"{method} {self.url}{path} failed with HTTP {resp.status}: {text}",
-                           status=resp.status, problem=problem, url=self.url)
+        cls = PayloadTooLargeError if resp.status == 413 else ServerError
+        return cls(f"{method} {self.url}{path} failed with HTTP {resp.status}: {text}",
+                   status=resp.status, problem=problem, url=self.url)
 
     async def _check_python(self):
         deadline = time.monotonic() + 10.0
