@@ -1,7 +1,7 @@
 /*
  * registry.c — in-memory job registry: an open-addressing hash table (linear probing,
- * tombstones) keyed by the 32-hex-digit job id. The last 16 hex digits of an id are
- * random (pool/pool_submit.c: the first ones are its time), so they are hashed.
+ * tombstones) keyed by the 32-hex-digit job id. Ids are random, so their first 16
+ * hex digits are already a well-spread hash.
  */
 #include "pyjobd/registry.h"
 #include "pyjobd/job.h"
@@ -29,8 +29,7 @@ struct registry {
 static uint64_t hash_id(const char *id)
 {
     uint64_t h = 1469598103934665603ull;
-    size_t n = strlen(id);
-    for (size_t i = n > 16 ? n - 16 : 0; i < n; i++)
+    for (int i = 0; i < 16 && id[i]; i++)
         h = (h ^ (unsigned char)id[i]) * 1099511628211ull;
     return h;
 }

@@ -7,13 +7,11 @@
  * 200) waits for the store's commit of the job.
  */
 #include "pool_results.h"
-#include "pyjobd/clock.h"
 #include "pyjobd/log.h"
 #include "pyjobd/store.h"
 #include "pyjobd/store_shared.h"
 
 #include <errno.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,15 +19,10 @@
 
 #define IDEM_TTL_DEFAULT (24.0 * 3600)
 
-/* A new job's id, 32 hex digits: the first 12 are the milliseconds since 1970, so that
- * ids made one after another sort together (a store's index of them grows at its end,
- * where a random id would dirty a page at a random place of it for each new job); the
- * other 20 are 80 bits from the kernel's CSPRNG, so an id stays unguessable. Tables
- * keyed by ids hash their last 16 digits (lib/registry.c). */
 static void new_job_id(char *out)
 {
     static const char hex[] = "0123456789abcdef";
-    unsigned char raw[10];
+    unsigned char raw[16];
     size_t got = 0;
     while (got < sizeof(raw)) {
         ssize_t n = getrandom(raw + got, sizeof(raw) - got, 0);
@@ -38,12 +31,9 @@ static void new_job_id(char *out)
         else if (errno != EINTR)
             abort(); /* the kernel's CSPRNG is not optional: ids must be unguessable */
     }
-    uint64_t ms = (uint64_t)(clock_real_us() / 1000);
-    for (int i = 11; i >= 0; i--, ms >>= 4)
-        out[i] = hex[ms & 15];
-    for (int i = 0; i < 10; i++) {
-        out[12 + 2 * i] = hex[raw[i] >> 4];
-        out[12 + 2 * i + 1] = hex[raw[i] & 15];
+    for (int i = 0; i < 16; i++) {
+        out[2 * i] = hex[raw[i] >> 4];
+        out[2 * i + 1] = hex[raw[i] & 15];
     }
     out[JOB_ID_LEN] = 0;
 }
