@@ -16,7 +16,8 @@ SAN     ?=
 
 DEB_PACKAGES := libmicrohttpd-dev libgnutls28-dev libjansson-dev libcmocka-dev libpython3-dev python3-cloudpickle libsqlite3-dev libpq-dev postgresql \
                 pkg-config curl openssl python3-pytest python3-jsonschema python3-yaml util-linux tzdata \
-                python3-joblib python3-sklearn python3-tqdm libpython3.11-testsuite
+                python3-joblib python3-sklearn python3-tqdm libpython3.11-testsuite \
+                python3-build python3-setuptools python3-wheel python3-pip python3-venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 SERVER_LIBS := $(shell pkg-config --libs libmicrohttpd gnutls jansson sqlite3 libpq 2>/dev/null) -lpthread
