@@ -8,12 +8,13 @@
  * lose the last few), then wakes the submitters waiting in store_sync().
  * A job's start is on record before the database commits it: store_started appends
  * it to a log beside the database (start_log.c), emptied once the database has every
- * logged start, replayed over the rows when the store is loaded.
+ * logged start, replayed over the rows when the store is loaded. The start's row then
+ * waits (is carried) up to CARRY_MS for the job's end, whose row is written instead.
  * The schema and its migrations are in store_sqlite_schema.c.
  * A new database is created 0600, and SQLite gives its -wal and -shm files the
  * database's mode: the store holds every tenant's payloads and results.
  * What is read back (load, and results on demand) is in store_sqlite_read.c; the
- * Idempotency-Keys' table, written with a job's first put, in store_sqlite_keys.c.
+ * Idempotency-Keys, written in a job's row with its first put, in store_sqlite_keys.c.
  * Of a job's puts in one commit only the last one's row is written (store_sqlite_batch.c),
  * inserted or updated by store_sqlite_rows.c.
  */
