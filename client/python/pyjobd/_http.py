@@ -7,6 +7,7 @@ cheaper. A large body is sent in pieces while the socket is watched for an early
 answer, so that a server refusing it (413, then closing the connection) is heard
 instead of a broken pipe."""
 
+import collections
 import json
 import re
 import select
@@ -250,24 +251,34 @@ class Connection:
         return status, headers, body
 
 
+ServerURL = collections.namedtuple("ServerURL", "url scheme host port prefix host_header")
+
+
+def parse_url(url):
+    """A server's URL ("host:port" means http) as a ServerURL: the base URL without a
+    trailing slash, its scheme, host, port, path prefix and Host header. ValueError
+    names what is wrong."""
+    parsed = urllib.parse.urlsplit(url if "//" in url else "http://" + url)
+    if parsed.scheme not in ("http", "https"):
+        raise ValueError(f"pyjobd URL must be http:// or https://, got {url!r}")
+    if not parsed.hostname:
+        raise ValueError(f"pyjobd URL has no host: {url!r}")
+    base = urllib.parse.urlunsplit((parsed.scheme, parsed.netloc, parsed.path.rstrip("/"), "", ""))
+    default = 443 if parsed.scheme == "https" else 80
+    port = parsed.port or default
+    host = f"[{parsed.hostname}]" if ":" in parsed.hostname else parsed.hostname
+    return ServerURL(base, parsed.scheme, parsed.hostname, port, parsed.path.rstrip("/"),
+                     host if port == default else f"{host}:{port}")
+
+
 class HTTPClient:
     def __init__(self, url, token=None, timeout=60.0):
-        parsed = urllib.parse.urlsplit(url if "//" in url else "http://" + url)
-        if parsed.scheme not in ("http", "https"):
-            raise ValueError(f"pyjobd URL must be http:// or https://, got {url!r}")
-        if not parsed.hostname:
-            raise ValueError(f"pyjobd URL has no host: {url!r}")
-        self.url = urllib.parse.urlunsplit((parsed.scheme, parsed.netloc, parsed.path.rstrip("/"), "", ""))
-        self._scheme = parsed.scheme
-        self._host = parsed.hostname
-        self._port = parsed.port or (443 if parsed.scheme == "https" else 80)
-        self._prefix = parsed.path.rstrip("/")
+        u = parse_url(url)
+        self.url, self._scheme, self._host, self._port, self._prefix = u[:5]
         self.timeout = self._timeout = timeout
-        self._ssl = ssl.create_default_context() if parsed.scheme == "https" else None
-        host = self._host if ":" not in self._host else f"[{self._host}]"
-        default = 443 if parsed.scheme == "https" else 80
-        host_hdr = host if self._port == default else f"{host}:{self._port}"
-        self._headers = {"Host": host_hdr, "User-Agent": USER_AGENT, "Accept": "application/json"}
+        self._ssl = ssl.create_default_context() if u.scheme == "https" else None
+        self._headers = {"Host": u.host_header, "User-Agent": USER_AGENT,
+                         "Accept": "application/json"}
         if token:
             if _BAD_VALUE.search(token):
                 raise ValueError("the token contains a line break or NUL character")

@@ -26,10 +26,9 @@ import platform
 import re
 import ssl
 import time
-import urllib.parse
 import uuid
 
-from ._http import USER_AGENT, problem_text
+from ._http import USER_AGENT, parse_url, problem_text
 from ._jobs import TERMINAL, job_outcome
 from ._requests import RequestBuilder, job_options
 from .errors import (PayloadTooLargeError, PythonVersionMismatchError, ResultError,
@@ -121,22 +120,12 @@ class _AsyncHTTP:
     chunked bodies, bounded heads and bodies, and a deadline for every answer."""
 
     def __init__(self, url, token=None, timeout=60.0, ssl_context=None):
-        parsed = urllib.parse.urlsplit(url if "//" in url else "http://" + url)
-        if parsed.scheme not in ("http", "https"):
-            raise ValueError(f"pyjobd URL must be http:// or https://, got {url!r}")
-        if not parsed.hostname:
-            raise ValueError(f"pyjobd URL has no host: {url!r}")
-        self.url = urllib.parse.urlunsplit((parsed.scheme, parsed.netloc, parsed.path.rstrip("/"), "", ""))
-        self._host = parsed.hostname
-        self._port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        u = parse_url(url)
+        self.url, self._host, self._port, self._prefix = u.url, u.host, u.port, u.prefix
         self._ssl = None
-        if parsed.scheme == "https":
+        if u.scheme == "https":
             self._ssl = ssl_context or ssl.create_default_context()
-        self._prefix = parsed.path.rstrip("/")
-        host = f"[{self._host}]" if ":" in self._host else self._host
-        default = 443 if parsed.scheme == "https" else 80
-        common = [("Host", host if self._port == default else f"{host}:{self._port}"),
-                  ("User-Agent", USER_AGENT), ("Accept", "application/json")]
+        common = [("Host", u.host_header), ("User-Agent", USER_AGENT), ("Accept", "application/json")]
         if token:
             common.append(("Authorization", f"Bearer {token}"))
         for name, value in common:
