@@ -390,6 +390,20 @@ def make_payload(fn, *args, timeout=None, **kwargs):
     return payload
 
 
+def blocker(started, release, limit=20.0):
+    """A job (a closure: pickled by value) that says it started (creates `started`) and
+    runs until `release` exists, or for `limit` s."""
+    def block():
+        import os
+        import time
+        open(started, "w").close()
+        deadline = time.monotonic() + limit
+        while not os.path.exists(release) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return "released"
+    return block
+
+
 def decode_result(job):
     assert job["status"] == "succeeded", f"job did not succeed: {job}"
     assert isinstance(job.get("result"), str), f"succeeded job without a base64 result: {job}"

@@ -19,7 +19,7 @@ import uuid
 import cloudpickle
 import pytest
 
-from conftest import REPO_ROOT, b64, decode_result
+from conftest import blocker, REPO_ROOT, b64, decode_result
 
 CLIENT_DIR = os.path.join(REPO_ROOT, "client", "python")
 if CLIENT_DIR not in sys.path:
@@ -47,19 +47,6 @@ def wait_for_file(path, timeout=10.0):
     while not os.path.exists(path):
         assert time.monotonic() < deadline, f"{path} did not appear within {timeout}s"
         time.sleep(0.01)
-
-
-def blocker(started, release, limit=20.0):
-    """A job that says it started (creates `started`) and runs until `release` exists."""
-    def block():
-        import os
-        import time
-        open(started, "w").close()
-        deadline = time.monotonic() + limit
-        while not os.path.exists(release) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return "released"
-    return block
 
 
 # ----------------------------------------------------------------------------- basics

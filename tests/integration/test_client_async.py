@@ -22,7 +22,7 @@ import time
 import cloudpickle
 import pytest
 
-from conftest import REPO_ROOT, start_server, stop_server
+from conftest import blocker, REPO_ROOT, start_server, stop_server
 
 CLIENT_DIR = os.path.join(REPO_ROOT, "client", "python")
 if CLIENT_DIR not in sys.path:
@@ -37,19 +37,6 @@ def run(coro, limit=25.0):
     async def bounded():
         return await asyncio.wait_for(coro, limit)
     return asyncio.run(bounded())
-
-
-def blocker(started, release, limit=20.0):
-    """A job that creates `started` and runs until `release` exists (or limit s)."""
-    def block():
-        import os
-        import time
-        open(started, "w").close()
-        deadline = time.monotonic() + limit
-        while not os.path.exists(release) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return "released"
-    return block
 
 
 async def until(predicate, timeout=10.0, what="condition"):

@@ -213,6 +213,17 @@ static int key_cb(void *arg, const char *owner, const char *key, const uint8_t *
     return 0;
 }
 
+/* The store reopened: every job and every key it loads, into f. */
+static void reopen_and_load(struct found *f)
+{
+    char err[256];
+    struct store *s = store_open_sqlite(path, err, sizeof(err));
+    assert_non_null(s);
+    assert_int_equal(store_load(s, load_cb, f, err, sizeof(err)), 0);
+    assert_int_equal(store_load_keys(s, key_cb, f), 0);
+    store_close(s);
+}
+
 static void store__burst_in_one_batch__last_states_and_keys_after_reopen(void **state)
 {
     (void)state;
@@ -250,11 +261,8 @@ static void store__burst_in_one_batch__last_states_and_keys_after_reopen(void **
     assert_int_equal(store_sync(s, t), 0);
     store_close(s);
 
-    s = store_open_sqlite(path, err, sizeof(err));
-    assert_non_null(s);
     struct found f = {0};
-    assert_int_equal(store_load(s, load_cb, &f, err, sizeof(err)), 0);
-    assert_int_equal(store_load_keys(s, key_cb, &f), 0);
+    reopen_and_load(&f);
     for (int i = 0; i < JOBS; i++) {
         assert_int_equal(f.keys[i], 1); /* a deleted job's key was written too, as before */
         if (i % 10 == 5) {
@@ -265,7 +273,6 @@ static void store__burst_in_one_batch__last_states_and_keys_after_reopen(void **
         assert_int_equal(f.status[i], i % 10 == 9 ? JOB_RUNNING : JOB_SUCCEEDED);
     }
     assert_int_equal(f.n, JOBS - JOBS / 10);
-    store_close(s);
 }
 
 /* A key lives in its job's row (schema 8); deleting the job in a later commit moves a
@@ -305,11 +312,8 @@ static void store__deleted_job__key_kept_until_it_expires(void **state)
     assert_int_equal(store_sync(s, put(s, 2, JOB_SUCCEEDED, 3, 0)), 0);
     store_close(s);
 
-    s = store_open_sqlite(path, err, sizeof(err));
-    assert_non_null(s);
     struct found f = {0};
-    assert_int_equal(store_load(s, load_cb, &f, err, sizeof(err)), 0);
-    assert_int_equal(store_load_keys(s, key_cb, &f), 0);
+    reopen_and_load(&f);
     assert_int_equal(f.n, 2);
     assert_true(f.seen[0] && f.seen[2] && !f.seen[1] && !f.seen[3]);
     assert_int_equal(f.status[2], JOB_SUCCEEDED);
@@ -317,7 +321,6 @@ static void store__deleted_job__key_kept_until_it_expires(void **state)
     assert_int_equal(f.keys[1], 1); /* deleted, its key kept */
     assert_int_equal(f.keys[2], 1);
     assert_int_equal(f.keys[3], 0); /* expired before the delete */
-    store_close(s);
 }
 
 int main(void)
